@@ -1,0 +1,344 @@
+//! The partnership directory (agencies, roles, public keys) and an agency's own secret keys.
+//!
+//! The directory is public within the partnership; an agency's key file is its alone. Key
+//! material is never printed: the `Debug` of [`AgencyKeys`] names only key ids.
+
+use std::{collections::BTreeMap, fmt, path::Path, str::FromStr};
+
+use age::secrecy::ExposeSecret;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::IspError;
+
+/// The roles of DOMAIN.md. A role decides what an agency may receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Housing,
+    Idva,
+    Marac,
+    Reciprocals,
+    Perpetrator,
+    Partner,
+    Ig,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] = [Role::Housing, Role::Idva, Role::Marac, Role::Reciprocals, Role::Perpetrator, Role::Partner, Role::Ig];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Housing => "housing",
+            Role::Idva => "idva",
+            Role::Marac => "marac",
+            Role::Reciprocals => "reciprocals",
+            Role::Perpetrator => "perpetrator",
+            Role::Partner => "partner",
+            Role::Ig => "ig",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?} (known: housing, idva, marac, reciprocals, perpetrator, partner, ig)"))
+    }
+}
+
+/// One agency as the partnership knows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Agency {
+    /// Stable id, also a NATS subject token: lowercase letters, digits and '-'.
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// age X25519 recipient (`age1...`).
+    pub age_recipient: String,
+    /// ed25519 verifying key, hex.
+    pub signing_key: String,
+}
+
+impl Agency {
+    pub fn verifying_key(&self) -> Result<VerifyingKey, IspError> {
+        let invalid = |detail: &str| IspError::Invalid { what: format!("signing key of {}", self.id), detail: detail.into() };
+        let bytes: [u8; 32] = hex::decode(&self.signing_key)
+            .map_err(|_| invalid("not hex"))?
+            .try_into()
+            .map_err(|_| invalid("not 32 bytes"))?;
+        VerifyingKey::from_bytes(&bytes).map_err(|_| invalid("not an ed25519 point"))
+    }
+
+    pub fn recipient(&self) -> Result<age::x25519::Recipient, IspError> {
+        age::x25519::Recipient::from_str(&self.age_recipient)
+            .map_err(|e| IspError::Invalid { what: format!("age recipient of {}", self.id), detail: e.to_string() })
+    }
+
+    pub fn signing_key_id(&self) -> String {
+        key_id("ed25519", self.signing_key.as_bytes())
+    }
+
+    pub fn age_key_id(&self) -> String {
+        key_id("age", self.age_recipient.as_bytes())
+    }
+}
+
+/// A short, stable id for a public key: `ed25519:` + 16 hex digits of its SHA-256.
+pub fn key_id(scheme: &str, public: &[u8]) -> String {
+    let digest = Sha256::digest(public);
+    format!("{scheme}:{}", hex::encode(&digest[..8]))
+}
+
+/// The validity check for agency ids: they become NATS subject tokens and database keys.
+pub fn valid_agency_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// All agencies of the partnership.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Directory {
+    pub partnership: String,
+    #[serde(rename = "agency", default)]
+    pub agencies: Vec<Agency>,
+    #[serde(skip)]
+    by_id: BTreeMap<String, usize>,
+}
+
+impl Directory {
+    pub fn new(partnership: impl Into<String>, agencies: Vec<Agency>) -> Result<Directory, IspError> {
+        let mut directory = Directory { partnership: partnership.into(), agencies, by_id: BTreeMap::new() };
+        directory.index()?;
+        Ok(directory)
+    }
+
+    fn index(&mut self) -> Result<(), IspError> {
+        self.by_id.clear();
+        for (i, agency) in self.agencies.iter().enumerate() {
+            let invalid = |detail: String| IspError::Invalid { what: "the directory".into(), detail };
+            if !valid_agency_id(&agency.id) {
+                return Err(invalid(format!("agency id {:?} must be lowercase letters, digits and '-'", agency.id)));
+            }
+            agency.verifying_key()?;
+            agency.recipient()?;
+            if self.by_id.insert(agency.id.clone(), i).is_some() {
+                return Err(invalid(format!("agency id {:?} appears twice", agency.id)));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn from_toml(text: &str) -> Result<Directory, IspError> {
+        let mut directory: Directory =
+            toml::from_str(text).map_err(|e| IspError::Invalid { what: "the directory".into(), detail: e.to_string() })?;
+        directory.index()?;
+        Ok(directory)
+    }
+
+    pub fn load(path: &Path) -> Result<Directory, IspError> {
+        Directory::from_toml(&read(path)?)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a directory always serialises")
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Agency> {
+        self.by_id.get(id).map(|&i| &self.agencies[i])
+    }
+
+    pub fn require(&self, id: &str) -> Result<&Agency, IspError> {
+        self.get(id).ok_or_else(|| IspError::UnknownAgency(id.to_owned()))
+    }
+
+    pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Agency> {
+        self.agencies.iter().filter(move |a| a.role == role)
+    }
+}
+
+pub(crate) fn read(path: &Path) -> Result<String, IspError> {
+    std::fs::read_to_string(path).map_err(|source| IspError::Io { path: path.display().to_string(), source })
+}
+
+/// An agency's own secret keys: its age identity, its ed25519 signing key and the
+/// partnership's subject key (shared by all agencies, so subject refs match across them).
+#[derive(Clone)]
+pub struct AgencyKeys {
+    pub agency: String,
+    pub age_identity: age::x25519::Identity,
+    pub signing: SigningKey,
+    subject_key: [u8; 32],
+}
+
+impl fmt::Debug for AgencyKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgencyKeys")
+            .field("agency", &self.agency)
+            .field("signing_key_id", &self.signing_key_id())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    agency: String,
+    age_identity: String,
+    signing_key: String,
+    subject_key: String,
+}
+
+impl AgencyKeys {
+    /// Fresh keys for an agency, sharing the partnership's subject key.
+    pub fn generate(agency: &str, subject_key: [u8; 32]) -> AgencyKeys {
+        AgencyKeys {
+            agency: agency.to_owned(),
+            age_identity: age::x25519::Identity::generate(),
+            signing: SigningKey::generate(&mut rand::rngs::OsRng),
+            subject_key,
+        }
+    }
+
+    /// A fresh random partnership subject key.
+    pub fn generate_subject_key() -> [u8; 32] {
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+        key
+    }
+
+    /// The public half as a directory entry.
+    pub fn public(&self, name: &str, role: Role) -> Agency {
+        Agency {
+            id: self.agency.clone(),
+            name: name.to_owned(),
+            role,
+            age_recipient: self.age_identity.to_public().to_string(),
+            signing_key: hex::encode(self.signing.verifying_key().as_bytes()),
+        }
+    }
+
+    pub fn signing_key_id(&self) -> String {
+        key_id("ed25519", hex::encode(self.signing.verifying_key().as_bytes()).as_bytes())
+    }
+
+    /// The key file's text. It holds secrets: write it with owner-only permissions.
+    pub fn to_toml(&self) -> String {
+        let file = KeyFile {
+            agency: self.agency.clone(),
+            age_identity: self.age_identity.to_string().expose_secret().to_owned(),
+            signing_key: hex::encode(self.signing.to_bytes()),
+            subject_key: hex::encode(self.subject_key),
+        };
+        toml::to_string_pretty(&file).expect("a key file always serialises")
+    }
+
+    pub fn from_toml(text: &str) -> Result<AgencyKeys, IspError> {
+        let invalid = |detail: &str| IspError::Invalid { what: "the key file".into(), detail: detail.into() };
+        let file: KeyFile = toml::from_str(text).map_err(|_| invalid("not a key file"))?;
+        let age_identity = age::x25519::Identity::from_str(&file.age_identity).map_err(|_| invalid("bad age identity"))?;
+        let seed: [u8; 32] = hex::decode(&file.signing_key)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| invalid("bad signing key"))?;
+        let subject_key: [u8; 32] = hex::decode(&file.subject_key)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| invalid("bad subject key"))?;
+        Ok(AgencyKeys { agency: file.agency, age_identity, signing: SigningKey::from_bytes(&seed), subject_key })
+    }
+
+    pub fn load(path: &Path) -> Result<AgencyKeys, IspError> {
+        AgencyKeys::from_toml(&read(path)?)
+    }
+
+    /// The pseudonymous subject reference for a person: HMAC-SHA-256 under the partnership
+    /// subject key of the normalised name and date of birth. Every agency computes the same
+    /// ref for the same person, so repeats and subject access requests work with no name in
+    /// clear; without the key the ref cannot be tested against a guessed identity.
+    pub fn subject_ref(&self, full_name: &str, date_of_birth: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.subject_key).expect("HMAC takes any key length");
+        mac.update(normalise_name(full_name).as_bytes());
+        mac.update(b"\0");
+        mac.update(date_of_birth.trim().as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("s-{}", hex::encode(&tag[..16]))
+    }
+}
+
+/// Lowercase letters and digits, words separated by one space: "  Alice  O'Neil" and
+/// "alice oneil" are the same person to the subject ref.
+pub fn normalise_name(name: &str) -> String {
+    name.split_whitespace()
+        .map(|w| w.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_debug_hides_secrets() {
+        let keys = AgencyKeys::generate("housing-test", AgencyKeys::generate_subject_key());
+        let back = AgencyKeys::from_toml(&keys.to_toml()).unwrap();
+        assert_eq!(back.signing.to_bytes(), keys.signing.to_bytes());
+        let debug = format!("{keys:?}");
+        assert!(!debug.contains(&hex::encode(keys.signing.to_bytes())));
+        assert!(!debug.contains("AGE-SECRET-KEY"));
+    }
+
+    #[test]
+    fn subject_ref_normalises_and_is_keyed() {
+        let subject = AgencyKeys::generate_subject_key();
+        let a = AgencyKeys::generate("a", subject);
+        let b = AgencyKeys::generate("b", subject);
+        let other = AgencyKeys::generate("c", AgencyKeys::generate_subject_key());
+        let r = a.subject_ref("Alice  O'Neil", "1990-01-02");
+        assert_eq!(r, b.subject_ref(" alice oneil ", "1990-01-02"));
+        assert_ne!(r, a.subject_ref("Alice O'Neil", "1990-01-03"));
+        assert_ne!(r, other.subject_ref("Alice O'Neil", "1990-01-02"));
+        assert!(!r.contains("alice"));
+    }
+
+    #[test]
+    fn directory_rejects_bad_ids_and_duplicates() {
+        let keys = AgencyKeys::generate("Bad Id", [0; 32]);
+        let err = Directory::new("p", vec![keys.public("x", Role::Housing)]).unwrap_err();
+        assert!(err.to_string().contains("lowercase"), "{err}");
+        let keys = AgencyKeys::generate("ok", [0; 32]);
+        let a = keys.public("x", Role::Housing);
+        let err = Directory::new("p", vec![a.clone(), a]).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+    }
+}
+
+/// The demo partnership's agencies: (id, name, role). Two housing-role agencies, so that
+/// a council can refer and a housing association can offer a reciprocal property.
+pub const DEMO_AGENCIES: [(&str, &str, Role); 6] = [
+    ("housing-northbridge", "Northbridge Council Housing Solutions", Role::Housing),
+    ("idva-northbridge", "Northbridge IDVA Service", Role::Idva),
+    ("marac-northbridge", "Northbridge MARAC Coordinator", Role::Marac),
+    ("reciprocals-scheme", "Managed Reciprocal Scheme Coordinator", Role::Reciprocals),
+    ("perpetrator-pathways", "Northbridge Perpetrator Pathways", Role::Perpetrator),
+    ("riverside-homes", "Riverside Homes Housing Association", Role::Housing),
+];
+
+/// Generates keys for every agency and the directory that lists them.
+pub fn generate_partnership(partnership: &str, agencies: &[(&str, &str, Role)]) -> Result<(Directory, Vec<AgencyKeys>), IspError> {
+    let subject_key = AgencyKeys::generate_subject_key();
+    let keys: Vec<AgencyKeys> = agencies.iter().map(|(id, _, _)| AgencyKeys::generate(id, subject_key)).collect();
+    let entries = keys.iter().zip(agencies).map(|(k, (_, name, role))| k.public(name, *role)).collect();
+    Ok((Directory::new(partnership, entries)?, keys))
+}

@@ -1,0 +1,104 @@
+//! Errors a caller can act on. None carries payload content: only ids, kinds, rules,
+//! categories and reason codes, so any of them may be logged or returned to an API caller.
+
+use std::fmt;
+
+/// Why the protocol refused a disclosure: the rule that decided, a stable reason code and a
+/// sentence for the person who tried.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Denial {
+    pub rule: String,
+    pub reason: &'static str,
+    pub detail: String,
+    /// Categories that broke a never-rule (empty for other denials).
+    pub forbidden: Vec<String>,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (rule {}): {}", self.reason, self.rule, self.detail)
+    }
+}
+
+/// Errors at the sending side and in loading partnership material.
+#[derive(Debug, thiserror::Error)]
+pub enum IspError {
+    #[error("disclosure refused by the information-sharing protocol: {0}")]
+    Denied(Denial),
+    #[error("unknown agency {0:?}: not in the partnership directory")]
+    UnknownAgency(String),
+    #[error("the payload does not match kind {kind}: {detail}")]
+    BadPayload { kind: &'static str, detail: String },
+    #[error("encryption failed: {0}")]
+    Encrypt(String),
+    #[error("{what} is invalid: {detail}")]
+    Invalid { what: String, detail: String },
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// Why a received envelope was refused. Each is permanent: the envelope is quarantined,
+/// acknowledged to the broker and recorded in the ledger; it is never stored as a referral.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("malformed envelope: {0}")]
+    Malformed(String),
+    #[error("unknown sender {0:?}: not in the partnership directory")]
+    UnknownSender(String),
+    #[error("unknown signing key {key_id:?} for sender {sender:?}")]
+    UnknownSigningKey { sender: String, key_id: String },
+    #[error("signature does not verify: the header was altered or not signed by {0:?}")]
+    BadSignature(String),
+    #[error("addressed to {0:?}, not to this agency")]
+    NotAddressedToUs(String),
+    #[error("sealed payload does not match the signed digest: the ciphertext was altered")]
+    PayloadDigestMismatch,
+    #[error("cannot decrypt the payload with this agency's keys: {0}")]
+    Decrypt(String),
+    #[error("the payload is not a valid {0} message")]
+    MalformedPayload(&'static str),
+    #[error("the payload body is {body}, but the signed header says {header}")]
+    KindMismatch { header: &'static str, body: &'static str },
+    #[error("the payload carries undeclared categories {0:?}")]
+    UndeclaredCategories(Vec<String>),
+    #[error("refused on receipt by the information-sharing protocol: {0}")]
+    Denied(Denial),
+}
+
+impl OpenError {
+    /// A stable code for ledger events and API answers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OpenError::Malformed(_) => "malformed",
+            OpenError::UnknownSender(_) => "unknown_sender",
+            OpenError::UnknownSigningKey { .. } => "unknown_signing_key",
+            OpenError::BadSignature(_) => "bad_signature",
+            OpenError::NotAddressedToUs(_) => "not_addressed_to_us",
+            OpenError::PayloadDigestMismatch => "payload_digest_mismatch",
+            OpenError::Decrypt(_) => "decrypt_failed",
+            OpenError::MalformedPayload(_) => "malformed_payload",
+            OpenError::KindMismatch { .. } => "kind_mismatch",
+            OpenError::UndeclaredCategories(_) => "undeclared_categories",
+            OpenError::Denied(d) => d.reason,
+        }
+    }
+
+    /// The policy rule behind the refusal, or the layer that refused before the policy.
+    pub fn rule(&self) -> String {
+        match self {
+            OpenError::Denied(d) => d.rule.clone(),
+            OpenError::Malformed(_) | OpenError::MalformedPayload(_) => "wire".into(),
+            OpenError::UndeclaredCategories(_) | OpenError::KindMismatch { .. } => "declared-categories".into(),
+            _ => "crypto".into(),
+        }
+    }
+
+    /// A violation is a payload that broke the protocol after passing the crypto: the IG lead
+    /// must hear of it, not only the ledger.
+    pub fn is_violation(&self) -> bool {
+        matches!(
+            self,
+            OpenError::UndeclaredCategories(_) | OpenError::KindMismatch { .. } | OpenError::Denied(_)
+        )
+    }
+}

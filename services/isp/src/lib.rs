@@ -1,0 +1,36 @@
+//! The information-sharing protocol: the only crate that seals, opens, signs, verifies and
+//! decides.
+//!
+//! - [`kind`]: message kinds and their dotted policy names (`housing.idva_referral`).
+//! - [`schema`]: reads every payload field's data category from the proto schema; finds the
+//!   categories a payload carries and strips the ones a recipient may not receive.
+//! - [`policy`]: the partnership's protocol as data (deploy/isp/policy.toml) and [`Policy::decide`].
+//! - [`directory`]: the partnership's agencies, their roles and public keys; an agency's own
+//!   secret keys; the subject reference.
+//! - [`seal`]: [`Isp::seal`] (decide, minimise, encode, encrypt, sign) and [`Isp::open`]
+//!   (verify, re-decide, decrypt, decode, check categories), and signed [`proto::v1::Event`]s.
+//!
+//! Invariants: nothing leaves an agency unless [`Policy::decide`] allowed it and named its rule;
+//! an error never carries payload content, only ids, kinds, rules and categories.
+
+pub mod directory;
+pub mod error;
+pub mod kind;
+pub mod policy;
+pub mod schema;
+pub mod seal;
+
+pub use directory::{Agency, AgencyKeys, Directory, Role};
+pub use error::{Denial, IspError, OpenError};
+pub use kind::Kind;
+pub use policy::{Decision, Policy};
+pub use schema::Schema;
+pub use seal::{Isp, Opened, Outgoing, Sealed};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,315 @@
+//! The partnership's information-sharing protocol as data, and the one function that
+//! decides a disclosure.
+//!
+//! The file (deploy/isp/policy.toml) names purposes and lawful bases, what each recipient
+//! role may receive and must never receive, and rules: which roles may send which kinds to
+//! which roles, for what purposes, on which bases, under what consent rule. Every decision
+//! names the rule that made it and the policy version.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proto::v1::{ConsentState, RiskLevel};
+use serde::{Deserialize, Serialize};
+
+use crate::{Denial, IspError, Kind, Role, Schema, kind};
+
+/// When consent is needed for a rule's disclosures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsentRule {
+    /// Only with consent given.
+    Required,
+    /// With consent given, or without it when the risk is high and the lawful basis is one
+    /// of the rule's `bases_without_consent` (necessary and proportionate, recorded).
+    RequiredUnlessHighRisk,
+    /// Consent is not the basis (replies, actions and acknowledgements within a case).
+    NotRequired,
+}
+
+/// What one recipient role may receive.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolePolicy {
+    /// Category patterns the role may receive ("survivor.*", "risk.dash"). Anything else is
+    /// removed before sealing.
+    #[serde(default)]
+    pub receives: Vec<String>,
+    /// Category patterns no consent or basis overrides. A send that carries one is refused.
+    #[serde(default)]
+    pub never: Vec<String>,
+    /// Kind patterns the role must never receive, whatever a rule says ("marac.*").
+    #[serde(default)]
+    pub never_kinds: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    pub from: Vec<Role>,
+    pub to: Vec<Role>,
+    pub kinds: Vec<String>,
+    pub purposes: Vec<String>,
+    pub lawful_bases: Vec<String>,
+    pub consent: ConsentRule,
+    #[serde(default)]
+    pub bases_without_consent: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub version: String,
+    pub partnership: String,
+    pub purposes: BTreeMap<String, String>,
+    pub lawful_bases: BTreeMap<String, String>,
+    pub roles: BTreeMap<Role, RolePolicy>,
+    pub rules: Vec<Rule>,
+}
+
+/// What is being decided: the clear facts of a disclosure and the categories it carries.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub from: Role,
+    pub to: Role,
+    pub kind: Kind,
+    pub purpose: &'a str,
+    pub lawful_basis: &'a str,
+    pub consent: ConsentState,
+    pub risk: RiskLevel,
+    pub categories: &'a BTreeSet<String>,
+}
+
+/// An allowed disclosure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub rule: String,
+    pub policy_version: String,
+    /// Shared without the survivor's consent, under one of the rule's bases for that.
+    pub without_consent: bool,
+}
+
+/// Whether a category or kind matches a pattern: exact, "prefix.*" or "*".
+pub fn matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some("") => true,
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+fn any_match(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| matches(p, name))
+}
+
+impl Policy {
+    /// Parses and checks a policy against the schema's categories and the known kinds.
+    pub fn from_toml(text: &str, schema: &Schema) -> Result<Policy, IspError> {
+        let policy: Policy =
+            toml::from_str(text).map_err(|e| IspError::Invalid { what: "the policy".into(), detail: e.to_string() })?;
+        let problems = policy.problems(schema);
+        if problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(IspError::Invalid { what: format!("policy {}", policy.version), detail: problems.join("; ") })
+        }
+    }
+
+    pub fn load(path: &std::path::Path, schema: &Schema) -> Result<Policy, IspError> {
+        Policy::from_toml(&crate::directory::read(path)?, schema)
+    }
+
+    /// Everything wrong with the policy, each as a sentence naming where.
+    pub fn problems(&self, schema: &Schema) -> Vec<String> {
+        let mut problems = Vec::new();
+        let categories = schema.categories();
+        for (role, rp) in &self.roles {
+            for pattern in rp.receives.iter().chain(&rp.never) {
+                if !categories.iter().any(|c| matches(pattern, c)) {
+                    problems.push(format!("roles.{role}: category pattern {pattern:?} matches no payload field"));
+                }
+            }
+            for pattern in &rp.never_kinds {
+                if !kind::ALL.iter().any(|k| matches(pattern, kind::name(*k))) {
+                    problems.push(format!("roles.{role}.never_kinds: {pattern:?} matches no kind"));
+                }
+            }
+        }
+        let mut ids = BTreeSet::new();
+        for rule in &self.rules {
+            let at = format!("rule {:?}", rule.id);
+            if !ids.insert(&rule.id) {
+                problems.push(format!("{at}: the id is used twice"));
+            }
+            for k in &rule.kinds {
+                if kind::parse(k).is_none() {
+                    problems.push(format!("{at}: unknown kind {k:?}"));
+                }
+            }
+            for p in &rule.purposes {
+                if !self.purposes.contains_key(p) {
+                    problems.push(format!("{at}: purpose {p:?} is not in [purposes]"));
+                }
+            }
+            for b in rule.lawful_bases.iter().chain(&rule.bases_without_consent) {
+                if !self.lawful_bases.contains_key(b) {
+                    problems.push(format!("{at}: lawful basis {b:?} is not in [lawful_bases]"));
+                }
+            }
+            for b in &rule.bases_without_consent {
+                if !rule.lawful_bases.contains(b) {
+                    problems.push(format!("{at}: basis without consent {b:?} is not among the rule's lawful_bases"));
+                }
+            }
+            if rule.consent == ConsentRule::RequiredUnlessHighRisk && rule.bases_without_consent.is_empty() {
+                problems.push(format!("{at}: consent = \"required-unless-high-risk\" needs bases_without_consent"));
+            }
+            for to in &rule.to {
+                if !self.roles.contains_key(to) {
+                    problems.push(format!("{at}: recipient role {to} has no [roles.{to}] section"));
+                }
+                if *to == Role::Ig {
+                    problems.push(format!("{at}: the ig role is never a recipient of case content"));
+                }
+            }
+        }
+        problems
+    }
+
+    /// What the role may receive: allowed by `receives` and not by `never`.
+    pub fn receivable(&self, role: Role, category: &str) -> bool {
+        self.roles
+            .get(&role)
+            .is_some_and(|rp| any_match(&rp.receives, category) && !any_match(&rp.never, category))
+    }
+
+    /// Decides a disclosure. `request.categories` are the categories the payload carries
+    /// before minimisation: any that breaks a never-rule refuses the whole send (a near miss),
+    /// the others the role may not receive are removed by the caller with [`Self::receivable`].
+    pub fn decide(&self, request: &Request<'_>) -> Result<Decision, Denial> {
+        let kind_name = kind::name(request.kind);
+        let deny = |rule: &str, reason: &'static str, detail: String| Denial {
+            rule: rule.to_owned(),
+            reason,
+            detail,
+            forbidden: Vec::new(),
+        };
+        let role_rule = format!("roles.{}", request.to);
+        let Some(rp) = self.roles.get(&request.to) else {
+            return Err(deny(&role_rule, "role_not_recipient", format!("role {} receives nothing under this policy", request.to)));
+        };
+        if any_match(&rp.never_kinds, kind_name) {
+            return Err(deny(
+                &format!("{role_rule}.never_kinds"),
+                "never_allowed_kind",
+                format!("{kind_name} must never reach a {} agency", request.to),
+            ));
+        }
+        let forbidden: Vec<String> = request.categories.iter().filter(|c| any_match(&rp.never, c)).cloned().collect();
+        if !forbidden.is_empty() {
+            return Err(Denial {
+                rule: format!("{role_rule}.never"),
+                reason: "never_allowed_field",
+                detail: format!("{} must never reach a {} agency; remove them and send again", forbidden.join(", "), request.to),
+                forbidden,
+            });
+        }
+        let mut candidates = self.rules.iter().filter(|r| {
+            r.from.contains(&request.from) && r.to.contains(&request.to) && r.kinds.iter().any(|k| k == kind_name)
+        });
+        let Some(first) = candidates.next() else {
+            return Err(deny(
+                "no-rule",
+                "no_flow",
+                format!("no rule lets {} send {kind_name} to {}", request.from, request.to),
+            ));
+        };
+        let mut first_denial = None;
+        for rule in std::iter::once(first).chain(candidates) {
+            match self.check_rule(rule, request) {
+                Ok(decision) => return Ok(decision),
+                Err(denial) => {
+                    first_denial.get_or_insert(denial);
+                }
+            }
+        }
+        Err(first_denial.expect("at least one candidate rule was checked"))
+    }
+
+    fn check_rule(&self, rule: &Rule, request: &Request<'_>) -> Result<Decision, Denial> {
+        let deny = |reason: &'static str, detail: String| Denial { rule: rule.id.clone(), reason, detail, forbidden: Vec::new() };
+        if !rule.purposes.iter().any(|p| p == request.purpose) {
+            return Err(deny("purpose_not_allowed", format!("purpose {:?} is not one of {:?}", request.purpose, rule.purposes)));
+        }
+        if !rule.lawful_bases.iter().any(|b| b == request.lawful_basis) {
+            return Err(deny(
+                "lawful_basis_not_allowed",
+                format!("lawful basis {:?} is not one of {:?}", request.lawful_basis, rule.lawful_bases),
+            ));
+        }
+        let given = request.consent == ConsentState::Given;
+        let without_consent = match rule.consent {
+            ConsentRule::NotRequired => false,
+            ConsentRule::Required if given => false,
+            ConsentRule::Required => {
+                return Err(deny("consent_required", format!("consent is {}; this rule needs consent given", consent_name(request.consent))));
+            }
+            ConsentRule::RequiredUnlessHighRisk if given => false,
+            ConsentRule::RequiredUnlessHighRisk => {
+                if request.risk != RiskLevel::High {
+                    return Err(deny(
+                        "consent_required",
+                        format!("consent is {}; without consent this rule needs high risk", consent_name(request.consent)),
+                    ));
+                }
+                if !rule.bases_without_consent.iter().any(|b| b == request.lawful_basis) {
+                    return Err(deny(
+                        "basis_not_valid_without_consent",
+                        format!("without consent the lawful basis must be one of {:?}", rule.bases_without_consent),
+                    ));
+                }
+                true
+            }
+        };
+        Ok(Decision { rule: rule.id.clone(), policy_version: self.version.clone(), without_consent })
+    }
+}
+
+/// The name of a consent state as the policy and APIs write it.
+pub fn consent_name(state: ConsentState) -> &'static str {
+    match state {
+        ConsentState::Unspecified => "unspecified",
+        ConsentState::Given => "given",
+        ConsentState::Refused => "refused",
+        ConsentState::NotSought => "not-sought",
+        ConsentState::Withdrawn => "withdrawn",
+        ConsentState::Expired => "expired",
+    }
+}
+
+pub fn parse_consent(name: &str) -> Option<ConsentState> {
+    [ConsentState::Given, ConsentState::Refused, ConsentState::NotSought, ConsentState::Withdrawn, ConsentState::Expired]
+        .into_iter()
+        .find(|s| consent_name(*s) == name)
+}
+
+pub fn risk_name(risk: RiskLevel) -> &'static str {
+    match risk {
+        RiskLevel::Unspecified => "unspecified",
+        RiskLevel::Standard => "standard",
+        RiskLevel::Medium => "medium",
+        RiskLevel::High => "high",
+    }
+}
+
+pub fn parse_risk(name: &str) -> Option<RiskLevel> {
+    [RiskLevel::Standard, RiskLevel::Medium, RiskLevel::High].into_iter().find(|r| risk_name(*r) == name)
+}
+
+/// The partnership policy shipped with the hub (deploy/isp/policy.toml), used by the demo.
+pub const DEMO_POLICY: &str = include_str!("../../../deploy/isp/policy.toml");
+
+#[cfg(test)]
+mod tests;

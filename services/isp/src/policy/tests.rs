@@ -1,0 +1,130 @@
+//! The policy as a decision table: (from, to, kind, purpose, basis, consent, risk, categories)
+//! -> the decision and the rule that made it.
+
+use std::collections::BTreeSet;
+
+use proto::v1::{ConsentState as C, RiskLevel as R};
+
+use super::*;
+use crate::{Role::*, Schema};
+
+fn policy() -> Policy {
+    Policy::from_toml(DEMO_POLICY, &Schema::load().unwrap()).unwrap()
+}
+
+/// Ok(rule) or Err(reason).
+type Expected = Result<&'static str, &'static str>;
+
+#[allow(clippy::type_complexity)]
+const CASES: &[(Role, Role, &str, &str, &str, C, R, &[&str], Expected)] = &[
+    // consent given: the plain path
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-6-1-a", C::Given, R::High, &["survivor.identity"], Ok("idva-referral")),
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-6-1-a", C::Given, R::Standard, &["survivor.address"], Ok("idva-referral")),
+    // without consent: only at high risk, only on the bases for that
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-9-2-g-dpa-s1-p18", C::Refused, R::High, &["survivor.identity"], Ok("idva-referral")),
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-9-2-g-dpa-s1-p18", C::Refused, R::Medium, &["survivor.identity"], Err("consent_required")),
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-6-1-e", C::NotSought, R::High, &["survivor.identity"], Err("basis_not_valid_without_consent")),
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-9-2-g-dpa-s1-p18", C::Withdrawn, R::Standard, &[], Err("consent_required")),
+    (Housing, Marac, "marac.referral", "marac", "cda-1998-s115", C::NotSought, R::High, &["survivor.identity", "risk.dash"], Ok("marac-referral")),
+    (Idva, Marac, "marac.referral", "marac", "uk-gdpr-6-1-a", C::Given, R::Medium, &["survivor.identity"], Ok("marac-referral")),
+    (Idva, Marac, "marac.referral", "marac", "uk-gdpr-6-1-a", C::Expired, R::Medium, &["survivor.identity"], Err("consent_required")),
+    // wrong purpose or basis for the rule
+    (Housing, Idva, "housing.idva_referral", "rehousing", "uk-gdpr-6-1-a", C::Given, R::High, &[], Err("purpose_not_allowed")),
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-9-2-h", C::Given, R::High, &[], Err("lawful_basis_not_allowed")),
+    // no flow at all
+    (Perpetrator, Reciprocals, "reciprocal.request", "rehousing", "uk-gdpr-6-1-a", C::Given, R::High, &[], Err("no_flow")),
+    (Idva, Housing, "marac.research_request", "marac", "uk-gdpr-6-1-e", C::Given, R::High, &[], Err("no_flow")),
+    (Housing, Ig, "housing.idva_referral", "safeguarding", "uk-gdpr-6-1-a", C::Given, R::High, &[], Err("role_not_recipient")),
+    // MARAC process: consent not the basis
+    (Marac, Housing, "marac.research_request", "marac", "uk-gdpr-6-1-e", C::Refused, R::High, &["survivor.identity"], Ok("marac-to-members")),
+    (Marac, Idva, "marac.action", "marac", "uk-gdpr-6-1-e", C::Unspecified, R::High, &["marac.action"], Ok("marac-to-members")),
+    (Housing, Marac, "marac.research_response", "marac", "uk-gdpr-6-1-e", C::Unspecified, R::High, &["marac.research"], Ok("members-to-marac")),
+    // reciprocals need consent
+    (Housing, Reciprocals, "reciprocal.request", "rehousing", "uk-gdpr-6-1-a", C::Given, R::High, &["survivor.identity", "move.areas"], Ok("reciprocal-request")),
+    (Housing, Reciprocals, "reciprocal.request", "rehousing", "uk-gdpr-6-1-e", C::NotSought, R::High, &["survivor.identity"], Err("consent_required")),
+    (Reciprocals, Housing, "reciprocal.property_request", "rehousing", "uk-gdpr-6-1-e", C::Unspecified, R::Unspecified, &["move.areas", "household"], Ok("reciprocal-circulation")),
+    (Housing, Reciprocals, "reciprocal.offer", "rehousing", "uk-gdpr-6-1-e", C::Unspecified, R::Unspecified, &["property"], Ok("reciprocal-offers")),
+    // perpetrator pathways: never-rules no consent or basis overrides
+    (Housing, Perpetrator, "perpetrator.referral", "perpetrator-intervention", "cda-1998-s115", C::Given, R::High, &["perpetrator.identity", "survivor.identity"], Ok("perpetrator-referral")),
+    (Housing, Perpetrator, "perpetrator.referral", "perpetrator-intervention", "cda-1998-s115", C::Given, R::High, &["perpetrator.identity", "survivor.address"], Err("never_allowed_field")),
+    (Idva, Perpetrator, "perpetrator.referral", "perpetrator-intervention", "cda-1998-s115", C::Given, R::High, &["survivor.new_address"], Err("never_allowed_field")),
+    (Idva, Perpetrator, "perpetrator.referral", "perpetrator-intervention", "cda-1998-s115", C::Given, R::High, &["survivor.refuge"], Err("never_allowed_field")),
+    (Idva, Perpetrator, "perpetrator.referral", "perpetrator-intervention", "cda-1998-s115", C::Given, R::High, &["survivor.contact"], Err("never_allowed_field")),
+    (Housing, Perpetrator, "perpetrator.referral", "perpetrator-intervention", "cda-1998-s115", C::Given, R::High, &["marac.criteria"], Err("never_allowed_field")),
+    (Marac, Perpetrator, "marac.action", "marac", "uk-gdpr-6-1-e", C::Given, R::High, &[], Err("never_allowed_kind")),
+    (Reciprocals, Perpetrator, "reciprocal.property_request", "rehousing", "uk-gdpr-6-1-e", C::Given, R::High, &[], Err("never_allowed_kind")),
+    (Perpetrator, Idva, "perpetrator.engagement_update", "safeguarding", "uk-gdpr-6-1-e", C::Unspecified, R::High, &["engagement"], Ok("perpetrator-engagement")),
+    // acknowledgements flow both ways
+    (Idva, Housing, "referral.ack", "case-coordination", "uk-gdpr-6-1-e", C::Unspecified, R::Unspecified, &["referral.status"], Ok("case-coordination")),
+    (Perpetrator, Housing, "referral.ack", "case-coordination", "uk-gdpr-6-1-e", C::Unspecified, R::Unspecified, &["referral.status"], Ok("case-coordination")),
+];
+
+#[test]
+fn decision_table() {
+    let policy = policy();
+    let mut failures = Vec::new();
+    for (i, (from, to, kind, purpose, basis, consent, risk, categories, expected)) in CASES.iter().enumerate() {
+        let categories: BTreeSet<String> = categories.iter().map(|c| c.to_string()).collect();
+        let got = policy.decide(&Request {
+            from: *from,
+            to: *to,
+            kind: crate::kind::parse(kind).unwrap(),
+            purpose,
+            lawful_basis: basis,
+            consent: *consent,
+            risk: *risk,
+            categories: &categories,
+        });
+        let got: Result<&str, &str> = match &got {
+            Ok(d) => Ok(d.rule.as_str()),
+            Err(d) => Err(d.reason),
+        };
+        if got != *expected {
+            failures.push(format!("case {i} ({from} -> {to} {kind}): expected {expected:?}, got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn without_consent_is_flagged_and_names_the_version() {
+    let policy = policy();
+    let categories = BTreeSet::new();
+    let d = policy
+        .decide(&Request {
+            from: Housing,
+            to: Marac,
+            kind: Kind::MaracReferral,
+            purpose: "marac",
+            lawful_basis: "cda-1998-s115",
+            consent: C::Refused,
+            risk: R::High,
+            categories: &categories,
+        })
+        .unwrap();
+    assert!(d.without_consent);
+    assert_eq!(d.policy_version, "2026-11-demo.1");
+}
+
+#[test]
+fn receivable_is_receives_minus_never() {
+    let policy = policy();
+    assert!(policy.receivable(Idva, "survivor.address"));
+    assert!(!policy.receivable(Perpetrator, "survivor.address"));
+    assert!(policy.receivable(Perpetrator, "perpetrator.address"));
+    assert!(!policy.receivable(Reciprocals, "survivor.address"));
+    assert!(!policy.receivable(Ig, "survivor.identity"));
+}
+
+#[test]
+fn a_broken_draft_names_every_problem() {
+    let schema = Schema::load().unwrap();
+    let draft = DEMO_POLICY
+        .replace("\"survivor.refuge\"", "\"survivor.refuj\"")
+        .replace("kinds = [\"marac.referral\"]", "kinds = [\"marac.referal\"]")
+        .replace("purposes = [\"rehousing\"]\nlawful_bases = [\"uk-gdpr-6-1-a\"", "purposes = [\"moving\"]\nlawful_bases = [\"uk-gdpr-6-1-a\"");
+    let err = Policy::from_toml(&draft, &schema).unwrap_err().to_string();
+    for needle in ["survivor.refuj", "marac.referal", "\"moving\""] {
+        assert!(err.contains(needle), "{needle} not in {err}");
+    }
+}

@@ -1,0 +1,306 @@
+//! Sealing and opening envelopes, and signing events.
+//!
+//! Seal = decide -> minimise to the recipient role -> encode -> age-encrypt to the recipient
+//! -> sign the header (which carries the ciphertext's digest).
+//! Open = verify the signature against the directory -> check it is ours -> check the digest
+//! -> re-decide under our policy -> decrypt -> decode -> check the body is the signed kind and
+//! carries only the declared categories.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use ed25519_dalek::{Signature, Signer};
+use prost::Message;
+use proto::v1::{ConsentTag, Envelope, Event, EventKind, Header, Payload, RiskLevel, SignedEvent};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    AgencyKeys, Denial, Directory, IspError, Kind, OpenError, Policy, Role, Schema, kind,
+    policy::{Decision, Request},
+};
+
+const ENVELOPE_CONTEXT: &[u8] = b"hub.v1.envelope\0";
+const EVENT_CONTEXT: &[u8] = b"hub.v1.event\0";
+
+/// One agency's view of the protocol: its keys, the directory, the policy and the schema.
+#[derive(Debug, Clone)]
+pub struct Isp {
+    pub keys: AgencyKeys,
+    pub role: Role,
+    pub directory: Arc<Directory>,
+    pub policy: Arc<Policy>,
+    pub schema: Arc<Schema>,
+}
+
+/// A disclosure an agency wants to make.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    pub recipient: String,
+    pub kind: Kind,
+    pub purpose: String,
+    pub lawful_basis: String,
+    pub consent: Option<ConsentTag>,
+    pub risk: RiskLevel,
+    pub subject_ref: String,
+    pub case_ref: String,
+    pub in_reply_to: String,
+    pub payload: Payload,
+}
+
+/// A sealed envelope, ready for the outbox.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub header: Header,
+    /// The encoded `Envelope`.
+    pub envelope: Vec<u8>,
+    pub decision: Decision,
+    /// Categories the payload carried that the recipient's role may not receive.
+    pub removed: BTreeSet<String>,
+}
+
+/// An envelope that passed every check.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub header: Header,
+    pub payload: Payload,
+    pub decision: Decision,
+}
+
+/// The kind a payload body is, from its oneof member number (which equals the kind).
+pub fn body_kind(schema: &Schema, payload: &Payload) -> Option<Kind> {
+    let dynamic = schema.to_dynamic(payload);
+    let (field, _) = dynamic.fields().next()?;
+    Kind::try_from(field.number() as i32).ok()
+}
+
+impl Isp {
+    pub fn new(keys: AgencyKeys, directory: Arc<Directory>, policy: Arc<Policy>, schema: Arc<Schema>) -> Result<Isp, IspError> {
+        let me = directory.require(&keys.agency)?;
+        if me.signing_key != hex::encode(keys.signing.verifying_key().as_bytes()) {
+            return Err(IspError::Invalid {
+                what: format!("the keys of {}", keys.agency),
+                detail: "the signing key does not match the directory".into(),
+            });
+        }
+        Ok(Isp { role: me.role, keys, directory, policy, schema })
+    }
+
+    pub fn agency(&self) -> &str {
+        &self.keys.agency
+    }
+
+    /// Decides, minimises, encrypts and signs one disclosure. A refusal is
+    /// `IspError::Denied`: nothing is sealed, and the caller records a near miss with
+    /// [`Isp::denial_event`].
+    pub fn seal(&self, out: &Outgoing) -> Result<Sealed, IspError> {
+        let recipient = self.directory.require(&out.recipient)?;
+        let body = body_kind(&self.schema, &out.payload);
+        if body != Some(out.kind) {
+            return Err(IspError::BadPayload {
+                kind: kind::name(out.kind),
+                detail: match body {
+                    Some(b) => format!("the body is {}", kind::name(b)),
+                    None => "the payload has no body".into(),
+                },
+            });
+        }
+        let present = self.schema.present(&out.payload);
+        let consent = out.consent.clone().unwrap_or_default();
+        let decision = self
+            .policy
+            .decide(&Request {
+                from: self.role,
+                to: recipient.role,
+                kind: out.kind,
+                purpose: &out.purpose,
+                lawful_basis: &out.lawful_basis,
+                consent: consent.state(),
+                risk: out.risk,
+                categories: &present,
+            })
+            .map_err(IspError::Denied)?;
+        let (payload, removed) = self.schema.minimise(&out.payload, &|c| self.policy.receivable(recipient.role, c));
+        let categories = self.schema.present(&payload);
+        let sealed_payload = age::encrypt(&recipient.recipient()?, &payload.encode_to_vec())
+            .map_err(|e| IspError::Encrypt(e.to_string()))?;
+        let header = Header {
+            envelope_id: uuid::Uuid::now_v7().to_string(),
+            sender: self.keys.agency.clone(),
+            recipient: recipient.id.clone(),
+            kind: out.kind as i32,
+            purpose: out.purpose.clone(),
+            lawful_basis: out.lawful_basis.clone(),
+            consent: Some(consent),
+            risk: out.risk as i32,
+            subject_ref: out.subject_ref.clone(),
+            case_ref: out.case_ref.clone(),
+            data_categories: categories.into_iter().collect(),
+            payload_digest: Sha256::digest(&sealed_payload).to_vec(),
+            policy_version: decision.policy_version.clone(),
+            policy_rule: decision.rule.clone(),
+            created_at_ms: crate::now_ms(),
+            signing_key_id: self.keys.signing_key_id(),
+            recipient_key_id: recipient.age_key_id(),
+            in_reply_to: out.in_reply_to.clone(),
+        };
+        let header_bytes = header.encode_to_vec();
+        let signature = self.keys.signing.sign(&[ENVELOPE_CONTEXT, &header_bytes].concat());
+        let envelope = Envelope { header: header_bytes, sealed_payload, signature: signature.to_bytes().to_vec() };
+        Ok(Sealed { header, envelope: envelope.encode_to_vec(), decision, removed })
+    }
+
+    /// The near-miss record of a refused send. It holds only the clear facts of the attempt.
+    pub fn denial_event(&self, out: &Outgoing, denial: &Denial) -> (Event, Vec<u8>) {
+        let present = self.schema.present(&out.payload);
+        let event = Event {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            agency: self.keys.agency.clone(),
+            kind: EventKind::SendDenied as i32,
+            occurred_at_ms: crate::now_ms(),
+            policy_version: self.policy.version.clone(),
+            rule: denial.rule.clone(),
+            reason: denial.reason.to_owned(),
+            envelope_id: String::new(),
+            counterpart: out.recipient.clone(),
+            message_kind: out.kind as i32,
+            purpose: out.purpose.clone(),
+            lawful_basis: out.lawful_basis.clone(),
+            consent: out.consent.clone(),
+            risk: out.risk as i32,
+            subject_ref: out.subject_ref.clone(),
+            case_ref: out.case_ref.clone(),
+            data_categories: present.into_iter().collect(),
+            stream_sequence: 0,
+            forbidden_categories: denial.forbidden.clone(),
+        };
+        let bytes = self.sign_event(&event);
+        (event, bytes)
+    }
+
+    /// The record of an envelope refused on receipt (quarantined). `header` is what could be
+    /// read of it, if anything.
+    pub fn rejection_event(&self, header: Option<&Header>, error: &OpenError, stream_sequence: u64) -> (Event, Vec<u8>) {
+        let h = header.cloned().unwrap_or_default();
+        let event = Event {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            agency: self.keys.agency.clone(),
+            kind: if error.is_violation() { EventKind::Violation } else { EventKind::ReceiveRejected } as i32,
+            occurred_at_ms: crate::now_ms(),
+            policy_version: self.policy.version.clone(),
+            rule: error.rule(),
+            reason: error.code().to_owned(),
+            envelope_id: h.envelope_id,
+            counterpart: h.sender,
+            message_kind: h.kind,
+            purpose: h.purpose,
+            lawful_basis: h.lawful_basis,
+            consent: h.consent,
+            risk: h.risk,
+            subject_ref: h.subject_ref,
+            case_ref: h.case_ref,
+            data_categories: h.data_categories,
+            stream_sequence,
+            forbidden_categories: match error {
+                OpenError::UndeclaredCategories(c) => c.clone(),
+                OpenError::Denied(d) => d.forbidden.clone(),
+                _ => Vec::new(),
+            },
+        };
+        let bytes = self.sign_event(&event);
+        (event, bytes)
+    }
+
+    /// Encodes and signs an event as a `SignedEvent`.
+    pub fn sign_event(&self, event: &Event) -> Vec<u8> {
+        let event_bytes = event.encode_to_vec();
+        let signature = self.keys.signing.sign(&[EVENT_CONTEXT, &event_bytes].concat());
+        SignedEvent { event: event_bytes, signature: signature.to_bytes().to_vec(), signing_key_id: self.keys.signing_key_id() }
+            .encode_to_vec()
+    }
+
+    /// Verifies, re-decides and opens an envelope addressed to this agency. On refusal it
+    /// returns the header when one could be read and verified, for the rejection record.
+    pub fn open(&self, bytes: &[u8]) -> Result<Opened, (Option<Header>, OpenError)> {
+        let (header, envelope) = verify_envelope(&self.directory, bytes).map_err(|e| (None, e))?;
+        let fail = |e: OpenError| (Some(header.clone()), e);
+        if header.recipient != self.keys.agency {
+            return Err(fail(OpenError::NotAddressedToUs(header.recipient.clone())));
+        }
+        let sender = self.directory.get(&header.sender).expect("verify_envelope checked the sender");
+        let header_kind = Kind::try_from(header.kind).unwrap_or(Kind::Unspecified);
+        let declared: BTreeSet<String> = header.data_categories.iter().cloned().collect();
+        let undeclarable: Vec<String> =
+            declared.iter().filter(|c| !self.policy.receivable(self.role, c)).cloned().collect();
+        let decision = self
+            .policy
+            .decide(&Request {
+                from: sender.role,
+                to: self.role,
+                kind: header_kind,
+                purpose: &header.purpose,
+                lawful_basis: &header.lawful_basis,
+                consent: header.consent.clone().unwrap_or_default().state(),
+                risk: RiskLevel::try_from(header.risk).unwrap_or(RiskLevel::Unspecified),
+                categories: &declared,
+            })
+            .map_err(|d| fail(OpenError::Denied(d)))?;
+        if !undeclarable.is_empty() {
+            return Err(fail(OpenError::Denied(Denial {
+                rule: format!("roles.{}.receives", self.role),
+                reason: "not_receivable",
+                detail: format!("a {} agency may not receive {}", self.role, undeclarable.join(", ")),
+                forbidden: undeclarable,
+            })));
+        }
+        let plaintext = age::decrypt(&self.keys.age_identity, &envelope.sealed_payload)
+            .map_err(|e| fail(OpenError::Decrypt(e.to_string())))?;
+        let payload = Payload::decode(plaintext.as_slice())
+            .map_err(|_| fail(OpenError::MalformedPayload(kind::name(header_kind))))?;
+        let body = body_kind(&self.schema, &payload).unwrap_or(Kind::Unspecified);
+        if body != header_kind {
+            return Err(fail(OpenError::KindMismatch { header: kind::name(header_kind), body: kind::name(body) }));
+        }
+        let undeclared: Vec<String> = self.schema.present(&payload).difference(&declared).cloned().collect();
+        if !undeclared.is_empty() {
+            return Err(fail(OpenError::UndeclaredCategories(undeclared)));
+        }
+        Ok(Opened { header, payload, decision })
+    }
+}
+
+/// Decodes an envelope and verifies its signature and payload digest against the directory,
+/// without decrypting: what the audit service and the recipient both check first.
+pub fn verify_envelope(directory: &Directory, bytes: &[u8]) -> Result<(Header, Envelope), OpenError> {
+    let envelope = Envelope::decode(bytes).map_err(|_| OpenError::Malformed("not a hub.v1.Envelope".into()))?;
+    let header = Header::decode(envelope.header.as_slice()).map_err(|_| OpenError::Malformed("the header is not a hub.v1.Header".into()))?;
+    if header.envelope_id.is_empty() || header.sender.is_empty() || header.recipient.is_empty() {
+        return Err(OpenError::Malformed("the header lacks an envelope id, sender or recipient".into()));
+    }
+    let sender = directory.get(&header.sender).ok_or_else(|| OpenError::UnknownSender(header.sender.clone()))?;
+    check_signature(sender, &header.signing_key_id, ENVELOPE_CONTEXT, &envelope.header, &envelope.signature)?;
+    if Sha256::digest(&envelope.sealed_payload).as_slice() != header.payload_digest.as_slice() {
+        return Err(OpenError::PayloadDigestMismatch);
+    }
+    Ok((header, envelope))
+}
+
+/// Decodes a signed event and verifies it was signed by the agency it names.
+pub fn verify_event(directory: &Directory, bytes: &[u8]) -> Result<Event, OpenError> {
+    let signed = SignedEvent::decode(bytes).map_err(|_| OpenError::Malformed("not a hub.v1.SignedEvent".into()))?;
+    let event = Event::decode(signed.event.as_slice()).map_err(|_| OpenError::Malformed("not a hub.v1.Event".into()))?;
+    let agency = directory.get(&event.agency).ok_or_else(|| OpenError::UnknownSender(event.agency.clone()))?;
+    check_signature(agency, &signed.signing_key_id, EVENT_CONTEXT, &signed.event, &signed.signature)?;
+    Ok(event)
+}
+
+fn check_signature(agency: &crate::Agency, key_id: &str, context: &[u8], signed: &[u8], signature: &[u8]) -> Result<(), OpenError> {
+    if key_id != agency.signing_key_id() {
+        return Err(OpenError::UnknownSigningKey { sender: agency.id.clone(), key_id: key_id.to_owned() });
+    }
+    let key = agency.verifying_key().map_err(|_| OpenError::BadSignature(agency.id.clone()))?;
+    let signature = Signature::from_slice(signature).map_err(|_| OpenError::BadSignature(agency.id.clone()))?;
+    key.verify_strict(&[context, signed].concat(), &signature)
+        .map_err(|_| OpenError::BadSignature(agency.id.clone()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+use std::sync::Arc;
+
+use ed25519_dalek::Signer;
+use prost::Message;
+use proto::v1::{ConsentState, ConsentTag, Envelope, Header, IdvaReferral, Payload, Person, PerpetratorReferral, RiskLevel, payload::Body};
+use sha2::{Digest, Sha256};
+
+use super::{ENVELOPE_CONTEXT, verify_event};
+use crate::{IspError, Kind, OpenError, Policy, Schema, directory::{DEMO_AGENCIES, generate_partnership}, seal::{Isp, Outgoing}};
+
+struct Partnership {
+    isps: Vec<Isp>,
+}
+
+impl Partnership {
+    fn new() -> Partnership {
+        let schema = Arc::new(Schema::load().unwrap());
+        let policy = Arc::new(Policy::from_toml(crate::policy::DEMO_POLICY, &schema).unwrap());
+        let (directory, keys) = generate_partnership("test", &DEMO_AGENCIES).unwrap();
+        let directory = Arc::new(directory);
+        let isps = keys
+            .into_iter()
+            .map(|k| Isp::new(k, directory.clone(), policy.clone(), schema.clone()).unwrap())
+            .collect();
+        Partnership { isps }
+    }
+    fn get(&self, id: &str) -> &Isp {
+        self.isps.iter().find(|i| i.agency() == id).unwrap()
+    }
+}
+
+const NAME: &str = "Zephyrine Quillfeather";
+const ADDRESS: &str = "17 Synthetic Lane";
+
+fn survivor() -> Person {
+    Person { full_name: NAME.into(), date_of_birth: "1991-04-05".into(), address: ADDRESS.into(), phone: "07000 000001".into(), ..Default::default() }
+}
+
+fn idva_referral() -> Outgoing {
+    Outgoing {
+        recipient: "idva-northbridge".into(),
+        kind: Kind::IdvaReferral,
+        purpose: "safeguarding".into(),
+        lawful_basis: "uk-gdpr-6-1-a".into(),
+        consent: Some(ConsentTag { consent_id: "c-1".into(), state: ConsentState::Given as i32, recorded_by: "housing-northbridge".into() }),
+        risk: RiskLevel::High,
+        subject_ref: "s-test".into(),
+        case_ref: "HSG-1".into(),
+        in_reply_to: String::new(),
+        payload: Payload { body: Some(Body::IdvaReferral(IdvaReferral { survivor: Some(survivor()), reason: "x".into(), ..Default::default() })) },
+    }
+}
+
+fn perpetrator_referral(with_survivor_address: bool) -> Outgoing {
+    let mut s = survivor();
+    if !with_survivor_address {
+        s.address.clear();
+        s.phone.clear();
+    }
+    Outgoing {
+        recipient: "perpetrator-pathways".into(),
+        kind: Kind::PerpetratorReferral,
+        purpose: "perpetrator-intervention".into(),
+        lawful_basis: "cda-1998-s115".into(),
+        risk: RiskLevel::High,
+        payload: Payload {
+            body: Some(Body::PerpetratorReferral(PerpetratorReferral {
+                perpetrator: Some(Person { full_name: "Synthetic Harm".into(), ..Default::default() }),
+                survivor: Some(s),
+                reason: "free text that never reaches the pathway".into(),
+                ..Default::default()
+            })),
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn seal_then_open_round_trips_and_hides_the_payload() {
+    let p = Partnership::new();
+    let sealed = p.get("housing-northbridge").seal(&idva_referral()).unwrap();
+    assert!(!String::from_utf8_lossy(&sealed.envelope).contains(NAME));
+    assert_eq!(sealed.decision.rule, "idva-referral");
+    let opened = p.get("idva-northbridge").open(&sealed.envelope).unwrap();
+    let Some(Body::IdvaReferral(r)) = opened.payload.body else { panic!() };
+    assert_eq!(r.survivor.unwrap().full_name, NAME);
+    assert_eq!(opened.header.data_categories, ["referral.narrative", "survivor.address", "survivor.contact", "survivor.identity"]);
+}
+
+#[test]
+fn never_fields_to_a_perpetrator_pathway_are_refused_whole() {
+    let p = Partnership::new();
+    let housing = p.get("housing-northbridge");
+    let Err(IspError::Denied(denial)) = housing.seal(&perpetrator_referral(true)) else { panic!("not denied") };
+    assert_eq!(denial.reason, "never_allowed_field");
+    assert_eq!(denial.forbidden, ["survivor.address", "survivor.contact"]);
+    assert!(!denial.to_string().contains(ADDRESS));
+    let (event, bytes) = housing.denial_event(&perpetrator_referral(true), &denial);
+    assert_eq!(verify_event(&housing.directory, &bytes).unwrap(), event);
+    assert!(!String::from_utf8_lossy(&bytes).contains(ADDRESS));
+
+    let sealed = housing.seal(&perpetrator_referral(false)).unwrap();
+    assert_eq!(sealed.removed.iter().collect::<Vec<_>>(), ["referral.narrative"]);
+    let opened = p.get("perpetrator-pathways").open(&sealed.envelope).unwrap();
+    let Some(Body::PerpetratorReferral(r)) = opened.payload.body else { panic!() };
+    assert!(r.reason.is_empty(), "narrative is not receivable by a pathway");
+    assert_eq!(r.survivor.unwrap().full_name, NAME);
+}
+
+fn tampered(envelope: &[u8], f: impl FnOnce(&mut Envelope)) -> Vec<u8> {
+    let mut e = Envelope::decode(envelope).unwrap();
+    f(&mut e);
+    e.encode_to_vec()
+}
+
+#[test]
+fn every_kind_of_bad_envelope_is_refused_specifically() {
+    let p = Partnership::new();
+    let housing = p.get("housing-northbridge");
+    let idva = p.get("idva-northbridge");
+    let good = housing.seal(&idva_referral()).unwrap().envelope;
+
+    let bad_header = tampered(&good, |e| {
+        let mut h = Header::decode(e.header.as_slice()).unwrap();
+        h.risk = RiskLevel::Standard as i32;
+        e.header = h.encode_to_vec();
+    });
+    assert_eq!(idva.open(&bad_header).unwrap_err().1, OpenError::BadSignature("housing-northbridge".into()));
+
+    let bad_cipher = tampered(&good, |e| {
+        let last = e.sealed_payload.len() - 1;
+        e.sealed_payload[last] ^= 1;
+    });
+    assert_eq!(idva.open(&bad_cipher).unwrap_err().1, OpenError::PayloadDigestMismatch);
+
+    let forged = tampered(&good, |e| {
+        e.signature = p.get("riverside-homes").keys.signing.sign(&[ENVELOPE_CONTEXT, &e.header].concat()).to_bytes().to_vec();
+    });
+    assert_eq!(idva.open(&forged).unwrap_err().1, OpenError::BadSignature("housing-northbridge".into()));
+
+    let unknown = tampered(&good, |e| {
+        let mut h = Header::decode(e.header.as_slice()).unwrap();
+        h.sender = "stranger".into();
+        e.header = h.encode_to_vec();
+    });
+    assert_eq!(idva.open(&unknown).unwrap_err().1, OpenError::UnknownSender("stranger".into()));
+
+    let (_, err) = p.get("marac-northbridge").open(&good).unwrap_err();
+    assert_eq!(err, OpenError::NotAddressedToUs("idva-northbridge".into()));
+
+    assert!(matches!(idva.open(b"\xff\xff\xff not protobuf").unwrap_err().1, OpenError::Malformed(_)));
+}
+
+/// A sender that lies about what it carries: it declares only allowed categories and signs
+/// honestly, but the sealed payload holds the survivor's address. The pathway catches it.
+#[test]
+fn a_smuggled_survivor_address_is_caught_on_open() {
+    let p = Partnership::new();
+    let housing = p.get("housing-northbridge");
+    let perpetrator = p.get("perpetrator-pathways");
+    let honest = housing.seal(&perpetrator_referral(false)).unwrap();
+    let Some(Body::PerpetratorReferral(mut body)) = perpetrator_referral(true).payload.body else { panic!() };
+    body.reason.clear();
+    let smuggled = Payload { body: Some(Body::PerpetratorReferral(body)) }.encode_to_vec();
+    let recipient = housing.directory.get("perpetrator-pathways").unwrap().recipient().unwrap();
+    let sealed_payload = age::encrypt(&recipient, &smuggled).unwrap();
+    let mut header = honest.header.clone();
+    header.payload_digest = Sha256::digest(&sealed_payload).to_vec();
+    let header_bytes = header.encode_to_vec();
+    let signature = housing.keys.signing.sign(&[ENVELOPE_CONTEXT, &header_bytes].concat());
+    let envelope = Envelope { header: header_bytes, sealed_payload, signature: signature.to_bytes().to_vec() }.encode_to_vec();
+
+    let (h, err) = perpetrator.open(&envelope).unwrap_err();
+    assert_eq!(err, OpenError::UndeclaredCategories(vec!["survivor.address".into(), "survivor.contact".into()]));
+    assert!(err.is_violation());
+    let (event, _) = perpetrator.rejection_event(h.as_ref(), &err, 7);
+    assert_eq!(event.reason, "undeclared_categories");
+    assert_eq!(event.kind, proto::v1::EventKind::Violation as i32);
+    assert!(!format!("{event:?}").contains(ADDRESS));
+}
+
+#[test]
+fn a_body_that_does_not_match_the_kind_is_refused_at_seal() {
+    let p = Partnership::new();
+    let mut out = idva_referral();
+    out.kind = Kind::MaracReferral;
+    out.recipient = "marac-northbridge".into();
+    let err = p.get("housing-northbridge").seal(&out).unwrap_err();
+    assert!(matches!(err, IspError::BadPayload { .. }), "{err}");
+}
