@@ -63,6 +63,10 @@ pub enum OpenError {
     UndeclaredCategories(Vec<String>),
     #[error("refused on receipt by the information-sharing protocol: {0}")]
     Denied(Denial),
+    #[error("envelope {0} was already received under another stream sequence: a replay")]
+    Replayed(String),
+    #[error("the subject does not match the signed header: {0}")]
+    Misrouted(String),
 }
 
 impl OpenError {
@@ -80,6 +84,8 @@ impl OpenError {
             OpenError::KindMismatch { .. } => "kind_mismatch",
             OpenError::UndeclaredCategories(_) => "undeclared_categories",
             OpenError::Denied(d) => d.reason,
+            OpenError::Replayed(_) => "replayed",
+            OpenError::Misrouted(_) => "misrouted",
         }
     }
 
@@ -88,6 +94,7 @@ impl OpenError {
         match self {
             OpenError::Denied(d) => d.rule.clone(),
             OpenError::Malformed(_) | OpenError::MalformedPayload(_) => "wire".into(),
+            OpenError::Replayed(_) | OpenError::Misrouted(_) => "transport".into(),
             OpenError::UndeclaredCategories(_) | OpenError::KindMismatch { .. } => "declared-categories".into(),
             _ => "crypto".into(),
         }

@@ -238,6 +238,16 @@ impl Policy {
         Err(first_denial.expect("at least one candidate rule was checked"))
     }
 
+    /// The first purpose and lawful basis of the first rule that lets `from` send `kind` to
+    /// `to`: what the runtime uses for messages staff do not compose (acknowledgements).
+    pub fn defaults_for(&self, from: Role, to: Role, kind: Kind) -> Option<(&str, &str)> {
+        let name = kind::name(kind);
+        self.rules
+            .iter()
+            .find(|r| r.from.contains(&from) && r.to.contains(&to) && r.kinds.iter().any(|k| k == name))
+            .and_then(|r| Some((r.purposes.first()?.as_str(), r.lawful_bases.first()?.as_str())))
+    }
+
     fn check_rule(&self, rule: &Rule, request: &Request<'_>) -> Result<Decision, Denial> {
         let deny = |reason: &'static str, detail: String| Denial { rule: rule.id.clone(), reason, detail, forbidden: Vec::new() };
         if !rule.purposes.iter().any(|p| p == request.purpose) {

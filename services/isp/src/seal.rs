@@ -141,6 +141,7 @@ impl Isp {
             signing_key_id: self.keys.signing_key_id(),
             recipient_key_id: recipient.age_key_id(),
             in_reply_to: out.in_reply_to.clone(),
+            shared_without_consent: decision.without_consent,
         };
         let header_bytes = header.encode_to_vec();
         let signature = self.keys.signing.sign(&[ENVELOPE_CONTEXT, &header_bytes].concat());
@@ -281,6 +282,14 @@ pub fn verify_envelope(directory: &Directory, bytes: &[u8]) -> Result<(Header, E
         return Err(OpenError::PayloadDigestMismatch);
     }
     Ok((header, envelope))
+}
+
+/// Verifies a signed header on its own (the payload gone, as the ledger keeps it).
+pub fn verify_header(directory: &Directory, header_bytes: &[u8], signature: &[u8]) -> Result<Header, OpenError> {
+    let header = Header::decode(header_bytes).map_err(|_| OpenError::Malformed("the header is not a hub.v1.Header".into()))?;
+    let sender = directory.get(&header.sender).ok_or_else(|| OpenError::UnknownSender(header.sender.clone()))?;
+    check_signature(sender, &header.signing_key_id, ENVELOPE_CONTEXT, header_bytes, signature)?;
+    Ok(header)
 }
 
 /// Decodes a signed event and verifies it was signed by the agency it names.
