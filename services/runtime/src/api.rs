@@ -1,0 +1,401 @@
+//! The HTTP JSON API every agency service has. Payloads use the protobuf JSON mapping of
+//! hub.v1 (camelCase field names, enum names). Error answers name what was wrong, never
+//! echo what was sent: a rejected field's value could be a survivor's address.
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use isp::{IspError, Outgoing, kind, policy};
+use proto::v1::{AckStatus, ConsentTag, Kind, Payload, ReferralAck, payload::Body};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+use sqlx::{Row, any::AnyRow};
+
+use crate::{Ctx, SendError, inbox};
+
+/// An API error: a status, a stable code and a sentence with no request content in it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl ApiError {
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, body: json!({"error": "bad_request", "detail": detail.into()}) }
+    }
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError { status: StatusCode::NOT_FOUND, body: json!({"error": "not_found", "detail": format!("no {what} with that id")}) }
+    }
+    pub fn conflict(detail: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::CONFLICT, body: json!({"error": "conflict", "detail": detail.into()}) }
+    }
+    pub fn internal(error: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %error, "request failed");
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, body: json!({"error": "internal", "detail": "the service could not complete the request; see its log"}) }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        ApiError::internal(format!("{e:#}"))
+    }
+}
+
+impl From<SendError> for ApiError {
+    fn from(e: SendError) -> ApiError {
+        match e {
+            SendError::Denied { denial, near_miss_id } => ApiError {
+                status: StatusCode::FORBIDDEN,
+                body: json!({
+                    "error": "denied",
+                    "reason": denial.reason,
+                    "rule": denial.rule,
+                    "detail": denial.detail,
+                    "forbidden": denial.forbidden,
+                    "near_miss_id": near_miss_id,
+                }),
+            },
+            SendError::Refused(e @ (IspError::UnknownAgency(_) | IspError::BadPayload { .. } | IspError::Invalid { .. })) => {
+                ApiError::bad_request(e.to_string())
+            }
+            SendError::Refused(e) => ApiError::internal(e),
+            SendError::Storage(e) => ApiError::internal(e),
+        }
+    }
+}
+
+/// Replaces every double-quoted run in a parser message: serde and protobuf errors quote the
+/// offending value, and that value may be personal data.
+pub fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !inside {
+                out.push_str("\"…");
+            }
+            inside = !inside;
+            if !inside {
+                out.push('"');
+            }
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Parses a JSON body with an error that names the problem but not the values.
+pub fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not valid: {}", redact_quoted(&e.to_string()))))
+}
+
+/// A person's identity, used only to compute the pseudonymous subject ref.
+#[derive(Debug, Deserialize)]
+pub struct SubjectIdentity {
+    pub full_name: String,
+    pub date_of_birth: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConsentInput {
+    pub id: String,
+    pub state: String,
+    #[serde(default)]
+    pub recorded_by: Option<String>,
+}
+
+/// `POST /disclosures`.
+#[derive(Debug, Deserialize)]
+pub struct SendRequest {
+    pub to: String,
+    #[serde(default)]
+    pub kind: Option<String>,
+    pub purpose: String,
+    pub lawful_basis: String,
+    #[serde(default)]
+    pub consent: Option<ConsentInput>,
+    #[serde(default)]
+    pub risk: Option<String>,
+    #[serde(default)]
+    pub subject: Option<SubjectIdentity>,
+    #[serde(default)]
+    pub subject_ref: Option<String>,
+    #[serde(default)]
+    pub case_ref: String,
+    #[serde(default)]
+    pub in_reply_to: String,
+    pub payload: Value,
+}
+
+impl Ctx {
+    /// Turns an API request into an [`Outgoing`], checking every clear field.
+    pub fn outgoing(&self, request: SendRequest) -> Result<Outgoing, ApiError> {
+        let payload = self
+            .isp
+            .schema
+            .payload_from_json(&request.payload)
+            .map_err(|e| ApiError::bad_request(format!("the payload does not match hub.v1.Payload: {}", redact_quoted(&e))))?;
+        let body_kind = isp::seal::body_kind(&self.isp.schema, &payload)
+            .ok_or_else(|| ApiError::bad_request("the payload has no body (e.g. {\"idvaReferral\": {...}})"))?;
+        if let Some(name) = &request.kind {
+            let named = kind::parse(name).ok_or_else(|| ApiError::bad_request(format!("unknown kind {name:?}")))?;
+            if named != body_kind {
+                return Err(ApiError::bad_request(format!("kind {name} does not match the payload body {}", kind::name(body_kind))));
+            }
+        }
+        let consent = request
+            .consent
+            .map(|c| {
+                let state = policy::parse_consent(&c.state).ok_or_else(|| {
+                    ApiError::bad_request(format!("unknown consent state {:?} (given, refused, not-sought, withdrawn, expired)", c.state))
+                })?;
+                Ok::<_, ApiError>(ConsentTag {
+                    consent_id: c.id,
+                    state: state as i32,
+                    recorded_by: c.recorded_by.unwrap_or_else(|| self.agency().to_owned()),
+                })
+            })
+            .transpose()?;
+        let risk = match request.risk.as_deref() {
+            None => Default::default(),
+            Some(r) => policy::parse_risk(r).ok_or_else(|| ApiError::bad_request(format!("unknown risk {r:?} (standard, medium, high)")))?,
+        };
+        let subject_ref = match (request.subject, request.subject_ref) {
+            (Some(s), _) => self.isp.keys.subject_ref(&s.full_name, &s.date_of_birth),
+            (None, Some(r)) => r,
+            (None, None) => String::new(),
+        };
+        Ok(Outgoing {
+            recipient: request.to,
+            kind: body_kind,
+            purpose: request.purpose,
+            lawful_basis: request.lawful_basis,
+            consent,
+            risk,
+            subject_ref,
+            case_ref: request.case_ref,
+            in_reply_to: request.in_reply_to,
+            payload,
+        })
+    }
+}
+
+/// The generic routes plus the service's own.
+pub fn router(service_routes: Router<Ctx>) -> Router<Ctx> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/disclosures", post(send).get(list_sent))
+        .route("/disclosures/{id}", get(get_sent))
+        .route("/inbox", get(list_inbox))
+        .route("/inbox/{id}", get(read_inbox))
+        .route("/inbox/{id}/ack", post(acknowledge))
+        .route("/quarantine", get(list_quarantine))
+        .merge(service_routes)
+}
+
+async fn health(State(ctx): State<Ctx>) -> Json<Value> {
+    Json(json!({"agency": ctx.agency(), "role": ctx.isp.role, "policy_version": ctx.isp.policy.version, "status": "ok"}))
+}
+
+async fn send(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request: SendRequest = json_body(&body)?;
+    let out = ctx.outgoing(request)?;
+    let outcome = ctx.send(&out).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::to_value(outcome).expect("serialisable"))))
+}
+
+const SENT_COLUMNS: &str = "envelope_id, recipient, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
+    categories, removed, rule, reason, policy_version, without_consent, in_reply_to, status, status_reason, created_at_ms, updated_at_ms";
+
+/// A row as JSON: TEXT and BIGINT columns, comma lists split into arrays.
+pub fn row_json(row: &AnyRow, text: &[&str], ints: &[&str], lists: &[&str]) -> Value {
+    let mut map = serde_json::Map::new();
+    for c in text {
+        map.insert((*c).into(), json!(row.try_get::<String, _>(*c).unwrap_or_default()));
+    }
+    for c in ints {
+        map.insert((*c).into(), json!(row.try_get::<Option<i64>, _>(*c).unwrap_or_default()));
+    }
+    for c in lists {
+        let s: String = row.try_get(*c).unwrap_or_default();
+        let items: Vec<&str> = s.split(',').filter(|x| !x.is_empty()).collect();
+        map.insert((*c).into(), json!(items));
+    }
+    Value::Object(map)
+}
+
+fn sent_json(row: &AnyRow) -> Value {
+    let mut v = row_json(
+        row,
+        &["envelope_id", "recipient", "kind", "purpose", "lawful_basis", "consent_state", "risk", "subject_ref", "case_ref", "rule", "reason", "policy_version", "in_reply_to", "status", "status_reason"],
+        &["created_at_ms", "updated_at_ms"],
+        &["categories", "removed"],
+    );
+    v["without_consent"] = json!(row.try_get::<i64, _>("without_consent").unwrap_or_default() != 0);
+    v
+}
+
+async fn list_sent(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
+    let rows = sqlx::query(&format!("SELECT {SENT_COLUMNS} FROM sent ORDER BY envelope_id")).fetch_all(&ctx.pool).await?;
+    Ok(Json(Value::Array(rows.iter().map(sent_json).collect())))
+}
+
+async fn get_sent(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let row = sqlx::query(&format!("SELECT {SENT_COLUMNS} FROM sent WHERE envelope_id = $1"))
+        .bind(&id)
+        .fetch_optional(&ctx.pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("disclosure"))?;
+    Ok(Json(sent_json(&row)))
+}
+
+const INBOX_COLUMNS: &str = "envelope_id, stream_seq, sender, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
+    categories, rule, policy_version, in_reply_to, status, created_at_ms, received_at_ms, opened_at_ms";
+
+fn inbox_json(row: &AnyRow) -> Value {
+    row_json(
+        row,
+        &["envelope_id", "sender", "kind", "purpose", "lawful_basis", "consent_state", "risk", "subject_ref", "case_ref", "rule", "policy_version", "in_reply_to", "status"],
+        &["stream_seq", "created_at_ms", "received_at_ms", "opened_at_ms"],
+        &["categories"],
+    )
+}
+
+async fn list_inbox(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
+    let rows = sqlx::query(&format!("SELECT {INBOX_COLUMNS} FROM inbox ORDER BY stream_seq")).fetch_all(&ctx.pool).await?;
+    Ok(Json(Value::Array(rows.iter().map(inbox_json).collect())))
+}
+
+/// Reading an envelope opens it with the agency's key; the first read marks it opened.
+async fn read_inbox(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let (opened, _) = inbox::read(&ctx, &id).await?.ok_or_else(|| ApiError::not_found("inbox envelope"))?;
+    sqlx::query("UPDATE inbox SET opened_at_ms = $1, status = CASE WHEN status = 'new' THEN 'opened' ELSE status END WHERE envelope_id = $2 AND opened_at_ms IS NULL")
+        .bind(isp::now_ms())
+        .bind(&id)
+        .execute(&ctx.pool)
+        .await?;
+    let row = sqlx::query(&format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE envelope_id = $1")).bind(&id).fetch_one(&ctx.pool).await?;
+    let mut v = inbox_json(&row);
+    v["payload"] = ctx.isp.schema.payload_to_json(&opened.payload);
+    Ok(Json(v))
+}
+
+/// `POST /inbox/{id}/ack`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct AckRequest {
+    /// accepted, declined, closed (or received).
+    pub status: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub outcome: String,
+}
+
+/// Accepts, declines or closes a received referral: updates the inbox and sends a
+/// `referral.ack` back to the sender under the policy's rule for acknowledgements.
+async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request: AckRequest = json_body(&body)?;
+    let status = match request.status.as_str() {
+        "received" => AckStatus::Received,
+        "accepted" => AckStatus::Accepted,
+        "declined" => AckStatus::Declined,
+        "closed" => AckStatus::Closed,
+        other => return Err(ApiError::bad_request(format!("unknown status {other:?} (received, accepted, declined, closed)"))),
+    };
+    if status == AckStatus::Declined && request.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("a decline needs a reason"));
+    }
+    let row = sqlx::query("SELECT sender, kind, subject_ref, case_ref, status FROM inbox WHERE envelope_id = $1")
+        .bind(&id)
+        .fetch_optional(&ctx.pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("inbox envelope"))?;
+    let sender: String = row.try_get("sender")?;
+    let kind_name: String = row.try_get("kind")?;
+    let current: String = row.try_get("status")?;
+    if !inbox::acknowledgeable(&kind_name) {
+        return Err(ApiError::bad_request(format!("{kind_name} is not acknowledged")));
+    }
+    if current == "closed" {
+        return Err(ApiError::conflict("this referral is already closed"));
+    }
+    let sender_role = ctx.isp.directory.require(&sender).map_err(|e| ApiError::internal(e))?.role;
+    let (purpose, basis) = ctx
+        .isp
+        .policy
+        .defaults_for(ctx.isp.role, sender_role, Kind::ReferralAck)
+        .ok_or_else(|| ApiError::conflict("the policy has no rule for acknowledging to this sender"))?;
+    let out = Outgoing {
+        recipient: sender,
+        kind: Kind::ReferralAck,
+        purpose: purpose.to_owned(),
+        lawful_basis: basis.to_owned(),
+        consent: None,
+        risk: Default::default(),
+        subject_ref: row.try_get("subject_ref")?,
+        case_ref: row.try_get("case_ref")?,
+        in_reply_to: id.clone(),
+        payload: Payload {
+            body: Some(Body::ReferralAck(ReferralAck {
+                envelope_id: id.clone(),
+                status: status as i32,
+                reason: request.reason,
+                outcome: request.outcome,
+            })),
+        },
+    };
+    let mut tx = ctx.pool.begin().await?;
+    let outcome = ctx.send_in(&mut tx, &out).await;
+    if outcome.is_ok() {
+        sqlx::query("UPDATE inbox SET status = $1 WHERE envelope_id = $2").bind(&request.status).bind(&id).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    ctx.outbox_ready.notify_one();
+    let outcome = outcome?;
+    Ok((StatusCode::CREATED, Json(serde_json::to_value(outcome).expect("serialisable"))))
+}
+
+async fn list_quarantine(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
+    let rows = sqlx::query("SELECT stream_seq, subject, envelope_id, claimed_sender, reason, detail, violation, received_at_ms FROM quarantine ORDER BY stream_seq")
+        .fetch_all(&ctx.pool)
+        .await?;
+    let items = rows
+        .iter()
+        .map(|r| {
+            let mut v = row_json(r, &["subject", "envelope_id", "claimed_sender", "reason", "detail"], &["stream_seq", "received_at_ms"], &[]);
+            v["violation"] = json!(r.try_get::<i64, _>("violation").unwrap_or_default() != 0);
+            v
+        })
+        .collect();
+    Ok(Json(Value::Array(items)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_quoted;
+
+    #[test]
+    fn quoted_values_are_redacted() {
+        assert_eq!(redact_quoted(r#"invalid type: string "17 Synthetic Lane", expected u32"#), "invalid type: string \"…\", expected u32");
+        assert_eq!(redact_quoted("no quotes"), "no quotes");
+    }
+}

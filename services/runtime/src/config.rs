@@ -1,0 +1,125 @@
+//! One typed config per service, from environment variables with defaults that make the
+//! embedded mode work with no settings at all.
+//!
+//! | variable | default |
+//! | --- | --- |
+//! | `HUB_AGENCY` | (required) this service's agency id in the directory |
+//! | `HUB_DATA` | `./hub-data` |
+//! | `DATABASE_URL` | `sqlite://$HUB_DATA/db/$HUB_AGENCY.db?mode=rwc` |
+//! | `NATS_URL` | `nats://127.0.0.1:4222` |
+//! | `HUB_HTTP_ADDR` | `127.0.0.1:0` (a free port, printed at start) |
+//! | `HUB_DIRECTORY` | `$HUB_DATA/partnership/directory.toml` |
+//! | `HUB_POLICY` | `$HUB_DATA/partnership/policy.toml` |
+//! | `HUB_KEYS` | `$HUB_DATA/keys/$HUB_AGENCY.toml` |
+//! | `HUB_ACK_WAIT_SECS` | `10`: how long the broker waits for an ack before redelivering |
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use isp::{AgencyKeys, Directory, Isp, Policy, Schema};
+
+#[derive(Clone)]
+pub struct Config {
+    pub agency: String,
+    pub database_url: String,
+    pub nats_url: String,
+    pub http_addr: String,
+    pub directory_path: PathBuf,
+    pub policy_path: PathBuf,
+    pub keys_path: PathBuf,
+    pub ack_wait: Duration,
+}
+
+/// Where the partnership's public files live inside a data directory.
+pub fn partnership_dir(data: &Path) -> PathBuf {
+    data.join("partnership")
+}
+
+/// The SQLite database of an agency inside a data directory.
+pub fn sqlite_url(data: &Path, agency: &str) -> String {
+    format!("sqlite://{}?mode=rwc", data.join("db").join(format!("{agency}.db")).display())
+}
+
+impl Config {
+    /// The embedded layout of a data directory made by `hub up` / `hub keys`.
+    pub fn embedded(data: &Path, agency: &str, nats_url: &str) -> Config {
+        Config {
+            agency: agency.to_owned(),
+            database_url: sqlite_url(data, agency),
+            nats_url: nats_url.to_owned(),
+            http_addr: "127.0.0.1:0".into(),
+            directory_path: partnership_dir(data).join("directory.toml"),
+            policy_path: partnership_dir(data).join("policy.toml"),
+            keys_path: data.join("keys").join(format!("{agency}.toml")),
+            ack_wait: Duration::from_secs(10),
+        }
+    }
+
+    pub fn from_env() -> anyhow::Result<Config> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let agency = var("HUB_AGENCY").context("HUB_AGENCY must name this service's agency id")?;
+        let data = PathBuf::from(var("HUB_DATA").unwrap_or_else(|| "hub-data".into()));
+        let mut config = Config::embedded(&data, &agency, &var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()));
+        if let Some(url) = var("DATABASE_URL") {
+            config.database_url = url;
+        }
+        if let Some(addr) = var("HUB_HTTP_ADDR") {
+            config.http_addr = addr;
+        }
+        if let Some(p) = var("HUB_DIRECTORY") {
+            config.directory_path = p.into();
+        }
+        if let Some(p) = var("HUB_POLICY") {
+            config.policy_path = p.into();
+        }
+        if let Some(p) = var("HUB_KEYS") {
+            config.keys_path = p.into();
+        }
+        if let Some(s) = var("HUB_ACK_WAIT_SECS") {
+            config.ack_wait = Duration::from_secs(s.parse().context("HUB_ACK_WAIT_SECS must be a whole number of seconds")?);
+        }
+        Ok(config)
+    }
+
+    /// Loads the directory, the policy and this agency's keys, and checks they agree.
+    pub fn load_isp(&self) -> anyhow::Result<Isp> {
+        let schema = Arc::new(Schema::load()?);
+        let directory = Arc::new(Directory::load(&self.directory_path)?);
+        let policy = Arc::new(Policy::load(&self.policy_path, &schema)?);
+        let keys = AgencyKeys::load(&self.keys_path)?;
+        anyhow::ensure!(keys.agency == self.agency, "the key file {} belongs to {}, not {}", self.keys_path.display(), keys.agency, self.agency);
+        Ok(Isp::new(keys, directory, policy, schema)?)
+    }
+}
+
+/// A database URL with any password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}://{user}:***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("agency", &self.agency)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("nats_url", &redact_url(&self.nats_url))
+            .field("http_addr", &self.http_addr)
+            .field("directory_path", &self.directory_path)
+            .field("policy_path", &self.policy_path)
+            .field("keys_path", &self.keys_path)
+            .field("ack_wait", &self.ack_wait)
+            .finish()
+    }
+}

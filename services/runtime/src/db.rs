@@ -1,0 +1,98 @@
+//! Storage through sqlx's `Any` driver: the same queries run on SQLite (the embedded
+//! default) and PostgreSQL (`DATABASE_URL=postgres://...`). SQL here is the common subset:
+//! TEXT, BIGINT, BYTEA, `$n` parameters in order, `ON CONFLICT DO NOTHING`; times are
+//! milliseconds since the epoch in BIGINT columns.
+
+use std::{borrow::Cow, time::Duration};
+
+use anyhow::Context as _;
+use sqlx::{
+    AnyPool, Executor,
+    any::AnyPoolOptions,
+    migrate::{MigrationType, Migrator},
+};
+
+/// A transaction on either engine.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// One migration, written in SQL both engines accept.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i64,
+    pub description: &'static str,
+    pub sql: &'static str,
+}
+
+/// Whether a URL names a SQLite database.
+pub fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+/// Opens a pool. SQLite gets one connection (one writer, no lock upgrades to fail) in WAL
+/// mode; PostgreSQL a small pool. The parent folder of a SQLite file is created.
+pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    let sqlite = is_sqlite(url);
+    if sqlite {
+        let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+        let path = path.split('?').next().unwrap_or_default();
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+    }
+    let options = AnyPoolOptions::new()
+        .max_connections(if sqlite { 1 } else { 8 })
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;").await?;
+                }
+                Ok(())
+            })
+        });
+    options
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to the database {}", crate::config::redact_url(url)))
+}
+
+/// The tables every service has: outbox, sent, inbox, quarantine.
+pub fn runtime_migrations() -> Vec<Migration> {
+    vec![Migration { version: 1, description: "runtime outbox inbox", sql: include_str!("../migrations/0001_runtime.sql") }]
+}
+
+/// Applies migrations (runtime's and the service's) in version order.
+pub async fn migrate(pool: &AnyPool, mut migrations: Vec<Migration>) -> anyhow::Result<()> {
+    migrations.sort_by_key(|m| m.version);
+    let migrator = Migrator {
+        migrations: Cow::Owned(
+            migrations
+                .into_iter()
+                .map(|m| sqlx::migrate::Migration::new(m.version, Cow::Borrowed(m.description), MigrationType::Simple, Cow::Borrowed(m.sql), false))
+                .collect(),
+        ),
+        ..Migrator::DEFAULT
+    };
+    migrator.run(pool).await.context("migrating the database")
+}
+
+/// The URL of database `name` on the PostgreSQL server of `server_url`, created if missing.
+/// Lets one server hold every service's database, each service in its own.
+pub async fn postgres_database(server_url: &str, name: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "bad database name {name:?}");
+    sqlx::any::install_default_drivers();
+    let mut conn: sqlx::AnyConnection = sqlx::Connection::connect(server_url)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {}", crate::config::redact_url(server_url)))?;
+    let exists = sqlx::query("SELECT 1 AS one FROM pg_database WHERE datname = $1").bind(name).fetch_optional(&mut conn).await?;
+    if exists.is_none() {
+        conn.execute(format!("CREATE DATABASE {name}").as_str()).await.with_context(|| format!("creating database {name}"))?;
+    }
+    let (base, query) = match server_url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (server_url, String::new()),
+    };
+    let prefix = base.rsplit_once('/').map(|(p, _)| p).filter(|p| !p.ends_with('/')).unwrap_or(base);
+    Ok(format!("{prefix}/{name}{query}"))
+}

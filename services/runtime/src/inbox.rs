@@ -1,0 +1,223 @@
+//! Receiving: the durable consumer loop. Each message takes four hops: verify and open with
+//! the isp -> one transaction (inbox row, receipt bookkeeping, the service's domain change)
+//! -> commit -> ack. A refused envelope is quarantined and its refusal queued for the ledger
+//! in one transaction, then acked. A storage failure acks nothing: the broker redelivers.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{AckKind, consumer::PullConsumer, message::Message};
+use futures::StreamExt;
+use isp::{Kind, OpenError, Opened, kind, policy};
+use proto::v1::{EventKind, Header, RiskLevel, payload::Body};
+use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Agency, Ctx, outbox, transport};
+
+/// After this many deliveries, a message whose domain handling keeps failing is stored in
+/// the inbox without the domain change (and the failure logged), rather than retried forever.
+const MAX_DOMAIN_ATTEMPTS: i64 = 5;
+
+pub async fn consume_loop<A: Agency>(ctx: Ctx, consumer: PullConsumer, agency: Arc<A>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    loop {
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(64)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await;
+        match messages {
+            Ok(mut messages) => loop {
+                let next = tokio::select! {
+                    next = messages.next() => next,
+                    _ = shutdown.cancelled() => return Ok(()),
+                };
+                match next {
+                    Some(Ok(message)) => handle(&ctx, &*agency, message).await,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "consumer stream interrupted; resubscribing");
+                        break;
+                    }
+                    None => break,
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot pull from the consumer; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
+async fn handle<A: Agency>(ctx: &Ctx, agency: &A, message: Message) {
+    let (seq, delivered) = match message.info() {
+        Ok(info) => (info.stream_sequence, info.delivered),
+        Err(e) => {
+            tracing::error!(error = %e, "message without JetStream metadata; leaving it for redelivery");
+            return;
+        }
+    };
+    match receive(ctx, agency, message.subject.as_str(), &message.payload, seq, delivered).await {
+        Ok(()) => {
+            if let Err(e) = message.ack().await {
+                tracing::warn!(stream_seq = seq, error = %e, "ack failed; the message will be redelivered and recognised");
+            }
+        }
+        Err(e) => {
+            tracing::error!(stream_seq = seq, error = %e, "could not store a received message; it will be redelivered");
+            let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        }
+    }
+}
+
+/// Handles one delivery. Ok means it is durably dealt with (stored, quarantined, or already
+/// done under this stream sequence) and may be acked.
+pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8], seq: u64, delivered: i64) -> anyhow::Result<()> {
+    let seen: Option<(i64,)> = sqlx::query_as(
+        "SELECT 1 FROM inbox WHERE stream_seq = $1 UNION ALL SELECT 1 FROM quarantine WHERE stream_seq = $1",
+    )
+    .bind(seq as i64)
+    .fetch_optional(&ctx.pool)
+    .await?;
+    if seen.is_some() {
+        tracing::debug!(stream_seq = seq, "redelivery of a message already handled");
+        return Ok(());
+    }
+    let opened = match ctx.isp.open(body) {
+        Ok(opened) => opened,
+        Err((header, error)) => return quarantine(ctx, subject, body, seq, header.as_ref(), &error).await,
+    };
+    let h = &opened.header;
+    if transport::parse_message_subject(subject) != Some((h.sender.as_str(), h.recipient.as_str())) {
+        let error = OpenError::Misrouted(format!("the subject does not name {} -> {}", h.sender, h.recipient));
+        return quarantine(ctx, subject, body, seq, Some(h), &error).await;
+    }
+    let existing: Option<(i64,)> = sqlx::query_as("SELECT stream_seq FROM inbox WHERE envelope_id = $1")
+        .bind(&h.envelope_id)
+        .fetch_optional(&ctx.pool)
+        .await?;
+    if existing.is_some() {
+        return quarantine(ctx, subject, body, seq, Some(h), &OpenError::Replayed(h.envelope_id.clone())).await;
+    }
+    let mut tx = ctx.pool.begin().await?;
+    store(&mut tx, &opened, body, seq).await?;
+    apply_receipt(&mut tx, &opened).await?;
+    if delivered <= MAX_DOMAIN_ATTEMPTS {
+        agency.on_receive(ctx, &mut tx, &opened).await.context("the service's handling of the message")?;
+    } else {
+        tracing::error!(envelope_id = %h.envelope_id, stream_seq = seq, delivered,
+            "domain handling failed repeatedly; storing the envelope without it");
+    }
+    tx.commit().await?;
+    ctx.outbox_ready.notify_one();
+    tracing::info!(envelope_id = %h.envelope_id, kind = kind::name(h.kind()), sender = %h.sender,
+        subject_ref = %h.subject_ref, rule = %h.policy_rule, "envelope received and stored");
+    Ok(())
+}
+
+async fn store(tx: &mut crate::Tx, opened: &Opened, body: &[u8], seq: u64) -> Result<(), sqlx::Error> {
+    let h = &opened.header;
+    let consent = h.consent.clone().unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO inbox (envelope_id, stream_seq, sender, kind, purpose, lawful_basis, consent_state, risk, subject_ref, \
+         case_ref, categories, rule, policy_version, in_reply_to, envelope, status, created_at_ms, received_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'new', $16, $17)",
+    )
+    .bind(&h.envelope_id)
+    .bind(seq as i64)
+    .bind(&h.sender)
+    .bind(kind::name(h.kind()))
+    .bind(&h.purpose)
+    .bind(&h.lawful_basis)
+    .bind(policy::consent_name(consent.state()))
+    .bind(policy::risk_name(RiskLevel::try_from(h.risk).unwrap_or_default()))
+    .bind(&h.subject_ref)
+    .bind(&h.case_ref)
+    .bind(h.data_categories.join(","))
+    .bind(&h.policy_rule)
+    .bind(&h.policy_version)
+    .bind(&h.in_reply_to)
+    .bind(body)
+    .bind(h.created_at_ms)
+    .bind(isp::now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// An acknowledgement updates the status of the sender's own record of the disclosure it
+/// answers, only if it comes from that disclosure's recipient.
+async fn apply_receipt(tx: &mut crate::Tx, opened: &Opened) -> Result<(), sqlx::Error> {
+    let Some(Body::ReferralAck(ack)) = &opened.payload.body else { return Ok(()) };
+    let status = match ack.status() {
+        proto::v1::AckStatus::Received => "received",
+        proto::v1::AckStatus::Accepted => "accepted",
+        proto::v1::AckStatus::Declined => "declined",
+        proto::v1::AckStatus::Closed => "closed",
+        proto::v1::AckStatus::Unspecified => return Ok(()),
+    };
+    sqlx::query("UPDATE sent SET status = $1, status_reason = $2, updated_at_ms = $3 WHERE envelope_id = $4 AND recipient = $5")
+        .bind(status)
+        .bind(&ack.reason)
+        .bind(isp::now_ms())
+        .bind(&ack.envelope_id)
+        .bind(&opened.header.sender)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Keeps a refused envelope out of the inbox, and queues the signed refusal for the ledger,
+/// in one transaction.
+async fn quarantine(ctx: &Ctx, subject: &str, body: &[u8], seq: u64, header: Option<&Header>, error: &OpenError) -> anyhow::Result<()> {
+    let (event, event_bytes) = ctx.isp.rejection_event(header, error, seq);
+    let event_kind = if error.is_violation() { EventKind::Violation } else { EventKind::ReceiveRejected };
+    let mut tx = ctx.pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO quarantine (stream_seq, subject, envelope_id, claimed_sender, reason, detail, violation, body, received_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+    )
+    .bind(seq as i64)
+    .bind(subject)
+    .bind(header.map(|h| h.envelope_id.as_str()).unwrap_or_default())
+    .bind(header.map(|h| h.sender.as_str()).unwrap_or_default())
+    .bind(error.code())
+    .bind(error.to_string())
+    .bind(error.is_violation() as i64)
+    .bind(body)
+    .bind(isp::now_ms())
+    .execute(&mut *tx)
+    .await?;
+    outbox::enqueue(&mut tx, &event.event_id, &transport::event_subject(ctx.agency(), event_kind), &event_bytes).await?;
+    tx.commit().await?;
+    ctx.outbox_ready.notify_one();
+    if error.is_violation() {
+        tracing::error!(stream_seq = seq, reason = error.code(), claimed_sender = %event.counterpart, envelope_id = %event.envelope_id,
+            "protocol VIOLATION: envelope quarantined and reported to the ledger");
+    } else {
+        tracing::warn!(stream_seq = seq, reason = error.code(), claimed_sender = %event.counterpart, envelope_id = %event.envelope_id,
+            "envelope refused and quarantined");
+    }
+    Ok(())
+}
+
+/// The decrypted payload of a stored inbox envelope, re-verified.
+pub async fn read(ctx: &Ctx, envelope_id: &str) -> anyhow::Result<Option<(Opened, String)>> {
+    let row = sqlx::query("SELECT envelope, status FROM inbox WHERE envelope_id = $1")
+        .bind(envelope_id)
+        .fetch_optional(&ctx.pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let envelope: Vec<u8> = row.try_get("envelope")?;
+    let status: String = row.try_get("status")?;
+    let opened = ctx.isp.open(&envelope).map_err(|(_, e)| anyhow::anyhow!("stored envelope no longer opens: {e}"))?;
+    Ok(Some((opened, status)))
+}
+
+/// Whether a kind is one staff acknowledge (accept, decline, close).
+pub fn acknowledgeable(kind_name: &str) -> bool {
+    isp::kind::parse(kind_name).is_some_and(kind::expects_ack) || kind_name == kind::name(Kind::PerpetratorEngagementUpdate)
+}

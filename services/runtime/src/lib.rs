@@ -1,0 +1,129 @@
+//! What every agency service shares: start-up, storage, transport, the outbox and inbox
+//! loops and the generic HTTP API.
+//!
+//! - [`config`]: one typed config from environment variables, with defaults that make the
+//!   embedded mode (SQLite file, local nats-server) work with no settings.
+//! - [`db`]: sqlx `Any` pools, so one code path serves SQLite and PostgreSQL; migrations.
+//! - [`transport`]: the JetStream stream (deny delete, deny purge), subjects, consumers.
+//! - [`outbox`]: sends are written to the outbox in the same transaction as the case change;
+//!   the publisher drains it with the envelope id as the JetStream message id.
+//! - [`inbox`]: the durable consumer loop: open with the isp, store or quarantine, then ack.
+//! - [`api`]: the HTTP JSON API every service has (send, sent, inbox, acknowledge).
+//! - [`telemetry`]: tracing set-up. Spans carry ids and kinds, never payload content.
+//!
+//! A service is an [`Agency`]: its own migrations, what it does with each opened envelope
+//! (one `match` on the kind) and its own routes. [`start`] runs it.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod inbox;
+pub mod outbox;
+pub mod telemetry;
+pub mod transport;
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context as _;
+use isp::{Isp, Opened};
+use tokio::{sync::Notify, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use db::{Migration, Tx};
+pub use outbox::{SendError, SendOutcome};
+
+/// The shared state of a running service, passed to every handler.
+#[derive(Clone)]
+pub struct Ctx {
+    pub pool: sqlx::AnyPool,
+    pub isp: Arc<Isp>,
+    pub jetstream: async_nats::jetstream::Context,
+    pub config: Arc<Config>,
+    /// Wakes the outbox publisher after a commit.
+    pub outbox_ready: Arc<Notify>,
+}
+
+impl Ctx {
+    pub fn agency(&self) -> &str {
+        self.isp.agency()
+    }
+}
+
+/// What makes a service one agency's service rather than another's.
+pub trait Agency: Send + Sync + 'static {
+    /// Migrations of the service's own tables (versions 100 and up; the runtime uses 1-99).
+    fn migrations(&self) -> Vec<Migration> {
+        Vec::new()
+    }
+
+    /// Domain work for an envelope that passed every check, inside the transaction that
+    /// stores it in the inbox: it commits, or nothing does and the message is redelivered.
+    fn on_receive(&self, ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// The service's own HTTP routes, merged with the generic API.
+    fn routes(&self) -> axum::Router<Ctx> {
+        axum::Router::new()
+    }
+}
+
+/// An agency with no domain behaviour beyond the generic inbox (used where a partnership
+/// runs an agency of a role that has no service crate, and in tests).
+pub struct Plain;
+
+impl Agency for Plain {
+    async fn on_receive(&self, _: &Ctx, _: &mut Tx, _: &Opened) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// A started service.
+pub struct Running {
+    /// Where its HTTP API listens.
+    pub addr: SocketAddr,
+    /// Ends when the service stops; aborting it stops every loop of the service at once
+    /// (what a crash looks like to the rest of the partnership).
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Connects, migrates, binds the HTTP port and starts the publisher, the consumer and the
+/// API. Returns once the service is ready to take requests.
+pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let isp = Arc::new(config.load_isp().context("loading the partnership material")?);
+    let pool = db::connect(&config.database_url).await?;
+    let mut migrations = db::runtime_migrations();
+    migrations.extend(agency.migrations());
+    db::migrate(&pool, migrations).await?;
+    let client = transport::connect(&config.nats_url, isp.agency()).await?;
+    let jetstream = async_nats::jetstream::new(client);
+    transport::ensure_stream(&jetstream).await?;
+    let ctx = Ctx { pool, isp, jetstream, config: Arc::new(config), outbox_ready: Arc::new(Notify::new()) };
+    let agency = Arc::new(agency);
+    let router = api::router(agency.routes()).with_state(ctx.clone());
+    let listener = tokio::net::TcpListener::bind(&ctx.config.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP API to {}", ctx.config.http_addr))?;
+    let addr = listener.local_addr()?;
+    let consumer = transport::agency_consumer(&ctx.jetstream, ctx.agency(), ctx.config.ack_wait).await?;
+    tracing::info!(agency = ctx.agency(), %addr, "service started");
+
+    let task = tokio::spawn(async move {
+        let mut tasks = JoinSet::new();
+        tasks.spawn(outbox::publish_loop(ctx.clone(), shutdown.clone()));
+        tasks.spawn(inbox::consume_loop(ctx.clone(), consumer, agency, shutdown.clone()));
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await.context("HTTP API")
+        });
+        let mut result = Ok(());
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(Err(e)) | Err(e) = joined.map_err(anyhow::Error::from) {
+                tracing::error!(error = %e, "service task ended with an error");
+                shutdown.cancel();
+                result = Err(e);
+            }
+        }
+        result
+    });
+    Ok(Running { addr, task })
+}

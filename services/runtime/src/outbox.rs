@@ -1,0 +1,229 @@
+//! Sending: seal, then write the envelope to the outbox in the caller's transaction; a
+//! publisher drains the outbox to JetStream with the envelope id as the message id.
+//!
+//! A refused send publishes nothing: its near-miss event goes through the same outbox, so the
+//! ledger learns of it even if the broker is down when it happens.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::message::PublishMessage as Publish;
+use isp::{Denial, IspError, Outgoing, kind, policy};
+use proto::v1::EventKind;
+use serde::Serialize;
+use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Ctx, Tx, transport};
+
+/// What the sender learns of an allowed disclosure.
+#[derive(Debug, Clone, Serialize)]
+pub struct SendOutcome {
+    pub envelope_id: String,
+    pub rule: String,
+    pub policy_version: String,
+    /// Categories the sealed payload carries.
+    pub categories: Vec<String>,
+    /// Categories removed because the recipient's role may not receive them.
+    pub removed: Vec<String>,
+    pub without_consent: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The protocol refused; the near miss is recorded under `near_miss_id`.
+    #[error("{denial}")]
+    Denied { denial: Denial, near_miss_id: String },
+    /// The request itself is wrong (unknown agency, body not of its kind...).
+    #[error("{0}")]
+    Refused(IspError),
+    #[error("storage: {0}")]
+    Storage(#[from] sqlx::Error),
+}
+
+fn consent_state_name(out: &Outgoing) -> &'static str {
+    policy::consent_name(out.consent.as_ref().map(|c| c.state()).unwrap_or_default())
+}
+
+impl Ctx {
+    /// Seals and queues one disclosure in its own transaction.
+    pub async fn send(&self, out: &Outgoing) -> Result<SendOutcome, SendError> {
+        let mut tx = self.pool.begin().await?;
+        let result = self.send_in(&mut tx, out).await;
+        if matches!(result, Ok(_) | Err(SendError::Denied { .. })) {
+            tx.commit().await?;
+            self.outbox_ready.notify_one();
+        }
+        result
+    }
+
+    /// Seals one disclosure and queues it in the caller's transaction, so it is sent if and
+    /// only if the caller's change commits. A denial queues the near-miss event instead and
+    /// returns `SendError::Denied`; commit the transaction to keep that record.
+    pub async fn send_in(&self, tx: &mut Tx, out: &Outgoing) -> Result<SendOutcome, SendError> {
+        let now = isp::now_ms();
+        match self.isp.seal(out) {
+            Ok(sealed) => {
+                let h = &sealed.header;
+                let subject = transport::message_subject(&h.sender, &h.recipient, out.kind);
+                enqueue(tx, &h.envelope_id, &subject, &sealed.envelope).await?;
+                let outcome = SendOutcome {
+                    envelope_id: h.envelope_id.clone(),
+                    rule: sealed.decision.rule.clone(),
+                    policy_version: sealed.decision.policy_version.clone(),
+                    categories: h.data_categories.clone(),
+                    removed: sealed.removed.iter().cloned().collect(),
+                    without_consent: sealed.decision.without_consent,
+                };
+                insert_sent(tx, out, &outcome.envelope_id, &outcome, "queued", "", now).await?;
+                tracing::info!(envelope_id = %outcome.envelope_id, kind = kind::name(out.kind), recipient = %out.recipient,
+                    rule = %outcome.rule, removed = outcome.removed.len(), "disclosure sealed and queued");
+                Ok(outcome)
+            }
+            Err(IspError::Denied(denial)) => {
+                let (event, bytes) = self.isp.denial_event(out, &denial);
+                enqueue(tx, &event.event_id, &transport::event_subject(self.agency(), EventKind::SendDenied), &bytes).await?;
+                let outcome = SendOutcome {
+                    envelope_id: event.event_id.clone(),
+                    rule: denial.rule.clone(),
+                    policy_version: self.isp.policy.version.clone(),
+                    categories: event.data_categories.clone(),
+                    removed: Vec::new(),
+                    without_consent: false,
+                };
+                insert_sent(tx, out, &event.event_id, &outcome, "denied", denial.reason, now).await?;
+                tracing::warn!(near_miss_id = %event.event_id, kind = kind::name(out.kind), recipient = %out.recipient,
+                    rule = %denial.rule, reason = denial.reason, "disclosure refused by the ISP (near miss recorded)");
+                Err(SendError::Denied { denial, near_miss_id: event.event_id })
+            }
+            Err(other) => Err(SendError::Refused(other)),
+        }
+    }
+}
+
+async fn insert_sent(tx: &mut Tx, out: &Outgoing, id: &str, o: &SendOutcome, status: &str, reason: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sent (envelope_id, recipient, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
+         categories, removed, rule, reason, policy_version, without_consent, in_reply_to, status, status_reason, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+    )
+    .bind(id)
+    .bind(&out.recipient)
+    .bind(kind::name(out.kind))
+    .bind(&out.purpose)
+    .bind(&out.lawful_basis)
+    .bind(consent_state_name(out))
+    .bind(policy::risk_name(out.risk))
+    .bind(&out.subject_ref)
+    .bind(&out.case_ref)
+    .bind(o.categories.join(","))
+    .bind(o.removed.join(","))
+    .bind(&o.rule)
+    .bind(reason)
+    .bind(&o.policy_version)
+    .bind(o.without_consent as i64)
+    .bind(&out.in_reply_to)
+    .bind(status)
+    .bind("")
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Queues one message for publishing.
+pub async fn enqueue(tx: &mut Tx, id: &str, subject: &str, body: &[u8]) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO outbox (id, subject, body, created_at_ms, attempts) VALUES ($1, $2, $3, $4, 0)")
+        .bind(id)
+        .bind(subject)
+        .bind(body)
+        .bind(isp::now_ms())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Drains the outbox until shutdown. Broker outages delay; they never lose or double a
+/// message: a row is marked published only after JetStream acknowledged it, and a re-publish
+/// of the same id is de-duplicated by the stream.
+pub async fn publish_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        match publish_pending(&ctx).await {
+            Ok(0) => {
+                backoff = Duration::from_millis(100);
+                tokio::select! {
+                    _ = ctx.outbox_ready.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+            }
+            Ok(_) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox publish failed; will retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Publishes up to one batch of pending rows, acks in flight together. Returns how many
+/// were published.
+pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<usize> {
+    let rows = sqlx::query("SELECT id, subject, body FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT 256")
+        .fetch_all(&ctx.pool)
+        .await
+        .context("reading the outbox")?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut acks = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        let subject: String = row.try_get("subject")?;
+        let body: Vec<u8> = row.try_get("body")?;
+        let ack = ctx
+            .jetstream
+            .send_publish(subject, Publish::build().payload(body.into()).message_id(&id))
+            .await
+            .context("publishing to JetStream")?;
+        acks.push((id, ack));
+    }
+    let mut published = Vec::with_capacity(acks.len());
+    let mut failure = None;
+    for (id, ack) in acks {
+        match ack.await {
+            Ok(_) => published.push(id),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    let now = isp::now_ms();
+    let mut tx = ctx.pool.begin().await?;
+    for id in &published {
+        sqlx::query("UPDATE outbox SET published_at_ms = $1, attempts = attempts + 1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE sent SET status = 'published', updated_at_ms = $1 WHERE envelope_id = $2 AND status = 'queued'")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    match failure {
+        Some(e) if published.is_empty() => Err(anyhow::Error::new(e).context("waiting for JetStream to acknowledge")),
+        _ => Ok(published.len()),
+    }
+}

@@ -1,0 +1,124 @@
+//! The JetStream side: one stream that is the log of record, subjects that name sender and
+//! recipient, one durable pull consumer per agency and one for audit.
+//!
+//! Subjects: `hub.v1.msg.{sender}.{recipient}.{kind}` for envelopes and
+//! `hub.v1.evt.{agency}.{event kind}` for signed events (near misses, quarantines). They carry
+//! agency ids and kinds only; nothing identifying ever appears in a subject or a NATS header.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer::{PullConsumer, pull}, stream};
+use isp::{Kind, kind};
+use proto::v1::EventKind;
+
+/// The stream every disclosure and every ISP event goes through.
+pub const STREAM: &str = "HUB";
+/// The durable consumer of the audit service.
+pub const AUDIT_CONSUMER: &str = "audit";
+
+pub fn message_subject(sender: &str, recipient: &str, kind: Kind) -> String {
+    format!("hub.v1.msg.{sender}.{recipient}.{}", kind::subject_token(kind))
+}
+
+pub fn event_subject(agency: &str, kind: EventKind) -> String {
+    let token = match kind {
+        EventKind::SendDenied => "send_denied",
+        EventKind::ReceiveRejected => "receive_rejected",
+        EventKind::Violation => "violation",
+        EventKind::Unspecified => "unspecified",
+    };
+    format!("hub.v1.evt.{agency}.{token}")
+}
+
+/// What a message subject says: (sender, recipient), or None for an event or a stray subject.
+pub fn parse_message_subject(subject: &str) -> Option<(&str, &str)> {
+    let mut parts = subject.strip_prefix("hub.v1.msg.")?.split('.');
+    let sender = parts.next()?;
+    let recipient = parts.next()?;
+    parts.next()?;
+    parts.next().is_none().then_some((sender, recipient))
+}
+
+/// Connects to NATS under the agency's name (seen in server monitoring, not in messages).
+pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name(format!("hub-{name}"))
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {} (is nats-server running?)", crate::config::redact_url(url)))
+}
+
+/// The stream's configuration. Deny delete and deny purge: once a disclosure or a refusal is
+/// on the stream, nobody can remove it through the broker's API, so the audit service reads
+/// every one. The duplicate window makes a re-published envelope id a no-op for an hour.
+pub fn stream_config() -> stream::Config {
+    stream::Config {
+        name: STREAM.into(),
+        subjects: vec!["hub.v1.msg.>".into(), "hub.v1.evt.>".into()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        deny_delete: true,
+        deny_purge: true,
+        duplicate_window: Duration::from_secs(3600),
+        ..Default::default()
+    }
+}
+
+/// Creates the stream if it does not exist, and returns it.
+pub async fn ensure_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
+    js.get_or_create_stream(stream_config()).await.context("creating the JetStream stream HUB")
+}
+
+/// The durable pull consumer of an agency: every envelope addressed to it, acked explicitly.
+pub async fn agency_consumer(js: &jetstream::Context, agency: &str, ack_wait: Duration) -> anyhow::Result<PullConsumer> {
+    let stream = ensure_stream(js).await?;
+    let name = format!("agency-{agency}");
+    stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: format!("hub.v1.msg.*.{agency}.>"),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait,
+                max_ack_pending: 1024,
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("creating the consumer {name}"))
+}
+
+/// The durable pull consumer of the audit service: everything on the stream.
+pub async fn audit_consumer(js: &jetstream::Context, ack_wait: Duration) -> anyhow::Result<PullConsumer> {
+    let stream = ensure_stream(js).await?;
+    stream
+        .get_or_create_consumer(
+            AUDIT_CONSUMER,
+            pull::Config {
+                durable_name: Some(AUDIT_CONSUMER.into()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait,
+                max_ack_pending: 4096,
+                ..Default::default()
+            },
+        )
+        .await
+        .context("creating the audit consumer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_name_sender_and_recipient_only() {
+        let s = message_subject("housing-a", "idva-b", Kind::MaracResearchRequest);
+        assert_eq!(s, "hub.v1.msg.housing-a.idva-b.marac_research_request");
+        assert_eq!(parse_message_subject(&s), Some(("housing-a", "idva-b")));
+        assert_eq!(parse_message_subject("hub.v1.evt.housing-a.send_denied"), None);
+        assert_eq!(parse_message_subject("hub.v1.msg.a.b.c.d"), None);
+    }
+}
