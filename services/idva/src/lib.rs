@@ -1,0 +1,85 @@
+//! The IDVA service: Independent Domestic Violence Advocates for high-risk survivors.
+//!
+//! Receives `housing.idva_referral` (opens a case with a triage deadline: referrals are
+//! reviewed within 48 hours), `perpetrator.engagement_update` (kept against the case: a
+//! disengaging perpetrator is a safety signal), `marac.research_request`, `marac.action`,
+//! `referral.ack`. Sends `marac.referral`, `reciprocal.request`, `perpetrator.referral`,
+//! acknowledgements and research responses through the generic API.
+
+use axum::{Json, Router, extract::State, routing::get};
+use isp::Opened;
+use proto::v1::payload::Body;
+use runtime::{Agency, Ctx, Migration, Tx, api::ApiError};
+use serde_json::Value;
+
+/// Triage deadline after a referral arrives.
+pub const TRIAGE_WITHIN_MS: i64 = 48 * 3600 * 1000;
+
+pub struct Idva;
+
+impl Agency for Idva {
+    fn migrations(&self) -> Vec<Migration> {
+        vec![Migration { version: 100, description: "idva", sql: include_str!("../migrations/0100_idva.sql") }]
+    }
+
+    async fn on_receive(&self, _ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> anyhow::Result<()> {
+        let h = &opened.header;
+        let now = isp::now_ms();
+        match &opened.payload.body {
+            Some(Body::IdvaReferral(_)) => {
+                sqlx::query(
+                    "INSERT INTO idva_cases (envelope_id, subject_ref, referrer, risk, status, triage_due_ms, received_at_ms) \
+                     VALUES ($1, $2, $3, $4, 'awaiting_triage', $5, $6) ON CONFLICT DO NOTHING",
+                )
+                .bind(&h.envelope_id)
+                .bind(&h.subject_ref)
+                .bind(&h.sender)
+                .bind(isp::policy::risk_name(h.risk()))
+                .bind(now + TRIAGE_WITHIN_MS)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Some(Body::PerpetratorEngagementUpdate(u)) => {
+                sqlx::query(
+                    "INSERT INTO engagement_updates (envelope_id, subject_ref, pathway_agency, engagement, received_at_ms) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&h.envelope_id)
+                .bind(&h.subject_ref)
+                .bind(&h.sender)
+                .bind(u.engagement().as_str_name())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn routes(&self) -> Router<Ctx> {
+        Router::new().route("/cases", get(cases)).route("/engagement", get(engagement))
+    }
+}
+
+async fn cases(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
+    let rows = sqlx::query("SELECT envelope_id, subject_ref, referrer, risk, status, triage_due_ms, received_at_ms FROM idva_cases ORDER BY received_at_ms")
+        .fetch_all(&ctx.pool)
+        .await?;
+    Ok(Json(Value::Array(
+        rows.iter()
+            .map(|r| runtime::api::row_json(r, &["envelope_id", "subject_ref", "referrer", "risk", "status"], &["triage_due_ms", "received_at_ms"], &[]))
+            .collect(),
+    )))
+}
+
+async fn engagement(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
+    let rows = sqlx::query("SELECT envelope_id, subject_ref, pathway_agency, engagement, received_at_ms FROM engagement_updates ORDER BY received_at_ms")
+        .fetch_all(&ctx.pool)
+        .await?;
+    Ok(Json(Value::Array(
+        rows.iter()
+            .map(|r| runtime::api::row_json(r, &["envelope_id", "subject_ref", "pathway_agency", "engagement"], &["received_at_ms"], &[]))
+            .collect(),
+    )))
+}
