@@ -1,0 +1,388 @@
+//! The hash-chained disclosure ledger.
+//!
+//! Each entry's hash is SHA-256 over a domain tag, the previous entry's hash and the entry's
+//! content in a fixed, length-prefixed encoding. Changing any stored field, deleting,
+//! inserting or reordering an entry breaks the chain at that entry, and [`verify`] names it.
+
+use std::collections::BTreeSet;
+
+use futures::TryStreamExt;
+use isp::{Directory, Kind, kind, policy, seal};
+use prost::Message;
+use proto::v1::{Envelope, EventKind, RiskLevel};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{AnyPool, Row, any::AnyRow};
+
+use runtime::{Tx, transport};
+
+/// What a ledger entry records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    pub seq: i64,
+    pub stream_seq: i64,
+    /// disclosure, near_miss, rejected, violation, unverifiable.
+    pub entry_type: String,
+    pub entry_id: String,
+    pub recorded_by: String,
+    pub sender: String,
+    pub recipient: String,
+    pub kind: String,
+    pub purpose: String,
+    pub lawful_basis: String,
+    pub consent_id: String,
+    pub consent_state: String,
+    pub risk: String,
+    pub subject_ref: String,
+    pub case_ref: String,
+    pub categories: String,
+    pub forbidden: String,
+    pub policy_version: String,
+    pub rule: String,
+    pub reason: String,
+    pub without_consent: bool,
+    pub in_reply_to: String,
+    pub occurred_at_ms: i64,
+    pub recorded_at_ms: i64,
+    /// The signature was checked against the directory when the entry was made.
+    pub verified: bool,
+    /// The signed header (envelope with its payload removed) or the signed event, so anyone
+    /// with the directory can re-check the entry. Never a payload.
+    #[serde(skip)]
+    pub signed: Vec<u8>,
+    #[serde(serialize_with = "as_hex")]
+    pub prev_hash: Vec<u8>,
+    #[serde(serialize_with = "as_hex")]
+    pub hash: Vec<u8>,
+}
+
+fn as_hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(bytes))
+}
+
+const GENESIS: [u8; 32] = [0; 32];
+const TAG: &[u8] = b"hub.v1.ledger-entry\0";
+
+impl Entry {
+    /// The content in a fixed encoding: every field, length-prefixed, in declaration order.
+    fn canonical(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512 + self.signed.len());
+        let mut put = |bytes: &[u8]| {
+            out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+            out.extend_from_slice(bytes);
+        };
+        put(&self.seq.to_be_bytes());
+        put(&self.stream_seq.to_be_bytes());
+        for s in [
+            &self.entry_type, &self.entry_id, &self.recorded_by, &self.sender, &self.recipient, &self.kind, &self.purpose,
+            &self.lawful_basis, &self.consent_id, &self.consent_state, &self.risk, &self.subject_ref, &self.case_ref,
+            &self.categories, &self.forbidden, &self.policy_version, &self.rule, &self.reason, &self.in_reply_to,
+        ] {
+            put(s.as_bytes());
+        }
+        put(&[self.without_consent as u8, self.verified as u8]);
+        put(&self.occurred_at_ms.to_be_bytes());
+        put(&self.recorded_at_ms.to_be_bytes());
+        put(&self.signed);
+        out
+    }
+
+    pub fn compute_hash(&self, prev_hash: &[u8]) -> Vec<u8> {
+        let mut h = Sha256::new();
+        h.update(TAG);
+        h.update(prev_hash);
+        h.update(self.canonical());
+        h.finalize().to_vec()
+    }
+}
+
+/// Turns one stream message into an entry (without seq and hashes). Every message becomes an
+/// entry, including ones that fail verification: those are recorded as `unverifiable`.
+pub fn classify(directory: &Directory, subject: &str, body: &[u8], stream_seq: u64) -> Entry {
+    let mut e = Entry { stream_seq: stream_seq as i64, recorded_at_ms: isp::now_ms(), ..Default::default() };
+    if transport::parse_message_subject(subject).is_some() {
+        match seal::verify_envelope(directory, body) {
+            Ok((h, envelope)) => {
+                let signed = Envelope { header: envelope.header, sealed_payload: Vec::new(), signature: envelope.signature }.encode_to_vec();
+                return Entry { recorded_at_ms: e.recorded_at_ms, ..disclosure_entry(&h, signed, e.stream_seq) };
+            }
+            Err(error) => unverifiable(&mut e, subject, body, error.code()),
+        }
+    } else {
+        match seal::verify_event(directory, body) {
+            Ok(ev) => {
+                let consent = ev.consent.clone().unwrap_or_default();
+                let (entry_type, sender, recipient) = match ev.kind() {
+                    EventKind::SendDenied => ("near_miss", ev.agency.clone(), ev.counterpart.clone()),
+                    EventKind::Violation => ("violation", ev.counterpart.clone(), ev.agency.clone()),
+                    _ => ("rejected", ev.counterpart.clone(), ev.agency.clone()),
+                };
+                e.entry_type = entry_type.into();
+                e.entry_id = ev.event_id.clone();
+                e.recorded_by = ev.agency.clone();
+                e.sender = sender;
+                e.recipient = recipient;
+                e.kind = Kind::try_from(ev.message_kind).map(kind::name).unwrap_or("unspecified").into();
+                e.purpose = ev.purpose.clone();
+                e.lawful_basis = ev.lawful_basis.clone();
+                e.consent_id = consent.consent_id.clone();
+                e.consent_state = policy::consent_name(consent.state()).into();
+                e.risk = policy::risk_name(RiskLevel::try_from(ev.risk).unwrap_or_default()).into();
+                e.subject_ref = ev.subject_ref.clone();
+                e.case_ref = ev.case_ref.clone();
+                e.categories = ev.data_categories.join(",");
+                e.forbidden = ev.forbidden_categories.join(",");
+                e.policy_version = ev.policy_version.clone();
+                e.rule = ev.rule.clone();
+                e.reason = ev.reason.clone();
+                e.in_reply_to = ev.envelope_id.clone();
+                e.occurred_at_ms = ev.occurred_at_ms;
+                e.verified = true;
+                e.signed = body.to_vec();
+            }
+            Err(error) => unverifiable(&mut e, subject, body, error.code()),
+        }
+    }
+    e
+}
+
+/// The entry of a verified disclosure, from its signed header.
+fn disclosure_entry(h: &proto::v1::Header, signed: Vec<u8>, stream_seq: i64) -> Entry {
+    let consent = h.consent.clone().unwrap_or_default();
+    Entry {
+        stream_seq,
+        entry_type: "disclosure".into(),
+        entry_id: h.envelope_id.clone(),
+        recorded_by: h.sender.clone(),
+        sender: h.sender.clone(),
+        recipient: h.recipient.clone(),
+        kind: kind::name(h.kind()).into(),
+        purpose: h.purpose.clone(),
+        lawful_basis: h.lawful_basis.clone(),
+        consent_id: consent.consent_id.clone(),
+        consent_state: policy::consent_name(consent.state()).into(),
+        risk: policy::risk_name(h.risk()).into(),
+        subject_ref: h.subject_ref.clone(),
+        case_ref: h.case_ref.clone(),
+        categories: h.data_categories.join(","),
+        policy_version: h.policy_version.clone(),
+        rule: h.policy_rule.clone(),
+        without_consent: h.shared_without_consent,
+        in_reply_to: h.in_reply_to.clone(),
+        occurred_at_ms: h.created_at_ms,
+        verified: true,
+        signed,
+        ..Default::default()
+    }
+}
+
+/// A message that does not verify is still recorded: what arrived, on which subject, and
+/// why it does not verify; its bytes are kept only as a digest.
+fn unverifiable(e: &mut Entry, subject: &str, body: &[u8], reason: &str) {
+    e.entry_type = "unverifiable".into();
+    e.entry_id = format!("stream-{}", e.stream_seq);
+    if let Some((sender, recipient)) = transport::parse_message_subject(subject) {
+        e.sender = sender.into();
+        e.recipient = recipient.into();
+    }
+    e.reason = reason.into();
+    e.rule = "crypto".into();
+    e.occurred_at_ms = e.recorded_at_ms;
+    e.signed = Sha256::digest(body).to_vec();
+}
+
+/// Appends entries in order, linking each to the last. Entries whose stream sequence is
+/// already in the ledger (redeliveries) are skipped. Returns how many were appended.
+pub async fn append(tx: &mut Tx, entries: Vec<Entry>) -> Result<usize, sqlx::Error> {
+    let last = sqlx::query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
+    let (mut seq, mut prev): (i64, Vec<u8>) = match last {
+        Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
+        None => (0, GENESIS.to_vec()),
+    };
+    let mut seen = BTreeSet::new();
+    let mut appended = 0;
+    for mut e in entries {
+        let exists = sqlx::query("SELECT 1 AS one FROM ledger WHERE stream_seq = $1").bind(e.stream_seq).fetch_optional(&mut **tx).await?;
+        if exists.is_some() || !seen.insert(e.stream_seq) {
+            continue;
+        }
+        seq += 1;
+        e.seq = seq;
+        e.prev_hash = prev.clone();
+        e.hash = e.compute_hash(&prev);
+        insert(tx, &e).await?;
+        prev = e.hash;
+        appended += 1;
+    }
+    Ok(appended)
+}
+
+async fn insert(tx: &mut Tx, e: &Entry) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO ledger (seq, stream_seq, entry_type, entry_id, recorded_by, sender, recipient, kind, purpose, lawful_basis, consent_id, \
+         consent_state, risk, subject_ref, case_ref, categories, forbidden, policy_version, rule, reason, without_consent, in_reply_to, \
+         occurred_at_ms, recorded_at_ms, verified, signed, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
+    )
+    .bind(e.seq)
+    .bind(e.stream_seq)
+    .bind(&e.entry_type)
+    .bind(&e.entry_id)
+    .bind(&e.recorded_by)
+    .bind(&e.sender)
+    .bind(&e.recipient)
+    .bind(&e.kind)
+    .bind(&e.purpose)
+    .bind(&e.lawful_basis)
+    .bind(&e.consent_id)
+    .bind(&e.consent_state)
+    .bind(&e.risk)
+    .bind(&e.subject_ref)
+    .bind(&e.case_ref)
+    .bind(&e.categories)
+    .bind(&e.forbidden)
+    .bind(&e.policy_version)
+    .bind(&e.rule)
+    .bind(&e.reason)
+    .bind(e.without_consent as i64)
+    .bind(&e.in_reply_to)
+    .bind(e.occurred_at_ms)
+    .bind(e.recorded_at_ms)
+    .bind(e.verified as i64)
+    .bind(&e.signed)
+    .bind(&e.prev_hash)
+    .bind(&e.hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub const COLUMNS: &str = "seq, stream_seq, entry_type, entry_id, recorded_by, sender, recipient, kind, purpose, lawful_basis, consent_id, \
+    consent_state, risk, subject_ref, case_ref, categories, forbidden, policy_version, rule, reason, without_consent, in_reply_to, \
+    occurred_at_ms, recorded_at_ms, verified, signed, prev_hash, hash";
+
+pub fn from_row(r: &AnyRow) -> Result<Entry, sqlx::Error> {
+    Ok(Entry {
+        seq: r.try_get("seq")?,
+        stream_seq: r.try_get("stream_seq")?,
+        entry_type: r.try_get("entry_type")?,
+        entry_id: r.try_get("entry_id")?,
+        recorded_by: r.try_get("recorded_by")?,
+        sender: r.try_get("sender")?,
+        recipient: r.try_get("recipient")?,
+        kind: r.try_get("kind")?,
+        purpose: r.try_get("purpose")?,
+        lawful_basis: r.try_get("lawful_basis")?,
+        consent_id: r.try_get("consent_id")?,
+        consent_state: r.try_get("consent_state")?,
+        risk: r.try_get("risk")?,
+        subject_ref: r.try_get("subject_ref")?,
+        case_ref: r.try_get("case_ref")?,
+        categories: r.try_get("categories")?,
+        forbidden: r.try_get("forbidden")?,
+        policy_version: r.try_get("policy_version")?,
+        rule: r.try_get("rule")?,
+        reason: r.try_get("reason")?,
+        without_consent: r.try_get::<i64, _>("without_consent")? != 0,
+        in_reply_to: r.try_get("in_reply_to")?,
+        occurred_at_ms: r.try_get("occurred_at_ms")?,
+        recorded_at_ms: r.try_get("recorded_at_ms")?,
+        verified: r.try_get::<i64, _>("verified")? != 0,
+        signed: r.try_get("signed")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
+/// Entries in ledger order, optionally only those about one subject.
+pub async fn list(pool: &AnyPool, subject_ref: Option<&str>) -> Result<Vec<Entry>, sqlx::Error> {
+    let rows = match subject_ref {
+        Some(s) => sqlx::query(&format!("SELECT {COLUMNS} FROM ledger WHERE subject_ref = $1 ORDER BY seq")).bind(s).fetch_all(pool).await?,
+        None => sqlx::query(&format!("SELECT {COLUMNS} FROM ledger ORDER BY seq")).fetch_all(pool).await?,
+    };
+    rows.iter().map(from_row).collect()
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub entries: u64,
+    pub first_bad: Option<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The ledger position where verification fails.
+    pub seq: i64,
+    pub what: String,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.first_bad.is_none()
+    }
+}
+
+/// Recomputes the chain from the first entry, and re-checks each signed entry against its
+/// stored fields, stopping at the first entry whose content or link was altered, or where an
+/// entry is missing, inserted or out of order.
+pub async fn verify(pool: &AnyPool, directory: Option<&Directory>) -> Result<Report, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM ledger ORDER BY seq");
+    let mut rows = sqlx::query(&sql).fetch(pool);
+    let mut prev = GENESIS.to_vec();
+    let mut expected_seq = 1i64;
+    let mut last_stream_seq = 0i64;
+    let mut entries = 0u64;
+    while let Some(row) = rows.try_next().await? {
+        let e = from_row(&row)?;
+        entries += 1;
+        let problem = if e.seq != expected_seq {
+            Some(format!("expected entry {expected_seq} here: an entry was deleted or inserted"))
+        } else if e.prev_hash != prev {
+            Some("its link to the previous entry is broken: an entry before it was removed, inserted or reordered".into())
+        } else if e.compute_hash(&prev) != e.hash {
+            Some("its content was altered after it was recorded".into())
+        } else if e.stream_seq <= last_stream_seq {
+            Some("it is out of stream order".into())
+        } else {
+            directory.and_then(|d| signed_mismatch(d, &e))
+        };
+        if let Some(what) = problem {
+            return Ok(Report { entries, first_bad: Some(Problem { seq: e.seq, what }) });
+        }
+        prev = e.hash.clone();
+        expected_seq += 1;
+        last_stream_seq = e.stream_seq;
+    }
+    Ok(Report { entries, first_bad: None })
+}
+
+/// Whether a verified entry's fields still match the signed header or event it holds: an
+/// entry whose chain was rebuilt after an edit still cannot forge an agency's signature.
+fn signed_mismatch(directory: &Directory, e: &Entry) -> Option<String> {
+    if !e.verified {
+        return None;
+    }
+    let mut stored = e.clone();
+    let fresh = if e.entry_type == "disclosure" {
+        let envelope = Envelope::decode(e.signed.as_slice()).ok();
+        match envelope.and_then(|env| seal::verify_header(directory, &env.header, &env.signature).ok().map(|h| (h, env))) {
+            Some((h, env)) => {
+                let signed = Envelope { sealed_payload: Vec::new(), ..env }.encode_to_vec();
+                Entry { recorded_at_ms: e.recorded_at_ms, ..disclosure_entry(&h, signed, e.stream_seq) }
+            }
+            None => return Some("the signed header it holds no longer verifies".into()),
+        }
+    } else {
+        let mut fresh = classify(directory, "hub.v1.evt", &e.signed, e.stream_seq as u64);
+        if fresh.entry_type == "unverifiable" {
+            return Some("the signed event it holds no longer verifies".into());
+        }
+        fresh.recorded_at_ms = e.recorded_at_ms;
+        fresh
+    };
+    stored.seq = 0;
+    stored.prev_hash.clear();
+    stored.hash.clear();
+    (stored != fresh).then(|| "its fields no longer match the signed record it holds".into())
+}

@@ -1,0 +1,12 @@
+//! Runs the audit service alone, configured from the environment.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    runtime::telemetry::init();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = audit::start(audit::Config::from_env(), shutdown.clone()).await?;
+    println!("audit service listening on http://{}", running.addr);
+    tokio::signal::ctrl_c().await?;
+    shutdown.cancel();
+    running.task.await?
+}
