@@ -1,0 +1,327 @@
+//! The scripted synthetic case `hub demo` plays across the partnership, through each
+//! service's HTTP API as staff and case systems would. Every name, address and phone number
+//! in it is invented.
+//!
+//! It checks, as a user would: every expected disclosure was delivered and stored exactly
+//! once at its recipient, no valid envelope was quarantined, the refused perpetrator referral
+//! never left housing and is a near miss in the ledger, every referral was acknowledged,
+//! and the ledger holds every disclosure and verifies.
+
+use std::{collections::BTreeMap, time::{Duration, Instant}};
+
+use anyhow::{Context as _, bail, ensure};
+use serde_json::{Value, json};
+
+use crate::local::LocalHub;
+
+/// The synthetic survivor. The name is distinctive so tests can search the broker's store
+/// and the wire for it and be sure it never appears in clear.
+pub const SURVIVOR_NAME: &str = "Zephyrine Quillfeather-Demo";
+pub const SURVIVOR_DOB: &str = "1991-04-05";
+pub const SURVIVOR_ADDRESS: &str = "17 Synthetic Lane, Northbridge NB1 9ZZ";
+pub const SURVIVOR_PHONE: &str = "07700 900123";
+const PERPETRATOR_NAME: &str = "Barnaby Synthetic-Harmer";
+
+/// One line of what happened.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub from: String,
+    pub to: String,
+    pub kind: String,
+    pub decision: String,
+    pub rule: String,
+    pub id: String,
+    pub note: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub steps: Vec<Step>,
+    /// Envelope id -> recipient of every allowed disclosure.
+    pub delivered: BTreeMap<String, String>,
+    pub near_misses: Vec<String>,
+    pub ledger_entries: u64,
+    pub subject_ref: String,
+}
+
+struct Script<'a> {
+    hub: &'a LocalHub,
+    http: reqwest::Client,
+    report: Report,
+    print: bool,
+}
+
+fn dash_answers(yes: usize) -> Vec<&'static str> {
+    (0..24).map(|i| if i < yes { "yes" } else if i % 5 == 0 { "dont_know" } else { "no" }).collect()
+}
+
+impl Script<'_> {
+    async fn call(&self, method: reqwest::Method, agency: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+        let base = if agency == "audit" { self.hub.audit_url.as_str() } else { self.hub.url(agency) };
+        let mut request = self.http.request(method, format!("{base}{path}"));
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let response = request.send().await.with_context(|| format!("calling {agency} {path}"))?;
+        let status = response.status().as_u16();
+        let value = response.json::<Value>().await.unwrap_or(Value::Null);
+        Ok((status, value))
+    }
+
+    async fn get(&self, agency: &str, path: &str) -> anyhow::Result<Value> {
+        let (status, v) = self.call(reqwest::Method::GET, agency, path, None).await?;
+        ensure!(status == 200, "GET {agency}{path} answered {status}: {v}");
+        Ok(v)
+    }
+
+    async fn post(&self, agency: &str, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+        self.call(reqwest::Method::POST, agency, path, Some(body)).await
+    }
+
+    fn say(&mut self, step: Step) {
+        if self.print {
+            let decision = if step.decision == "ALLOWED" { "allowed" } else { "DENIED " };
+            println!(
+                "  {:<22} -> {:<22} {:<30} {} rule={:<24} {}",
+                step.from, step.to, step.kind, decision, step.rule, step.note
+            );
+        }
+        self.report.steps.push(step);
+    }
+
+    /// Sends one disclosure and records it; `expect_denied` marks an attempt that must be refused.
+    async fn disclose(&mut self, from: &str, body: Value, expect_denied: bool) -> anyhow::Result<String> {
+        let to = body["to"].as_str().unwrap_or_default().to_owned();
+        let kind = body["payload"].as_object().and_then(|o| o.keys().next().cloned()).unwrap_or_default();
+        let (status, v) = self.post(from, "/disclosures", body).await?;
+        self.outcome(from, &to, &kind, status, v, expect_denied)
+    }
+
+    fn outcome(&mut self, from: &str, to: &str, kind: &str, status: u16, v: Value, expect_denied: bool) -> anyhow::Result<String> {
+        match (status, expect_denied) {
+            (201, false) => {
+                let id = v["envelope_id"].as_str().unwrap_or_default().to_owned();
+                let removed: Vec<String> = v["removed"].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_owned)).collect();
+                let mut note = format!("{} categories", v["categories"].as_array().map(|a| a.len()).unwrap_or(0));
+                if !removed.is_empty() {
+                    note.push_str(&format!("; minimised away: {}", removed.join(", ")));
+                }
+                if v["without_consent"] == json!(true) {
+                    note.push_str("; SHARED WITHOUT CONSENT (high risk)");
+                }
+                self.report.delivered.insert(id.clone(), to.to_owned());
+                self.say(Step { from: from.into(), to: to.into(), kind: kind.into(), decision: "ALLOWED".into(), rule: v["rule"].as_str().unwrap_or_default().into(), id: id.clone(), note });
+                Ok(id)
+            }
+            (403, true) => {
+                let id = v["near_miss_id"].as_str().unwrap_or_default().to_owned();
+                let forbidden: Vec<&str> = v["forbidden"].as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect();
+                self.report.near_misses.push(id.clone());
+                self.say(Step {
+                    from: from.into(), to: to.into(), kind: kind.into(), decision: "DENIED".into(),
+                    rule: v["rule"].as_str().unwrap_or_default().into(), id: id.clone(),
+                    note: format!("near miss logged: {} ({})", v["reason"].as_str().unwrap_or_default(), forbidden.join(", ")),
+                });
+                Ok(id)
+            }
+            _ => bail!("{from} -> {to} {kind}: expected {}, got HTTP {status}: {v}", if expect_denied { "a denial" } else { "201" }),
+        }
+    }
+
+    /// Waits until an envelope is in its recipient's inbox.
+    async fn delivered(&self, id: &str) -> anyhow::Result<()> {
+        let recipient = self.report.delivered.get(id).context("unknown envelope")?.clone();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, _) = self.call(reqwest::Method::GET, &recipient, &format!("/inbox/{id}"), None).await?;
+            if status == 200 {
+                return Ok(());
+            }
+            ensure!(Instant::now() < deadline, "envelope {id} never reached {recipient}'s inbox");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn ack(&mut self, agency: &str, id: &str, status: &str, reason: &str) -> anyhow::Result<String> {
+        self.delivered(id).await?;
+        let sender = self.get(agency, &format!("/inbox/{id}")).await?["sender"].as_str().unwrap_or_default().to_owned();
+        let (code, v) = self.post(agency, &format!("/inbox/{id}/ack"), json!({"status": status, "reason": reason})).await?;
+        self.outcome(agency, &sender, &format!("referralAck ({status})"), code, v, false)
+    }
+}
+
+/// Plays the demo case on a running partnership and checks the outcome.
+pub async fn play(hub: &LocalHub, print: bool) -> anyhow::Result<Report> {
+    let mut s = Script { hub, http: reqwest::Client::new(), report: Report::default(), print };
+    let survivor = json!({"fullName": SURVIVOR_NAME, "dateOfBirth": SURVIVOR_DOB, "address": SURVIVOR_ADDRESS, "phone": SURVIVOR_PHONE, "safeToCall": true, "safeTimes": "weekdays 10:00-12:00"});
+    let subject = json!({"full_name": SURVIVOR_NAME, "date_of_birth": SURVIVOR_DOB});
+    let perpetrator = json!({"fullName": PERPETRATOR_NAME, "dateOfBirth": "1987-09-30", "address": "4 Invented Road, Northbridge", "relationship": "ex-partner"});
+    let referrer = json!({"name": "Demo Officer", "agency": "Northbridge Council Housing Solutions", "role": "Housing options officer"});
+    let consent = json!({"id": "consent-hsg-0001", "state": "given"});
+    let housing = "housing-northbridge";
+    let landlord = "riverside-homes";
+
+    // 1. Housing identifies abuse and records a DASH checklist: 15 Yes answers, high risk.
+    let (status, dash) = s.post(housing, "/dash-assessments", json!({"case_ref": "HSG-2026-0042", "subject": subject, "answers": dash_answers(15)})).await?;
+    ensure!(status == 201, "recording the DASH checklist failed: {dash}");
+    ensure!(dash["score"] == json!(15) && dash["risk"] == json!("high"), "DASH scored {dash}");
+    s.report.subject_ref = dash["subject_ref"].as_str().unwrap_or_default().to_owned();
+    if print {
+        println!("  housing-northbridge records a DASH checklist: score {} -> {} risk (MARAC criteria met)", dash["score"], dash["risk"].as_str().unwrap_or_default());
+    }
+    let assessment = dash["assessment"].clone();
+
+    // 2. Housing refers to the IDVA service (consent given) and to MARAC (visible high risk;
+    //    the survivor was not asked, so it is shared without consent on a safeguarding basis).
+    let idva_referral = s
+        .disclose(housing, json!({"to": "idva-northbridge", "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a", "consent": consent,
+            "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
+            "payload": {"idvaReferral": {"referrer": referrer, "survivor": survivor, "perpetrators": [perpetrator], "dash": assessment,
+                "reason": "Disclosed escalating abuse at a housing options interview", "survivorAware": true}}}), false)
+        .await?;
+    let marac_referral = s
+        .disclose(housing, json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18",
+            "consent": {"id": "consent-hsg-0002", "state": "not-sought"}, "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
+            "payload": {"maracReferral": {"referrer": referrer, "survivor": survivor, "perpetrators": [perpetrator], "dash": assessment,
+                "criteria": ["MARAC_CRITERION_VISIBLE_HIGH_RISK"], "survivorAware": false, "reasonNoConsent": "Asking would raise the risk"}}}), false)
+        .await?;
+    s.ack("idva-northbridge", &idva_referral, "accepted", "").await?;
+    s.ack("marac-northbridge", &marac_referral, "accepted", "").await?;
+
+    // 3. MARAC researches the case with member agencies and records an action for housing.
+    let sref = s.report.subject_ref.clone();
+    for member in [housing, "idva-northbridge"] {
+        let request = s
+            .disclose("marac-northbridge", json!({"to": member, "purpose": "marac", "lawful_basis": "uk-gdpr-6-1-e", "risk": "high", "subject_ref": sref,
+                "case_ref": "MARAC-2026-11-07", "payload": {"maracResearchRequest": {"meetingDate": "2026-12-03", "survivor": {"fullName": SURVIVOR_NAME, "dateOfBirth": SURVIVOR_DOB},
+                    "perpetrators": [{"fullName": PERPETRATOR_NAME, "dateOfBirth": "1987-09-30"}], "questions": "What do you hold on these people?", "replyBy": "2026-12-01"}}}), false)
+            .await?;
+        s.delivered(&request).await?;
+        s.disclose(member, json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-6-1-e", "subject_ref": sref,
+            "case_ref": "MARAC-2026-11-07", "in_reply_to": request,
+            "payload": {"maracResearchResponse": {"holdsInformation": true, "summary": "Two prior reports of noise and damage at the tenancy"}}}), false)
+            .await?;
+    }
+    let (status, action) = s.post("marac-northbridge", "/actions", json!({"owner_agency": housing, "description": "Fit additional security to the property (sanctuary scheme)",
+        "due_date": "2026-12-10", "meeting_date": "2026-12-03", "subject_ref": sref, "case_ref": "MARAC-2026-11-07"})).await?;
+    ensure!(status == 201, "recording the MARAC action failed: {action}");
+    let action_id = action["action_id"].as_str().unwrap_or_default().to_owned();
+    let action_envelope = s.outcome("marac-northbridge", housing, "maracAction", 201, action["disclosure"].clone(), false)?;
+    s.delivered(&action_envelope).await?;
+    s.disclose(housing, json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-6-1-e", "subject_ref": sref, "in_reply_to": action_envelope,
+        "payload": {"maracActionUpdate": {"actionId": action_id, "status": "ACTION_STATUS_DONE", "note": "Sanctuary measures fitted"}}}), false)
+        .await?;
+
+    // 4. Housing asks the reciprocal scheme for a move (consent given). The coordinator may not
+    //    receive the current address: the ISP removes it before sealing.
+    let move_request = s
+        .disclose(housing, json!({"to": "reciprocals-scheme", "purpose": "rehousing", "lawful_basis": "uk-gdpr-6-1-a", "consent": consent, "risk": "high",
+            "subject": subject, "case_ref": "HSG-2026-0042",
+            "payload": {"reciprocalRequest": {"referrer": referrer, "applicant": survivor, "currentLandlord": housing, "tenure": "secure",
+                "household": {"adults": 1, "children": 2, "bedroomsNeeded": 2},
+                "areasOfChoice": ["Eastvale", "Southmoor", "Westbrook", "Highcross", "Riverside"], "excludedAreas": ["Northbridge"],
+                "approvedBy": "Demo Landlord Lead"}}}), false)
+        .await?;
+    s.ack("reciprocals-scheme", &move_request, "accepted", "").await?;
+    let applications = s.get("reciprocals-scheme", "/applications").await?;
+    let reference = applications[0]["application_ref"].as_str().context("no application reference assigned")?.to_owned();
+    if print {
+        println!("  reciprocals-scheme assigns application reference {reference}");
+    }
+    let (status, circulated) = s.post("reciprocals-scheme", &format!("/applications/{reference}/circulate"), json!({"landlords": [landlord], "reply_by": "2026-12-15"})).await?;
+    ensure!(status == 201, "circulating the property request failed: {circulated}");
+    for sent in circulated["sent"].as_array().into_iter().flatten() {
+        let id = s.outcome("reciprocals-scheme", landlord, "reciprocalPropertyRequest (anonymised)", 201, sent.clone(), false)?;
+        s.delivered(&id).await?;
+        s.ack(landlord, &id, "received", "").await?;
+    }
+    let offer = s
+        .disclose(landlord, json!({"to": "reciprocals-scheme", "purpose": "rehousing", "lawful_basis": "uk-gdpr-6-1-e", "case_ref": reference,
+            "payload": {"reciprocalOffer": {"applicationRef": reference, "propertyRef": "RH-PROP-2291", "area": "Eastvale", "bedrooms": 2, "availableFrom": "2027-01-04", "landlord": landlord}}}), false)
+        .await?;
+    s.delivered(&offer).await?;
+    s.disclose("reciprocals-scheme", json!({"to": landlord, "purpose": "rehousing", "lawful_basis": "uk-gdpr-6-1-e", "case_ref": reference, "in_reply_to": offer,
+        "payload": {"reciprocalOfferResponse": {"applicationRef": reference, "propertyRef": "RH-PROP-2291", "accepted": true}}}), false)
+        .await?;
+    let moved = s
+        .disclose(landlord, json!({"to": "reciprocals-scheme", "purpose": "rehousing", "lawful_basis": "uk-gdpr-6-1-e", "case_ref": reference,
+            "payload": {"reciprocalMoveCompleted": {"applicationRef": reference, "propertyRef": "RH-PROP-2291", "movedOn": "2027-01-11",
+                "rehousingLandlord": landlord, "vacatingLandlord": housing}}}), false)
+        .await?;
+    s.delivered(&moved).await?;
+
+    // 5. Housing refers the perpetrator to a pathway. The first attempt still carries the
+    //    survivor's address and phone: the protocol refuses it whole (a near miss). The second,
+    //    without them, goes.
+    let mut perpetrator_referral = json!({"to": "perpetrator-pathways", "purpose": "perpetrator-intervention", "lawful_basis": "cda-1998-s115",
+        "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
+        "payload": {"perpetratorReferral": {"referrer": referrer, "perpetrator": perpetrator, "survivor": survivor, "pathway": "PATHWAY_HIGH_HARM",
+            "risk": "RISK_LEVEL_HIGH", "reportEngagementTo": "idva-northbridge", "reason": "Escalating abuse, breach of tenancy conditions"}}});
+    s.disclose(housing, perpetrator_referral.clone(), true).await?;
+    perpetrator_referral["payload"]["perpetratorReferral"]["survivor"] = json!({"fullName": SURVIVOR_NAME, "dateOfBirth": SURVIVOR_DOB});
+    let pathway_referral = s.disclose(housing, perpetrator_referral, false).await?;
+    s.ack("perpetrator-pathways", &pathway_referral, "accepted", "").await?;
+
+    // 6. The pathway tells the survivor's advocate how the perpetrator is engaging.
+    s.disclose("perpetrator-pathways", json!({"to": "idva-northbridge", "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-e", "risk": "high",
+        "subject_ref": sref, "in_reply_to": pathway_referral,
+        "payload": {"perpetratorEngagementUpdate": {"engagement": "ENGAGEMENT_ENGAGED", "asOf": "2027-01-20", "pathway": "PATHWAY_HIGH_HARM", "note": "Attended first two sessions"}}}), false)
+        .await?;
+
+    check(&mut s, &[&idva_referral, &marac_referral, &move_request, &pathway_referral]).await?;
+    Ok(s.report)
+}
+
+/// The checks a user would make once the script has run.
+async fn check(s: &mut Script<'_>, referrals: &[&str]) -> anyhow::Result<()> {
+    // Every disclosure reached its recipient, exactly once, and nothing valid was quarantined.
+    let ids: Vec<String> = s.report.delivered.keys().cloned().collect();
+    for id in &ids {
+        s.delivered(id).await?;
+    }
+    for agency in s.hub.services.keys() {
+        let inbox = s.get(agency, "/inbox").await?;
+        let mine: Vec<&str> = inbox.as_array().into_iter().flatten().filter_map(|e| e["envelope_id"].as_str()).collect();
+        let expected = s.report.delivered.values().filter(|r| *r == agency).count();
+        ensure!(mine.len() == expected, "{agency} stored {} envelopes, expected {expected}", mine.len());
+        let quarantined = s.get(agency, "/quarantine").await?;
+        ensure!(quarantined.as_array().is_some_and(|q| q.is_empty()), "{agency} quarantined valid envelopes: {quarantined}");
+    }
+    // Every referral was acknowledged, and the sender sees it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in referrals {
+        loop {
+            let sent = s.get("housing-northbridge", &format!("/disclosures/{id}")).await?;
+            if sent["status"] == json!("accepted") {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "referral {id} is still {} at the sender", sent["status"]);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The refused referral never left housing.
+    let pathway_inbox = s.get("perpetrator-pathways", "/inbox").await?;
+    for entry in pathway_inbox.as_array().into_iter().flatten() {
+        let payload = s.get("perpetrator-pathways", &format!("/inbox/{}", entry["envelope_id"].as_str().unwrap_or_default())).await?;
+        let text = payload.to_string();
+        ensure!(!text.contains(SURVIVOR_ADDRESS) && !text.contains(SURVIVOR_PHONE), "the pathway holds the survivor's address or phone");
+    }
+    // The ledger holds every disclosure and the near miss, and verifies.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ledger = s.get("audit", "/ledger").await?;
+        let ids: Vec<&str> = ledger.as_array().into_iter().flatten().filter_map(|e| e["entry_id"].as_str()).collect();
+        let missing = s.report.delivered.keys().chain(&s.report.near_misses).filter(|id| !ids.contains(&id.as_str())).count();
+        if missing == 0 {
+            let near = ledger.as_array().into_iter().flatten().filter(|e| e["entry_type"] == json!("near_miss")).count();
+            ensure!(near == s.report.near_misses.len(), "the ledger has {near} near misses, expected {}", s.report.near_misses.len());
+            break;
+        }
+        ensure!(Instant::now() < deadline, "{missing} disclosures never reached the ledger");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let verify = s.get("audit", "/verify").await?;
+    ensure!(verify["ok"] == json!(true), "the ledger does not verify: {verify}");
+    s.report.ledger_entries = verify["entries"].as_u64().unwrap_or_default();
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! The `hub` command's library: everything `hub up`, `hub demo` and the end-to-end tests
+//! share.
+//!
+//! - [`nats`]: finds (or installs) and runs a local nats-server with JetStream.
+//! - [`partnership`]: writes a partnership's directory, policy and key files.
+//! - [`local`]: starts a whole partnership on one machine: audit service first, then one
+//!   service per agency.
+//! - [`demo`]: the scripted synthetic case, with the checks that it worked.
+
+pub mod demo;
+pub mod local;
+pub mod nats;
+pub mod partnership;

