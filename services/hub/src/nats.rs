@@ -82,8 +82,12 @@ impl NatsChild {
                 bail!("nats-server exited at start ({status}); its log is {}", self.store.join("nats-server.log").display());
             }
             if let Ok(client) = async_nats::connect(&self.url).await {
-                if async_nats::jetstream::new(client).query_account().await.is_ok() {
-                    return Ok(());
+                // A raw request, not `query_account`: the reply format of older servers
+                // (Debian's 2.9) does not parse in async-nats 0.51, though JetStream works.
+                if let Ok(reply) = client.request("$JS.API.INFO", "".into()).await {
+                    if reply.payload.windows(7).any(|w| w == b"\"limits") || reply.payload.windows(8).any(|w| w == b"\"storage") {
+                        return Ok(());
+                    }
                 }
             }
             if Instant::now() > deadline {
