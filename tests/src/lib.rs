@@ -1,1 +1,223 @@
-//! End-to-end test harness: real nats-server and databases
+//! End-to-end test harness: a whole partnership on real components.
+//!
+//! Each test gets its own nats-server (JetStream, temp store, free port; started by
+//! [`hub::local::LocalHub`]) and its own databases: SQLite files in a temp directory, or fresh
+//! PostgreSQL databases named `hubtest_<random>_<service>` on the server of
+//! `HUB_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped when
+//! the test ends, pass or fail. Tests therefore run in parallel and leave nothing behind.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use hub::local::{LocalHub, Options};
+use serde_json::Value;
+
+/// Where the storage of a test partnership lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server the tests create their databases on.
+pub fn postgres_server() -> String {
+    std::env::var("HUB_TEST_POSTGRES").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A running test partnership. Dropping it stops nats-server and drops its PostgreSQL
+/// databases.
+pub struct Partnership {
+    pub hub: LocalHub,
+    pub options: Options,
+    pub http: reqwest::Client,
+    _cleanup: Option<DropDatabases>,
+    // Last, so the store outlives everything that writes to it.
+    _dir: tempfile::TempDir,
+}
+
+impl Partnership {
+    pub async fn start(backend: Backend) -> anyhow::Result<Partnership> {
+        Partnership::start_with(backend, None).await
+    }
+
+    /// `ack_wait`: how soon the broker redelivers an unacked message (short in crash tests).
+    pub async fn start_with(backend: Backend, ack_wait: Option<Duration>) -> anyhow::Result<Partnership> {
+        let dir = tempfile::Builder::new().prefix("hubtest").tempdir()?;
+        let (database_url, database_prefix, cleanup) = match backend {
+            Backend::Sqlite => (None, None, None),
+            Backend::Postgres => {
+                let prefix = format!("hubtest_{:016x}", rand::random::<u64>());
+                let cleanup = DropDatabases { server: postgres_server(), prefix: prefix.clone() };
+                (Some(postgres_server()), Some(prefix), Some(cleanup))
+            }
+        };
+        let options = Options { data: dir.path().to_owned(), nats_url: None, database_url, ack_wait, database_prefix };
+        let hub = LocalHub::start(options.clone()).await?;
+        Ok(Partnership { hub, options, http: reqwest::Client::new(), _cleanup: cleanup, _dir: dir })
+    }
+
+    pub fn data(&self) -> &Path {
+        &self.options.data
+    }
+
+    pub fn url(&self, agency: &str) -> String {
+        if agency == "audit" { self.hub.audit_url.clone() } else { self.hub.url(agency).to_owned() }
+    }
+
+    /// The database URL of one service (`audit` or an agency id).
+    pub async fn database_url(&self, service: &str) -> anyhow::Result<String> {
+        hub::local::database_url(&self.options, service).await
+    }
+
+    pub async fn get(&self, agency: &str, path: &str) -> anyhow::Result<Value> {
+        let response = self.http.get(format!("{}{path}", self.url(agency))).send().await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.is_success(), "GET {agency}{path}: HTTP {status}: {body}");
+        Ok(body)
+    }
+
+    /// POSTs JSON; returns the status code and the JSON answer.
+    pub async fn post(&self, agency: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let response = self.http.post(format!("{}{path}", self.url(agency))).json(body).send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// The audit service's ledger entries.
+    pub async fn ledger(&self) -> anyhow::Result<Vec<Value>> {
+        Ok(self.get("audit", "/ledger").await?.as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// Polls `check` until it yields a value or `timeout` passes; the error says what never
+/// happened and the last thing seen.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not happen within {timeout:?}{}", if last.is_empty() { String::new() } else { format!(" (last error: {last})") });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if contains(&std::fs::read(&path)?, needle) {
+                found.push(path);
+            }
+        }
+    }
+    Ok(found)
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Drops every database of one test partnership, from a thread of its own so it works
+/// from `Drop` inside (or after) the test's runtime, and when the test panicked.
+struct DropDatabases {
+    server: String,
+    prefix: String,
+}
+
+impl Drop for DropDatabases {
+    fn drop(&mut self) {
+        let (server, prefix) = (self.server.clone(), self.prefix.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                use sqlx::{Connection as _, Executor as _, Row as _};
+                sqlx::any::install_default_drivers();
+                let mut conn = sqlx::AnyConnection::connect(&server).await?;
+                let names = sqlx::query("SELECT datname FROM pg_database WHERE datname LIKE $1")
+                    .bind(format!("{prefix}\\_%"))
+                    .fetch_all(&mut conn)
+                    .await?;
+                for row in names {
+                    let name: String = row.try_get("datname")?;
+                    conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: could not drop the test databases {}_*", self.prefix);
+        }
+    }
+}
+
+/// A minimal consented IDVA referral from housing about synthetic person `n`, as the
+/// housing case system would POST it to `/disclosures`.
+pub fn idva_referral(n: usize) -> Value {
+    let name = format!("Synthetic Person {n:05}");
+    serde_json::json!({
+        "to": "idva-northbridge", "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a",
+        "consent": {"id": format!("consent-t-{n}"), "state": "given"}, "risk": "medium",
+        "subject": {"full_name": name, "date_of_birth": "1990-01-01"}, "case_ref": format!("HSG-T-{n:05}"),
+        "payload": {"idvaReferral": {"survivor": {"fullName": name, "dateOfBirth": "1990-01-01"},
+            "reason": "Test referral", "survivorAware": true}}
+    })
+}
+
+/// Posts `count` referrals (numbered from `first`) from housing, `parallel` at a time, and
+/// returns their envelope ids in completion order; `sent` counts them as they succeed.
+pub async fn send_referrals(
+    http: reqwest::Client,
+    housing_url: String,
+    first: usize,
+    count: usize,
+    parallel: usize,
+    sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> anyhow::Result<Vec<String>> {
+    use futures::StreamExt as _;
+    let results: Vec<anyhow::Result<String>> = futures::stream::iter(first..first + count)
+        .map(|n| {
+            let (http, url, sent) = (http.clone(), housing_url.clone(), sent.clone());
+            async move {
+                let response = http.post(format!("{url}/disclosures")).json(&idva_referral(n)).send().await?;
+                let status = response.status();
+                let body: Value = response.json().await?;
+                anyhow::ensure!(status.as_u16() == 201, "referral {n}: HTTP {status}: {body}");
+                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(body["envelope_id"].as_str().context("no envelope id")?.to_owned())
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// How many rows the inbox table of `database_url` holds, and how many distinct envelopes.
+pub async fn inbox_counts(database_url: &str) -> anyhow::Result<(i64, i64)> {
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(database_url).await?;
+    let row: (i64, i64) = sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT envelope_id) FROM inbox").fetch_one(&mut conn).await?;
+    conn.close().await?;
+    Ok(row)
+}

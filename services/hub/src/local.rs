@@ -21,6 +21,9 @@ pub struct Options {
     pub database_url: Option<String>,
     /// How long the broker waits for an ack before redelivering.
     pub ack_wait: Option<Duration>,
+    /// Prefix of the PostgreSQL database names (`{prefix}_{service}`); "hub" when None. Lets
+    /// several partnerships (parallel tests) share one server.
+    pub database_prefix: Option<String>,
 }
 
 /// One running service of the partnership.
@@ -61,7 +64,10 @@ pub async fn start_agency(role: Role, config: Config, shutdown: CancellationToke
 pub async fn database_url(options: &Options, service: &str) -> anyhow::Result<String> {
     match &options.database_url {
         None => Ok(runtime::config::sqlite_url(&options.data, service)),
-        Some(base) => runtime::db::postgres_database(base, &format!("hub_{}", service.replace('-', "_"))).await,
+        Some(base) => {
+            let prefix = options.database_prefix.as_deref().unwrap_or("hub");
+            runtime::db::postgres_database(base, &format!("{prefix}_{}", service.replace('-', "_"))).await
+        }
     }
 }
 

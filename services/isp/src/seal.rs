@@ -18,8 +18,10 @@ use crate::{
     policy::{Decision, Request},
 };
 
-const ENVELOPE_CONTEXT: &[u8] = b"hub.v1.envelope\0";
-const EVENT_CONTEXT: &[u8] = b"hub.v1.event\0";
+/// Domain separation of envelope-header signatures from event signatures.
+pub const ENVELOPE_CONTEXT: &[u8] = b"hub.v1.envelope\0";
+/// Domain separation of signed-event signatures.
+pub const EVENT_CONTEXT: &[u8] = b"hub.v1.event\0";
 
 /// One agency's view of the protocol: its keys, the directory, the policy and the schema.
 #[derive(Debug, Clone)]

@@ -1,0 +1,50 @@
+//! No payload plaintext in the broker: a distinctive synthetic name, address and phone number
+//! in the demo's payloads are absent from the JetStream store files and from everything a
+//! plain NATS subscriber to `>` sees, while the recipient can read them.
+
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt as _;
+use hub::demo::{SURVIVOR_ADDRESS, SURVIVOR_NAME, SURVIVOR_PHONE};
+use tests::{Backend, Partnership, contains, files_containing};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn survivor_details_never_cross_the_broker_in_clear() -> anyhow::Result<()> {
+    let p = Partnership::start(Backend::Sqlite).await?;
+    let client = async_nats::connect(&p.hub.nats_url).await?;
+    let mut everything = client.subscribe(">").await?;
+    client.flush().await?;
+    let wire = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let seen = wire.clone();
+    let tap = tokio::spawn(async move {
+        while let Some(m) = everything.next().await {
+            let mut w = seen.lock().unwrap();
+            w.extend_from_slice(m.subject.as_bytes());
+            if let Some(h) = &m.headers {
+                w.extend_from_slice(format!("{h:?}").as_bytes());
+            }
+            w.extend_from_slice(&m.payload);
+        }
+    });
+
+    let report = hub::demo::play(&p.hub, false).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tap.abort();
+    let wire = wire.lock().unwrap().clone();
+
+    // The tap really saw the disclosures (so its silence about the name means something)...
+    assert!(contains(&wire, b"hub.v1.msg.housing-northbridge.idva-northbridge"), "the tap saw no disclosure");
+    // ...and the recipient really holds the name (it was in a payload that crossed the wire).
+    let idva_referral = report.steps.iter().find(|s| s.kind == "idvaReferral").unwrap();
+    let opened = p.get("idva-northbridge", &format!("/inbox/{}", idva_referral.id)).await?;
+    assert!(opened.to_string().contains(SURVIVOR_NAME), "the IDVA cannot read the referral: {opened}");
+
+    let store = p.data().join("nats");
+    assert!(files_containing(&store, b"hub.v1.msg.housing-northbridge")?.len() > 0, "no stream files in {}", store.display());
+    for secret in [SURVIVOR_NAME, SURVIVOR_ADDRESS, SURVIVOR_PHONE] {
+        assert!(!contains(&wire, secret.as_bytes()), "{secret:?} crossed the wire in clear");
+        let files = files_containing(&store, secret.as_bytes())?;
+        assert!(files.is_empty(), "{secret:?} is in clear in the JetStream store: {files:?}");
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! The scripted demo case, on each storage backend: every disclosure delivered and stored
+//! exactly once, the near miss refused, every referral acknowledged, the ledger verifies.
+
+use std::collections::BTreeMap;
+
+use tests::{Backend, Partnership};
+
+async fn demo_on(backend: Backend) -> anyhow::Result<()> {
+    let p = Partnership::start(backend).await?;
+    let report = hub::demo::play(&p.hub, false).await?;
+    assert_eq!(report.delivered.len(), 20, "the script makes 20 allowed disclosures");
+    assert_eq!(report.near_misses.len(), 1, "the perpetrator referral with the survivor's address is refused once");
+
+    // Exactly once, counted independently of the script: every recipient's inbox holds each
+    // of its envelopes once and nothing else.
+    let mut expected: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (id, to) in &report.delivered {
+        expected.entry(to.as_str()).or_default().push(id.as_str());
+    }
+    for (agency, ids) in &expected {
+        let inbox = p.get(agency, "/inbox").await?;
+        let mut got: Vec<&str> = inbox.as_array().unwrap().iter().map(|e| e["envelope_id"].as_str().unwrap()).collect();
+        got.sort();
+        let mut want = ids.clone();
+        want.sort();
+        assert_eq!(got, want, "{agency}'s inbox");
+    }
+
+    // The ledger: one disclosure entry per delivered envelope, one near miss, and it verifies.
+    let ledger = p.ledger().await?;
+    let disclosures: Vec<&str> =
+        ledger.iter().filter(|e| e["entry_type"] == "disclosure").map(|e| e["entry_id"].as_str().unwrap()).collect();
+    assert_eq!(disclosures.len(), 20);
+    for id in report.delivered.keys() {
+        assert!(disclosures.contains(&id.as_str()), "ledger lacks {id}");
+    }
+    let near: Vec<&serde_json::Value> = ledger.iter().filter(|e| e["entry_type"] == "near_miss").collect();
+    assert_eq!(near.len(), 1);
+    assert_eq!(near[0]["rule"], "roles.perpetrator.never");
+    assert_eq!(near[0]["forbidden"], "survivor.address,survivor.contact");
+    let marac = ledger.iter().find(|e| e["kind"] == "marac.referral").unwrap();
+    assert_eq!(marac["without_consent"], true, "the MARAC referral was shared without consent and says so");
+    let verify = p.get("audit", "/verify").await?;
+    assert_eq!(verify["ok"], true, "{verify}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn demo_case_on_sqlite() -> anyhow::Result<()> {
+    demo_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn demo_case_on_postgres() -> anyhow::Result<()> {
+    demo_on(Backend::Postgres).await
+}

@@ -1,0 +1,150 @@
+//! Bad input on the wire. Hand-built envelopes published straight to JetStream on the IDVA's
+//! subject: each is refused with its specific reason, quarantined, recorded in the ledger,
+//! never stored as a referral, and the valid envelopes around them still arrive.
+
+use std::time::Duration;
+
+use ed25519_dalek::Signer as _;
+use isp::{Isp, Kind, Outgoing};
+use prost::Message as _;
+use proto::v1::{ConsentState, ConsentTag, Envelope, Header, IdvaReferral, MaracReferral, Payload, Person, RiskLevel, payload::Body};
+use runtime::transport;
+use serde_json::Value;
+use tests::{Backend, Partnership, eventually};
+
+const HOUSING: &str = "housing-northbridge";
+const IDVA: &str = "idva-northbridge";
+
+fn person() -> Option<Person> {
+    Some(Person { full_name: "Synthetic Envelope Person".into(), date_of_birth: "1990-01-01".into(), ..Default::default() })
+}
+
+/// A valid, consented referral from housing to the IDVA, sealed by housing's ISP.
+fn referral(isp: &Isp) -> anyhow::Result<Vec<u8>> {
+    let body = Body::IdvaReferral(IdvaReferral { survivor: person(), reason: "Test".into(), survivor_aware: true, ..Default::default() });
+    seal(isp, IDVA, Kind::IdvaReferral, "safeguarding", body)
+}
+
+fn seal(isp: &Isp, to: &str, kind: Kind, purpose: &str, body: Body) -> anyhow::Result<Vec<u8>> {
+    let out = Outgoing {
+        recipient: to.into(),
+        kind,
+        purpose: purpose.into(),
+        lawful_basis: "uk-gdpr-6-1-a".into(),
+        consent: Some(ConsentTag { consent_id: "consent-e-1".into(), state: ConsentState::Given as i32, recorded_by: HOUSING.into() }),
+        risk: RiskLevel::Medium,
+        subject_ref: "subject-test".into(),
+        case_ref: "HSG-E-1".into(),
+        in_reply_to: String::new(),
+        payload: Payload { body: Some(body) },
+    };
+    Ok(isp.seal(&out)?.envelope)
+}
+
+/// Decodes an envelope, lets `edit` change its header, and re-encodes it (re-signing with
+/// `key` when given, otherwise keeping the old signature).
+fn with_header(bytes: &[u8], key: Option<&ed25519_dalek::SigningKey>, edit: impl FnOnce(&mut Header)) -> Vec<u8> {
+    let mut envelope = Envelope::decode(bytes).unwrap();
+    let mut header = Header::decode(envelope.header.as_slice()).unwrap();
+    edit(&mut header);
+    envelope.header = header.encode_to_vec();
+    if let Some(key) = key {
+        envelope.signature = key.sign(&[isp::seal::ENVELOPE_CONTEXT, &envelope.header].concat()).to_bytes().to_vec();
+    }
+    envelope.encode_to_vec()
+}
+
+async fn publish(js: &async_nats::jetstream::Context, subject: String, id: &str, body: Vec<u8>) -> anyhow::Result<()> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id);
+    js.publish_with_headers(subject, headers, body.into()).await?.await?;
+    Ok(())
+}
+
+async fn bad_envelopes_on(backend: Backend) -> anyhow::Result<()> {
+    let p = Partnership::start(backend).await?;
+    let isp = runtime::Config::embedded(p.data(), HOUSING, &p.hub.nats_url).load_isp()?;
+    let js = async_nats::jetstream::new(async_nats::connect(&p.hub.nats_url).await?);
+    let subject = transport::message_subject(HOUSING, IDVA, Kind::IdvaReferral);
+    let stranger = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+
+    let valid = referral(&isp)?;
+    let mut tampered_ciphertext = Envelope::decode(valid.as_slice())?;
+    let last = tampered_ciphertext.sealed_payload.len() - 1;
+    tampered_ciphertext.sealed_payload[last] ^= 0x01;
+    let valid_after = referral(&isp)?;
+    let to_marac = seal(&isp, "marac-northbridge", Kind::MaracReferral, "marac",
+        Body::MaracReferral(MaracReferral { survivor: person(), survivor_aware: true, consent_given: true, ..Default::default() }))?;
+    let id_of = |b: &[u8]| Header::decode(Envelope::decode(b).unwrap().header.as_slice()).unwrap().envelope_id;
+
+    // (what, body, the reason the IDVA must give)
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("valid", valid.clone(), ""),
+        ("tampered header", with_header(&valid, None, |h| h.purpose = "marac".into()), "bad_signature"),
+        ("tampered ciphertext", tampered_ciphertext.encode_to_vec(), "payload_digest_mismatch"),
+        ("wrong signature", with_header(&valid, Some(&stranger), |_| {}), "bad_signature"),
+        ("unknown sender", with_header(&valid, Some(&stranger), |h| h.sender = "stranger-agency".into()), "unknown_sender"),
+        ("addressed to MARAC", to_marac, "not_addressed_to_us"),
+        ("replay of the valid envelope", valid.clone(), "replayed"),
+        ("malformed protobuf", b"\xff\xff\xff not a protobuf envelope".to_vec(), "malformed"),
+        ("valid after the bad ones", valid_after.clone(), ""),
+    ];
+    for (i, (_, body, _)) in cases.iter().enumerate() {
+        // A distinct JetStream message id each, so the broker's deduplication does not hide
+        // the replay: the recipient must catch it itself.
+        publish(&js, subject.clone(), &format!("test-{i}"), body.clone()).await?;
+    }
+
+    let expected_refusals: Vec<&str> = cases.iter().map(|c| c.2).filter(|r| !r.is_empty()).collect();
+    let quarantined: Vec<Value> = eventually("the IDVA quarantines every bad envelope", Duration::from_secs(30), || async {
+        let q = p.get(IDVA, "/quarantine").await?;
+        Ok(q.as_array().filter(|q| q.len() >= expected_refusals.len()).cloned())
+    })
+    .await?;
+    let reasons: Vec<&str> = quarantined.iter().map(|q| q["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, expected_refusals, "quarantine reasons in arrival order");
+    for q in &quarantined {
+        assert!(!q["detail"].as_str().unwrap().is_empty(), "a refusal without a readable detail: {q}");
+    }
+
+    // Only the two valid envelopes are stored as referrals, once each.
+    let inbox = eventually("the valid envelope after the bad ones arrives", Duration::from_secs(30), || async {
+        let inbox = p.get(IDVA, "/inbox").await?;
+        Ok(inbox.as_array().filter(|i| i.len() >= 2).cloned())
+    })
+    .await?;
+    let ids: Vec<&str> = inbox.iter().map(|e| e["envelope_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![id_of(&valid), id_of(&valid_after)]);
+
+    // Every refusal is in the ledger, recorded by the IDVA with its reason.
+    let ledger = eventually("the ledger records every refusal", Duration::from_secs(30), || async {
+        let ledger = p.ledger().await?;
+        let n = ledger.iter().filter(|e| e["entry_type"] == "rejected" && e["recorded_by"] == IDVA).count();
+        Ok((n >= expected_refusals.len()).then_some(ledger))
+    })
+    .await?;
+    let mut logged: Vec<&str> = ledger
+        .iter()
+        .filter(|e| e["entry_type"] == "rejected" && e["recorded_by"] == IDVA)
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    let mut want = expected_refusals.clone();
+    logged.sort();
+    want.sort();
+    assert_eq!(logged, want);
+    // The ledger also holds what arrived that cannot be verified at all.
+    assert!(ledger.iter().any(|e| e["entry_type"] == "unverifiable" && e["reason"] == "malformed"));
+    let verify = p.get("audit", "/verify").await?;
+    assert_eq!(verify["ok"], true, "{verify}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_envelopes_are_quarantined_and_logged_on_sqlite() -> anyhow::Result<()> {
+    bad_envelopes_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_envelopes_are_quarantined_and_logged_on_postgres() -> anyhow::Result<()> {
+    bad_envelopes_on(Backend::Postgres).await
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the hub against real components: a nats-server with JetStream
+//! started per test on a free port with a temp store, and SQLite files or fresh PostgreSQL
+//! databases (see the `tests` crate's harness).
+
+mod confidentiality;
+mod demo;
+mod envelopes;
+mod faults;
+mod ledger;
