@@ -152,7 +152,7 @@ impl Drop for DropDatabases {
                 use sqlx::{Connection as _, Executor as _, Row as _};
                 sqlx::any::install_default_drivers();
                 let mut conn = sqlx::AnyConnection::connect(&server).await?;
-                let names = sqlx::query("SELECT datname FROM pg_database WHERE datname LIKE $1")
+                let names = sqlx::query("SELECT datname::text AS datname FROM pg_database WHERE datname LIKE $1")
                     .bind(format!("{prefix}\\_%"))
                     .fetch_all(&mut conn)
                     .await?;
@@ -164,8 +164,10 @@ impl Drop for DropDatabases {
             })
         })
         .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("warning: could not drop the test databases {}_*", self.prefix);
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: could not drop the test databases {}_*: {e:#}", self.prefix),
+            Err(_) => eprintln!("warning: dropping the test databases {}_* panicked", self.prefix),
         }
     }
 }
