@@ -49,6 +49,10 @@ struct Script<'a> {
     http: reqwest::Client,
     report: Report,
     print: bool,
+    /// What a kept data directory held before this run: inbox ids and quarantine size per
+    /// agency, and the ledger's near misses. The checks are about this run only.
+    before: BTreeMap<String, (Vec<String>, usize)>,
+    near_misses_before: usize,
 }
 
 fn dash_answers(yes: usize) -> Vec<&'static str> {
@@ -152,7 +156,15 @@ impl Script<'_> {
 
 /// Plays the demo case on a running partnership and checks the outcome.
 pub async fn play(hub: &LocalHub, print: bool) -> anyhow::Result<Report> {
-    let mut s = Script { hub, http: reqwest::Client::new(), report: Report::default(), print };
+    let mut s = Script { hub, http: reqwest::Client::new(), report: Report::default(), print, before: BTreeMap::new(), near_misses_before: 0 };
+    for agency in hub.services.keys() {
+        let inbox = s.get(agency, "/inbox").await?;
+        let ids = inbox.as_array().into_iter().flatten().filter_map(|e| e["envelope_id"].as_str().map(str::to_owned)).collect();
+        let quarantined = s.get(agency, "/quarantine").await?.as_array().map(Vec::len).unwrap_or_default();
+        s.before.insert(agency.clone(), (ids, quarantined));
+    }
+    let ledger = s.get("audit", "/ledger").await?;
+    s.near_misses_before = ledger.as_array().into_iter().flatten().filter(|e| e["entry_type"] == json!("near_miss")).count();
     let survivor = json!({"fullName": SURVIVOR_NAME, "dateOfBirth": SURVIVOR_DOB, "address": SURVIVOR_ADDRESS, "phone": SURVIVOR_PHONE, "safeToCall": true, "safeTimes": "weekdays 10:00-12:00"});
     let subject = json!({"full_name": SURVIVOR_NAME, "date_of_birth": SURVIVOR_DOB});
     let perpetrator = json!({"fullName": PERPETRATOR_NAME, "dateOfBirth": "1987-09-30", "address": "4 Invented Road, Northbridge", "relationship": "ex-partner"});
@@ -224,7 +236,13 @@ pub async fn play(hub: &LocalHub, print: bool) -> anyhow::Result<Report> {
         .await?;
     s.ack("reciprocals-scheme", &move_request, "accepted", "").await?;
     let applications = s.get("reciprocals-scheme", "/applications").await?;
-    let reference = applications[0]["application_ref"].as_str().context("no application reference assigned")?.to_owned();
+    // The application this request opened (a kept data directory may hold earlier runs').
+    let reference = applications
+        .as_array()
+        .and_then(|a| a.iter().find(|app| app["envelope_id"] == json!(move_request)))
+        .and_then(|app| app["application_ref"].as_str())
+        .context("no application reference assigned to the reciprocal request")?
+        .to_owned();
     if print {
         println!("  reciprocals-scheme assigns application reference {reference}");
     }
@@ -280,12 +298,22 @@ async fn check(s: &mut Script<'_>, referrals: &[&str]) -> anyhow::Result<()> {
         s.delivered(id).await?;
     }
     for agency in s.hub.services.keys() {
+        let (before, quarantined_before) = s.before.get(agency).cloned().unwrap_or_default();
         let inbox = s.get(agency, "/inbox").await?;
-        let mine: Vec<&str> = inbox.as_array().into_iter().flatten().filter_map(|e| e["envelope_id"].as_str()).collect();
-        let expected = s.report.delivered.values().filter(|r| *r == agency).count();
-        ensure!(mine.len() == expected, "{agency} stored {} envelopes, expected {expected}", mine.len());
+        let mut mine: Vec<&str> = inbox
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["envelope_id"].as_str())
+            .filter(|id| !before.iter().any(|b| b == id))
+            .collect();
+        mine.sort();
+        let mut expected: Vec<&str> = s.report.delivered.iter().filter(|(_, r)| *r == agency).map(|(id, _)| id.as_str()).collect();
+        expected.sort();
+        ensure!(mine == expected, "{agency} stored {} envelopes in this run, expected exactly {}", mine.len(), expected.len());
         let quarantined = s.get(agency, "/quarantine").await?;
-        ensure!(quarantined.as_array().is_some_and(|q| q.is_empty()), "{agency} quarantined valid envelopes: {quarantined}");
+        let now = quarantined.as_array().map(Vec::len).unwrap_or_default();
+        ensure!(now == quarantined_before, "{agency} quarantined {} valid envelopes: {quarantined}", now - quarantined_before);
     }
     // Every referral was acknowledged, and the sender sees it.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -314,7 +342,8 @@ async fn check(s: &mut Script<'_>, referrals: &[&str]) -> anyhow::Result<()> {
         let missing = s.report.delivered.keys().chain(&s.report.near_misses).filter(|id| !ids.contains(&id.as_str())).count();
         if missing == 0 {
             let near = ledger.as_array().into_iter().flatten().filter(|e| e["entry_type"] == json!("near_miss")).count();
-            ensure!(near == s.report.near_misses.len(), "the ledger has {near} near misses, expected {}", s.report.near_misses.len());
+            let expected = s.near_misses_before + s.report.near_misses.len();
+            ensure!(near == expected, "the ledger has {near} near misses, expected {expected}");
             break;
         }
         ensure!(Instant::now() < deadline, "{missing} disclosures never reached the ledger");

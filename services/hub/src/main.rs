@@ -88,15 +88,17 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up { data, demo: play } => {
-            runtime::telemetry::init();
+            // While the demo prints its own lines, the services log warnings only (RUST_LOG overrides).
+            if play { runtime::telemetry::init_with_default("warn") } else { runtime::telemetry::init() }
             let hub = LocalHub::start(env_options(data.clone())).await?;
             print_services(&hub);
             if play {
-                println!("\nplaying the demo case:");
-                demo::play(&hub, true).await?;
+                println!("\nplaying the demo case (synthetic data):");
+                let report = demo::play(&hub, true).await?;
+                print_outcome(&report);
             }
-            println!("\nthe partnership is up; data in {}. Ctrl-C stops it.", data.display());
-            tokio::signal::ctrl_c().await?;
+            println!("\nthe partnership is up; data in {}. Ctrl-C (or SIGTERM) stops it.", data.display());
+            stopped().await?;
             hub.stop().await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -112,12 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             hub.stop().await?;
             match result {
                 Ok(report) => {
-                    println!(
-                        "\nOK: {} disclosures delivered and stored exactly once, {} near miss refused and logged, ledger of {} entries verifies.",
-                        report.delivered.len(),
-                        report.near_misses.len(),
-                        report.ledger_entries
-                    );
+                    print_outcome(&report);
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -142,6 +139,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+fn print_outcome(report: &demo::Report) {
+    println!(
+        "\nOK: {} disclosures delivered and stored exactly once, {} near miss refused and logged, ledger of {} entries verifies.",
+        report.delivered.len(),
+        report.near_misses.len(),
+        report.ledger_entries
+    );
+}
+
+/// Waits for Ctrl-C or SIGTERM (what systemd and container runtimes send).
+async fn stopped() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }
 
 fn print_services(hub: &LocalHub) {

@@ -123,6 +123,9 @@ fn spawn(binary: &Path, store: &Path, port: u16) -> anyhow::Result<Child> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
+        // Its own process group: Ctrl-C in the terminal reaches `hub`, which stops the
+        // services first and the broker last.
+        .process_group(0)
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))
 }

@@ -41,7 +41,7 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
         }
     }
     let options = AnyPoolOptions::new()
-        .max_connections(if sqlite { 1 } else { 8 })
+        .max_connections(if sqlite { 1 } else { 4 })
         .acquire_timeout(Duration::from_secs(30))
         .after_connect(move |conn, _| {
             Box::pin(async move {

