@@ -54,7 +54,14 @@ impl Partnership {
                 (Some(postgres_server()), Some(prefix), Some(cleanup))
             }
         };
-        let options = Options { data: dir.path().to_owned(), nats_url: None, database_url, ack_wait, database_prefix };
+        let options = Options {
+            data: dir.path().to_owned(),
+            nats_url: None,
+            database_url,
+            ack_wait,
+            database_prefix,
+            checkpoint_every: Some(Duration::from_secs(1)),
+        };
         let hub = LocalHub::start(options.clone()).await?;
         Ok(Partnership { hub, options, http: reqwest::Client::new(), _cleanup: cleanup, _dir: dir })
     }

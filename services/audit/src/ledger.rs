@@ -10,14 +10,17 @@ use futures::TryStreamExt;
 use isp::{Directory, Kind, kind, policy, seal};
 use prost::Message;
 use proto::v1::{Envelope, EventKind, RiskLevel};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row, any::AnyRow};
 
+use isp::merkle;
 use runtime::{Tx, transport};
 
+use crate::tree;
+
 /// What a ledger entry records.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub seq: i64,
     pub stream_seq: i64,
@@ -48,16 +51,25 @@ pub struct Entry {
     pub verified: bool,
     /// The signed header (envelope with its payload removed) or the signed event, so anyone
     /// with the directory can re-check the entry. Never a payload.
-    #[serde(skip)]
+    #[serde(with = "hex_bytes")]
     pub signed: Vec<u8>,
-    #[serde(serialize_with = "as_hex")]
+    #[serde(with = "hex_bytes")]
     pub prev_hash: Vec<u8>,
-    #[serde(serialize_with = "as_hex")]
+    #[serde(with = "hex_bytes")]
     pub hash: Vec<u8>,
 }
 
-fn as_hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex::encode(bytes))
+/// Bytes as lowercase hex in JSON.
+mod hex_bytes {
+    use serde::{Deserialize as _, Deserializer, Serializer, de::Error as _};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(D::Error::custom)
+    }
 }
 
 const GENESIS: [u8; 32] = [0; 32];
@@ -194,16 +206,24 @@ fn unverifiable(e: &mut Entry, subject: &str, body: &[u8], reason: &str) {
 /// Appends entries in order, linking each to the last. Entries whose stream sequence is
 /// already in the ledger (redeliveries) are skipped. Returns how many were appended.
 pub async fn append(tx: &mut Tx, entries: Vec<Entry>) -> Result<usize, sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
     let last = sqlx::query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
     let (mut seq, mut prev): (i64, Vec<u8>) = match last {
         Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
         None => (0, GENESIS.to_vec()),
     };
-    let mut seen = BTreeSet::new();
-    let mut appended = 0;
+    let list = entries.iter().map(|e| e.stream_seq.to_string()).collect::<Vec<_>>().join(",");
+    let mut seen: BTreeSet<i64> = sqlx::query(&format!("SELECT stream_seq FROM ledger WHERE stream_seq IN ({list})"))
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("stream_seq"))
+        .collect::<Result<_, _>>()?;
+    let mut leaves = Vec::with_capacity(entries.len());
     for mut e in entries {
-        let exists = sqlx::query("SELECT 1 AS one FROM ledger WHERE stream_seq = $1").bind(e.stream_seq).fetch_optional(&mut **tx).await?;
-        if exists.is_some() || !seen.insert(e.stream_seq) {
+        if !seen.insert(e.stream_seq) {
             continue;
         }
         seq += 1;
@@ -211,10 +231,23 @@ pub async fn append(tx: &mut Tx, entries: Vec<Entry>) -> Result<usize, sqlx::Err
         e.prev_hash = prev.clone();
         e.hash = e.compute_hash(&prev);
         insert(tx, &e).await?;
+        leaves.push(merkle::leaf_hash(&e.hash));
         prev = e.hash;
-        appended += 1;
     }
-    Ok(appended)
+    tree::append_leaves(tx, &leaves).await?;
+    Ok(leaves.len())
+}
+
+/// Builds the Merkle nodes of entries recorded before the tree existed (a ledger made by
+/// an earlier version), so every entry is a leaf. A no-op on an up-to-date ledger.
+pub async fn backfill_tree(pool: &AnyPool) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let stored = tree::stored_size(&mut *tx).await?;
+    let rows = sqlx::query("SELECT hash FROM ledger WHERE seq > $1 ORDER BY seq").bind(stored as i64).fetch_all(&mut *tx).await?;
+    let leaves: Vec<merkle::Hash> = rows.iter().map(|r| r.try_get::<Vec<u8>, _>("hash").map(|h| merkle::leaf_hash(&h))).collect::<Result<_, _>>()?;
+    tree::append_leaves(&mut tx, &leaves).await?;
+    tx.commit().await?;
+    Ok(leaves.len() as u64)
 }
 
 async fn insert(tx: &mut Tx, e: &Entry) -> Result<(), sqlx::Error> {
@@ -307,13 +340,16 @@ pub async fn list(pool: &AnyPool, subject_ref: Option<&str>) -> Result<Vec<Entry
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub entries: u64,
+    pub checkpoints: u64,
     pub first_bad: Option<Problem>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// The ledger position where verification fails.
+    /// The ledger position where verification fails (0 when only a checkpoint is at fault).
     pub seq: i64,
+    /// The tree size of the checkpoint that fails, if it is a checkpoint.
+    pub checkpoint: Option<u64>,
     pub what: String,
 }
 
@@ -323,16 +359,34 @@ impl Report {
     }
 }
 
-/// Recomputes the chain from the first entry, and re-checks each signed entry against its
-/// stored fields, stopping at the first entry whose content or link was altered, or where an
-/// entry is missing, inserted or out of order.
-pub async fn verify(pool: &AnyPool, directory: Option<&Directory>) -> Result<Report, sqlx::Error> {
+/// What [`verify_with`] checks beyond the chain, the tree and the checkpoints.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Depth {
+    /// Re-verify every entry's signed header or event against the directory and its
+    /// fields (one ed25519 verification per entry: the slow part).
+    pub signatures: bool,
+}
+
+/// Full verification: chain, tree, checkpoints and, given a directory, every signature.
+pub async fn verify(pool: &AnyPool, directory: Option<&Directory>) -> anyhow::Result<Report> {
+    verify_with(pool, directory, Depth { signatures: directory.is_some() }).await
+}
+
+/// Recomputes the chain from the first entry and the Merkle tree from the entries, stopping
+/// at the first entry whose content or link was altered, or where an entry is missing,
+/// inserted or out of order; then checks every stored checkpoint (signature, given a
+/// directory, and root) against the recomputed tree. A checkpoint that does not match means
+/// the entries were rewritten consistently after it was signed; the first entry whose leaf
+/// differs from the stored tree is then named when the stored tree still shows it.
+pub async fn verify_with(pool: &AnyPool, directory: Option<&Directory>, depth: Depth) -> anyhow::Result<Report> {
     let sql = format!("SELECT {COLUMNS} FROM ledger ORDER BY seq");
     let mut rows = sqlx::query(&sql).fetch(pool);
     let mut prev = GENESIS.to_vec();
     let mut expected_seq = 1i64;
     let mut last_stream_seq = 0i64;
     let mut entries = 0u64;
+    let mut tree = merkle::MemoryTree::default();
+    let bad = |seq: i64, what: String| Some(Problem { seq, checkpoint: None, what });
     while let Some(row) = rows.try_next().await? {
         let e = from_row(&row)?;
         entries += 1;
@@ -344,22 +398,63 @@ pub async fn verify(pool: &AnyPool, directory: Option<&Directory>) -> Result<Rep
             Some("its content was altered after it was recorded".into())
         } else if e.stream_seq <= last_stream_seq {
             Some("it is out of stream order".into())
-        } else {
+        } else if depth.signatures {
             directory.and_then(|d| signed_mismatch(d, &e))
+        } else {
+            None
         };
         if let Some(what) = problem {
-            return Ok(Report { entries, first_bad: Some(Problem { seq: e.seq, what }) });
+            return Ok(Report { entries, checkpoints: 0, first_bad: bad(e.seq, what) });
         }
-        prev = e.hash.clone();
+        tree.push(merkle::leaf_hash(&e.hash));
+        prev = e.hash;
         expected_seq += 1;
         last_stream_seq = e.stream_seq;
     }
-    Ok(Report { entries, first_bad: None })
+    drop(rows);
+    let checkpoints = crate::checkpoints::all(pool).await?;
+    let count = checkpoints.len() as u64;
+    for c in &checkpoints {
+        let at = Some(c.tree_size);
+        let fail = |what: String| Ok(Report { entries, checkpoints: count, first_bad: Some(Problem { seq: 0, checkpoint: at, what }) });
+        if let Some(d) = directory {
+            if let Err(e) = c.verify(d) {
+                return fail(format!("checkpoint at tree size {}: {e}", c.tree_size));
+            }
+        }
+        if c.tree_size > tree.size() {
+            return fail(format!("checkpoint at tree size {} covers more entries than the ledger holds ({}): entries were deleted", c.tree_size, tree.size()));
+        }
+        if c.root_bytes().ok() != Some(merkle::root(&tree, c.tree_size)) {
+            let first_changed = first_changed_leaf(pool, &tree, c.tree_size).await?;
+            let what = format!("checkpoint at tree size {} does not match the entries: they were rewritten after it was signed", c.tree_size);
+            return Ok(Report {
+                entries,
+                checkpoints: count,
+                first_bad: Some(Problem { seq: first_changed.map_or(0, |i| i as i64 + 1), checkpoint: at, what }),
+            });
+        }
+    }
+    Ok(Report { entries, checkpoints: count, first_bad: None })
+}
+
+/// The first leaf (0-based) below `size` where the recomputed tree and the stored one differ.
+async fn first_changed_leaf(pool: &AnyPool, tree: &merkle::MemoryTree, size: u64) -> anyhow::Result<Option<u64>> {
+    use merkle::Nodes as _;
+    let rows = sqlx::query("SELECT idx, hash FROM merkle_node WHERE level = 0 AND idx < $1 ORDER BY idx").bind(size as i64).fetch_all(pool).await?;
+    for r in rows {
+        let idx: i64 = r.try_get("idx")?;
+        let stored: Vec<u8> = r.try_get("hash")?;
+        if stored.as_slice() != tree.perfect(0, idx as u64).as_slice() {
+            return Ok(Some(idx as u64));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether a verified entry's fields still match the signed header or event it holds: an
 /// entry whose chain was rebuilt after an edit still cannot forge an agency's signature.
-fn signed_mismatch(directory: &Directory, e: &Entry) -> Option<String> {
+pub(crate) fn signed_mismatch(directory: &Directory, e: &Entry) -> Option<String> {
     if !e.verified {
         return None;
     }

@@ -7,7 +7,10 @@
 //! a batch is appended in one transaction, then acked. Serves: `GET /ledger`,
 //! `GET /ledger?subject_ref=...`, `GET /verify`, `GET /health`.
 
+pub mod checkpoints;
 pub mod ledger;
+pub mod query;
+pub mod tree;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -29,7 +32,12 @@ pub struct Config {
     pub nats_url: String,
     pub http_addr: String,
     pub directory_path: std::path::PathBuf,
+    /// Where the agencies' key files are; the audit service reads the `ig` agency's to sign
+    /// checkpoints.
+    pub keys_dir: std::path::PathBuf,
     pub ack_wait: Duration,
+    /// How often a checkpoint is signed while entries arrive.
+    pub checkpoint_every: Duration,
 }
 
 impl Config {
@@ -39,7 +47,9 @@ impl Config {
             nats_url: nats_url.to_owned(),
             http_addr: "127.0.0.1:0".into(),
             directory_path: runtime::config::partnership_dir(data).join("directory.toml"),
+            keys_dir: data.join("keys"),
             ack_wait: Duration::from_secs(10),
+            checkpoint_every: Duration::from_secs(5),
         }
     }
 
@@ -57,18 +67,31 @@ impl Config {
         if let Some(v) = var("HUB_DIRECTORY") {
             c.directory_path = v.into();
         }
+        if let Some(v) = var("HUB_KEYS_DIR") {
+            c.keys_dir = v.into();
+        }
+        if let Some(v) = var("HUB_CHECKPOINT_SECS").and_then(|v| v.parse().ok()) {
+            c.checkpoint_every = Duration::from_secs(v);
+        }
         c
     }
 }
 
 pub fn migrations() -> Vec<Migration> {
-    vec![Migration { version: 100, description: "ledger", sql: include_str!("../migrations/0100_ledger.sql") }]
+    vec![
+        Migration { version: 100, description: "ledger", sql: include_str!("../migrations/0100_ledger.sql") },
+        Migration { version: 101, description: "merkle", sql: include_str!("../migrations/0101_merkle.sql") },
+    ]
 }
 
 /// Opens (and migrates) the ledger database.
 pub async fn open_ledger(database_url: &str) -> anyhow::Result<AnyPool> {
     let pool = db::connect(database_url).await?;
     db::migrate(&pool, migrations()).await?;
+    let built = ledger::backfill_tree(&pool).await?;
+    if built > 0 {
+        tracing::info!(leaves = built, "Merkle tree built for entries recorded before it existed");
+    }
     Ok(pool)
 }
 
@@ -84,17 +107,33 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let client = transport::connect(&config.nats_url, "audit").await?;
     let js = async_nats::jetstream::new(client);
     let consumer = transport::audit_consumer(&js, config.ack_wait).await?;
+    let ig = directory.with_role(isp::Role::Ig).next().map(|a| a.id.clone());
+    let signer = match &ig {
+        Some(id) => Some(isp::AgencyKeys::load(&config.keys_dir.join(format!("{id}.toml"))).with_context(|| format!("loading the checkpoint key of {id}"))?),
+        None => {
+            tracing::warn!("the directory has no ig agency: ledger checkpoints will not be signed");
+            None
+        }
+    };
     let ctx = Ctx { pool, directory };
     let router = Router::new()
         .route("/health", get(|| async { Json(json!({"service": "audit", "status": "ok"})) }))
         .route("/ledger", get(ledger_entries))
         .route("/verify", get(verify))
+        .route("/checkpoints", get(list_checkpoints))
+        .route("/proof/inclusion", get(prove_inclusion))
+        .route("/proof/consistency", get(prove_consistency))
         .with_state(ctx.clone());
     let listener = tokio::net::TcpListener::bind(&config.http_addr).await.with_context(|| format!("binding {}", config.http_addr))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "audit service started");
     let task = tokio::spawn(async move {
         let mut tasks = JoinSet::new();
+        if let Some(keys) = signer {
+            let partnership = ctx.directory.partnership.clone();
+            tasks.spawn(checkpoints::checkpoint_loop(ctx.pool.clone(), js.clone(), keys, partnership, config.checkpoint_every, shutdown.clone()));
+        }
+        tasks.spawn(checkpoints::serve_consistency(js.client(), ctx.pool.clone(), shutdown.clone()));
         tasks.spawn(consume(ctx, consumer, shutdown.clone()));
         let stop = shutdown.clone();
         tasks.spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await.context("HTTP API") });
@@ -164,17 +203,41 @@ async fn consume(ctx: Ctx, consumer: async_nats::jetstream::consumer::PullConsum
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct LedgerQuery {
-    subject_ref: Option<String>,
-}
-
-async fn ledger_entries(State(ctx): State<Ctx>, Query(q): Query<LedgerQuery>) -> Result<Json<Value>, ApiError> {
-    let entries = ledger::list(&ctx.pool, q.subject_ref.as_deref()).await?;
+async fn ledger_entries(State(ctx): State<Ctx>, Query(filter): Query<query::Filter>) -> Result<Json<Value>, ApiError> {
+    let entries = query::run(&ctx.pool, &filter).await.map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
     Ok(Json(serde_json::to_value(entries).expect("serialisable")))
 }
 
 async fn verify(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
     let report = ledger::verify(&ctx.pool, Some(&ctx.directory)).await?;
-    Ok(Json(json!({"ok": report.ok(), "entries": report.entries, "first_bad": report.first_bad})))
+    Ok(Json(json!({"ok": report.ok(), "entries": report.entries, "checkpoints": report.checkpoints, "first_bad": report.first_bad})))
+}
+
+async fn list_checkpoints(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(serde_json::to_value(checkpoints::all(&ctx.pool).await?).expect("serialisable")))
+}
+
+#[derive(Debug, Deserialize)]
+struct EntryParam {
+    entry: i64,
+}
+
+async fn prove_inclusion(State(ctx): State<Ctx>, Query(p): Query<EntryParam>) -> Result<Json<Value>, ApiError> {
+    let proof = checkpoints::prove_entry(&ctx.pool, p.entry).await.map_err(|e| ApiError::conflict(format!("{e:#}")))?;
+    Ok(Json(serde_json::to_value(proof).expect("serialisable")))
+}
+
+#[derive(Debug, Deserialize)]
+struct SizesParam {
+    first: u64,
+    second: u64,
+}
+
+async fn prove_consistency(State(ctx): State<Ctx>, Query(p): Query<SizesParam>) -> Result<Json<Value>, ApiError> {
+    let (size, _) = checkpoints::tree_head(&ctx.pool).await?;
+    if p.first > p.second || p.second > size {
+        return Err(ApiError::bad_request(format!("sizes {} -> {} are outside the tree of {size}", p.first, p.second)));
+    }
+    let proof = checkpoints::consistency_proof(&ctx.pool, p.first, p.second).await?;
+    Ok(Json(json!({"first": p.first, "second": p.second, "proof": proof.iter().map(hex::encode).collect::<Vec<_>>()})))
 }

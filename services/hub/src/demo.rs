@@ -41,6 +41,8 @@ pub struct Report {
     pub delivered: BTreeMap<String, String>,
     pub near_misses: Vec<String>,
     pub ledger_entries: u64,
+    /// The tree size of the signed checkpoint every agency witnessed.
+    pub checkpoint_size: u64,
     pub subject_ref: String,
 }
 
@@ -352,5 +354,31 @@ async fn check(s: &mut Script<'_>, referrals: &[&str]) -> anyhow::Result<()> {
     let verify = s.get("audit", "/verify").await?;
     ensure!(verify["ok"] == json!(true), "the ledger does not verify: {verify}");
     s.report.ledger_entries = verify["entries"].as_u64().unwrap_or_default();
+
+    // A signed checkpoint covers the whole case, and every agency's witness has checked it
+    // (consistent with every earlier one it saw) without an alert.
+    let entries = s.report.ledger_entries;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let checkpoints = s.get("audit", "/checkpoints").await?;
+        let size = checkpoints.as_array().and_then(|c| c.last()).and_then(|c| c["tree_size"].as_u64()).unwrap_or_default();
+        if size >= entries {
+            s.report.checkpoint_size = size;
+            break;
+        }
+        ensure!(Instant::now() < deadline, "no checkpoint covering the ledger's {entries} entries was signed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for agency in s.hub.services.keys() {
+        loop {
+            let witness = s.get(agency, "/witness").await?;
+            ensure!(witness["alerts"].as_array().is_some_and(|a| a.is_empty()), "{agency}'s ledger witness raised an alert: {witness}");
+            if witness["last_accepted"]["tree_size"].as_u64().unwrap_or_default() >= s.report.checkpoint_size {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "{agency} never witnessed the checkpoint of {} entries", s.report.checkpoint_size);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     Ok(())
 }

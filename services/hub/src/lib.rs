@@ -5,8 +5,10 @@
 //! - [`partnership`]: writes a partnership's directory, policy and key files.
 //! - [`local`]: starts a whole partnership on one machine: audit service first, then one
 //!   service per agency.
+//! - [`audit_cli`]: `hub audit verify|list|query|prove|verify-proof`.
 //! - [`demo`]: the scripted synthetic case, with the checks that it worked.
 
+pub mod audit_cli;
 pub mod demo;
 pub mod local;
 pub mod nats;

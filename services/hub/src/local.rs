@@ -24,6 +24,8 @@ pub struct Options {
     /// Prefix of the PostgreSQL database names (`{prefix}_{service}`); "hub" when None. Lets
     /// several partnerships (parallel tests) share one server.
     pub database_prefix: Option<String>,
+    /// How often the audit service signs a ledger checkpoint (default: its own, 5 s).
+    pub checkpoint_every: Option<Duration>,
 }
 
 /// One running service of the partnership.
@@ -89,6 +91,9 @@ impl LocalHub {
         audit_config.database_url = database_url(&options, "audit").await?;
         if let Some(a) = options.ack_wait {
             audit_config.ack_wait = a;
+        }
+        if let Some(c) = options.checkpoint_every {
+            audit_config.checkpoint_every = c;
         }
         let audit = audit::start(audit_config, shutdown.child_token()).await.context("starting the audit service")?;
         let audit_url = format!("http://{}", audit.addr);

@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use hub::{demo, local::{self, LocalHub, Options}};
+use hub::{demo, local::{LocalHub, Options}};
 
 #[derive(Parser)]
 #[command(name = "hub", version, about = "Multi-agency domestic abuse referral hub")]
@@ -35,31 +35,12 @@ enum Command {
     /// Inspect and verify the disclosure ledger.
     Audit {
         #[command(subcommand)]
-        command: AuditCommand,
+        command: hub::audit_cli::AuditCommand,
     },
     /// Check the information-sharing policy.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum AuditCommand {
-    /// Recompute the hash chain and re-check every signed entry; name the first bad entry.
-    Verify {
-        #[arg(long, default_value = "hub-data")]
-        data: PathBuf,
-    },
-    /// Print the ledger's entries.
-    List {
-        #[arg(long, default_value = "hub-data")]
-        data: PathBuf,
-        #[arg(long)]
-        json: bool,
-        /// Only entries about this pseudonymous subject.
-        #[arg(long)]
-        subject_ref: Option<String>,
     },
 }
 
@@ -71,7 +52,7 @@ enum PolicyCommand {
 
 fn env_options(data: PathBuf) -> Options {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    Options { data, nats_url: var("NATS_URL"), database_url: var("DATABASE_URL"), ack_wait: None, database_prefix: var("DATABASE_PREFIX") }
+    Options { data, nats_url: var("NATS_URL"), database_url: var("DATABASE_URL"), ack_wait: None, database_prefix: var("DATABASE_PREFIX"), checkpoint_every: None }
 }
 
 #[tokio::main]
@@ -123,7 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Audit { command } => audit(command).await,
+        Command::Audit { command } => hub::audit_cli::run(command, env_options).await,
         Command::Policy { command: PolicyCommand::Check { file } } => {
             let schema = isp::Schema::load()?;
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -143,10 +124,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn print_outcome(report: &demo::Report) {
     println!(
-        "\nOK: {} disclosures delivered and stored exactly once, {} near miss refused and logged, ledger of {} entries verifies.",
+        "\nOK: {} disclosures delivered and stored exactly once, {} near miss refused and logged, ledger of {} entries verifies;\n    checkpoint of {} entries signed and witnessed by every agency.",
         report.delivered.len(),
         report.near_misses.len(),
-        report.ledger_entries
+        report.ledger_entries,
+        report.checkpoint_size
     );
 }
 
@@ -172,46 +154,3 @@ fn print_services(hub: &LocalHub) {
     println!("  {:<24}  {:<12} {}", "audit", "ig", hub.audit_url);
 }
 
-async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
-    let data = match &command {
-        AuditCommand::Verify { data } | AuditCommand::List { data, .. } => data.clone(),
-    };
-    let options = env_options(data.clone());
-    let url = match &options.database_url {
-        Some(_) => local::database_url(&options, "audit").await?,
-        None => {
-            let file = data.join("db").join("audit.db");
-            anyhow::ensure!(file.exists(), "no ledger at {} (run `hub up --data {}` or `hub demo --data {}` first)", file.display(), data.display(), data.display());
-            runtime::config::sqlite_url(&data, "audit")
-        }
-    };
-    let pool = audit::open_ledger(&url).await?;
-    match command {
-        AuditCommand::Verify { .. } => {
-            let directory = isp::Directory::load(&hub::partnership::directory_path(&data))?;
-            let report = audit::ledger::verify(&pool, Some(&directory)).await?;
-            match report.first_bad {
-                None => {
-                    println!("ledger OK: {} entries, hash chain and signatures verify", report.entries);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Some(p) => {
-                    println!("ledger FAILED at entry {}: {}", p.seq, p.what);
-                    Ok(ExitCode::FAILURE)
-                }
-            }
-        }
-        AuditCommand::List { json, subject_ref, .. } => {
-            let entries = audit::ledger::list(&pool, subject_ref.as_deref()).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
-            } else {
-                println!("{:>5} {:<13} {:<22} {:<22} {:<30} {:<24} {}", "seq", "type", "sender", "recipient", "kind", "rule", "reason");
-                for e in entries {
-                    println!("{:>5} {:<13} {:<22} {:<22} {:<30} {:<24} {}", e.seq, e.entry_type, e.sender, e.recipient, e.kind, e.rule, e.reason);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}

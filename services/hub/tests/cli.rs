@@ -43,13 +43,37 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
 
     let verify = hub(&["audit", "verify", "--data", data], "warn");
     assert!(verify.status.success(), "{}{}", text(&verify.stdout), text(&verify.stderr));
-    assert!(text(&verify.stdout).starts_with("ledger OK: 21 entries"), "{}", text(&verify.stdout));
+    assert!(text(&verify.stdout).starts_with("ledger OK: 21 entries, "), "{}", text(&verify.stdout));
 
     let list = hub(&["audit", "list", "--data", data, "--json"], "warn");
     assert!(list.status.success());
     let entries: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).expect("audit list --json prints JSON");
     assert_eq!(entries.len(), 21);
     assert_eq!(entries.iter().filter(|e| e["entry_type"] == "near_miss").count(), 1);
+
+    // An inclusion proof of entry 5 verifies offline; with the entry changed it does not.
+    let prove = hub(&["audit", "prove", "--data", data, "--entry", "5"], "warn");
+    assert!(prove.status.success(), "{}", text(&prove.stderr));
+    let proof_file = dir.path().join("proof-5.json");
+    std::fs::write(&proof_file, &prove.stdout).unwrap();
+    let checked = hub(&["audit", "verify-proof", proof_file.to_str().unwrap(), "--data", data], "warn");
+    assert!(checked.status.success(), "{}{}", text(&checked.stdout), text(&checked.stderr));
+    assert!(text(&checked.stdout).starts_with("proof OK: entry 5"), "{}", text(&checked.stdout));
+    let mut proof: serde_json::Value = serde_json::from_slice(&prove.stdout).unwrap();
+    proof["entry"]["lawful_basis"] = "cda-1998-s115".into();
+    std::fs::write(&proof_file, proof.to_string()).unwrap();
+    let checked = hub(&["audit", "verify-proof", proof_file.to_str().unwrap(), "--data", data], "warn");
+    assert!(!checked.status.success());
+    assert!(text(&checked.stdout).contains("proof FAILED: entry 5's content does not match its hash"), "{}", text(&checked.stdout));
+
+    // The near miss, as CSV for a spreadsheet.
+    let csv = hub(&["audit", "query", "--data", data, "--type", "near_miss", "--format", "csv"], "warn");
+    assert!(csv.status.success(), "{}", text(&csv.stderr));
+    let csv = text(&csv.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(lines[0].starts_with("seq,entry_type,occurred_at,sender,recipient,kind"), "{csv}");
+    assert!(lines[1].contains("near_miss") && lines[1].contains("roles.perpetrator.never"), "{csv}");
 
     // Someone edits entry 7 in the ledger database.
     tokio::runtime::Runtime::new().unwrap().block_on(async {

@@ -325,14 +325,17 @@ mod tests {
 }
 
 /// The demo partnership's agencies: (id, name, role). Two housing-role agencies, so that
-/// a council can refer and a housing association can offer a reciprocal property.
-pub const DEMO_AGENCIES: [(&str, &str, Role); 6] = [
+/// a council can refer and a housing association can offer a reciprocal property; and the
+/// partnership's IG office, whose key signs the ledger's checkpoints (it runs the audit
+/// service, not an agency service).
+pub const DEMO_AGENCIES: [(&str, &str, Role); 7] = [
     ("housing-northbridge", "Northbridge Council Housing Solutions", Role::Housing),
     ("idva-northbridge", "Northbridge IDVA Service", Role::Idva),
     ("marac-northbridge", "Northbridge MARAC Coordinator", Role::Marac),
     ("reciprocals-scheme", "Managed Reciprocal Scheme Coordinator", Role::Reciprocals),
     ("perpetrator-pathways", "Northbridge Perpetrator Pathways", Role::Perpetrator),
     ("riverside-homes", "Riverside Homes Housing Association", Role::Housing),
+    ("ig-northbridge", "Northbridge Partnership Information Governance", Role::Ig),
 ];
 
 /// Generates keys for every agency and the directory that lists them.

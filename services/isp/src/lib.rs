@@ -7,15 +7,19 @@
 //! - [`policy`]: the partnership's protocol as data (deploy/isp/policy.toml) and [`Policy::decide`].
 //! - [`directory`]: the partnership's agencies, their roles and public keys; an agency's own
 //!   secret keys; the subject reference.
+//! - [`merkle`]: RFC 6962 Merkle tree heads and proofs, and their verification.
+//! - [`checkpoint`]: signed checkpoints (tree size, Merkle root) of the disclosure ledger.
 //! - [`seal`]: [`Isp::seal`] (decide, minimise, encode, encrypt, sign) and [`Isp::open`]
 //!   (verify, re-decide, decrypt, decode, check categories), and signed [`proto::v1::Event`]s.
 //!
 //! Invariants: nothing leaves an agency unless [`Policy::decide`] allowed it and named its rule;
 //! an error never carries payload content, only ids, kinds, rules and categories.
 
+pub mod checkpoint;
 pub mod directory;
 pub mod error;
 pub mod kind;
+pub mod merkle;
 pub mod policy;
 pub mod schema;
 pub mod seal;

@@ -303,7 +303,7 @@ pub fn verify_event(directory: &Directory, bytes: &[u8]) -> Result<Event, OpenEr
     Ok(event)
 }
 
-fn check_signature(agency: &crate::Agency, key_id: &str, context: &[u8], signed: &[u8], signature: &[u8]) -> Result<(), OpenError> {
+pub(crate) fn check_signature(agency: &crate::Agency, key_id: &str, context: &[u8], signed: &[u8], signature: &[u8]) -> Result<(), OpenError> {
     if key_id != agency.signing_key_id() {
         return Err(OpenError::UnknownSigningKey { sender: agency.id.clone(), key_id: key_id.to_owned() });
     }

@@ -21,6 +21,7 @@ pub mod inbox;
 pub mod outbox;
 pub mod telemetry;
 pub mod transport;
+pub mod witness;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -92,6 +93,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
     let isp = Arc::new(config.load_isp().context("loading the partnership material")?);
     let pool = db::connect(&config.database_url).await?;
     let mut migrations = db::runtime_migrations();
+    migrations.extend(witness::migrations());
     migrations.extend(agency.migrations());
     db::migrate(&pool, migrations).await?;
     let client = transport::connect(&config.nats_url, isp.agency()).await?;
@@ -99,7 +101,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
     transport::ensure_stream(&jetstream).await?;
     let ctx = Ctx { pool, isp, jetstream, config: Arc::new(config), outbox_ready: Arc::new(Notify::new()) };
     let agency = Arc::new(agency);
-    let router = api::router(agency.routes()).with_state(ctx.clone());
+    let router = api::router(agency.routes().merge(witness::routes())).with_state(ctx.clone());
     let listener = tokio::net::TcpListener::bind(&ctx.config.http_addr)
         .await
         .with_context(|| format!("binding the HTTP API to {}", ctx.config.http_addr))?;
@@ -110,6 +112,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
     let task = tokio::spawn(async move {
         let mut tasks = JoinSet::new();
         tasks.spawn(outbox::publish_loop(ctx.clone(), shutdown.clone()));
+        tasks.spawn(witness::watch_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(inbox::consume_loop(ctx.clone(), consumer, agency, shutdown.clone()));
         let stop = shutdown.clone();
         tasks.spawn(async move {

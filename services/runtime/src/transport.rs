@@ -101,7 +101,7 @@ pub async fn audit_consumer(js: &jetstream::Context, ack_wait: Duration) -> anyh
                 durable_name: Some(AUDIT_CONSUMER.into()),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait,
-                max_ack_pending: 4096,
+                max_ack_pending: 512, // one fetch batch: a failed batch is redelivered before anything after it, keeping the ledger in stream order
                 ..Default::default()
             },
         )

@@ -1,0 +1,202 @@
+//! `hub audit ...`: the IG lead's commands on a partnership's ledger, read straight from
+//! the audit database of a data directory (or `DATABASE_URL`).
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use audit::{checkpoints, ledger, query};
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::local::{self, Options};
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain and the Merkle tree, check every checkpoint's signature and
+    /// root; name the first bad entry or checkpoint. Exits non-zero if anything is wrong.
+    Verify {
+        #[command(flatten)]
+        at: At,
+        /// Also re-verify every entry's signed header or event (one signature check per
+        /// entry: slower on a large ledger).
+        #[arg(long)]
+        signatures: bool,
+    },
+    /// Print the ledger's entries (all of them, or about one pseudonymous subject).
+    List {
+        #[command(flatten)]
+        at: At,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        subject_ref: Option<String>,
+    },
+    /// Query the ledger: every given filter must match.
+    Query {
+        #[command(flatten)]
+        at: At,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Print the inclusion proof of entry N against the latest checkpoint covering it (JSON,
+    /// checkable offline with `hub audit verify-proof`).
+    Prove {
+        #[command(flatten)]
+        at: At,
+        #[arg(long)]
+        entry: i64,
+    },
+    /// Check an inclusion proof offline against the partnership directory.
+    VerifyProof {
+        file: PathBuf,
+        /// The partnership directory file (default: the one in --data).
+        #[arg(long)]
+        directory: Option<PathBuf>,
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct At {
+    /// The partnership's data directory.
+    #[arg(long, default_value = "hub-data")]
+    data: PathBuf,
+}
+
+#[derive(Args)]
+pub struct FilterArgs {
+    #[arg(long)]
+    subject_ref: Option<String>,
+    /// As sender or recipient.
+    #[arg(long)]
+    agency: Option<String>,
+    #[arg(long)]
+    sender: Option<String>,
+    #[arg(long)]
+    recipient: Option<String>,
+    #[arg(long)]
+    kind: Option<String>,
+    /// disclosure, near_miss, rejected, violation, unverifiable
+    #[arg(long = "type")]
+    entry_type: Option<String>,
+    #[arg(long)]
+    lawful_basis: Option<String>,
+    #[arg(long)]
+    consent_state: Option<String>,
+    /// Only disclosures shared without consent.
+    #[arg(long)]
+    without_consent: bool,
+    /// First day, YYYY-MM-DD (UTC).
+    #[arg(long)]
+    since: Option<String>,
+    /// Last day, YYYY-MM-DD (UTC).
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long)]
+    limit: Option<i64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+async fn open(data: &std::path::Path, options: &Options) -> anyhow::Result<sqlx::AnyPool> {
+    let url = match &options.database_url {
+        Some(_) => local::database_url(options, "audit").await?,
+        None => {
+            let file = data.join("db").join("audit.db");
+            anyhow::ensure!(file.exists(), "no ledger at {} (run `hub up --data {}` or `hub demo --data {}` first)", file.display(), data.display(), data.display());
+            runtime::config::sqlite_url(data, "audit")
+        }
+    };
+    audit::open_ledger(&url).await
+}
+
+pub async fn run(command: AuditCommand, options: impl Fn(PathBuf) -> Options) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Verify { at, signatures } => {
+            let pool = open(&at.data, &options(at.data.clone())).await?;
+            let directory = isp::Directory::load(&crate::partnership::directory_path(&at.data))?;
+            let report = ledger::verify_with(&pool, Some(&directory), ledger::Depth { signatures }).await?;
+            match report.first_bad {
+                None => {
+                    let what = if signatures { "hash chain, Merkle tree, checkpoints and every signature verify" } else { "hash chain, Merkle tree and checkpoints verify" };
+                    println!("ledger OK: {} entries, {} checkpoints; {what}", report.entries, report.checkpoints);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(p) if p.seq == 0 => {
+                    println!("ledger FAILED: {}", p.what);
+                    Ok(ExitCode::FAILURE)
+                }
+                Some(p) => {
+                    println!("ledger FAILED at entry {}: {}", p.seq, p.what);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AuditCommand::List { at, json, subject_ref } => {
+            let pool = open(&at.data, &options(at.data.clone())).await?;
+            let entries = query::run(&pool, &query::Filter { subject_ref, ..Default::default() }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                print!("{}", query::to_table(&entries));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Query { at, filter: f, format } => {
+            let pool = open(&at.data, &options(at.data.clone())).await?;
+            let filter = query::Filter {
+                subject_ref: f.subject_ref,
+                agency: f.agency,
+                sender: f.sender,
+                recipient: f.recipient,
+                kind: f.kind,
+                entry_type: f.entry_type,
+                lawful_basis: f.lawful_basis,
+                consent_state: f.consent_state,
+                without_consent: f.without_consent.then_some(true),
+                since: f.since,
+                until: f.until,
+                limit: f.limit,
+            };
+            let entries = query::run(&pool, &filter).await?;
+            match format {
+                Format::Table => print!("{}", query::to_table(&entries)),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+                Format::Csv => print!("{}", query::to_csv(&entries)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Prove { at, entry } => {
+            let pool = open(&at.data, &options(at.data.clone())).await?;
+            let proof = checkpoints::prove_entry(&pool, entry).await?;
+            println!("{}", serde_json::to_string_pretty(&proof)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::VerifyProof { file, directory, data } => {
+            let path = directory.unwrap_or_else(|| crate::partnership::directory_path(&data));
+            let directory = isp::Directory::load(&path)?;
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let proof: checkpoints::InclusionProof = serde_json::from_str(&text).with_context(|| format!("{} is not an inclusion proof", file.display()))?;
+            match checkpoints::verify_proof(&proof, &directory) {
+                Ok(()) => {
+                    println!(
+                        "proof OK: entry {} ({} {} -> {}) is in the ledger of {} entries signed at checkpoint {} by {}",
+                        proof.entry.seq, proof.entry.kind, proof.entry.sender, proof.entry.recipient, proof.tree_size, proof.checkpoint.root, proof.checkpoint.signer
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("proof FAILED: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
