@@ -15,3 +15,6 @@ CREATE TABLE checkpoint (
     at_ms BIGINT NOT NULL,
     body TEXT NOT NULL
 );
+
+-- Period queries and reports read by time.
+CREATE INDEX ledger_occurred ON ledger (occurred_at_ms);

@@ -189,8 +189,15 @@ pub async fn prove_entry(pool: &AnyPool, seq: i64) -> anyhow::Result<InclusionPr
     let checkpoint = covering(pool, seq as u64)
         .await?
         .with_context(|| format!("no checkpoint covers entry {seq} yet; the next is signed within the checkpoint interval"))?;
-    let path = inclusion_proof(pool, seq as u64 - 1, checkpoint.tree_size).await?;
-    Ok(InclusionProof { entry, leaf_index: seq as u64 - 1, tree_size: checkpoint.tree_size, path: path.iter().map(hex::encode).collect(), checkpoint })
+    prove_at(pool, entry, checkpoint).await
+}
+
+/// The inclusion proof of a ledger entry against a given checkpoint that covers it.
+pub async fn prove_at(pool: &AnyPool, entry: crate::ledger::Entry, checkpoint: Checkpoint) -> anyhow::Result<InclusionProof> {
+    let index = entry.seq as u64 - 1;
+    anyhow::ensure!(index < checkpoint.tree_size, "checkpoint {} does not cover entry {}", checkpoint.tree_size, entry.seq);
+    let path = inclusion_proof(pool, index, checkpoint.tree_size).await?;
+    Ok(InclusionProof { entry, leaf_index: index, tree_size: checkpoint.tree_size, path: path.iter().map(hex::encode).collect(), checkpoint })
 }
 
 /// Checks an inclusion proof offline: the checkpoint's signature, the entry's own hash and

@@ -10,6 +10,8 @@
 pub mod checkpoints;
 pub mod ledger;
 pub mod query;
+pub mod report;
+pub mod subject_access;
 pub mod tree;
 
 use std::{path::Path, sync::Arc, time::Duration};

@@ -47,7 +47,46 @@ pub enum AuditCommand {
         #[arg(long)]
         entry: i64,
     },
-    /// Check an inclusion proof offline against the partnership directory.
+    /// The IG report for a period: flows, consent, bases, near misses, refusals,
+    /// acknowledgement times and referrals unacknowledged after the SLA.
+    Report {
+        #[command(flatten)]
+        at: At,
+        /// First day, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        since: String,
+        /// Last day, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        until: String,
+        /// Hours within which a referral should be acknowledged.
+        #[arg(long, default_value_t = 48.0)]
+        sla_hours: f64,
+        #[arg(long, value_enum, default_value = "html")]
+        format: ReportFormat,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Subject access: every ledger entry about one person, with inclusion proofs and a
+    /// plain-language summary, as a JSON bundle anyone can verify with `verify-proof`.
+    SubjectAccess {
+        #[command(flatten)]
+        at: At,
+        /// The person's full name (normalised and keyed into the subject ref here; never stored).
+        #[arg(long)]
+        name: String,
+        /// Their date of birth, YYYY-MM-DD.
+        #[arg(long)]
+        dob: String,
+        /// Write the bundle here (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Build a fresh ledger of N synthetic entries (SQLite, or PostgreSQL with DATABASE_URL)
+    /// and print ingestion, verification and query figures.
+    Bench(crate::ledger_bench::BenchArgs),
+    /// Check an inclusion proof or a subject access bundle offline against the partnership
+    /// directory.
     VerifyProof {
         file: PathBuf,
         /// The partnership directory file (default: the one in --data).
@@ -96,6 +135,13 @@ pub struct FilterArgs {
     until: Option<String>,
     #[arg(long)]
     limit: Option<i64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    Html,
+    Csv,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -173,6 +219,38 @@ pub async fn run(command: AuditCommand, options: impl Fn(PathBuf) -> Options) ->
             }
             Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Report { at, since, until, sla_hours, format, out } => {
+            let pool = open(&at.data, &options(at.data.clone())).await?;
+            let directory = isp::Directory::load(&crate::partnership::directory_path(&at.data))?;
+            let r = audit::report::build(&pool, &since, &until, sla_hours, isp::now_ms()).await?;
+            let text = match format {
+                ReportFormat::Html => audit::report::to_html(&r, &directory.partnership),
+                ReportFormat::Csv => audit::report::to_csv(&r)?,
+                ReportFormat::Json => serde_json::to_string_pretty(&r)?,
+            };
+            write_out(out.as_deref(), &text)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::SubjectAccess { at, name, dob, out } => {
+            let pool = open(&at.data, &options(at.data.clone())).await?;
+            let directory = isp::Directory::load(&crate::partnership::directory_path(&at.data))?;
+            let ig = directory.with_role(isp::Role::Ig).next().context("the directory has no ig agency, whose key makes subject refs")?;
+            let keys = isp::AgencyKeys::load(&runtime::Config::embedded(&at.data, &ig.id, "").keys_path)?;
+            let subject_ref = keys.subject_ref(&name, &dob);
+            let policy_text = std::fs::read_to_string(runtime::config::partnership_dir(&at.data).join("policy.toml")).ok();
+            let policy = match policy_text {
+                Some(t) => Some(isp::Policy::from_toml(&t, &isp::Schema::load()?)?),
+                None => None,
+            };
+            let bundle = audit::subject_access::export(&pool, &directory, policy.as_ref(), &subject_ref).await?;
+            eprint!("{}", bundle.summary);
+            write_out(out.as_deref(), &serde_json::to_string_pretty(&bundle)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Bench(args) => {
+            crate::ledger_bench::run(args, options(PathBuf::new()).database_url).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCommand::Prove { at, entry } => {
             let pool = open(&at.data, &options(at.data.clone())).await?;
             let proof = checkpoints::prove_entry(&pool, entry).await?;
@@ -183,7 +261,19 @@ pub async fn run(command: AuditCommand, options: impl Fn(PathBuf) -> Options) ->
             let path = directory.unwrap_or_else(|| crate::partnership::directory_path(&data));
             let directory = isp::Directory::load(&path)?;
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let proof: checkpoints::InclusionProof = serde_json::from_str(&text).with_context(|| format!("{} is not an inclusion proof", file.display()))?;
+            if let Ok(bundle) = serde_json::from_str::<audit::subject_access::Bundle>(&text) {
+                return match audit::subject_access::verify(&bundle, &directory) {
+                    Ok(n) => {
+                        println!("bundle OK: {n} entries about {} proved against checkpoint {} (tree size {})", bundle.subject_ref, bundle.checkpoint.root, bundle.checkpoint.tree_size);
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        println!("bundle FAILED: {e}");
+                        Ok(ExitCode::FAILURE)
+                    }
+                };
+            }
+            let proof: checkpoints::InclusionProof = serde_json::from_str(&text).with_context(|| format!("{} is neither an inclusion proof nor a subject access bundle", file.display()))?;
             match checkpoints::verify_proof(&proof, &directory) {
                 Ok(()) => {
                     println!(
@@ -197,6 +287,16 @@ pub async fn run(command: AuditCommand, options: impl Fn(PathBuf) -> Options) ->
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+    }
+}
+
+fn write_out(out: Option<&std::path::Path>, text: &str) -> anyhow::Result<()> {
+    match out {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display())),
+        None => {
+            println!("{text}");
+            Ok(())
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod audit_cli;
 pub mod demo;
+pub mod ledger_bench;
 pub mod local;
 pub mod nats;
 pub mod partnership;

@@ -75,6 +75,33 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
     assert!(lines[0].starts_with("seq,entry_type,occurred_at,sender,recipient,kind"), "{csv}");
     assert!(lines[1].contains("near_miss") && lines[1].contains("roles.perpetrator.never"), "{csv}");
 
+    // Subject access: the survivor's records, proved, in plain words, without their name.
+    let bundle_file = dir.path().join("sar.json");
+    let sar = hub(&["audit", "subject-access", "--data", data, "--name", " zephyrine QUILLFEATHER-demo ", "--dob", SURVIVOR_DOB, "--out", bundle_file.to_str().unwrap()], "warn");
+    assert!(sar.status.success(), "{}", text(&sar.stderr));
+    let summary = text(&sar.stderr);
+    assert!(summary.contains("16 record(s) about you"), "{summary}");
+    assert!(summary.contains("without your consent") && summary.contains("it was stopped before anything was sent"), "{summary}");
+    let bundle = std::fs::read_to_string(&bundle_file).unwrap();
+    for secret in [SURVIVOR_NAME, SURVIVOR_ADDRESS, SURVIVOR_PHONE, SURVIVOR_DOB] {
+        assert!(!bundle.contains(secret) && !summary.contains(secret), "{secret:?} is in the subject access bundle");
+    }
+    let checked = hub(&["audit", "verify-proof", bundle_file.to_str().unwrap(), "--data", data], "warn");
+    assert!(text(&checked.stdout).starts_with("bundle OK: 16 entries"), "{}{}", text(&checked.stdout), text(&checked.stderr));
+    std::fs::write(&bundle_file, bundle.replacen("\"recipient\": \"idva-northbridge\"", "\"recipient\": \"marac-northbridge\"", 1)).unwrap();
+    let checked = hub(&["audit", "verify-proof", bundle_file.to_str().unwrap(), "--data", data], "warn");
+    assert!(!checked.status.success() && text(&checked.stdout).starts_with("bundle FAILED"), "{}", text(&checked.stdout));
+
+    // The month's report, as CSV and as HTML with charts.
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let csv = hub(&["audit", "report", "--data", data, "--since", &today, "--until", &today, "--format", "csv"], "warn");
+    let csv = text(&csv.stdout);
+    assert!(csv.contains("near miss,,,roles.perpetrator.never,1") && csv.contains("consent,,,without consent,1"), "{csv}");
+    assert!(csv.contains("acknowledgement,,idva-northbridge,,1,"), "{csv}");
+    let html = hub(&["audit", "report", "--data", data, "--since", &today, "--until", &today], "warn");
+    let html = text(&html.stdout);
+    assert!(html.starts_with("<!doctype html>") && html.matches("<svg").count() >= 5, "{html}");
+
     // Someone edits entry 7 in the ledger database.
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let pool = audit::open_ledger(&runtime::config::sqlite_url(dir.path(), "audit")).await.unwrap();
