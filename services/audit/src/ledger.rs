@@ -222,18 +222,20 @@ pub async fn append(tx: &mut Tx, entries: Vec<Entry>) -> Result<usize, sqlx::Err
         .map(|r| r.try_get("stream_seq"))
         .collect::<Result<_, _>>()?;
     let mut leaves = Vec::with_capacity(entries.len());
+    let mut fresh = Vec::with_capacity(entries.len());
     for mut e in entries {
         if !seen.insert(e.stream_seq) {
             continue;
         }
         seq += 1;
         e.seq = seq;
-        e.prev_hash = prev.clone();
-        e.hash = e.compute_hash(&prev);
-        insert(tx, &e).await?;
+        e.prev_hash = std::mem::take(&mut prev);
+        e.hash = e.compute_hash(&e.prev_hash);
         leaves.push(merkle::leaf_hash(&e.hash));
-        prev = e.hash;
+        prev = e.hash.clone();
+        fresh.push(e);
     }
+    insert_all(tx, &fresh).await?;
     tree::append_leaves(tx, &leaves).await?;
     Ok(leaves.len())
 }
@@ -250,43 +252,45 @@ pub async fn backfill_tree(pool: &AnyPool) -> Result<u64, sqlx::Error> {
     Ok(leaves.len() as u64)
 }
 
-async fn insert(tx: &mut Tx, e: &Entry) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO ledger (seq, stream_seq, entry_type, entry_id, recorded_by, sender, recipient, kind, purpose, lawful_basis, consent_id, \
-         consent_state, risk, subject_ref, case_ref, categories, forbidden, policy_version, rule, reason, without_consent, in_reply_to, \
-         occurred_at_ms, recorded_at_ms, verified, signed, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-         $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
-    )
-    .bind(e.seq)
-    .bind(e.stream_seq)
-    .bind(&e.entry_type)
-    .bind(&e.entry_id)
-    .bind(&e.recorded_by)
-    .bind(&e.sender)
-    .bind(&e.recipient)
-    .bind(&e.kind)
-    .bind(&e.purpose)
-    .bind(&e.lawful_basis)
-    .bind(&e.consent_id)
-    .bind(&e.consent_state)
-    .bind(&e.risk)
-    .bind(&e.subject_ref)
-    .bind(&e.case_ref)
-    .bind(&e.categories)
-    .bind(&e.forbidden)
-    .bind(&e.policy_version)
-    .bind(&e.rule)
-    .bind(&e.reason)
-    .bind(e.without_consent as i64)
-    .bind(&e.in_reply_to)
-    .bind(e.occurred_at_ms)
-    .bind(e.recorded_at_ms)
-    .bind(e.verified as i64)
-    .bind(&e.signed)
-    .bind(&e.prev_hash)
-    .bind(&e.hash)
-    .execute(&mut **tx)
-    .await?;
+/// Inserts entries with multi-row statements (64 rows a statement), in order.
+async fn insert_all(tx: &mut Tx, entries: &[Entry]) -> Result<(), sqlx::Error> {
+    let sqlite = (**tx).backend_name() == "SQLite";
+    for chunk in entries.chunks(64) {
+        let sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES {}", tree::placeholders(sqlite, chunk.len(), 28));
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(e.seq)
+                .bind(e.stream_seq)
+                .bind(e.entry_type.clone())
+                .bind(e.entry_id.clone())
+                .bind(e.recorded_by.clone())
+                .bind(e.sender.clone())
+                .bind(e.recipient.clone())
+                .bind(e.kind.clone())
+                .bind(e.purpose.clone())
+                .bind(e.lawful_basis.clone())
+                .bind(e.consent_id.clone())
+                .bind(e.consent_state.clone())
+                .bind(e.risk.clone())
+                .bind(e.subject_ref.clone())
+                .bind(e.case_ref.clone())
+                .bind(e.categories.clone())
+                .bind(e.forbidden.clone())
+                .bind(e.policy_version.clone())
+                .bind(e.rule.clone())
+                .bind(e.reason.clone())
+                .bind(e.without_consent as i64)
+                .bind(e.in_reply_to.clone())
+                .bind(e.occurred_at_ms)
+                .bind(e.recorded_at_ms)
+                .bind(e.verified as i64)
+                .bind(e.signed.clone())
+                .bind(e.prev_hash.clone())
+                .bind(e.hash.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -386,7 +390,6 @@ pub async fn verify_with(pool: &AnyPool, directory: Option<&Directory>, depth: D
     let mut last_stream_seq = 0i64;
     let mut entries = 0u64;
     let mut tree = merkle::MemoryTree::default();
-    let bad = |seq: i64, what: String| Some(Problem { seq, checkpoint: None, what });
     while let Some(row) = rows.try_next().await? {
         let e = from_row(&row)?;
         entries += 1;
@@ -404,7 +407,7 @@ pub async fn verify_with(pool: &AnyPool, directory: Option<&Directory>, depth: D
             None
         };
         if let Some(what) = problem {
-            return Ok(Report { entries, checkpoints: 0, first_bad: bad(e.seq, what) });
+            return Ok(Report { entries, checkpoints: 0, first_bad: Some(Problem { seq: e.seq, checkpoint: None, what }) });
         }
         tree.push(merkle::leaf_hash(&e.hash));
         prev = e.hash;

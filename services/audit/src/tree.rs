@@ -78,21 +78,21 @@ pub async fn append_leaves(tx: &mut Tx, leaves: &[Hash]) -> Result<(), sqlx::Err
     if leaves.is_empty() {
         return Ok(());
     }
-    // The right edge: the last node of each level, the only ones a new leaf can combine with.
-    let rows = sqlx::query(
-        "SELECT m.level AS level, m.idx AS idx, m.hash AS hash FROM merkle_node m \
-         JOIN (SELECT level, MAX(idx) AS idx FROM merkle_node GROUP BY level) last ON last.level = m.level AND last.idx = m.idx",
-    )
-    .fetch_all(&mut **tx)
-    .await?;
+    // The right edge: with n leaves stored, the perfect subtrees a new leaf can combine
+    // with are (l, (n >> l) - 1) for every set bit l of n. Read just those, by primary key.
+    let n = stored_size(&mut **tx).await?;
+    let wanted: Vec<(u32, u64)> = (0..64u32).filter(|l| n >> l & 1 == 1).map(|l| (l, (n >> l) - 1)).collect();
     let mut edge: BTreeMap<u32, (u64, Hash)> = BTreeMap::new();
-    for r in rows {
-        let level: i64 = r.try_get("level")?;
-        let idx: i64 = r.try_get("idx")?;
-        let hash: Vec<u8> = r.try_get("hash")?;
-        edge.insert(level as u32, (idx as u64, Hash::try_from(hash.as_slice()).unwrap_or([0; 32])));
+    if !wanted.is_empty() {
+        let clause = wanted.iter().map(|(l, i)| format!("(level = {l} AND idx = {i})")).collect::<Vec<_>>().join(" OR ");
+        for r in sqlx::query(&format!("SELECT level, idx, hash FROM merkle_node WHERE {clause}")).fetch_all(&mut **tx).await? {
+            let level: i64 = r.try_get("level")?;
+            let idx: i64 = r.try_get("idx")?;
+            let hash: Vec<u8> = r.try_get("hash")?;
+            edge.insert(level as u32, (idx as u64, Hash::try_from(hash.as_slice()).unwrap_or([0; 32])));
+        }
     }
-    let mut next_leaf = edge.get(&0).map_or(0, |(i, _)| i + 1);
+    let mut next_leaf = n;
     let mut new_nodes: Vec<(u32, u64, Hash)> = Vec::with_capacity(leaves.len() * 2);
     for leaf in leaves {
         let (mut level, mut idx, mut hash) = (0u32, next_leaf, *leaf);
@@ -111,10 +111,10 @@ pub async fn append_leaves(tx: &mut Tx, leaves: &[Hash]) -> Result<(), sqlx::Err
             }
         }
     }
-    // Multi-row inserts, in chunks that stay under every backend's bind limit.
-    for chunk in new_nodes.chunks(300) {
-        let values = (0..chunk.len()).map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect::<Vec<_>>().join(", ");
-        let sql = format!("INSERT INTO merkle_node (level, idx, hash) VALUES {values}");
+    // Multi-row inserts of 256 nodes.
+    let sqlite = (**tx).backend_name() == "SQLite";
+    for chunk in new_nodes.chunks(256) {
+        let sql = format!("INSERT INTO merkle_node (level, idx, hash) VALUES {}", placeholders(sqlite, chunk.len(), 3));
         let mut q = sqlx::query(&sql);
         for (level, idx, hash) in chunk {
             q = q.bind(*level as i64).bind(*idx as i64).bind(hash.to_vec());
@@ -124,3 +124,16 @@ pub async fn append_leaves(tx: &mut Tx, leaves: &[Hash]) -> Result<(), sqlx::Err
     Ok(())
 }
 
+
+/// `(?, ?, ...), (...)` for `rows` rows of `cols` values: anonymous `?` on SQLite, `$n` on
+/// PostgreSQL. (sqlx binds SQLite parameters by looking each one's name up, a linear scan
+/// over the statement's named parameters: numbered ones make wide inserts quadratic.)
+pub fn placeholders(sqlite: bool, rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row = (1..=cols).map(|c| if sqlite { "?".to_owned() } else { format!("${}", r * cols + c) }).collect::<Vec<_>>();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -188,6 +188,10 @@ async fn bench(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     let month = query::run(&pool, &query::Filter { since: Some(since.to_string()), until: Some(until.to_string()), ..Default::default() }).await?;
     let d = t.elapsed();
     println!("  month query:   {:>12.2} s for {} entries ({since} to {until})", d.as_secs_f64(), month.len());
+    let t = Instant::now();
+    let report = audit::report::build(&pool, &since.to_string(), &until.to_string(), 48.0, isp::now_ms()).await?;
+    let d = t.elapsed();
+    println!("  month report:  {:>12.2} s ({} flows, {} referrals unacknowledged after 48 h)", d.as_secs_f64(), report.flows.len(), report.outstanding.len());
     Ok(())
 }
 
