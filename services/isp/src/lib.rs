@@ -7,12 +7,16 @@
 //! - [`policy`]: the partnership's protocol as data (deploy/isp/policy.toml) and [`Policy::decide`].
 //! - [`directory`]: the partnership's agencies, their roles and public keys; an agency's own
 //!   secret keys; the subject reference.
+//! - [`consent`]: consent records (given, refused, not-sought, withdrawn, expired; scope;
+//!   expiry), signed by the agency that took consent and checked before every disclosure
+//!   that relies on one.
 //! - [`seal`]: [`Isp::seal`] (decide, minimise, encode, encrypt, sign) and [`Isp::open`]
 //!   (verify, re-decide, decrypt, decode, check categories), and signed [`proto::v1::Event`]s.
 //!
 //! Invariants: nothing leaves an agency unless [`Policy::decide`] allowed it and named its rule;
 //! an error never carries payload content, only ids, kinds, rules and categories.
 
+pub mod consent;
 pub mod directory;
 pub mod error;
 pub mod kind;
@@ -25,7 +29,7 @@ pub use error::{Denial, IspError, OpenError};
 pub use kind::Kind;
 pub use policy::{Decision, Policy};
 pub use schema::Schema;
-pub use seal::{Isp, Opened, Outgoing, Sealed};
+pub use seal::{Isp, Justification, Opened, Outgoing, Sealed};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
