@@ -192,7 +192,18 @@ pub fn idva_referral(n: usize) -> Value {
     })
 }
 
-/// Posts `count` referrals (numbered from `first`) from housing, `parallel` at a time, and
+/// Housing's record of synthetic person `n`'s consent to the IDVA referral of
+/// [`idva_referral`] (id `consent-t-{n}`), as staff would POST it to `/consents`.
+pub fn referral_consent(n: usize) -> Value {
+    serde_json::json!({
+        "consent_id": format!("consent-t-{n}"), "state": "given", "recorded_by": "HSG-staff-test",
+        "subject": {"full_name": format!("Synthetic Person {n:05}"), "date_of_birth": "1990-01-01"},
+        "scope": {"roles": ["idva"], "purposes": ["safeguarding"]}
+    })
+}
+
+/// Posts `count` referrals (numbered from `first`) from housing, `parallel` at a time, each
+/// after recording the survivor's consent it relies on, and
 /// returns their envelope ids in completion order; `sent` counts them as they succeed.
 pub async fn send_referrals(
     http: reqwest::Client,
@@ -207,6 +218,8 @@ pub async fn send_referrals(
         .map(|n| {
             let (http, url, sent) = (http.clone(), housing_url.clone(), sent.clone());
             async move {
+                let response = http.post(format!("{url}/consents")).json(&referral_consent(n)).send().await?;
+                anyhow::ensure!(response.status().as_u16() == 201, "consent {n}: HTTP {}", response.status());
                 let response = http.post(format!("{url}/disclosures")).json(&idva_referral(n)).send().await?;
                 let status = response.status();
                 let body: Value = response.json().await?;

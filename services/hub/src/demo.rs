@@ -171,7 +171,6 @@ pub async fn play(hub: &LocalHub, print: bool) -> anyhow::Result<Report> {
     let subject = json!({"full_name": SURVIVOR_NAME, "date_of_birth": SURVIVOR_DOB});
     let perpetrator = json!({"fullName": PERPETRATOR_NAME, "dateOfBirth": "1987-09-30", "address": "4 Invented Road, Northbridge", "relationship": "ex-partner"});
     let referrer = json!({"name": "Demo Officer", "agency": "Northbridge Council Housing Solutions", "role": "Housing options officer"});
-    let consent = json!({"id": "consent-hsg-0001", "state": "given"});
     let housing = "housing-northbridge";
     let landlord = "riverside-homes";
 
@@ -185,6 +184,16 @@ pub async fn play(hub: &LocalHub, print: bool) -> anyhow::Result<Report> {
     }
     let assessment = dash["assessment"].clone();
 
+    // Housing records what the survivor agreed to: referral to an IDVA and a reciprocal move.
+    // She was not asked about MARAC: asking would raise the risk (recorded with that reason).
+    let (status, given) = s.post(housing, "/consents", json!({"subject": subject, "state": "given", "recorded_by": "HSG-staff-0142",
+        "scope": {"roles": ["idva", "reciprocals"], "purposes": ["safeguarding", "rehousing"]}})).await?;
+    ensure!(status == 201, "recording consent failed: {given}");
+    let consent = json!({"id": given["consent_id"], "state": "given"});
+    let (status, not_sought) = s.post(housing, "/consents", json!({"subject": subject, "state": "not-sought", "reason": "asking-would-increase-risk",
+        "recorded_by": "HSG-staff-0142"})).await?;
+    ensure!(status == 201, "recording consent not sought failed: {not_sought}");
+
     // 2. Housing refers to the IDVA service (consent given) and to MARAC (visible high risk;
     //    the survivor was not asked, so it is shared without consent on a safeguarding basis).
     let idva_referral = s
@@ -195,7 +204,9 @@ pub async fn play(hub: &LocalHub, print: bool) -> anyhow::Result<Report> {
         .await?;
     let marac_referral = s
         .disclose(housing, json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18",
-            "consent": {"id": "consent-hsg-0002", "state": "not-sought"}, "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
+            "consent": {"id": not_sought["consent_id"], "state": "not-sought"}, "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
+            "without_consent": {"officer": "HSG-staff-0007", "rationale_code": "asking-would-increase-risk",
+                "rationale": "Visible high risk; the perpetrator monitors her phone, so asking could alert him"},
             "payload": {"maracReferral": {"referrer": referrer, "survivor": survivor, "perpetrators": [perpetrator], "dash": assessment,
                 "criteria": ["MARAC_CRITERION_VISIBLE_HIGH_RISK"], "survivorAware": false, "reasonNoConsent": "Asking would raise the risk"}}}), false)
         .await?;

@@ -48,6 +48,38 @@ enum Command {
 enum PolicyCommand {
     /// Validate a policy file against the schema's categories and the known kinds.
     Check { file: PathBuf },
+    /// Say what the policy decides for one kind of disclosure between two roles: the
+    /// decision, the rule, the policy version, and which data categories would flow, be
+    /// removed before sealing, or refuse the send.
+    Explain {
+        /// The sender's role (housing, idva, marac, reciprocals, perpetrator, partner).
+        #[arg(long)]
+        from: String,
+        /// The recipient's role.
+        #[arg(long)]
+        to: String,
+        /// The message kind, as the policy names it (housing.idva_referral, marac.referral, ...).
+        #[arg(long)]
+        kind: String,
+        /// given, refused, not-sought, withdrawn, expired, or none.
+        #[arg(long, default_value = "given")]
+        consent: String,
+        /// standard, medium, high, or none.
+        #[arg(long, default_value = "standard")]
+        risk: String,
+        /// Purpose id (default: the first purpose of the first rule for this flow).
+        #[arg(long)]
+        purpose: Option<String>,
+        /// Lawful basis id (default: the first basis of the first rule for this flow).
+        #[arg(long)]
+        basis: Option<String>,
+        /// The policy file (default: the one shipped, deploy/isp/policy.toml).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn env_options(data: PathBuf) -> Options {
@@ -105,6 +137,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit { command } => hub::audit_cli::run(command, env_options).await,
+        Command::Policy { command: PolicyCommand::Explain { from, to, kind, consent, risk, purpose, basis, policy, json } } => {
+            let a = ExplainArgs { from, to, kind, consent, risk, purpose, basis, policy, json };
+            match explain(&a) {
+                Ok(text) => {
+                    println!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("hub policy explain: {e:#}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
         Command::Policy { command: PolicyCommand::Check { file } } => {
             let schema = isp::Schema::load()?;
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -120,6 +165,75 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+struct ExplainArgs {
+    from: String,
+    to: String,
+    kind: String,
+    consent: String,
+    risk: String,
+    purpose: Option<String>,
+    basis: Option<String>,
+    policy: Option<PathBuf>,
+    json: bool,
+}
+
+/// `hub policy explain`: the policy's answer for one flow, as text or JSON.
+fn explain(a: &ExplainArgs) -> anyhow::Result<String> {
+    use isp::policy::{self, Request};
+    let schema = isp::Schema::load()?;
+    let policy = match &a.policy {
+        Some(file) => isp::Policy::load(file, &schema)?,
+        None => isp::Policy::from_toml(policy::DEMO_POLICY, &schema)?,
+    };
+    let role = |r: &str| r.parse::<isp::Role>().map_err(|_| anyhow::anyhow!("unknown role {r:?} (housing, idva, marac, reciprocals, perpetrator, partner, ig)"));
+    let (from, to) = (role(&a.from)?, role(&a.to)?);
+    let kind = isp::kind::parse(&a.kind).with_context(|| {
+        format!("unknown kind {:?} (one of {})", a.kind, isp::kind::ALL.iter().map(|k| isp::kind::name(*k)).collect::<Vec<_>>().join(", "))
+    })?;
+    let consent = match a.consent.as_str() {
+        "none" => proto::v1::ConsentState::Unspecified,
+        c => policy::parse_consent(c).with_context(|| format!("unknown consent state {c:?} (given, refused, not-sought, withdrawn, expired, none)"))?,
+    };
+    let risk = match a.risk.as_str() {
+        "none" => proto::v1::RiskLevel::Unspecified,
+        r => policy::parse_risk(r).with_context(|| format!("unknown risk {r:?} (standard, medium, high, none)"))?,
+    };
+    let defaults = policy.defaults_for(from, to, kind);
+    let purpose = a.purpose.clone().or_else(|| defaults.map(|d| d.0.to_owned())).unwrap_or_default();
+    let basis = a.basis.clone().or_else(|| defaults.map(|d| d.1.to_owned())).unwrap_or_default();
+    let none = Default::default();
+    let request = Request { from, to, kind, purpose: &purpose, lawful_basis: &basis, consent, risk, categories: &none };
+    let e = policy.explain(&schema, &request);
+    if a.json {
+        let mut v = serde_json::to_value(&e)?;
+        v["purpose"] = purpose.clone().into();
+        v["lawful_basis"] = basis.clone().into();
+        return Ok(serde_json::to_string_pretty(&v)?);
+    }
+    let list = |c: &[String]| if c.is_empty() { "(none)".to_owned() } else { c.join(", ") };
+    let mut out = format!(
+        "{from} -> {to} {} (purpose {purpose}, basis {basis}, consent {}, risk {})\npolicy {}\n",
+        isp::kind::name(kind),
+        a.consent,
+        a.risk,
+        e.policy_version
+    );
+    if e.allowed {
+        out.push_str(&format!("decision: ALLOWED by rule {}{}\n", e.rule, if e.without_consent {
+            " WITHOUT CONSENT (needs the deciding officer, a rationale code and the rationale)"
+        } else {
+            ""
+        }));
+    } else {
+        out.push_str(&format!("decision: DENIED by {}: {} ({})\n", e.rule, e.reason, e.detail));
+    }
+    out.push_str(&format!("flows:   {}\nremoved: {}\nrefused: {}", list(&e.flows), list(&e.removed), list(&e.refused)));
+    if !e.refused.is_empty() {
+        out.push_str(" (a send carrying any of these is refused whole and logged as a near miss)");
+    }
+    Ok(out)
 }
 
 fn print_outcome(report: &demo::Report) {

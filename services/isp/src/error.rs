@@ -29,6 +29,10 @@ pub enum IspError {
     UnknownAgency(String),
     #[error("the payload does not match kind {kind}: {detail}")]
     BadPayload { kind: &'static str, detail: String },
+    /// Shared without consent, but without the deciding officer, a rationale code from the
+    /// policy or the rationale itself.
+    #[error("sharing without consent must be justified: {0}")]
+    Unjustified(String),
     #[error("encryption failed: {0}")]
     Encrypt(String),
     #[error("{what} is invalid: {detail}")]
@@ -63,6 +67,10 @@ pub enum OpenError {
     UndeclaredCategories(Vec<String>),
     #[error("refused on receipt by the information-sharing protocol: {0}")]
     Denied(Denial),
+    /// The consent the envelope relies on no longer holds at receipt (withdrawn since it was
+    /// sent, or its record is unknown). Not a violation: a withdrawal can race a send.
+    #[error("refused on receipt: {0}")]
+    Consent(Denial),
     #[error("envelope {0} was already received under another stream sequence: a replay")]
     Replayed(String),
     #[error("the subject does not match the signed header: {0}")]
@@ -83,7 +91,7 @@ impl OpenError {
             OpenError::MalformedPayload(_) => "malformed_payload",
             OpenError::KindMismatch { .. } => "kind_mismatch",
             OpenError::UndeclaredCategories(_) => "undeclared_categories",
-            OpenError::Denied(d) => d.reason,
+            OpenError::Denied(d) | OpenError::Consent(d) => d.reason,
             OpenError::Replayed(_) => "replayed",
             OpenError::Misrouted(_) => "misrouted",
         }
@@ -92,7 +100,7 @@ impl OpenError {
     /// The policy rule behind the refusal, or the layer that refused before the policy.
     pub fn rule(&self) -> String {
         match self {
-            OpenError::Denied(d) => d.rule.clone(),
+            OpenError::Denied(d) | OpenError::Consent(d) => d.rule.clone(),
             OpenError::Malformed(_) | OpenError::MalformedPayload(_) => "wire".into(),
             OpenError::Replayed(_) | OpenError::Misrouted(_) => "transport".into(),
             OpenError::UndeclaredCategories(_) | OpenError::KindMismatch { .. } => "declared-categories".into(),

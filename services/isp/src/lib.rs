@@ -7,6 +7,9 @@
 //! - [`policy`]: the partnership's protocol as data (deploy/isp/policy.toml) and [`Policy::decide`].
 //! - [`directory`]: the partnership's agencies, their roles and public keys; an agency's own
 //!   secret keys; the subject reference.
+//! - [`consent`]: consent records (given, refused, not-sought, withdrawn, expired; scope;
+//!   expiry), signed by the agency that took consent and checked before every disclosure
+//!   that relies on one.
 //! - [`merkle`]: RFC 6962 Merkle tree heads and proofs, and their verification.
 //! - [`checkpoint`]: signed checkpoints (tree size, Merkle root) of the disclosure ledger.
 //! - [`seal`]: [`Isp::seal`] (decide, minimise, encode, encrypt, sign) and [`Isp::open`]
@@ -16,6 +19,7 @@
 //! an error never carries payload content, only ids, kinds, rules and categories.
 
 pub mod checkpoint;
+pub mod consent;
 pub mod directory;
 pub mod error;
 pub mod kind;
@@ -29,7 +33,7 @@ pub use error::{Denial, IspError, OpenError};
 pub use kind::Kind;
 pub use policy::{Decision, Policy};
 pub use schema::Schema;
-pub use seal::{Isp, Opened, Outgoing, Sealed};
+pub use seal::{Isp, Justification, Opened, Outgoing, Sealed};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {

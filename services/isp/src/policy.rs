@@ -65,6 +65,11 @@ pub struct Policy {
     pub partnership: String,
     pub purposes: BTreeMap<String, String>,
     pub lawful_bases: BTreeMap<String, String>,
+    /// Codes for why consent was not sought or why sharing without it was necessary
+    /// ("asking-would-increase-risk"). They travel in clear (a header field, a consent
+    /// record); the reasoning in words stays with the agency that decided.
+    #[serde(default)]
+    pub rationales: BTreeMap<String, String>,
     pub roles: BTreeMap<Role, RolePolicy>,
     pub rules: Vec<Rule>,
 }
@@ -89,6 +94,26 @@ pub struct Decision {
     pub policy_version: String,
     /// Shared without the survivor's consent, under one of the rule's bases for that.
     pub without_consent: bool,
+}
+
+/// The answer of [`Policy::explain`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    pub policy_version: String,
+    pub allowed: bool,
+    /// The rule that allowed it, or the rule (or never-rule) that refused it.
+    pub rule: String,
+    /// The refusal's reason code (empty when allowed).
+    pub reason: String,
+    pub detail: String,
+    pub without_consent: bool,
+    /// Categories that would reach the recipient (none when refused).
+    pub flows: Vec<String>,
+    /// Categories removed before sealing because the recipient's role may not receive them
+    /// (all that could otherwise flow, when refused).
+    pub removed: Vec<String>,
+    /// Categories the recipient must never receive: a send carrying any is refused whole.
+    pub refused: Vec<String>,
 }
 
 /// Whether a category or kind matches a pattern: exact, "prefix.*" or "*".
@@ -137,6 +162,11 @@ impl Policy {
                 }
             }
         }
+        for code in self.rationales.keys() {
+            if !crate::consent::valid_token(code, 64) {
+                problems.push(format!("rationales: code {code:?} must be letters, digits, '-', '_' or '.' (it travels in clear)"));
+            }
+        }
         let mut ids = BTreeSet::new();
         for rule in &self.rules {
             let at = format!("rule {:?}", rule.id);
@@ -165,6 +195,9 @@ impl Policy {
             }
             if rule.consent == ConsentRule::RequiredUnlessHighRisk && rule.bases_without_consent.is_empty() {
                 problems.push(format!("{at}: consent = \"required-unless-high-risk\" needs bases_without_consent"));
+            }
+            if !rule.bases_without_consent.is_empty() && self.rationales.is_empty() {
+                problems.push(format!("{at}: sharing without consent needs a [rationales] catalogue to record why"));
             }
             for to in &rule.to {
                 if !self.roles.contains_key(to) {
@@ -236,6 +269,27 @@ impl Policy {
             }
         }
         Err(first_denial.expect("at least one candidate rule was checked"))
+    }
+
+    /// What `hub policy explain` prints: the decision for a kind of disclosure between two
+    /// roles, and which of the categories that kind can carry would flow, be removed before
+    /// sealing, or refuse the whole send (never-rules). The decision is taken as if the
+    /// payload carried every category the recipient may hold, so a never-rule on one field
+    /// does not hide what the rule itself says.
+    pub fn explain(&self, schema: &Schema, request: &Request<'_>) -> Explanation {
+        let all = schema.kind_categories(request.kind);
+        let never = |c: &String| self.roles.get(&request.to).is_some_and(|rp| any_match(&rp.never, c));
+        let refused: Vec<String> = all.iter().filter(|c| never(c)).cloned().collect();
+        let flows: Vec<String> = all.iter().filter(|c| self.receivable(request.to, c)).cloned().collect();
+        let removed: Vec<String> = all.iter().filter(|c| !never(c) && !self.receivable(request.to, c)).cloned().collect();
+        let carried: BTreeSet<String> = flows.iter().cloned().collect();
+        let decision = self.decide(&Request { categories: &carried, ..request.clone() });
+        let (allowed, rule, reason, detail, without_consent) = match decision {
+            Ok(d) => (true, d.rule, String::new(), String::new(), d.without_consent),
+            Err(d) => (false, d.rule, d.reason.to_owned(), d.detail, false),
+        };
+        let (flows, removed) = if allowed { (flows, removed) } else { (Vec::new(), all.iter().filter(|c| !never(c)).cloned().collect()) };
+        Explanation { policy_version: self.version.clone(), allowed, rule, reason, detail, without_consent, flows, removed, refused }
     }
 
     /// The first purpose and lawful basis of the first rule that lets `from` send `kind` to

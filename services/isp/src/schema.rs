@@ -96,6 +96,17 @@ impl Schema {
         &self.categories
     }
 
+    /// Every category a payload of one kind can carry: what `hub policy explain` lists.
+    pub fn kind_categories(&self, kind: crate::Kind) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let Some(field) = self.payload.get_field(kind as u32) else { return out };
+        let category = compose("", self.segments.get(field.full_name()));
+        if let FieldKind::Message(inner) = field.kind() {
+            self.leaf_categories(&inner, &category, 1, &mut out, &mut Vec::new());
+        }
+        out
+    }
+
     /// The payload as a dynamic message, for walking by category.
     pub fn to_dynamic(&self, payload: &Payload) -> DynamicMessage {
         let mut dynamic = DynamicMessage::new(self.payload.clone());

@@ -14,7 +14,7 @@ use proto::v1::{ConsentTag, Envelope, Event, EventKind, Header, Payload, RiskLev
 use sha2::{Digest, Sha256};
 
 use crate::{
-    AgencyKeys, Denial, Directory, IspError, Kind, OpenError, Policy, Role, Schema, kind,
+    AgencyKeys, Denial, Directory, IspError, Kind, OpenError, Policy, Role, Schema, consent, kind,
     policy::{Decision, Request},
 };
 
@@ -46,6 +46,31 @@ pub struct Outgoing {
     pub case_ref: String,
     pub in_reply_to: String,
     pub payload: Payload,
+    /// Why this is shared without consent, when the policy allows that: required then.
+    pub justification: Option<Justification>,
+}
+
+/// The record of a decision to share without consent (DOMAIN.md: who decided, and why).
+/// The officer's staff id and the rationale code travel in the signed clear header; the
+/// rationale in words stays in the sender's database.
+#[derive(Clone, Default)]
+pub struct Justification {
+    /// Staff id of the deciding officer (not a name).
+    pub officer: String,
+    /// A code from the policy's `[rationales]`.
+    pub rationale_code: String,
+    /// The reasoning, in words. Free text: never logged, never sent in clear.
+    pub rationale: String,
+}
+
+impl std::fmt::Debug for Justification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Justification")
+            .field("officer", &self.officer)
+            .field("rationale_code", &self.rationale_code)
+            .field("rationale", &format_args!("<{} chars>", self.rationale.chars().count()))
+            .finish()
+    }
 }
 
 /// A sealed envelope, ready for the outbox.
@@ -93,7 +118,13 @@ impl Isp {
     /// Decides, minimises, encrypts and signs one disclosure. A refusal is
     /// `IspError::Denied`: nothing is sealed, and the caller records a near miss with
     /// [`Isp::denial_event`].
-    pub fn seal(&self, out: &Outgoing) -> Result<Sealed, IspError> {
+    ///
+    /// `record` is the verified consent record the disclosure's consent tag names (found by the
+    /// caller under `recorded_by` and `consent_id`), or None when there is none: a claim of
+    /// consent given is refused unless that record is given, in scope and unexpired
+    /// ([`consent::check`]). A disclosure the policy allows only without consent must carry
+    /// a [`Justification`] (`IspError::Unjustified` otherwise).
+    pub fn seal(&self, out: &Outgoing, record: Option<&consent::Verified>) -> Result<Sealed, IspError> {
         let recipient = self.directory.require(&out.recipient)?;
         let body = body_kind(&self.schema, &out.payload);
         if body != Some(out.kind) {
@@ -120,6 +151,25 @@ impl Isp {
                 categories: &present,
             })
             .map_err(IspError::Denied)?;
+        consent::check(out.consent.as_ref(), record, self.consent_use(recipient.id.as_str(), recipient.role, &out.purpose, &out.subject_ref, crate::now_ms()))
+            .map_err(IspError::Denied)?;
+        let (officer, rationale_code) = match (&out.justification, decision.without_consent) {
+            (_, false) => (String::new(), String::new()),
+            (None, true) => {
+                return Err(IspError::Unjustified(format!(
+                    "rule {} allows this only without consent: give the deciding officer's staff id, a rationale code ({}) and the rationale",
+                    decision.rule,
+                    self.policy.rationales.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            (Some(j), true) => {
+                self.check_justification(&j.officer, &j.rationale_code).map_err(IspError::Unjustified)?;
+                if j.rationale.trim().is_empty() {
+                    return Err(IspError::Unjustified("the rationale (why sharing without consent is necessary and proportionate) is empty".into()));
+                }
+                (j.officer.clone(), j.rationale_code.clone())
+            }
+        };
         let (payload, removed) = self.schema.minimise(&out.payload, &|c| self.policy.receivable(recipient.role, c));
         let categories = self.schema.present(&payload);
         let sealed_payload = age::encrypt(&recipient.recipient()?, &payload.encode_to_vec())
@@ -144,11 +194,69 @@ impl Isp {
             recipient_key_id: recipient.age_key_id(),
             in_reply_to: out.in_reply_to.clone(),
             shared_without_consent: decision.without_consent,
+            without_consent_officer: officer,
+            without_consent_rationale: rationale_code,
         };
         let header_bytes = header.encode_to_vec();
         let signature = self.keys.signing.sign(&[ENVELOPE_CONTEXT, &header_bytes].concat());
         let envelope = Envelope { header: header_bytes, sealed_payload, signature: signature.to_bytes().to_vec() };
         Ok(Sealed { header, envelope: envelope.encode_to_vec(), decision, removed })
+    }
+
+    /// The facts consent must cover for a disclosure to `recipient`.
+    pub fn consent_use<'a>(&self, recipient: &'a str, role: Role, purpose: &'a str, subject_ref: &'a str, expiry_at_ms: i64) -> consent::Use<'a> {
+        consent::Use { recipient, recipient_role: role, purpose, subject_ref, expiry_at_ms }
+    }
+
+    /// Whether an officer id and rationale code may stand for a decision to share without
+    /// consent. The error names what is wrong, never the value given.
+    pub fn check_justification(&self, officer: &str, rationale_code: &str) -> Result<(), String> {
+        if !consent::valid_token(officer, 64) {
+            return Err("the deciding officer must be a staff id (1-64 letters, digits, '-', '_' or '.'), not a name".into());
+        }
+        if !self.policy.rationales.contains_key(rationale_code) {
+            return Err(format!(
+                "the rationale code is not in the policy's [rationales] ({})",
+                self.policy.rationales.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Re-checks, just before publishing or on receipt, that the consent an envelope relies
+    /// on still holds. `record` is what the consent bucket says now; `expiry_at_ms` the
+    /// moment expiry is judged at. The recipient's role comes from the directory.
+    pub fn recheck_consent(&self, header: &Header, record: Option<&consent::Verified>, expiry_at_ms: i64) -> Result<(), Denial> {
+        let role = self.directory.get(&header.recipient).map(|a| a.role).unwrap_or(Role::Ig);
+        consent::check(header.consent.as_ref(), record, self.consent_use(&header.recipient, role, &header.purpose, &header.subject_ref, expiry_at_ms))
+    }
+
+    /// The record of a sealed disclosure stopped before it was published (its consent was
+    /// withdrawn while it waited in the outbox): a signed near miss naming the envelope.
+    pub fn stopped_event(&self, header: &Header, denial: &Denial) -> (Event, Vec<u8>) {
+        let event = Event {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            agency: self.keys.agency.clone(),
+            kind: EventKind::SendDenied as i32,
+            occurred_at_ms: crate::now_ms(),
+            policy_version: self.policy.version.clone(),
+            rule: denial.rule.clone(),
+            reason: denial.reason.to_owned(),
+            envelope_id: header.envelope_id.clone(),
+            counterpart: header.recipient.clone(),
+            message_kind: header.kind,
+            purpose: header.purpose.clone(),
+            lawful_basis: header.lawful_basis.clone(),
+            consent: header.consent.clone(),
+            risk: header.risk,
+            subject_ref: header.subject_ref.clone(),
+            case_ref: header.case_ref.clone(),
+            data_categories: header.data_categories.clone(),
+            stream_sequence: 0,
+            forbidden_categories: Vec::new(),
+        };
+        let bytes = self.sign_event(&event);
+        (event, bytes)
     }
 
     /// The near-miss record of a refused send. It holds only the clear facts of the attempt.
@@ -246,6 +354,11 @@ impl Isp {
                 categories: &declared,
             })
             .map_err(|d| fail(OpenError::Denied(d)))?;
+        if header.shared_without_consent {
+            self.check_justification(&header.without_consent_officer, &header.without_consent_rationale).map_err(|detail| {
+                fail(OpenError::Denied(Denial { rule: decision.rule.clone(), reason: "without_consent_unjustified", detail, forbidden: Vec::new() }))
+            })?;
+        }
         if !undeclarable.is_empty() {
             return Err(fail(OpenError::Denied(Denial {
                 rule: format!("roles.{}.receives", self.role),

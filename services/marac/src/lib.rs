@@ -116,6 +116,7 @@ async fn record_action(State(ctx): State<Ctx>, body: axum::body::Bytes) -> Resul
         subject_ref: input.subject_ref,
         case_ref: input.case_ref,
         in_reply_to: String::new(),
+        justification: None,
         payload: proto::v1::Payload {
             body: Some(Body::MaracAction(proto::v1::MaracAction {
                 action_id: action_id.clone(),

@@ -76,6 +76,17 @@ impl From<SendError> for ApiError {
             SendError::Refused(e @ (IspError::UnknownAgency(_) | IspError::BadPayload { .. } | IspError::Invalid { .. })) => {
                 ApiError::bad_request(e.to_string())
             }
+            SendError::Refused(e @ IspError::Unjustified(_)) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                body: json!({"error": "without_consent_unjustified", "detail": e.to_string()}),
+            },
+            SendError::ConsentUnavailable(detail) => {
+                tracing::warn!(error = %detail, "send refused for now: consent records unreadable");
+                ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    body: json!({"error": "consent_unavailable", "detail": "the partnership's consent records cannot be read now; nothing was sent, try again"}),
+                }
+            }
             SendError::Refused(e) => ApiError::internal(e),
             SendError::Storage(e) => ApiError::internal(e),
         }
@@ -115,8 +126,25 @@ pub struct SubjectIdentity {
     pub date_of_birth: String,
 }
 
+/// `without_consent` of `POST /disclosures`: who decided to share without consent and why.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithoutConsentInput {
+    pub officer: String,
+    pub rationale_code: String,
+    pub rationale: String,
+}
+
+impl std::fmt::Debug for WithoutConsentInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithoutConsentInput").field("officer", &self.officer).field("rationale_code", &self.rationale_code).finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ConsentInput {
+    /// The consent record relied on; none when sharing without consent with no record.
+    #[serde(default)]
     pub id: String,
     pub state: String,
     #[serde(default)]
@@ -143,6 +171,8 @@ pub struct SendRequest {
     pub case_ref: String,
     #[serde(default)]
     pub in_reply_to: String,
+    #[serde(default)]
+    pub without_consent: Option<WithoutConsentInput>,
     pub payload: Value,
 }
 
@@ -195,6 +225,11 @@ impl Ctx {
             case_ref: request.case_ref,
             in_reply_to: request.in_reply_to,
             payload,
+            justification: request.without_consent.map(|w| isp::Justification {
+                officer: w.officer,
+                rationale_code: w.rationale_code,
+                rationale: w.rationale,
+            }),
         })
     }
 }
@@ -209,6 +244,7 @@ pub fn router(service_routes: Router<Ctx>) -> Router<Ctx> {
         .route("/inbox/{id}", get(read_inbox))
         .route("/inbox/{id}/ack", post(acknowledge))
         .route("/quarantine", get(list_quarantine))
+        .merge(crate::consent::routes())
         .merge(service_routes)
 }
 
@@ -224,7 +260,8 @@ async fn send(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, Json<V
 }
 
 const SENT_COLUMNS: &str = "envelope_id, recipient, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
-    categories, removed, rule, reason, policy_version, without_consent, in_reply_to, status, status_reason, created_at_ms, updated_at_ms";
+    categories, removed, rule, reason, policy_version, without_consent, in_reply_to, status, status_reason, created_at_ms, updated_at_ms, \
+    consent_id, consent_recorded_by, officer, rationale_code, rationale";
 
 /// A row as JSON: TEXT and BIGINT columns, comma lists split into arrays.
 pub fn row_json(row: &AnyRow, text: &[&str], ints: &[&str], lists: &[&str]) -> Value {
@@ -246,7 +283,8 @@ pub fn row_json(row: &AnyRow, text: &[&str], ints: &[&str], lists: &[&str]) -> V
 fn sent_json(row: &AnyRow) -> Value {
     let mut v = row_json(
         row,
-        &["envelope_id", "recipient", "kind", "purpose", "lawful_basis", "consent_state", "risk", "subject_ref", "case_ref", "rule", "reason", "policy_version", "in_reply_to", "status", "status_reason"],
+        &["envelope_id", "recipient", "kind", "purpose", "lawful_basis", "consent_state", "risk", "subject_ref", "case_ref", "rule", "reason", "policy_version", "in_reply_to", "status", "status_reason",
+          "consent_id", "consent_recorded_by", "officer", "rationale_code", "rationale"],
         &["created_at_ms", "updated_at_ms"],
         &["categories", "removed"],
     );
@@ -354,6 +392,7 @@ async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, body: Bytes
         subject_ref: row.try_get("subject_ref")?,
         case_ref: row.try_get("case_ref")?,
         in_reply_to: id.clone(),
+        justification: None,
         payload: Payload {
             body: Some(Body::ReferralAck(ReferralAck {
                 envelope_id: id.clone(),

@@ -59,7 +59,10 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
 
 /// The tables every service has: outbox, sent, inbox, quarantine.
 pub fn runtime_migrations() -> Vec<Migration> {
-    vec![Migration { version: 1, description: "runtime outbox inbox", sql: include_str!("../migrations/0001_runtime.sql") }]
+    vec![
+        Migration { version: 1, description: "runtime outbox inbox", sql: include_str!("../migrations/0001_runtime.sql") },
+        Migration { version: 2, description: "runtime consent", sql: include_str!("../migrations/0002_consent.sql") },
+    ]
 }
 
 /// Applies migrations (runtime's and the service's) in version order.

@@ -95,6 +95,15 @@ pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8
         let error = OpenError::Misrouted(format!("the subject does not name {} -> {}", h.sender, h.recipient));
         return quarantine(ctx, subject, body, seq, Some(h), &error).await;
     }
+    // Consent is re-checked against the record as it is now: a withdrawal since the send
+    // stops the disclosure here too. Expiry is judged at the envelope's creation. A bucket
+    // that cannot be read is transient (redelivered), never a pass.
+    if h.consent.as_ref().is_some_and(|c| !c.consent_id.is_empty() || c.state() == proto::v1::ConsentState::Given) {
+        let record = ctx.consent_for(h.consent.as_ref()).await?;
+        if let Err(denial) = ctx.isp.recheck_consent(h, record.as_ref(), h.created_at_ms) {
+            return quarantine(ctx, subject, body, seq, Some(h), &OpenError::Consent(denial)).await;
+        }
+    }
     let existing: Option<(i64,)> = sqlx::query_as("SELECT stream_seq FROM inbox WHERE envelope_id = $1")
         .bind(&h.envelope_id)
         .fetch_optional(&ctx.pool)

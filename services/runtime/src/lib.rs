@@ -9,6 +9,8 @@
 //!   the publisher drains it with the envelope id as the JetStream message id.
 //! - [`inbox`]: the durable consumer loop: open with the isp, store or quarantine, then ack.
 //! - [`api`]: the HTTP JSON API every service has (send, sent, inbox, acknowledge).
+//! - [`consent`]: consent records in the partnership's `hub-consent` bucket: record, read,
+//!   withdraw; looked up before every send, again before publishing, and on receipt.
 //! - [`telemetry`]: tracing set-up. Spans carry ids and kinds, never payload content.
 //!
 //! A service is an [`Agency`]: its own migrations, what it does with each opened envelope
@@ -16,6 +18,7 @@
 
 pub mod api;
 pub mod config;
+pub mod consent;
 pub mod db;
 pub mod inbox;
 pub mod outbox;
@@ -40,6 +43,8 @@ pub struct Ctx {
     pub pool: sqlx::AnyPool,
     pub isp: Arc<Isp>,
     pub jetstream: async_nats::jetstream::Context,
+    /// The stream of the partnership's consent bucket (direct reads of a key's history).
+    pub consent_stream: async_nats::jetstream::stream::Stream,
     pub config: Arc<Config>,
     /// Wakes the outbox publisher after a commit.
     pub outbox_ready: Arc<Notify>,
@@ -99,7 +104,8 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
     let client = transport::connect(&config.nats_url, isp.agency()).await?;
     let jetstream = async_nats::jetstream::new(client);
     transport::ensure_stream(&jetstream).await?;
-    let ctx = Ctx { pool, isp, jetstream, config: Arc::new(config), outbox_ready: Arc::new(Notify::new()) };
+    let (_, consent_stream) = transport::ensure_consent_bucket(&jetstream).await?;
+    let ctx = Ctx { pool, isp, jetstream, consent_stream, config: Arc::new(config), outbox_ready: Arc::new(Notify::new()) };
     let agency = Arc::new(agency);
     let router = api::router(agency.routes().merge(witness::routes())).with_state(ctx.clone());
     let listener = tokio::net::TcpListener::bind(&ctx.config.http_addr)

@@ -3,13 +3,19 @@
 //!
 //! A refused send publishes nothing: its near-miss event goes through the same outbox, so the
 //! ledger learns of it even if the broker is down when it happens.
+//!
+//! Consent is checked twice at the sender: when sealing, and again by the publisher just
+//! before a disclosure leaves. One whose consent was withdrawn (or expired) while it waited
+//! is stopped: never published, marked `stopped` in `sent` and the outbox, and a signed near
+//! miss naming it goes to the ledger instead.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::message::PublishMessage as Publish;
 use isp::{Denial, IspError, Outgoing, kind, policy};
-use proto::v1::EventKind;
+use prost::Message as _;
+use proto::v1::{Envelope, EventKind, Header};
 use serde::Serialize;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +43,9 @@ pub enum SendError {
     /// The request itself is wrong (unknown agency, body not of its kind...).
     #[error("{0}")]
     Refused(IspError),
+    /// The consent bucket could not be read: nothing was decided, try again.
+    #[error("the consent records cannot be read now: {0}")]
+    ConsentUnavailable(String),
     #[error("storage: {0}")]
     Storage(#[from] sqlx::Error),
 }
@@ -62,7 +71,8 @@ impl Ctx {
     /// returns `SendError::Denied`; commit the transaction to keep that record.
     pub async fn send_in(&self, tx: &mut Tx, out: &Outgoing) -> Result<SendOutcome, SendError> {
         let now = isp::now_ms();
-        match self.isp.seal(out) {
+        let consent = self.consent_for_in(Some(&mut *tx), out.consent.as_ref()).await.map_err(|e| SendError::ConsentUnavailable(format!("{e:#}")))?;
+        match self.isp.seal(out, consent.as_ref()) {
             Ok(sealed) => {
                 let h = &sealed.header;
                 let subject = transport::message_subject(&h.sender, &h.recipient, out.kind);
@@ -104,8 +114,9 @@ impl Ctx {
 async fn insert_sent(tx: &mut Tx, out: &Outgoing, id: &str, o: &SendOutcome, status: &str, reason: &str, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO sent (envelope_id, recipient, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
-         categories, removed, rule, reason, policy_version, without_consent, in_reply_to, status, status_reason, created_at_ms, updated_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+         categories, removed, rule, reason, policy_version, without_consent, in_reply_to, status, status_reason, created_at_ms, updated_at_ms, \
+         consent_id, consent_recorded_by, officer, rationale_code, rationale) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
     )
     .bind(id)
     .bind(&out.recipient)
@@ -127,6 +138,12 @@ async fn insert_sent(tx: &mut Tx, out: &Outgoing, id: &str, o: &SendOutcome, sta
     .bind("")
     .bind(now)
     .bind(now)
+    .bind(out.consent.as_ref().map(|c| c.consent_id.as_str()).unwrap_or_default())
+    .bind(out.consent.as_ref().map(|c| c.recorded_by.as_str()).unwrap_or_default())
+    // Who decided to share without consent and why stay only with a disclosure that was.
+    .bind(if o.without_consent { out.justification.as_ref().map(|j| j.officer.as_str()).unwrap_or_default() } else { "" })
+    .bind(if o.without_consent { out.justification.as_ref().map(|j| j.rationale_code.as_str()).unwrap_or_default() } else { "" })
+    .bind(if o.without_consent { out.justification.as_ref().map(|j| j.rationale.as_str()).unwrap_or_default() } else { "" })
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -178,23 +195,45 @@ pub async fn publish_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Resu
 /// Publishes up to one batch of pending rows, acks in flight together. Returns how many
 /// were published.
 pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<usize> {
-    let rows = sqlx::query("SELECT id, subject, body FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT 256")
+    let rows = sqlx::query("SELECT id, subject, body FROM outbox WHERE published_at_ms IS NULL AND stopped_at_ms IS NULL ORDER BY id LIMIT 256")
         .fetch_all(&ctx.pool)
         .await
         .context("reading the outbox")?;
     if rows.is_empty() {
         return Ok(0);
     }
+    // While disconnected the client would buffer publishes and send them on reconnect,
+    // after consent may have been withdrawn: wait for the broker, then re-check and publish.
+    anyhow::ensure!(
+        ctx.jetstream.client().connection_state() == async_nats::connection::State::Connected,
+        "not connected to the broker"
+    );
     let mut acks = Vec::with_capacity(rows.len());
+    // Rows dealt with outside the batch of acks: stopped disclosures and consent writes.
+    let mut stopped = 0;
     for row in &rows {
         let id: String = row.try_get("id")?;
         let subject: String = row.try_get("subject")?;
         let body: Vec<u8> = row.try_get("body")?;
+        if let Some(denial) = consent_lapsed(ctx, &subject, &body).await? {
+            stop(ctx, &id, &body, &denial).await?;
+            stopped += 1;
+            continue;
+        }
+        let consent_write = subject.starts_with("$KV.");
         let ack = ctx
             .jetstream
             .send_publish(subject, Publish::build().payload(body.into()).message_id(&id))
             .await
             .context("publishing to JetStream")?;
+        if consent_write {
+            // A consent record must be in the bucket before any later disclosure relying on
+            // it is re-checked and published: wait for it here.
+            ack.await.context("writing a consent record to the bucket")?;
+            mark_published(ctx, &id).await?;
+            stopped += 1;
+            continue;
+        }
         acks.push((id, ack));
     }
     let mut published = Vec::with_capacity(acks.len());
@@ -223,7 +262,54 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<usize> {
     }
     tx.commit().await?;
     match failure {
-        Some(e) if published.is_empty() => Err(anyhow::Error::new(e).context("waiting for JetStream to acknowledge")),
-        _ => Ok(published.len()),
+        Some(e) if published.is_empty() && stopped == 0 => Err(anyhow::Error::new(e).context("waiting for JetStream to acknowledge")),
+        _ => Ok(published.len() + stopped),
     }
+}
+
+pub(crate) async fn mark_published(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    sqlx::query("UPDATE outbox SET published_at_ms = $1, attempts = attempts + 1 WHERE id = $2").bind(isp::now_ms()).bind(id).execute(&ctx.pool).await?;
+    Ok(())
+}
+
+/// Whether the consent a queued disclosure relies on has stopped holding since it was sealed.
+/// Events and disclosures that rely on no consent record pass.
+async fn consent_lapsed(ctx: &Ctx, subject: &str, body: &[u8]) -> anyhow::Result<Option<Denial>> {
+    if transport::parse_message_subject(subject).is_none() {
+        return Ok(None);
+    }
+    let header = Envelope::decode(body).ok().and_then(|e| Header::decode(e.header.as_slice()).ok()).context("an outbox envelope does not decode")?;
+    if header.consent.as_ref().is_none_or(|c| c.consent_id.is_empty()) {
+        return Ok(None);
+    }
+    let record = ctx.consent_for(header.consent.as_ref()).await?;
+    Ok(ctx.isp.recheck_consent(&header, record.as_ref(), isp::now_ms()).err())
+}
+
+/// Stops one queued disclosure: never published; the signed near miss goes out instead.
+async fn stop(ctx: &Ctx, id: &str, body: &[u8], denial: &Denial) -> anyhow::Result<()> {
+    let header = Envelope::decode(body).ok().and_then(|e| Header::decode(e.header.as_slice()).ok()).context("an outbox envelope does not decode")?;
+    let (event, bytes) = ctx.isp.stopped_event(&header, denial);
+    let now = isp::now_ms();
+    let mut tx = ctx.pool.begin().await?;
+    let stopped = sqlx::query("UPDATE outbox SET stopped_at_ms = $1, stop_reason = $2 WHERE id = $3 AND published_at_ms IS NULL AND stopped_at_ms IS NULL")
+        .bind(now)
+        .bind(denial.reason)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if stopped.rows_affected() == 0 {
+        return Ok(()); // another publisher pass stopped or published it meanwhile
+    }
+    sqlx::query("UPDATE sent SET status = 'stopped', status_reason = $1, updated_at_ms = $2 WHERE envelope_id = $3")
+        .bind(denial.reason)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    enqueue(&mut tx, &event.event_id, &transport::event_subject(ctx.agency(), EventKind::SendDenied), &bytes).await?;
+    tx.commit().await?;
+    tracing::warn!(envelope_id = %id, near_miss_id = %event.event_id, kind = kind::name(header.kind()), recipient = %header.recipient,
+        reason = denial.reason, "queued disclosure stopped before publishing: its consent no longer holds (near miss recorded)");
+    Ok(())
 }

@@ -71,6 +71,38 @@ pub async fn ensure_stream(js: &jetstream::Context) -> anyhow::Result<stream::St
     js.get_or_create_stream(stream_config()).await.context("creating the JetStream stream HUB")
 }
 
+/// The partnership's consent records: a JetStream key-value bucket, key
+/// `{agency}.{consent_id}`, each value signed by the agency that owns the record.
+pub const CONSENT_BUCKET: &str = "hub-consent";
+/// How many revisions of a record the bucket keeps (the reader picks the owner's latest).
+pub const CONSENT_HISTORY: i64 = 64;
+
+/// The bucket's stream configuration, written out rather than through `create_key_value`
+/// (which asks the server for account details Debian's nats-server 2.9 answers in a form
+/// async-nats 0.51 cannot parse). Deny delete, deny purge and no roll-up: a record's history
+/// cannot be erased through the broker's API.
+pub fn consent_stream_config() -> stream::Config {
+    stream::Config {
+        name: format!("KV_{CONSENT_BUCKET}"),
+        subjects: vec![format!("$KV.{CONSENT_BUCKET}.>")],
+        storage: stream::StorageType::File,
+        max_messages_per_subject: CONSENT_HISTORY,
+        discard: stream::DiscardPolicy::Old,
+        allow_direct: true,
+        allow_rollup: false,
+        deny_delete: true,
+        deny_purge: true,
+        ..Default::default()
+    }
+}
+
+/// Creates the consent bucket if it does not exist, and returns it with its stream.
+pub async fn ensure_consent_bucket(js: &jetstream::Context) -> anyhow::Result<(jetstream::kv::Store, stream::Stream)> {
+    let stream = js.get_or_create_stream(consent_stream_config()).await.context("creating the consent bucket")?;
+    let store = js.get_key_value(CONSENT_BUCKET).await.context("opening the consent bucket")?;
+    Ok((store, stream))
+}
+
 /// The durable pull consumer of an agency: every envelope addressed to it, acked explicitly.
 pub async fn agency_consumer(js: &jetstream::Context, agency: &str, ack_wait: Duration) -> anyhow::Result<PullConsumer> {
     let stream = ensure_stream(js).await?;

@@ -19,13 +19,38 @@ fn person() -> Option<Person> {
     Some(Person { full_name: "Synthetic Envelope Person".into(), date_of_birth: "1990-01-01".into(), ..Default::default() })
 }
 
-/// A valid, consented referral from housing to the IDVA, sealed by housing's ISP.
-fn referral(isp: &Isp) -> anyhow::Result<Vec<u8>> {
-    let body = Body::IdvaReferral(IdvaReferral { survivor: person(), reason: "Test".into(), survivor_aware: true, ..Default::default() });
-    seal(isp, IDVA, Kind::IdvaReferral, "safeguarding", body)
+const SUBJECT: &str = "s-5f3c0e7a1d2b4c6e8f9a0b1c2d3e4f5a";
+
+/// Housing's consent record "consent-e-1" (given, to the IDVA and MARAC), written to the
+/// partnership's consent bucket as housing's service would.
+async fn record_consent(isp: &Isp, js: &async_nats::jetstream::Context) -> anyhow::Result<isp::consent::Verified> {
+    use isp::consent::{ConsentRecord, Scope, State};
+    let record = ConsentRecord {
+        consent_id: "consent-e-1".into(),
+        agency: HOUSING.into(),
+        revision: 1,
+        subject_ref: SUBJECT.into(),
+        state: State::Given,
+        reason: String::new(),
+        scope: Scope { roles: vec![isp::Role::Idva, isp::Role::Marac], agencies: vec![], purposes: vec!["safeguarding".into(), "marac".into()] },
+        recorded_by: "HSG-staff-1".into(),
+        recorded_at_ms: isp::now_ms(),
+        created_at_ms: isp::now_ms(),
+        expires_at_ms: None,
+    };
+    let bytes = isp.sign_consent(&record)?;
+    let (store, _) = transport::ensure_consent_bucket(js).await?;
+    store.put(record.key(), bytes.clone().into()).await?;
+    Ok(isp::consent::verify(&isp.directory, HOUSING, "consent-e-1", &bytes)?)
 }
 
-fn seal(isp: &Isp, to: &str, kind: Kind, purpose: &str, body: Body) -> anyhow::Result<Vec<u8>> {
+/// A valid, consented referral from housing to the IDVA, sealed by housing's ISP.
+fn referral(isp: &Isp, consent: &isp::consent::Verified) -> anyhow::Result<Vec<u8>> {
+    let body = Body::IdvaReferral(IdvaReferral { survivor: person(), reason: "Test".into(), survivor_aware: true, ..Default::default() });
+    seal(isp, consent, IDVA, Kind::IdvaReferral, "safeguarding", body)
+}
+
+fn seal(isp: &Isp, consent: &isp::consent::Verified, to: &str, kind: Kind, purpose: &str, body: Body) -> anyhow::Result<Vec<u8>> {
     let out = Outgoing {
         recipient: to.into(),
         kind,
@@ -33,12 +58,13 @@ fn seal(isp: &Isp, to: &str, kind: Kind, purpose: &str, body: Body) -> anyhow::R
         lawful_basis: "uk-gdpr-6-1-a".into(),
         consent: Some(ConsentTag { consent_id: "consent-e-1".into(), state: ConsentState::Given as i32, recorded_by: HOUSING.into() }),
         risk: RiskLevel::Medium,
-        subject_ref: "subject-test".into(),
+        subject_ref: SUBJECT.into(),
         case_ref: "HSG-E-1".into(),
         in_reply_to: String::new(),
         payload: Payload { body: Some(body) },
+        justification: None,
     };
-    Ok(isp.seal(&out)?.envelope)
+    Ok(isp.seal(&out, Some(consent))?.envelope)
 }
 
 /// Decodes an envelope, lets `edit` change its header, and re-encodes it (re-signing with
@@ -68,12 +94,13 @@ async fn bad_envelopes_on(backend: Backend) -> anyhow::Result<()> {
     let subject = transport::message_subject(HOUSING, IDVA, Kind::IdvaReferral);
     let stranger = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
 
-    let valid = referral(&isp)?;
+    let consent = record_consent(&isp, &js).await?;
+    let valid = referral(&isp, &consent)?;
     let mut tampered_ciphertext = Envelope::decode(valid.as_slice())?;
     let last = tampered_ciphertext.sealed_payload.len() - 1;
     tampered_ciphertext.sealed_payload[last] ^= 0x01;
-    let valid_after = referral(&isp)?;
-    let to_marac = seal(&isp, "marac-northbridge", Kind::MaracReferral, "marac",
+    let valid_after = referral(&isp, &consent)?;
+    let to_marac = seal(&isp, &consent, "marac-northbridge", Kind::MaracReferral, "marac",
         Body::MaracReferral(MaracReferral { survivor: person(), survivor_aware: true, consent_given: true, ..Default::default() }))?;
     let id_of = |b: &[u8]| Header::decode(Envelope::decode(b).unwrap().header.as_slice()).unwrap().envelope_id;
 

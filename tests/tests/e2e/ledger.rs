@@ -222,7 +222,8 @@ async fn queries_on(backend: Backend) -> anyhow::Result<()> {
     let subject = serde_json::json!({"full_name": "Query Person", "date_of_birth": "1985-02-03"});
     let (status, marac) = p
         .post("housing-northbridge", "/disclosures", &serde_json::json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18",
-            "consent": {"id": "c-q", "state": "not-sought"}, "risk": "high", "subject": subject, "case_ref": "Q-1",
+            "risk": "high", "subject": subject, "case_ref": "Q-1",
+            "without_consent": {"officer": "HSG-staff-0001", "rationale_code": "asking-would-increase-risk", "rationale": "Test rationale"},
             "payload": {"maracReferral": {"survivor": survivor, "criteria": ["MARAC_CRITERION_VISIBLE_HIGH_RISK"], "survivorAware": false, "reasonNoConsent": "Risk"}}}))
         .await?;
     assert_eq!(status, 201, "{marac}");

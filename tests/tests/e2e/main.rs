@@ -3,6 +3,7 @@
 //! databases (see the `tests` crate's harness).
 
 mod confidentiality;
+mod consent;
 mod demo;
 mod envelopes;
 mod faults;

@@ -57,10 +57,52 @@ const CASES: &[(Role, Role, &str, &str, &str, C, R, &[&str], Expected)] = &[
     // acknowledgements flow both ways
     (Idva, Housing, "referral.ack", "case-coordination", "uk-gdpr-6-1-e", C::Unspecified, R::Unspecified, &["referral.status"], Ok("case-coordination")),
     (Perpetrator, Housing, "referral.ack", "case-coordination", "uk-gdpr-6-1-e", C::Unspecified, R::Unspecified, &["referral.status"], Ok("case-coordination")),
+    // every consent state against a consent-required rule, at high risk (no way round it)
+    (Idva, Reciprocals, "reciprocal.request", "rehousing", "uk-gdpr-6-1-a", C::Given, R::High, &["survivor.identity", "household"], Ok("reciprocal-request")),
+    (Idva, Reciprocals, "reciprocal.request", "rehousing", "uk-gdpr-6-1-a", C::Refused, R::High, &["survivor.identity"], Err("consent_required")),
+    (Idva, Reciprocals, "reciprocal.request", "rehousing", "uk-gdpr-6-1-a", C::Withdrawn, R::High, &["survivor.identity"], Err("consent_required")),
+    (Idva, Reciprocals, "reciprocal.request", "rehousing", "uk-gdpr-6-1-a", C::Expired, R::High, &["survivor.identity"], Err("consent_required")),
+    (Idva, Reciprocals, "reciprocal.request", "rehousing", "uk-gdpr-6-1-a", C::Unspecified, R::High, &["survivor.identity"], Err("consent_required")),
+    (Housing, Reciprocals, "reciprocal.request", "rehousing", "uk-gdpr-6-1-a", C::Given, R::Standard, &["survivor.identity"], Ok("reciprocal-request")),
+    // required-unless-high-risk: every consent state x risk level on the same flow
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-9-2-g-dpa-s1-p18", C::Given, R::Medium, &["survivor.identity"], Ok("idva-referral")),
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-9-2-g-dpa-s1-p18", C::NotSought, R::High, &["survivor.identity"], Ok("idva-referral")),
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-9-2-g-dpa-s1-p18", C::Withdrawn, R::High, &["survivor.identity"], Ok("idva-referral")),
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-9-2-g-dpa-s1-p18", C::Expired, R::High, &["survivor.identity"], Ok("idva-referral")),
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-9-2-g-dpa-s1-p18", C::Unspecified, R::High, &["survivor.identity"], Ok("idva-referral")),
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-9-2-g-dpa-s1-p18", C::NotSought, R::Standard, &["survivor.identity"], Err("consent_required")),
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-9-2-g-dpa-s1-p18", C::Refused, R::Unspecified, &["survivor.identity"], Err("consent_required")),
+    (Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-6-1-a", C::Refused, R::High, &["survivor.identity"], Err("basis_not_valid_without_consent")),
+    (Reciprocals, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-6-1-e", C::Given, R::Medium, &["survivor.identity"], Ok("idva-referral")),
+    (Perpetrator, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-9-2-g-dpa-s1-p18", C::Refused, R::High, &["survivor.identity"], Ok("idva-referral")),
+    (Idva, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-6-1-a", C::Given, R::High, &["survivor.identity"], Err("no_flow")),
+    (Perpetrator, Marac, "marac.referral", "marac", "cda-1998-s115", C::Refused, R::High, &["perpetrator.identity"], Ok("marac-referral")),
+    (Perpetrator, Marac, "marac.referral", "marac", "uk-gdpr-6-1-e", C::Refused, R::High, &["perpetrator.identity"], Err("basis_not_valid_without_consent")),
+    (Partner, Marac, "marac.referral", "marac", "uk-gdpr-9-2-g-dpa-s1-p18", C::Withdrawn, R::Medium, &[], Err("consent_required")),
+    (Marac, Marac, "marac.referral", "marac", "uk-gdpr-6-1-a", C::Given, R::High, &[], Err("no_flow")),
+    // never-rules win over consent given and any basis, and over high risk
+    (Idva, Perpetrator, "perpetrator.referral", "perpetrator-intervention", "uk-gdpr-6-1-e", C::Given, R::High, &["survivor.identity", "move.areas"], Err("never_allowed_field")),
+    (Idva, Perpetrator, "perpetrator.referral", "perpetrator-intervention", "uk-gdpr-6-1-e", C::Given, R::Standard, &["household"], Err("never_allowed_field")),
+    (Partner, Perpetrator, "perpetrator.referral", "perpetrator-intervention", "uk-gdpr-6-1-e", C::Given, R::High, &["children.school"], Err("never_allowed_field")),
+    (Partner, Perpetrator, "perpetrator.referral", "perpetrator-intervention", "uk-gdpr-6-1-e", C::Refused, R::Standard, &["children.identity", "risk.level"], Ok("perpetrator-referral")),
+    (Housing, Perpetrator, "reciprocal.move_completed", "rehousing", "uk-gdpr-6-1-e", C::Given, R::High, &[], Err("never_allowed_kind")),
+    (Housing, Perpetrator, "marac.referral", "marac", "cda-1998-s115", C::Given, R::High, &[], Err("never_allowed_kind")),
+    (Perpetrator, Housing, "perpetrator.engagement_update", "safeguarding", "uk-gdpr-9-2-g-dpa-s1-p18", C::Unspecified, R::Medium, &["engagement"], Ok("perpetrator-engagement")),
+    (Perpetrator, Housing, "perpetrator.engagement_update", "marac", "uk-gdpr-6-1-e", C::Unspecified, R::Medium, &["engagement"], Err("purpose_not_allowed")),
+    // MARAC members, revocations and landlords
+    (Marac, Partner, "marac.research_request", "marac", "cda-1998-s115", C::Unspecified, R::High, &["survivor.identity"], Ok("marac-to-members")),
+    (Partner, Marac, "marac.action_update", "marac", "uk-gdpr-6-1-e", C::Unspecified, R::High, &["marac.action"], Ok("members-to-marac")),
+    (Marac, Reciprocals, "marac.action", "marac", "uk-gdpr-6-1-e", C::Unspecified, R::High, &[], Err("no_flow")),
+    (Housing, Idva, "disclosure.revoke", "case-coordination", "uk-gdpr-6-1-e", C::Withdrawn, R::Unspecified, &[], Ok("case-coordination")),
+    (Housing, Idva, "disclosure.revoke", "case-coordination", "cda-1998-s115", C::Unspecified, R::Unspecified, &[], Err("lawful_basis_not_allowed")),
+    (Reciprocals, Housing, "reciprocal.move_completed", "rehousing", "uk-gdpr-6-1-e", C::Unspecified, R::Unspecified, &["move.areas"], Ok("reciprocal-circulation")),
+    (Reciprocals, Housing, "reciprocal.offer", "rehousing", "uk-gdpr-6-1-e", C::Unspecified, R::Unspecified, &[], Err("no_flow")),
+    (Housing, Ig, "referral.ack", "case-coordination", "uk-gdpr-6-1-e", C::Unspecified, R::Unspecified, &[], Err("role_not_recipient")),
 ];
 
 #[test]
 fn decision_table() {
+    assert!(CASES.len() >= 40, "the table has {} cases", CASES.len());
     let policy = policy();
     let mut failures = Vec::new();
     for (i, (from, to, kind, purpose, basis, consent, risk, categories, expected)) in CASES.iter().enumerate() {
@@ -127,4 +169,48 @@ fn a_broken_draft_names_every_problem() {
     for needle in ["survivor.refuj", "marac.referal", "\"moving\""] {
         assert!(err.contains(needle), "{needle} not in {err}");
     }
+}
+
+#[test]
+fn explain_names_what_flows_what_is_removed_and_what_is_refused() {
+    let policy = policy();
+    let schema = Schema::load().unwrap();
+    let none = BTreeSet::new();
+    let request = |from, to, kind, purpose, basis, consent, risk| Request {
+        from,
+        to,
+        kind: crate::kind::parse(kind).unwrap(),
+        purpose,
+        lawful_basis: basis,
+        consent,
+        risk,
+        categories: &none,
+    };
+    let e = policy.explain(&schema, &request(Housing, Reciprocals, "reciprocal.request", "rehousing", "uk-gdpr-6-1-a", C::Given, R::High));
+    assert!(e.allowed && e.rule == "reciprocal-request" && e.policy_version == "2026-11-demo.1", "{e:?}");
+    assert!(e.flows.contains(&"survivor.identity".to_string()) && e.flows.contains(&"move.areas".to_string()), "{e:?}");
+    assert!(e.removed.contains(&"survivor.address".to_string()) && e.removed.contains(&"survivor.contact".to_string()), "{e:?}");
+    assert!(e.refused.is_empty());
+
+    let e = policy.explain(&schema, &request(Housing, Perpetrator, "perpetrator.referral", "perpetrator-intervention", "cda-1998-s115", C::Unspecified, R::High));
+    assert!(e.allowed && e.rule == "perpetrator-referral", "{e:?}");
+    for c in ["survivor.address", "survivor.contact", "survivor.refuge"] {
+        assert!(e.refused.contains(&c.to_string()) && !e.flows.contains(&c.to_string()), "{c}: {e:?}");
+    }
+    assert!(e.flows.contains(&"perpetrator.identity".to_string()));
+
+    let e = policy.explain(&schema, &request(Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-6-1-e", C::Refused, R::High));
+    assert!(!e.allowed && e.reason == "basis_not_valid_without_consent" && e.flows.is_empty() && !e.removed.is_empty(), "{e:?}");
+    let e = policy.explain(&schema, &request(Housing, Idva, "housing.idva_referral", "safeguarding", "uk-gdpr-9-2-g-dpa-s1-p18", C::Refused, R::High));
+    assert!(e.allowed && e.without_consent, "{e:?}");
+}
+
+#[test]
+fn a_policy_that_allows_sharing_without_consent_needs_a_rationale_catalogue() {
+    let schema = Schema::load().unwrap();
+    let start = DEMO_POLICY.find("[rationales]").unwrap();
+    let end = DEMO_POLICY[start..].find("# ----").unwrap() + start;
+    let draft = format!("{}{}", &DEMO_POLICY[..start], &DEMO_POLICY[end..]);
+    let err = Policy::from_toml(&draft, &schema).unwrap_err().to_string();
+    assert!(err.contains("[rationales]"), "{err}");
 }

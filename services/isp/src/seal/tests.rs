@@ -44,11 +44,33 @@ fn idva_referral() -> Outgoing {
         lawful_basis: "uk-gdpr-6-1-a".into(),
         consent: Some(ConsentTag { consent_id: "c-1".into(), state: ConsentState::Given as i32, recorded_by: "housing-northbridge".into() }),
         risk: RiskLevel::High,
-        subject_ref: "s-test".into(),
+        subject_ref: SUBJECT.into(),
         case_ref: "HSG-1".into(),
         in_reply_to: String::new(),
         payload: Payload { body: Some(Body::IdvaReferral(IdvaReferral { survivor: Some(survivor()), reason: "x".into(), ..Default::default() })) },
+        justification: None,
     }
+}
+
+const SUBJECT: &str = "s-5f3c0e7a1d2b4c6e8f9a0b1c2d3e4f5a";
+
+/// Housing's record of consent given for "c-1" to the IDVA role for safeguarding.
+fn given(housing: &Isp) -> crate::consent::Verified {
+    let record = crate::consent::ConsentRecord {
+        consent_id: "c-1".into(),
+        agency: housing.agency().into(),
+        revision: 1,
+        subject_ref: SUBJECT.into(),
+        state: crate::consent::State::Given,
+        reason: String::new(),
+        scope: crate::consent::Scope { roles: vec![crate::Role::Idva], agencies: vec![], purposes: vec!["safeguarding".into()] },
+        recorded_by: "HSG-staff-7".into(),
+        recorded_at_ms: 1,
+        created_at_ms: 1,
+        expires_at_ms: None,
+    };
+    let bytes = housing.sign_consent(&record).unwrap();
+    crate::consent::verify(&housing.directory, housing.agency(), "c-1", &bytes).unwrap()
 }
 
 fn perpetrator_referral(with_survivor_address: bool) -> Outgoing {
@@ -78,7 +100,7 @@ fn perpetrator_referral(with_survivor_address: bool) -> Outgoing {
 #[test]
 fn seal_then_open_round_trips_and_hides_the_payload() {
     let p = Partnership::new();
-    let sealed = p.get("housing-northbridge").seal(&idva_referral()).unwrap();
+    let sealed = p.get("housing-northbridge").seal(&idva_referral(), Some(&given(p.get("housing-northbridge")))).unwrap();
     assert!(!String::from_utf8_lossy(&sealed.envelope).contains(NAME));
     assert_eq!(sealed.decision.rule, "idva-referral");
     let opened = p.get("idva-northbridge").open(&sealed.envelope).unwrap();
@@ -91,7 +113,7 @@ fn seal_then_open_round_trips_and_hides_the_payload() {
 fn never_fields_to_a_perpetrator_pathway_are_refused_whole() {
     let p = Partnership::new();
     let housing = p.get("housing-northbridge");
-    let Err(IspError::Denied(denial)) = housing.seal(&perpetrator_referral(true)) else { panic!("not denied") };
+    let Err(IspError::Denied(denial)) = housing.seal(&perpetrator_referral(true), None) else { panic!("not denied") };
     assert_eq!(denial.reason, "never_allowed_field");
     assert_eq!(denial.forbidden, ["survivor.address", "survivor.contact"]);
     assert!(!denial.to_string().contains(ADDRESS));
@@ -99,7 +121,7 @@ fn never_fields_to_a_perpetrator_pathway_are_refused_whole() {
     assert_eq!(verify_event(&housing.directory, &bytes).unwrap(), event);
     assert!(!String::from_utf8_lossy(&bytes).contains(ADDRESS));
 
-    let sealed = housing.seal(&perpetrator_referral(false)).unwrap();
+    let sealed = housing.seal(&perpetrator_referral(false), None).unwrap();
     assert_eq!(sealed.removed.iter().collect::<Vec<_>>(), ["referral.narrative"]);
     let opened = p.get("perpetrator-pathways").open(&sealed.envelope).unwrap();
     let Some(Body::PerpetratorReferral(r)) = opened.payload.body else { panic!() };
@@ -118,7 +140,7 @@ fn every_kind_of_bad_envelope_is_refused_specifically() {
     let p = Partnership::new();
     let housing = p.get("housing-northbridge");
     let idva = p.get("idva-northbridge");
-    let good = housing.seal(&idva_referral()).unwrap().envelope;
+    let good = housing.seal(&idva_referral(), Some(&given(housing))).unwrap().envelope;
 
     let bad_header = tampered(&good, |e| {
         let mut h = Header::decode(e.header.as_slice()).unwrap();
@@ -158,7 +180,7 @@ fn a_smuggled_survivor_address_is_caught_on_open() {
     let p = Partnership::new();
     let housing = p.get("housing-northbridge");
     let perpetrator = p.get("perpetrator-pathways");
-    let honest = housing.seal(&perpetrator_referral(false)).unwrap();
+    let honest = housing.seal(&perpetrator_referral(false), None).unwrap();
     let Some(Body::PerpetratorReferral(mut body)) = perpetrator_referral(true).payload.body else { panic!() };
     body.reason.clear();
     let smuggled = Payload { body: Some(Body::PerpetratorReferral(body)) }.encode_to_vec();
@@ -185,6 +207,88 @@ fn a_body_that_does_not_match_the_kind_is_refused_at_seal() {
     let mut out = idva_referral();
     out.kind = Kind::MaracReferral;
     out.recipient = "marac-northbridge".into();
-    let err = p.get("housing-northbridge").seal(&out).unwrap_err();
+    let err = p.get("housing-northbridge").seal(&out, None).unwrap_err();
     assert!(matches!(err, IspError::BadPayload { .. }), "{err}");
+}
+
+fn marac_without_consent() -> Outgoing {
+    Outgoing {
+        recipient: "marac-northbridge".into(),
+        kind: Kind::MaracReferral,
+        purpose: "marac".into(),
+        lawful_basis: "uk-gdpr-9-2-g-dpa-s1-p18".into(),
+        consent: Some(ConsentTag { consent_id: String::new(), state: ConsentState::NotSought as i32, recorded_by: "housing-northbridge".into() }),
+        risk: RiskLevel::High,
+        subject_ref: SUBJECT.into(),
+        payload: Payload { body: Some(Body::MaracReferral(proto::v1::MaracReferral { survivor: Some(survivor()), ..Default::default() })) },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn sharing_without_consent_needs_officer_rationale_code_and_rationale() {
+    let p = Partnership::new();
+    let housing = p.get("housing-northbridge");
+    let mut out = marac_without_consent();
+    let err = housing.seal(&out, None).unwrap_err();
+    assert!(matches!(err, IspError::Unjustified(_)), "{err}");
+    assert!(err.to_string().contains("asking-would-increase-risk"), "the error lists the codes: {err}");
+    for (officer, code, rationale, needle) in [
+        ("Jane Smith", "asking-would-increase-risk", "because", "staff id"),
+        ("HSG-staff-7", "felt-like-it", "because", "rationale code"),
+        ("HSG-staff-7", "asking-would-increase-risk", "  ", "rationale"),
+    ] {
+        out.justification = Some(crate::Justification { officer: officer.into(), rationale_code: code.into(), rationale: rationale.into() });
+        let err = housing.seal(&out, None).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+        assert!(!err.contains("Jane"), "{err}");
+    }
+    out.justification = Some(crate::Justification {
+        officer: "HSG-staff-7".into(),
+        rationale_code: "asking-would-increase-risk".into(),
+        rationale: "He monitors her phone; asking would tell him".into(),
+    });
+    let sealed = housing.seal(&out, None).unwrap();
+    assert!(sealed.header.shared_without_consent);
+    assert_eq!(sealed.header.without_consent_officer, "HSG-staff-7");
+    assert_eq!(sealed.header.without_consent_rationale, "asking-would-increase-risk");
+    // The rationale in words never leaves the sender: not in the header, and not in the
+    // debug output a careless log line would print.
+    let header_bytes = sealed.header.encode_to_vec();
+    assert!(!header_bytes.windows(8).any(|w| w == b"monitors"));
+    assert!(!format!("{:?}", out.justification).contains("monitors"));
+    p.get("marac-northbridge").open(&sealed.envelope).unwrap();
+}
+
+#[test]
+fn an_envelope_shared_without_consent_but_no_officer_is_refused_on_receipt() {
+    let p = Partnership::new();
+    let housing = p.get("housing-northbridge");
+    let mut out = marac_without_consent();
+    out.justification = Some(crate::Justification { officer: "HSG-staff-7".into(), rationale_code: "crime-prevention".into(), rationale: "x".into() });
+    let sealed = housing.seal(&out, None).unwrap();
+    // A sender that skips the check (re-signed by the sender's own key, so it verifies).
+    let mut envelope = Envelope::decode(sealed.envelope.as_slice()).unwrap();
+    let mut header = Header::decode(envelope.header.as_slice()).unwrap();
+    header.without_consent_officer.clear();
+    envelope.header = header.encode_to_vec();
+    envelope.signature = housing.keys.signing.sign(&[ENVELOPE_CONTEXT, &envelope.header].concat()).to_bytes().to_vec();
+    let (_, err) = p.get("marac-northbridge").open(&envelope.encode_to_vec()).unwrap_err();
+    assert_eq!(err.code(), "without_consent_unjustified");
+}
+
+#[test]
+fn consent_given_is_refused_unless_the_record_backs_it() {
+    let p = Partnership::new();
+    let housing = p.get("housing-northbridge");
+    let Err(IspError::Denied(d)) = housing.seal(&idva_referral(), None) else { panic!("sealed without a consent record") };
+    assert_eq!((d.rule.as_str(), d.reason), ("consent-record", "consent_unknown"));
+    let mut out = idva_referral();
+    out.purpose = "safeguarding".into();
+    out.recipient = "reciprocals-scheme".into();
+    out.kind = Kind::ReciprocalRequest;
+    out.purpose = "rehousing".into();
+    out.payload = Payload { body: Some(Body::ReciprocalRequest(proto::v1::ReciprocalRequest { applicant: Some(survivor()), ..Default::default() })) };
+    let Err(IspError::Denied(d)) = housing.seal(&out, Some(&given(housing))) else { panic!("sealed out of scope") };
+    assert_eq!(d.reason, "consent_out_of_scope");
 }
