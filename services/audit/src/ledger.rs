@@ -127,6 +127,7 @@ pub fn classify(directory: &Directory, subject: &str, body: &[u8], stream_seq: u
                 let (entry_type, sender, recipient) = match ev.kind() {
                     EventKind::SendDenied => ("near_miss", ev.agency.clone(), ev.counterpart.clone()),
                     EventKind::Violation => ("violation", ev.counterpart.clone(), ev.agency.clone()),
+                    EventKind::ConsentChanged => ("consent_changed", ev.agency.clone(), String::new()),
                     _ => ("rejected", ev.counterpart.clone(), ev.agency.clone()),
                 };
                 e.entry_type = entry_type.into();

@@ -123,6 +123,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .route("/ledger", get(ledger_entries))
         .route("/verify", get(verify))
         .route("/checkpoints", get(list_checkpoints))
+        .route("/report", get(period_report))
         .route("/proof/inclusion", get(prove_inclusion))
         .route("/proof/consistency", get(prove_consistency))
         .with_state(ctx.clone());
@@ -242,4 +243,26 @@ async fn prove_consistency(State(ctx): State<Ctx>, Query(p): Query<SizesParam>) 
     }
     let proof = checkpoints::consistency_proof(&ctx.pool, p.first, p.second).await?;
     Ok(Json(json!({"first": p.first, "second": p.second, "proof": proof.iter().map(hex::encode).collect::<Vec<_>>()})))
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportParams {
+    since: String,
+    until: String,
+    sla_hours: Option<f64>,
+    /// json (default), csv or html.
+    format: Option<String>,
+}
+
+async fn period_report(State(ctx): State<Ctx>, Query(p): Query<ReportParams>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let r = report::build(&ctx.pool, &p.since, &p.until, p.sla_hours.unwrap_or(48.0), isp::now_ms())
+        .await
+        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    Ok(match p.format.as_deref().unwrap_or("json") {
+        "json" => Json(serde_json::to_value(&r).expect("serialisable")).into_response(),
+        "csv" => ([("content-type", "text/csv; charset=utf-8")], report::to_csv(&r)?).into_response(),
+        "html" => ([("content-type", "text/html; charset=utf-8")], report::to_html(&r, &ctx.directory.partnership)).into_response(),
+        other => return Err(ApiError::bad_request(format!("unknown format {other:?} (json, csv, html)"))),
+    })
 }

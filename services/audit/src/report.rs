@@ -31,6 +31,9 @@ pub struct Report {
     pub near_misses_by_rule: BTreeMap<String, usize>,
     /// Reason -> envelopes refused on receipt (and violations).
     pub refused_on_receipt: BTreeMap<String, usize>,
+    /// Consent records withdrawn in the period: (owner agency, consent id, sends it stopped:
+    /// refused at send, stopped in an outbox or refused on receipt for that record).
+    pub withdrawals: Vec<(String, String, usize)>,
     /// Recipient -> (acknowledged referrals, median hours, slowest hours).
     pub acknowledgement: BTreeMap<String, (usize, f64, f64)>,
     /// Referrals not acknowledged within the SLA, oldest first: (entry seq, recipient, kind, hours waiting).
@@ -52,7 +55,12 @@ fn summarise(entries: &[Entry], acks: &[Entry], since: &str, until: &str, sla_ho
     let mut bases_without_consent = BTreeMap::new();
     let mut near_misses_by_rule = BTreeMap::new();
     let mut refused_on_receipt = BTreeMap::new();
+    let mut withdrawn: Vec<(String, String)> = Vec::new();
+    let mut stopped: BTreeMap<String, usize> = BTreeMap::new();
     for e in entries {
+        if e.reason == "consent_withdrawn" {
+            *stopped.entry(e.consent_id.clone()).or_default() += 1;
+        }
         match e.entry_type.as_str() {
             "disclosure" => {
                 *flows.entry((e.sender.clone(), e.recipient.clone(), e.kind.clone())).or_default() += 1;
@@ -64,6 +72,7 @@ fn summarise(entries: &[Entry], acks: &[Entry], since: &str, until: &str, sla_ho
                 }
             }
             "near_miss" => *near_misses_by_rule.entry(e.rule.clone()).or_default() += 1,
+            "consent_changed" if e.consent_state == "withdrawn" => withdrawn.push((e.sender.clone(), e.consent_id.clone())),
             "rejected" | "violation" | "unverifiable" => *refused_on_receipt.entry(e.reason.clone()).or_default() += 1,
             _ => {}
         }
@@ -101,6 +110,7 @@ fn summarise(entries: &[Entry], acks: &[Entry], since: &str, until: &str, sla_ho
         bases_without_consent,
         near_misses_by_rule,
         refused_on_receipt,
+        withdrawals: withdrawn.into_iter().map(|(owner, id)| { let n = stopped.get(&id).copied().unwrap_or(0); (owner, id, n) }).collect(),
         acknowledgement,
         outstanding,
         sla_hours,
@@ -125,6 +135,9 @@ pub fn to_csv(r: &Report) -> anyhow::Result<String> {
     }
     for (reason, c) in &r.refused_on_receipt {
         w.write_record(["refused on receipt", "", "", reason, &n(*c), "", ""])?;
+    }
+    for (owner, id, stopped) in &r.withdrawals {
+        w.write_record(["consent withdrawn", owner, "", id, &n(*stopped), "", ""])?;
     }
     for (rc, (c, median, max)) in &r.acknowledgement {
         w.write_record(["acknowledgement", "", rc, "", &n(*c), &format!("{median:.1}"), &format!("{max:.1}")])?;
@@ -179,6 +192,7 @@ pub fn to_html(r: &Report, partnership: &str) -> String {
     let bases: Vec<(String, f64)> = r.bases_without_consent.iter().map(|(b, c)| (b.clone(), *c as f64)).collect();
     let near: Vec<(String, f64)> = r.near_misses_by_rule.iter().map(|(b, c)| (b.clone(), *c as f64)).collect();
     let refused: Vec<(String, f64)> = r.refused_on_receipt.iter().map(|(b, c)| (b.clone(), *c as f64)).collect();
+    let withdrawals: Vec<(String, f64)> = r.withdrawals.iter().map(|(o, id, n)| (format!("{o}: {id}"), *n as f64)).collect();
     let acks: Vec<(String, f64)> = r.acknowledgement.iter().map(|(rc, (c, m, _))| (format!("{rc} ({c} referrals)"), *m)).collect();
     let mut outstanding = String::from("<h2>Referrals unacknowledged after the SLA</h2>");
     if r.outstanding.is_empty() {
@@ -213,7 +227,8 @@ pub fn to_html(r: &Report, partnership: &str) -> String {
         c3 = bars("Lawful bases used without consent", &bases, "", "#c07a2c"),
         c4 = bars("Near misses (refused sends) by rule", &near, "", "#b33a3a"),
         c5 = bars("Refused on receipt, by reason", &refused, "", "#7d4fa6"),
-        c6 = bars("Median hours from referral to acknowledgement, per recipient", &acks, " h", "#2f8f9d"),
+        c6 = bars("Median hours from referral to acknowledgement, per recipient", &acks, " h", "#2f8f9d")
+            + &bars("Consent withdrawn, and the sends each withdrawal stopped", &withdrawals, " stopped", "#6b6b6b"),
     )
 }
 

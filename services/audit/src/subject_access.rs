@@ -73,9 +73,11 @@ fn summary(directory: &Directory, policy: Option<&Policy>, proofs: &[InclusionPr
     let purpose = |b: &str| policy.and_then(|p| p.purposes.get(b)).cloned().unwrap_or_else(|| b.to_owned());
     let shared = proofs.iter().filter(|p| p.entry.entry_type == "disclosure").count();
     let refused = proofs.iter().filter(|p| p.entry.entry_type == "near_miss").count();
+    let consents = proofs.iter().filter(|p| p.entry.entry_type == "consent_changed").count();
     let mut out = format!(
         "The {} disclosure ledger holds {} record(s) about you: {shared} time(s) information about you was shared between agencies, \
-         and {refused} time(s) an agency tried to share something the partnership's rules do not allow, which was stopped and recorded.\n",
+         {refused} time(s) an agency tried to share something the partnership's rules do not allow, which was stopped and recorded, \
+         and {consents} change(s) to your consent.\n",
         directory.partnership,
         proofs.len()
     );
@@ -104,6 +106,13 @@ fn summary(directory: &Directory, policy: Option<&Policy>, proofs: &[InclusionPr
                 what(&e.kind),
                 name(&e.recipient),
                 if e.forbidden.is_empty() { e.rule.clone() } else { format!("it included {}", e.forbidden.replace(',', ", ")) }
+            ),
+            "consent_changed" => format!(
+                "On {}, {} recorded your consent as {}{}.",
+                day(e.occurred_at_ms),
+                name(&e.sender),
+                e.consent_state.replace('-', " "),
+                if e.reason.is_empty() { String::new() } else { format!(" (reason: {})", e.reason) }
             ),
             _ => format!("On {}, {} refused a message about you from {} that failed the hub's checks ({}).", day(e.occurred_at_ms), name(&e.recipient), name(&e.sender), e.reason),
         };

@@ -216,6 +216,31 @@ pub enum RecordError {
 
 impl Isp {
     /// Signs a revision of one of this agency's own consent records, after checking it.
+    /// The ledger's record of a consent revision: a signed event with the record's clear
+    /// facts (id, state, reason code, subject ref, who recorded it), never its scope details.
+    pub fn consent_event(&self, record: &ConsentRecord) -> (proto::v1::Event, Vec<u8>) {
+        let event = proto::v1::Event {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            agency: self.keys.agency.clone(),
+            kind: proto::v1::EventKind::ConsentChanged as i32,
+            occurred_at_ms: record.recorded_at_ms,
+            policy_version: self.policy.version.clone(),
+            rule: "consent-record".into(),
+            reason: record.reason.clone(),
+            consent: Some(proto::v1::ConsentTag {
+                consent_id: record.consent_id.clone(),
+                state: record.state.to_proto() as i32,
+                recorded_by: record.agency.clone(),
+            }),
+            subject_ref: record.subject_ref.clone(),
+            case_ref: format!("revision-{}", record.revision),
+            message_kind: crate::Kind::ConsentChanged as i32,
+            ..Default::default()
+        };
+        let bytes = self.sign_event(&event);
+        (event, bytes)
+    }
+
     pub fn sign_consent(&self, record: &ConsentRecord) -> Result<Vec<u8>, IspError> {
         if record.agency != self.keys.agency {
             return Err(IspError::Invalid { what: "the consent record".into(), detail: "an agency signs only its own consent records".into() });

@@ -189,6 +189,10 @@ async fn put(ctx: &Ctx, record: &ConsentRecord) -> Result<bool, ApiError> {
     let subject = format!("$KV.{CONSENT_BUCKET}.{key}");
     let row_id = uuid::Uuid::now_v7().to_string();
     crate::outbox::enqueue(&mut tx, &row_id, &subject, &bytes).await?;
+    // The ledger records every revision (a withdrawal above all), through the same outbox.
+    let (event, event_bytes) = ctx.isp.consent_event(record);
+    let event_subject = crate::transport::event_subject(ctx.agency(), proto::v1::EventKind::ConsentChanged);
+    crate::outbox::enqueue(&mut tx, &event.event_id, &event_subject, &event_bytes).await?;
     tx.commit().await?;
     // Publish this row at once when the broker is there (the publisher would too, a moment
     // later; the message id makes a second publish a no-op), so a withdrawal reaches every

@@ -26,6 +26,7 @@ pub fn event_subject(agency: &str, kind: EventKind) -> String {
         EventKind::SendDenied => "send_denied",
         EventKind::ReceiveRejected => "receive_rejected",
         EventKind::Violation => "violation",
+        EventKind::ConsentChanged => "consent_changed",
         EventKind::Unspecified => "unspecified",
     };
     format!("hub.v1.evt.{agency}.{token}")

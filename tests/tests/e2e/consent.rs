@@ -126,6 +126,17 @@ async fn withdrawal_on(backend: Backend) -> anyhow::Result<()> {
     assert!(ids.contains(&sent["envelope_id"].as_str().unwrap()), "what was shared before the withdrawal stays");
     assert!(!ids.contains(&queued_id.as_str()));
     assert_eq!(p.get("audit", "/verify").await?["ok"], true);
+
+    // The ledger holds the record's history (given, then withdrawn), and the day's report
+    // counts the withdrawal with every send it stopped.
+    let changes = ledger_entries(&p, "consent_changed").await?;
+    let states: Vec<&str> = changes.iter().filter(|e| e["consent_id"] == consent_id.as_str()).map(|e| e["consent_state"].as_str().unwrap()).collect();
+    assert_eq!(states, vec!["given", "withdrawn"], "{changes:?}");
+    assert!(changes.iter().all(|e| e["sender"] == HOUSING && e["subject_ref"] == subject_ref.as_str()), "{changes:?}");
+    let today = time::OffsetDateTime::now_utc().date();
+    let report = p.get("audit", &format!("/report?since={today}&until={today}")).await?;
+    let stopped = near_expected + usize::from(refusal.0 == "quarantined");
+    assert_eq!(report["withdrawals"], serde_json::json!([[HOUSING, consent_id, stopped]]), "{report}");
     Ok(())
 }
 
