@@ -153,13 +153,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy { command: PolicyCommand::Check { file } } => {
             let schema = isp::Schema::load()?;
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            match isp::Policy::from_toml(&text, &schema) {
+            match isp::Policy::check_draft(&text, &schema) {
                 Ok(p) => {
                     println!("{}: policy {} is valid ({} rules)", file.display(), p.version, p.rules.len());
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(e) => {
-                    eprintln!("{}: {e}", file.display());
+                Err(problems) => {
+                    for (line, problem) in &problems {
+                        eprintln!("{}:{line}: {problem}", file.display());
+                    }
+                    eprintln!("{}: {} problem(s); the policy was not accepted", file.display(), problems.len());
                     Ok(ExitCode::FAILURE)
                 }
             }

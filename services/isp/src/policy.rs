@@ -125,6 +125,30 @@ pub fn matches(pattern: &str, name: &str) -> bool {
     }
 }
 
+/// The line of `text` a problem sentence from [`Policy::problems`] is about: the section it
+/// names (`roles.X`, `rule "ID"`, `rationales`), then the first line in that section holding
+/// the first quoted value the sentence mentions.
+fn locate(text: &str, problem: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = if let Some(rest) = problem.strip_prefix("rule \"") {
+        let id = rest.split('"').next().unwrap_or_default();
+        lines.iter().position(|l| l.replace(' ', "") == format!("id=\"{id}\""))
+    } else if let Some(rest) = problem.strip_prefix("roles.") {
+        let role = rest.split(['.', ':']).next().unwrap_or_default();
+        lines.iter().position(|l| l.trim() == format!("[roles.{role}]"))
+    } else {
+        let section = problem.split([':', ' ']).next().unwrap_or_default();
+        lines.iter().position(|l| l.trim() == format!("[{section}]"))
+    };
+    let Some(start) = start else { return 1 };
+    let value = problem.split('"').nth(if problem.starts_with("rule \"") { 3 } else { 1 });
+    let end = lines.iter().enumerate().skip(start + 1).find(|(_, l)| l.trim_start().starts_with('[')).map_or(lines.len(), |(i, _)| i);
+    value
+        .and_then(|v| (start..end).find(|&i| lines[i].contains(&format!("\"{v}\""))))
+        .unwrap_or(start)
+        + 1
+}
+
 fn any_match(patterns: &[String], name: &str) -> bool {
     patterns.iter().any(|p| matches(p, name))
 }
@@ -140,6 +164,24 @@ impl Policy {
         } else {
             Err(IspError::Invalid { what: format!("policy {}", policy.version), detail: problems.join("; ") })
         }
+    }
+
+    /// Checks a draft: every problem with the 1-based line it is on in `text` (the line of the
+    /// offending value, or of the section it is in). A TOML syntax or type error is one
+    /// problem at the line the parser names.
+    pub fn check_draft(text: &str, schema: &Schema) -> Result<Policy, Vec<(usize, String)>> {
+        let policy: Policy = match toml::from_str(text) {
+            Ok(p) => p,
+            Err(e) => {
+                let line = e.span().map_or(1, |span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+                return Err(vec![(line, e.message().to_owned())]);
+            }
+        };
+        let problems = policy.problems(schema);
+        if problems.is_empty() {
+            return Ok(policy);
+        }
+        Err(problems.into_iter().map(|p| (locate(text, &p), p)).collect())
     }
 
     pub fn load(path: &std::path::Path, schema: &Schema) -> Result<Policy, IspError> {

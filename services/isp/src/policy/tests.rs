@@ -214,3 +214,26 @@ fn a_policy_that_allows_sharing_without_consent_needs_a_rationale_catalogue() {
     let err = Policy::from_toml(&draft, &schema).unwrap_err().to_string();
     assert!(err.contains("[rationales]"), "{err}");
 }
+
+#[test]
+fn a_draft_check_names_the_line_of_each_problem() {
+    let schema = Schema::load().unwrap();
+    let line_of = |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    // A misspelt category in the housing role, and an unknown basis in the IDVA rule.
+    let housing = DEMO_POLICY.find("[roles.housing]").unwrap();
+    let mut draft = DEMO_POLICY.to_owned();
+    let at = housing + draft[housing..].find("\"survivor.*\"").unwrap();
+    draft.replace_range(at..at + "\"survivor.*\"".len(), "\"survivr.*\"");
+    let draft = draft.replacen("lawful_bases = [\"uk-gdpr-6-1-a\", \"uk-gdpr-6-1-e\"", "lawful_bases = [\"uk-gdpr-6-1-a\", \"gdpr-made-up\"", 1);
+    assert!(draft.contains("gdpr-made-up"), "the fixture no longer has the line this test edits");
+    let problems = Policy::check_draft(&draft, &schema).unwrap_err();
+    let find = |what: &str| problems.iter().find(|(_, p)| p.contains(what)).unwrap_or_else(|| panic!("no {what:?} in {problems:?}")).0;
+    assert_eq!(find("survivr.*"), line_of(&draft, "\"survivr.*\""));
+    assert_eq!(find("gdpr-made-up"), line_of(&draft, "gdpr-made-up"));
+    // A syntax-level error is located by the parser.
+    let broken = DEMO_POLICY.replacen("to = [\"idva\"]", "to = [\"idvaa\"]", 1);
+    let problems = Policy::check_draft(&broken, &schema).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].0, line_of(&broken, "idvaa"));
+    assert!(Policy::check_draft(DEMO_POLICY, &schema).is_ok());
+}
