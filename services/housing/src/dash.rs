@@ -108,7 +108,7 @@ pub async fn record(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, 
     let input: DashInput = json_body(&body)?;
     let assessment = assess(&input, &today()).map_err(ApiError::bad_request)?;
     let id = uuid::Uuid::now_v7().to_string();
-    let subject_ref = ctx.isp.keys.subject_ref(&input.subject.full_name, &input.subject.date_of_birth);
+    let subject_ref = ctx.isp().keys.subject_ref(&input.subject.full_name, &input.subject.date_of_birth);
     let risk = isp::policy::risk_name(assessment.risk());
     sqlx::query(
         "INSERT INTO dash_assessments (id, case_ref, subject_ref, checklist_version, answers, score, risk, professional_judgement, assessed_at_ms) \
@@ -144,7 +144,7 @@ fn dash_json(ctx: &Ctx, assessment: &DashAssessment) -> Value {
     let payload = proto::v1::Payload {
         body: Some(proto::v1::payload::Body::IdvaReferral(proto::v1::IdvaReferral { dash: Some(assessment.clone()), ..Default::default() })),
     };
-    ctx.isp.schema.payload_to_json(&payload)["idvaReferral"]["dash"].clone()
+    ctx.isp().schema.payload_to_json(&payload)["idvaReferral"]["dash"].clone()
 }
 
 pub async fn list(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {

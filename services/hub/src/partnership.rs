@@ -36,6 +36,12 @@ pub fn create(data: &Path, name: &str, agencies: &[(&str, &str, Role)], policy: 
         restrict(&file, 0o600)?;
     }
     fs::write(public.join("policy.toml"), policy)?;
+    // The partnership's IG office signs the protocol; without its signature no service runs it.
+    if let Some(ig) = keys.iter().find(|k| agencies.iter().any(|(id, _, role)| *id == k.agency && *role == Role::Ig)) {
+        let version = isp::Policy::from_toml(policy, &isp::Schema::load()?)?.version;
+        let signature = isp::signed_policy::sign(ig, &version, policy);
+        fs::write(public.join("policy.toml.sig"), serde_json::to_string_pretty(&signature)?)?;
+    }
     fs::write(directory_path(data), directory.to_toml())?;
     Ok(directory)
 }

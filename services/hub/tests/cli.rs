@@ -103,6 +103,21 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
     let html = text(&html.stdout);
     assert!(html.starts_with("<!doctype html>") && html.matches("<svg").count() >= 5, "{html}");
 
+    // The IG lead signs a new draft of the policy; the signature verifies against the
+    // directory's IG key, and a draft with a problem is not signed.
+    let draft = dir.path().join("draft-policy.toml");
+    std::fs::write(&draft, std::fs::read_to_string(dir.path().join("partnership/policy.toml")).unwrap().replacen("version = \"", "version = \"2027-", 1)).unwrap();
+    let signed = hub(&["policy", "sign", draft.to_str().unwrap(), "--data", data], "warn");
+    assert!(signed.status.success(), "{}", text(&signed.stderr));
+    let directory = isp::Directory::load(&dir.path().join("partnership/directory.toml")).unwrap();
+    let sig = std::fs::read_to_string(dir.path().join("draft-policy.toml.sig")).unwrap();
+    let checked = isp::signed_policy::verify(&std::fs::read_to_string(&draft).unwrap(), Some(&sig), &directory).unwrap();
+    assert_eq!(checked.signer, "ig-northbridge");
+    assert!(checked.policy_version.starts_with("2027-"));
+    std::fs::write(&draft, std::fs::read_to_string(&draft).unwrap().replacen("to = [\"idva\"]", "to = [\"idvaa\"]", 1)).unwrap();
+    let refused = hub(&["policy", "sign", draft.to_str().unwrap(), "--data", data], "warn");
+    assert!(!refused.status.success() && text(&refused.stderr).contains("not signed"), "{}", text(&refused.stderr));
+
     // Someone edits entry 7 in the ledger database.
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let pool = audit::open_ledger(&runtime::config::sqlite_url(dir.path(), "audit")).await.unwrap();

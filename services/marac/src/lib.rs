@@ -98,8 +98,9 @@ struct ActionInput {
 /// agency in the same transaction, so an action is never recorded without being sent.
 async fn record_action(State(ctx): State<Ctx>, body: axum::body::Bytes) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     let input: ActionInput = runtime::api::json_body(&body)?;
-    let owner = ctx.isp.directory.require(&input.owner_agency).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let defaults = ctx.isp.policy.defaults_for(ctx.isp.role, owner.role, isp::Kind::MaracAction);
+    let protocol = ctx.isp();
+    let owner = protocol.directory.require(&input.owner_agency).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let defaults = protocol.policy.defaults_for(protocol.role, owner.role, isp::Kind::MaracAction);
     let (purpose, basis) = match (input.purpose, input.lawful_basis, defaults) {
         (Some(p), Some(b), _) => (p, b),
         (p, b, Some((dp, db))) => (p.unwrap_or_else(|| dp.to_owned()), b.unwrap_or_else(|| db.to_owned())),

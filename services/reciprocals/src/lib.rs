@@ -162,11 +162,11 @@ async fn circulate(State(ctx): State<Ctx>, Path(reference): Path<String>, body: 
     let mut tx = ctx.pool.begin().await?;
     let mut sent = Vec::new();
     for landlord in &input.landlords {
-        let role = ctx.isp.directory.require(landlord).map_err(|e| ApiError::bad_request(e.to_string()))?.role;
-        let (purpose, basis) = ctx
-            .isp
+        let isp = ctx.isp();
+        let role = isp.directory.require(landlord).map_err(|e| ApiError::bad_request(e.to_string()))?.role;
+        let (purpose, basis) = isp
             .policy
-            .defaults_for(ctx.isp.role, role, Kind::ReciprocalPropertyRequest)
+            .defaults_for(isp.role, role, Kind::ReciprocalPropertyRequest)
             .ok_or_else(|| ApiError::bad_request(format!("the policy lets no property request go to {landlord}")))?;
         let out = Outgoing {
             recipient: landlord.clone(),

@@ -180,11 +180,11 @@ impl Ctx {
     /// Turns an API request into an [`Outgoing`], checking every clear field.
     pub fn outgoing(&self, request: SendRequest) -> Result<Outgoing, ApiError> {
         let payload = self
-            .isp
+            .isp()
             .schema
             .payload_from_json(&request.payload)
             .map_err(|e| ApiError::bad_request(format!("the payload does not match hub.v1.Payload: {}", redact_quoted(&e))))?;
-        let body_kind = isp::seal::body_kind(&self.isp.schema, &payload)
+        let body_kind = isp::seal::body_kind(&self.isp().schema, &payload)
             .ok_or_else(|| ApiError::bad_request("the payload has no body (e.g. {\"idvaReferral\": {...}})"))?;
         if let Some(name) = &request.kind {
             let named = kind::parse(name).ok_or_else(|| ApiError::bad_request(format!("unknown kind {name:?}")))?;
@@ -210,7 +210,7 @@ impl Ctx {
             Some(r) => policy::parse_risk(r).ok_or_else(|| ApiError::bad_request(format!("unknown risk {r:?} (standard, medium, high)")))?,
         };
         let subject_ref = match (request.subject, request.subject_ref) {
-            (Some(s), _) => self.isp.keys.subject_ref(&s.full_name, &s.date_of_birth),
+            (Some(s), _) => self.isp().keys.subject_ref(&s.full_name, &s.date_of_birth),
             (None, Some(r)) => r,
             (None, None) => String::new(),
         };
@@ -249,7 +249,7 @@ pub fn router(service_routes: Router<Ctx>) -> Router<Ctx> {
 }
 
 async fn health(State(ctx): State<Ctx>) -> Json<Value> {
-    Json(json!({"agency": ctx.agency(), "role": ctx.isp.role, "policy_version": ctx.isp.policy.version, "status": "ok"}))
+    Json(json!({"agency": ctx.agency(), "role": ctx.isp().role, "policy_version": ctx.isp().policy.version, "status": "ok"}))
 }
 
 async fn send(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -333,7 +333,7 @@ async fn read_inbox(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Js
         .await?;
     let row = sqlx::query(&format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE envelope_id = $1")).bind(&id).fetch_one(&ctx.pool).await?;
     let mut v = inbox_json(&row);
-    v["payload"] = ctx.isp.schema.payload_to_json(&opened.payload);
+    v["payload"] = ctx.isp().schema.payload_to_json(&opened.payload);
     Ok(Json(v))
 }
 
@@ -376,11 +376,11 @@ async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, body: Bytes
     if current == "closed" {
         return Err(ApiError::conflict("this referral is already closed"));
     }
-    let sender_role = ctx.isp.directory.require(&sender).map_err(|e| ApiError::internal(e))?.role;
-    let (purpose, basis) = ctx
-        .isp
+    let isp = ctx.isp();
+    let sender_role = isp.directory.require(&sender).map_err(|e| ApiError::internal(e))?.role;
+    let (purpose, basis) = isp
         .policy
-        .defaults_for(ctx.isp.role, sender_role, Kind::ReferralAck)
+        .defaults_for(isp.role, sender_role, Kind::ReferralAck)
         .ok_or_else(|| ApiError::conflict("the policy has no rule for acknowledging to this sender"))?;
     let out = Outgoing {
         recipient: sender,

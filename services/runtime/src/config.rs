@@ -90,10 +90,30 @@ impl Config {
     pub fn load_isp(&self) -> anyhow::Result<Isp> {
         let schema = Arc::new(Schema::load()?);
         let directory = Arc::new(Directory::load(&self.directory_path)?);
-        let policy = Arc::new(Policy::load(&self.policy_path, &schema)?);
+        let policy = Arc::new(self.load_signed_policy(&directory, &schema)?.0);
         let keys = AgencyKeys::load(&self.keys_path)?;
         anyhow::ensure!(keys.agency == self.agency, "the key file {} belongs to {}, not {}", self.keys_path.display(), keys.agency, self.agency);
         Ok(Isp::new(keys, directory, policy, schema)?)
+    }
+}
+
+impl Config {
+    /// Where the policy's signature is: beside it, `.sig` appended.
+    pub fn policy_signature_path(&self) -> PathBuf {
+        let mut path = self.policy_path.clone().into_os_string();
+        path.push(".sig");
+        PathBuf::from(path)
+    }
+
+    /// Reads the policy and its signature and accepts them only if the partnership IG key
+    /// signed exactly this text and it is a valid policy. Returns the policy and the text.
+    pub fn load_signed_policy(&self, directory: &Directory, schema: &Schema) -> anyhow::Result<(Policy, String)> {
+        let text = std::fs::read_to_string(&self.policy_path).with_context(|| format!("reading the policy {}", self.policy_path.display()))?;
+        let signature = std::fs::read_to_string(self.policy_signature_path()).ok();
+        isp::signed_policy::verify(&text, signature.as_deref(), directory)
+            .with_context(|| format!("refusing the policy {}", self.policy_path.display()))?;
+        let policy = Policy::from_toml(&text, schema).with_context(|| format!("refusing the policy {}", self.policy_path.display()))?;
+        Ok((policy, text))
     }
 }
 

@@ -54,7 +54,7 @@ impl Ctx {
     /// As [`Ctx::consent_record`], reading this agency's own records inside `tx` when given
     /// (a SQLite pool has one connection, which the caller's transaction holds).
     pub async fn consent_record_in(&self, tx: Option<&mut crate::Tx>, owner: &str, consent_id: &str) -> anyhow::Result<Option<Verified>> {
-        if !valid_id(consent_id) || self.isp.directory.get(owner).is_none() {
+        if !valid_id(consent_id) || self.isp().directory.get(owner).is_none() {
             return Ok(None);
         }
         if owner == self.agency() {
@@ -63,7 +63,7 @@ impl Ctx {
                 Some(tx) => query.fetch_all(&mut **tx).await?,
                 None => query.fetch_all(&self.pool).await?,
             };
-            return Ok(consent::current(&self.isp.directory, owner, consent_id, rows.iter().map(|r| r.0.as_slice())).0);
+            return Ok(consent::current(&self.isp().directory, owner, consent_id, rows.iter().map(|r| r.0.as_slice())).0);
         }
         let subject = format!("$KV.{CONSENT_BUCKET}.{}", consent::key(owner, consent_id));
         let mut values = Vec::new();
@@ -80,7 +80,7 @@ impl Ctx {
                 Err(e) => return Err(anyhow::Error::new(e).context("reading the consent bucket")),
             }
         }
-        let (current, rejected) = consent::current(&self.isp.directory, owner, consent_id, values.iter().map(|v| v.as_ref()));
+        let (current, rejected) = consent::current(&self.isp().directory, owner, consent_id, values.iter().map(|v| v.as_ref()));
         if rejected > 0 {
             tracing::warn!(owner, consent_id, rejected, "values in the consent bucket not signed by the record's owner were ignored");
         }
@@ -166,7 +166,7 @@ fn record_json(v: &Verified) -> Value {
 /// Signs and stores one revision of an own record, queues it for the bucket, and publishes
 /// at once. Returns whether the partnership's bucket has it already.
 async fn put(ctx: &Ctx, record: &ConsentRecord) -> Result<bool, ApiError> {
-    let bytes = ctx.isp.sign_consent(record).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let bytes = ctx.isp().sign_consent(record).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let key = record.key();
     let mut tx = ctx.pool.begin().await?;
     let inserted = sqlx::query(
@@ -190,7 +190,7 @@ async fn put(ctx: &Ctx, record: &ConsentRecord) -> Result<bool, ApiError> {
     let row_id = uuid::Uuid::now_v7().to_string();
     crate::outbox::enqueue(&mut tx, &row_id, &subject, &bytes).await?;
     // The ledger records every revision (a withdrawal above all), through the same outbox.
-    let (event, event_bytes) = ctx.isp.consent_event(record);
+    let (event, event_bytes) = ctx.isp().consent_event(record);
     let event_subject = crate::transport::event_subject(ctx.agency(), proto::v1::EventKind::ConsentChanged);
     crate::outbox::enqueue(&mut tx, &event.event_id, &event_subject, &event_bytes).await?;
     tx.commit().await?;
@@ -232,7 +232,7 @@ async fn record(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, Json
         return Err(ApiError::bad_request("consent_id must be 1-64 letters, digits, '-' or '_'"));
     }
     let subject_ref = match (request.subject, request.subject_ref) {
-        (Some(s), _) => ctx.isp.keys.subject_ref(&s.full_name, &s.date_of_birth),
+        (Some(s), _) => ctx.isp().keys.subject_ref(&s.full_name, &s.date_of_birth),
         (None, Some(r)) => r,
         (None, None) => return Err(ApiError::bad_request("the record needs subject {full_name, date_of_birth} or subject_ref")),
     };
@@ -262,7 +262,7 @@ async fn record(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, Json
 
 async fn read(State(ctx): State<Ctx>, Path(id): Path<String>, Query(q): Query<ReadQuery>) -> Result<Json<Value>, ApiError> {
     let owner = q.recorded_by.unwrap_or_else(|| ctx.agency().to_owned());
-    if ctx.isp.directory.get(&owner).is_none() {
+    if ctx.isp().directory.get(&owner).is_none() {
         return Err(ApiError::bad_request("recorded_by is not an agency in the partnership directory"));
     }
     let found = ctx.consent_record(&owner, &id).await?.ok_or_else(|| ApiError::not_found("consent record"))?;

@@ -86,7 +86,7 @@ pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8
         tracing::debug!(stream_seq = seq, "redelivery of a message already handled");
         return Ok(());
     }
-    let opened = match ctx.isp.open(body) {
+    let opened = match ctx.isp().open(body) {
         Ok(opened) => opened,
         Err((header, error)) => return quarantine(ctx, subject, body, seq, header.as_ref(), &error).await,
     };
@@ -100,7 +100,7 @@ pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8
     // that cannot be read is transient (redelivered), never a pass.
     if h.consent.as_ref().is_some_and(|c| !c.consent_id.is_empty() || c.state() == proto::v1::ConsentState::Given) {
         let record = ctx.consent_for(h.consent.as_ref()).await?;
-        if let Err(denial) = ctx.isp.recheck_consent(h, record.as_ref(), h.created_at_ms) {
+        if let Err(denial) = ctx.isp().recheck_consent(h, record.as_ref(), h.created_at_ms) {
             return quarantine(ctx, subject, body, seq, Some(h), &OpenError::Consent(denial)).await;
         }
     }
@@ -182,7 +182,7 @@ async fn apply_receipt(tx: &mut crate::Tx, opened: &Opened) -> Result<(), sqlx::
 /// Keeps a refused envelope out of the inbox, and queues the signed refusal for the ledger,
 /// in one transaction.
 async fn quarantine(ctx: &Ctx, subject: &str, body: &[u8], seq: u64, header: Option<&Header>, error: &OpenError) -> anyhow::Result<()> {
-    let (event, event_bytes) = ctx.isp.rejection_event(header, error, seq);
+    let (event, event_bytes) = ctx.isp().rejection_event(header, error, seq);
     let event_kind = if error.is_violation() { EventKind::Violation } else { EventKind::ReceiveRejected };
     let mut tx = ctx.pool.begin().await?;
     sqlx::query(
@@ -222,7 +222,7 @@ pub async fn read(ctx: &Ctx, envelope_id: &str) -> anyhow::Result<Option<(Opened
     let Some(row) = row else { return Ok(None) };
     let envelope: Vec<u8> = row.try_get("envelope")?;
     let status: String = row.try_get("status")?;
-    let opened = ctx.isp.open(&envelope).map_err(|(_, e)| anyhow::anyhow!("stored envelope no longer opens: {e}"))?;
+    let opened = ctx.isp().open(&envelope).map_err(|(_, e)| anyhow::anyhow!("stored envelope no longer opens: {e}"))?;
     Ok(Some((opened, status)))
 }
 

@@ -22,6 +22,7 @@ pub mod consent;
 pub mod db;
 pub mod inbox;
 pub mod outbox;
+pub mod policy_watch;
 pub mod telemetry;
 pub mod transport;
 pub mod witness;
@@ -41,7 +42,9 @@ pub use outbox::{SendError, SendOutcome};
 #[derive(Clone)]
 pub struct Ctx {
     pub pool: sqlx::AnyPool,
-    pub isp: Arc<Isp>,
+    /// The protocol in force: swapped whole when the IG lead's newly signed policy arrives
+    /// (see [`policy_watch`]); read it with [`Ctx::isp`].
+    pub isp_cell: Arc<arc_swap::ArcSwap<Isp>>,
     pub jetstream: async_nats::jetstream::Context,
     /// The stream of the partnership's consent bucket (direct reads of a key's history).
     pub consent_stream: async_nats::jetstream::stream::Stream,
@@ -52,7 +55,12 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn agency(&self) -> &str {
-        self.isp.agency()
+        &self.config.agency
+    }
+
+    /// The protocol in force now (keys, directory, policy, schema).
+    pub fn isp(&self) -> Arc<Isp> {
+        self.isp_cell.load_full()
     }
 }
 
@@ -105,7 +113,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
     let jetstream = async_nats::jetstream::new(client);
     transport::ensure_stream(&jetstream).await?;
     let (_, consent_stream) = transport::ensure_consent_bucket(&jetstream).await?;
-    let ctx = Ctx { pool, isp, jetstream, consent_stream, config: Arc::new(config), outbox_ready: Arc::new(Notify::new()) };
+    let ctx = Ctx { pool, isp_cell: Arc::new(arc_swap::ArcSwap::new(isp)), jetstream, consent_stream, config: Arc::new(config), outbox_ready: Arc::new(Notify::new()) };
     let agency = Arc::new(agency);
     let router = api::router(agency.routes().merge(witness::routes())).with_state(ctx.clone());
     let listener = tokio::net::TcpListener::bind(&ctx.config.http_addr)
@@ -119,6 +127,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         let mut tasks = JoinSet::new();
         tasks.spawn(outbox::publish_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(witness::watch_loop(ctx.clone(), shutdown.clone()));
+        tasks.spawn(policy_watch::watch_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(inbox::consume_loop(ctx.clone(), consumer, agency, shutdown.clone()));
         let stop = shutdown.clone();
         tasks.spawn(async move {

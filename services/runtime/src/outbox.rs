@@ -72,7 +72,7 @@ impl Ctx {
     pub async fn send_in(&self, tx: &mut Tx, out: &Outgoing) -> Result<SendOutcome, SendError> {
         let now = isp::now_ms();
         let consent = self.consent_for_in(Some(&mut *tx), out.consent.as_ref()).await.map_err(|e| SendError::ConsentUnavailable(format!("{e:#}")))?;
-        match self.isp.seal(out, consent.as_ref()) {
+        match self.isp().seal(out, consent.as_ref()) {
             Ok(sealed) => {
                 let h = &sealed.header;
                 let subject = transport::message_subject(&h.sender, &h.recipient, out.kind);
@@ -91,12 +91,12 @@ impl Ctx {
                 Ok(outcome)
             }
             Err(IspError::Denied(denial)) => {
-                let (event, bytes) = self.isp.denial_event(out, &denial);
+                let (event, bytes) = self.isp().denial_event(out, &denial);
                 enqueue(tx, &event.event_id, &transport::event_subject(self.agency(), EventKind::SendDenied), &bytes).await?;
                 let outcome = SendOutcome {
                     envelope_id: event.event_id.clone(),
                     rule: denial.rule.clone(),
-                    policy_version: self.isp.policy.version.clone(),
+                    policy_version: self.isp().policy.version.clone(),
                     categories: event.data_categories.clone(),
                     removed: Vec::new(),
                     without_consent: false,
@@ -283,13 +283,13 @@ async fn consent_lapsed(ctx: &Ctx, subject: &str, body: &[u8]) -> anyhow::Result
         return Ok(None);
     }
     let record = ctx.consent_for(header.consent.as_ref()).await?;
-    Ok(ctx.isp.recheck_consent(&header, record.as_ref(), isp::now_ms()).err())
+    Ok(ctx.isp().recheck_consent(&header, record.as_ref(), isp::now_ms()).err())
 }
 
 /// Stops one queued disclosure: never published; the signed near miss goes out instead.
 async fn stop(ctx: &Ctx, id: &str, body: &[u8], denial: &Denial) -> anyhow::Result<()> {
     let header = Envelope::decode(body).ok().and_then(|e| Header::decode(e.header.as_slice()).ok()).context("an outbox envelope does not decode")?;
-    let (event, bytes) = ctx.isp.stopped_event(&header, denial);
+    let (event, bytes) = ctx.isp().stopped_event(&header, denial);
     let now = isp::now_ms();
     let mut tx = ctx.pool.begin().await?;
     let stopped = sqlx::query("UPDATE outbox SET stopped_at_ms = $1, stop_reason = $2 WHERE id = $3 AND published_at_ms IS NULL AND stopped_at_ms IS NULL")

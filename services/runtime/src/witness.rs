@@ -68,7 +68,7 @@ pub async fn check(ctx: &Ctx, body: &str) -> anyhow::Result<Outcome> {
         Err(e) => return alert(ctx, 0, &format!("a published checkpoint is not readable: {e}"), body).await,
     };
     let size = checkpoint.tree_size;
-    let new_root = match checkpoint.verify(&ctx.isp.directory) {
+    let new_root = match checkpoint.verify(&ctx.isp().directory) {
         Ok(r) => r,
         Err(e) => return alert(ctx, size, &format!("checkpoint at tree size {size} does not verify: {e}"), body).await,
     };

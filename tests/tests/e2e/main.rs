@@ -8,3 +8,4 @@ mod demo;
 mod envelopes;
 mod faults;
 mod ledger;
+mod policy;
