@@ -71,11 +71,13 @@ fn summary(directory: &Directory, policy: Option<&Policy>, proofs: &[InclusionPr
     let name = |id: &str| directory.get(id).map_or_else(|| id.to_owned(), |a| a.name.clone());
     let basis = |b: &str| policy.and_then(|p| p.lawful_bases.get(b)).cloned().unwrap_or_else(|| b.to_owned());
     let purpose = |b: &str| policy.and_then(|p| p.purposes.get(b)).cloned().unwrap_or_else(|| b.to_owned());
-    let shared = proofs.iter().filter(|p| p.entry.entry_type == "disclosure").count();
+    let shared = proofs.iter().filter(|p| p.entry.entry_type == "disclosure" && p.entry.kind != "referral.ack").count();
+    let receipts = proofs.iter().filter(|p| p.entry.entry_type == "disclosure" && p.entry.kind == "referral.ack").count();
     let refused = proofs.iter().filter(|p| p.entry.entry_type == "near_miss").count();
     let consents = proofs.iter().filter(|p| p.entry.entry_type == "consent_changed").count();
     let mut out = format!(
-        "The {} disclosure ledger holds {} record(s) about you: {shared} time(s) information about you was shared between agencies, \
+        "The {} disclosure ledger holds {} record(s) about you: {shared} time(s) information about you was shared between agencies \
+         (and {receipts} acknowledgement(s) saying a referral was delivered, read, accepted, declined or closed), \
          {refused} time(s) an agency tried to share something the partnership's rules do not allow, which was stopped and recorded, \
          and {consents} change(s) to your consent.\n",
         directory.partnership,

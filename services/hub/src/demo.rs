@@ -41,6 +41,8 @@ pub struct Report {
     pub delivered: BTreeMap<String, String>,
     pub near_misses: Vec<String>,
     pub ledger_entries: u64,
+    /// Receipts the recipients' services sent on their own (delivered, opened).
+    pub automatic_receipts: usize,
     /// The tree size of the signed checkpoint every agency witnessed.
     pub checkpoint_size: u64,
     pub subject_ref: String,
@@ -313,17 +315,18 @@ async fn check(s: &mut Script<'_>, referrals: &[&str]) -> anyhow::Result<()> {
     for agency in s.hub.services.keys() {
         let (before, quarantined_before) = s.before.get(agency).cloned().unwrap_or_default();
         let inbox = s.get(agency, "/inbox").await?;
-        let mut mine: Vec<&str> = inbox
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e["envelope_id"].as_str())
-            .filter(|id| !before.iter().any(|b| b == id))
-            .collect();
+        let fresh: Vec<&Value> =
+            inbox.as_array().into_iter().flatten().filter(|e| !before.iter().any(|b| e["envelope_id"].as_str() == Some(b.as_str()))).collect();
+        // Receipts the services sent on their own (delivered, opened) are not the script's.
+        let delivered = &s.report.delivered;
+        let automatic = |e: &Value| e["kind"] == json!("referral.ack") && !delivered.contains_key(e["envelope_id"].as_str().unwrap_or_default());
+        let receipts = fresh.iter().filter(|e| automatic(e)).count();
+        let mut mine: Vec<&str> = fresh.iter().filter(|e| !automatic(e)).filter_map(|e| e["envelope_id"].as_str()).collect();
         mine.sort();
         let mut expected: Vec<&str> = s.report.delivered.iter().filter(|(_, r)| *r == agency).map(|(id, _)| id.as_str()).collect();
         expected.sort();
         ensure!(mine == expected, "{agency} stored {} envelopes in this run, expected exactly {}", mine.len(), expected.len());
+        s.report.automatic_receipts += receipts;
         let quarantined = s.get(agency, "/quarantine").await?;
         let now = quarantined.as_array().map(Vec::len).unwrap_or_default();
         ensure!(now == quarantined_before, "{agency} quarantined {} valid envelopes: {quarantined}", now - quarantined_before);

@@ -272,8 +272,9 @@ fn explain(a: &ExplainArgs) -> anyhow::Result<String> {
 
 fn print_outcome(report: &demo::Report) {
     println!(
-        "\nOK: {} disclosures delivered and stored exactly once, {} near miss refused and logged, ledger of {} entries verifies;\n    checkpoint of {} entries signed and witnessed by every agency.",
+        "\nOK: {} disclosures delivered and stored exactly once (and {} automatic delivered/opened receipts), {} near miss refused and logged,\n    ledger of {} entries verifies; checkpoint of {} entries signed and witnessed by every agency.",
         report.delivered.len(),
+        report.automatic_receipts,
         report.near_misses.len(),
         report.ledger_entries,
         report.checkpoint_size

@@ -43,12 +43,12 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
 
     let verify = hub(&["audit", "verify", "--data", data], "warn");
     assert!(verify.status.success(), "{}{}", text(&verify.stdout), text(&verify.stderr));
-    assert!(text(&verify.stdout).starts_with("ledger OK: 23 entries, "), "{}", text(&verify.stdout));
+    assert!(text(&verify.stdout).starts_with("ledger OK: 39 entries, "), "{}", text(&verify.stdout));
 
     let list = hub(&["audit", "list", "--data", data, "--json"], "warn");
     assert!(list.status.success());
     let entries: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).expect("audit list --json prints JSON");
-    assert_eq!(entries.len(), 23);
+    assert_eq!(entries.len(), 39);
     assert_eq!(entries.iter().filter(|e| e["entry_type"] == "near_miss").count(), 1);
 
     // An inclusion proof of entry 5 verifies offline; with the entry changed it does not.
@@ -80,7 +80,7 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
     let sar = hub(&["audit", "subject-access", "--data", data, "--name", " zephyrine QUILLFEATHER-demo ", "--dob", SURVIVOR_DOB, "--out", bundle_file.to_str().unwrap()], "warn");
     assert!(sar.status.success(), "{}", text(&sar.stderr));
     let summary = text(&sar.stderr);
-    assert!(summary.contains("18 record(s) about you"), "{summary}");
+    assert!(summary.contains("32 record(s) about you: 11 time(s) information about you was shared between agencies (and 18 acknowledgement(s)"), "{summary}");
     assert!(summary.contains("without your consent") && summary.contains("it was stopped before anything was sent"), "{summary}");
     assert!(summary.contains("recorded your consent as given"), "{summary}");
     let bundle = std::fs::read_to_string(&bundle_file).unwrap();
@@ -88,7 +88,7 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
         assert!(!bundle.contains(secret) && !summary.contains(secret), "{secret:?} is in the subject access bundle");
     }
     let checked = hub(&["audit", "verify-proof", bundle_file.to_str().unwrap(), "--data", data], "warn");
-    assert!(text(&checked.stdout).starts_with("bundle OK: 18 entries"), "{}{}", text(&checked.stdout), text(&checked.stderr));
+    assert!(text(&checked.stdout).starts_with("bundle OK: 32 entries"), "{}{}", text(&checked.stdout), text(&checked.stderr));
     std::fs::write(&bundle_file, bundle.replacen("\"recipient\": \"idva-northbridge\"", "\"recipient\": \"marac-northbridge\"", 1)).unwrap();
     let checked = hub(&["audit", "verify-proof", bundle_file.to_str().unwrap(), "--data", data], "warn");
     assert!(!checked.status.success() && text(&checked.stdout).starts_with("bundle FAILED"), "{}", text(&checked.stdout));

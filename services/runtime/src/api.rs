@@ -11,7 +11,7 @@ use axum::{
     routing::{get, post},
 };
 use isp::{IspError, Outgoing, kind, policy};
-use proto::v1::{AckStatus, ConsentTag, Kind, Payload, ReferralAck, payload::Body};
+use proto::v1::{AckStatus, ConsentTag};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use sqlx::{Row, any::AnyRow};
@@ -240,6 +240,7 @@ pub fn router(service_routes: Router<Ctx>) -> Router<Ctx> {
         .route("/health", get(health))
         .route("/disclosures", post(send).get(list_sent))
         .route("/disclosures/{id}", get(get_sent))
+        .route("/disclosures/{id}/revoke", post(crate::receipts::revoke))
         .route("/inbox", get(list_inbox))
         .route("/inbox/{id}", get(read_inbox))
         .route("/inbox/{id}/ack", post(acknowledge))
@@ -307,13 +308,13 @@ async fn get_sent(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json
 }
 
 const INBOX_COLUMNS: &str = "envelope_id, stream_seq, sender, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
-    categories, rule, policy_version, in_reply_to, status, created_at_ms, received_at_ms, opened_at_ms";
+    categories, rule, policy_version, in_reply_to, status, created_at_ms, received_at_ms, opened_at_ms, revoked_at_ms, revoked_reason";
 
 fn inbox_json(row: &AnyRow) -> Value {
     row_json(
         row,
-        &["envelope_id", "sender", "kind", "purpose", "lawful_basis", "consent_state", "risk", "subject_ref", "case_ref", "rule", "policy_version", "in_reply_to", "status"],
-        &["stream_seq", "created_at_ms", "received_at_ms", "opened_at_ms"],
+        &["envelope_id", "sender", "kind", "purpose", "lawful_basis", "consent_state", "risk", "subject_ref", "case_ref", "rule", "policy_version", "in_reply_to", "status", "revoked_reason"],
+        &["stream_seq", "created_at_ms", "received_at_ms", "opened_at_ms", "revoked_at_ms"],
         &["categories"],
     )
 }
@@ -325,12 +326,33 @@ async fn list_inbox(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
 
 /// Reading an envelope opens it with the agency's key; the first read marks it opened.
 async fn read_inbox(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let row = sqlx::query(&format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE envelope_id = $1"))
+        .bind(&id)
+        .fetch_optional(&ctx.pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("inbox envelope"))?;
+    if let Ok(Some(at)) = row.try_get::<Option<i64>, _>("revoked_at_ms") {
+        return Err(ApiError {
+            status: StatusCode::GONE,
+            body: json!({"error": "revoked", "detail": "the sender revoked this disclosure; its content is no longer available",
+                "revoked_at_ms": at, "envelope_id": id}),
+        });
+    }
     let (opened, _) = inbox::read(&ctx, &id).await?.ok_or_else(|| ApiError::not_found("inbox envelope"))?;
-    sqlx::query("UPDATE inbox SET opened_at_ms = $1, status = CASE WHEN status = 'new' THEN 'opened' ELSE status END WHERE envelope_id = $2 AND opened_at_ms IS NULL")
+    // The first read marks it opened and tells the sender, in one transaction.
+    let mut tx = ctx.pool.begin().await?;
+    let first = sqlx::query("UPDATE inbox SET opened_at_ms = $1, status = CASE WHEN status = 'new' THEN 'opened' ELSE status END WHERE envelope_id = $2 AND opened_at_ms IS NULL")
         .bind(isp::now_ms())
         .bind(&id)
-        .execute(&ctx.pool)
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        == 1;
+    if first && inbox::acknowledgeable(kind::name(opened.header.kind())) {
+        crate::receipts::auto_receipt(&ctx, &mut tx, &opened, AckStatus::Opened).await?;
+    }
+    tx.commit().await?;
+    ctx.outbox_ready.notify_one();
     let row = sqlx::query(&format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE envelope_id = $1")).bind(&id).fetch_one(&ctx.pool).await?;
     let mut v = inbox_json(&row);
     v["payload"] = ctx.isp().schema.payload_to_json(&opened.payload);
@@ -376,34 +398,14 @@ async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, body: Bytes
     if current == "closed" {
         return Err(ApiError::conflict("this referral is already closed"));
     }
-    let isp = ctx.isp();
-    let sender_role = isp.directory.require(&sender).map_err(|e| ApiError::internal(e))?.role;
-    let (purpose, basis) = isp
-        .policy
-        .defaults_for(isp.role, sender_role, Kind::ReferralAck)
-        .ok_or_else(|| ApiError::conflict("the policy has no rule for acknowledging to this sender"))?;
-    let out = Outgoing {
-        recipient: sender,
-        kind: Kind::ReferralAck,
-        purpose: purpose.to_owned(),
-        lawful_basis: basis.to_owned(),
-        consent: None,
-        risk: Default::default(),
-        subject_ref: row.try_get("subject_ref")?,
-        case_ref: row.try_get("case_ref")?,
-        in_reply_to: id.clone(),
-        justification: None,
-        payload: Payload {
-            body: Some(Body::ReferralAck(ReferralAck {
-                envelope_id: id.clone(),
-                status: status as i32,
-                reason: request.reason,
-                outcome: request.outcome,
-            })),
-        },
-    };
+    if current == "revoked" {
+        return Err(ApiError::conflict("the sender revoked this disclosure"));
+    }
+    let sender: String = sender;
+    let (subject_ref, case_ref): (String, String) = (row.try_get("subject_ref")?, row.try_get("case_ref")?);
     let mut tx = ctx.pool.begin().await?;
-    let outcome = ctx.send_in(&mut tx, &out).await;
+    let outcome =
+        crate::receipts::send_receipt(&ctx, &mut tx, &id, &sender, &subject_ref, &case_ref, status, &request.reason, &request.outcome).await;
     if outcome.is_ok() {
         sqlx::query("UPDATE inbox SET status = $1 WHERE envelope_id = $2").bind(&request.status).bind(&id).execute(&mut *tx).await?;
     }

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{AckKind, consumer::PullConsumer, message::Message};
 use futures::StreamExt;
 use isp::{Kind, OpenError, Opened, kind, policy};
-use proto::v1::{EventKind, Header, RiskLevel, payload::Body};
+use proto::v1::{EventKind, Header, RiskLevel};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
@@ -113,7 +113,11 @@ pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8
     }
     let mut tx = ctx.pool.begin().await?;
     store(&mut tx, &opened, body, seq).await?;
-    apply_receipt(&mut tx, &opened).await?;
+    crate::receipts::apply(&mut tx, &opened).await?;
+    crate::receipts::apply_revocation(ctx, &mut tx, &opened).await?;
+    if acknowledgeable(kind::name(opened.header.kind())) {
+        crate::receipts::auto_receipt(ctx, &mut tx, &opened, proto::v1::AckStatus::Received).await?;
+    }
     if delivered <= MAX_DOMAIN_ATTEMPTS {
         agency.on_receive(ctx, &mut tx, &opened).await.context("the service's handling of the message")?;
     } else {
@@ -154,28 +158,6 @@ async fn store(tx: &mut crate::Tx, opened: &Opened, body: &[u8], seq: u64) -> Re
     .bind(isp::now_ms())
     .execute(&mut **tx)
     .await?;
-    Ok(())
-}
-
-/// An acknowledgement updates the status of the sender's own record of the disclosure it
-/// answers, only if it comes from that disclosure's recipient.
-async fn apply_receipt(tx: &mut crate::Tx, opened: &Opened) -> Result<(), sqlx::Error> {
-    let Some(Body::ReferralAck(ack)) = &opened.payload.body else { return Ok(()) };
-    let status = match ack.status() {
-        proto::v1::AckStatus::Received => "received",
-        proto::v1::AckStatus::Accepted => "accepted",
-        proto::v1::AckStatus::Declined => "declined",
-        proto::v1::AckStatus::Closed => "closed",
-        proto::v1::AckStatus::Unspecified => return Ok(()),
-    };
-    sqlx::query("UPDATE sent SET status = $1, status_reason = $2, updated_at_ms = $3 WHERE envelope_id = $4 AND recipient = $5")
-        .bind(status)
-        .bind(&ack.reason)
-        .bind(isp::now_ms())
-        .bind(&ack.envelope_id)
-        .bind(&opened.header.sender)
-        .execute(&mut **tx)
-        .await?;
     Ok(())
 }
 

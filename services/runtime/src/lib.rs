@@ -23,6 +23,7 @@ pub mod db;
 pub mod inbox;
 pub mod outbox;
 pub mod policy_watch;
+pub mod receipts;
 pub mod telemetry;
 pub mod transport;
 pub mod witness;

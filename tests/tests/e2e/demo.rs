@@ -12,28 +12,31 @@ async fn demo_on(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(report.near_misses.len(), 1, "the perpetrator referral with the survivor's address is refused once");
 
     // Exactly once, counted independently of the script: every recipient's inbox holds each
-    // of its envelopes once and nothing else.
+    // of its envelopes once and nothing else but the receipts services send on their own.
     let mut expected: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (id, to) in &report.delivered {
         expected.entry(to.as_str()).or_default().push(id.as_str());
     }
     for (agency, ids) in &expected {
         let inbox = p.get(agency, "/inbox").await?;
-        let mut got: Vec<&str> = inbox.as_array().unwrap().iter().map(|e| e["envelope_id"].as_str().unwrap()).collect();
+        let automatic = |e: &&serde_json::Value| e["kind"] == "referral.ack" && !report.delivered.contains_key(e["envelope_id"].as_str().unwrap());
+        let mut got: Vec<&str> = inbox.as_array().unwrap().iter().filter(|e| !automatic(e)).map(|e| e["envelope_id"].as_str().unwrap()).collect();
         got.sort();
         let mut want = ids.clone();
         want.sort();
         assert_eq!(got, want, "{agency}'s inbox");
     }
 
-    // The ledger: one disclosure entry per delivered envelope, one near miss, and it verifies.
+    // The ledger: every delivered envelope once, each automatic receipt, one near miss, and
+    // it verifies.
     let ledger = p.ledger().await?;
     let disclosures: Vec<&str> =
         ledger.iter().filter(|e| e["entry_type"] == "disclosure").map(|e| e["entry_id"].as_str().unwrap()).collect();
-    assert_eq!(disclosures.len(), 20);
     for id in report.delivered.keys() {
-        assert!(disclosures.contains(&id.as_str()), "ledger lacks {id}");
+        assert_eq!(disclosures.iter().filter(|d| **d == id.as_str()).count(), 1, "ledger lacks {id} or holds it twice");
     }
+    assert_eq!(disclosures.len(), 20 + report.automatic_receipts, "every other disclosure entry is an automatic receipt");
+    assert!(report.automatic_receipts >= 14, "a delivered and an opened receipt per referral: {}", report.automatic_receipts);
     let near: Vec<&serde_json::Value> = ledger.iter().filter(|e| e["entry_type"] == "near_miss").collect();
     assert_eq!(near.len(), 1);
     assert_eq!(near[0]["rule"], "roles.perpetrator.never");

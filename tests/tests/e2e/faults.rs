@@ -30,12 +30,15 @@ async fn assert_delivered_once(p: &Partnership, sent: &[String]) -> anyhow::Resu
 
     let ledger = eventually("every referral in the ledger", Duration::from_secs(60), || async {
         let ledger = p.ledger().await?;
-        let n = ledger.iter().filter(|e| e["entry_type"] == "disclosure").count();
+        let n = ledger.iter().filter(|e| e["entry_type"] == "disclosure" && e["kind"] == "housing.idva_referral").count();
         Ok((n >= sent.len()).then_some(ledger))
     })
     .await?;
-    let logged: Vec<&str> =
-        ledger.iter().filter(|e| e["entry_type"] == "disclosure").map(|e| e["entry_id"].as_str().unwrap()).collect();
+    let logged: Vec<&str> = ledger
+        .iter()
+        .filter(|e| e["entry_type"] == "disclosure" && e["kind"] == "housing.idva_referral")
+        .map(|e| e["entry_id"].as_str().unwrap())
+        .collect();
     assert_eq!(logged.len(), sent.len(), "the ledger records a disclosure twice");
     assert_eq!(logged.into_iter().collect::<BTreeSet<_>>(), want);
     assert_eq!(p.get("audit", "/verify").await?["ok"], true);

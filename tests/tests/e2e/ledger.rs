@@ -49,12 +49,13 @@ async fn tampering_on(backend: Backend) -> anyhow::Result<()> {
     let p = Partnership::start(backend).await?;
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     send_referrals(p.http.clone(), p.url("housing-northbridge"), 0, 8, 1, sent).await?;
-    eventually("eight disclosures in the ledger", Duration::from_secs(60), || async { Ok((p.ledger().await?.len() >= 8).then_some(())) }).await?;
-    checkpoint_covering(&p, 8).await?;
+    // Eight consent records, eight referrals and their eight delivered receipts.
+    eventually("24 entries in the ledger", Duration::from_secs(60), || async { Ok((p.ledger().await?.len() >= 24).then_some(())) }).await?;
+    checkpoint_covering(&p, 24).await?;
     let pool = audit::open_ledger(&p.database_url("audit").await?).await?;
     let directory = isp::Directory::load(&hub::partnership::directory_path(p.data()))?;
     let original = ledger::list(&pool, None).await?;
-    assert_eq!(original.len(), 8);
+    assert_eq!(original.len(), 24);
     assert_eq!(first_bad(&pool, &directory).await?, None, "the untouched ledger verifies");
 
     // Altered content: entry 4 now claims another recipient.
@@ -233,10 +234,12 @@ async fn queries_on(backend: Backend) -> anyhow::Result<()> {
             "payload": {"perpetratorReferral": {"perpetrator": {"fullName": "Query Harmer"}, "survivor": survivor, "pathway": "PATHWAY_HIGH_HARM"}}}))
         .await?;
     assert_eq!(status, 403, "{denied}");
-    eventually("seven entries", Duration::from_secs(60), || async { Ok((p.ledger().await?.len() >= 7).then_some(())) }).await?;
+    // Five consent records, five referrals and five receipts; the MARAC referral and its
+    // receipt; the near miss.
+    eventually("eighteen entries", Duration::from_secs(60), || async { Ok((p.ledger().await?.len() >= 18).then_some(())) }).await?;
 
     let ids_of = |v: serde_json::Value| -> Vec<String> { v.as_array().unwrap().iter().map(|e| e["entry_id"].as_str().unwrap().to_owned()).collect() };
-    let mut to_idva = ids_of(p.get("audit", "/ledger?agency=idva-northbridge").await?);
+    let mut to_idva = ids_of(p.get("audit", "/ledger?agency=idva-northbridge&kind=housing.idva_referral").await?);
     to_idva.sort();
     let mut want = ids.clone();
     want.sort();
@@ -246,9 +249,14 @@ async fn queries_on(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(ids_of(p.get("audit", "/ledger?recipient=marac-northbridge&kind=marac.referral").await?).len(), 1);
     assert_eq!(ids_of(p.get("audit", "/ledger?lawful_basis=uk-gdpr-6-1-a&sender=housing-northbridge").await?).len(), 5);
     let subject_ref = p.get("audit", "/ledger?without_consent=true").await?[0]["subject_ref"].as_str().unwrap().to_owned();
-    assert_eq!(ids_of(p.get("audit", &format!("/ledger?subject_ref={subject_ref}")).await?).len(), 2, "the MARAC referral and the near miss are about the same person");
+    assert_eq!(
+        ids_of(p.get("audit", &format!("/ledger?subject_ref={subject_ref}")).await?).len(),
+        3,
+        "the MARAC referral, MARAC's receipt for it and the near miss are about the same person"
+    );
+    assert_eq!(ids_of(p.get("audit", "/ledger?agency=idva-northbridge&kind=referral.ack").await?).len(), 5, "one delivered receipt per referral");
     let today = time::OffsetDateTime::now_utc().date();
-    assert_eq!(ids_of(p.get("audit", &format!("/ledger?since={today}")).await?).len(), 7);
+    assert_eq!(ids_of(p.get("audit", &format!("/ledger?since={today}")).await?).len(), 18);
     assert_eq!(ids_of(p.get("audit", &format!("/ledger?until={}", today.previous_day().unwrap())).await?).len(), 0);
     let bad = p.http.get(format!("{}/ledger?since=2026-13-01", p.url("audit"))).send().await?;
     assert_eq!(bad.status().as_u16(), 400);

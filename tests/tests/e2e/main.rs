@@ -9,3 +9,4 @@ mod envelopes;
 mod faults;
 mod ledger;
 mod policy;
+mod receipts;

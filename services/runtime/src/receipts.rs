@@ -1,0 +1,240 @@
+//! Receipts and revocation: the sender of a referral sees where it is.
+//!
+//! The recipient's service acknowledges on its own when a referral is stored (`received`,
+//! i.e. delivered) and when someone first reads it (`opened`); staff accept, decline (with a
+//! reason) or close it (with an outcome) through `POST /inbox/{id}/ack`. Each receipt is a
+//! sealed `referral.ack` back to the sender, so every one is also in the ledger. The sender
+//! can revoke a disclosure (`POST /disclosures/{id}/revoke`): a sealed `disclosure.revoke`
+//! to the recipient, whose service then hides the content from its API and confirms with a
+//! `revoked` receipt.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use bytes::Bytes;
+use isp::{Kind, Opened, Outgoing};
+use proto::v1::{AckStatus, DisclosureRevoke, Payload, ReferralAck, payload::Body};
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::Row as _;
+
+use crate::{
+    Ctx, SendError, SendOutcome, Tx,
+    api::{ApiError, json_body},
+};
+
+/// The status a receipt gives the sender's record.
+pub fn status_name(status: AckStatus) -> Option<&'static str> {
+    Some(match status {
+        AckStatus::Received => "received",
+        AckStatus::Opened => "opened",
+        AckStatus::Accepted => "accepted",
+        AckStatus::Declined => "declined",
+        AckStatus::Closed => "closed",
+        AckStatus::Revoked => "revocation_confirmed",
+        AckStatus::Unspecified => return None,
+    })
+}
+
+/// Receipts only move a disclosure forward: an `opened` that arrives after `accepted` does
+/// not undo it, nothing after a revocation does but its confirmation.
+fn moves_forward(current: &str, next: &str) -> bool {
+    let rank = |s: &str| match s {
+        "queued" | "published" => 0,
+        "received" => 1,
+        "opened" => 2,
+        "accepted" | "declined" => 3,
+        "closed" => 4,
+        "revoked" => 5,
+        "revocation_confirmed" => 6,
+        _ => 0,
+    };
+    match current {
+        "revoked" => next == "revocation_confirmed",
+        "stopped" | "revocation_confirmed" => false,
+        _ => rank(next) > rank(current) || (rank(next) == 3 && rank(current) == 3),
+    }
+}
+
+/// Queues a receipt for envelope `original` to its sender, in the caller's transaction.
+pub async fn send_receipt(
+    ctx: &Ctx,
+    tx: &mut Tx,
+    original: &str,
+    sender: &str,
+    subject_ref: &str,
+    case_ref: &str,
+    status: AckStatus,
+    reason: &str,
+    outcome: &str,
+) -> Result<SendOutcome, SendError> {
+    let isp = ctx.isp();
+    let sender_role = isp.directory.require(sender).map_err(SendError::Refused)?.role;
+    let (purpose, basis) = isp.policy.defaults_for(isp.role, sender_role, Kind::ReferralAck).ok_or_else(|| {
+        SendError::Refused(isp::IspError::Invalid { what: "the policy".into(), detail: format!("no rule lets a {} acknowledge to a {sender_role}", isp.role) })
+    })?;
+    let out = Outgoing {
+        recipient: sender.to_owned(),
+        kind: Kind::ReferralAck,
+        purpose: purpose.to_owned(),
+        lawful_basis: basis.to_owned(),
+        consent: None,
+        risk: Default::default(),
+        subject_ref: subject_ref.to_owned(),
+        case_ref: case_ref.to_owned(),
+        in_reply_to: original.to_owned(),
+        justification: None,
+        payload: Payload {
+            body: Some(Body::ReferralAck(ReferralAck { envelope_id: original.to_owned(), status: status as i32, reason: reason.to_owned(), outcome: outcome.to_owned() })),
+        },
+    };
+    ctx.send_in(tx, &out).await
+}
+
+/// The automatic receipt, where one is due; a refusal by the policy is logged (and is a near
+/// miss in the ledger) but never stops the inbox.
+pub async fn auto_receipt(ctx: &Ctx, tx: &mut Tx, opened: &Opened, status: AckStatus) -> Result<(), sqlx::Error> {
+    let h = &opened.header;
+    match send_receipt(ctx, tx, &h.envelope_id, &h.sender, &h.subject_ref, &h.case_ref, status, "", "").await {
+        Ok(_) => Ok(()),
+        Err(SendError::Storage(e)) => Err(e),
+        Err(e) => {
+            tracing::warn!(envelope_id = %h.envelope_id, error = %e, "no automatic receipt sent");
+            Ok(())
+        }
+    }
+}
+
+/// A receipt arriving at the sender: moves its record of the disclosure forward, if it comes
+/// from that disclosure's recipient.
+pub async fn apply(tx: &mut Tx, opened: &Opened) -> Result<(), sqlx::Error> {
+    let Some(Body::ReferralAck(ack)) = &opened.payload.body else { return Ok(()) };
+    let Some(next) = status_name(ack.status()) else { return Ok(()) };
+    let row = sqlx::query("SELECT status FROM sent WHERE envelope_id = $1 AND recipient = $2")
+        .bind(&ack.envelope_id)
+        .bind(&opened.header.sender)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else { return Ok(()) };
+    let current: String = row.try_get("status")?;
+    if !moves_forward(&current, next) {
+        return Ok(());
+    }
+    let detail = if ack.reason.is_empty() { &ack.outcome } else { &ack.reason };
+    sqlx::query("UPDATE sent SET status = $1, status_reason = $2, updated_at_ms = $3 WHERE envelope_id = $4 AND recipient = $5")
+        .bind(next)
+        .bind(detail)
+        .bind(isp::now_ms())
+        .bind(&ack.envelope_id)
+        .bind(&opened.header.sender)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A revocation arriving at the recipient: hides the revoked disclosure (only one from the
+/// same sender) and queues the confirmation, in the inbox transaction.
+pub async fn apply_revocation(ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> Result<(), sqlx::Error> {
+    let Some(Body::DisclosureRevoke(revoke)) = &opened.payload.body else { return Ok(()) };
+    let h = &opened.header;
+    let hidden = sqlx::query(
+        "UPDATE inbox SET status = 'revoked', revoked_at_ms = $1, revoked_reason = $2 WHERE envelope_id = $3 AND sender = $4 AND revoked_at_ms IS NULL",
+    )
+    .bind(isp::now_ms())
+    .bind(&revoke.reason)
+    .bind(&revoke.envelope_id)
+    .bind(&h.sender)
+    .execute(&mut **tx)
+    .await?;
+    if hidden.rows_affected() == 0 {
+        tracing::warn!(envelope_id = %revoke.envelope_id, sender = %h.sender, "a revocation for a disclosure this agency does not hold from that sender");
+        return Ok(());
+    }
+    tracing::info!(envelope_id = %revoke.envelope_id, sender = %h.sender, "disclosure revoked by its sender; content hidden");
+    match send_receipt(ctx, tx, &revoke.envelope_id, &h.sender, &h.subject_ref, &h.case_ref, AckStatus::Revoked, "", "content hidden").await {
+        Ok(_) => Ok(()),
+        Err(SendError::Storage(e)) => Err(e),
+        Err(e) => {
+            tracing::warn!(envelope_id = %revoke.envelope_id, error = %e, "revocation applied but not confirmed");
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RevokeRequest {
+    /// Why (a short code or sentence; it travels sealed, never in clear).
+    pub reason: String,
+}
+
+/// `POST /disclosures/{id}/revoke`: the sender withdraws a disclosure it made.
+pub async fn revoke(State(ctx): State<Ctx>, Path(id): Path<String>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request: RevokeRequest = json_body(&body)?;
+    if request.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("a revocation needs a reason"));
+    }
+    let row = sqlx::query("SELECT recipient, subject_ref, case_ref, status FROM sent WHERE envelope_id = $1")
+        .bind(&id)
+        .fetch_optional(&ctx.pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("disclosure"))?;
+    let status: String = row.try_get("status")?;
+    match status.as_str() {
+        "revoked" | "revocation_confirmed" => return Err(ApiError::conflict("this disclosure is already revoked")),
+        "stopped" => return Err(ApiError::conflict("this disclosure was stopped before it was sent; there is nothing to revoke")),
+        _ => {}
+    }
+    let recipient: String = row.try_get("recipient")?;
+    let isp = ctx.isp();
+    let recipient_role = isp.directory.require(&recipient).map_err(|e| ApiError::internal(e))?.role;
+    let (purpose, basis) = isp
+        .policy
+        .defaults_for(isp.role, recipient_role, Kind::DisclosureRevoke)
+        .ok_or_else(|| ApiError::conflict("the policy has no rule for revoking a disclosure to this recipient"))?;
+    let out = Outgoing {
+        recipient,
+        kind: Kind::DisclosureRevoke,
+        purpose: purpose.to_owned(),
+        lawful_basis: basis.to_owned(),
+        consent: None,
+        risk: Default::default(),
+        subject_ref: row.try_get("subject_ref")?,
+        case_ref: row.try_get("case_ref")?,
+        in_reply_to: id.clone(),
+        justification: None,
+        payload: Payload { body: Some(Body::DisclosureRevoke(DisclosureRevoke { envelope_id: id.clone(), reason: request.reason.clone() })) },
+    };
+    let mut tx = ctx.pool.begin().await?;
+    let outcome = ctx.send_in(&mut tx, &out).await;
+    if outcome.is_ok() {
+        sqlx::query("UPDATE sent SET status = 'revoked', status_reason = $1, updated_at_ms = $2 WHERE envelope_id = $3")
+            .bind(&request.reason)
+            .bind(isp::now_ms())
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    ctx.outbox_ready.notify_one();
+    Ok((StatusCode::CREATED, Json(serde_json::to_value(outcome?).expect("serialisable"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::moves_forward;
+
+    #[test]
+    fn receipts_only_move_a_disclosure_forward() {
+        assert!(moves_forward("published", "received"));
+        assert!(moves_forward("received", "opened"));
+        assert!(moves_forward("opened", "accepted"));
+        assert!(!moves_forward("accepted", "opened"), "a late opened receipt does not undo an acceptance");
+        assert!(moves_forward("accepted", "declined"), "a decision can change");
+        assert!(moves_forward("accepted", "closed"));
+        assert!(!moves_forward("revoked", "opened"), "nothing but the confirmation follows a revocation");
+        assert!(moves_forward("revoked", "revocation_confirmed"));
+        assert!(!moves_forward("stopped", "received"));
+    }
+}
