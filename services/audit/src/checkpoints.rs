@@ -99,12 +99,13 @@ async fn publish(js: &jetstream::Context, checkpoint: &Checkpoint) -> anyhow::Re
     Ok(())
 }
 
-/// Makes and publishes checkpoints every `every` while the tree grows. The latest is
+/// Makes and publishes checkpoints every `every` while the tree grows, signed with the key in
+/// `keys_path`. The latest is
 /// (re)published at start, so a checkpoint stored while the broker was away still goes out.
 pub async fn checkpoint_loop(
     pool: AnyPool,
     js: jetstream::Context,
-    keys: AgencyKeys,
+    keys_path: std::path::PathBuf,
     partnership: String,
     every: Duration,
     shutdown: CancellationToken,
@@ -118,6 +119,14 @@ pub async fn checkpoint_loop(
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return Ok(()),
         }
+        // Read each time: the IG office may have rotated its key.
+        let keys = match AgencyKeys::load(&keys_path) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the checkpoint key; no checkpoint this time");
+                continue;
+            }
+        };
         match make(&pool, &keys, &partnership).await {
             Ok(Some(c)) => {
                 tracing::info!(tree_size = c.tree_size, root = %c.root, "ledger checkpoint signed");

@@ -97,29 +97,70 @@ pub async fn open_ledger(database_url: &str) -> anyhow::Result<AnyPool> {
     Ok(pool)
 }
 
+/// Reads the directory, accepting it only if an IG agency of `trusted` (None: its own)
+/// signed exactly this text.
+fn load_signed_directory(path: &Path, trusted: Option<&Directory>) -> anyhow::Result<Directory> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the directory {}", path.display()))?;
+    let directory = Directory::from_toml(&text)?;
+    let signature = std::fs::read_to_string(runtime::config::signature_path(path)).ok();
+    isp::signed::verify_directory(&text, signature.as_deref(), trusted.unwrap_or(&directory))
+        .with_context(|| format!("refusing the directory {}", path.display()))?;
+    Ok(directory)
+}
+
+/// Takes up a signed directory update (an agency rotated its keys), so envelopes signed with
+/// new keys verify; refuses anything the IG key in force did not sign.
+async fn watch_directory(cell: Arc<arc_swap::ArcSwap<Directory>>, path: std::path::PathBuf, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let read = || (std::fs::read(&path).ok(), std::fs::read(runtime::config::signature_path(&path)).ok());
+    let mut seen = read();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+        let now = read();
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match load_signed_directory(&path, Some(&cell.load())) {
+            Ok(d) => {
+                tracing::info!("signed directory update in force");
+                cell.store(Arc::new(d));
+            }
+            Err(e) => tracing::error!(error = format!("{e:#}"), "the directory on disk is not acceptable; keeping the last good one"),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Ctx {
     pool: AnyPool,
-    directory: Arc<Directory>,
+    /// The directory in force; a signed update is swapped in whole (see `watch_directory`).
+    directory: Arc<arc_swap::ArcSwap<Directory>>,
 }
 
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<runtime::Running> {
-    let directory = Arc::new(Directory::load(&config.directory_path)?);
+    let directory = Arc::new(load_signed_directory(&config.directory_path, None)?);
     let pool = open_ledger(&config.database_url).await?;
     let client = transport::connect(&config.nats_url, "audit").await?;
     let js = async_nats::jetstream::new(client);
     let consumer = transport::audit_consumer(&js, config.ack_wait).await?;
     let ig = directory.with_role(isp::Role::Ig).next().map(|a| a.id.clone());
     let signer = match &ig {
-        Some(id) => Some(isp::AgencyKeys::load(&config.keys_dir.join(format!("{id}.toml"))).with_context(|| format!("loading the checkpoint key of {id}"))?),
+        Some(id) => {
+            let path = config.keys_dir.join(format!("{id}.toml"));
+            isp::AgencyKeys::load(&path).with_context(|| format!("loading the checkpoint key of {id}"))?;
+            Some(path)
+        }
         None => {
             tracing::warn!("the directory has no ig agency: ledger checkpoints will not be signed");
             None
         }
     };
-    let ctx = Ctx { pool, directory };
+    let ctx = Ctx { pool, directory: Arc::new(arc_swap::ArcSwap::new(directory)) };
     let router = Router::new()
-        .route("/health", get(|| async { Json(json!({"service": "audit", "status": "ok"})) }))
+        .route("/health", get(|State(ctx): State<Ctx>| async move { Json(json!({"service": "audit", "directory": ctx.directory.load().digest(), "status": "ok"})) }))
         .route("/ledger", get(ledger_entries))
         .route("/verify", get(verify))
         .route("/checkpoints", get(list_checkpoints))
@@ -132,10 +173,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     tracing::info!(%addr, "audit service started");
     let task = tokio::spawn(async move {
         let mut tasks = JoinSet::new();
-        if let Some(keys) = signer {
-            let partnership = ctx.directory.partnership.clone();
-            tasks.spawn(checkpoints::checkpoint_loop(ctx.pool.clone(), js.clone(), keys, partnership, config.checkpoint_every, shutdown.clone()));
+        if let Some(keys_path) = signer {
+            let partnership = ctx.directory.load().partnership.clone();
+            tasks.spawn(checkpoints::checkpoint_loop(ctx.pool.clone(), js.clone(), keys_path, partnership, config.checkpoint_every, shutdown.clone()));
         }
+        tasks.spawn(watch_directory(ctx.directory.clone(), config.directory_path.clone(), shutdown.clone()));
         tasks.spawn(checkpoints::serve_consistency(js.client(), ctx.pool.clone(), shutdown.clone()));
         tasks.spawn(consume(ctx, consumer, shutdown.clone()));
         let stop = shutdown.clone();
@@ -181,9 +223,10 @@ async fn consume(ctx: Ctx, consumer: async_nats::jetstream::consumer::PullConsum
             }
             continue;
         }
+        let directory = ctx.directory.load_full();
         let entries = received
             .iter()
-            .filter_map(|m| m.info().ok().map(|info| ledger::classify(&ctx.directory, m.subject.as_str(), &m.payload, info.stream_sequence)))
+            .filter_map(|m| m.info().ok().map(|info| ledger::classify(&directory, m.subject.as_str(), &m.payload, info.stream_sequence)))
             .collect::<Vec<_>>();
         let appended = async {
             let mut tx = ctx.pool.begin().await?;
@@ -212,7 +255,7 @@ async fn ledger_entries(State(ctx): State<Ctx>, Query(filter): Query<query::Filt
 }
 
 async fn verify(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    let report = ledger::verify(&ctx.pool, Some(&ctx.directory)).await?;
+    let report = ledger::verify(&ctx.pool, Some(&ctx.directory.load_full())).await?;
     Ok(Json(json!({"ok": report.ok(), "entries": report.entries, "checkpoints": report.checkpoints, "first_bad": report.first_bad})))
 }
 
@@ -262,7 +305,7 @@ async fn period_report(State(ctx): State<Ctx>, Query(p): Query<ReportParams>) ->
     Ok(match p.format.as_deref().unwrap_or("json") {
         "json" => Json(serde_json::to_value(&r).expect("serialisable")).into_response(),
         "csv" => ([("content-type", "text/csv; charset=utf-8")], report::to_csv(&r)?).into_response(),
-        "html" => ([("content-type", "text/html; charset=utf-8")], report::to_html(&r, &ctx.directory.partnership)).into_response(),
+        "html" => ([("content-type", "text/html; charset=utf-8")], report::to_html(&r, &ctx.directory.load().partnership)).into_response(),
         other => return Err(ApiError::bad_request(format!("unknown format {other:?} (json, csv, html)"))),
     })
 }

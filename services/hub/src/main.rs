@@ -15,6 +15,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Manage agencies' keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Bring up a whole local partnership: nats-server (unless NATS_URL is set), the five agency
     /// services and the audit service, on a demo partnership generated on first use.
     Up {
@@ -41,6 +46,19 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Give an agency new age and signing keys: its key file keeps the old age identity (what
+    /// was sealed to it stays readable), the directory retires the old keys now and is signed
+    /// by the IG office. Running services take it up within seconds.
+    Rotate {
+        #[arg(long)]
+        agency: String,
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
     },
 }
 
@@ -145,6 +163,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit { command } => hub::audit_cli::run(command, env_options).await,
+        Command::Keys { command: KeysCommand::Rotate { agency, data } } => {
+            let (old, new) = hub::partnership::rotate(&data, &agency)?;
+            println!("{agency}: signing key {} retired, {} in force; the directory update is signed; services take it up within seconds", old.signing_key_id(), new.signing_key_id());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Policy { command: PolicyCommand::Explain { from, to, kind, consent, risk, purpose, basis, policy, json } } => {
             let a = ExplainArgs { from, to, kind, consent, risk, purpose, basis, policy, json };
             match explain(&a) {
@@ -174,7 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let directory = isp::Directory::load(&hub::partnership::directory_path(&data))?;
             let ig = directory.with_role(isp::Role::Ig).next().context("the directory has no ig agency to sign the policy")?;
             let keys = isp::AgencyKeys::load(&runtime::Config::embedded(&data, &ig.id, "").keys_path)?;
-            let signature = isp::signed_policy::sign(&keys, &policy.version, &text);
+            let signature = isp::signed::sign(&keys, &policy.version, &text);
             let mut sig_path = file.clone().into_os_string();
             sig_path.push(".sig");
             std::fs::write(&sig_path, serde_json::to_string_pretty(&signature)?)?;

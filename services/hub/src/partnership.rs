@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use isp::{Directory, Role, directory};
+use isp::{AgencyKeys, Directory, Role, directory};
 
 pub fn directory_path(data: &Path) -> PathBuf {
     runtime::config::partnership_dir(data).join("directory.toml")
@@ -36,13 +36,15 @@ pub fn create(data: &Path, name: &str, agencies: &[(&str, &str, Role)], policy: 
         restrict(&file, 0o600)?;
     }
     fs::write(public.join("policy.toml"), policy)?;
-    // The partnership's IG office signs the protocol; without its signature no service runs it.
+    let directory_text = directory.to_toml();
+    fs::write(directory_path(data), &directory_text)?;
+    // The partnership's IG office signs the protocol and the directory; without its
+    // signature no service uses them.
     if let Some(ig) = keys.iter().find(|k| agencies.iter().any(|(id, _, role)| *id == k.agency && *role == Role::Ig)) {
         let version = isp::Policy::from_toml(policy, &isp::Schema::load()?)?.version;
-        let signature = isp::signed_policy::sign(ig, &version, policy);
-        fs::write(public.join("policy.toml.sig"), serde_json::to_string_pretty(&signature)?)?;
+        fs::write(public.join("policy.toml.sig"), serde_json::to_string_pretty(&isp::signed::sign(ig, &version, policy))?)?;
+        fs::write(public.join("directory.toml.sig"), serde_json::to_string_pretty(&isp::signed::sign_directory(ig, &directory_text))?)?;
     }
-    fs::write(directory_path(data), directory.to_toml())?;
     Ok(directory)
 }
 
@@ -56,4 +58,33 @@ fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
 #[cfg(not(unix))]
 fn restrict(_: &Path, _: u32) -> anyhow::Result<()> {
     Ok(())
+}
+
+/// Rotates one agency's keys: new age and signing keys (the old age identity kept in its key
+/// file, so what was sealed to it stays readable), the directory updated (old keys retired
+/// now) and signed by the IG office's key in force. When the IG office itself rotates, the
+/// old key signs the update and the policy is signed again with the new one. Running
+/// services take the update up within seconds.
+pub fn rotate(data: &Path, agency: &str) -> anyhow::Result<(AgencyKeys, AgencyKeys)> {
+    let path = directory_path(data);
+    let directory = Directory::load(&path)?;
+    let key_file = |id: &str| data.join("keys").join(format!("{id}.toml"));
+    let ig = directory.with_role(Role::Ig).next().context("the directory has no ig agency to sign the update")?.id.clone();
+    let ig_keys = AgencyKeys::load(&key_file(&ig))?;
+    let old = AgencyKeys::load(&key_file(agency)).with_context(|| format!("no key file for {agency}"))?;
+    let new = old.rotated();
+    let updated = directory.rotated(&new, isp::now_ms())?;
+    let text = updated.to_toml();
+    // Keys first, then the directory that names them, then its signature.
+    fs::write(key_file(agency), new.to_toml())?;
+    restrict(&key_file(agency), 0o600)?;
+    fs::write(&path, &text)?;
+    fs::write(runtime::config::signature_path(&path), serde_json::to_string_pretty(&isp::signed::sign_directory(&ig_keys, &text))?)?;
+    if agency == ig {
+        let policy_path = runtime::config::partnership_dir(data).join("policy.toml");
+        let policy = fs::read_to_string(&policy_path)?;
+        let version = isp::Policy::from_toml(&policy, &isp::Schema::load()?)?.version;
+        fs::write(runtime::config::signature_path(&policy_path), serde_json::to_string_pretty(&isp::signed::sign(&new, &version, &policy))?)?;
+    }
+    Ok((old, new))
 }

@@ -111,7 +111,7 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
     assert!(signed.status.success(), "{}", text(&signed.stderr));
     let directory = isp::Directory::load(&dir.path().join("partnership/directory.toml")).unwrap();
     let sig = std::fs::read_to_string(dir.path().join("draft-policy.toml.sig")).unwrap();
-    let checked = isp::signed_policy::verify(&std::fs::read_to_string(&draft).unwrap(), Some(&sig), &directory).unwrap();
+    let checked = isp::signed::verify(&std::fs::read_to_string(&draft).unwrap(), Some(&sig), &directory).unwrap();
     assert_eq!(checked.signer, "ig-northbridge");
     assert!(checked.policy_version.starts_with("2027-"));
     std::fs::write(&draft, std::fs::read_to_string(&draft).unwrap().replacen("to = [\"idva\"]", "to = [\"idvaa\"]", 1)).unwrap();

@@ -6,7 +6,7 @@
 use ed25519_dalek::Signer as _;
 use serde::{Deserialize, Serialize};
 
-use crate::{AgencyKeys, Directory, OpenError, Role, seal::check_signature};
+use crate::{AgencyKeys, Directory, OpenError, Role, seal::check_signature_at};
 
 /// The JetStream stream that keeps every published checkpoint (deny delete, deny purge).
 pub const CHECKPOINT_STREAM: &str = "HUB_CHECKPOINTS";
@@ -67,7 +67,7 @@ impl Checkpoint {
         }
         let signature = hex::decode(&self.signature).map_err(|_| OpenError::Malformed("the checkpoint signature is not hex".into()))?;
         let bytes = Checkpoint::signed_bytes(&self.partnership, self.tree_size, &self.root, self.at_ms, &self.signer);
-        check_signature(signer, &self.key_id, &[], &bytes, &signature)?;
+        check_signature_at(signer, &self.key_id, self.at_ms, &[], &bytes, &signature)?;
         self.root_bytes()
     }
 

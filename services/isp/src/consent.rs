@@ -14,7 +14,7 @@
 //! over a withdrawal loses to it. When nothing verifies, there is no consent ([`check`]
 //! refuses): a record that cannot be trusted is treated as absent, never as given.
 
-use ed25519_dalek::{Signature, Signer};
+use ed25519_dalek::Signer;
 use proto::v1::{ConsentState, ConsentTag};
 use serde::{Deserialize, Serialize};
 
@@ -262,13 +262,12 @@ pub fn verify(directory: &Directory, owner: &str, consent_id: &str, bytes: &[u8]
     let signed: SignedConsent = serde_json::from_slice(bytes).map_err(|_| RecordError::Malformed)?;
     let agency = directory.get(owner).ok_or_else(|| RecordError::UnknownOwner(owner.to_owned()))?;
     let not_owner = || RecordError::NotSignedByOwner(owner.to_owned());
-    if signed.signing_key_id != agency.signing_key_id() {
-        return Err(not_owner());
-    }
-    let key = agency.verifying_key().map_err(|_| not_owner())?;
-    let signature = hex::decode(&signed.signature).ok().and_then(|b| Signature::from_slice(&b).ok()).ok_or_else(not_owner)?;
-    key.verify_strict(&[CONSENT_CONTEXT, signed.record.as_bytes()].concat(), &signature).map_err(|_| not_owner())?;
+    // The record says when it was made; a key the owner has since retired still vouches for
+    // what it signed before its retirement, and for nothing after.
     let record: ConsentRecord = serde_json::from_str(&signed.record).map_err(|_| RecordError::Malformed)?;
+    let signature = hex::decode(&signed.signature).map_err(|_| not_owner())?;
+    crate::seal::check_signature_at(agency, &signed.signing_key_id, record.recorded_at_ms, CONSENT_CONTEXT, signed.record.as_bytes(), &signature)
+        .map_err(|_| not_owner())?;
     if record.agency != owner || record.consent_id != consent_id {
         return Err(RecordError::WrongKey);
     }

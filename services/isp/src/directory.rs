@@ -69,16 +69,41 @@ pub struct Agency {
     pub age_recipient: String,
     /// ed25519 verifying key, hex.
     pub signing_key: String,
+    /// Keys this agency used before, newest last. A signature by one is valid only for
+    /// something made before the key's retirement; payloads sealed to an old age key stay
+    /// readable by the agency, which keeps the old identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_keys: Vec<RetiredKey>,
+}
+
+/// A key pair an agency rotated away from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RetiredKey {
+    pub age_recipient: String,
+    pub signing_key: String,
+    pub retired_at_ms: i64,
 }
 
 impl Agency {
+    /// The verifying key a signature names by id, if it was in force at `at_ms` (the time the
+    /// signed thing says it was made). Retired keys sign nothing made after their retirement.
+    pub fn verifying_key_at(&self, key_id: &str, at_ms: i64) -> Result<VerifyingKey, crate::OpenError> {
+        if key_id == self.signing_key_id() {
+            return self.verifying_key().map_err(|_| crate::OpenError::BadSignature(self.id.clone()));
+        }
+        let retired = self
+            .retired_keys
+            .iter()
+            .find(|k| key_id == key_id_of_signing(&k.signing_key))
+            .ok_or_else(|| crate::OpenError::UnknownSigningKey { sender: self.id.clone(), key_id: key_id.to_owned() })?;
+        if at_ms >= retired.retired_at_ms {
+            return Err(crate::OpenError::RetiredKey { sender: self.id.clone(), key_id: key_id.to_owned(), retired_at_ms: retired.retired_at_ms });
+        }
+        parse_verifying_key(&self.id, &retired.signing_key).map_err(|_| crate::OpenError::BadSignature(self.id.clone()))
+    }
+
     pub fn verifying_key(&self) -> Result<VerifyingKey, IspError> {
-        let invalid = |detail: &str| IspError::Invalid { what: format!("signing key of {}", self.id), detail: detail.into() };
-        let bytes: [u8; 32] = hex::decode(&self.signing_key)
-            .map_err(|_| invalid("not hex"))?
-            .try_into()
-            .map_err(|_| invalid("not 32 bytes"))?;
-        VerifyingKey::from_bytes(&bytes).map_err(|_| invalid("not an ed25519 point"))
+        parse_verifying_key(&self.id, &self.signing_key)
     }
 
     pub fn recipient(&self) -> Result<age::x25519::Recipient, IspError> {
@@ -87,12 +112,22 @@ impl Agency {
     }
 
     pub fn signing_key_id(&self) -> String {
-        key_id("ed25519", self.signing_key.as_bytes())
+        key_id_of_signing(&self.signing_key)
     }
 
     pub fn age_key_id(&self) -> String {
         key_id("age", self.age_recipient.as_bytes())
     }
+}
+
+fn parse_verifying_key(agency: &str, hex_key: &str) -> Result<VerifyingKey, IspError> {
+    let invalid = |detail: &str| IspError::Invalid { what: format!("signing key of {agency}"), detail: detail.into() };
+    let bytes: [u8; 32] = hex::decode(hex_key).map_err(|_| invalid("not hex"))?.try_into().map_err(|_| invalid("not 32 bytes"))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| invalid("not an ed25519 point"))
+}
+
+fn key_id_of_signing(hex_key: &str) -> String {
+    key_id("ed25519", hex_key.as_bytes())
 }
 
 /// A short, stable id for a public key: `ed25519:` + 16 hex digits of its SHA-256.
@@ -154,12 +189,29 @@ impl Directory {
         toml::to_string_pretty(self).expect("a directory always serialises")
     }
 
+    /// A short digest of the directory's content: which directory a service has in force.
+    pub fn digest(&self) -> String {
+        hex::encode(&Sha256::digest(self.to_toml().as_bytes())[..8])
+    }
+
     pub fn get(&self, id: &str) -> Option<&Agency> {
         self.by_id.get(id).map(|&i| &self.agencies[i])
     }
 
     pub fn require(&self, id: &str) -> Result<&Agency, IspError> {
         self.get(id).ok_or_else(|| IspError::UnknownAgency(id.to_owned()))
+    }
+
+    /// The directory after `keys` replaced an agency's keys at `at_ms`: its current keys
+    /// become retired ones.
+    pub fn rotated(&self, keys: &AgencyKeys, at_ms: i64) -> Result<Directory, IspError> {
+        let mut agencies = self.agencies.clone();
+        let agency = agencies.iter_mut().find(|a| a.id == keys.agency).ok_or_else(|| IspError::UnknownAgency(keys.agency.clone()))?;
+        agency.retired_keys.push(RetiredKey { age_recipient: agency.age_recipient.clone(), signing_key: agency.signing_key.clone(), retired_at_ms: at_ms });
+        let public = keys.public(&agency.name, agency.role);
+        agency.age_recipient = public.age_recipient;
+        agency.signing_key = public.signing_key;
+        Directory::new(self.partnership.clone(), agencies)
     }
 
     pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Agency> {
@@ -179,6 +231,9 @@ pub struct AgencyKeys {
     pub age_identity: age::x25519::Identity,
     pub signing: SigningKey,
     subject_key: [u8; 32],
+    /// Identities this agency rotated away from, kept so what was sealed to them stays
+    /// readable.
+    pub retired_age_identities: Vec<age::x25519::Identity>,
 }
 
 impl fmt::Debug for AgencyKeys {
@@ -196,6 +251,8 @@ struct KeyFile {
     age_identity: String,
     signing_key: String,
     subject_key: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    retired_age_identities: Vec<String>,
 }
 
 impl AgencyKeys {
@@ -206,7 +263,21 @@ impl AgencyKeys {
             age_identity: age::x25519::Identity::generate(),
             signing: SigningKey::generate(&mut rand::rngs::OsRng),
             subject_key,
+            retired_age_identities: Vec::new(),
         }
+    }
+
+    /// New age and signing keys for the same agency; the old age identity is kept (retired)
+    /// so envelopes sealed to it stay readable.
+    pub fn rotated(&self) -> AgencyKeys {
+        let mut retired = self.retired_age_identities.clone();
+        retired.push(self.age_identity.clone());
+        AgencyKeys { retired_age_identities: retired, ..AgencyKeys::generate(&self.agency, self.subject_key) }
+    }
+
+    /// Every identity that may open a payload sealed to this agency, current first.
+    pub fn age_identities(&self) -> impl Iterator<Item = &age::x25519::Identity> {
+        std::iter::once(&self.age_identity).chain(self.retired_age_identities.iter())
     }
 
     /// A fresh random partnership subject key.
@@ -224,6 +295,7 @@ impl AgencyKeys {
             role,
             age_recipient: self.age_identity.to_public().to_string(),
             signing_key: hex::encode(self.signing.verifying_key().as_bytes()),
+            retired_keys: Vec::new(),
         }
     }
 
@@ -238,6 +310,7 @@ impl AgencyKeys {
             age_identity: self.age_identity.to_string().expose_secret().to_owned(),
             signing_key: hex::encode(self.signing.to_bytes()),
             subject_key: hex::encode(self.subject_key),
+            retired_age_identities: self.retired_age_identities.iter().map(|i| i.to_string().expose_secret().to_owned()).collect(),
         };
         toml::to_string_pretty(&file).expect("a key file always serialises")
     }
@@ -254,7 +327,12 @@ impl AgencyKeys {
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| invalid("bad subject key"))?;
-        Ok(AgencyKeys { agency: file.agency, age_identity, signing: SigningKey::from_bytes(&seed), subject_key })
+        let retired_age_identities = file
+            .retired_age_identities
+            .iter()
+            .map(|i| age::x25519::Identity::from_str(i).map_err(|_| invalid("bad retired age identity")))
+            .collect::<Result<_, _>>()?;
+        Ok(AgencyKeys { agency: file.agency, age_identity, signing: SigningKey::from_bytes(&seed), subject_key, retired_age_identities })
     }
 
     pub fn load(path: &Path) -> Result<AgencyKeys, IspError> {

@@ -51,6 +51,8 @@ pub enum OpenError {
     UnknownSender(String),
     #[error("unknown signing key {key_id:?} for sender {sender:?}")]
     UnknownSigningKey { sender: String, key_id: String },
+    #[error("signed by {sender:?} with key {key_id}, which was retired before this was made")]
+    RetiredKey { sender: String, key_id: String, retired_at_ms: i64 },
     #[error("signature does not verify: the header was altered or not signed by {0:?}")]
     BadSignature(String),
     #[error("addressed to {0:?}, not to this agency")]
@@ -84,6 +86,7 @@ impl OpenError {
             OpenError::Malformed(_) => "malformed",
             OpenError::UnknownSender(_) => "unknown_sender",
             OpenError::UnknownSigningKey { .. } => "unknown_signing_key",
+            OpenError::RetiredKey { .. } => "retired_signing_key",
             OpenError::BadSignature(_) => "bad_signature",
             OpenError::NotAddressedToUs(_) => "not_addressed_to_us",
             OpenError::PayloadDigestMismatch => "payload_digest_mismatch",

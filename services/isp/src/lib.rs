@@ -12,7 +12,8 @@
 //!   that relies on one.
 //! - [`merkle`]: RFC 6962 Merkle tree heads and proofs, and their verification.
 //! - [`checkpoint`]: signed checkpoints (tree size, Merkle root) of the disclosure ledger.
-//! - [`signed_policy`]: the IG signature over the policy file, without which no service runs it.
+//! - [`signed`]: the IG signatures over the policy and directory files, without which no
+//!   service uses them.
 //! - [`seal`]: [`Isp::seal`] (decide, minimise, encode, encrypt, sign) and [`Isp::open`]
 //!   (verify, re-decide, decrypt, decode, check categories), and signed [`proto::v1::Event`]s.
 //!
@@ -28,7 +29,7 @@ pub mod merkle;
 pub mod policy;
 pub mod schema;
 pub mod seal;
-pub mod signed_policy;
+pub mod signed;
 
 pub use directory::{Agency, AgencyKeys, Directory, Role};
 pub use error::{Denial, IspError, OpenError};

@@ -367,8 +367,7 @@ impl Isp {
                 forbidden: undeclarable,
             })));
         }
-        let plaintext = age::decrypt(&self.keys.age_identity, &envelope.sealed_payload)
-            .map_err(|e| fail(OpenError::Decrypt(e.to_string())))?;
+        let plaintext = decrypt(&self.keys, &envelope.sealed_payload).map_err(|e| fail(OpenError::Decrypt(e)))?;
         let payload = Payload::decode(plaintext.as_slice())
             .map_err(|_| fail(OpenError::MalformedPayload(kind::name(header_kind))))?;
         let body = body_kind(&self.schema, &payload).unwrap_or(Kind::Unspecified);
@@ -383,6 +382,16 @@ impl Isp {
     }
 }
 
+/// Decrypts with the agency's current identity or any it rotated away from.
+fn decrypt(keys: &AgencyKeys, ciphertext: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let decryptor = age::Decryptor::new(ciphertext).map_err(|e| e.to_string())?;
+    let mut reader = decryptor.decrypt(keys.age_identities().map(|i| i as &dyn age::Identity)).map_err(|e| e.to_string())?;
+    let mut plaintext = Vec::new();
+    reader.read_to_end(&mut plaintext).map_err(|e| e.to_string())?;
+    Ok(plaintext)
+}
+
 /// Decodes an envelope and verifies its signature and payload digest against the directory,
 /// without decrypting: what the audit service and the recipient both check first.
 pub fn verify_envelope(directory: &Directory, bytes: &[u8]) -> Result<(Header, Envelope), OpenError> {
@@ -392,7 +401,7 @@ pub fn verify_envelope(directory: &Directory, bytes: &[u8]) -> Result<(Header, E
         return Err(OpenError::Malformed("the header lacks an envelope id, sender or recipient".into()));
     }
     let sender = directory.get(&header.sender).ok_or_else(|| OpenError::UnknownSender(header.sender.clone()))?;
-    check_signature(sender, &header.signing_key_id, ENVELOPE_CONTEXT, &envelope.header, &envelope.signature)?;
+    check_signature_at(sender, &header.signing_key_id, header.created_at_ms, ENVELOPE_CONTEXT, &envelope.header, &envelope.signature)?;
     if Sha256::digest(&envelope.sealed_payload).as_slice() != header.payload_digest.as_slice() {
         return Err(OpenError::PayloadDigestMismatch);
     }
@@ -403,7 +412,7 @@ pub fn verify_envelope(directory: &Directory, bytes: &[u8]) -> Result<(Header, E
 pub fn verify_header(directory: &Directory, header_bytes: &[u8], signature: &[u8]) -> Result<Header, OpenError> {
     let header = Header::decode(header_bytes).map_err(|_| OpenError::Malformed("the header is not a hub.v1.Header".into()))?;
     let sender = directory.get(&header.sender).ok_or_else(|| OpenError::UnknownSender(header.sender.clone()))?;
-    check_signature(sender, &header.signing_key_id, ENVELOPE_CONTEXT, header_bytes, signature)?;
+    check_signature_at(sender, &header.signing_key_id, header.created_at_ms, ENVELOPE_CONTEXT, header_bytes, signature)?;
     Ok(header)
 }
 
@@ -412,15 +421,22 @@ pub fn verify_event(directory: &Directory, bytes: &[u8]) -> Result<Event, OpenEr
     let signed = SignedEvent::decode(bytes).map_err(|_| OpenError::Malformed("not a hub.v1.SignedEvent".into()))?;
     let event = Event::decode(signed.event.as_slice()).map_err(|_| OpenError::Malformed("not a hub.v1.Event".into()))?;
     let agency = directory.get(&event.agency).ok_or_else(|| OpenError::UnknownSender(event.agency.clone()))?;
-    check_signature(agency, &signed.signing_key_id, EVENT_CONTEXT, &signed.event, &signed.signature)?;
+    check_signature_at(agency, &signed.signing_key_id, event.occurred_at_ms, EVENT_CONTEXT, &signed.event, &signed.signature)?;
     Ok(event)
 }
 
 pub(crate) fn check_signature(agency: &crate::Agency, key_id: &str, context: &[u8], signed: &[u8], signature: &[u8]) -> Result<(), OpenError> {
-    if key_id != agency.signing_key_id() {
-        return Err(OpenError::UnknownSigningKey { sender: agency.id.clone(), key_id: key_id.to_owned() });
-    }
-    let key = agency.verifying_key().map_err(|_| OpenError::BadSignature(agency.id.clone()))?;
+    check_signature_at(agency, key_id, i64::MAX, context, signed, signature)
+}
+
+/// As [`check_signature`], for something that says it was made at `at_ms`: a retired key of
+/// the agency is accepted only for what was made before its retirement.
+pub(crate) fn check_signature_at(agency: &crate::Agency, key_id: &str, at_ms: i64, context: &[u8], signed: &[u8], signature: &[u8]) -> Result<(), OpenError> {
+    let key = if key_id == agency.signing_key_id() {
+        agency.verifying_key().map_err(|_| OpenError::BadSignature(agency.id.clone()))?
+    } else {
+        agency.verifying_key_at(key_id, at_ms)?
+    };
     let signature = Signature::from_slice(signature).map_err(|_| OpenError::BadSignature(agency.id.clone()))?;
     key.verify_strict(&[context, signed].concat(), &signature)
         .map_err(|_| OpenError::BadSignature(agency.id.clone()))

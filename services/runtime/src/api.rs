@@ -250,7 +250,9 @@ pub fn router(service_routes: Router<Ctx>) -> Router<Ctx> {
 }
 
 async fn health(State(ctx): State<Ctx>) -> Json<Value> {
-    Json(json!({"agency": ctx.agency(), "role": ctx.isp().role, "policy_version": ctx.isp().policy.version, "status": "ok"}))
+    let isp = ctx.isp();
+    Json(json!({"agency": ctx.agency(), "role": isp.role, "policy_version": isp.policy.version, "directory": isp.directory.digest(),
+        "signing_key_id": isp.keys.signing_key_id(), "status": "ok"}))
 }
 
 async fn send(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {

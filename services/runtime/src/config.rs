@@ -89,7 +89,7 @@ impl Config {
     /// Loads the directory, the policy and this agency's keys, and checks they agree.
     pub fn load_isp(&self) -> anyhow::Result<Isp> {
         let schema = Arc::new(Schema::load()?);
-        let directory = Arc::new(Directory::load(&self.directory_path)?);
+        let directory = Arc::new(self.load_signed_directory(None)?.0);
         let policy = Arc::new(self.load_signed_policy(&directory, &schema)?.0);
         let keys = AgencyKeys::load(&self.keys_path)?;
         anyhow::ensure!(keys.agency == self.agency, "the key file {} belongs to {}, not {}", self.keys_path.display(), keys.agency, self.agency);
@@ -97,12 +97,28 @@ impl Config {
     }
 }
 
+/// Where a signed file's signature is: beside it, `.sig` appended.
+pub fn signature_path(file: &Path) -> PathBuf {
+    let mut path = file.to_owned().into_os_string();
+    path.push(".sig");
+    PathBuf::from(path)
+}
+
 impl Config {
-    /// Where the policy's signature is: beside it, `.sig` appended.
     pub fn policy_signature_path(&self) -> PathBuf {
-        let mut path = self.policy_path.clone().into_os_string();
-        path.push(".sig");
-        PathBuf::from(path)
+        signature_path(&self.policy_path)
+    }
+
+    /// Reads the directory and accepts it only if an IG agency of `trusted` (the directory in
+    /// force; None at start-up: the file's own) signed exactly this text.
+    pub fn load_signed_directory(&self, trusted: Option<&Directory>) -> anyhow::Result<(Directory, String)> {
+        let path = &self.directory_path;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading the directory {}", path.display()))?;
+        let directory = Directory::from_toml(&text).with_context(|| format!("refusing the directory {}", path.display()))?;
+        let signature = std::fs::read_to_string(signature_path(path)).ok();
+        isp::signed::verify_directory(&text, signature.as_deref(), trusted.unwrap_or(&directory))
+            .with_context(|| format!("refusing the directory {}", path.display()))?;
+        Ok((directory, text))
     }
 
     /// Reads the policy and its signature and accepts them only if the partnership IG key
@@ -110,7 +126,7 @@ impl Config {
     pub fn load_signed_policy(&self, directory: &Directory, schema: &Schema) -> anyhow::Result<(Policy, String)> {
         let text = std::fs::read_to_string(&self.policy_path).with_context(|| format!("reading the policy {}", self.policy_path.display()))?;
         let signature = std::fs::read_to_string(self.policy_signature_path()).ok();
-        isp::signed_policy::verify(&text, signature.as_deref(), directory)
+        isp::signed::verify(&text, signature.as_deref(), directory)
             .with_context(|| format!("refusing the policy {}", self.policy_path.display()))?;
         let policy = Policy::from_toml(&text, schema).with_context(|| format!("refusing the policy {}", self.policy_path.display()))?;
         Ok((policy, text))

@@ -1,19 +1,23 @@
-//! Picks up a newly signed policy without a restart. Every few seconds the service looks at
-//! the policy file and its signature; when they change, it accepts the new policy only if
-//! the partnership IG key signed exactly that text and it is valid, and swaps it in whole.
-//! Otherwise it says why, once per change, and keeps running on the last good one.
+//! Picks up a newly signed policy or directory without a restart. Every few seconds the
+//! service looks at the policy, the directory, their signatures and its own key file; when
+//! any changed, it accepts the new set only if the directory update is signed by the IG key
+//! of the directory in force, the policy by the IG key of the (new) directory, and its own
+//! keys match the directory; then it swaps the protocol in whole (new disclosures use an
+//! agency's new keys at once). Otherwise it says why, once per change, and keeps running on
+//! the last good set.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use isp::Isp;
+use isp::{AgencyKeys, Isp};
 use tokio_util::sync::CancellationToken;
 
-use crate::Ctx;
+use crate::{Ctx, config::signature_path};
 
 const EVERY: Duration = Duration::from_secs(2);
 
 pub async fn watch_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut seen = fingerprint(&ctx);
+    let mut policy_text = std::fs::read_to_string(&ctx.config.policy_path).unwrap_or_default();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
@@ -24,37 +28,52 @@ pub async fn watch_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Result
             continue;
         }
         seen = now;
-        reload(&ctx);
+        if let Some(text) = reload(&ctx, &policy_text) {
+            policy_text = text;
+        }
     }
 }
 
-/// The policy file and signature as they are on disk (None where unreadable).
-fn fingerprint(ctx: &Ctx) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    (std::fs::read(&ctx.config.policy_path).ok(), std::fs::read(ctx.config.policy_signature_path()).ok())
+fn files(ctx: &Ctx) -> [PathBuf; 5] {
+    let c = &ctx.config;
+    [c.policy_path.clone(), signature_path(&c.policy_path), c.directory_path.clone(), signature_path(&c.directory_path), c.keys_path.clone()]
 }
 
-/// Tries the policy on disk; swaps it in if acceptable. Returns whether it did.
-pub fn reload(ctx: &Ctx) -> bool {
+/// The watched files as they are on disk (None where unreadable).
+fn fingerprint(ctx: &Ctx) -> Vec<Option<Vec<u8>>> {
+    files(ctx).iter().map(|f| std::fs::read(f).ok()).collect()
+}
+
+/// Tries the files on disk; swaps them in if acceptable. Returns the policy text now in force
+/// when it did.
+pub fn reload(ctx: &Ctx, policy_text_in_force: &str) -> Option<String> {
     let current = ctx.isp();
-    match ctx.config.load_signed_policy(&current.directory, &current.schema) {
-        Ok((policy, _)) if policy.version == current.policy.version => {
-            tracing::warn!(policy_version = %policy.version, "the policy file changed but kept its version; a new protocol needs a new version, keeping the one in force");
-            false
+    let keeping = |e: anyhow::Error| {
+        tracing::error!(error = format!("{e:#}"), keeping = %current.policy.version, "the partnership files on disk are not acceptable; keeping the last good ones");
+        None
+    };
+    let directory = match ctx.config.load_signed_directory(Some(&current.directory)) {
+        Ok((d, _)) => Arc::new(d),
+        Err(e) => return keeping(e),
+    };
+    let (policy, text) = match ctx.config.load_signed_policy(&directory, &current.schema) {
+        Ok(p) => p,
+        Err(e) => return keeping(e),
+    };
+    if policy.version == current.policy.version && text != policy_text_in_force {
+        tracing::warn!(policy_version = %policy.version, "the policy text changed but kept its version; a new protocol needs a new version, keeping the one in force");
+        return None;
+    }
+    let keys = match AgencyKeys::load(&ctx.config.keys_path) {
+        Ok(k) => k,
+        Err(e) => return keeping(e.into()),
+    };
+    match Isp::new(keys, directory, Arc::new(policy), current.schema.clone()) {
+        Ok(isp) => {
+            tracing::info!(policy = %isp.policy.version, signing_key = %isp.keys.signing_key_id(), "partnership files in force");
+            ctx.isp_cell.store(Arc::new(isp));
+            Some(text)
         }
-        Ok((policy, _)) => match Isp::new(current.keys.clone(), current.directory.clone(), Arc::new(policy), current.schema.clone()) {
-            Ok(isp) => {
-                tracing::info!(from = %current.policy.version, to = %isp.policy.version, "newly signed policy in force");
-                ctx.isp_cell.store(Arc::new(isp));
-                true
-            }
-            Err(e) => {
-                tracing::error!(error = %e, keeping = %current.policy.version, "the new policy cannot be used; keeping the last good one");
-                false
-            }
-        },
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), keeping = %current.policy.version, "the policy on disk is not acceptable; keeping the last good one");
-            false
-        }
+        Err(e) => keeping(e.into()),
     }
 }

@@ -7,6 +7,7 @@ mod consent;
 mod demo;
 mod envelopes;
 mod faults;
+mod keys;
 mod ledger;
 mod policy;
 mod receipts;

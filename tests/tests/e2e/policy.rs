@@ -37,7 +37,7 @@ async fn only_a_policy_signed_by_the_ig_key_is_taken_up_and_the_ledger_names_its
     let refused = format!("{:#}", config.load_isp().unwrap_err());
     assert!(refused.contains("changed after it was signed"), "{refused}");
     // Signed, but by an agency that is not the IG office.
-    std::fs::write(&sig_path, serde_json::to_string(&isp::signed_policy::sign(&keys("housing-northbridge")?, "2026-12-test.2", &new_text))?)?;
+    std::fs::write(&sig_path, serde_json::to_string(&isp::signed::sign(&keys("housing-northbridge")?, "2026-12-test.2", &new_text))?)?;
     let refused = format!("{:#}", config.load_isp().unwrap_err());
     assert!(refused.contains("not the partnership's IG office"), "{refused}");
     std::fs::remove_file(&sig_path)?;
@@ -47,7 +47,7 @@ async fn only_a_policy_signed_by_the_ig_key_is_taken_up_and_the_ledger_names_its
     assert_eq!(versions(&p).await?, vec![old_version.clone(); 3], "a service took up an unsigned policy");
 
     // Signed by the IG office: every service takes it up, and new disclosures carry it.
-    std::fs::write(&sig_path, serde_json::to_string(&isp::signed_policy::sign(&keys("ig-northbridge")?, "2026-12-test.2", &new_text))?)?;
+    std::fs::write(&sig_path, serde_json::to_string(&isp::signed::sign(&keys("ig-northbridge")?, "2026-12-test.2", &new_text))?)?;
     eventually("every service on the new policy", Duration::from_secs(30), || async {
         Ok((versions(&p).await? == vec!["2026-12-test.2".to_owned(); 3]).then_some(()))
     })
