@@ -97,17 +97,6 @@ pub async fn open_ledger(database_url: &str) -> anyhow::Result<AnyPool> {
     Ok(pool)
 }
 
-/// Reads the directory, accepting it only if an IG agency of `trusted` (None: its own)
-/// signed exactly this text.
-fn load_signed_directory(path: &Path, trusted: Option<&Directory>) -> anyhow::Result<Directory> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading the directory {}", path.display()))?;
-    let directory = Directory::from_toml(&text)?;
-    let signature = std::fs::read_to_string(runtime::config::signature_path(path)).ok();
-    isp::signed::verify_directory(&text, signature.as_deref(), trusted.unwrap_or(&directory))
-        .with_context(|| format!("refusing the directory {}", path.display()))?;
-    Ok(directory)
-}
-
 /// Takes up a signed directory update (an agency rotated its keys), so envelopes signed with
 /// new keys verify; refuses anything the IG key in force did not sign.
 async fn watch_directory(cell: Arc<arc_swap::ArcSwap<Directory>>, path: std::path::PathBuf, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -123,8 +112,8 @@ async fn watch_directory(cell: Arc<arc_swap::ArcSwap<Directory>>, path: std::pat
             continue;
         }
         seen = now;
-        match load_signed_directory(&path, Some(&cell.load())) {
-            Ok(d) => {
+        match runtime::config::load_signed_directory(&path, Some(&cell.load())) {
+            Ok((d, _)) => {
                 tracing::info!("signed directory update in force");
                 cell.store(Arc::new(d));
             }
@@ -141,7 +130,7 @@ struct Ctx {
 }
 
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<runtime::Running> {
-    let directory = Arc::new(load_signed_directory(&config.directory_path, None)?);
+    let directory = Arc::new(runtime::config::load_signed_directory(&config.directory_path, None)?.0);
     let pool = open_ledger(&config.database_url).await?;
     let client = transport::connect(&config.nats_url, "audit").await?;
     let js = async_nats::jetstream::new(client);

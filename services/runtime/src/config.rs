@@ -104,21 +104,25 @@ pub fn signature_path(file: &Path) -> PathBuf {
     PathBuf::from(path)
 }
 
+/// Reads a directory file and accepts it only if an IG agency of `trusted` (the directory in
+/// force; None at start-up: the file's own) signed exactly this text.
+pub fn load_signed_directory(path: &Path, trusted: Option<&Directory>) -> anyhow::Result<(Directory, String)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the directory {}", path.display()))?;
+    let directory = Directory::from_toml(&text).with_context(|| format!("refusing the directory {}", path.display()))?;
+    let signature = std::fs::read_to_string(signature_path(path)).ok();
+    isp::signed::verify_directory(&text, signature.as_deref(), trusted.unwrap_or(&directory))
+        .with_context(|| format!("refusing the directory {}", path.display()))?;
+    Ok((directory, text))
+}
+
 impl Config {
     pub fn policy_signature_path(&self) -> PathBuf {
         signature_path(&self.policy_path)
     }
 
-    /// Reads the directory and accepts it only if an IG agency of `trusted` (the directory in
-    /// force; None at start-up: the file's own) signed exactly this text.
+    /// Reads the directory (see [`load_signed_directory`]).
     pub fn load_signed_directory(&self, trusted: Option<&Directory>) -> anyhow::Result<(Directory, String)> {
-        let path = &self.directory_path;
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading the directory {}", path.display()))?;
-        let directory = Directory::from_toml(&text).with_context(|| format!("refusing the directory {}", path.display()))?;
-        let signature = std::fs::read_to_string(signature_path(path)).ok();
-        isp::signed::verify_directory(&text, signature.as_deref(), trusted.unwrap_or(&directory))
-            .with_context(|| format!("refusing the directory {}", path.display()))?;
-        Ok((directory, text))
+        load_signed_directory(&self.directory_path, trusted)
     }
 
     /// Reads the policy and its signature and accepts them only if the partnership IG key
