@@ -175,3 +175,71 @@ async fn bad_envelopes_are_quarantined_and_logged_on_sqlite() -> anyhow::Result<
 async fn bad_envelopes_are_quarantined_and_logged_on_postgres() -> anyhow::Result<()> {
     bad_envelopes_on(Backend::Postgres).await
 }
+
+/// A hand-built envelope from housing to the perpetrator pathway that declares only allowed
+/// categories in its signed header but carries the survivor's address and phone inside:
+/// caught on open, quarantined as a violation, in the ledger as one, never stored; the
+/// address is nowhere in the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_smuggled_survivor_address_is_caught_as_a_violation() -> anyhow::Result<()> {
+    use proto::v1::PerpetratorReferral;
+    use sha2::Digest as _;
+    const PATHWAY: &str = "perpetrator-pathways";
+    const ADDRESS: &str = "9 Smuggled Close, Northbridge";
+    let p = Partnership::start(Backend::Sqlite).await?;
+    let isp = runtime::Config::embedded(p.data(), HOUSING, &p.hub.nats_url).load_isp()?;
+    let referral = |survivor: Person| Outgoing {
+        recipient: PATHWAY.into(),
+        kind: Kind::PerpetratorReferral,
+        purpose: "perpetrator-intervention".into(),
+        lawful_basis: "cda-1998-s115".into(),
+        consent: None,
+        risk: RiskLevel::High,
+        subject_ref: String::new(),
+        case_ref: "HSG-S-1".into(),
+        in_reply_to: String::new(),
+        justification: None,
+        payload: Payload {
+            body: Some(Body::PerpetratorReferral(PerpetratorReferral {
+                perpetrator: Some(Person { full_name: "Synthetic Harmer".into(), ..Default::default() }),
+                survivor: Some(survivor),
+                ..Default::default()
+            })),
+        },
+    };
+    // The honest envelope (no address) gives a header that declares allowed categories only.
+    let honest = isp.seal(&referral(Person { full_name: "Synthetic Survivor".into(), ..Default::default() }), None)?;
+    assert!(!honest.header.data_categories.iter().any(|c| c.contains("address")));
+    // The same header over a payload that carries the address and phone, re-signed by housing.
+    let smuggled = Payload {
+        body: referral(Person { full_name: "Synthetic Survivor".into(), address: ADDRESS.into(), phone: "07700 900555".into(), ..Default::default() }).payload.body,
+    }
+    .encode_to_vec();
+    let recipient = isp.directory.get(PATHWAY).unwrap().recipient()?;
+    let sealed_payload = age::encrypt(&recipient, &smuggled)?;
+    let mut header = honest.header.clone();
+    header.envelope_id = uuid::Uuid::now_v7().to_string();
+    header.payload_digest = sha2::Sha256::digest(&sealed_payload).to_vec();
+    let header_bytes = header.encode_to_vec();
+    let signature = isp.keys.signing.sign(&[isp::seal::ENVELOPE_CONTEXT, &header_bytes].concat());
+    let envelope = Envelope { header: header_bytes, sealed_payload, signature: signature.to_bytes().to_vec() }.encode_to_vec();
+    let js = async_nats::jetstream::new(async_nats::connect(&p.hub.nats_url).await?);
+    publish(&js, transport::message_subject(HOUSING, PATHWAY, Kind::PerpetratorReferral), &header.envelope_id, envelope).await?;
+
+    let q = eventually("the violation quarantined", Duration::from_secs(30), || async {
+        Ok(p.get(PATHWAY, "/quarantine").await?.as_array().and_then(|q| q.first().cloned()))
+    })
+    .await?;
+    assert_eq!(q["reason"], "undeclared_categories");
+    assert_eq!(q["violation"], true);
+    assert!(!q.to_string().contains(ADDRESS), "the refusal repeats the smuggled address: {q}");
+    assert_eq!(p.get(PATHWAY, "/inbox").await?, serde_json::json!([]), "the smuggled referral was stored");
+    let entry = eventually("the violation in the ledger", Duration::from_secs(30), || async {
+        Ok(p.ledger().await?.into_iter().find(|e| e["entry_type"] == "violation"))
+    })
+    .await?;
+    assert_eq!((entry["sender"].as_str(), entry["recipient"].as_str(), entry["reason"].as_str()), (Some(HOUSING), Some(PATHWAY), Some("undeclared_categories")));
+    assert!(entry["categories"].as_str().unwrap().split(',').all(|c| !c.contains("address")), "{entry}");
+    assert!(!entry.to_string().contains(ADDRESS));
+    Ok(())
+}
