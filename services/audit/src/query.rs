@@ -4,7 +4,7 @@
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
-use sqlx::AnyPool;
+use sqlx::{AnyPool, Row as _};
 
 use crate::ledger::{COLUMNS, Entry, from_row};
 
@@ -44,6 +44,41 @@ enum Bind {
 }
 
 pub async fn run(pool: &AnyPool, filter: &Filter) -> anyhow::Result<Vec<Entry>> {
+    let rows = rows(pool, filter, COLUMNS).await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
+/// The facts a report counts, without the signed records and hashes (a fraction of a row).
+pub const SUMMARY_COLUMNS: &str =
+    "seq, entry_type, entry_id, sender, recipient, kind, lawful_basis, consent_id, consent_state, rule, reason, without_consent, in_reply_to, occurred_at_ms";
+
+/// Entries with only [`SUMMARY_COLUMNS`] filled in.
+pub async fn run_summary(pool: &AnyPool, filter: &Filter) -> anyhow::Result<Vec<Entry>> {
+    let rows = rows(pool, filter, SUMMARY_COLUMNS).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Entry {
+                seq: r.try_get("seq")?,
+                entry_type: r.try_get("entry_type")?,
+                entry_id: r.try_get("entry_id")?,
+                sender: r.try_get("sender")?,
+                recipient: r.try_get("recipient")?,
+                kind: r.try_get("kind")?,
+                lawful_basis: r.try_get("lawful_basis")?,
+                consent_id: r.try_get("consent_id")?,
+                consent_state: r.try_get("consent_state")?,
+                rule: r.try_get("rule")?,
+                reason: r.try_get("reason")?,
+                without_consent: r.try_get::<i64, _>("without_consent")? != 0,
+                in_reply_to: r.try_get("in_reply_to")?,
+                occurred_at_ms: r.try_get("occurred_at_ms")?,
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+async fn rows(pool: &AnyPool, filter: &Filter, columns: &str) -> anyhow::Result<Vec<sqlx::any::AnyRow>> {
     let mut clauses: Vec<String> = Vec::new();
     let mut binds: Vec<Bind> = Vec::new();
     let mut add = |clause: &str, bind: Bind| {
@@ -75,7 +110,7 @@ pub async fn run(pool: &AnyPool, filter: &Filter) -> anyhow::Result<Vec<Entry>> 
     if let Some(day) = &filter.until {
         add("occurred_at_ms < ?", Bind::Int(day_start_ms(day)? + 86_400_000));
     }
-    let mut sql = format!("SELECT {COLUMNS} FROM ledger");
+    let mut sql = format!("SELECT {columns} FROM ledger");
     if !clauses.is_empty() {
         sql.push_str(" WHERE ");
         sql.push_str(&clauses.join(" AND "));
@@ -93,8 +128,7 @@ pub async fn run(pool: &AnyPool, filter: &Filter) -> anyhow::Result<Vec<Entry>> 
             Bind::Int(i) => q.bind(i),
         };
     }
-    let rows = q.fetch_all(pool).await?;
-    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    Ok(q.fetch_all(pool).await?)
 }
 
 const CSV_HEADER: [&str; 20] = [

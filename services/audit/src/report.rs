@@ -43,9 +43,9 @@ pub struct Report {
 
 /// Builds the report of entries that occurred from `since` to `until` (inclusive days, UTC).
 pub async fn build(pool: &AnyPool, since: &str, until: &str, sla_hours: f64, now_ms: i64) -> anyhow::Result<Report> {
-    let entries = query::run(pool, &Filter { since: Some(since.into()), until: Some(until.into()), ..Default::default() }).await?;
+    let entries = query::run_summary(pool, &Filter { since: Some(since.into()), until: Some(until.into()), ..Default::default() }).await?;
     // Acknowledgements may come after the period ends: read them from the period's start on.
-    let acks = query::run(pool, &Filter { since: Some(since.into()), kind: Some("referral.ack".into()), ..Default::default() }).await?;
+    let acks = query::run_summary(pool, &Filter { since: Some(since.into()), kind: Some("referral.ack".into()), ..Default::default() }).await?;
     Ok(summarise(&entries, &acks, since, until, sla_hours, now_ms))
 }
 
