@@ -15,6 +15,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Measure sealed end-to-end throughput and latency against raw JetStream and the crypto
+    /// limit, in one run, on a fresh local JetStream (SQLite, or PostgreSQL with DATABASE_URL).
+    Bench(hub::bench::BenchArgs),
+    /// Run one service of a partnership as its own process (NATS_URL required).
+    Serve {
+        /// An agency id of the directory, or `audit`.
+        #[arg(long)]
+        agency: String,
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
+    },
     /// Manage agencies' keys.
     Keys {
         #[command(subcommand)]
@@ -163,6 +174,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit { command } => hub::audit_cli::run(command, env_options).await,
+        Command::Bench(args) => {
+            runtime::telemetry::init_with_default("warn");
+            hub::bench::run(args, env_options(PathBuf::new()).database_url).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { agency, data } => {
+            runtime::telemetry::init();
+            hub::bench::serve_one(&agency, data).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys { command: KeysCommand::Rotate { agency, data } } => {
             let (old, new) = hub::partnership::rotate(&data, &agency)?;
             println!("{agency}: signing key {} retired, {} in force; the directory update is signed; services take it up within seconds", old.signing_key_id(), new.signing_key_id());

@@ -1,0 +1,421 @@
+//! `hub bench`: sealed end-to-end throughput and latency against raw JetStream and the
+//! crypto limit, in one run, on a fresh local JetStream and fresh SQLite databases (or
+//! PostgreSQL with DATABASE_URL).
+//!
+//! 1. raw: the same payloads published to and pull-consumed from a JetStream stream, acks
+//!    in flight, no ISP, no crypto, no database;
+//! 2. crypto limit: seal (policy, minimise, encrypt, sign) and open (verify, decrypt,
+//!    decode) plus the audit's verify of the same payloads, in-process on every core;
+//! 3. hub: the whole path across K sending agency services and the IDVA service, each its own
+//!    process (`hub serve`), with the audit service: HTTP send, policy, consent check,
+//!    minimise, seal, outbox, publish, consume, verify, open, inbox commit, ack, ledger.
+//!
+//! Latency is from the send call (or, under `--rate`, from the scheduled send time, so
+//! queueing is not hidden) to the recipient's inbox commit (`received_at_ms`, ms precision).
+//! Figures, never assertions: the targets are reported, not enforced.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use futures::StreamExt as _;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::{io::AsyncBufReadExt as _, process::{Child, Command}};
+
+use crate::{local, nats::NatsChild, partnership};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Disclosures (and raw messages) per phase.
+    #[arg(long, default_value_t = 5000)]
+    pub messages: usize,
+    /// Sending agency services (1 to 5), all sending to the IDVA service.
+    #[arg(long, default_value_t = 4)]
+    pub agencies: usize,
+    /// Bytes of free text in each referral.
+    #[arg(long, default_value_t = 2048)]
+    pub payload: usize,
+    /// Offered disclosures per second, open loop; without it, as fast as 64 concurrent sends go.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+const RECIPIENT: &str = "idva-northbridge";
+const SENDERS: [&str; 5] = ["housing-northbridge", "riverside-homes", "marac-northbridge", "reciprocals-scheme", "perpetrator-pathways"];
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub messages: usize,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Peak RSS (VmHWM) in MB per process.
+    pub peak_rss_mb: BTreeMap<String, f64>,
+}
+
+fn percentiles(mut ms: Vec<f64>) -> (f64, f64, f64, f64) {
+    if ms.is_empty() {
+        return (0.0, 0.0, 0.0, 0.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() as f64 * q).ceil() as usize).clamp(1, ms.len()) - 1];
+    (at(0.50), at(0.95), at(0.99), *ms.last().unwrap())
+}
+
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn filler(bytes: usize) -> String {
+    "Synthetic bench narrative. ".repeat(bytes / 27 + 1)[..bytes].to_owned()
+}
+
+pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=SENDERS.len()).contains(&args.agencies), "--agencies must be 1 to {}", SENDERS.len());
+    anyhow::ensure!(args.messages > 0, "--messages must be positive");
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::Builder::new().prefix("hub-bench").tempdir()?;
+    let data = dir.path().to_owned();
+    partnership::ensure_demo(&data)?;
+    let mut nats = NatsChild::start(&data.join("nats")).await?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if !args.json {
+        println!(
+            "hub bench: {} messages of {} bytes, {} sending agencies -> {RECIPIENT}, {}; {cores} cores; storage {}",
+            args.messages,
+            args.payload,
+            args.agencies,
+            args.rate.map_or("closed loop (64 in flight)".to_owned(), |r| format!("offered {r}/s open loop")),
+            if database_url.is_some() { "PostgreSQL" } else { "SQLite" }
+        );
+    }
+    let raw = raw_phase(&nats.url, &args).await.context("raw JetStream phase")?;
+    let crypto = crypto_phase(&data, &args).context("crypto phase")?;
+    let prefix = format!("hub_bench_{:08x}", rand::random::<u32>());
+    let hub = hub_phase(&data, &nats.url, database_url.as_deref(), &prefix, &args).await;
+    if let Some(server) = &database_url {
+        drop_databases(server, &prefix).await;
+    }
+    nats.stop().await?;
+    let hub = hub.context("hub phase")?;
+    report(&args, &raw, &crypto, &hub)
+}
+
+fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow::Result<()> {
+    let hub_raw = hub.per_second / raw.per_second.max(1e-9);
+    let hub_crypto = hub.per_second / crypto.per_second.max(1e-9);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"args": {"messages": args.messages, "agencies": args.agencies, "payload": args.payload, "rate": args.rate},
+            "raw": raw, "crypto_limit": crypto, "hub": hub, "hub_over_raw": hub_raw, "hub_over_crypto_limit": hub_crypto}))?);
+        return Ok(());
+    }
+    println!("\n{:<14} {:>12} {:>9} {:>9} {:>9} {:>9}   peak RSS", "phase", "messages/s", "p50 ms", "p95 ms", "p99 ms", "max ms");
+    for p in [raw, crypto, hub] {
+        let rss = p.peak_rss_mb.iter().map(|(k, v)| format!("{k} {v:.1} MB")).collect::<Vec<_>>().join(", ");
+        println!("{:<14} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2}   {rss}", p.name, p.per_second, p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms);
+    }
+    println!("\nhub / raw JetStream:   {:.1} %", hub_raw * 100.0);
+    println!("hub / crypto limit:    {:.1} %   (target >= 70 %)", hub_crypto * 100.0);
+    if args.rate.is_some() {
+        println!("hub p99 at the offered rate: {:.2} ms   (target < 20 ms at 500/s)", hub.p99_ms);
+    }
+    let worst = hub.peak_rss_mb.iter().filter(|(k, _)| *k != "audit").map(|(_, v)| *v).fold(0.0, f64::max);
+    println!("largest agency service peak RSS: {worst:.1} MB   (target < 40 MB)");
+    Ok(())
+}
+
+/// Publishes N payloads with acks in flight while a pull consumer acks them as they come.
+async fn raw_phase(url: &str, args: &BenchArgs) -> anyhow::Result<Phase> {
+    use async_nats::jetstream::{self, consumer::pull, stream};
+    let js = jetstream::new(async_nats::connect(url).await?);
+    let stream = js
+        .get_or_create_stream(stream::Config { name: "BENCH_RAW".into(), subjects: vec!["bench.raw".into()], storage: stream::StorageType::File, ..Default::default() })
+        .await?;
+    let consumer = stream
+        .get_or_create_consumer("bench", pull::Config { durable_name: Some("bench".into()), ack_policy: jetstream::consumer::AckPolicy::Explicit, ..Default::default() })
+        .await?;
+    let n = args.messages;
+    let body = filler(args.payload);
+    let reader = tokio::spawn(async move {
+        let mut latencies = Vec::with_capacity(n);
+        let mut messages = consumer.messages().await?;
+        while latencies.len() < n {
+            let m = messages.next().await.context("the consumer ended")??;
+            let sent: u128 = std::str::from_utf8(&m.payload[..20]).ok().and_then(|s| s.trim().parse().ok()).unwrap_or_default();
+            latencies.push((now_us() - sent) as f64 / 1000.0);
+            m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        anyhow::Ok(latencies)
+    });
+    let start = Instant::now();
+    let mut acks = futures::stream::FuturesUnordered::new();
+    for _ in 0..n {
+        let payload = format!("{:>20}{body}", now_us());
+        acks.push(std::future::IntoFuture::into_future(js.publish("bench.raw", payload.into()).await?));
+        while acks.len() >= 256 {
+            acks.next().await.transpose()?;
+        }
+    }
+    while let Some(ack) = acks.next().await {
+        ack?;
+    }
+    let latencies = reader.await??;
+    let elapsed = start.elapsed();
+    let (p50, p95, p99, max) = percentiles(latencies);
+    Ok(Phase { name: "raw JetStream".into(), messages: n, per_second: n as f64 / elapsed.as_secs_f64(), p50_ms: p50, p95_ms: p95, p99_ms: p99, max_ms: max, ..Default::default() })
+}
+
+fn now_us() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or_default()
+}
+
+/// Seal at the sender, open at the recipient and verify at audit, for every payload, on
+/// every core at once. The consent check is left out (it is a lookup, not crypto).
+fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
+    use proto::v1::{IdvaReferral, Payload, Person, RiskLevel, payload::Body};
+    let sender = Arc::new(runtime::Config::embedded(data, SENDERS[0], "").load_isp()?);
+    let recipient = Arc::new(runtime::Config::embedded(data, RECIPIENT, "").load_isp()?);
+    // The crypto limit is measured without a consent record: a "high risk, without consent"
+    // referral to the IDVA needs none and seals and opens exactly the same way.
+    let out = isp::Outgoing {
+        recipient: RECIPIENT.into(),
+        kind: isp::Kind::IdvaReferral,
+        purpose: "safeguarding".into(),
+        lawful_basis: "uk-gdpr-9-2-g-dpa-s1-p18".into(),
+        consent: None,
+        risk: RiskLevel::High,
+        subject_ref: String::new(),
+        case_ref: "BENCH".into(),
+        in_reply_to: String::new(),
+        justification: Some(isp::seal::Justification { officer: "bench".into(), rationale_code: "asking-would-increase-risk".into(), rationale: "bench".into() }),
+        payload: Payload {
+            body: Some(Body::IdvaReferral(IdvaReferral {
+                survivor: Some(Person { full_name: "Synthetic Bench Person".into(), date_of_birth: "1990-01-01".into(), ..Default::default() }),
+                reason: filler(args.payload),
+                survivor_aware: true,
+                ..Default::default()
+            })),
+        },
+    };
+    sender.seal(&out, None).context("the bench referral does not seal")?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_core = args.messages.div_ceil(cores);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..cores)
+            .map(|_| {
+                let (sender, recipient, out) = (sender.clone(), recipient.clone(), out.clone());
+                scope.spawn(move || -> anyhow::Result<Vec<f64>> {
+                    let mut latencies = Vec::with_capacity(per_core);
+                    for _ in 0..per_core {
+                        let t = Instant::now();
+                        let sealed = sender.seal(&out, None)?;
+                        recipient.open(&sealed.envelope).map_err(|(_, e)| anyhow::anyhow!("{e}"))?;
+                        isp::seal::verify_envelope(&recipient.directory, &sealed.envelope)?;
+                        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    Ok(latencies)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.join().map_err(|_| anyhow::anyhow!("a crypto thread panicked"))??);
+        }
+        let elapsed = start.elapsed();
+        let (p50, p95, p99, max) = percentiles(all.clone());
+        Ok(Phase {
+            name: "crypto limit".into(),
+            messages: all.len(),
+            per_second: all.len() as f64 / elapsed.as_secs_f64(),
+            p50_ms: p50,
+            p95_ms: p95,
+            p99_ms: p99,
+            max_ms: max,
+            ..Default::default()
+        })
+    })
+}
+
+/// One service of the partnership as its own process (`hub serve`).
+struct Served {
+    name: String,
+    child: Child,
+    url: String,
+}
+
+async fn serve(name: &str, data: &Path, nats_url: &str, database_url: Option<&str>, prefix: &str) -> anyhow::Result<Served> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args(["serve", "--agency", name, "--data"]).arg(data).env("NATS_URL", nats_url).env("RUST_LOG", "warn").env("DATABASE_PREFIX", prefix);
+    match database_url {
+        Some(url) => command.env("DATABASE_URL", url),
+        None => command.env_remove("DATABASE_URL"),
+    };
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true).spawn()?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.context("the service did not start")??.context("the service exited")?;
+    let url = line.strip_prefix("listening ").with_context(|| format!("unexpected first line from {name}: {line}"))?.to_owned();
+    Ok(Served { name: name.to_owned(), child, url })
+}
+
+async fn hub_phase(data: &Path, nats_url: &str, database_url: Option<&str>, prefix: &str, args: &BenchArgs) -> anyhow::Result<Phase> {
+    let http = reqwest::Client::new();
+    let mut services = vec![serve("audit", data, nats_url, database_url, prefix).await?, serve(RECIPIENT, data, nats_url, database_url, prefix).await?];
+    let senders: Vec<&str> = SENDERS[..args.agencies].to_vec();
+    for s in &senders {
+        services.push(serve(s, data, nats_url, database_url, prefix).await?);
+    }
+    let url_of = |name: &str| services.iter().find(|s| s.name == name).map(|s| s.url.clone()).unwrap();
+    // Each sender records the (synthetic) survivor's consent to the IDVA referral.
+    let subject = json!({"full_name": "Synthetic Bench Person", "date_of_birth": "1990-01-01"});
+    for s in &senders {
+        let (status, v) = post(&http, &format!("{}/consents", url_of(s)), &json!({"consent_id": "bench-consent", "state": "given", "recorded_by": "bench",
+            "subject": subject, "scope": {"roles": ["idva"], "purposes": ["safeguarding"]}})).await?;
+        anyhow::ensure!(status == 201, "recording consent at {s}: {v}");
+    }
+    let body = |n: usize| {
+        json!({"to": RECIPIENT, "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a", "consent": {"id": "bench-consent", "state": "given"},
+            "risk": "medium", "subject": subject, "case_ref": format!("BENCH-{n}"),
+            "payload": {"idvaReferral": {"survivor": {"fullName": "Synthetic Bench Person", "dateOfBirth": "1990-01-01"}, "reason": filler(args.payload), "survivorAware": true}}})
+    };
+    let n = args.messages;
+    let start = Instant::now();
+    let start_ms = isp::now_ms() as f64;
+    // (envelope id, send time in ms since the epoch: the scheduled time under --rate)
+    let sends: Vec<anyhow::Result<(String, f64)>> = futures::stream::iter(0..n)
+        .map(|i| {
+            let (http, url, body) = (http.clone(), url_of(senders[i % senders.len()]), body(i));
+            let scheduled = args.rate.map(|r| start + Duration::from_secs_f64(i as f64 / r));
+            async move {
+                if let Some(at) = scheduled {
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                let sent_ms = match scheduled {
+                    Some(at) => start_ms + at.duration_since(start).as_secs_f64() * 1000.0,
+                    None => isp::now_ms() as f64,
+                };
+                let (status, v) = post(&http, &format!("{url}/disclosures"), &body).await?;
+                anyhow::ensure!(status == 201, "send refused: {v}");
+                Ok((v["envelope_id"].as_str().unwrap_or_default().to_owned(), sent_ms))
+            }
+        })
+        .buffer_unordered(if args.rate.is_some() { 1024 } else { 64 })
+        .collect()
+        .await;
+    let sends: BTreeMap<String, f64> = sends.into_iter().collect::<anyhow::Result<_>>()?;
+    // Wait for every one in the IDVA's inbox and in the ledger.
+    let idva_db = local::database_url(&bench_options(data, database_url, prefix), RECIPIENT).await?;
+    let audit_db = local::database_url(&bench_options(data, database_url, prefix), "audit").await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let received: Vec<(String, i64)> = loop {
+        let rows = read_received(&idva_db).await?;
+        if rows.len() >= n {
+            break rows;
+        }
+        if Instant::now() > deadline {
+            bail!("only {} of {n} disclosures reached the IDVA's inbox", rows.len());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let delivered = start.elapsed();
+    loop {
+        if count_ledger(&audit_db).await? >= 2 * n as i64 {
+            break; // each referral and its delivered receipt
+        }
+        if Instant::now() > deadline {
+            bail!("the ledger never caught up");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let latencies: Vec<f64> = received.iter().filter_map(|(id, at)| sends.get(id).map(|sent| (*at as f64 - sent).max(0.0))).collect();
+    let (p50, p95, p99, max) = percentiles(latencies);
+    let mut rss = BTreeMap::new();
+    for s in &mut services {
+        if let Some(pid) = s.child.id() {
+            rss.insert(s.name.clone(), peak_rss_mb(pid).unwrap_or_default());
+        }
+        let _ = s.child.kill().await;
+    }
+    Ok(Phase { name: "hub".into(), messages: n, per_second: n as f64 / delivered.as_secs_f64(), p50_ms: p50, p95_ms: p95, p99_ms: p99, max_ms: max, peak_rss_mb: rss })
+}
+
+fn bench_options(data: &Path, database_url: Option<&str>, prefix: &str) -> local::Options {
+    local::Options { data: data.to_owned(), database_url: database_url.map(str::to_owned), database_prefix: Some(prefix.to_owned()), ..Default::default() }
+}
+
+async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    let response = http.post(url).json(body).send().await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+async fn read_received(url: &str) -> anyhow::Result<Vec<(String, i64)>> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT envelope_id, received_at_ms FROM inbox WHERE kind = 'housing.idva_referral'").fetch_all(&mut conn).await?;
+    conn.close().await?;
+    Ok(rows)
+}
+
+async fn count_ledger(url: &str) -> anyhow::Result<i64> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ledger WHERE entry_type = 'disclosure'").fetch_one(&mut conn).await?;
+    conn.close().await?;
+    Ok(n)
+}
+
+async fn drop_databases(server: &str, prefix: &str) {
+    use sqlx::{Connection as _, Executor as _, Row as _};
+    let Ok(mut conn) = sqlx::AnyConnection::connect(server).await else { return };
+    let Ok(rows) = sqlx::query("SELECT datname::text AS datname FROM pg_database WHERE datname LIKE $1").bind(format!("{prefix}\\_%")).fetch_all(&mut conn).await else { return };
+    for r in rows {
+        if let Ok(name) = r.try_get::<String, _>("datname") {
+            let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+        }
+    }
+}
+
+/// `hub serve`: one service of a partnership as its own process (what `hub bench` runs, and
+/// what an agency runs in production). Prints `listening http://ADDR` once ready; stops on
+/// SIGTERM or Ctrl-C.
+pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
+    let mut options = bench_options(&data, std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()).as_deref(), "hub");
+    options.database_prefix = std::env::var("DATABASE_PREFIX").ok().filter(|v| !v.is_empty());
+    let nats_url = std::env::var("NATS_URL").context("hub serve needs NATS_URL")?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = if agency == "audit" {
+        let mut config = audit::Config::embedded(&data, &nats_url);
+        config.database_url = local::database_url(&options, "audit").await?;
+        audit::start(config, shutdown.clone()).await?
+    } else {
+        let directory = isp::Directory::load(&partnership::directory_path(&data))?;
+        let role = directory.require(agency)?.role;
+        let mut config = runtime::Config::embedded(&data, agency, &nats_url);
+        config.database_url = local::database_url(&options, agency).await?;
+        local::start_agency(role, config, shutdown.clone()).await?
+    };
+    println!("listening http://{}", running.addr);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        r = running.task => { r??; }
+    }
+    shutdown.cancel();
+    Ok(())
+}
