@@ -29,20 +29,36 @@ pub async fn consume_loop<A: Agency>(ctx: Ctx, consumer: PullConsumer, agency: A
             .messages()
             .await;
         match messages {
-            Ok(mut messages) => loop {
-                let next = tokio::select! {
-                    next = messages.next() => next,
-                    _ = shutdown.cancelled() => return Ok(()),
-                };
-                match next {
-                    Some(Ok(message)) => handle(&ctx, &*agency, message).await,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "consumer stream interrupted; resubscribing");
+            // What has arrived together is handled together (one inbox transaction).
+            Ok(messages) => {
+                let mut batches = messages.ready_chunks(64);
+                loop {
+                    let next = tokio::select! {
+                        next = batches.next() => next,
+                        _ = shutdown.cancelled() => return Ok(()),
+                    };
+                    let Some(batch) = next else { break };
+                    let mut good = Vec::with_capacity(batch.len());
+                    let mut interrupted = false;
+                    for item in batch {
+                        match item {
+                            Ok(message) => good.push(message),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "consumer stream interrupted; resubscribing");
+                                interrupted = true;
+                            }
+                        }
+                    }
+                    match good.len() {
+                        0 => {}
+                        1 => handle(&ctx, &*agency, good.pop().expect("one")).await,
+                        _ => receive_batch(&ctx, &*agency, good).await,
+                    }
+                    if interrupted {
                         break;
                     }
-                    None => break,
                 }
-            },
+            }
             Err(e) => tracing::warn!(error = %e, "cannot pull from the consumer; retrying"),
         }
         tokio::select! {
@@ -73,9 +89,17 @@ async fn handle<A: Agency>(ctx: &Ctx, agency: &A, message: Message) {
     }
 }
 
-/// Handles one delivery. Ok means it is durably dealt with (stored, quarantined, or already
-/// done under this stream sequence) and may be acked.
-pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8], seq: u64, delivered: i64) -> anyhow::Result<()> {
+/// What the checks before storing found for one delivery.
+enum Prepared {
+    /// Handled already (a redelivery) or refused and quarantined: ack it.
+    Done,
+    /// Verified, opened and allowed: store it.
+    Store(Box<Opened>),
+}
+
+/// Everything before the inbox transaction: redelivery, verify and open, routing, consent,
+/// replay. A refusal is quarantined here (its own transaction).
+async fn prepare(ctx: &Ctx, subject: &str, body: &[u8], seq: u64) -> anyhow::Result<Prepared> {
     let seen: Option<(i64,)> = sqlx::query_as(
         "SELECT 1 FROM inbox WHERE stream_seq = $1 UNION ALL SELECT 1 FROM quarantine WHERE stream_seq = $1",
     )
@@ -84,16 +108,19 @@ pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8
     .await?;
     if seen.is_some() {
         tracing::debug!(stream_seq = seq, "redelivery of a message already handled");
-        return Ok(());
+        return Ok(Prepared::Done);
     }
+    let refuse = |header: Option<Header>, error: OpenError| async move {
+        quarantine(ctx, subject, body, seq, header.as_ref(), &error).await.map(|()| Prepared::Done)
+    };
     let opened = match ctx.isp().open(body) {
         Ok(opened) => opened,
-        Err((header, error)) => return quarantine(ctx, subject, body, seq, header.as_ref(), &error).await,
+        Err((header, error)) => return refuse(header, error).await,
     };
     let h = &opened.header;
     if transport::parse_message_subject(subject) != Some((h.sender.as_str(), h.recipient.as_str())) {
         let error = OpenError::Misrouted(format!("the subject does not name {} -> {}", h.sender, h.recipient));
-        return quarantine(ctx, subject, body, seq, Some(h), &error).await;
+        return refuse(Some(h.clone()), error).await;
     }
     // Consent is re-checked against the record as it is now: a withdrawal since the send
     // stops the disclosure here too. Expiry is judged at the envelope's creation. A bucket
@@ -101,7 +128,7 @@ pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8
     if h.consent.as_ref().is_some_and(|c| !c.consent_id.is_empty() || c.state() == proto::v1::ConsentState::Given) {
         let record = ctx.consent_for(h.consent.as_ref()).await?;
         if let Err(denial) = ctx.isp().recheck_consent(h, record.as_ref(), h.created_at_ms) {
-            return quarantine(ctx, subject, body, seq, Some(h), &OpenError::Consent(denial)).await;
+            return refuse(Some(h.clone()), OpenError::Consent(denial)).await;
         }
     }
     let existing: Option<(i64,)> = sqlx::query_as("SELECT stream_seq FROM inbox WHERE envelope_id = $1")
@@ -109,26 +136,100 @@ pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8
         .fetch_optional(&ctx.pool)
         .await?;
     if existing.is_some() {
-        return quarantine(ctx, subject, body, seq, Some(h), &OpenError::Replayed(h.envelope_id.clone())).await;
+        return refuse(Some(h.clone()), OpenError::Replayed(h.envelope_id.clone())).await;
     }
-    let mut tx = ctx.pool.begin().await?;
-    store(&mut tx, &opened, body, seq).await?;
-    crate::receipts::apply(&mut tx, &opened).await?;
-    crate::receipts::apply_revocation(ctx, &mut tx, &opened).await?;
-    if acknowledgeable(kind::name(opened.header.kind())) {
-        crate::receipts::auto_receipt(ctx, &mut tx, &opened, proto::v1::AckStatus::Received).await?;
+    Ok(Prepared::Store(Box::new(opened)))
+}
+
+/// The inbox transaction's work for one opened envelope: the row, receipts, revocation and
+/// the service's domain change.
+async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::Tx, opened: &Opened, body: &[u8], seq: u64, delivered: i64) -> anyhow::Result<()> {
+    let h = &opened.header;
+    store(tx, opened, body, seq).await?;
+    crate::receipts::apply(tx, opened).await?;
+    crate::receipts::apply_revocation(ctx, tx, opened).await?;
+    if acknowledgeable(kind::name(h.kind())) {
+        crate::receipts::auto_receipt(ctx, tx, opened, proto::v1::AckStatus::Received).await?;
     }
     if delivered <= MAX_DOMAIN_ATTEMPTS {
-        agency.on_receive(ctx, &mut tx, &opened).await.context("the service's handling of the message")?;
+        agency.on_receive(ctx, tx, opened).await.context("the service's handling of the message")?;
     } else {
         tracing::error!(envelope_id = %h.envelope_id, stream_seq = seq, delivered,
             "domain handling failed repeatedly; storing the envelope without it");
     }
-    tx.commit().await?;
-    ctx.outbox_ready.notify_one();
+    Ok(())
+}
+
+fn stored(opened: &Opened) {
+    let h = &opened.header;
     tracing::info!(envelope_id = %h.envelope_id, kind = kind::name(h.kind()), sender = %h.sender,
         subject_ref = %h.subject_ref, rule = %h.policy_rule, "envelope received and stored");
+}
+
+/// Handles one delivery. Ok means it is durably dealt with (stored, quarantined, or already
+/// done under this stream sequence) and may be acked.
+pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8], seq: u64, delivered: i64) -> anyhow::Result<()> {
+    let Prepared::Store(opened) = prepare(ctx, subject, body, seq).await? else { return Ok(()) };
+    let mut tx = ctx.pool.begin().await?;
+    store_in(ctx, agency, &mut tx, &opened, body, seq, delivered).await?;
+    tx.commit().await?;
+    ctx.outbox_ready.notify_one();
+    stored(&opened);
     Ok(())
+}
+
+/// Handles the deliveries that arrived together in one inbox transaction (one commit instead
+/// of one each). If the batch cannot be stored whole (a replay inside it, a domain failure,
+/// storage), nothing of it is committed and each is handled on its own, so every one still
+/// gets its own verdict.
+async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, messages: Vec<Message>) {
+    let mut ready = Vec::with_capacity(messages.len());
+    for message in messages {
+        let Ok(info) = message.info().map(|i| (i.stream_sequence, i.delivered)) else {
+            tracing::error!("message without JetStream metadata; leaving it for redelivery");
+            continue;
+        };
+        match prepare(ctx, message.subject.as_str(), &message.payload, info.0).await {
+            Ok(Prepared::Done) => ack(&message, info.0).await,
+            Ok(Prepared::Store(opened)) => ready.push((message, info, opened)),
+            Err(e) => {
+                tracing::error!(stream_seq = info.0, error = %e, "could not check a received message; it will be redelivered");
+                let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            }
+        }
+    }
+    if ready.is_empty() {
+        return;
+    }
+    let together = async {
+        let mut tx = ctx.pool.begin().await?;
+        for (message, (seq, delivered), opened) in &ready {
+            store_in(ctx, agency, &mut tx, opened, &message.payload, *seq, *delivered).await?;
+        }
+        tx.commit().await?;
+        anyhow::Ok(())
+    };
+    match together.await {
+        Ok(()) => {
+            ctx.outbox_ready.notify_one();
+            for (message, (seq, _), opened) in &ready {
+                stored(opened);
+                ack(message, *seq).await;
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, messages = ready.len(), "the batch could not be stored whole; one at a time");
+            for (message, _, _) in ready {
+                handle(ctx, agency, message).await;
+            }
+        }
+    }
+}
+
+async fn ack(message: &Message, seq: u64) {
+    if let Err(e) = message.ack().await {
+        tracing::warn!(stream_seq = seq, error = %e, "ack failed; the message will be redelivered and recognised");
+    }
 }
 
 async fn store(tx: &mut crate::Tx, opened: &Opened, body: &[u8], seq: u64) -> Result<(), sqlx::Error> {

@@ -247,18 +247,21 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<usize> {
         }
     }
     let now = isp::now_ms();
+    // Two statements for the whole batch, not two per row: each statement is a round trip to
+    // the database (for SQLite, a hop to its worker thread and back).
     let mut tx = ctx.pool.begin().await?;
-    for id in &published {
-        sqlx::query("UPDATE outbox SET published_at_ms = $1, attempts = attempts + 1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE sent SET status = 'published', updated_at_ms = $1 WHERE envelope_id = $2 AND status = 'queued'")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+    for chunk in published.chunks(200) {
+        let list = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        for sql in [
+            format!("UPDATE outbox SET published_at_ms = $1, attempts = attempts + 1 WHERE id IN ({list})"),
+            format!("UPDATE sent SET status = 'published', updated_at_ms = $1 WHERE status = 'queued' AND envelope_id IN ({list})"),
+        ] {
+            let mut q = sqlx::query(&sql).bind(now);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&mut *tx).await?;
+        }
     }
     tx.commit().await?;
     match failure {
