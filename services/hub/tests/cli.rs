@@ -143,3 +143,19 @@ fn policy_check_accepts_the_shipped_policy_and_names_what_is_wrong_in_a_bad_one(
     assert!(!out.status.success(), "a policy naming an unknown role passed the check");
     assert!(text(&out.stderr).contains("idvaa"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn bench_runs_every_phase_and_reports_figures() {
+    let out = hub(&["bench", "--messages", "60", "--agencies", "2", "--payload", "512", "--json"], "warn");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("hub bench --json prints JSON");
+    for phase in ["raw", "crypto_limit", "hub"] {
+        assert!(report[phase]["per_second"].as_f64().unwrap() > 0.0, "{phase}: {report}");
+        assert!(report[phase]["messages"].as_u64().unwrap() >= 60, "{phase}: {report}");
+    }
+    let rss = report["hub"]["peak_rss_mb"].as_object().unwrap();
+    for service in ["audit", "idva-northbridge", "housing-northbridge", "riverside-homes"] {
+        assert!(rss[service].as_f64().unwrap() > 1.0, "no RSS figure for {service}: {report}");
+    }
+    assert!(report["hub_over_crypto_limit"].as_f64().unwrap() > 0.0);
+}

@@ -184,12 +184,27 @@ pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8
 /// gets its own verdict.
 async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, messages: Vec<Message>) {
     let mut ready = Vec::with_capacity(messages.len());
-    for message in messages {
-        let Ok(info) = message.info().map(|i| (i.stream_sequence, i.delivered)) else {
-            tracing::error!("message without JetStream metadata; leaving it for redelivery");
-            continue;
-        };
-        match prepare(ctx, message.subject.as_str(), &message.payload, info.0).await {
+    // The checks (a consent lookup on the broker, the crypto, reads) of the batch overlap;
+    // their outcomes are taken in stream order.
+    let checked: Vec<_> = futures::stream::iter(messages.into_iter().filter_map(|message| {
+        let info = message.info().map(|i| (i.stream_sequence, i.delivered));
+        match info {
+            Ok(info) => Some((message, info)),
+            Err(_) => {
+                tracing::error!("message without JetStream metadata; leaving it for redelivery");
+                None
+            }
+        }
+    }))
+    .map(|(message, info)| async move {
+        let outcome = prepare(ctx, message.subject.as_str(), &message.payload, info.0).await;
+        (message, info, outcome)
+    })
+    .buffered(16)
+    .collect()
+    .await;
+    for (message, info, outcome) in checked {
+        match outcome {
             Ok(Prepared::Done) => ack(&message, info.0).await,
             Ok(Prepared::Store(opened)) => ready.push((message, info, opened)),
             Err(e) => {

@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use anyhow::Context as _;
 use async_nats::jetstream::message::PublishMessage as Publish;
 use isp::{Denial, IspError, Outgoing, kind, policy};
@@ -211,11 +212,15 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<usize> {
     let mut acks = Vec::with_capacity(rows.len());
     // Rows dealt with outside the batch of acks: stopped disclosures and consent writes.
     let mut stopped = 0;
-    for row in &rows {
-        let id: String = row.try_get("id")?;
-        let subject: String = row.try_get("subject")?;
-        let body: Vec<u8> = row.try_get("body")?;
-        if let Some(denial) = consent_lapsed(ctx, &subject, &body).await? {
+    // The consent re-checks (a lookup on the broker each) overlap; publishing stays in order.
+    let rows: Vec<(String, String, Vec<u8>)> = rows
+        .iter()
+        .map(|row| Ok::<_, sqlx::Error>((row.try_get("id")?, row.try_get("subject")?, row.try_get("body")?)))
+        .collect::<Result<_, _>>()?;
+    let checks: Vec<_> = rows.iter().map(|(_, subject, body)| consent_lapsed(ctx, subject, body)).collect();
+    let lapsed: Vec<anyhow::Result<Option<Denial>>> = futures::stream::iter(checks).buffered(32).collect().await;
+    for ((id, subject, body), lapsed) in rows.into_iter().zip(lapsed) {
+        if let Some(denial) = lapsed? {
             stop(ctx, &id, &body, &denial).await?;
             stopped += 1;
             continue;
