@@ -62,6 +62,8 @@ pub struct Phase {
     pub max_ms: f64,
     /// Peak RSS (VmHWM) in MB per process.
     pub peak_rss_mb: BTreeMap<String, f64>,
+    /// For the hub: how fast the senders' APIs accepted the sends (before delivery).
+    pub accepted_per_second: Option<f64>,
 }
 
 fn percentiles(mut ms: Vec<f64>) -> (f64, f64, f64, f64) {
@@ -126,6 +128,9 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
     for p in [raw, crypto, hub] {
         let rss = p.peak_rss_mb.iter().map(|(k, v)| format!("{k} {v:.1} MB")).collect::<Vec<_>>().join(", ");
         println!("{:<14} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2}   {rss}", p.name, p.per_second, p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms);
+    }
+    if let Some(a) = hub.accepted_per_second {
+        println!("\nthe senders' APIs accepted {a:.0} sends/s; delivery to the inbox ran at {:.0}/s", hub.per_second);
     }
     println!("\nhub / raw JetStream:   {:.1} %", hub_raw * 100.0);
     println!("hub / crypto limit:    {:.1} %   (target >= 70 %)", hub_crypto * 100.0);
@@ -317,6 +322,7 @@ async fn hub_phase(data: &Path, nats_url: &str, database_url: Option<&str>, pref
         .collect()
         .await;
     let sends: BTreeMap<String, f64> = sends.into_iter().collect::<anyhow::Result<_>>()?;
+    let accepted = n as f64 / start.elapsed().as_secs_f64();
     // Wait for every one in the IDVA's inbox and in the ledger.
     let idva_db = local::database_url(&bench_options(data, database_url, prefix), RECIPIENT).await?;
     let audit_db = local::database_url(&bench_options(data, database_url, prefix), "audit").await?;
@@ -350,7 +356,17 @@ async fn hub_phase(data: &Path, nats_url: &str, database_url: Option<&str>, pref
         }
         let _ = s.child.kill().await;
     }
-    Ok(Phase { name: "hub".into(), messages: n, per_second: n as f64 / delivered.as_secs_f64(), p50_ms: p50, p95_ms: p95, p99_ms: p99, max_ms: max, peak_rss_mb: rss })
+    Ok(Phase {
+        name: "hub".into(),
+        messages: n,
+        per_second: n as f64 / delivered.as_secs_f64(),
+        p50_ms: p50,
+        p95_ms: p95,
+        p99_ms: p99,
+        max_ms: max,
+        peak_rss_mb: rss,
+        accepted_per_second: Some(accepted),
+    })
 }
 
 fn bench_options(data: &Path, database_url: Option<&str>, prefix: &str) -> local::Options {
