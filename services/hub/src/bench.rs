@@ -64,6 +64,9 @@ pub struct Phase {
     pub peak_rss_mb: BTreeMap<String, f64>,
     /// For the hub: how fast the senders' APIs accepted the sends (before delivery).
     pub accepted_per_second: Option<f64>,
+    /// For the hub: CPU seconds (user + system) each process used during the phase,
+    /// nats-server and the bench's own HTTP client included: where the time goes.
+    pub cpu_seconds: BTreeMap<String, f64>,
 }
 
 fn percentiles(mut ms: Vec<f64>) -> (f64, f64, f64, f64) {
@@ -79,6 +82,17 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // /proc counts in USER_HZ, which Linux fixes at 100 for user space.
+    Some(ticks / 100.0)
 }
 
 fn filler(bytes: usize) -> String {
@@ -107,7 +121,7 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
     let raw = raw_phase(&nats.url, &args).await.context("raw JetStream phase")?;
     let crypto = crypto_phase(&data, &args).context("crypto phase")?;
     let prefix = format!("hub_bench_{:08x}", rand::random::<u32>());
-    let hub = hub_phase(&data, &nats.url, database_url.as_deref(), &prefix, &args).await;
+    let hub = hub_phase(&data, &nats, database_url.as_deref(), &prefix, &args).await;
     if let Some(server) = &database_url {
         drop_databases(server, &prefix).await;
     }
@@ -128,6 +142,11 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
     for p in [raw, crypto, hub] {
         let rss = p.peak_rss_mb.iter().map(|(k, v)| format!("{k} {v:.1} MB")).collect::<Vec<_>>().join(", ");
         println!("{:<14} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2}   {rss}", p.name, p.per_second, p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms);
+    }
+    if !hub.cpu_seconds.is_empty() {
+        let total: f64 = hub.cpu_seconds.values().sum();
+        let each = hub.cpu_seconds.iter().map(|(k, v)| format!("{k} {v:.1}")).collect::<Vec<_>>().join(", ");
+        println!("\nCPU seconds during the hub phase: {total:.1} in all ({:.2} ms per disclosure): {each}", total * 1000.0 / hub.messages as f64);
     }
     if let Some(a) = hub.accepted_per_second {
         println!("\nthe senders' APIs accepted {a:.0} sends/s; delivery to the inbox ran at {:.0}/s", hub.per_second);
@@ -277,7 +296,8 @@ async fn serve(name: &str, data: &Path, nats_url: &str, database_url: Option<&st
     Ok(Served { name: name.to_owned(), child, url })
 }
 
-async fn hub_phase(data: &Path, nats_url: &str, database_url: Option<&str>, prefix: &str, args: &BenchArgs) -> anyhow::Result<Phase> {
+async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, prefix: &str, args: &BenchArgs) -> anyhow::Result<Phase> {
+    let nats_url = nats.url.as_str();
     let http = reqwest::Client::new();
     let mut services = vec![serve("audit", data, nats_url, database_url, prefix).await?, serve(RECIPIENT, data, nats_url, database_url, prefix).await?];
     let senders: Vec<&str> = SENDERS[..args.agencies].to_vec();
@@ -298,6 +318,13 @@ async fn hub_phase(data: &Path, nats_url: &str, database_url: Option<&str>, pref
             "payload": {"idvaReferral": {"survivor": {"fullName": "Synthetic Bench Person", "dateOfBirth": "1990-01-01"}, "reason": filler(args.payload), "survivorAware": true}}})
     };
     let n = args.messages;
+    let pids: Vec<(String, u32)> = services
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), s.child.id()?)))
+        .chain(nats.pid().map(|p| ("nats-server".to_owned(), p)))
+        .chain([("bench client".to_owned(), std::process::id())])
+        .collect();
+    let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid).unwrap_or_default()).collect();
     let start = Instant::now();
     let start_ms = isp::now_ms() as f64;
     // (envelope id, send time in ms since the epoch: the scheduled time under --rate)
@@ -347,6 +374,7 @@ async fn hub_phase(data: &Path, nats_url: &str, database_url: Option<&str>, pref
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let cpu_seconds = pids.iter().zip(cpu_before).map(|((name, pid), before)| (name.clone(), cpu_seconds(*pid).unwrap_or_default() - before)).collect();
     let latencies: Vec<f64> = received.iter().filter_map(|(id, at)| sends.get(id).map(|sent| (*at as f64 - sent).max(0.0))).collect();
     let (p50, p95, p99, max) = percentiles(latencies);
     let mut rss = BTreeMap::new();
@@ -366,6 +394,7 @@ async fn hub_phase(data: &Path, nats_url: &str, database_url: Option<&str>, pref
         max_ms: max,
         peak_rss_mb: rss,
         accepted_per_second: Some(accepted),
+        cpu_seconds,
     })
 }
 

@@ -97,6 +97,11 @@ impl NatsChild {
         }
     }
 
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Stops the server (as an outage would), keeping its store and port.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         self.child.kill().await?;

@@ -14,7 +14,11 @@
 //! HTTP: `POST /consents` records one, `GET /consents/{id}[?recorded_by=AGENCY]` reads one,
 //! `POST /consents/{id}/withdraw` withdraws one of this agency's own.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use async_nats::jetstream::stream::DirectGetErrorKind;
@@ -97,6 +101,30 @@ impl Ctx {
             Some(t) if !t.consent_id.is_empty() => self.consent_record_in(tx, &t.recorded_by, &t.consent_id).await,
             _ => Ok(None),
         }
+    }
+}
+
+/// Consent records read once per batch: the sends, publishes or deliveries handled together
+/// that rely on one record look it up once, while the batch is handled (so a withdrawal is
+/// seen exactly as promptly as with a lookup each), instead of once each. Concurrent asks for
+/// the same record wait for the one lookup.
+#[derive(Default)]
+pub struct ConsentReads {
+    cells: Mutex<HashMap<(String, String), Arc<tokio::sync::OnceCell<Option<Verified>>>>>,
+}
+
+impl ConsentReads {
+    /// As [`Ctx::consent_for`], each record read at most once in the life of `self`.
+    pub async fn get(&self, ctx: &Ctx, tag: Option<&ConsentTag>) -> anyhow::Result<Option<Verified>> {
+        let Some(tag) = tag.filter(|t| !t.consent_id.is_empty()) else { return Ok(None) };
+        let cell = self
+            .cells
+            .lock()
+            .expect("the consent reads lock is never poisoned")
+            .entry((tag.recorded_by.clone(), tag.consent_id.clone()))
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| ctx.consent_record(&tag.recorded_by, &tag.consent_id)).await.cloned()
     }
 }
 

@@ -3,17 +3,18 @@
 //! -> commit -> ack. A refused envelope is quarantined and its refusal queued for the ledger
 //! in one transaction, then acked. A storage failure acks nothing: the broker redelivers.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use async_nats::jetstream::{AckKind, consumer::PullConsumer, message::Message};
 use futures::StreamExt;
 use isp::{Kind, OpenError, Opened, kind, policy};
-use proto::v1::{EventKind, Header, RiskLevel};
+use prost::Message as _;
+use proto::v1::{Envelope, EventKind, Header, RiskLevel};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Agency, Ctx, outbox, transport};
+use crate::{Agency, Ctx, consent::ConsentReads, outbox, transport};
 
 /// After this many deliveries, a message whose domain handling keeps failing is stored in
 /// the inbox without the domain change (and the failure logged), rather than retried forever.
@@ -97,16 +98,60 @@ enum Prepared {
     Store(Box<Opened>),
 }
 
+/// What the inbox already holds of a batch of deliveries, read in two statements for the
+/// whole batch rather than two for each.
+#[derive(Default)]
+struct Known {
+    /// Stream sequences already stored or quarantined (redeliveries).
+    seqs: HashSet<u64>,
+    /// Envelope ids already stored (replays).
+    envelope_ids: HashSet<String>,
+}
+
+impl Known {
+    async fn read(ctx: &Ctx, deliveries: &[(u64, &[u8])]) -> Result<Known, sqlx::Error> {
+        let mut known = Known::default();
+        if deliveries.is_empty() {
+            return Ok(known);
+        }
+        let list = |n: usize| (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("SELECT stream_seq FROM inbox WHERE stream_seq IN ({0}) UNION ALL SELECT stream_seq FROM quarantine WHERE stream_seq IN ({0})", list(deliveries.len()));
+        let mut query = sqlx::query_as::<_, (i64,)>(&sql);
+        for (seq, _) in deliveries {
+            query = query.bind(*seq as i64);
+        }
+        known.seqs = query.fetch_all(&ctx.pool).await?.into_iter().map(|(s,)| s as u64).collect();
+        // The envelope ids the headers claim (an envelope that does not decode is refused
+        // when opened, and needs none).
+        let ids: Vec<String> = deliveries
+            .iter()
+            .filter_map(|(_, body)| Envelope::decode(*body).ok().and_then(|e| Header::decode(e.header.as_slice()).ok()).map(|h| h.envelope_id))
+            .collect();
+        if !ids.is_empty() {
+            let sql = format!("SELECT envelope_id FROM inbox WHERE envelope_id IN ({})", list(ids.len()));
+            let mut query = sqlx::query_as::<_, (String,)>(&sql);
+            for id in &ids {
+                query = query.bind(id);
+            }
+            known.envelope_ids = query.fetch_all(&ctx.pool).await?.into_iter().map(|(id,)| id).collect();
+        }
+        Ok(known)
+    }
+}
+
 /// Everything before the inbox transaction: redelivery, verify and open, routing, consent,
-/// replay. A refusal is quarantined here (its own transaction).
-async fn prepare(ctx: &Ctx, subject: &str, body: &[u8], seq: u64) -> anyhow::Result<Prepared> {
-    let seen: Option<(i64,)> = sqlx::query_as(
-        "SELECT 1 FROM inbox WHERE stream_seq = $1 UNION ALL SELECT 1 FROM quarantine WHERE stream_seq = $1",
-    )
-    .bind(seq as i64)
-    .fetch_optional(&ctx.pool)
-    .await?;
-    if seen.is_some() {
+/// replay. A refusal is quarantined here (its own transaction). `known` is what a batch's
+/// reads found; without it (one delivery alone) the inbox is asked here.
+async fn prepare(ctx: &Ctx, reads: &ConsentReads, known: Option<&Known>, subject: &str, body: &[u8], seq: u64) -> anyhow::Result<Prepared> {
+    let seen = match known {
+        Some(known) => known.seqs.contains(&seq),
+        None => sqlx::query_as::<_, (i64,)>("SELECT 1 FROM inbox WHERE stream_seq = $1 UNION ALL SELECT 1 FROM quarantine WHERE stream_seq = $1")
+            .bind(seq as i64)
+            .fetch_optional(&ctx.pool)
+            .await?
+            .is_some(),
+    };
+    if seen {
         tracing::debug!(stream_seq = seq, "redelivery of a message already handled");
         return Ok(Prepared::Done);
     }
@@ -126,16 +171,20 @@ async fn prepare(ctx: &Ctx, subject: &str, body: &[u8], seq: u64) -> anyhow::Res
     // stops the disclosure here too. Expiry is judged at the envelope's creation. A bucket
     // that cannot be read is transient (redelivered), never a pass.
     if h.consent.as_ref().is_some_and(|c| !c.consent_id.is_empty() || c.state() == proto::v1::ConsentState::Given) {
-        let record = ctx.consent_for(h.consent.as_ref()).await?;
+        let record = reads.get(ctx, h.consent.as_ref()).await?;
         if let Err(denial) = ctx.isp().recheck_consent(h, record.as_ref(), h.created_at_ms) {
             return refuse(Some(h.clone()), OpenError::Consent(denial)).await;
         }
     }
-    let existing: Option<(i64,)> = sqlx::query_as("SELECT stream_seq FROM inbox WHERE envelope_id = $1")
-        .bind(&h.envelope_id)
-        .fetch_optional(&ctx.pool)
-        .await?;
-    if existing.is_some() {
+    let existing = match known {
+        Some(known) => known.envelope_ids.contains(&h.envelope_id),
+        None => sqlx::query_as::<_, (i64,)>("SELECT stream_seq FROM inbox WHERE envelope_id = $1")
+            .bind(&h.envelope_id)
+            .fetch_optional(&ctx.pool)
+            .await?
+            .is_some(),
+    };
+    if existing {
         return refuse(Some(h.clone()), OpenError::Replayed(h.envelope_id.clone())).await;
     }
     Ok(Prepared::Store(Box::new(opened)))
@@ -169,7 +218,7 @@ fn stored(opened: &Opened) {
 /// Handles one delivery. Ok means it is durably dealt with (stored, quarantined, or already
 /// done under this stream sequence) and may be acked.
 pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8], seq: u64, delivered: i64) -> anyhow::Result<()> {
-    let Prepared::Store(opened) = prepare(ctx, subject, body, seq).await? else { return Ok(()) };
+    let Prepared::Store(opened) = prepare(ctx, &ConsentReads::default(), None, subject, body, seq).await? else { return Ok(()) };
     let mut tx = ctx.pool.begin().await?;
     store_in(ctx, agency, &mut tx, &opened, body, seq, delivered).await?;
     tx.commit().await?;
@@ -184,25 +233,42 @@ pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8
 /// gets its own verdict.
 async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, messages: Vec<Message>) {
     let mut ready = Vec::with_capacity(messages.len());
-    // The checks (a consent lookup on the broker, the crypto, reads) of the batch overlap;
-    // their outcomes are taken in stream order.
-    let checked: Vec<_> = futures::stream::iter(messages.into_iter().filter_map(|message| {
-        let info = message.info().map(|i| (i.stream_sequence, i.delivered));
-        match info {
-            Ok(info) => Some((message, info)),
+    let messages: Vec<_> = messages
+        .into_iter()
+        .filter_map(|message| match message.info() {
+            Ok(info) => {
+                let info = (info.stream_sequence, info.delivered);
+                Some((message, info))
+            }
             Err(_) => {
                 tracing::error!("message without JetStream metadata; leaving it for redelivery");
                 None
             }
+        })
+        .collect();
+    let deliveries: Vec<(u64, &[u8])> = messages.iter().map(|(m, (seq, _))| (*seq, m.payload.as_ref())).collect();
+    let known = match Known::read(ctx, &deliveries).await {
+        Ok(known) => known,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the inbox; the batch will be redelivered");
+            for (message, _) in &messages {
+                let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            }
+            return;
         }
-    }))
-    .map(|(message, info)| async move {
-        let outcome = prepare(ctx, message.subject.as_str(), &message.payload, info.0).await;
-        (message, info, outcome)
-    })
-    .buffered(16)
-    .collect()
-    .await;
+    };
+    // The checks (the crypto, a consent lookup on the broker for each record the batch relies
+    // on) overlap; their outcomes are taken in stream order.
+    let reads = ConsentReads::default();
+    let (reads, known) = (&reads, &known);
+    let checked: Vec<_> = futures::stream::iter(messages)
+        .map(|(message, info)| async move {
+            let outcome = prepare(ctx, reads, Some(known), message.subject.as_str(), &message.payload, info.0).await;
+            (message, info, outcome)
+        })
+        .buffered(16)
+        .collect()
+        .await;
     for (message, info, outcome) in checked {
         match outcome {
             Ok(Prepared::Done) => ack(&message, info.0).await,

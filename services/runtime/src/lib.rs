@@ -52,6 +52,8 @@ pub struct Ctx {
     pub config: Arc<Config>,
     /// Wakes the outbox publisher after a commit.
     pub outbox_ready: Arc<Notify>,
+    /// Sends waiting to be sealed and queued together ([`Ctx::send`]).
+    sends: tokio::sync::mpsc::Sender<outbox::Pending>,
 }
 
 impl Ctx {
@@ -114,7 +116,16 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
     let jetstream = async_nats::jetstream::new(client);
     transport::ensure_stream(&jetstream).await?;
     let (_, consent_stream) = transport::ensure_consent_bucket(&jetstream).await?;
-    let ctx = Ctx { pool, isp_cell: Arc::new(arc_swap::ArcSwap::new(isp)), jetstream, consent_stream, config: Arc::new(config), outbox_ready: Arc::new(Notify::new()) };
+    let (sends, pending) = tokio::sync::mpsc::channel(1024);
+    let ctx = Ctx {
+        pool,
+        isp_cell: Arc::new(arc_swap::ArcSwap::new(isp)),
+        jetstream,
+        consent_stream,
+        config: Arc::new(config),
+        outbox_ready: Arc::new(Notify::new()),
+        sends,
+    };
     let agency = Arc::new(agency);
     let router = api::router(agency.routes().merge(witness::routes())).with_state(ctx.clone());
     let listener = tokio::net::TcpListener::bind(&ctx.config.http_addr)
@@ -126,6 +137,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
 
     let task = tokio::spawn(async move {
         let mut tasks = JoinSet::new();
+        tasks.spawn(outbox::send_loop(ctx.clone(), pending, shutdown.clone()));
         tasks.spawn(outbox::publish_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(witness::watch_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(policy_watch::watch_loop(ctx.clone(), shutdown.clone()));

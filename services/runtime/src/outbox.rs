@@ -19,9 +19,10 @@ use prost::Message as _;
 use proto::v1::{Envelope, EventKind, Header};
 use serde::Serialize;
 use sqlx::Row;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Ctx, Tx, transport};
+use crate::{Ctx, Tx, consent::ConsentReads, transport};
 
 /// What the sender learns of an allowed disclosure.
 #[derive(Debug, Clone, Serialize)]
@@ -55,9 +56,30 @@ fn consent_state_name(out: &Outgoing) -> &'static str {
     policy::consent_name(out.consent.as_ref().map(|c| c.state()).unwrap_or_default())
 }
 
+/// A send waiting for the sender task, with where its answer goes.
+pub(crate) type Pending = (Outgoing, oneshot::Sender<Result<SendOutcome, SendError>>);
+
+/// How many waiting sends one transaction takes at most.
+const SEND_BATCH: usize = 64;
+
 impl Ctx {
-    /// Seals and queues one disclosure in its own transaction.
+    /// Seals and queues one disclosure. Sends that arrive while others are being written go
+    /// together: their consent records are read once each, they are sealed outside the
+    /// transaction, and one commit keeps them all; each still gets its own answer. If the
+    /// batch cannot be written whole, each is sent again on its own.
     pub async fn send(&self, out: &Outgoing) -> Result<SendOutcome, SendError> {
+        let (reply, answer) = oneshot::channel();
+        if self.sends.send((out.clone(), reply)).await.is_ok() {
+            if let Ok(result) = answer.await {
+                return result;
+            }
+        }
+        // The sender task has stopped (the service is shutting down): send it alone.
+        self.send_alone(out).await
+    }
+
+    /// Seals and queues one disclosure in its own transaction.
+    pub async fn send_alone(&self, out: &Outgoing) -> Result<SendOutcome, SendError> {
         let mut tx = self.pool.begin().await?;
         let result = self.send_in(&mut tx, out).await;
         if matches!(result, Ok(_) | Err(SendError::Denied { .. })) {
@@ -71,9 +93,16 @@ impl Ctx {
     /// only if the caller's change commits. A denial queues the near-miss event instead and
     /// returns `SendError::Denied`; commit the transaction to keep that record.
     pub async fn send_in(&self, tx: &mut Tx, out: &Outgoing) -> Result<SendOutcome, SendError> {
-        let now = isp::now_ms();
         let consent = self.consent_for_in(Some(&mut *tx), out.consent.as_ref()).await.map_err(|e| SendError::ConsentUnavailable(format!("{e:#}")))?;
-        match self.isp().seal(out, consent.as_ref()) {
+        let sealed = self.isp().seal(out, consent.as_ref());
+        self.queue_in(tx, out, sealed).await
+    }
+
+    /// Writes what sealing decided: the envelope to the outbox and the `sent` row, or the
+    /// near miss of a denial.
+    async fn queue_in(&self, tx: &mut Tx, out: &Outgoing, sealed: Result<isp::Sealed, IspError>) -> Result<SendOutcome, SendError> {
+        let now = isp::now_ms();
+        match sealed {
             Ok(sealed) => {
                 let h = &sealed.header;
                 let subject = transport::message_subject(&h.sender, &h.recipient, out.kind);
@@ -108,6 +137,70 @@ impl Ctx {
                 Err(SendError::Denied { denial, near_miss_id: event.event_id })
             }
             Err(other) => Err(SendError::Refused(other)),
+        }
+    }
+}
+
+/// Takes the sends of [`Ctx::send`] in batches until shutdown.
+pub async fn send_loop(ctx: Ctx, mut pending: mpsc::Receiver<Pending>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut batch = Vec::with_capacity(SEND_BATCH);
+    loop {
+        let taken = tokio::select! {
+            taken = pending.recv_many(&mut batch, SEND_BATCH) => taken,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        if taken == 0 {
+            return Ok(());
+        }
+        send_batch(&ctx, std::mem::take(&mut batch)).await;
+    }
+}
+
+async fn send_batch(ctx: &Ctx, batch: Vec<Pending>) {
+    // Consent first, outside the transaction (the publisher checks it again before anything
+    // leaves); then the crypto, so the connection is held only for the writes.
+    let reads = ConsentReads::default();
+    let consents = futures::future::join_all(batch.iter().map(|(out, _)| reads.get(ctx, out.consent.as_ref()))).await;
+    let isp = ctx.isp();
+    let mut ready = Vec::with_capacity(batch.len());
+    for ((out, reply), consent) in batch.into_iter().zip(consents) {
+        match consent {
+            Ok(consent) => {
+                let sealed = isp.seal(&out, consent.as_ref());
+                ready.push((out, reply, Some(sealed)));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(SendError::ConsentUnavailable(format!("{e:#}"))));
+            }
+        }
+    }
+    if ready.is_empty() {
+        return;
+    }
+    let together = async {
+        let mut tx = ctx.pool.begin().await?;
+        let mut results = Vec::with_capacity(ready.len());
+        for (out, _, sealed) in &mut ready {
+            match ctx.queue_in(&mut tx, out, sealed.take().expect("sealed once")).await {
+                Err(SendError::Storage(e)) => return Err(e),
+                other => results.push(other),
+            }
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(results)
+    };
+    match together.await {
+        Ok(results) => {
+            ctx.outbox_ready.notify_one();
+            for ((_, reply, _), result) in ready.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, sends = ready.len(), "a batch of sends could not be written whole; one at a time");
+            for (out, reply, _) in ready {
+                let _ = reply.send(ctx.send_alone(&out).await);
+            }
         }
     }
 }
@@ -217,7 +310,8 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<usize> {
         .iter()
         .map(|row| Ok::<_, sqlx::Error>((row.try_get("id")?, row.try_get("subject")?, row.try_get("body")?)))
         .collect::<Result<_, _>>()?;
-    let checks: Vec<_> = rows.iter().map(|(_, subject, body)| consent_lapsed(ctx, subject, body)).collect();
+    let reads = ConsentReads::default();
+    let checks: Vec<_> = rows.iter().map(|(_, subject, body)| consent_lapsed(ctx, &reads, subject, body)).collect();
     let lapsed: Vec<anyhow::Result<Option<Denial>>> = futures::stream::iter(checks).buffered(32).collect().await;
     for ((id, subject, body), lapsed) in rows.into_iter().zip(lapsed) {
         if let Some(denial) = lapsed? {
@@ -282,7 +376,7 @@ pub(crate) async fn mark_published(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
 
 /// Whether the consent a queued disclosure relies on has stopped holding since it was sealed.
 /// Events and disclosures that rely on no consent record pass.
-async fn consent_lapsed(ctx: &Ctx, subject: &str, body: &[u8]) -> anyhow::Result<Option<Denial>> {
+async fn consent_lapsed(ctx: &Ctx, reads: &ConsentReads, subject: &str, body: &[u8]) -> anyhow::Result<Option<Denial>> {
     if transport::parse_message_subject(subject).is_none() {
         return Ok(None);
     }
@@ -290,7 +384,7 @@ async fn consent_lapsed(ctx: &Ctx, subject: &str, body: &[u8]) -> anyhow::Result
     if header.consent.as_ref().is_none_or(|c| c.consent_id.is_empty()) {
         return Ok(None);
     }
-    let record = ctx.consent_for(header.consent.as_ref()).await?;
+    let record = reads.get(ctx, header.consent.as_ref()).await?;
     Ok(ctx.isp().recheck_consent(&header, record.as_ref(), isp::now_ms()).err())
 }
 
