@@ -2,6 +2,7 @@
 //! started per test on a free port with a temp store, and SQLite files or fresh PostgreSQL
 //! databases (see the `tests` crate's harness).
 
+mod batching;
 mod confidentiality;
 mod consent;
 mod demo;
