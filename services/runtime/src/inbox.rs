@@ -109,49 +109,50 @@ struct Known {
 }
 
 impl Known {
+    /// One statement for the whole batch (each statement is a hop to the database).
     async fn read(ctx: &Ctx, deliveries: &[(u64, &[u8])]) -> Result<Known, sqlx::Error> {
         let mut known = Known::default();
         if deliveries.is_empty() {
             return Ok(known);
         }
-        let list = |n: usize| (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-        let sql = format!("SELECT stream_seq FROM inbox WHERE stream_seq IN ({0}) UNION ALL SELECT stream_seq FROM quarantine WHERE stream_seq IN ({0})", list(deliveries.len()));
-        let mut query = sqlx::query_as::<_, (i64,)>(&sql);
-        for (seq, _) in deliveries {
-            query = query.bind(*seq as i64);
-        }
-        known.seqs = query.fetch_all(&ctx.pool).await?.into_iter().map(|(s,)| s as u64).collect();
         // The envelope ids the headers claim (an envelope that does not decode is refused
         // when opened, and needs none).
         let ids: Vec<String> = deliveries
             .iter()
             .filter_map(|(_, body)| Envelope::decode(*body).ok().and_then(|e| Header::decode(e.header.as_slice()).ok()).map(|h| h.envelope_id))
             .collect();
+        let seqs = (1..=deliveries.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let mut sql = format!(
+            "SELECT stream_seq, '' AS envelope_id FROM inbox WHERE stream_seq IN ({seqs}) \
+             UNION ALL SELECT stream_seq, '' AS envelope_id FROM quarantine WHERE stream_seq IN ({seqs})"
+        );
         if !ids.is_empty() {
-            let sql = format!("SELECT envelope_id FROM inbox WHERE envelope_id IN ({})", list(ids.len()));
-            let mut query = sqlx::query_as::<_, (String,)>(&sql);
-            for id in &ids {
-                query = query.bind(id);
+            let list = (deliveries.len() + 1..=deliveries.len() + ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            sql.push_str(&format!(" UNION ALL SELECT -1 AS stream_seq, envelope_id FROM inbox WHERE envelope_id IN ({list})"));
+        }
+        let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
+        for (seq, _) in deliveries {
+            query = query.bind(*seq as i64);
+        }
+        for id in &ids {
+            query = query.bind(id);
+        }
+        for (seq, envelope_id) in query.fetch_all(&ctx.pool).await? {
+            if envelope_id.is_empty() {
+                known.seqs.insert(seq as u64);
+            } else {
+                known.envelope_ids.insert(envelope_id);
             }
-            known.envelope_ids = query.fetch_all(&ctx.pool).await?.into_iter().map(|(id,)| id).collect();
         }
         Ok(known)
     }
 }
 
 /// Everything before the inbox transaction: redelivery, verify and open, routing, consent,
-/// replay. A refusal is quarantined here (its own transaction). `known` is what a batch's
-/// reads found; without it (one delivery alone) the inbox is asked here.
-async fn prepare(ctx: &Ctx, reads: &ConsentReads, known: Option<&Known>, subject: &str, body: &[u8], seq: u64) -> anyhow::Result<Prepared> {
-    let seen = match known {
-        Some(known) => known.seqs.contains(&seq),
-        None => sqlx::query_as::<_, (i64,)>("SELECT 1 FROM inbox WHERE stream_seq = $1 UNION ALL SELECT 1 FROM quarantine WHERE stream_seq = $1")
-            .bind(seq as i64)
-            .fetch_optional(&ctx.pool)
-            .await?
-            .is_some(),
-    };
-    if seen {
+/// replay. A refusal is quarantined here (its own transaction). `known` is what the inbox
+/// held of the batch when it arrived.
+async fn prepare(ctx: &Ctx, reads: &ConsentReads, known: &Known, subject: &str, body: &[u8], seq: u64) -> anyhow::Result<Prepared> {
+    if known.seqs.contains(&seq) {
         tracing::debug!(stream_seq = seq, "redelivery of a message already handled");
         return Ok(Prepared::Done);
     }
@@ -176,15 +177,7 @@ async fn prepare(ctx: &Ctx, reads: &ConsentReads, known: Option<&Known>, subject
             return refuse(Some(h.clone()), OpenError::Consent(denial)).await;
         }
     }
-    let existing = match known {
-        Some(known) => known.envelope_ids.contains(&h.envelope_id),
-        None => sqlx::query_as::<_, (i64,)>("SELECT stream_seq FROM inbox WHERE envelope_id = $1")
-            .bind(&h.envelope_id)
-            .fetch_optional(&ctx.pool)
-            .await?
-            .is_some(),
-    };
-    if existing {
+    if known.envelope_ids.contains(&h.envelope_id) {
         return refuse(Some(h.clone()), OpenError::Replayed(h.envelope_id.clone())).await;
     }
     Ok(Prepared::Store(Box::new(opened)))
@@ -218,7 +211,8 @@ fn stored(opened: &Opened) {
 /// Handles one delivery. Ok means it is durably dealt with (stored, quarantined, or already
 /// done under this stream sequence) and may be acked.
 pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8], seq: u64, delivered: i64) -> anyhow::Result<()> {
-    let Prepared::Store(opened) = prepare(ctx, &ConsentReads::default(), None, subject, body, seq).await? else { return Ok(()) };
+    let known = Known::read(ctx, &[(seq, body)]).await?;
+    let Prepared::Store(opened) = prepare(ctx, &ConsentReads::default(), &known, subject, body, seq).await? else { return Ok(()) };
     let mut tx = ctx.pool.begin().await?;
     store_in(ctx, agency, &mut tx, &opened, body, seq, delivered).await?;
     tx.commit().await?;
@@ -263,7 +257,7 @@ async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, messages: Vec<Message>)
     let (reads, known) = (&reads, &known);
     let checked: Vec<_> = futures::stream::iter(messages)
         .map(|(message, info)| async move {
-            let outcome = prepare(ctx, reads, Some(known), message.subject.as_str(), &message.payload, info.0).await;
+            let outcome = prepare(ctx, reads, known, message.subject.as_str(), &message.payload, info.0).await;
             (message, info, outcome)
         })
         .buffered(16)

@@ -265,7 +265,8 @@ pub async fn publish_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Resu
             return Ok(());
         }
         match publish_pending(&ctx).await {
-            Ok(0) => {
+            // What was pending is dealt with; a commit since then has left a wake-up behind.
+            Ok(Pass { more: false, .. }) => {
                 backoff = Duration::from_millis(100);
                 tokio::select! {
                     _ = ctx.outbox_ready.notified() => {}
@@ -273,7 +274,7 @@ pub async fn publish_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Resu
                     _ = shutdown.cancelled() => return Ok(()),
                 }
             }
-            Ok(_) => backoff = Duration::from_millis(100),
+            Ok(Pass { more: true, .. }) => backoff = Duration::from_millis(100),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox publish failed; will retry");
                 tokio::select! {
@@ -286,16 +287,30 @@ pub async fn publish_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Resu
     }
 }
 
-/// Publishes up to one batch of pending rows, acks in flight together. Returns how many
-/// were published.
-pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<usize> {
-    let rows = sqlx::query("SELECT id, subject, body FROM outbox WHERE published_at_ms IS NULL AND stopped_at_ms IS NULL ORDER BY id LIMIT 256")
+/// What one publisher pass did.
+#[derive(Debug, Clone, Copy)]
+pub struct Pass {
+    /// Rows published, stopped, or written to the consent bucket.
+    pub handled: usize,
+    /// Whether rows may be left pending (a full batch, or some not acknowledged): look again
+    /// at once rather than wait for the next commit.
+    pub more: bool,
+}
+
+/// How many outbox rows one pass takes.
+const PUBLISH_BATCH: usize = 256;
+
+/// Publishes up to one batch of pending rows, acks in flight together.
+pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<Pass> {
+    let rows = sqlx::query("SELECT id, subject, body FROM outbox WHERE published_at_ms IS NULL AND stopped_at_ms IS NULL ORDER BY id LIMIT $1")
+        .bind(PUBLISH_BATCH as i64)
         .fetch_all(&ctx.pool)
         .await
         .context("reading the outbox")?;
     if rows.is_empty() {
-        return Ok(0);
+        return Ok(Pass { handled: 0, more: false });
     }
+    let full = rows.len() == PUBLISH_BATCH;
     // While disconnected the client would buffer publishes and send them on reconnect,
     // after consent may have been withdrawn: wait for the broker, then re-check and publish.
     anyhow::ensure!(
@@ -365,7 +380,7 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<usize> {
     tx.commit().await?;
     match failure {
         Some(e) if published.is_empty() && stopped == 0 => Err(anyhow::Error::new(e).context("waiting for JetStream to acknowledge")),
-        _ => Ok(published.len() + stopped),
+        failure => Ok(Pass { handled: published.len() + stopped, more: full || failure.is_some() }),
     }
 }
 
@@ -411,6 +426,7 @@ async fn stop(ctx: &Ctx, id: &str, body: &[u8], denial: &Denial) -> anyhow::Resu
         .await?;
     enqueue(&mut tx, &event.event_id, &transport::event_subject(ctx.agency(), EventKind::SendDenied), &bytes).await?;
     tx.commit().await?;
+    ctx.outbox_ready.notify_one(); // the near miss goes out on the next pass
     tracing::warn!(envelope_id = %id, near_miss_id = %event.event_id, kind = kind::name(header.kind()), recipient = %header.recipient,
         reason = denial.reason, "queued disclosure stopped before publishing: its consent no longer holds (near miss recorded)");
     Ok(())

@@ -38,6 +38,10 @@ pub fn status_name(status: AckStatus) -> Option<&'static str> {
     })
 }
 
+/// Every status a `sent` row can have.
+const STATUSES: [&str; 11] =
+    ["queued", "published", "denied", "stopped", "received", "opened", "accepted", "declined", "closed", "revoked", "revocation_confirmed"];
+
 /// Receipts only move a disclosure forward: an `opened` that arrives after `accepted` does
 /// not undo it, nothing after a revocation does but its confirmation.
 fn moves_forward(current: &str, next: &str) -> bool {
@@ -112,25 +116,24 @@ pub async fn auto_receipt(ctx: &Ctx, tx: &mut Tx, opened: &Opened, status: AckSt
 pub async fn apply(tx: &mut Tx, opened: &Opened) -> Result<(), sqlx::Error> {
     let Some(Body::ReferralAck(ack)) = &opened.payload.body else { return Ok(()) };
     let Some(next) = status_name(ack.status()) else { return Ok(()) };
-    let row = sqlx::query("SELECT status FROM sent WHERE envelope_id = $1 AND recipient = $2")
-        .bind(&ack.envelope_id)
-        .bind(&opened.header.sender)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some(row) = row else { return Ok(()) };
-    let current: String = row.try_get("status")?;
-    if !moves_forward(&current, next) {
+    // One statement: the update applies only from a status the receipt moves forward.
+    let from: Vec<&str> = STATUSES.iter().copied().filter(|current| moves_forward(current, next)).collect();
+    if from.is_empty() {
         return Ok(());
     }
+    let list = (6..6 + from.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
     let detail = if ack.reason.is_empty() { &ack.outcome } else { &ack.reason };
-    sqlx::query("UPDATE sent SET status = $1, status_reason = $2, updated_at_ms = $3 WHERE envelope_id = $4 AND recipient = $5")
+    let sql = format!("UPDATE sent SET status = $1, status_reason = $2, updated_at_ms = $3 WHERE envelope_id = $4 AND recipient = $5 AND status IN ({list})");
+    let mut query = sqlx::query(&sql)
         .bind(next)
         .bind(detail)
         .bind(isp::now_ms())
         .bind(&ack.envelope_id)
-        .bind(&opened.header.sender)
-        .execute(&mut **tx)
-        .await?;
+        .bind(&opened.header.sender);
+    for status in from {
+        query = query.bind(status);
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -223,7 +226,23 @@ pub async fn revoke(State(ctx): State<Ctx>, Path(id): Path<String>, body: Bytes)
 
 #[cfg(test)]
 mod tests {
-    use super::moves_forward;
+    use super::{STATUSES, moves_forward, status_name};
+    use proto::v1::AckStatus;
+
+    #[test]
+    fn every_status_a_receipt_gives_is_one_the_update_knows() {
+        // The receipt update applies only from statuses listed in STATUSES: one missing there
+        // would silently stop receipts moving a disclosure on.
+        for status in [AckStatus::Received, AckStatus::Opened, AckStatus::Accepted, AckStatus::Declined, AckStatus::Closed, AckStatus::Revoked] {
+            let name = status_name(status).unwrap();
+            assert!(STATUSES.contains(&name), "{name}");
+        }
+        // The statuses the sender's own code writes.
+        for name in ["queued", "published", "denied", "stopped", "revoked"] {
+            assert!(STATUSES.contains(&name), "{name}");
+        }
+        assert!(STATUSES.iter().filter(|s| moves_forward(s, "received")).count() >= 2, "published and queued rows take a delivery receipt");
+    }
 
     #[test]
     fn receipts_only_move_a_disclosure_forward() {
