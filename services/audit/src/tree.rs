@@ -112,7 +112,7 @@ pub async fn append_leaves(tx: &mut Tx, leaves: &[Hash]) -> Result<(), sqlx::Err
         }
     }
     // Multi-row inserts of 256 nodes.
-    let sqlite = (**tx).backend_name() == "SQLite";
+    let sqlite = runtime::db::on_sqlite(tx);
     for chunk in new_nodes.chunks(256) {
         let sql = format!("INSERT INTO merkle_node (level, idx, hash) VALUES {}", placeholders(sqlite, chunk.len(), 3));
         let mut q = sqlx::query(&sql);
@@ -125,15 +125,4 @@ pub async fn append_leaves(tx: &mut Tx, leaves: &[Hash]) -> Result<(), sqlx::Err
 }
 
 
-/// `(?, ?, ...), (...)` for `rows` rows of `cols` values: anonymous `?` on SQLite, `$n` on
-/// PostgreSQL. (sqlx binds SQLite parameters by looking each one's name up, a linear scan
-/// over the statement's named parameters: numbered ones make wide inserts quadratic.)
-pub fn placeholders(sqlite: bool, rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let row = (1..=cols).map(|c| if sqlite { "?".to_owned() } else { format!("${}", r * cols + c) }).collect::<Vec<_>>();
-            format!("({})", row.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+pub use runtime::db::placeholders;

@@ -64,6 +64,9 @@ pub struct Phase {
     pub peak_rss_mb: BTreeMap<String, f64>,
     /// For the hub: how fast the senders' APIs accepted the sends (before delivery).
     pub accepted_per_second: Option<f64>,
+    /// For the crypto limit: the same, when each disclosure also carries the delivered
+    /// receipt the recipient seals back (what the hub does for every referral).
+    pub with_receipt_per_second: Option<f64>,
     /// For the hub: CPU seconds (user + system) each process used during the phase,
     /// nats-server and the bench's own HTTP client included: where the time goes.
     pub cpu_seconds: BTreeMap<String, f64>,
@@ -93,6 +96,17 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     // /proc counts in USER_HZ, which Linux fixes at 100 for user space.
     Some(ticks / 100.0)
+}
+
+/// CPU seconds so far of every PostgreSQL server process on this machine, by pid (the
+/// server the services use, when it is local, is part of what a disclosure costs).
+fn postgres_cpu() -> BTreeMap<u32, f64> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return BTreeMap::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .filter_map(|pid| Some((pid, cpu_seconds(pid)?)))
+        .collect()
 }
 
 fn filler(bytes: usize) -> String {
@@ -135,7 +149,8 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
     let hub_crypto = hub.per_second / crypto.per_second.max(1e-9);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json!({"args": {"messages": args.messages, "agencies": args.agencies, "payload": args.payload, "rate": args.rate},
-            "raw": raw, "crypto_limit": crypto, "hub": hub, "hub_over_raw": hub_raw, "hub_over_crypto_limit": hub_crypto}))?);
+            "raw": raw, "crypto_limit": crypto, "hub": hub, "hub_over_raw": hub_raw, "hub_over_crypto_limit": hub_crypto,
+            "hub_over_crypto_limit_with_receipt": crypto.with_receipt_per_second.map(|r| hub.per_second / r.max(1e-9))}))?);
         return Ok(());
     }
     println!("\n{:<14} {:>12} {:>9} {:>9} {:>9} {:>9}   peak RSS", "phase", "messages/s", "p50 ms", "p95 ms", "p99 ms", "max ms");
@@ -153,6 +168,12 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
     }
     println!("\nhub / raw JetStream:   {:.1} %", hub_raw * 100.0);
     println!("hub / crypto limit:    {:.1} %   (target >= 70 %)", hub_crypto * 100.0);
+    if let Some(with_receipt) = crypto.with_receipt_per_second {
+        println!(
+            "hub / crypto limit with the delivered receipt ({with_receipt:.0}/s, the crypto the hub does per referral): {:.1} %",
+            hub.per_second / with_receipt.max(1e-9) * 100.0
+        );
+    }
     if args.rate.is_some() {
         println!("hub p99 at the offered rate: {:.2} ms   (target < 20 ms at 500/s)", hub.p99_ms);
     }
@@ -235,42 +256,74 @@ fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
         },
     };
     sender.seal(&out, None).context("the bench referral does not seal")?;
+    // The delivered receipt the IDVA seals back for each referral, as its service does.
+    let sender_role = sender.role;
+    let (purpose, basis) = recipient.policy.defaults_for(recipient.role, sender_role, isp::Kind::ReferralAck).context("no rule for the receipt")?;
+    let receipt = isp::Outgoing {
+        recipient: SENDERS[0].into(),
+        kind: isp::Kind::ReferralAck,
+        purpose: purpose.to_owned(),
+        lawful_basis: basis.to_owned(),
+        consent: None,
+        risk: Default::default(),
+        subject_ref: String::new(),
+        case_ref: "BENCH".into(),
+        in_reply_to: String::new(),
+        justification: None,
+        payload: Payload {
+            body: Some(Body::ReferralAck(proto::v1::ReferralAck { envelope_id: "bench".into(), status: proto::v1::AckStatus::Received as i32, ..Default::default() })),
+        },
+    };
+    recipient.seal(&receipt, None).context("the bench receipt does not seal")?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_core = args.messages.div_ceil(cores);
-    let start = Instant::now();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..cores)
-            .map(|_| {
-                let (sender, recipient, out) = (sender.clone(), recipient.clone(), out.clone());
-                scope.spawn(move || -> anyhow::Result<Vec<f64>> {
-                    let mut latencies = Vec::with_capacity(per_core);
-                    for _ in 0..per_core {
-                        let t = Instant::now();
-                        let sealed = sender.seal(&out, None)?;
-                        recipient.open(&sealed.envelope).map_err(|(_, e)| anyhow::anyhow!("{e}"))?;
-                        isp::seal::verify_envelope(&recipient.directory, &sealed.envelope)?;
-                        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    Ok(latencies)
+    // Seal at the sender, open at the recipient, verify at audit; with `receipt`, then the
+    // same for the receipt the other way. Latencies in ms, one per disclosure.
+    let run = |with_receipt: bool| -> anyhow::Result<(Vec<f64>, Duration)> {
+        let start = Instant::now();
+        let all = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..cores)
+                .map(|_| {
+                    let (sender, recipient, out, receipt) = (sender.clone(), recipient.clone(), out.clone(), receipt.clone());
+                    scope.spawn(move || -> anyhow::Result<Vec<f64>> {
+                        let mut latencies = Vec::with_capacity(per_core);
+                        for _ in 0..per_core {
+                            let t = Instant::now();
+                            let sealed = sender.seal(&out, None)?;
+                            recipient.open(&sealed.envelope).map_err(|(_, e)| anyhow::anyhow!("{e}"))?;
+                            isp::seal::verify_envelope(&recipient.directory, &sealed.envelope)?;
+                            if with_receipt {
+                                let sealed = recipient.seal(&receipt, None)?;
+                                sender.open(&sealed.envelope).map_err(|(_, e)| anyhow::anyhow!("{e}"))?;
+                                isp::seal::verify_envelope(&sender.directory, &sealed.envelope)?;
+                            }
+                            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        Ok(latencies)
+                    })
                 })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for h in handles {
-            all.extend(h.join().map_err(|_| anyhow::anyhow!("a crypto thread panicked"))??);
-        }
-        let elapsed = start.elapsed();
-        let (p50, p95, p99, max) = percentiles(all.clone());
-        Ok(Phase {
-            name: "crypto limit".into(),
-            messages: all.len(),
-            per_second: all.len() as f64 / elapsed.as_secs_f64(),
-            p50_ms: p50,
-            p95_ms: p95,
-            p99_ms: p99,
-            max_ms: max,
-            ..Default::default()
-        })
+                .collect();
+            let mut all = Vec::new();
+            for h in handles {
+                all.extend(h.join().map_err(|_| anyhow::anyhow!("a crypto thread panicked"))??);
+            }
+            anyhow::Ok(all)
+        })?;
+        Ok((all, start.elapsed()))
+    };
+    let (all, elapsed) = run(false)?;
+    let (with_receipt, with_receipt_elapsed) = run(true)?;
+    let (p50, p95, p99, max) = percentiles(all.clone());
+    Ok(Phase {
+        name: "crypto limit".into(),
+        messages: all.len(),
+        per_second: all.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: p50,
+        p95_ms: p95,
+        p99_ms: p99,
+        max_ms: max,
+        with_receipt_per_second: Some(with_receipt.len() as f64 / with_receipt_elapsed.as_secs_f64()),
+        ..Default::default()
     })
 }
 
@@ -325,6 +378,7 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         .chain([("bench client".to_owned(), std::process::id())])
         .collect();
     let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid).unwrap_or_default()).collect();
+    let postgres_before = database_url.map(|_| postgres_cpu());
     let start = Instant::now();
     let start_ms = isp::now_ms() as f64;
     // (envelope id, send time in ms since the epoch: the scheduled time under --rate)
@@ -374,7 +428,12 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let cpu_seconds = pids.iter().zip(cpu_before).map(|((name, pid), before)| (name.clone(), cpu_seconds(*pid).unwrap_or_default() - before)).collect();
+    let mut cpu_seconds: BTreeMap<String, f64> =
+        pids.iter().zip(cpu_before).map(|((name, pid), before)| (name.clone(), cpu_seconds(*pid).unwrap_or_default() - before)).collect();
+    if let Some(before) = postgres_before {
+        let used = postgres_cpu().into_iter().map(|(pid, now)| now - before.get(&pid).copied().unwrap_or_default()).sum();
+        cpu_seconds.insert("postgresql server".into(), used);
+    }
     let latencies: Vec<f64> = received.iter().filter_map(|(id, at)| sends.get(id).map(|sent| (*at as f64 - sent).max(0.0))).collect();
     let (p50, p95, p99, max) = percentiles(latencies);
     let mut rss = BTreeMap::new();
@@ -395,6 +454,7 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         peak_rss_mb: rss,
         accepted_per_second: Some(accepted),
         cpu_seconds,
+        ..Default::default()
     })
 }
 

@@ -110,8 +110,11 @@ impl Ctx {
 /// the same record wait for the one lookup.
 #[derive(Default)]
 pub struct ConsentReads {
-    cells: Mutex<HashMap<(String, String), Arc<tokio::sync::OnceCell<Option<Verified>>>>>,
+    cells: Mutex<HashMap<(String, String), ReadOnce>>,
 }
+
+/// One record's lookup, shared by everyone in the batch who asks for it.
+type ReadOnce = Arc<tokio::sync::OnceCell<Option<Verified>>>;
 
 impl ConsentReads {
     /// As [`Ctx::consent_for`], each record read at most once in the life of `self`.

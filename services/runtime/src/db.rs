@@ -61,6 +61,24 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
         .with_context(|| format!("connecting to the database {}", crate::config::redact_url(url)))
 }
 
+/// `(?, ?, ...), (...)` for `rows` rows of `cols` values: anonymous `?` on SQLite, `$n` on
+/// PostgreSQL. (sqlx binds SQLite parameters by looking each one's name up, a linear scan
+/// over the statement's named parameters: numbered ones make wide inserts quadratic.)
+pub fn placeholders(sqlite: bool, rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row = (1..=cols).map(|c| if sqlite { "?".to_owned() } else { format!("${}", r * cols + c) }).collect::<Vec<_>>();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether a transaction runs on SQLite (whose placeholders [`placeholders`] writes as `?`).
+pub fn on_sqlite(tx: &mut Tx) -> bool {
+    (**tx).backend_name() == "SQLite"
+}
+
 /// The tables every service has: outbox, sent, inbox, quarantine.
 pub fn runtime_migrations() -> Vec<Migration> {
     vec![

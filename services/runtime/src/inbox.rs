@@ -183,21 +183,35 @@ async fn prepare(ctx: &Ctx, reads: &ConsentReads, known: &Known, subject: &str, 
     Ok(Prepared::Store(Box::new(opened)))
 }
 
-/// The inbox transaction's work for one opened envelope: the row, receipts, revocation and
-/// the service's domain change.
-async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::Tx, opened: &Opened, body: &[u8], seq: u64, delivered: i64) -> anyhow::Result<()> {
-    let h = &opened.header;
-    store(tx, opened, body, seq).await?;
-    crate::receipts::apply(tx, opened).await?;
-    crate::receipts::apply_revocation(ctx, tx, opened).await?;
-    if acknowledgeable(kind::name(h.kind())) {
-        crate::receipts::auto_receipt(ctx, tx, opened, proto::v1::AckStatus::Received).await?;
+/// One delivery ready to store: opened, with its sealed bytes, stream sequence and how many
+/// times it has been delivered.
+struct Ready<'a> {
+    opened: &'a Opened,
+    body: &'a [u8],
+    seq: u64,
+    delivered: i64,
+}
+
+/// The inbox transaction's work for envelopes stored together: their rows (one statement),
+/// receipts and revocations they carry, the automatic receipts they are due (one statement
+/// per table), and the service's domain change for each.
+async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::Tx, ready: &[Ready<'_>]) -> anyhow::Result<()> {
+    store(tx, ready).await?;
+    for r in ready {
+        crate::receipts::apply(tx, r.opened).await?;
+        crate::receipts::apply_revocation(ctx, tx, r.opened).await?;
     }
-    if delivered <= MAX_DOMAIN_ATTEMPTS {
-        agency.on_receive(ctx, tx, opened).await.context("the service's handling of the message")?;
-    } else {
-        tracing::error!(envelope_id = %h.envelope_id, stream_seq = seq, delivered,
-            "domain handling failed repeatedly; storing the envelope without it");
+    let due: Vec<&Opened> = ready.iter().map(|r| r.opened).filter(|o| acknowledgeable(kind::name(o.header.kind()))).collect();
+    if !due.is_empty() {
+        crate::receipts::auto_receipts(ctx, tx, &due, proto::v1::AckStatus::Received).await?;
+    }
+    for r in ready {
+        if r.delivered <= MAX_DOMAIN_ATTEMPTS {
+            agency.on_receive(ctx, tx, r.opened).await.context("the service's handling of the message")?;
+        } else {
+            tracing::error!(envelope_id = %r.opened.header.envelope_id, stream_seq = r.seq, delivered = r.delivered,
+                "domain handling failed repeatedly; storing the envelope without it");
+        }
     }
     Ok(())
 }
@@ -214,7 +228,7 @@ pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8
     let known = Known::read(ctx, &[(seq, body)]).await?;
     let Prepared::Store(opened) = prepare(ctx, &ConsentReads::default(), &known, subject, body, seq).await? else { return Ok(()) };
     let mut tx = ctx.pool.begin().await?;
-    store_in(ctx, agency, &mut tx, &opened, body, seq, delivered).await?;
+    store_in(ctx, agency, &mut tx, &[Ready { opened: &opened, body, seq, delivered }]).await?;
     tx.commit().await?;
     ctx.outbox_ready.notify_one();
     stored(&opened);
@@ -278,9 +292,11 @@ async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, messages: Vec<Message>)
     }
     let together = async {
         let mut tx = ctx.pool.begin().await?;
-        for (message, (seq, delivered), opened) in &ready {
-            store_in(ctx, agency, &mut tx, opened, &message.payload, *seq, *delivered).await?;
-        }
+        let all: Vec<Ready> = ready
+            .iter()
+            .map(|(message, (seq, delivered), opened)| Ready { opened, body: &message.payload, seq: *seq, delivered: *delivered })
+            .collect();
+        store_in(ctx, agency, &mut tx, &all).await?;
         tx.commit().await?;
         anyhow::Ok(())
     };
@@ -307,33 +323,41 @@ async fn ack(message: &Message, seq: u64) {
     }
 }
 
-async fn store(tx: &mut crate::Tx, opened: &Opened, body: &[u8], seq: u64) -> Result<(), sqlx::Error> {
-    let h = &opened.header;
-    let consent = h.consent.clone().unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO inbox (envelope_id, stream_seq, sender, kind, purpose, lawful_basis, consent_state, risk, subject_ref, \
-         case_ref, categories, rule, policy_version, in_reply_to, envelope, status, created_at_ms, received_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'new', $16, $17)",
-    )
-    .bind(&h.envelope_id)
-    .bind(seq as i64)
-    .bind(&h.sender)
-    .bind(kind::name(h.kind()))
-    .bind(&h.purpose)
-    .bind(&h.lawful_basis)
-    .bind(policy::consent_name(consent.state()))
-    .bind(policy::risk_name(RiskLevel::try_from(h.risk).unwrap_or_default()))
-    .bind(&h.subject_ref)
-    .bind(&h.case_ref)
-    .bind(h.data_categories.join(","))
-    .bind(&h.policy_rule)
-    .bind(&h.policy_version)
-    .bind(&h.in_reply_to)
-    .bind(body)
-    .bind(h.created_at_ms)
-    .bind(isp::now_ms())
-    .execute(&mut **tx)
-    .await?;
+async fn store(tx: &mut crate::Tx, ready: &[Ready<'_>]) -> Result<(), sqlx::Error> {
+    let sqlite = crate::db::on_sqlite(tx);
+    let now = isp::now_ms();
+    for chunk in ready.chunks(64) {
+        let sql = format!(
+            "INSERT INTO inbox (envelope_id, stream_seq, sender, kind, purpose, lawful_basis, consent_state, risk, subject_ref, \
+             case_ref, categories, rule, policy_version, in_reply_to, envelope, status, created_at_ms, received_at_ms) VALUES {}",
+            crate::db::placeholders(sqlite, chunk.len(), 18)
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            let h = &r.opened.header;
+            let consent = h.consent.clone().unwrap_or_default();
+            q = q
+                .bind(h.envelope_id.as_str())
+                .bind(r.seq as i64)
+                .bind(h.sender.as_str())
+                .bind(kind::name(h.kind()))
+                .bind(h.purpose.as_str())
+                .bind(h.lawful_basis.as_str())
+                .bind(policy::consent_name(consent.state()))
+                .bind(policy::risk_name(RiskLevel::try_from(h.risk).unwrap_or_default()))
+                .bind(h.subject_ref.as_str())
+                .bind(h.case_ref.as_str())
+                .bind(h.data_categories.join(","))
+                .bind(h.policy_rule.as_str())
+                .bind(h.policy_version.as_str())
+                .bind(h.in_reply_to.as_str())
+                .bind(r.body)
+                .bind("new")
+                .bind(h.created_at_ms)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

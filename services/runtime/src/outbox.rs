@@ -95,51 +95,74 @@ impl Ctx {
     pub async fn send_in(&self, tx: &mut Tx, out: &Outgoing) -> Result<SendOutcome, SendError> {
         let consent = self.consent_for_in(Some(&mut *tx), out.consent.as_ref()).await.map_err(|e| SendError::ConsentUnavailable(format!("{e:#}")))?;
         let sealed = self.isp().seal(out, consent.as_ref());
-        self.queue_in(tx, out, sealed).await
+        self.queue_many_in(tx, vec![(out, sealed)]).await?.pop().expect("one answer per send")
     }
 
-    /// Writes what sealing decided: the envelope to the outbox and the `sent` row, or the
-    /// near miss of a denial.
-    async fn queue_in(&self, tx: &mut Tx, out: &Outgoing, sealed: Result<isp::Sealed, IspError>) -> Result<SendOutcome, SendError> {
+    /// Writes what sealing decided for each send, in the caller's transaction: the envelopes
+    /// to the outbox and their `sent` rows (one statement for each table, however many), or
+    /// for a denial the near miss. Answers in the order given; an error means nothing of the
+    /// lot may be committed.
+    pub(crate) async fn queue_many_in(&self, tx: &mut Tx, sends: Vec<(&Outgoing, Result<isp::Sealed, IspError>)>) -> Result<Vec<Result<SendOutcome, SendError>>, sqlx::Error> {
         let now = isp::now_ms();
-        match sealed {
-            Ok(sealed) => {
-                let h = &sealed.header;
-                let subject = transport::message_subject(&h.sender, &h.recipient, out.kind);
-                enqueue(tx, &h.envelope_id, &subject, &sealed.envelope).await?;
-                let outcome = SendOutcome {
-                    envelope_id: h.envelope_id.clone(),
-                    rule: sealed.decision.rule.clone(),
-                    policy_version: sealed.decision.policy_version.clone(),
-                    categories: h.data_categories.clone(),
-                    removed: sealed.removed.iter().cloned().collect(),
-                    without_consent: sealed.decision.without_consent,
-                };
-                insert_sent(tx, out, &outcome.envelope_id, &outcome, "queued", "", now).await?;
-                tracing::info!(envelope_id = %outcome.envelope_id, kind = kind::name(out.kind), recipient = %out.recipient,
-                    rule = %outcome.rule, removed = outcome.removed.len(), "disclosure sealed and queued");
-                Ok(outcome)
+        let mut answers = Vec::with_capacity(sends.len());
+        let mut outbox = Vec::with_capacity(sends.len());
+        let mut sent = Vec::with_capacity(sends.len());
+        for (out, sealed) in sends {
+            match sealed {
+                Ok(sealed) => {
+                    let h = sealed.header;
+                    let outcome = SendOutcome {
+                        envelope_id: h.envelope_id.clone(),
+                        rule: sealed.decision.rule.clone(),
+                        policy_version: sealed.decision.policy_version.clone(),
+                        categories: h.data_categories.clone(),
+                        removed: sealed.removed.iter().cloned().collect(),
+                        without_consent: sealed.decision.without_consent,
+                    };
+                    tracing::info!(envelope_id = %outcome.envelope_id, kind = kind::name(out.kind), recipient = %out.recipient,
+                        rule = %outcome.rule, removed = outcome.removed.len(), "disclosure sealed and queued");
+                    outbox.push((h.envelope_id, transport::message_subject(&h.sender, &h.recipient, out.kind), sealed.envelope));
+                    sent.push((out, outcome.clone(), "queued", ""));
+                    answers.push(Ok(outcome));
+                }
+                Err(IspError::Denied(denial)) => {
+                    let (event, bytes) = self.isp().denial_event(out, &denial);
+                    let outcome = SendOutcome {
+                        envelope_id: event.event_id.clone(),
+                        rule: denial.rule.clone(),
+                        policy_version: self.isp().policy.version.clone(),
+                        categories: event.data_categories.clone(),
+                        removed: Vec::new(),
+                        without_consent: false,
+                    };
+                    tracing::warn!(near_miss_id = %event.event_id, kind = kind::name(out.kind), recipient = %out.recipient,
+                        rule = %denial.rule, reason = denial.reason, "disclosure refused by the ISP (near miss recorded)");
+                    outbox.push((event.event_id.clone(), transport::event_subject(self.agency(), EventKind::SendDenied), bytes));
+                    sent.push((out, outcome, "denied", denial.reason));
+                    answers.push(Err(SendError::Denied { denial, near_miss_id: event.event_id }));
+                }
+                Err(other) => answers.push(Err(SendError::Refused(other))),
             }
-            Err(IspError::Denied(denial)) => {
-                let (event, bytes) = self.isp().denial_event(out, &denial);
-                enqueue(tx, &event.event_id, &transport::event_subject(self.agency(), EventKind::SendDenied), &bytes).await?;
-                let outcome = SendOutcome {
-                    envelope_id: event.event_id.clone(),
-                    rule: denial.rule.clone(),
-                    policy_version: self.isp().policy.version.clone(),
-                    categories: event.data_categories.clone(),
-                    removed: Vec::new(),
-                    without_consent: false,
-                };
-                insert_sent(tx, out, &event.event_id, &outcome, "denied", denial.reason, now).await?;
-                tracing::warn!(near_miss_id = %event.event_id, kind = kind::name(out.kind), recipient = %out.recipient,
-                    rule = %denial.rule, reason = denial.reason, "disclosure refused by the ISP (near miss recorded)");
-                Err(SendError::Denied { denial, near_miss_id: event.event_id })
-            }
-            Err(other) => Err(SendError::Refused(other)),
         }
+        let sqlite = crate::db::on_sqlite(tx);
+        for chunk in outbox.chunks(ROWS_PER_INSERT) {
+            let sql = format!("INSERT INTO outbox (id, subject, body, created_at_ms, attempts) VALUES {}", crate::db::placeholders(sqlite, chunk.len(), 5));
+            let mut q = sqlx::query(&sql);
+            for (id, subject, body) in chunk {
+                q = q.bind(id).bind(subject).bind(body.as_slice()).bind(now).bind(0i64);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        for chunk in sent.chunks(ROWS_PER_INSERT) {
+            insert_sent(tx, sqlite, chunk, now).await?;
+        }
+        Ok(answers)
     }
 }
+
+/// Rows per multi-row INSERT (25 columns each stays far below either engine's limit on
+/// parameters).
+const ROWS_PER_INSERT: usize = 64;
 
 /// Takes the sends of [`Ctx::send`] in batches until shutdown.
 pub async fn send_loop(ctx: Ctx, mut pending: mpsc::Receiver<Pending>, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -179,13 +202,8 @@ async fn send_batch(ctx: &Ctx, batch: Vec<Pending>) {
     }
     let together = async {
         let mut tx = ctx.pool.begin().await?;
-        let mut results = Vec::with_capacity(ready.len());
-        for (out, _, sealed) in &mut ready {
-            match ctx.queue_in(&mut tx, out, sealed.take().expect("sealed once")).await {
-                Err(SendError::Storage(e)) => return Err(e),
-                other => results.push(other),
-            }
-        }
+        let sends = ready.iter_mut().map(|(out, _, sealed)| (&*out, sealed.take().expect("sealed once"))).collect();
+        let results = ctx.queue_many_in(&mut tx, sends).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(results)
     };
@@ -205,41 +223,46 @@ async fn send_batch(ctx: &Ctx, batch: Vec<Pending>) {
     }
 }
 
-async fn insert_sent(tx: &mut Tx, out: &Outgoing, id: &str, o: &SendOutcome, status: &str, reason: &str, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// `sent` rows: the send as asked, what the ISP decided, its status and why.
+async fn insert_sent(tx: &mut Tx, sqlite: bool, rows: &[(&Outgoing, SendOutcome, &str, &str)], now: i64) -> Result<(), sqlx::Error> {
+    let sql = format!(
         "INSERT INTO sent (envelope_id, recipient, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
          categories, removed, rule, reason, policy_version, without_consent, in_reply_to, status, status_reason, created_at_ms, updated_at_ms, \
-         consent_id, consent_recorded_by, officer, rationale_code, rationale) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
-    )
-    .bind(id)
-    .bind(&out.recipient)
-    .bind(kind::name(out.kind))
-    .bind(&out.purpose)
-    .bind(&out.lawful_basis)
-    .bind(consent_state_name(out))
-    .bind(policy::risk_name(out.risk))
-    .bind(&out.subject_ref)
-    .bind(&out.case_ref)
-    .bind(o.categories.join(","))
-    .bind(o.removed.join(","))
-    .bind(&o.rule)
-    .bind(reason)
-    .bind(&o.policy_version)
-    .bind(o.without_consent as i64)
-    .bind(&out.in_reply_to)
-    .bind(status)
-    .bind("")
-    .bind(now)
-    .bind(now)
-    .bind(out.consent.as_ref().map(|c| c.consent_id.as_str()).unwrap_or_default())
-    .bind(out.consent.as_ref().map(|c| c.recorded_by.as_str()).unwrap_or_default())
-    // Who decided to share without consent and why stay only with a disclosure that was.
-    .bind(if o.without_consent { out.justification.as_ref().map(|j| j.officer.as_str()).unwrap_or_default() } else { "" })
-    .bind(if o.without_consent { out.justification.as_ref().map(|j| j.rationale_code.as_str()).unwrap_or_default() } else { "" })
-    .bind(if o.without_consent { out.justification.as_ref().map(|j| j.rationale.as_str()).unwrap_or_default() } else { "" })
-    .execute(&mut **tx)
-    .await?;
+         consent_id, consent_recorded_by, officer, rationale_code, rationale) VALUES {}",
+        crate::db::placeholders(sqlite, rows.len(), 25)
+    );
+    let mut q = sqlx::query(&sql);
+    for (out, o, status, reason) in rows {
+        // Who decided to share without consent and why stay only with a disclosure that was.
+        let justification = out.justification.as_ref().filter(|_| o.without_consent);
+        q = q
+            .bind(o.envelope_id.as_str())
+            .bind(out.recipient.as_str())
+            .bind(kind::name(out.kind))
+            .bind(out.purpose.as_str())
+            .bind(out.lawful_basis.as_str())
+            .bind(consent_state_name(out))
+            .bind(policy::risk_name(out.risk))
+            .bind(out.subject_ref.as_str())
+            .bind(out.case_ref.as_str())
+            .bind(o.categories.join(","))
+            .bind(o.removed.join(","))
+            .bind(o.rule.as_str())
+            .bind(*reason)
+            .bind(o.policy_version.as_str())
+            .bind(o.without_consent as i64)
+            .bind(out.in_reply_to.as_str())
+            .bind(*status)
+            .bind("")
+            .bind(now)
+            .bind(now)
+            .bind(out.consent.as_ref().map(|c| c.consent_id.as_str()).unwrap_or_default())
+            .bind(out.consent.as_ref().map(|c| c.recorded_by.as_str()).unwrap_or_default())
+            .bind(justification.map(|j| j.officer.as_str()).unwrap_or_default())
+            .bind(justification.map(|j| j.rationale_code.as_str()).unwrap_or_default())
+            .bind(justification.map(|j| j.rationale.as_str()).unwrap_or_default());
+    }
+    q.execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -62,24 +62,15 @@ fn moves_forward(current: &str, next: &str) -> bool {
     }
 }
 
-/// Queues a receipt for envelope `original` to its sender, in the caller's transaction.
-pub async fn send_receipt(
-    ctx: &Ctx,
-    tx: &mut Tx,
-    original: &str,
-    sender: &str,
-    subject_ref: &str,
-    case_ref: &str,
-    status: AckStatus,
-    reason: &str,
-    outcome: &str,
-) -> Result<SendOutcome, SendError> {
+/// A receipt for envelope `original` to its sender, as the policy has it sent.
+#[allow(clippy::too_many_arguments)]
+fn receipt(ctx: &Ctx, original: &str, sender: &str, subject_ref: &str, case_ref: &str, status: AckStatus, reason: &str, outcome: &str) -> Result<Outgoing, SendError> {
     let isp = ctx.isp();
     let sender_role = isp.directory.require(sender).map_err(SendError::Refused)?.role;
     let (purpose, basis) = isp.policy.defaults_for(isp.role, sender_role, Kind::ReferralAck).ok_or_else(|| {
         SendError::Refused(isp::IspError::Invalid { what: "the policy".into(), detail: format!("no rule lets a {} acknowledge to a {sender_role}", isp.role) })
     })?;
-    let out = Outgoing {
+    Ok(Outgoing {
         recipient: sender.to_owned(),
         kind: Kind::ReferralAck,
         purpose: purpose.to_owned(),
@@ -93,22 +84,52 @@ pub async fn send_receipt(
         payload: Payload {
             body: Some(Body::ReferralAck(ReferralAck { envelope_id: original.to_owned(), status: status as i32, reason: reason.to_owned(), outcome: outcome.to_owned() })),
         },
-    };
+    })
+}
+
+/// Queues a receipt for envelope `original` to its sender, in the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+pub async fn send_receipt(
+    ctx: &Ctx,
+    tx: &mut Tx,
+    original: &str,
+    sender: &str,
+    subject_ref: &str,
+    case_ref: &str,
+    status: AckStatus,
+    reason: &str,
+    outcome: &str,
+) -> Result<SendOutcome, SendError> {
+    let out = receipt(ctx, original, sender, subject_ref, case_ref, status, reason, outcome)?;
     ctx.send_in(tx, &out).await
 }
 
-/// The automatic receipt, where one is due; a refusal by the policy is logged (and is a near
-/// miss in the ledger) but never stops the inbox.
-pub async fn auto_receipt(ctx: &Ctx, tx: &mut Tx, opened: &Opened, status: AckStatus) -> Result<(), sqlx::Error> {
-    let h = &opened.header;
-    match send_receipt(ctx, tx, &h.envelope_id, &h.sender, &h.subject_ref, &h.case_ref, status, "", "").await {
-        Ok(_) => Ok(()),
-        Err(SendError::Storage(e)) => Err(e),
-        Err(e) => {
-            tracing::warn!(envelope_id = %h.envelope_id, error = %e, "no automatic receipt sent");
-            Ok(())
+/// The automatic receipts for envelopes stored together, queued in the caller's transaction
+/// in one statement per table. One the policy refuses is logged (and is a near miss in the
+/// ledger) but never stops the inbox.
+pub async fn auto_receipts(ctx: &Ctx, tx: &mut Tx, opened: &[&Opened], status: AckStatus) -> Result<(), sqlx::Error> {
+    let mut outs = Vec::with_capacity(opened.len());
+    for o in opened {
+        let h = &o.header;
+        match receipt(ctx, &h.envelope_id, &h.sender, &h.subject_ref, &h.case_ref, status, "", "") {
+            Ok(out) => outs.push(out),
+            Err(e) => tracing::warn!(envelope_id = %h.envelope_id, error = %e, "no automatic receipt sent"),
         }
     }
+    // A receipt relies on no consent record: nothing to look up before sealing.
+    let isp = ctx.isp();
+    let sends = outs.iter().map(|out| (out, isp.seal(out, None))).collect();
+    for (answer, out) in ctx.queue_many_in(tx, sends).await?.into_iter().zip(&outs) {
+        if let Err(e) = answer {
+            tracing::warn!(envelope_id = %out.in_reply_to, error = %e, "no automatic receipt sent");
+        }
+    }
+    Ok(())
+}
+
+/// The automatic receipt for one envelope, where one is due.
+pub async fn auto_receipt(ctx: &Ctx, tx: &mut Tx, opened: &Opened, status: AckStatus) -> Result<(), sqlx::Error> {
+    auto_receipts(ctx, tx, &[opened], status).await
 }
 
 /// A receipt arriving at the sender: moves its record of the disclosure forward, if it comes
