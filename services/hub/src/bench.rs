@@ -46,6 +46,20 @@ pub struct BenchArgs {
     pub rate: Option<f64>,
     #[arg(long)]
     pub json: bool,
+    /// Tokio worker threads in each service process. Default: one when the machine has
+    /// fewer cores than the bench runs services (they share the cores, and one worker each
+    /// avoids wake-ups across threads), else tokio's default of one per core.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
+}
+
+impl BenchArgs {
+    /// Worker threads per service process, None for tokio's default.
+    fn workers_per_service(&self) -> Option<u16> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // The senders, the IDVA and the audit service.
+        self.workers.or_else(|| (cores < self.agencies + 2).then_some(1))
+    }
 }
 
 const RECIPIENT: &str = "idva-northbridge";
@@ -70,6 +84,16 @@ pub struct Phase {
     /// For the hub: CPU seconds (user + system) each process used during the phase,
     /// nats-server and the bench's own HTTP client included: where the time goes.
     pub cpu_seconds: BTreeMap<String, f64>,
+    /// For the hub: where the latency goes, p50 and p99 ms of each stage.
+    pub stages: Vec<Stage>,
+}
+
+/// One stage of a disclosure's way, from the timestamps the services record.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stage {
+    pub name: String,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 fn percentiles(mut ms: Vec<f64>) -> (f64, f64, f64, f64) {
@@ -124,12 +148,13 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if !args.json {
         println!(
-            "hub bench: {} messages of {} bytes, {} sending agencies -> {RECIPIENT}, {}; {cores} cores; storage {}",
+            "hub bench: {} messages of {} bytes, {} sending agencies -> {RECIPIENT}, {}; {cores} cores; storage {}; tokio workers per service: {}",
             args.messages,
             args.payload,
             args.agencies,
             args.rate.map_or("closed loop (64 in flight)".to_owned(), |r| format!("offered {r}/s open loop")),
-            if database_url.is_some() { "PostgreSQL" } else { "SQLite" }
+            if database_url.is_some() { "PostgreSQL" } else { "SQLite" },
+            args.workers_per_service().map_or("one per core".to_owned(), |n| n.to_string())
         );
     }
     let raw = raw_phase(&nats.url, &args).await.context("raw JetStream phase")?;
@@ -148,7 +173,7 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
     let hub_raw = hub.per_second / raw.per_second.max(1e-9);
     let hub_crypto = hub.per_second / crypto.per_second.max(1e-9);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"args": {"messages": args.messages, "agencies": args.agencies, "payload": args.payload, "rate": args.rate},
+        println!("{}", serde_json::to_string_pretty(&json!({"args": {"messages": args.messages, "agencies": args.agencies, "payload": args.payload, "rate": args.rate, "workers_per_service": args.workers_per_service()},
             "raw": raw, "crypto_limit": crypto, "hub": hub, "hub_over_raw": hub_raw, "hub_over_crypto_limit": hub_crypto,
             "hub_over_crypto_limit_with_receipt": crypto.with_receipt_per_second.map(|r| hub.per_second / r.max(1e-9))}))?);
         return Ok(());
@@ -162,6 +187,12 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
         let total: f64 = hub.cpu_seconds.values().sum();
         let each = hub.cpu_seconds.iter().map(|(k, v)| format!("{k} {v:.1}")).collect::<Vec<_>>().join(", ");
         println!("\nCPU seconds during the hub phase: {total:.1} in all ({:.2} ms per disclosure): {each}", total * 1000.0 / hub.messages as f64);
+    }
+    if !hub.stages.is_empty() {
+        println!("\nwhere the hub's latency goes (p50 / p99 ms):");
+        for stage in &hub.stages {
+            println!("  {:<60} {:>8.1} {:>8.1}", stage.name, stage.p50_ms, stage.p99_ms);
+        }
     }
     if let Some(a) = hub.accepted_per_second {
         println!("\nthe senders' APIs accepted {a:.0} sends/s; delivery to the inbox ran at {:.0}/s", hub.per_second);
@@ -334,8 +365,12 @@ struct Served {
     url: String,
 }
 
-async fn serve(name: &str, data: &Path, nats_url: &str, database_url: Option<&str>, prefix: &str) -> anyhow::Result<Served> {
+async fn serve(name: &str, data: &Path, nats_url: &str, database_url: Option<&str>, prefix: &str, workers: Option<u16>) -> anyhow::Result<Served> {
     let mut command = Command::new(std::env::current_exe()?);
+    if let Some(n) = workers {
+        // Read by the tokio runtime `hub serve` builds.
+        command.env("TOKIO_WORKER_THREADS", n.to_string());
+    }
     command.args(["serve", "--agency", name, "--data"]).arg(data).env("NATS_URL", nats_url).env("RUST_LOG", "warn").env("DATABASE_PREFIX", prefix);
     match database_url {
         Some(url) => command.env("DATABASE_URL", url),
@@ -352,10 +387,14 @@ async fn serve(name: &str, data: &Path, nats_url: &str, database_url: Option<&st
 async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, prefix: &str, args: &BenchArgs) -> anyhow::Result<Phase> {
     let nats_url = nats.url.as_str();
     let http = reqwest::Client::new();
-    let mut services = vec![serve("audit", data, nats_url, database_url, prefix).await?, serve(RECIPIENT, data, nats_url, database_url, prefix).await?];
+    let workers = args.workers_per_service();
+    let mut services = vec![
+        serve("audit", data, nats_url, database_url, prefix, workers).await?,
+        serve(RECIPIENT, data, nats_url, database_url, prefix, workers).await?,
+    ];
     let senders: Vec<&str> = SENDERS[..args.agencies].to_vec();
     for s in &senders {
-        services.push(serve(s, data, nats_url, database_url, prefix).await?);
+        services.push(serve(s, data, nats_url, database_url, prefix, workers).await?);
     }
     let url_of = |name: &str| services.iter().find(|s| s.name == name).map(|s| s.url.clone()).unwrap();
     // Each sender records the (synthetic) survivor's consent to the IDVA referral.
@@ -408,7 +447,7 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
     let idva_db = local::database_url(&bench_options(data, database_url, prefix), RECIPIENT).await?;
     let audit_db = local::database_url(&bench_options(data, database_url, prefix), "audit").await?;
     let deadline = Instant::now() + Duration::from_secs(600);
-    let received: Vec<(String, i64)> = loop {
+    let received: Vec<(String, i64, i64)> = loop {
         let rows = read_received(&idva_db).await?;
         if rows.len() >= n {
             break rows;
@@ -434,7 +473,20 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         let used = postgres_cpu().into_iter().map(|(pid, now)| now - before.get(&pid).copied().unwrap_or_default()).sum();
         cpu_seconds.insert("postgresql server".into(), used);
     }
-    let latencies: Vec<f64> = received.iter().filter_map(|(id, at)| sends.get(id).map(|sent| (*at as f64 - sent).max(0.0))).collect();
+    let latencies: Vec<f64> = received.iter().filter_map(|(id, _, at)| sends.get(id).map(|sent| (*at as f64 - sent).max(0.0))).collect();
+    let mut published = BTreeMap::new();
+    for sender in &senders {
+        published.extend(read_published(&local::database_url(&bench_options(data, database_url, prefix), sender).await?).await?);
+    }
+    let stage = |name: &str, ms: Vec<f64>| {
+        let (p50, _, p99, _) = percentiles(ms);
+        Stage { name: name.into(), p50_ms: p50, p99_ms: p99 }
+    };
+    let stages = vec![
+        stage("send -> sealed (HTTP, batching, consent read, seal)", received.iter().filter_map(|(id, created, _)| Some((*created as f64 - sends.get(id)?).max(0.0))).collect()),
+        stage("sealed -> published (commit, outbox, JetStream ack)", received.iter().filter_map(|(id, created, _)| Some((*published.get(id)? - created).max(0) as f64)).collect()),
+        stage("published -> in the inbox (consume, checks, open, commit)", received.iter().filter_map(|(id, _, at)| Some((at - *published.get(id)?).max(0) as f64)).collect()),
+    ];
     let (p50, p95, p99, max) = percentiles(latencies);
     let mut rss = BTreeMap::new();
     for s in &mut services {
@@ -454,6 +506,7 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         peak_rss_mb: rss,
         accepted_per_second: Some(accepted),
         cpu_seconds,
+        stages,
         ..Default::default()
     })
 }
@@ -468,10 +521,20 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result
     Ok((status, response.json().await.unwrap_or(Value::Null)))
 }
 
-async fn read_received(url: &str) -> anyhow::Result<Vec<(String, i64)>> {
+/// The bench referrals in the IDVA's inbox: envelope id, sealed at, stored at (ms).
+async fn read_received(url: &str) -> anyhow::Result<Vec<(String, i64, i64)>> {
     use sqlx::Connection as _;
     let mut conn = sqlx::AnyConnection::connect(url).await?;
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT envelope_id, received_at_ms FROM inbox WHERE kind = 'housing.idva_referral'").fetch_all(&mut conn).await?;
+    let rows = sqlx::query_as("SELECT envelope_id, created_at_ms, received_at_ms FROM inbox WHERE kind = 'housing.idva_referral'").fetch_all(&mut conn).await?;
+    conn.close().await?;
+    Ok(rows)
+}
+
+/// When a sender's outbox saw each message acknowledged by JetStream (ms).
+async fn read_published(url: &str) -> anyhow::Result<Vec<(String, i64)>> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    let rows = sqlx::query_as("SELECT id, published_at_ms FROM outbox WHERE published_at_ms IS NOT NULL").fetch_all(&mut conn).await?;
     conn.close().await?;
     Ok(rows)
 }

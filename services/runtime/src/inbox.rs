@@ -90,6 +90,9 @@ async fn handle<A: Agency>(ctx: &Ctx, agency: &A, message: Message) {
     }
 }
 
+/// What opening an envelope gives: the opened envelope, or the header if it decoded and why not.
+type OpenResult = Result<Opened, (Option<Header>, OpenError)>;
+
 /// What the checks before storing found for one delivery.
 enum Prepared {
     /// Handled already (a redelivery) or refused and quarantined: ack it.
@@ -151,7 +154,8 @@ impl Known {
 /// Everything before the inbox transaction: redelivery, verify and open, routing, consent,
 /// replay. A refusal is quarantined here (its own transaction). `known` is what the inbox
 /// held of the batch when it arrived.
-async fn prepare(ctx: &Ctx, reads: &ConsentReads, known: &Known, subject: &str, body: &[u8], seq: u64) -> anyhow::Result<Prepared> {
+/// `opened` is what opening the envelope gave, when done already (a batch opens on every core).
+async fn prepare(ctx: &Ctx, reads: &ConsentReads, known: &Known, subject: &str, body: &[u8], seq: u64, opened: Option<OpenResult>) -> anyhow::Result<Prepared> {
     if known.seqs.contains(&seq) {
         tracing::debug!(stream_seq = seq, "redelivery of a message already handled");
         return Ok(Prepared::Done);
@@ -159,7 +163,7 @@ async fn prepare(ctx: &Ctx, reads: &ConsentReads, known: &Known, subject: &str, 
     let refuse = |header: Option<Header>, error: OpenError| async move {
         quarantine(ctx, subject, body, seq, header.as_ref(), &error).await.map(|()| Prepared::Done)
     };
-    let opened = match ctx.isp().open(body) {
+    let opened = match opened.unwrap_or_else(|| ctx.isp().open(body)) {
         Ok(opened) => opened,
         Err((header, error)) => return refuse(header, error).await,
     };
@@ -197,8 +201,9 @@ struct Ready<'a> {
 /// per table), and the service's domain change for each.
 async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::Tx, ready: &[Ready<'_>]) -> anyhow::Result<()> {
     store(tx, ready).await?;
+    let opened: Vec<&Opened> = ready.iter().map(|r| r.opened).collect();
+    crate::receipts::apply(tx, &opened).await?;
     for r in ready {
-        crate::receipts::apply(tx, r.opened).await?;
         crate::receipts::apply_revocation(ctx, tx, r.opened).await?;
     }
     let due: Vec<&Opened> = ready.iter().map(|r| r.opened).filter(|o| acknowledgeable(kind::name(o.header.kind()))).collect();
@@ -226,7 +231,7 @@ fn stored(opened: &Opened) {
 /// done under this stream sequence) and may be acked.
 pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8], seq: u64, delivered: i64) -> anyhow::Result<()> {
     let known = Known::read(ctx, &[(seq, body)]).await?;
-    let Prepared::Store(opened) = prepare(ctx, &ConsentReads::default(), &known, subject, body, seq).await? else { return Ok(()) };
+    let Prepared::Store(opened) = prepare(ctx, &ConsentReads::default(), &known, subject, body, seq, None).await? else { return Ok(()) };
     let mut tx = ctx.pool.begin().await?;
     store_in(ctx, agency, &mut tx, &[Ready { opened: &opened, body, seq, delivered }]).await?;
     tx.commit().await?;
@@ -265,13 +270,17 @@ async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, messages: Vec<Message>)
             return;
         }
     };
-    // The checks (the crypto, a consent lookup on the broker for each record the batch relies
-    // on) overlap; their outcomes are taken in stream order.
+    // Open (verify and decrypt) what is new on every core; then the checks (a consent lookup
+    // on the broker for each record the batch relies on) overlap, their outcomes taken in
+    // stream order.
+    let isp = ctx.isp();
+    let bodies: Vec<Option<bytes::Bytes>> = messages.iter().map(|(m, (seq, _))| (!known.seqs.contains(seq)).then(|| m.payload.clone())).collect();
+    let opens = crate::on_cores(bodies, move |body| body.map(|b| isp.open(&b))).await;
     let reads = ConsentReads::default();
     let (reads, known) = (&reads, &known);
-    let checked: Vec<_> = futures::stream::iter(messages)
-        .map(|(message, info)| async move {
-            let outcome = prepare(ctx, reads, known, message.subject.as_str(), &message.payload, info.0).await;
+    let checked: Vec<_> = futures::stream::iter(messages.into_iter().zip(opens))
+        .map(|((message, info), opened)| async move {
+            let outcome = prepare(ctx, reads, known, message.subject.as_str(), &message.payload, info.0, opened).await;
             (message, info, outcome)
         })
         .buffered(16)

@@ -67,6 +67,42 @@ impl Ctx {
     }
 }
 
+/// Runs `f` over `items` on the blocking pool, split into as many parts as the machine has
+/// cores, results in order: the crypto of a batch (opening what arrived, sealing receipts
+/// and sends) uses every core, and never holds up the async workers. A single item runs
+/// where it is.
+pub(crate) async fn on_cores<T, R, F>(items: Vec<T>, f: F) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> R + Send + Sync + 'static,
+{
+    if items.len() < 2 {
+        return items.into_iter().map(f).collect();
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let f = Arc::new(f);
+    let per_part = items.len().div_ceil(cores);
+    let mut items = items.into_iter();
+    let mut parts = Vec::with_capacity(cores);
+    loop {
+        let part: Vec<T> = items.by_ref().take(per_part).collect();
+        if part.is_empty() {
+            break;
+        }
+        let f = f.clone();
+        parts.push(tokio::task::spawn_blocking(move || part.into_iter().map(|t| f(t)).collect::<Vec<R>>()));
+    }
+    let mut results = Vec::new();
+    for part in parts {
+        match part.await {
+            Ok(r) => results.extend(r),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    results
+}
+
 /// What makes a service one agency's service rather than another's.
 pub trait Agency: Send + Sync + 'static {
     /// Migrations of the service's own tables (versions 100 and up; the runtime uses 1-99).

@@ -184,18 +184,23 @@ async fn send_batch(ctx: &Ctx, batch: Vec<Pending>) {
     // leaves); then the crypto, so the connection is held only for the writes.
     let reads = ConsentReads::default();
     let consents = futures::future::join_all(batch.iter().map(|(out, _)| reads.get(ctx, out.consent.as_ref()))).await;
-    let isp = ctx.isp();
     let mut ready = Vec::with_capacity(batch.len());
+    let mut to_seal = Vec::with_capacity(batch.len());
     for ((out, reply), consent) in batch.into_iter().zip(consents) {
         match consent {
             Ok(consent) => {
-                let sealed = isp.seal(&out, consent.as_ref());
-                ready.push((out, reply, Some(sealed)));
+                to_seal.push((out.clone(), consent));
+                ready.push((out, reply, None));
             }
             Err(e) => {
                 let _ = reply.send(Err(SendError::ConsentUnavailable(format!("{e:#}"))));
             }
         }
+    }
+    let isp = ctx.isp();
+    let sealed = crate::on_cores(to_seal, move |(out, consent)| isp.seal(&out, consent.as_ref())).await;
+    for ((_, _, slot), sealed) in ready.iter_mut().zip(sealed) {
+        *slot = Some(sealed);
     }
     if ready.is_empty() {
         return;

@@ -116,9 +116,10 @@ pub async fn auto_receipts(ctx: &Ctx, tx: &mut Tx, opened: &[&Opened], status: A
             Err(e) => tracing::warn!(envelope_id = %h.envelope_id, error = %e, "no automatic receipt sent"),
         }
     }
-    // A receipt relies on no consent record: nothing to look up before sealing.
+    // A receipt relies on no consent record: nothing to look up before sealing, on every core.
     let isp = ctx.isp();
-    let sends = outs.iter().map(|out| (out, isp.seal(out, None))).collect();
+    let sealed = crate::on_cores(outs.clone(), move |out| isp.seal(&out, None)).await;
+    let sends = outs.iter().zip(sealed).collect();
     for (answer, out) in ctx.queue_many_in(tx, sends).await?.into_iter().zip(&outs) {
         if let Err(e) = answer {
             tracing::warn!(envelope_id = %out.in_reply_to, error = %e, "no automatic receipt sent");
@@ -132,29 +133,53 @@ pub async fn auto_receipt(ctx: &Ctx, tx: &mut Tx, opened: &Opened, status: AckSt
     auto_receipts(ctx, tx, &[opened], status).await
 }
 
-/// A receipt arriving at the sender: moves its record of the disclosure forward, if it comes
-/// from that disclosure's recipient.
-pub async fn apply(tx: &mut Tx, opened: &Opened) -> Result<(), sqlx::Error> {
-    let Some(Body::ReferralAck(ack)) = &opened.payload.body else { return Ok(()) };
-    let Some(next) = status_name(ack.status()) else { return Ok(()) };
-    // One statement: the update applies only from a status the receipt moves forward.
-    let from: Vec<&str> = STATUSES.iter().copied().filter(|current| moves_forward(current, next)).collect();
-    if from.is_empty() {
-        return Ok(());
+/// Receipts arriving at the sender: each moves its record of the disclosure forward, if it
+/// comes from that disclosure's recipient. Receipts of the same status and detail from the
+/// same recipient (a batch of `received`, typically) take one statement.
+pub async fn apply(tx: &mut Tx, opened: &[&Opened]) -> Result<(), sqlx::Error> {
+    let receipts: Vec<((&str, &str, &str), &str)> = opened
+        .iter()
+        .filter_map(|o| {
+            let Some(Body::ReferralAck(ack)) = &o.payload.body else { return None };
+            let next = status_name(ack.status())?;
+            let detail = if ack.reason.is_empty() { ack.outcome.as_str() } else { ack.reason.as_str() };
+            Some(((next, detail, o.header.sender.as_str()), ack.envelope_id.as_str()))
+        })
+        .collect();
+    // Two receipts for one disclosure in the batch (accepted, then declined) must apply in
+    // their order: then each goes alone, in stream order.
+    let distinct = receipts.iter().map(|(_, id)| *id).collect::<std::collections::HashSet<_>>().len() == receipts.len();
+    let mut groups: Vec<((&str, &str, &str), Vec<&str>)> = Vec::new();
+    for (key, id) in receipts {
+        match groups.iter_mut().find(|(k, _)| distinct && *k == key) {
+            Some((_, ids)) => ids.push(id),
+            None => groups.push((key, vec![id])),
+        }
     }
-    let list = (6..6 + from.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-    let detail = if ack.reason.is_empty() { &ack.outcome } else { &ack.reason };
-    let sql = format!("UPDATE sent SET status = $1, status_reason = $2, updated_at_ms = $3 WHERE envelope_id = $4 AND recipient = $5 AND status IN ({list})");
-    let mut query = sqlx::query(&sql)
-        .bind(next)
-        .bind(detail)
-        .bind(isp::now_ms())
-        .bind(&ack.envelope_id)
-        .bind(&opened.header.sender);
-    for status in from {
-        query = query.bind(status);
+    let now = isp::now_ms();
+    for ((next, detail, recipient), ids) in groups {
+        // The update applies only from a status the receipt moves forward.
+        let from: Vec<&str> = STATUSES.iter().copied().filter(|current| moves_forward(current, next)).collect();
+        if from.is_empty() {
+            continue;
+        }
+        for chunk in ids.chunks(200) {
+            let at = |first: usize, n: usize| (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "UPDATE sent SET status = $1, status_reason = $2, updated_at_ms = $3 WHERE recipient = $4 AND status IN ({}) AND envelope_id IN ({})",
+                at(5, from.len()),
+                at(5 + from.len(), chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(next).bind(detail).bind(now).bind(recipient);
+            for status in &from {
+                query = query.bind(*status);
+            }
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut **tx).await?;
+        }
     }
-    query.execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Sends that arrive at the same moment are sealed and committed together (one transaction
 //! for the lot): each must still get its own answer, and the allowed, the refused by the
-//! protocol and the malformed beside each other must not change one another's fate.
+//! protocol and the malformed beside each other must not change one another's fate; the
+//! receipts that come back together must each reach their own disclosure.
 
 use std::time::Duration;
 
@@ -84,6 +85,16 @@ async fn concurrent_sends_on(backend: Backend) -> anyhow::Result<()> {
     let idva_db = p.database_url(IDVA).await?;
     eventually("every allowed referral in the IDVA's inbox", Duration::from_secs(60), || async {
         Ok((inbox_counts(&idva_db).await? == (EACH as i64, EACH as i64)).then_some(()))
+    })
+    .await?;
+    // The IDVA's delivery receipts, which come back in batches too, reach every one of them.
+    eventually("every allowed referral marked received at housing", Duration::from_secs(60), || async {
+        for id in &allowed {
+            if p.get(HOUSING, &format!("/disclosures/{id}")).await?["status"] != "received" {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
     })
     .await?;
     let near_misses: Vec<String> = answers.iter().filter(|a| a.0 == Ask::UnknownConsent).map(|a| a.3["near_miss_id"].as_str().unwrap().to_owned()).collect();
