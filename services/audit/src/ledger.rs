@@ -257,7 +257,7 @@ pub async fn backfill_tree(pool: &AnyPool) -> Result<u64, sqlx::Error> {
 async fn insert_all(tx: &mut Tx, entries: &[Entry]) -> Result<(), sqlx::Error> {
     let sqlite = runtime::db::on_sqlite(tx);
     for chunk in entries.chunks(64) {
-        let sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES {}", tree::placeholders(sqlite, chunk.len(), 28));
+        let sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES {}", runtime::db::placeholders(sqlite, chunk.len(), 28));
         let mut q = sqlx::query(&sql);
         for e in chunk {
             q = q

@@ -125,4 +125,4 @@ pub async fn append_leaves(tx: &mut Tx, leaves: &[Hash]) -> Result<(), sqlx::Err
 }
 
 
-pub use runtime::db::placeholders;
+use runtime::db::placeholders;

@@ -288,23 +288,7 @@ fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
     };
     sender.seal(&out, None).context("the bench referral does not seal")?;
     // The delivered receipt the IDVA seals back for each referral, as its service does.
-    let sender_role = sender.role;
-    let (purpose, basis) = recipient.policy.defaults_for(recipient.role, sender_role, isp::Kind::ReferralAck).context("no rule for the receipt")?;
-    let receipt = isp::Outgoing {
-        recipient: SENDERS[0].into(),
-        kind: isp::Kind::ReferralAck,
-        purpose: purpose.to_owned(),
-        lawful_basis: basis.to_owned(),
-        consent: None,
-        risk: Default::default(),
-        subject_ref: String::new(),
-        case_ref: "BENCH".into(),
-        in_reply_to: String::new(),
-        justification: None,
-        payload: Payload {
-            body: Some(Body::ReferralAck(proto::v1::ReferralAck { envelope_id: "bench".into(), status: proto::v1::AckStatus::Received as i32, ..Default::default() })),
-        },
-    };
+    let receipt = runtime::receipts::receipt(&recipient, "bench", SENDERS[0], "", "BENCH", proto::v1::AckStatus::Received, "", "")?;
     recipient.seal(&receipt, None).context("the bench receipt does not seal")?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_core = args.messages.div_ceil(cores);

@@ -74,6 +74,15 @@ pub fn placeholders(sqlite: bool, rows: usize, cols: usize) -> String {
         .join(", ")
 }
 
+/// `$first, $first+1, ...`: `n` numbered parameters, for an `IN (...)` list.
+pub fn numbered(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Rows per multi-row INSERT: with up to 28 columns a row, far below either engine's limit on
+/// parameters.
+pub const ROWS_PER_INSERT: usize = 64;
+
 /// Whether a transaction runs on SQLite (whose placeholders [`placeholders`] writes as `?`).
 pub fn on_sqlite(tx: &mut Tx) -> bool {
     (**tx).backend_name() == "SQLite"

@@ -101,8 +101,8 @@ enum Prepared {
     Store(Box<Opened>),
 }
 
-/// What the inbox already holds of a batch of deliveries, read in two statements for the
-/// whole batch rather than two for each.
+/// What the inbox already holds of a batch of deliveries, read in one statement for the
+/// whole batch rather than two for each delivery.
 #[derive(Default)]
 struct Known {
     /// Stream sequences already stored or quarantined (redeliveries).
@@ -112,7 +112,6 @@ struct Known {
 }
 
 impl Known {
-    /// One statement for the whole batch (each statement is a hop to the database).
     async fn read(ctx: &Ctx, deliveries: &[(u64, &[u8])]) -> Result<Known, sqlx::Error> {
         let mut known = Known::default();
         if deliveries.is_empty() {
@@ -124,13 +123,13 @@ impl Known {
             .iter()
             .filter_map(|(_, body)| Envelope::decode(*body).ok().and_then(|e| Header::decode(e.header.as_slice()).ok()).map(|h| h.envelope_id))
             .collect();
-        let seqs = (1..=deliveries.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let seqs = crate::db::numbered(1, deliveries.len());
         let mut sql = format!(
             "SELECT stream_seq, '' AS envelope_id FROM inbox WHERE stream_seq IN ({seqs}) \
              UNION ALL SELECT stream_seq, '' AS envelope_id FROM quarantine WHERE stream_seq IN ({seqs})"
         );
         if !ids.is_empty() {
-            let list = (deliveries.len() + 1..=deliveries.len() + ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let list = crate::db::numbered(deliveries.len() + 1, ids.len());
             sql.push_str(&format!(" UNION ALL SELECT -1 AS stream_seq, envelope_id FROM inbox WHERE envelope_id IN ({list})"));
         }
         let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
@@ -153,8 +152,8 @@ impl Known {
 
 /// Everything before the inbox transaction: redelivery, verify and open, routing, consent,
 /// replay. A refusal is quarantined here (its own transaction). `known` is what the inbox
-/// held of the batch when it arrived.
-/// `opened` is what opening the envelope gave, when done already (a batch opens on every core).
+/// held of the batch when it arrived; `opened` is what opening the envelope gave, when done
+/// already (a batch opens on every core).
 async fn prepare(ctx: &Ctx, reads: &ConsentReads, known: &Known, subject: &str, body: &[u8], seq: u64, opened: Option<OpenResult>) -> anyhow::Result<Prepared> {
     if known.seqs.contains(&seq) {
         tracing::debug!(stream_seq = seq, "redelivery of a message already handled");
@@ -335,7 +334,7 @@ async fn ack(message: &Message, seq: u64) {
 async fn store(tx: &mut crate::Tx, ready: &[Ready<'_>]) -> Result<(), sqlx::Error> {
     let sqlite = crate::db::on_sqlite(tx);
     let now = isp::now_ms();
-    for chunk in ready.chunks(64) {
+    for chunk in ready.chunks(crate::db::ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO inbox (envelope_id, stream_seq, sender, kind, purpose, lawful_basis, consent_state, risk, subject_ref, \
              case_ref, categories, rule, policy_version, in_reply_to, envelope, status, created_at_ms, received_at_ms) VALUES {}",

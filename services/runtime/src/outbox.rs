@@ -79,7 +79,7 @@ impl Ctx {
     }
 
     /// Seals and queues one disclosure in its own transaction.
-    pub async fn send_alone(&self, out: &Outgoing) -> Result<SendOutcome, SendError> {
+    async fn send_alone(&self, out: &Outgoing) -> Result<SendOutcome, SendError> {
         let mut tx = self.pool.begin().await?;
         let result = self.send_in(&mut tx, out).await;
         if matches!(result, Ok(_) | Err(SendError::Denied { .. })) {
@@ -144,25 +144,14 @@ impl Ctx {
                 Err(other) => answers.push(Err(SendError::Refused(other))),
             }
         }
+        enqueue_many(tx, &outbox).await?;
         let sqlite = crate::db::on_sqlite(tx);
-        for chunk in outbox.chunks(ROWS_PER_INSERT) {
-            let sql = format!("INSERT INTO outbox (id, subject, body, created_at_ms, attempts) VALUES {}", crate::db::placeholders(sqlite, chunk.len(), 5));
-            let mut q = sqlx::query(&sql);
-            for (id, subject, body) in chunk {
-                q = q.bind(id).bind(subject).bind(body.as_slice()).bind(now).bind(0i64);
-            }
-            q.execute(&mut **tx).await?;
-        }
-        for chunk in sent.chunks(ROWS_PER_INSERT) {
+        for chunk in sent.chunks(crate::db::ROWS_PER_INSERT) {
             insert_sent(tx, sqlite, chunk, now).await?;
         }
         Ok(answers)
     }
 }
-
-/// Rows per multi-row INSERT (25 columns each stays far below either engine's limit on
-/// parameters).
-const ROWS_PER_INSERT: usize = 64;
 
 /// Takes the sends of [`Ctx::send`] in batches until shutdown.
 pub async fn send_loop(ctx: Ctx, mut pending: mpsc::Receiver<Pending>, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -184,44 +173,42 @@ async fn send_batch(ctx: &Ctx, batch: Vec<Pending>) {
     // leaves); then the crypto, so the connection is held only for the writes.
     let reads = ConsentReads::default();
     let consents = futures::future::join_all(batch.iter().map(|(out, _)| reads.get(ctx, out.consent.as_ref()))).await;
-    let mut ready = Vec::with_capacity(batch.len());
     let mut to_seal = Vec::with_capacity(batch.len());
     for ((out, reply), consent) in batch.into_iter().zip(consents) {
         match consent {
-            Ok(consent) => {
-                to_seal.push((out.clone(), consent));
-                ready.push((out, reply, None));
-            }
+            Ok(consent) => to_seal.push((out, reply, consent)),
             Err(e) => {
                 let _ = reply.send(Err(SendError::ConsentUnavailable(format!("{e:#}"))));
             }
         }
     }
-    let isp = ctx.isp();
-    let sealed = crate::on_cores(to_seal, move |(out, consent)| isp.seal(&out, consent.as_ref())).await;
-    for ((_, _, slot), sealed) in ready.iter_mut().zip(sealed) {
-        *slot = Some(sealed);
-    }
-    if ready.is_empty() {
+    if to_seal.is_empty() {
         return;
     }
+    let isp = ctx.isp();
+    let (waiting, sealed): (Vec<_>, Vec<_>) = crate::on_cores(to_seal, move |(out, reply, consent)| {
+        let sealed = isp.seal(&out, consent.as_ref());
+        ((out, reply), sealed)
+    })
+    .await
+    .into_iter()
+    .unzip();
     let together = async {
         let mut tx = ctx.pool.begin().await?;
-        let sends = ready.iter_mut().map(|(out, _, sealed)| (&*out, sealed.take().expect("sealed once"))).collect();
-        let results = ctx.queue_many_in(&mut tx, sends).await?;
+        let results = ctx.queue_many_in(&mut tx, waiting.iter().map(|(out, _)| out).zip(sealed).collect()).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(results)
     };
     match together.await {
         Ok(results) => {
             ctx.outbox_ready.notify_one();
-            for ((_, reply, _), result) in ready.into_iter().zip(results) {
+            for ((_, reply), result) in waiting.into_iter().zip(results) {
                 let _ = reply.send(result);
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, sends = ready.len(), "a batch of sends could not be written whole; one at a time");
-            for (out, reply, _) in ready {
+            tracing::warn!(error = %e, sends = waiting.len(), "a batch of sends could not be written whole; one at a time");
+            for (out, reply) in waiting {
                 let _ = reply.send(ctx.send_alone(&out).await);
             }
         }
@@ -273,13 +260,22 @@ async fn insert_sent(tx: &mut Tx, sqlite: bool, rows: &[(&Outgoing, SendOutcome,
 
 /// Queues one message for publishing.
 pub async fn enqueue(tx: &mut Tx, id: &str, subject: &str, body: &[u8]) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO outbox (id, subject, body, created_at_ms, attempts) VALUES ($1, $2, $3, $4, 0)")
-        .bind(id)
-        .bind(subject)
-        .bind(body)
-        .bind(isp::now_ms())
-        .execute(&mut **tx)
-        .await?;
+    enqueue_many(tx, &[(id.to_owned(), subject.to_owned(), body.to_vec())]).await
+}
+
+/// Queues messages (id, subject, body) for publishing, in one statement per
+/// [`crate::db::ROWS_PER_INSERT`].
+async fn enqueue_many(tx: &mut Tx, messages: &[(String, String, Vec<u8>)]) -> Result<(), sqlx::Error> {
+    let sqlite = crate::db::on_sqlite(tx);
+    let now = isp::now_ms();
+    for chunk in messages.chunks(crate::db::ROWS_PER_INSERT) {
+        let sql = format!("INSERT INTO outbox (id, subject, body, created_at_ms, attempts) VALUES {}", crate::db::placeholders(sqlite, chunk.len(), 5));
+        let mut q = sqlx::query(&sql);
+        for (id, subject, body) in chunk {
+            q = q.bind(id.as_str()).bind(subject.as_str()).bind(body.as_slice()).bind(now).bind(0i64);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -294,7 +290,7 @@ pub async fn publish_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Resu
         }
         match publish_pending(&ctx).await {
             // What was pending is dealt with; a commit since then has left a wake-up behind.
-            Ok(Pass { more: false, .. }) => {
+            Ok(false) => {
                 backoff = Duration::from_millis(100);
                 tokio::select! {
                     _ = ctx.outbox_ready.notified() => {}
@@ -302,7 +298,7 @@ pub async fn publish_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Resu
                     _ = shutdown.cancelled() => return Ok(()),
                 }
             }
-            Ok(Pass { more: true, .. }) => backoff = Duration::from_millis(100),
+            Ok(true) => backoff = Duration::from_millis(100),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox publish failed; will retry");
                 tokio::select! {
@@ -315,28 +311,20 @@ pub async fn publish_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Resu
     }
 }
 
-/// What one publisher pass did.
-#[derive(Debug, Clone, Copy)]
-pub struct Pass {
-    /// Rows published, stopped, or written to the consent bucket.
-    pub handled: usize,
-    /// Whether rows may be left pending (a full batch, or some not acknowledged): look again
-    /// at once rather than wait for the next commit.
-    pub more: bool,
-}
-
 /// How many outbox rows one pass takes.
 const PUBLISH_BATCH: usize = 256;
 
-/// Publishes up to one batch of pending rows, acks in flight together.
-pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<Pass> {
+/// Publishes up to one batch of pending rows, acks in flight together. Returns whether rows
+/// may be left pending (a full batch, or some not acknowledged): then the publisher looks
+/// again at once rather than waiting for the next commit.
+pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<bool> {
     let rows = sqlx::query("SELECT id, subject, body FROM outbox WHERE published_at_ms IS NULL AND stopped_at_ms IS NULL ORDER BY id LIMIT $1")
         .bind(PUBLISH_BATCH as i64)
         .fetch_all(&ctx.pool)
         .await
         .context("reading the outbox")?;
     if rows.is_empty() {
-        return Ok(Pass { handled: 0, more: false });
+        return Ok(false);
     }
     let full = rows.len() == PUBLISH_BATCH;
     // While disconnected the client would buffer publishes and send them on reconnect,
@@ -393,7 +381,7 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<Pass> {
     // the database (for SQLite, a hop to its worker thread and back).
     let mut tx = ctx.pool.begin().await?;
     for chunk in published.chunks(200) {
-        let list = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let list = crate::db::numbered(2, chunk.len());
         for sql in [
             format!("UPDATE outbox SET published_at_ms = $1, attempts = attempts + 1 WHERE id IN ({list})"),
             format!("UPDATE sent SET status = 'published', updated_at_ms = $1 WHERE status = 'queued' AND envelope_id IN ({list})"),
@@ -408,7 +396,7 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<Pass> {
     tx.commit().await?;
     match failure {
         Some(e) if published.is_empty() && stopped == 0 => Err(anyhow::Error::new(e).context("waiting for JetStream to acknowledge")),
-        failure => Ok(Pass { handled: published.len() + stopped, more: full || failure.is_some() }),
+        failure => Ok(full || failure.is_some()),
     }
 }
 

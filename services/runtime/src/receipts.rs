@@ -14,7 +14,7 @@ use axum::{
     http::StatusCode,
 };
 use bytes::Bytes;
-use isp::{Kind, Opened, Outgoing};
+use isp::{Isp, Kind, Opened, Outgoing};
 use proto::v1::{AckStatus, DisclosureRevoke, Payload, ReferralAck, payload::Body};
 use serde::Deserialize;
 use serde_json::Value;
@@ -62,10 +62,10 @@ fn moves_forward(current: &str, next: &str) -> bool {
     }
 }
 
-/// A receipt for envelope `original` to its sender, as the policy has it sent.
+/// A receipt from the agency of `isp` for envelope `original` to its sender, as the policy
+/// has it sent.
 #[allow(clippy::too_many_arguments)]
-fn receipt(ctx: &Ctx, original: &str, sender: &str, subject_ref: &str, case_ref: &str, status: AckStatus, reason: &str, outcome: &str) -> Result<Outgoing, SendError> {
-    let isp = ctx.isp();
+pub fn receipt(isp: &Isp, original: &str, sender: &str, subject_ref: &str, case_ref: &str, status: AckStatus, reason: &str, outcome: &str) -> Result<Outgoing, SendError> {
     let sender_role = isp.directory.require(sender).map_err(SendError::Refused)?.role;
     let (purpose, basis) = isp.policy.defaults_for(isp.role, sender_role, Kind::ReferralAck).ok_or_else(|| {
         SendError::Refused(isp::IspError::Invalid { what: "the policy".into(), detail: format!("no rule lets a {} acknowledge to a {sender_role}", isp.role) })
@@ -100,7 +100,7 @@ pub async fn send_receipt(
     reason: &str,
     outcome: &str,
 ) -> Result<SendOutcome, SendError> {
-    let out = receipt(ctx, original, sender, subject_ref, case_ref, status, reason, outcome)?;
+    let out = receipt(&ctx.isp(), original, sender, subject_ref, case_ref, status, reason, outcome)?;
     ctx.send_in(tx, &out).await
 }
 
@@ -108,19 +108,24 @@ pub async fn send_receipt(
 /// in one statement per table. One the policy refuses is logged (and is a near miss in the
 /// ledger) but never stops the inbox.
 pub async fn auto_receipts(ctx: &Ctx, tx: &mut Tx, opened: &[&Opened], status: AckStatus) -> Result<(), sqlx::Error> {
+    let isp = ctx.isp();
     let mut outs = Vec::with_capacity(opened.len());
     for o in opened {
         let h = &o.header;
-        match receipt(ctx, &h.envelope_id, &h.sender, &h.subject_ref, &h.case_ref, status, "", "") {
+        match receipt(&isp, &h.envelope_id, &h.sender, &h.subject_ref, &h.case_ref, status, "", "") {
             Ok(out) => outs.push(out),
             Err(e) => tracing::warn!(envelope_id = %h.envelope_id, error = %e, "no automatic receipt sent"),
         }
     }
     // A receipt relies on no consent record: nothing to look up before sealing, on every core.
-    let isp = ctx.isp();
-    let sealed = crate::on_cores(outs.clone(), move |out| isp.seal(&out, None)).await;
-    let sends = outs.iter().zip(sealed).collect();
-    for (answer, out) in ctx.queue_many_in(tx, sends).await?.into_iter().zip(&outs) {
+    let (outs, sealed): (Vec<_>, Vec<_>) = crate::on_cores(outs, move |out| {
+        let sealed = isp.seal(&out, None);
+        (out, sealed)
+    })
+    .await
+    .into_iter()
+    .unzip();
+    for (answer, out) in ctx.queue_many_in(tx, outs.iter().zip(sealed).collect()).await?.into_iter().zip(&outs) {
         if let Err(e) = answer {
             tracing::warn!(envelope_id = %out.in_reply_to, error = %e, "no automatic receipt sent");
         }
@@ -164,11 +169,10 @@ pub async fn apply(tx: &mut Tx, opened: &[&Opened]) -> Result<(), sqlx::Error> {
             continue;
         }
         for chunk in ids.chunks(200) {
-            let at = |first: usize, n: usize| (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
             let sql = format!(
                 "UPDATE sent SET status = $1, status_reason = $2, updated_at_ms = $3 WHERE recipient = $4 AND status IN ({}) AND envelope_id IN ({})",
-                at(5, from.len()),
-                at(5 + from.len(), chunk.len())
+                crate::db::numbered(5, from.len()),
+                crate::db::numbered(5 + from.len(), chunk.len())
             );
             let mut query = sqlx::query(&sql).bind(next).bind(detail).bind(now).bind(recipient);
             for status in &from {
