@@ -211,69 +211,13 @@ impl Nodes for MemoryTree {
 mod tests {
     use super::*;
 
-    /// MTH straight from RFC 6962's definition, on leaf hashes.
-    fn naive_root(leaves: &[Hash]) -> Hash {
-        match leaves.len() {
-            0 => empty_root(),
-            1 => leaves[0],
-            n => {
-                let k = split(n as u64) as usize;
-                node_hash(&naive_root(&leaves[..k]), &naive_root(&leaves[k..]))
-            }
-        }
-    }
-
-    fn tree(n: u64) -> (MemoryTree, Vec<Hash>) {
-        let leaves: Vec<Hash> = (0..n).map(|i| leaf_hash(&i.to_be_bytes())).collect();
-        let mut t = MemoryTree::default();
-        leaves.iter().for_each(|l| t.push(*l));
-        (t, leaves)
-    }
+    // Roots and proofs for every size to 70 are checked against CT's published vectors and
+    // an independent naive implementation in tests/merkle_rfc6962.rs.
 
     #[test]
     fn empty_and_single_leaf_roots_follow_rfc_6962() {
         assert_eq!(hex::encode(empty_root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         // RFC 6962's leaf hash of the empty string.
         assert_eq!(hex::encode(leaf_hash(b"")), "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
-    }
-
-    #[test]
-    fn roots_match_the_definition_for_every_size() {
-        for n in 0..70 {
-            let (t, leaves) = tree(n);
-            assert_eq!(t.root(), naive_root(&leaves), "size {n}");
-        }
-    }
-
-    #[test]
-    fn every_inclusion_proof_verifies_and_a_wrong_leaf_or_index_does_not() {
-        for n in 1..40u64 {
-            let (t, leaves) = tree(n);
-            let root = t.root();
-            for m in 0..n {
-                let proof = inclusion_proof(&t, m, n);
-                assert!(verify_inclusion(m, n, &leaves[m as usize], &proof, &root), "leaf {m} of {n}");
-                assert!(!verify_inclusion(m, n, &leaf_hash(b"forged"), &proof, &root));
-                if n > 1 {
-                    assert!(!verify_inclusion((m + 1) % n, n, &leaves[m as usize], &proof, &root), "leaf {m} of {n} at the wrong index");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn every_consistency_proof_verifies_and_a_rewritten_history_does_not() {
-        for second in 1..40u64 {
-            let (t, leaves) = tree(second);
-            for first in 1..=second {
-                let proof = consistency_proof(&t, first, second);
-                let first_root = naive_root(&leaves[..first as usize]);
-                assert!(verify_consistency(first, second, &first_root, &t.root(), &proof), "{first} -> {second}");
-                // A fork: the first tree had a different leaf somewhere.
-                let mut forked = leaves[..first as usize].to_vec();
-                forked[(first / 2) as usize] = leaf_hash(b"rewritten");
-                assert!(!verify_consistency(first, second, &naive_root(&forked), &t.root(), &proof), "fork {first} -> {second}");
-            }
-        }
     }
 }
