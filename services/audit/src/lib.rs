@@ -213,10 +213,13 @@ async fn consume(ctx: Ctx, consumer: async_nats::jetstream::consumer::PullConsum
             continue;
         }
         let directory = ctx.directory.load_full();
-        let entries = received
-            .iter()
-            .filter_map(|m| m.info().ok().map(|info| ledger::classify(&directory, m.subject.as_str(), &m.payload, info.stream_sequence)))
-            .collect::<Vec<_>>();
+        let (entries, recorded) = place(&directory, &received, |m| (m.subject.as_str(), &m.payload[..], m.info().ok().map(|i| i.stream_sequence)));
+        if recorded.len() < received.len() {
+            // Without its stream position a message can be neither placed in the ledger nor
+            // recognised when it comes again: it stays unacknowledged, so the broker redelivers
+            // it, and is never acknowledged unrecorded.
+            tracing::warn!(unplaced = received.len() - recorded.len(), "messages without a stream position left for redelivery");
+        }
         let appended = async {
             let mut tx = ctx.pool.begin().await?;
             let n = ledger::append(&mut tx, entries).await?;
@@ -226,7 +229,7 @@ async fn consume(ctx: Ctx, consumer: async_nats::jetstream::consumer::PullConsum
         .await;
         match appended {
             Ok(n) => {
-                for m in &received {
+                for m in recorded {
                     if let Err(e) = m.ack().await {
                         tracing::warn!(error = %e, "ledger ack failed; the message will be redelivered and skipped");
                     }
@@ -236,6 +239,23 @@ async fn consume(ctx: Ctx, consumer: async_nats::jetstream::consumer::PullConsum
             Err(e) => tracing::error!(error = %e, "could not append to the ledger; the batch will be redelivered"),
         }
     }
+}
+
+/// The ledger entries of a fetched batch, in order, and the messages they record: only those
+/// are acknowledged once the entries are committed. `read` gives a message's subject, body
+/// and stream sequence (None when it cannot be read: such a message gets no entry and is not
+/// acknowledged).
+fn place<'m, M>(directory: &Directory, batch: &'m [M], read: impl Fn(&M) -> (&str, &[u8], Option<u64>)) -> (Vec<ledger::Entry>, Vec<&'m M>) {
+    let mut entries = Vec::with_capacity(batch.len());
+    let mut recorded = Vec::with_capacity(batch.len());
+    for m in batch {
+        let (subject, body, stream_seq) = read(m);
+        if let Some(stream_seq) = stream_seq {
+            entries.push(ledger::classify(directory, subject, body, stream_seq));
+            recorded.push(m);
+        }
+    }
+    (entries, recorded)
 }
 
 async fn ledger_entries(State(ctx): State<Ctx>, Query(filter): Query<query::Filter>) -> Result<Json<Value>, ApiError> {
@@ -297,4 +317,20 @@ async fn period_report(State(ctx): State<Ctx>, Query(p): Query<ReportParams>) ->
         "html" => ([("content-type", "text/html; charset=utf-8")], report::to_html(&r, &ctx.directory.load().partnership)).into_response(),
         other => return Err(ApiError::bad_request(format!("unknown format {other:?} (json, csv, html)"))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_without_a_stream_position_is_neither_recorded_nor_acknowledged() {
+        let (directory, _) = isp::directory::generate_partnership("P", &[("ig-p", "IG", isp::Role::Ig), ("housing-p", "Housing", isp::Role::Housing)]).unwrap();
+        let subject = transport::message_subject("housing-p", "ig-p", isp::Kind::IdvaReferral);
+        let batch = [(subject.clone(), b"junk one".to_vec(), Some(5)), (subject.clone(), b"no position".to_vec(), None), (subject, b"junk two".to_vec(), Some(7))];
+        let (entries, recorded) = place(&directory, &batch, |m| (m.0.as_str(), &m.1[..], m.2));
+        assert_eq!(entries.iter().map(|e| (e.stream_seq, e.entry_type.as_str())).collect::<Vec<_>>(), [(5, "unverifiable"), (7, "unverifiable")]);
+        let acked: Vec<&[u8]> = recorded.iter().map(|m| &m.1[..]).collect();
+        assert_eq!(acked, [&b"junk one"[..], &b"junk two"[..]], "only what the ledger records is acknowledged");
+    }
 }
