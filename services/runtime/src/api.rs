@@ -250,9 +250,15 @@ pub fn router(service_routes: Router<Ctx>) -> Router<Ctx> {
 }
 
 async fn health(State(ctx): State<Ctx>) -> Json<Value> {
+    use async_nats::connection::State;
     let isp = ctx.isp();
+    let broker = match ctx.jetstream.client().connection_state() {
+        State::Connected => "connected",
+        State::Disconnected => "disconnected",
+        State::Pending => "connecting",
+    };
     Json(json!({"agency": ctx.agency(), "role": isp.role, "policy_version": isp.policy.version, "directory": isp.directory.digest(),
-        "signing_key_id": isp.keys.signing_key_id(), "status": "ok"}))
+        "signing_key_id": isp.keys.signing_key_id(), "broker": broker, "files_refused": ctx.files_refused.load().as_deref().cloned(), "status": "ok"}))
 }
 
 async fn send(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {

@@ -54,6 +54,10 @@ pub struct Ctx {
     pub outbox_ready: Arc<Notify>,
     /// Sends waiting to be sealed and queued together ([`Ctx::send`]).
     sends: tokio::sync::mpsc::Sender<outbox::Pending>,
+    /// Why the partnership files last found on disk were refused, while the service keeps
+    /// running on the last good ones (None once an acceptable set is in force); shown by
+    /// `GET /health` so an operator sees a bad policy or directory at every service.
+    pub files_refused: Arc<arc_swap::ArcSwapOption<policy_watch::Refusal>>,
 }
 
 impl Ctx {
@@ -161,6 +165,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         config: Arc::new(config),
         outbox_ready: Arc::new(Notify::new()),
         sends,
+        files_refused: Default::default(),
     };
     let agency = Arc::new(agency);
     let router = api::router(agency.routes().merge(witness::routes())).with_state(ctx.clone());

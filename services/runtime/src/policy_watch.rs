@@ -15,6 +15,14 @@ use crate::{Ctx, config::signature_path};
 
 const EVERY: Duration = Duration::from_secs(2);
 
+/// Partnership files on disk that were refused: why (the innermost reason, e.g. "the policy
+/// file changed after it was signed"; no content of the files) and when.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Refusal {
+    pub reason: String,
+    pub at_ms: i64,
+}
+
 pub async fn watch_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut seen = fingerprint(&ctx);
     let mut policy_text = std::fs::read_to_string(&ctx.config.policy_path).unwrap_or_default();
@@ -48,8 +56,10 @@ fn fingerprint(ctx: &Ctx) -> Vec<Option<Vec<u8>>> {
 /// when it did.
 pub fn reload(ctx: &Ctx, policy_text_in_force: &str) -> Option<String> {
     let current = ctx.isp();
+    let refuse = |reason: String| ctx.files_refused.store(Some(Arc::new(Refusal { reason, at_ms: isp::now_ms() })));
     let keeping = |e: anyhow::Error| {
         tracing::error!(error = format!("{e:#}"), keeping = %current.policy.version, "the partnership files on disk are not acceptable; keeping the last good ones");
+        refuse(e.root_cause().to_string());
         None
     };
     let directory = match ctx.config.load_signed_directory(Some(&current.directory)) {
@@ -62,6 +72,7 @@ pub fn reload(ctx: &Ctx, policy_text_in_force: &str) -> Option<String> {
     };
     if policy.version == current.policy.version && text != policy_text_in_force {
         tracing::warn!(policy_version = %policy.version, "the policy text changed but kept its version; a new protocol needs a new version, keeping the one in force");
+        refuse(format!("the policy text changed but kept its version {}; a new protocol needs a new version", policy.version));
         return None;
     }
     let keys = match AgencyKeys::load(&ctx.config.keys_path) {
@@ -72,6 +83,7 @@ pub fn reload(ctx: &Ctx, policy_text_in_force: &str) -> Option<String> {
         Ok(isp) => {
             tracing::info!(policy = %isp.policy.version, signing_key = %isp.keys.signing_key_id(), "partnership files in force");
             ctx.isp_cell.store(Arc::new(isp));
+            ctx.files_refused.store(None);
             Some(text)
         }
         Err(e) => keeping(e.into()),

@@ -7,14 +7,27 @@ use std::time::Duration;
 
 use tests::{Backend, Partnership, eventually, send_referrals};
 
-const AGENCIES: [&str; 3] = ["housing-northbridge", "idva-northbridge", "marac-northbridge"];
-
-async fn versions(p: &Partnership) -> anyhow::Result<Vec<String>> {
+/// Each agency service's policy version in force and why it last refused the files on disk.
+async fn states(p: &Partnership) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
-    for a in AGENCIES {
-        out.push(p.get(a, "/health").await?["policy_version"].as_str().unwrap_or_default().to_owned());
+    for a in p.hub.services.keys() {
+        let health = p.get(a, "/health").await?;
+        let refused = health["files_refused"]["reason"].as_str().unwrap_or_default().to_owned();
+        out.push((health["policy_version"].as_str().unwrap_or_default().to_owned(), refused));
     }
     Ok(out)
+}
+
+/// Waits until every service says it refused the files on disk for `reason`, and checks each
+/// still runs `version`.
+async fn every_service_refuses(p: &Partnership, reason: &str, version: &str) -> anyhow::Result<()> {
+    let seen = eventually(&format!("every service refusing the policy ({reason})"), Duration::from_secs(30), || async {
+        let s = states(p).await?;
+        Ok(s.iter().all(|(_, refused)| refused.contains(reason)).then_some(s))
+    })
+    .await?;
+    assert!(seen.iter().all(|(v, _)| v == version), "a service left the last good policy: {seen:?}");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -22,34 +35,33 @@ async fn only_a_policy_signed_by_the_ig_key_is_taken_up_and_the_ledger_names_its
     let p = Partnership::start(Backend::Sqlite).await?;
     let old = isp::policy::DEMO_POLICY;
     let old_version = isp::Policy::from_toml(old, &isp::Schema::load()?)?.version;
-    assert_eq!(versions(&p).await?, vec![old_version.clone(); 3]);
+    assert_eq!(states(&p).await?, vec![(old_version.clone(), String::new()); p.hub.services.len()]);
 
     let path = p.data().join("partnership").join("policy.toml");
     let sig_path = p.data().join("partnership").join("policy.toml.sig");
     let new_text = old.replacen(&format!("version = \"{old_version}\""), "version = \"2026-12-test.2\"", 1);
     assert_ne!(new_text, old, "the fixture's version line moved");
     let keys = |agency: &str| isp::AgencyKeys::load(&p.data().join("keys").join(format!("{agency}.toml")));
-
-    // An edit with the old signature beside it: refused, at start-up with a clear reason,
-    // and by the running services, which keep the signed version.
-    std::fs::write(&path, &new_text)?;
     let config = runtime::Config::embedded(p.data(), "housing-northbridge", &p.hub.nats_url);
-    let refused = format!("{:#}", config.load_isp().unwrap_err());
-    assert!(refused.contains("changed after it was signed"), "{refused}");
+
+    // An edit with the old signature beside it: refused by every running service, which
+    // keeps the signed version, and at start-up.
+    std::fs::write(&path, &new_text)?;
+    every_service_refuses(&p, "changed after it was signed", &old_version).await?;
+    assert!(format!("{:#}", config.load_isp().unwrap_err()).contains("changed after it was signed"));
     // Signed, but by an agency that is not the IG office.
     std::fs::write(&sig_path, serde_json::to_string(&isp::signed::sign(&keys("housing-northbridge")?, "2026-12-test.2", &new_text))?)?;
-    let refused = format!("{:#}", config.load_isp().unwrap_err());
-    assert!(refused.contains("not the partnership's IG office"), "{refused}");
+    every_service_refuses(&p, "not the partnership's IG office", &old_version).await?;
+    assert!(format!("{:#}", config.load_isp().unwrap_err()).contains("not the partnership's IG office"));
+    // Not signed at all.
     std::fs::remove_file(&sig_path)?;
-    let refused = format!("{:#}", config.load_isp().unwrap_err());
-    assert!(refused.contains("not signed"), "{refused}");
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(versions(&p).await?, vec![old_version.clone(); 3], "a service took up an unsigned policy");
+    every_service_refuses(&p, "not signed", &old_version).await?;
+    assert!(format!("{:#}", config.load_isp().unwrap_err()).contains("not signed"));
 
     // Signed by the IG office: every service takes it up, and new disclosures carry it.
     std::fs::write(&sig_path, serde_json::to_string(&isp::signed::sign(&keys("ig-northbridge")?, "2026-12-test.2", &new_text))?)?;
     eventually("every service on the new policy", Duration::from_secs(30), || async {
-        Ok((versions(&p).await? == vec!["2026-12-test.2".to_owned(); 3]).then_some(()))
+        Ok((states(&p).await? == vec![("2026-12-test.2".to_owned(), String::new()); p.hub.services.len()]).then_some(()))
     })
     .await?;
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
