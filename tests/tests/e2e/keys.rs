@@ -61,7 +61,9 @@ async fn rotated_keys_take_effect_at_once_and_retired_ones_sign_nothing_new() ->
     hub::partnership::rotate(p.data(), HOUSING)?;
     let directory = isp::Directory::load(&hub::partnership::directory_path(p.data()))?;
     let digest = directory.digest();
-    for service in ["audit", HOUSING, IDVA, "marac-northbridge"] {
+    let services: Vec<&str> = std::iter::once("audit").chain(p.hub.services.keys().map(String::as_str)).collect();
+    assert_eq!(services.len(), 7, "the audit service and the six agency services");
+    for service in services {
         eventually("the directory update in force", Duration::from_secs(30), || async {
             Ok((p.get(service, "/health").await?["directory"] == digest.as_str()).then_some(()))
         })

@@ -156,27 +156,66 @@ fn hex_of_zero() -> String {
     "00".repeat(32)
 }
 
+/// Every agency's witness, once it has accepted a checkpoint of at least `size` entries.
+async fn every_witness_at(p: &Partnership, size: u64) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+    let mut all = Vec::new();
+    for agency in p.hub.services.keys() {
+        let w = eventually(&format!("{agency}'s witness accepting a checkpoint of {size}"), Duration::from_secs(60), || async {
+            let w = p.get(agency, "/witness").await?;
+            Ok((w["last_accepted"]["tree_size"].as_u64() >= Some(size)).then_some(w))
+        })
+        .await?;
+        all.push((agency.clone(), w));
+    }
+    Ok(all)
+}
+
+/// Waits until the ledger holds exactly `size` entries, a checkpoint covers them and every
+/// witness has accepted it: nothing more will be signed until something new happens.
+async fn settled_at(p: &Partnership, size: u64) -> anyhow::Result<()> {
+    let n = eventually(&format!("{size} entries in the ledger"), Duration::from_secs(60), || async {
+        let n = p.ledger().await?.len() as u64;
+        Ok((n >= size).then_some(n))
+    })
+    .await?;
+    assert_eq!(n, size);
+    assert_eq!(checkpoint_covering(p, size).await?["tree_size"].as_u64(), Some(size));
+    for (agency, w) in every_witness_at(p, size).await? {
+        assert_eq!(w["last_accepted"]["tree_size"].as_u64(), Some(size), "{agency}: {w}");
+    }
+    Ok(())
+}
+
+/// Every agency's witness alerts: waits until each has one whose text starts with `what`.
+async fn every_witness_alerts(p: &Partnership, what: &str) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+    let mut all = Vec::new();
+    for agency in p.hub.services.keys() {
+        let w = eventually(&format!("{agency}'s witness raising {what}"), Duration::from_secs(30), || async {
+            let w = p.get(agency, "/witness").await?;
+            let raised = w["alerts"].as_array().is_some_and(|a| a.iter().any(|x| x["what"].as_str().unwrap_or_default().starts_with(what)));
+            Ok(raised.then_some(w))
+        })
+        .await?;
+        all.push((agency.clone(), w));
+    }
+    Ok(all)
+}
+
 /// A forged checkpoint, signed with the real IG key, that forks or rewrites the ledger is
-/// caught by every agency's witness; real checkpoints after it are still accepted.
+/// caught by every agency's witness, which keeps its last good checkpoint; real checkpoints
+/// after it are still accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_forked_checkpoint_is_caught_by_the_agencies_witnesses() -> anyhow::Result<()> {
     use isp::checkpoint::{CHECKPOINT_SUBJECT, Checkpoint};
     let p = Partnership::start(Backend::Sqlite).await?;
+    assert_eq!(p.hub.services.len(), 6, "every agency of the demo partnership runs a witness");
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     send_referrals(p.http.clone(), p.url("housing-northbridge"), 0, 3, 1, sent.clone()).await?;
-    let real = checkpoint_covering(&p, 3).await?;
-    let size = real["tree_size"].as_u64().unwrap();
-    let witnessed = |agency: &'static str, at_least: u64| {
-        let p = &p;
-        async move {
-            eventually("the witness accepting the checkpoint", Duration::from_secs(60), || async {
-                let w = p.get(agency, "/witness").await?;
-                Ok((w["last_accepted"]["tree_size"].as_u64() >= Some(at_least)).then_some(w))
-            })
-            .await
-        }
-    };
-    assert_eq!(witnessed("idva-northbridge", size).await?["alerts"], serde_json::json!([]));
+    // Three consent records, three referrals, their three delivered receipts.
+    settled_at(&p, 9).await?;
+    for (agency, w) in every_witness_at(&p, 9).await? {
+        assert_eq!(w["alerts"], serde_json::json!([]), "{agency}");
+    }
 
     // The audit operator (who holds the IG key) publishes a second checkpoint at the same
     // size with another root: a fork.
@@ -187,34 +226,63 @@ async fn a_forked_checkpoint_is_caught_by_the_agencies_witnesses() -> anyhow::Re
         let js = js.clone();
         async move { js.publish(CHECKPOINT_SUBJECT, serde_json::to_vec(&c).unwrap().into()).await?.await.map(|_| ()).map_err(anyhow::Error::from) }
     };
-    publish(Checkpoint::sign(&ig, &partnership, size, &[9; 32], isp::now_ms())).await?;
-    let alerts = eventually("the fork alert", Duration::from_secs(30), || async {
-        let w = p.get("idva-northbridge", "/witness").await?;
-        Ok(w["alerts"].as_array().filter(|a| !a.is_empty()).cloned())
-    })
-    .await?;
-    assert!(alerts[0]["what"].as_str().unwrap().starts_with("FORK"), "{alerts:?}");
+    publish(Checkpoint::sign(&ig, &partnership, 9, &[9; 32], isp::now_ms())).await?;
+    for (agency, w) in every_witness_alerts(&p, "FORK").await? {
+        assert_eq!(w["last_accepted"]["tree_size"].as_u64(), Some(9), "{agency} kept its last good checkpoint: {w}");
+    }
 
-    // More real entries: the next real checkpoint is consistent and accepted.
+    // More real entries: the next real checkpoint is consistent, and every witness accepts it.
     send_referrals(p.http.clone(), p.url("housing-northbridge"), 3, 2, 1, sent).await?;
-    let next = checkpoint_covering(&p, size + 2).await?["tree_size"].as_u64().unwrap();
-    witnessed("idva-northbridge", next).await?;
+    settled_at(&p, 15).await?;
 
     // A checkpoint claiming entries the ledger never had, with a made-up root: no
-    // consistency proof can exist, and the witness says so.
-    publish(Checkpoint::sign(&ig, &partnership, next + 10, &[7; 32], isp::now_ms())).await?;
-    let alerts = eventually("the inconsistency alert", Duration::from_secs(30), || async {
-        let w = p.get("housing-northbridge", "/witness").await?;
-        Ok(w["alerts"].as_array().filter(|a| a.iter().any(|x| x["what"].as_str().unwrap_or_default().starts_with("INCONSISTENT"))).cloned())
-    })
-    .await?;
-    assert_eq!(alerts.len(), 2, "one fork and one inconsistency: {alerts:?}");
-    let w = p.get("housing-northbridge", "/witness").await?;
-    assert_eq!(w["last_accepted"]["tree_size"].as_u64(), Some(next), "the witness keeps its last good checkpoint");
+    // consistency proof can exist, and every witness says so.
+    publish(Checkpoint::sign(&ig, &partnership, 25, &[7; 32], isp::now_ms())).await?;
+    for (agency, w) in every_witness_alerts(&p, "INCONSISTENT").await? {
+        let alerts: Vec<&str> = w["alerts"].as_array().unwrap().iter().map(|a| &a["what"].as_str().unwrap()[..4]).collect();
+        assert_eq!(alerts, ["FORK", "INCO"], "{agency}: one fork and one inconsistency: {w}");
+        assert_eq!(w["last_accepted"]["tree_size"].as_u64(), Some(15), "{agency} keeps its last good checkpoint: {w}");
+    }
     Ok(())
 }
 
-/// Ledger queries return exactly the seeded disclosures.
+/// Near misses housing recorded on earlier days (a service that was offline publishes them
+/// late; each is signed with the time it happened), at `occurred_at_ms` each. Returns their ids.
+async fn publish_old_near_misses(p: &Partnership, subject_ref: &str, times: &[i64]) -> anyhow::Result<Vec<String>> {
+    use proto::v1::{Event, EventKind, Kind, RiskLevel};
+    let housing = runtime::Config::embedded(p.data(), "housing-northbridge", &p.hub.nats_url).load_isp()?;
+    let js = async_nats::jetstream::new(async_nats::connect(&p.hub.nats_url).await?);
+    let mut ids = Vec::new();
+    for (n, at) in times.iter().enumerate() {
+        let event = Event {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            agency: "housing-northbridge".into(),
+            kind: EventKind::SendDenied as i32,
+            occurred_at_ms: *at,
+            policy_version: housing.policy.version.clone(),
+            rule: "roles.perpetrator.never".into(),
+            reason: "never_allowed_field".into(),
+            envelope_id: uuid::Uuid::now_v7().to_string(),
+            counterpart: "perpetrator-pathways".into(),
+            message_kind: Kind::PerpetratorReferral as i32,
+            purpose: "perpetrator-intervention".into(),
+            lawful_basis: "cda-1998-s115".into(),
+            risk: RiskLevel::High as i32,
+            subject_ref: subject_ref.into(),
+            case_ref: format!("Q-OLD-{n}"),
+            ..Default::default()
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", event.event_id.as_str());
+        let subject = runtime::transport::event_subject("housing-northbridge", EventKind::SendDenied);
+        js.publish_with_headers(subject, headers, housing.sign_event(&event).into()).await?.await?;
+        ids.push(event.event_id);
+    }
+    Ok(ids)
+}
+
+/// Ledger queries return exactly the seeded entries: each answer is compared, entry by entry
+/// and in order, with the test's own filter over the whole ledger, across several days.
 async fn queries_on(backend: Backend) -> anyhow::Result<()> {
     let p = Partnership::start(backend).await?;
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -228,36 +296,88 @@ async fn queries_on(backend: Backend) -> anyhow::Result<()> {
             "payload": {"maracReferral": {"survivor": survivor, "criteria": ["MARAC_CRITERION_VISIBLE_HIGH_RISK"], "survivorAware": false, "reasonNoConsent": "Risk"}}}))
         .await?;
     assert_eq!(status, 201, "{marac}");
+    let marac_id = marac["envelope_id"].as_str().unwrap().to_owned();
     let (status, denied) = p
         .post("housing-northbridge", "/disclosures", &serde_json::json!({"to": "perpetrator-pathways", "purpose": "perpetrator-intervention", "lawful_basis": "cda-1998-s115",
             "risk": "high", "subject": subject, "case_ref": "Q-1",
             "payload": {"perpetratorReferral": {"perpetrator": {"fullName": "Query Harmer"}, "survivor": survivor, "pathway": "PATHWAY_HIGH_HARM"}}}))
         .await?;
     assert_eq!(status, 403, "{denied}");
-    // Five consent records, five referrals and five receipts; the MARAC referral and its
-    // receipt; the near miss.
-    eventually("eighteen entries", Duration::from_secs(60), || async { Ok((p.ledger().await?.len() >= 18).then_some(())) }).await?;
+    let subject_ref = eventually("the MARAC referral in the ledger", Duration::from_secs(60), || async {
+        Ok(p.ledger().await?.into_iter().find(|e| e["entry_id"] == marac_id.as_str()).map(|e| e["subject_ref"].as_str().unwrap_or_default().to_owned()))
+    })
+    .await?;
 
-    let ids_of = |v: serde_json::Value| -> Vec<String> { v.as_array().unwrap().iter().map(|e| e["entry_id"].as_str().unwrap().to_owned()).collect() };
-    let mut to_idva = ids_of(p.get("audit", "/ledger?agency=idva-northbridge&kind=housing.idva_referral").await?);
+    // Entries of earlier days, with the day boundaries exactly at the edges.
+    let today = time::OffsetDateTime::now_utc().date();
+    let day = |back: i64| today - time::Duration::days(back);
+    let midnight = |d: time::Date| d.midnight().assume_utc().unix_timestamp() * 1000;
+    let old = publish_old_near_misses(&p, &subject_ref, &[
+        midnight(day(5)) + 12 * 3_600_000,
+        midnight(day(2)) - 1, // the last millisecond of day -3
+        midnight(day(2)),     // the first of day -2
+        midnight(day(2)) + 10 * 3_600_000,
+    ])
+    .await?;
+
+    // Five consent records, five referrals and five receipts; the MARAC referral and its
+    // receipt; the near miss; four near misses of earlier days.
+    let all = eventually("twenty-two entries", Duration::from_secs(60), || async {
+        let all = p.ledger().await?;
+        Ok((all.len() >= 22).then_some(all))
+    })
+    .await?;
+    assert_eq!(all.len(), 22);
+    let ids_of = |v: &[serde_json::Value]| -> Vec<String> { v.iter().map(|e| e["entry_id"].as_str().unwrap().to_owned()).collect() };
+    fn text(e: &serde_json::Value, k: &str) -> String {
+        e[k].as_str().unwrap_or_default().to_owned()
+    }
+    fn at(e: &serde_json::Value) -> i64 {
+        e["occurred_at_ms"].as_i64().unwrap()
+    }
+    fn idva(e: &serde_json::Value) -> bool {
+        text(e, "sender") == "idva-northbridge" || text(e, "recipient") == "idva-northbridge"
+    }
+    let total = all.len();
+    let check = |query: String, want: Box<dyn Fn(&serde_json::Value) -> bool>| {
+        let p = &p;
+        let expected = ids_of(&all.iter().filter(|e| want(e)).cloned().collect::<Vec<_>>());
+        async move {
+            assert!(!expected.is_empty() && expected.len() < total, "{query}: the filter must pick some entries, not all: {expected:?}");
+            let got = ids_of(p.get("audit", &format!("/ledger?{query}")).await?.as_array().unwrap());
+            assert_eq!(got, expected, "{query}");
+            anyhow::Ok(got)
+        }
+    };
+    let mut to_idva = check("agency=idva-northbridge&kind=housing.idva_referral".into(), Box::new(move |e| idva(e) && text(e, "kind") == "housing.idva_referral")).await?;
     to_idva.sort();
     let mut want = ids.clone();
     want.sort();
-    assert_eq!(to_idva, want);
-    assert_eq!(ids_of(p.get("audit", "/ledger?without_consent=true").await?), vec![marac["envelope_id"].as_str().unwrap().to_owned()]);
-    assert_eq!(ids_of(p.get("audit", "/ledger?entry_type=near_miss").await?), vec![denied["near_miss_id"].as_str().unwrap().to_owned()]);
-    assert_eq!(ids_of(p.get("audit", "/ledger?recipient=marac-northbridge&kind=marac.referral").await?).len(), 1);
-    assert_eq!(ids_of(p.get("audit", "/ledger?lawful_basis=uk-gdpr-6-1-a&sender=housing-northbridge").await?).len(), 5);
-    let subject_ref = p.get("audit", "/ledger?without_consent=true").await?[0]["subject_ref"].as_str().unwrap().to_owned();
-    assert_eq!(
-        ids_of(p.get("audit", &format!("/ledger?subject_ref={subject_ref}")).await?).len(),
-        3,
-        "the MARAC referral, MARAC's receipt for it and the near miss are about the same person"
-    );
-    assert_eq!(ids_of(p.get("audit", "/ledger?agency=idva-northbridge&kind=referral.ack").await?).len(), 5, "one delivered receipt per referral");
-    let today = time::OffsetDateTime::now_utc().date();
-    assert_eq!(ids_of(p.get("audit", &format!("/ledger?since={today}")).await?).len(), 18);
-    assert_eq!(ids_of(p.get("audit", &format!("/ledger?until={}", today.previous_day().unwrap())).await?).len(), 0);
+    assert_eq!(to_idva, want, "exactly the five referrals sent");
+    assert_eq!(check("without_consent=true".into(), Box::new(|e| e["without_consent"] == true)).await?, [marac_id.clone()]);
+    let near = check("entry_type=near_miss".into(), Box::new(move |e| text(e, "entry_type") == "near_miss")).await?;
+    assert_eq!(near.len(), 5);
+    assert!(near.contains(&denied["near_miss_id"].as_str().unwrap().to_owned()));
+    check("recipient=marac-northbridge&kind=marac.referral".into(), Box::new(move |e| text(e, "recipient") == "marac-northbridge" && text(e, "kind") == "marac.referral")).await?;
+    check("lawful_basis=uk-gdpr-6-1-a&sender=housing-northbridge".into(), Box::new(move |e| text(e, "lawful_basis") == "uk-gdpr-6-1-a" && text(e, "sender") == "housing-northbridge")).await?;
+    check("consent_state=given".into(), Box::new(move |e| text(e, "consent_state") == "given")).await?;
+    check(format!("subject_ref={subject_ref}"), Box::new({
+        let r = subject_ref.clone();
+        move |e| text(e, "subject_ref") == r
+    }))
+    .await?;
+    check("agency=idva-northbridge&kind=referral.ack".into(), Box::new(move |e| idva(e) && text(e, "kind") == "referral.ack")).await?;
+    // Periods, whole UTC days, first and last day included.
+    let start = midnight(today);
+    check(format!("since={today}"), Box::new(move |e| at(e) >= start)).await?;
+    assert_eq!(check(format!("until={}", day(1)), Box::new(move |e| at(e) < start)).await?, old);
+    let (from, to) = (midnight(day(5)), midnight(day(2)));
+    assert_eq!(check(format!("since={}&until={}", day(5), day(3)), Box::new(move |e| at(e) >= from && at(e) < to)).await?, old[..2]);
+    let (from, to) = (midnight(day(2)), midnight(day(1)));
+    assert_eq!(check(format!("since={0}&until={0}", day(2)), Box::new(move |e| at(e) >= from && at(e) < to)).await?, old[2..]);
+    let from = midnight(day(3));
+    check(format!("entry_type=near_miss&since={}", day(3)), Box::new(move |e| text(e, "entry_type") == "near_miss" && at(e) >= from)).await?;
+    assert_eq!(ids_of(p.get("audit", &format!("/ledger?since={}&until={}", day(4), day(4))).await?.as_array().unwrap()), Vec::<String>::new());
     let bad = p.http.get(format!("{}/ledger?since=2026-13-01", p.url("audit"))).send().await?;
     assert_eq!(bad.status().as_u16(), 400);
     assert!(bad.text().await?.contains("2026-13-01"));
