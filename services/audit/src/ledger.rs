@@ -189,6 +189,14 @@ fn disclosure_entry(h: &proto::v1::Header, signed: Vec<u8>, stream_seq: i64) -> 
     }
 }
 
+/// The entry of a message that could not be classified at all (classifying it panicked): it
+/// is recorded as `unverifiable` with `reason`, like one that does not verify.
+pub fn unclassifiable(subject: &str, body: &[u8], stream_seq: u64, reason: &str) -> Entry {
+    let mut e = Entry { stream_seq: stream_seq as i64, recorded_at_ms: isp::now_ms(), ..Default::default() };
+    unverifiable(&mut e, subject, body, reason);
+    e
+}
+
 /// A message that does not verify is still recorded: what arrived, on which subject, and
 /// why it does not verify; its bytes are kept only as a digest.
 fn unverifiable(e: &mut Entry, subject: &str, body: &[u8], reason: &str) {

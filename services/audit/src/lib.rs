@@ -251,7 +251,11 @@ fn place<'m, M>(directory: &Directory, batch: &'m [M], read: impl Fn(&M) -> (&st
     for m in batch {
         let (subject, body, stream_seq) = read(m);
         if let Some(stream_seq) = stream_seq {
-            entries.push(ledger::classify(directory, subject, body, stream_seq));
+            // A message that makes classification panic must not stop the ledger (it would be
+            // redelivered into the same panic): it is recorded as unverifiable.
+            let entry = std::panic::catch_unwind(|| ledger::classify(directory, subject, body, stream_seq))
+                .unwrap_or_else(|_| ledger::unclassifiable(subject, body, stream_seq, "audit_panic"));
+            entries.push(entry);
             recorded.push(m);
         }
     }

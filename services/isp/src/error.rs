@@ -77,6 +77,10 @@ pub enum OpenError {
     Replayed(String),
     #[error("the subject does not match the signed header: {0}")]
     Misrouted(String),
+    /// Handling the message panicked (a defect of the receiving service, or an input it did not
+    /// expect): kept in quarantine for review instead of being redelivered into the same panic.
+    #[error("handling this message panicked; it is kept in quarantine for review")]
+    HandlerPanic,
 }
 
 impl OpenError {
@@ -97,6 +101,7 @@ impl OpenError {
             OpenError::Denied(d) | OpenError::Consent(d) => d.reason,
             OpenError::Replayed(_) => "replayed",
             OpenError::Misrouted(_) => "misrouted",
+            OpenError::HandlerPanic => "handler_panic",
         }
     }
 
@@ -106,6 +111,7 @@ impl OpenError {
             OpenError::Denied(d) | OpenError::Consent(d) => d.rule.clone(),
             OpenError::Malformed(_) | OpenError::MalformedPayload(_) => "wire".into(),
             OpenError::Replayed(_) | OpenError::Misrouted(_) => "transport".into(),
+            OpenError::HandlerPanic => "receiver".into(),
             OpenError::UndeclaredCategories(_) | OpenError::KindMismatch { .. } => "declared-categories".into(),
             _ => "crypto".into(),
         }

@@ -3,11 +3,11 @@
 //! -> commit -> ack. A refused envelope is quarantined and its refusal queued for the ledger
 //! in one transaction, then acked. A storage failure acks nothing: the broker redelivers.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashSet, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use async_nats::jetstream::{AckKind, consumer::PullConsumer, message::Message};
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use isp::{Kind, OpenError, Opened, kind, policy};
 use prost::Message as _;
 use proto::v1::{Envelope, EventKind, Header, RiskLevel};
@@ -77,17 +77,30 @@ async fn handle<A: Agency>(ctx: &Ctx, agency: &A, message: Message) {
             return;
         }
     };
-    match receive(ctx, agency, message.subject.as_str(), &message.payload, seq, delivered).await {
-        Ok(()) => {
-            if let Err(e) = message.ack().await {
-                tracing::warn!(stream_seq = seq, error = %e, "ack failed; the message will be redelivered and recognised");
-            }
-        }
+    let (subject, body) = (message.subject.as_str(), &message.payload[..]);
+    let outcome = match AssertUnwindSafe(receive(ctx, agency, subject, body, seq, delivered)).catch_unwind().await {
+        Ok(outcome) => outcome,
+        // Redelivered, it would panic again (and again): quarantined after the first panic.
+        Err(_) => quarantine_panicked(ctx, subject, body, seq).await,
+    };
+    match outcome {
+        Ok(()) => ack(&message, seq).await,
         Err(e) => {
             tracing::error!(stream_seq = seq, error = %e, "could not store a received message; it will be redelivered");
             let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
         }
     }
+}
+
+/// Quarantines a delivery whose handling panicked (reason `handler_panic`) and queues the
+/// refusal for the ledger, naming the envelope when its signed header verifies. The panic's
+/// own message is not kept: it may hold anything.
+async fn quarantine_panicked(ctx: &Ctx, subject: &str, body: &[u8], seq: u64) -> anyhow::Result<()> {
+    let isp = ctx.isp();
+    let header = std::panic::catch_unwind(|| isp::seal::verify_envelope(&isp.directory, body).ok().map(|(h, _)| h)).ok().flatten();
+    tracing::error!(stream_seq = seq, envelope_id = header.as_ref().map(|h| h.envelope_id.as_str()).unwrap_or_default(),
+        "handling a received message panicked; quarantining it (handler_panic)");
+    quarantine(ctx, subject, body, seq, header.as_ref(), &OpenError::HandlerPanic).await
 }
 
 /// What opening an envelope gives: the opened envelope, or the header if it decoded and why not.
@@ -274,12 +287,20 @@ async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, messages: Vec<Message>)
     // stream order.
     let isp = ctx.isp();
     let bodies: Vec<Option<bytes::Bytes>> = messages.iter().map(|(m, (seq, _))| (!known.seqs.contains(seq)).then(|| m.payload.clone())).collect();
-    let opens = crate::on_cores(bodies, move |body| body.map(|b| isp.open(&b))).await;
+    // A panic while opening one (a defect, or an input nobody foresaw) refuses that one only.
+    let opens = crate::on_cores(bodies, move |body| {
+        body.map(|b| std::panic::catch_unwind(AssertUnwindSafe(|| isp.open(&b))).unwrap_or(Err((None, OpenError::HandlerPanic))))
+    })
+    .await;
     let reads = ConsentReads::default();
     let (reads, known) = (&reads, &known);
     let checked: Vec<_> = futures::stream::iter(messages.into_iter().zip(opens))
         .map(|((message, info), opened)| async move {
-            let outcome = prepare(ctx, reads, known, message.subject.as_str(), &message.payload, info.0, opened).await;
+            let (subject, body) = (message.subject.as_str(), &message.payload[..]);
+            let outcome = match AssertUnwindSafe(prepare(ctx, reads, known, subject, body, info.0, opened)).catch_unwind().await {
+                Ok(outcome) => outcome,
+                Err(_) => quarantine_panicked(ctx, subject, body, info.0).await.map(|()| Prepared::Done),
+            };
             (message, info, outcome)
         })
         .buffered(16)
@@ -308,6 +329,9 @@ async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, messages: Vec<Message>)
         tx.commit().await?;
         anyhow::Ok(())
     };
+    // A panic in the batch (one message's domain handling, say) rolls it back, and each is
+    // then handled alone, so only the one that panics is quarantined.
+    let together = AssertUnwindSafe(together).catch_unwind().map(|r| r.unwrap_or_else(|_| Err(anyhow::anyhow!("handling the batch panicked"))));
     match together.await {
         Ok(()) => {
             ctx.outbox_ready.notify_one();

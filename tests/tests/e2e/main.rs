@@ -9,6 +9,7 @@ mod demo;
 mod envelopes;
 mod faults;
 mod keys;
+mod panics;
 mod ledger;
 mod policy;
 mod receipts;
