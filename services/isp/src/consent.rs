@@ -314,8 +314,8 @@ pub struct Use<'a> {
 ///
 /// A claim of consent given needs a verified record (`record`, found under the tag's
 /// `recorded_by` and `consent_id`) that is given now, not expired at `use.expiry_at_ms`,
-/// about the same subject, and whose scope covers the recipient and the purpose. Any other
-/// claimed state that names a record must match it (a disclosure cannot say "refused" when
+/// and whose scope covers the recipient and the purpose. Any claim that names a record must
+/// be about the record's subject, and any other claimed state must match it (a disclosure cannot say "refused" when
 /// the record says given, or the ledger would lie). A tag that claims nothing (no id, not
 /// given) is left to the policy: sharing without consent has its own conditions.
 pub fn check(tag: Option<&ConsentTag>, record: Option<&Verified>, use_: Use<'_>) -> Result<(), Denial> {
@@ -334,6 +334,12 @@ pub fn check(tag: Option<&ConsentTag>, record: Option<&Verified>, use_: Use<'_>)
             format!("no consent record {} recorded by {} that verifies; record consent first", tag.consent_id, tag.recorded_by),
         ));
     };
+    // Whatever it claims, a disclosure naming a record must be about that record's subject:
+    // "refused" or "not sought" from someone else's record would put a false reason on the
+    // ledger for this person.
+    if r.subject_ref != use_.subject_ref {
+        return Err(deny("consent_subject_mismatch", format!("consent {} is about another subject", r.consent_id)));
+    }
     let state = r.state_at(use_.expiry_at_ms);
     if claimed != ConsentState::Given {
         if state.to_proto() != claimed {
@@ -351,9 +357,6 @@ pub fn check(tag: Option<&ConsentTag>, record: Option<&Verified>, use_: Use<'_>)
         State::Refused | State::NotSought => {
             return Err(deny("consent_not_given", format!("consent record {} says {}", r.consent_id, state.name())));
         }
-    }
-    if r.subject_ref != use_.subject_ref {
-        return Err(deny("consent_subject_mismatch", format!("consent {} is about another subject", r.consent_id)));
     }
     let recipient_covered = r.scope.roles.contains(&use_.recipient_role) || r.scope.agencies.iter().any(|a| a == use_.recipient);
     if !recipient_covered {

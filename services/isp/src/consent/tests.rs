@@ -148,10 +148,24 @@ fn check_table() {
         let got = check(Some(&tag(*claimed)), record.as_ref(), use_at(recipient, *role, purpose, *at)).map_err(|d| d.reason);
         assert_eq!(got, *expected, "case {i}");
     }
-    // Consent about another person does not cover this one.
-    let given = v(State::Given);
+    // Consent about another person does not cover this one, nor explain this one's refusal,
+    // withdrawal or consent not sought: every claim naming a record is checked against its subject.
     let other = Use { subject_ref: OTHER_SUBJECT, ..use_at(IDVA, Role::Idva, "safeguarding", 5_000) };
-    assert_eq!(check(Some(&tag(ConsentState::Given)), Some(&given), other).unwrap_err().reason, "consent_subject_mismatch");
+    for state in [State::Given, State::Refused, State::NotSought, State::Withdrawn] {
+        let claimed = match state {
+            State::Given => ConsentState::Given,
+            State::Refused => ConsentState::Refused,
+            State::NotSought => ConsentState::NotSought,
+            _ => ConsentState::Withdrawn,
+        };
+        let mut r = record(state, 1);
+        if state == State::NotSought {
+            r.reason = "asking-would-increase-risk".into();
+        }
+        let r = verify(&housing.directory, HOUSING, "c-1", &housing.sign_consent(&r).unwrap()).unwrap();
+        assert_eq!(check(Some(&tag(claimed)), Some(&r), other).unwrap_err().reason, "consent_subject_mismatch", "{state:?}");
+        assert_eq!(check(Some(&tag(claimed)), Some(&r), use_at(IDVA, Role::Idva, "safeguarding", 5_000)), Ok(()), "{state:?} about the same subject");
+    }
     // Given with no record id; no tag; a not-sought claim with no record id (left to the policy).
     let no_id = ConsentTag { consent_id: String::new(), state: ConsentState::Given as i32, recorded_by: HOUSING.into() };
     assert_eq!(check(Some(&no_id), None, use_at(IDVA, Role::Idva, "safeguarding", 0)).unwrap_err().reason, "consent_unknown");
