@@ -29,15 +29,17 @@ pub fn is_sqlite(url: &str) -> bool {
 }
 
 /// Opens a pool. SQLite gets one connection (one writer, no lock upgrades to fail) in WAL
-/// mode; PostgreSQL a small pool. The parent folder of a SQLite file is created.
+/// mode; PostgreSQL a small pool. A SQLite database is the agency's case records: its folder
+/// is created owner-only (0700) and the file is made owner-only (0600) before SQLite opens
+/// it, so its journal files are too.
 pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
     sqlx::any::install_default_drivers();
     let sqlite = is_sqlite(url);
     if sqlite {
         let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-        let path = path.split('?').next().unwrap_or_default();
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        let path = std::path::Path::new(path.split('?').next().unwrap_or_default());
+        if !path.as_os_str().is_empty() && path != std::path::Path::new(":memory:") {
+            owner_only(path).with_context(|| format!("making {} readable by its owner only", path.display()))?;
         }
     }
     let options = AnyPoolOptions::new()
@@ -59,6 +61,36 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
         .connect(url)
         .await
         .with_context(|| format!("connecting to the database {}", crate::config::redact_url(url)))
+}
+
+/// Creates a SQLite file's folder (0700) and the file (0600) when missing, and narrows both,
+/// with the journal files beside it, when they exist with wider permissions.
+#[cfg(unix)]
+fn owner_only(db: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    let narrow = |path: &std::path::Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
+        narrow(parent, 0o700)?;
+    }
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(db)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut file = db.as_os_str().to_owned();
+        file.push(suffix);
+        match narrow(std::path::Path::new(&file), 0o600) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn owner_only(db: &std::path::Path) -> std::io::Result<()> {
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    Ok(())
 }
 
 /// `(?, ?, ...), (...)` for `rows` rows of `cols` values: anonymous `?` on SQLite, `$n` on
@@ -130,4 +162,30 @@ pub async fn postgres_database(server_url: &str, name: &str) -> anyhow::Result<S
     };
     let prefix = base.rsplit_once('/').map(|(p, _)| p).filter(|p| !p.ends_with('/')).unwrap_or(base);
     Ok(format!("{prefix}/{name}{query}"))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[tokio::test]
+    async fn sqlite_files_are_readable_by_their_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db").join("agency.db");
+        let pool = super::connect(&format!("sqlite://{}?mode=rwc", db.display())).await.unwrap();
+        sqlx::query("CREATE TABLE t (x BIGINT)").execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)").execute(&pool).await.unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(db.parent().unwrap()), 0o700);
+        let wal = db.with_extension("db-wal");
+        assert!(wal.exists(), "WAL mode writes a -wal file");
+        for file in [&db, &wal] {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        pool.close().await;
+        // A file left wider by an earlier version is narrowed on the next start.
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        super::connect(&format!("sqlite://{}?mode=rwc", db.display())).await.unwrap().close().await;
+        assert_eq!(mode(&db), 0o600);
+    }
 }
