@@ -116,7 +116,12 @@ impl NatsChild {
 }
 
 fn spawn(binary: &Path, store: &Path, port: u16) -> anyhow::Result<Child> {
-    std::fs::create_dir_all(store)?;
+    // The store holds every clear header and ciphertext: readable by this user only.
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(store)?;
+        std::fs::set_permissions(store, std::fs::Permissions::from_mode(0o700))?;
+    }
     let log = store.join("nats-server.log");
     Command::new(binary)
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "--server_name", "hub-local"])

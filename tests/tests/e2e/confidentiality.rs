@@ -46,5 +46,19 @@ async fn survivor_details_never_cross_the_broker_in_clear() -> anyhow::Result<()
         let files = files_containing(&store, secret.as_bytes())?;
         assert!(files.is_empty(), "{secret:?} is in clear in the JetStream store: {files:?}");
     }
+
+    // What does hold case records and clear headers is readable by its owner only: the
+    // broker's store, the databases' folder and every database file.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+    let db = p.data().join("db");
+    assert_eq!((mode(&store)?, mode(&db)?), (0o700, 0o700));
+    let mut files = 0;
+    for entry in std::fs::read_dir(&db)? {
+        let path = entry?.path();
+        assert_eq!(mode(&path)?, 0o600, "{}", path.display());
+        files += 1;
+    }
+    assert!(files >= 7, "a database for each of the six agencies and the audit service");
     Ok(())
 }
