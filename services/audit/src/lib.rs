@@ -130,6 +130,7 @@ struct Ctx {
 }
 
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<runtime::Running> {
+    runtime::config::loopback_only(&config.http_addr).await?;
     let directory = Arc::new(runtime::config::load_signed_directory(&config.directory_path, None)?.0);
     let pool = open_ledger(&config.database_url).await?;
     let client = transport::connect(&config.nats_url, "audit").await?;

@@ -137,6 +137,22 @@ impl Config {
     }
 }
 
+/// Refuses an HTTP address that is not on this machine's loopback. The APIs serve case
+/// content over plain HTTP: until a service terminates TLS itself, it listens where only
+/// this machine reaches it (a TLS-terminating proxy on the same host can front it).
+pub async fn loopback_only(addr: &str) -> anyhow::Result<()> {
+    let resolved: Vec<std::net::SocketAddr> =
+        tokio::net::lookup_host(addr).await.with_context(|| format!("HUB_HTTP_ADDR {addr:?} is not a host:port this machine resolves"))?.collect();
+    anyhow::ensure!(!resolved.is_empty(), "HUB_HTTP_ADDR {addr:?} resolves to no address");
+    if let Some(open) = resolved.iter().find(|a| !a.ip().is_loopback()) {
+        anyhow::bail!(
+            "refusing to serve plain HTTP on {open}: the API carries case records, so it listens on loopback only \
+             (127.0.0.1 or [::1]); put a TLS-terminating proxy on this host in front of it to reach it from elsewhere"
+        );
+    }
+    Ok(())
+}
+
 /// A database URL with any password replaced, for messages.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -161,5 +177,20 @@ impl fmt::Debug for Config {
             .field("keys_path", &self.keys_path)
             .field("ack_wait", &self.ack_wait)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn the_api_listens_on_loopback_only() {
+        for ok in ["127.0.0.1:0", "[::1]:8080", "localhost:0", "127.0.0.2:9000"] {
+            super::loopback_only(ok).await.unwrap_or_else(|e| panic!("{ok}: {e:#}"));
+        }
+        for open in ["0.0.0.0:8080", "[::]:0", "10.1.2.3:80", "192.168.0.10:443"] {
+            let e = format!("{:#}", super::loopback_only(open).await.unwrap_err());
+            assert!(e.contains("loopback only") && e.contains("TLS"), "{open}: {e}");
+        }
+        assert!(format!("{:#}", super::loopback_only("no port").await.unwrap_err()).contains("not a host:port"));
     }
 }

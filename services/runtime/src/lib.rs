@@ -146,6 +146,7 @@ pub struct Running {
 /// Connects, migrates, binds the HTTP port and starts the publisher, the consumer and the
 /// API. Returns once the service is ready to take requests.
 pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    config::loopback_only(&config.http_addr).await?;
     let isp = Arc::new(config.load_isp().context("loading the partnership material")?);
     let pool = db::connect(&config.database_url).await?;
     let mut migrations = db::runtime_migrations();
