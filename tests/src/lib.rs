@@ -179,6 +179,23 @@ impl Drop for DropDatabases {
     }
 }
 
+/// Fresh PostgreSQL databases for services a test starts itself (each as its own process,
+/// say): the services name theirs `{prefix}_{service}` on `server`, and every one of them is
+/// dropped with this value, pass or fail.
+pub struct PostgresDatabases {
+    pub server: String,
+    pub prefix: String,
+    _drop: DropDatabases,
+}
+
+impl PostgresDatabases {
+    /// A new random prefix `hubtest_<random>` on [`postgres_server`].
+    pub fn fresh() -> PostgresDatabases {
+        let prefix = format!("hubtest_{:016x}", rand::random::<u64>());
+        PostgresDatabases { server: postgres_server(), prefix: prefix.clone(), _drop: DropDatabases { server: postgres_server(), prefix } }
+    }
+}
+
 /// A minimal consented IDVA referral from housing about synthetic person `n`, as the
 /// housing case system would POST it to `/disclosures`.
 pub fn idva_referral(n: usize) -> Value {

@@ -17,7 +17,6 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::Stdio,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -26,9 +25,7 @@ use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::{io::AsyncBufReadExt as _, process::{Child, Command}};
-
-use crate::{local, nats::NatsChild, partnership};
+use crate::{local, nats::NatsChild, partnership, processes::Served};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -342,30 +339,12 @@ fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
     })
 }
 
-/// One service of the partnership as its own process (`hub serve`).
-struct Served {
-    name: String,
-    child: Child,
-    url: String,
-}
-
+/// One service of the partnership as its own `hub serve` process, `workers` tokio threads.
 async fn serve(name: &str, data: &Path, nats_url: &str, database_url: Option<&str>, prefix: &str, workers: Option<u16>) -> anyhow::Result<Served> {
-    let mut command = Command::new(std::env::current_exe()?);
-    if let Some(n) = workers {
-        // Read by the tokio runtime `hub serve` builds.
-        command.env("TOKIO_WORKER_THREADS", n.to_string());
-    }
-    command.args(["serve", "--agency", name, "--data"]).arg(data).env("NATS_URL", nats_url).env("RUST_LOG", "warn").env("DATABASE_PREFIX", prefix);
-    match database_url {
-        Some(url) => command.env("DATABASE_URL", url),
-        None => command.env_remove("DATABASE_URL"),
-    };
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true).spawn()?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.context("the service did not start")??.context("the service exited")?;
-    let url = line.strip_prefix("listening ").with_context(|| format!("unexpected first line from {name}: {line}"))?.to_owned();
-    Ok(Served { name: name.to_owned(), child, url })
+    // Read by the tokio runtime `hub serve` builds.
+    let workers = workers.map(|n| n.to_string());
+    let env: Vec<(&str, &str)> = workers.iter().map(|n| ("TOKIO_WORKER_THREADS", n.as_str())).collect();
+    Served::spawn(&std::env::current_exe()?, name, data, nats_url, database_url, prefix, &env).await
 }
 
 async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, prefix: &str, args: &BenchArgs) -> anyhow::Result<Phase> {
@@ -399,7 +378,7 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
     let bodies: Vec<bytes::Bytes> = (0..n).map(|i| serde_json::to_vec(&body(i)).map(bytes::Bytes::from)).collect::<Result<_, _>>()?;
     let pids: Vec<(String, u32)> = services
         .iter()
-        .filter_map(|s| Some((s.name.clone(), s.child.id()?)))
+        .filter_map(|s| Some((s.name.clone(), s.pid()?)))
         .chain(nats.pid().map(|p| ("nats-server".to_owned(), p)))
         .chain([("bench client".to_owned(), std::process::id())])
         .collect();
@@ -479,7 +458,7 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
     let (p50, p95, p99, max) = percentiles(latencies);
     let mut rss = BTreeMap::new();
     for s in &mut services {
-        if let Some(pid) = s.child.id() {
+        if let Some(pid) = s.pid() {
             rss.insert(s.name.clone(), peak_rss_mb(pid).unwrap_or_default());
         }
         let _ = s.child.kill().await;
@@ -553,21 +532,33 @@ async fn drop_databases(server: &str, prefix: &str) {
 
 /// `hub serve`: one service of a partnership as its own process (what `hub bench` runs, and
 /// what an agency runs in production). Prints `listening http://ADDR` once ready; stops on
-/// SIGTERM or Ctrl-C.
+/// SIGTERM or Ctrl-C. Reads `NATS_URL` (required), `DATABASE_URL` and `DATABASE_PREFIX`,
+/// `HUB_ACK_WAIT_SECS` (how soon the broker redelivers what was not acked; default 10) and,
+/// for `audit`, `HUB_CHECKPOINT_SECS` (how often a checkpoint is signed; default 5).
 pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
     let mut options = bench_options(&data, std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()).as_deref(), "hub");
     options.database_prefix = std::env::var("DATABASE_PREFIX").ok().filter(|v| !v.is_empty());
     let nats_url = std::env::var("NATS_URL").context("hub serve needs NATS_URL")?;
+    let ack_wait = env_seconds("HUB_ACK_WAIT_SECS")?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let running = if agency == "audit" {
         let mut config = audit::Config::embedded(&data, &nats_url);
         config.database_url = local::database_url(&options, "audit").await?;
+        if let Some(a) = ack_wait {
+            config.ack_wait = a;
+        }
+        if let Some(c) = env_seconds("HUB_CHECKPOINT_SECS")? {
+            config.checkpoint_every = c;
+        }
         audit::start(config, shutdown.clone()).await?
     } else {
         let directory = isp::Directory::load(&partnership::directory_path(&data))?;
         let role = directory.require(agency)?.role;
         let mut config = runtime::Config::embedded(&data, agency, &nats_url);
         config.database_url = local::database_url(&options, agency).await?;
+        if let Some(a) = ack_wait {
+            config.ack_wait = a;
+        }
         local::start_agency(role, config, shutdown.clone()).await?
     };
     println!("listening http://{}", running.addr);
@@ -579,4 +570,12 @@ pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     Ok(())
+}
+
+/// A whole number of seconds from the environment variable `name`, when it is set.
+fn env_seconds(name: &str) -> anyhow::Result<Option<Duration>> {
+    match std::env::var(name).ok().filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => Ok(Some(Duration::from_secs(v.parse().with_context(|| format!("{name} must be a whole number of seconds"))?))),
+    }
 }
