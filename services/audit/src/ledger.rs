@@ -212,6 +212,13 @@ fn unverifiable(e: &mut Entry, subject: &str, body: &[u8], reason: &str) {
     e.signed = Sha256::digest(body).to_vec();
 }
 
+/// The stream position of the ledger's last entry (0 when empty): the ledger is in stream
+/// order, so the next message it takes is the one after.
+pub async fn last_stream_seq(pool: &AnyPool) -> Result<u64, sqlx::Error> {
+    let last: Option<(i64,)> = sqlx::query_as("SELECT stream_seq FROM ledger ORDER BY seq DESC LIMIT 1").fetch_optional(pool).await?;
+    Ok(last.map_or(0, |(s,)| s.max(0) as u64))
+}
+
 /// Appends entries in order, linking each to the last. Entries whose stream sequence is
 /// already in the ledger (redeliveries) are skipped. Returns how many were appended.
 pub async fn append(tx: &mut Tx, entries: Vec<Entry>) -> Result<usize, sqlx::Error> {

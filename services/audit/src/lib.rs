@@ -17,6 +17,7 @@ pub mod tree;
 use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use async_nats::jetstream::AckKind;
 use axum::{Json, Router, extract::{Query, State}, routing::get};
 use futures::StreamExt;
 use isp::Directory;
@@ -169,7 +170,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         }
         tasks.spawn(watch_directory(ctx.directory.clone(), config.directory_path.clone(), shutdown.clone()));
         tasks.spawn(checkpoints::serve_consistency(js.client(), ctx.pool.clone(), shutdown.clone()));
-        tasks.spawn(consume(ctx, consumer, shutdown.clone()));
+        tasks.spawn(consume(ctx, js, consumer, shutdown.clone()));
         let stop = shutdown.clone();
         tasks.spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await.context("HTTP API") });
         let mut result = Ok(());
@@ -186,7 +187,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 }
 
 /// Pulls batches, appends each in one transaction, then acks it.
-async fn consume(ctx: Ctx, consumer: async_nats::jetstream::consumer::PullConsumer, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn consume(ctx: Ctx, js: async_nats::jetstream::Context, consumer: async_nats::jetstream::consumer::PullConsumer, shutdown: CancellationToken) -> anyhow::Result<()> {
     loop {
         let batch = consumer.fetch().max_messages(512).expires(Duration::from_millis(500)).messages().await;
         let mut messages = match batch {
@@ -213,14 +214,44 @@ async fn consume(ctx: Ctx, consumer: async_nats::jetstream::consumer::PullConsum
             }
             continue;
         }
+        // The ledger keeps stream order: what follows its last entry without a gap goes on now;
+        // what comes after a gap (a batch cut off by a crash is redelivered only after the ack
+        // wait, and newer messages may arrive first) is handed back for redelivery.
+        let last = match ledger::last_stream_seq(&ctx.pool).await {
+            Ok(last) => last,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the ledger; the batch will be redelivered");
+                continue;
+            }
+        };
         let directory = ctx.directory.load_full();
-        let (entries, recorded) = place(&directory, &received, |m| (m.subject.as_str(), &m.payload[..], m.info().ok().map(|i| i.stream_sequence)));
-        if recorded.len() < received.len() {
+        fn read(m: &async_nats::jetstream::Message) -> (&str, &[u8], Option<u64>) {
+            (m.subject.as_str(), &m.payload[..], m.info().ok().map(|i| i.stream_sequence))
+        }
+        let mut placed = place(&directory, &received, last, read);
+        if placed.entries.is_empty() && !placed.later.is_empty() {
+            // A gap the stream itself has (its first message is past the ledger's last) is no
+            // message to wait for.
+            let first = async { anyhow::Ok(js.get_stream(transport::STREAM).await?.info().await?.state.first_sequence) }.await;
+            if let Ok(first) = first.inspect_err(|e| tracing::warn!(error = %e, "cannot read the stream's first position")) {
+                if first > last + 1 {
+                    placed = place(&directory, &received, first - 1, read);
+                }
+            }
+        }
+        if placed.unplaced > 0 {
             // Without its stream position a message can be neither placed in the ledger nor
             // recognised when it comes again: it stays unacknowledged, so the broker redelivers
             // it, and is never acknowledged unrecorded.
-            tracing::warn!(unplaced = received.len() - recorded.len(), "messages without a stream position left for redelivery");
+            tracing::warn!(unplaced = placed.unplaced, "messages without a stream position left for redelivery");
         }
+        for m in &placed.later {
+            let _ = m.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await;
+        }
+        if !placed.later.is_empty() {
+            tracing::info!(waiting = placed.later.len(), after = last, "messages after a gap in the stream handed back until the gap is filled");
+        }
+        let entries = std::mem::take(&mut placed.entries);
         let appended = async {
             let mut tx = ctx.pool.begin().await?;
             let n = ledger::append(&mut tx, entries).await?;
@@ -230,7 +261,7 @@ async fn consume(ctx: Ctx, consumer: async_nats::jetstream::consumer::PullConsum
         .await;
         match appended {
             Ok(n) => {
-                for m in recorded {
+                for m in placed.recorded {
                     if let Err(e) = m.ack().await {
                         tracing::warn!(error = %e, "ledger ack failed; the message will be redelivered and skipped");
                     }
@@ -242,25 +273,49 @@ async fn consume(ctx: Ctx, consumer: async_nats::jetstream::consumer::PullConsum
     }
 }
 
-/// The ledger entries of a fetched batch, in order, and the messages they record: only those
-/// are acknowledged once the entries are committed. `read` gives a message's subject, body
-/// and stream sequence (None when it cannot be read: such a message gets no entry and is not
-/// acknowledged).
-fn place<'m, M>(directory: &Directory, batch: &'m [M], read: impl Fn(&M) -> (&str, &[u8], Option<u64>)) -> (Vec<ledger::Entry>, Vec<&'m M>) {
-    let mut entries = Vec::with_capacity(batch.len());
-    let mut recorded = Vec::with_capacity(batch.len());
+/// What of a fetched batch goes on the ledger now.
+struct Placed<'m, M> {
+    /// The entries of the unbroken run after the ledger's last stream position, in order.
+    entries: Vec<ledger::Entry>,
+    /// The messages to acknowledge once those entries are committed: theirs, and those the
+    /// ledger already holds (redeliveries).
+    recorded: Vec<&'m M>,
+    /// Messages after a gap: handed back, so the ledger stays in stream order.
+    later: Vec<&'m M>,
+    /// Messages without a stream position: neither recorded nor acknowledged.
+    unplaced: usize,
+}
+
+/// Places a fetched batch after `last`, the ledger's last stream position. `read` gives a
+/// message's subject, body and stream sequence (None when it cannot be read).
+fn place<'m, M>(directory: &Directory, batch: &'m [M], last: u64, read: impl Fn(&M) -> (&str, &[u8], Option<u64>)) -> Placed<'m, M> {
+    let mut placed = Placed { entries: Vec::new(), recorded: Vec::new(), later: Vec::new(), unplaced: 0 };
+    let mut positioned: Vec<(u64, &M)> = Vec::with_capacity(batch.len());
     for m in batch {
-        let (subject, body, stream_seq) = read(m);
-        if let Some(stream_seq) = stream_seq {
+        match read(m).2 {
+            Some(seq) => positioned.push((seq, m)),
+            None => placed.unplaced += 1,
+        }
+    }
+    positioned.sort_by_key(|(seq, _)| *seq);
+    let mut next = last + 1;
+    for (stream_seq, m) in positioned {
+        if stream_seq < next {
+            placed.recorded.push(m); // on the ledger already, or twice in this batch
+        } else if stream_seq == next {
+            let (subject, body, _) = read(m);
             // A message that makes classification panic must not stop the ledger (it would be
             // redelivered into the same panic): it is recorded as unverifiable.
             let entry = std::panic::catch_unwind(|| ledger::classify(directory, subject, body, stream_seq))
                 .unwrap_or_else(|_| ledger::unclassifiable(subject, body, stream_seq, "audit_panic"));
-            entries.push(entry);
-            recorded.push(m);
+            placed.entries.push(entry);
+            placed.recorded.push(m);
+            next += 1;
+        } else {
+            placed.later.push(m);
         }
     }
-    (entries, recorded)
+    placed
 }
 
 async fn ledger_entries(State(ctx): State<Ctx>, Query(filter): Query<query::Filter>) -> Result<Json<Value>, ApiError> {
@@ -329,13 +384,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_message_without_a_stream_position_is_neither_recorded_nor_acknowledged() {
+    fn the_ledger_takes_the_unbroken_run_after_its_last_entry_and_hands_back_the_rest() {
         let (directory, _) = isp::directory::generate_partnership("P", &[("ig-p", "IG", isp::Role::Ig), ("housing-p", "Housing", isp::Role::Housing)]).unwrap();
         let subject = transport::message_subject("housing-p", "ig-p", isp::Kind::IdvaReferral);
-        let batch = [(subject.clone(), b"junk one".to_vec(), Some(5)), (subject.clone(), b"no position".to_vec(), None), (subject, b"junk two".to_vec(), Some(7))];
-        let (entries, recorded) = place(&directory, &batch, |m| (m.0.as_str(), &m.1[..], m.2));
-        assert_eq!(entries.iter().map(|e| (e.stream_seq, e.entry_type.as_str())).collect::<Vec<_>>(), [(5, "unverifiable"), (7, "unverifiable")]);
-        let acked: Vec<&[u8]> = recorded.iter().map(|m| &m.1[..]).collect();
-        assert_eq!(acked, [&b"junk one"[..], &b"junk two"[..]], "only what the ledger records is acknowledged");
+        // Last on the ledger: 4. Arrived: a redelivery (3), 5 to 7 out of order, 9 after a
+        // gap, and one without a stream position.
+        let batch: Vec<(String, Vec<u8>, Option<u64>)> =
+            [Some(7), Some(5), Some(3), Some(9), None, Some(6)].into_iter().map(|seq| (subject.clone(), format!("junk {seq:?}").into_bytes(), seq)).collect();
+        let placed = place(&directory, &batch, 4, |m| (m.0.as_str(), &m.1[..], m.2));
+        assert_eq!(placed.entries.iter().map(|e| (e.stream_seq, e.entry_type.as_str())).collect::<Vec<_>>(), [(5, "unverifiable"), (6, "unverifiable"), (7, "unverifiable")]);
+        assert_eq!(placed.recorded.iter().map(|m| m.2).collect::<Vec<_>>(), [Some(3), Some(5), Some(6), Some(7)], "only what the ledger holds is acknowledged");
+        assert_eq!(placed.later.iter().map(|m| m.2).collect::<Vec<_>>(), [Some(9)], "after the gap at 8: handed back");
+        assert_eq!(placed.unplaced, 1);
     }
 }

@@ -134,7 +134,7 @@ pub async fn audit_consumer(js: &jetstream::Context, ack_wait: Duration) -> anyh
                 durable_name: Some(AUDIT_CONSUMER.into()),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait,
-                max_ack_pending: 512, // one fetch batch: a failed batch is redelivered before anything after it, keeping the ledger in stream order
+                max_ack_pending: 512, // one fetch batch; stream order is kept by the audit service itself (what follows a gap is handed back)
                 ..Default::default()
             },
         )
