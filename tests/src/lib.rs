@@ -96,7 +96,7 @@ impl Partnership {
 
     /// The audit service's ledger entries.
     pub async fn ledger(&self) -> anyhow::Result<Vec<Value>> {
-        Ok(self.get("audit", "/ledger").await?.as_array().cloned().unwrap_or_default())
+        hub::ledger_pages(&self.http, &self.hub.audit_url, "").await
     }
 }
 

@@ -318,7 +318,17 @@ fn place<'m, M>(directory: &Directory, batch: &'m [M], last: u64, read: impl Fn(
     placed
 }
 
-async fn ledger_entries(State(ctx): State<Ctx>, Query(filter): Query<query::Filter>) -> Result<Json<Value>, ApiError> {
+/// `GET /ledger`: one page of the entries the query matches, in ledger order; at most
+/// `limit` (default [`query::PAGE_DEFAULT`], at most [`query::PAGE_MAX`]); the next page is
+/// asked for with `after` = the last `seq` of this one.
+async fn ledger_entries(State(ctx): State<Ctx>, Query(mut filter): Query<query::Filter>) -> Result<Json<Value>, ApiError> {
+    match filter.limit {
+        None => filter.limit = Some(query::PAGE_DEFAULT),
+        Some(n) if n > query::PAGE_MAX => {
+            return Err(ApiError::bad_request(format!("limit is at most {}; page on with after=<the last seq>", query::PAGE_MAX)));
+        }
+        Some(_) => {}
+    }
     let entries = query::run(&ctx.pool, &filter).await.map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
     Ok(Json(serde_json::to_value(entries).expect("serialisable")))
 }

@@ -28,8 +28,15 @@ pub struct Filter {
     pub since: Option<String>,
     /// Last day included, `YYYY-MM-DD` (UTC).
     pub until: Option<String>,
+    /// Only entries after this one (its `seq`): the cursor of a paged listing.
+    pub after: Option<i64>,
     pub limit: Option<i64>,
 }
+
+/// How many entries `GET /ledger` answers when the query names no `limit`, and the most it
+/// answers at once; further pages come with `after` = the last `seq` of the page before.
+pub const PAGE_DEFAULT: i64 = 1000;
+pub const PAGE_MAX: i64 = 10_000;
 
 /// Milliseconds at the start of a `YYYY-MM-DD` day, UTC.
 pub fn day_start_ms(day: &str) -> anyhow::Result<i64> {
@@ -109,6 +116,9 @@ async fn rows(pool: &AnyPool, filter: &Filter, columns: &str) -> anyhow::Result<
     }
     if let Some(day) = &filter.until {
         add("occurred_at_ms < ?", Bind::Int(day_start_ms(day)? + 86_400_000));
+    }
+    if let Some(after) = filter.after {
+        add("seq > ?", Bind::Int(after));
     }
     let mut sql = format!("SELECT {columns} FROM ledger");
     if !clauses.is_empty() {

@@ -209,6 +209,7 @@ pub async fn run(command: AuditCommand, options: impl Fn(PathBuf) -> Options) ->
                 without_consent: f.without_consent.then_some(true),
                 since: f.since,
                 until: f.until,
+                after: None,
                 limit: f.limit,
             };
             let entries = query::run(&pool, &filter).await?;

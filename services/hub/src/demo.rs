@@ -167,7 +167,7 @@ pub async fn play(hub: &LocalHub, print: bool) -> anyhow::Result<Report> {
         let quarantined = s.get(agency, "/quarantine").await?.as_array().map(Vec::len).unwrap_or_default();
         s.before.insert(agency.clone(), (ids, quarantined));
     }
-    let ledger = s.get("audit", "/ledger").await?;
+    let ledger = serde_json::Value::from(crate::ledger_pages(&s.http, &hub.audit_url, "").await?);
     s.near_misses_before = ledger.as_array().into_iter().flatten().filter(|e| e["entry_type"] == json!("near_miss")).count();
     let survivor = json!({"fullName": SURVIVOR_NAME, "dateOfBirth": SURVIVOR_DOB, "address": SURVIVOR_ADDRESS, "phone": SURVIVOR_PHONE, "safeToCall": true, "safeTimes": "weekdays 10:00-12:00"});
     let subject = json!({"full_name": SURVIVOR_NAME, "date_of_birth": SURVIVOR_DOB});
@@ -353,7 +353,7 @@ async fn check(s: &mut Script<'_>, referrals: &[&str]) -> anyhow::Result<()> {
     // The ledger holds every disclosure and the near miss, and verifies.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ledger = s.get("audit", "/ledger").await?;
+        let ledger = serde_json::Value::from(crate::ledger_pages(&s.http, &s.hub.audit_url, "").await?);
         let ids: Vec<&str> = ledger.as_array().into_iter().flatten().filter_map(|e| e["entry_id"].as_str()).collect();
         let missing = s.report.delivered.keys().chain(&s.report.near_misses).filter(|id| !ids.contains(&id.as_str())).count();
         if missing == 0 {

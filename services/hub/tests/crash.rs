@@ -154,7 +154,7 @@ async fn assert_delivered_once(p: &Processes, answered: &[String], lost: usize) 
     // The ledger is whole: one entry per message on the stream, in stream order, numbered 1..n.
     let (ledger, on_stream) = eventually("every message on the stream in the ledger", PATIENCE, || async {
         let on_stream = p.stream_last_sequence().await?;
-        let ledger = p.get(&p.audit, "/ledger").await?.as_array().cloned().unwrap_or_default();
+        let ledger = hub::ledger_pages(&p.http, &p.audit.url, "").await?;
         Ok((ledger.len() as u64 >= on_stream).then_some((ledger, on_stream)))
     })
     .await?;

@@ -378,6 +378,24 @@ async fn queries_on(backend: Backend) -> anyhow::Result<()> {
     let from = midnight(day(3));
     check(format!("entry_type=near_miss&since={}", day(3)), Box::new(move |e| text(e, "entry_type") == "near_miss" && at(e) >= from)).await?;
     assert_eq!(ids_of(p.get("audit", &format!("/ledger?since={}&until={}", day(4), day(4))).await?.as_array().unwrap()), Vec::<String>::new());
+    // Pages: five at a time, each from the cursor the last one ended at, give the whole
+    // ledger in order; a page larger than the maximum is refused.
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = p.get("audit", &format!("/ledger?limit=5&after={after}")).await?.as_array().cloned().unwrap();
+        assert!(page.len() <= 5);
+        paged.extend(ids_of(&page));
+        match page.last() {
+            Some(last) if page.len() == 5 => after = last["seq"].as_i64().unwrap(),
+            _ => break,
+        }
+    }
+    assert_eq!(paged, ids_of(&all));
+    let near_after = p.get("audit", &format!("/ledger?entry_type=near_miss&limit=2&after={}", all[0]["seq"])).await?;
+    assert_eq!(ids_of(near_after.as_array().unwrap()), near[..2]);
+    let too_many = p.http.get(format!("{}/ledger?limit=10001", p.url("audit"))).send().await?;
+    assert_eq!(too_many.status().as_u16(), 400);
     let bad = p.http.get(format!("{}/ledger?since=2026-13-01", p.url("audit"))).send().await?;
     assert_eq!(bad.status().as_u16(), 400);
     assert!(bad.text().await?.contains("2026-13-01"));
