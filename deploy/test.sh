@@ -60,3 +60,18 @@ fi
 
 # --- the tests -------------------------------------------------------------------------
 cargo test --workspace --locked "$@"
+
+# --- a bounded fuzz run (CI sets HUB_FUZZ_SECONDS) ---------------------------------------
+# Every fuzz target for HUB_FUZZ_SECONDS seconds from the committed seeds; any crash fails
+# the script. Needs the nightly toolchain; installs cargo-fuzz when absent.
+if [ -n "${HUB_FUZZ_SECONDS:-}" ]; then
+    if ! cargo +nightly --version >/dev/null 2>&1; then
+        say "the fuzz run needs the nightly toolchain; installing it with rustup"
+        rustup toolchain install nightly --profile minimal || { say "cannot install the nightly toolchain"; exit 1; }
+    fi
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        say "installing cargo-fuzz"
+        nice -n 10 cargo install cargo-fuzz --locked
+    fi
+    deploy/fuzz.sh "$HUB_FUZZ_SECONDS"
+fi

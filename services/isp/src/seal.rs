@@ -368,18 +368,25 @@ impl Isp {
             })));
         }
         let plaintext = decrypt(&self.keys, &envelope.sealed_payload).map_err(|e| fail(OpenError::Decrypt(e)))?;
-        let payload = Payload::decode(plaintext.as_slice())
-            .map_err(|_| fail(OpenError::MalformedPayload(kind::name(header_kind))))?;
-        let body = body_kind(&self.schema, &payload).unwrap_or(Kind::Unspecified);
-        if body != header_kind {
-            return Err(fail(OpenError::KindMismatch { header: kind::name(header_kind), body: kind::name(body) }));
-        }
-        let undeclared: Vec<String> = self.schema.present(&payload).difference(&declared).cloned().collect();
-        if !undeclared.is_empty() {
-            return Err(fail(OpenError::UndeclaredCategories(undeclared)));
-        }
+        let payload = check_payload(&self.schema, header_kind, &declared, &plaintext).map_err(fail)?;
         Ok(Opened { header, payload, decision })
     }
+}
+
+/// The last step of [`Isp::open`], on the decrypted bytes: they decode as a `Payload` whose
+/// body is the kind the signed header names and which carries only the categories the header
+/// declared. A partner whose signature is valid controls these bytes entirely.
+pub fn check_payload(schema: &Schema, header_kind: Kind, declared: &BTreeSet<String>, plaintext: &[u8]) -> Result<Payload, OpenError> {
+    let payload = Payload::decode(plaintext).map_err(|_| OpenError::MalformedPayload(kind::name(header_kind)))?;
+    let body = body_kind(schema, &payload).unwrap_or(Kind::Unspecified);
+    if body != header_kind {
+        return Err(OpenError::KindMismatch { header: kind::name(header_kind), body: kind::name(body) });
+    }
+    let undeclared: Vec<String> = schema.present(&payload).difference(declared).cloned().collect();
+    if !undeclared.is_empty() {
+        return Err(OpenError::UndeclaredCategories(undeclared));
+    }
+    Ok(payload)
 }
 
 /// Decrypts with the agency's current identity or any it rotated away from.

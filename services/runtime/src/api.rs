@@ -179,59 +179,63 @@ pub struct SendRequest {
 impl Ctx {
     /// Turns an API request into an [`Outgoing`], checking every clear field.
     pub fn outgoing(&self, request: SendRequest) -> Result<Outgoing, ApiError> {
-        let payload = self
-            .isp()
-            .schema
-            .payload_from_json(&request.payload)
-            .map_err(|e| ApiError::bad_request(format!("the payload does not match hub.v1.Payload: {}", redact_quoted(&e))))?;
-        let body_kind = isp::seal::body_kind(&self.isp().schema, &payload)
-            .ok_or_else(|| ApiError::bad_request("the payload has no body (e.g. {\"idvaReferral\": {...}})"))?;
-        if let Some(name) = &request.kind {
-            let named = kind::parse(name).ok_or_else(|| ApiError::bad_request(format!("unknown kind {name:?}")))?;
-            if named != body_kind {
-                return Err(ApiError::bad_request(format!("kind {name} does not match the payload body {}", kind::name(body_kind))));
-            }
-        }
-        let consent = request
-            .consent
-            .map(|c| {
-                let state = policy::parse_consent(&c.state).ok_or_else(|| {
-                    ApiError::bad_request(format!("unknown consent state {:?} (given, refused, not-sought, withdrawn, expired)", c.state))
-                })?;
-                Ok::<_, ApiError>(ConsentTag {
-                    consent_id: c.id,
-                    state: state as i32,
-                    recorded_by: c.recorded_by.unwrap_or_else(|| self.agency().to_owned()),
-                })
-            })
-            .transpose()?;
-        let risk = match request.risk.as_deref() {
-            None => Default::default(),
-            Some(r) => policy::parse_risk(r).ok_or_else(|| ApiError::bad_request(format!("unknown risk {r:?} (standard, medium, high)")))?,
-        };
-        let subject_ref = match (request.subject, request.subject_ref) {
-            (Some(s), _) => self.isp().keys.subject_ref(&s.full_name, &s.date_of_birth),
-            (None, Some(r)) => r,
-            (None, None) => String::new(),
-        };
-        Ok(Outgoing {
-            recipient: request.to,
-            kind: body_kind,
-            purpose: request.purpose,
-            lawful_basis: request.lawful_basis,
-            consent,
-            risk,
-            subject_ref,
-            case_ref: request.case_ref,
-            in_reply_to: request.in_reply_to,
-            payload,
-            justification: request.without_consent.map(|w| isp::Justification {
-                officer: w.officer,
-                rationale_code: w.rationale_code,
-                rationale: w.rationale,
-            }),
-        })
+        outgoing(&self.isp(), request)
     }
+}
+
+/// [`Ctx::outgoing`] under a given protocol: no I/O, so the fuzz target calls it too.
+pub fn outgoing(protocol: &isp::Isp, request: SendRequest) -> Result<Outgoing, ApiError> {
+    let payload = protocol
+        .schema
+        .payload_from_json(&request.payload)
+        .map_err(|e| ApiError::bad_request(format!("the payload does not match hub.v1.Payload: {}", redact_quoted(&e))))?;
+    let body_kind = isp::seal::body_kind(&protocol.schema, &payload)
+        .ok_or_else(|| ApiError::bad_request("the payload has no body (e.g. {\"idvaReferral\": {...}})"))?;
+    if let Some(name) = &request.kind {
+        let named = kind::parse(name).ok_or_else(|| ApiError::bad_request(format!("unknown kind {name:?}")))?;
+        if named != body_kind {
+            return Err(ApiError::bad_request(format!("kind {name} does not match the payload body {}", kind::name(body_kind))));
+        }
+    }
+    let consent = request
+        .consent
+        .map(|c| {
+            let state = policy::parse_consent(&c.state).ok_or_else(|| {
+                ApiError::bad_request(format!("unknown consent state {:?} (given, refused, not-sought, withdrawn, expired)", c.state))
+            })?;
+            Ok::<_, ApiError>(ConsentTag {
+                consent_id: c.id,
+                state: state as i32,
+                recorded_by: c.recorded_by.unwrap_or_else(|| protocol.agency().to_owned()),
+            })
+        })
+        .transpose()?;
+    let risk = match request.risk.as_deref() {
+        None => Default::default(),
+        Some(r) => policy::parse_risk(r).ok_or_else(|| ApiError::bad_request(format!("unknown risk {r:?} (standard, medium, high)")))?,
+    };
+    let subject_ref = match (request.subject, request.subject_ref) {
+        (Some(s), _) => protocol.keys.subject_ref(&s.full_name, &s.date_of_birth),
+        (None, Some(r)) => r,
+        (None, None) => String::new(),
+    };
+    Ok(Outgoing {
+        recipient: request.to,
+        kind: body_kind,
+        purpose: request.purpose,
+        lawful_basis: request.lawful_basis,
+        consent,
+        risk,
+        subject_ref,
+        case_ref: request.case_ref,
+        in_reply_to: request.in_reply_to,
+        payload,
+        justification: request.without_consent.map(|w| isp::Justification {
+            officer: w.officer,
+            rationale_code: w.rationale_code,
+            rationale: w.rationale,
+        }),
+    })
 }
 
 /// The generic routes plus the service's own.

@@ -253,6 +253,17 @@ fn answer(v: &Verified, shared: bool) -> Json<Value> {
 
 async fn record(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: RecordRequest = json_body(&body)?;
+    let record = new_record(&ctx.isp(), request, isp::now_ms())?;
+    let shared = put(&ctx, &record).await?;
+    tracing::info!(consent_id = %record.consent_id, state = record.state.name(), subject_ref = %record.subject_ref, shared, "consent recorded");
+    let verified = ctx.consent_record(ctx.agency(), &record.consent_id).await?.context("the consent record just written does not read back")?;
+    Ok((StatusCode::CREATED, answer(&verified, shared)))
+}
+
+/// The first revision of a record `POST /consents` asks for, by this agency at `now_ms`: no
+/// I/O, so the fuzz target calls it too. [`Isp::sign_consent`](isp::Isp::sign_consent) checks
+/// the rest.
+pub fn new_record(protocol: &isp::Isp, request: RecordRequest, now_ms: i64) -> Result<ConsentRecord, ApiError> {
     let state = match consent::State::parse(&request.state) {
         Some(s @ (consent::State::Given | consent::State::Refused | consent::State::NotSought)) => s,
         Some(_) => return Err(ApiError::bad_request("a record starts as given, refused or not-sought; withdraw with POST /consents/{id}/withdraw")),
@@ -263,7 +274,7 @@ async fn record(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, Json
         return Err(ApiError::bad_request("consent_id must be 1-64 letters, digits, '-' or '_'"));
     }
     let subject_ref = match (request.subject, request.subject_ref) {
-        (Some(s), _) => ctx.isp().keys.subject_ref(&s.full_name, &s.date_of_birth),
+        (Some(s), _) => protocol.keys.subject_ref(&s.full_name, &s.date_of_birth),
         (None, Some(r)) => r,
         (None, None) => return Err(ApiError::bad_request("the record needs subject {full_name, date_of_birth} or subject_ref")),
     };
@@ -271,24 +282,19 @@ async fn record(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, Json
     for r in &request.scope.roles {
         roles.push(r.parse::<Role>().map_err(|_| ApiError::bad_request("scope.roles: unknown role (housing, idva, marac, reciprocals, perpetrator, partner)"))?);
     }
-    let now = isp::now_ms();
-    let record = ConsentRecord {
+    Ok(ConsentRecord {
         consent_id,
-        agency: ctx.agency().to_owned(),
+        agency: protocol.agency().to_owned(),
         revision: 1,
         subject_ref,
         state,
         reason: request.reason,
         scope: Scope { roles, agencies: request.scope.agencies, purposes: request.scope.purposes },
         recorded_by: request.recorded_by,
-        recorded_at_ms: now,
-        created_at_ms: now,
+        recorded_at_ms: now_ms,
+        created_at_ms: now_ms,
         expires_at_ms: request.expires_at_ms,
-    };
-    let shared = put(&ctx, &record).await?;
-    tracing::info!(consent_id = %record.consent_id, state = record.state.name(), subject_ref = %record.subject_ref, shared, "consent recorded");
-    let verified = ctx.consent_record(ctx.agency(), &record.consent_id).await?.context("the consent record just written does not read back")?;
-    Ok((StatusCode::CREATED, answer(&verified, shared)))
+    })
 }
 
 async fn read(State(ctx): State<Ctx>, Path(id): Path<String>, Query(q): Query<ReadQuery>) -> Result<Json<Value>, ApiError> {
