@@ -45,6 +45,9 @@ pub struct Entry {
     pub reason: String,
     pub without_consent: bool,
     pub in_reply_to: String,
+    /// For an `accessed` entry: the staff member (login id) at `sender`; empty otherwise.
+    #[serde(default)]
+    pub staff_id: String,
     pub occurred_at_ms: i64,
     pub recorded_at_ms: i64,
     /// The signature was checked against the directory when the entry was made.
@@ -96,6 +99,10 @@ impl Entry {
         put(&self.occurred_at_ms.to_be_bytes());
         put(&self.recorded_at_ms.to_be_bytes());
         put(&self.signed);
+        // Added with the access log: absent (and so not hashed) on every earlier entry.
+        if !self.staff_id.is_empty() {
+            put(self.staff_id.as_bytes());
+        }
         out
     }
 
@@ -128,6 +135,7 @@ pub fn classify(directory: &Directory, subject: &str, body: &[u8], stream_seq: u
                     EventKind::SendDenied => ("near_miss", ev.agency.clone(), ev.counterpart.clone()),
                     EventKind::Violation => ("violation", ev.counterpart.clone(), ev.agency.clone()),
                     EventKind::ConsentChanged => ("consent_changed", ev.agency.clone(), String::new()),
+                    EventKind::Accessed => ("accessed", ev.agency.clone(), String::new()),
                     _ => ("rejected", ev.counterpart.clone(), ev.agency.clone()),
                 };
                 e.entry_type = entry_type.into();
@@ -149,6 +157,7 @@ pub fn classify(directory: &Directory, subject: &str, body: &[u8], stream_seq: u
                 e.rule = ev.rule.clone();
                 e.reason = ev.reason.clone();
                 e.in_reply_to = ev.envelope_id.clone();
+                e.staff_id = ev.staff_id.clone();
                 e.occurred_at_ms = ev.occurred_at_ms;
                 e.verified = true;
                 e.signed = body.to_vec();
@@ -272,7 +281,7 @@ pub async fn backfill_tree(pool: &AnyPool) -> Result<u64, sqlx::Error> {
 async fn insert_all(tx: &mut Tx, entries: &[Entry]) -> Result<(), sqlx::Error> {
     let sqlite = runtime::db::on_sqlite(tx);
     for chunk in entries.chunks(64) {
-        let sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES {}", runtime::db::placeholders(sqlite, chunk.len(), 28));
+        let sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES {}", runtime::db::placeholders(sqlite, chunk.len(), 29));
         let mut q = sqlx::query(&sql);
         for e in chunk {
             q = q
@@ -298,6 +307,7 @@ async fn insert_all(tx: &mut Tx, entries: &[Entry]) -> Result<(), sqlx::Error> {
                 .bind(e.reason.clone())
                 .bind(e.without_consent as i64)
                 .bind(e.in_reply_to.clone())
+                .bind(e.staff_id.clone())
                 .bind(e.occurred_at_ms)
                 .bind(e.recorded_at_ms)
                 .bind(e.verified as i64)
@@ -312,7 +322,7 @@ async fn insert_all(tx: &mut Tx, entries: &[Entry]) -> Result<(), sqlx::Error> {
 
 pub const COLUMNS: &str = "seq, stream_seq, entry_type, entry_id, recorded_by, sender, recipient, kind, purpose, lawful_basis, consent_id, \
     consent_state, risk, subject_ref, case_ref, categories, forbidden, policy_version, rule, reason, without_consent, in_reply_to, \
-    occurred_at_ms, recorded_at_ms, verified, signed, prev_hash, hash";
+    staff_id, occurred_at_ms, recorded_at_ms, verified, signed, prev_hash, hash";
 
 pub fn from_row(r: &AnyRow) -> Result<Entry, sqlx::Error> {
     Ok(Entry {
@@ -338,6 +348,7 @@ pub fn from_row(r: &AnyRow) -> Result<Entry, sqlx::Error> {
         reason: r.try_get("reason")?,
         without_consent: r.try_get::<i64, _>("without_consent")? != 0,
         in_reply_to: r.try_get("in_reply_to")?,
+        staff_id: r.try_get("staff_id")?,
         occurred_at_ms: r.try_get("occurred_at_ms")?,
         recorded_at_ms: r.try_get("recorded_at_ms")?,
         verified: r.try_get::<i64, _>("verified")? != 0,

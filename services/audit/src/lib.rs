@@ -21,7 +21,12 @@ use async_nats::jetstream::AckKind;
 use axum::{Json, Router, extract::{Query, State}, routing::get};
 use futures::StreamExt;
 use isp::Directory;
-use runtime::{Migration, api::ApiError, db, transport};
+use runtime::{
+    Migration,
+    api::ApiError,
+    auth::{Allow, Role, Rule, content, rule},
+    db, transport,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::AnyPool;
@@ -84,7 +89,11 @@ pub fn migrations() -> Vec<Migration> {
     vec![
         Migration { version: 100, description: "ledger", sql: include_str!("../migrations/0100_ledger.sql") },
         Migration { version: 101, description: "merkle", sql: include_str!("../migrations/0101_merkle.sql") },
+        Migration { version: 102, description: "ledger staff", sql: include_str!("../migrations/0102_staff.sql") },
     ]
+    .into_iter()
+    .chain(runtime::auth::local::migrations())
+    .collect()
 }
 
 /// Opens (and migrates) the ledger database.
@@ -150,6 +159,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         }
     };
     let ctx = Ctx { pool, directory: Arc::new(arc_swap::ArcSwap::new(directory)) };
+    let access = Arc::new(AccessLog { pool: ctx.pool.clone(), js: js.clone(), keys: match &signer {
+        Some(path) => Some(isp::AgencyKeys::load(path)?),
+        None => None,
+    } });
+    let gate = runtime::auth::Gate::new(ctx.pool.clone(), &[RULES], access);
     let router = Router::new()
         .route("/health", get(|State(ctx): State<Ctx>| async move { Json(json!({"service": "audit", "directory": ctx.directory.load().digest(), "status": "ok"})) }))
         .route("/ledger", get(ledger_entries))
@@ -159,6 +173,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .route("/proof/inclusion", get(prove_inclusion))
         .route("/proof/consistency", get(prove_consistency))
         .with_state(ctx.clone());
+    let router = runtime::auth::protect(router, gate);
     let listener = tokio::net::TcpListener::bind(&config.http_addr).await.with_context(|| format!("binding {}", config.http_addr))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "audit service started");
@@ -184,6 +199,52 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         result
     });
     Ok(runtime::Running { addr, task })
+}
+
+/// Who may read what of the audit service: the IG office's staff and auditors.
+pub const RULES: &[Rule] = {
+    const IG: &[Role] = &[Role::IgLead, Role::Auditor];
+    &[
+        content("GET", "/ledger", Allow::Roles(IG)),
+        rule("GET", "/verify", Allow::Roles(IG)),
+        rule("GET", "/checkpoints", Allow::Roles(IG)),
+        content("GET", "/report", Allow::Roles(IG)),
+        rule("GET", "/proof/inclusion", Allow::Roles(IG)),
+        rule("GET", "/proof/consistency", Allow::Roles(IG)),
+        rule("GET", "/access-log", Allow::Roles(IG)),
+    ]
+};
+
+/// The audit service's own access log: a row in its database, and a signed `accessed`
+/// event of the IG office published to the stream, so its own ledger records who read it.
+/// With no broker the access is not recorded, so it is not served.
+struct AccessLog {
+    pool: AnyPool,
+    js: async_nats::jetstream::Context,
+    keys: Option<isp::AgencyKeys>,
+}
+
+impl runtime::auth::AccessSink for AccessLog {
+    fn record(&self, access: isp::access::Access) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + '_>> {
+        Box::pin(async move {
+            let Some(keys) = &self.keys else {
+                let mut tx = self.pool.begin().await?;
+                runtime::auth::access::insert(&mut tx, &uuid::Uuid::now_v7().to_string(), &access).await?;
+                tx.commit().await?;
+                return Ok(());
+            };
+            let (event, bytes) = isp::access::access_event(keys, "", &access);
+            let subject = transport::event_subject(&keys.agency, proto::v1::EventKind::Accessed);
+            let publish = async_nats::jetstream::message::PublishMessage::build().payload(bytes.into()).message_id(&event.event_id);
+            tokio::time::timeout(Duration::from_secs(3), async { self.js.send_publish(subject, publish).await?.await.map(|_| ()).map_err(anyhow::Error::from) })
+                .await
+                .context("the broker did not confirm the access record in time")??;
+            let mut tx = self.pool.begin().await?;
+            runtime::auth::access::insert(&mut tx, &event.event_id, &access).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
 }
 
 /// Pulls batches, appends each in one transaction, then acks it.

@@ -24,6 +24,10 @@ pub struct Filter {
     pub lawful_basis: Option<String>,
     pub consent_state: Option<String>,
     pub without_consent: Option<bool>,
+    /// `accessed` entries of one staff member (a login id).
+    pub staff_id: Option<String>,
+    /// Entries about one envelope: the disclosure itself, its receipts, and every access to it.
+    pub envelope_id: Option<String>,
     /// First day included, `YYYY-MM-DD` (UTC).
     pub since: Option<String>,
     /// Last day included, `YYYY-MM-DD` (UTC).
@@ -100,6 +104,7 @@ async fn rows(pool: &AnyPool, filter: &Filter, columns: &str) -> anyhow::Result<
         ("entry_type", &filter.entry_type),
         ("lawful_basis", &filter.lawful_basis),
         ("consent_state", &filter.consent_state),
+        ("staff_id", &filter.staff_id),
     ] {
         if let Some(v) = value {
             add(&format!("{column} = ?"), Bind::Text(v.clone()));
@@ -107,6 +112,9 @@ async fn rows(pool: &AnyPool, filter: &Filter, columns: &str) -> anyhow::Result<
     }
     if let Some(a) = &filter.agency {
         add("(sender = ? OR recipient = ?)", Bind::Text(a.clone()));
+    }
+    if let Some(id) = &filter.envelope_id {
+        add("(entry_id = ? OR in_reply_to = ?)", Bind::Text(id.clone()));
     }
     if let Some(w) = filter.without_consent {
         add("without_consent = ?", Bind::Int(w as i64));

@@ -11,6 +11,7 @@
 
 pub mod dash;
 
+use runtime::auth::{Allow, Role, Rule, content, rule};
 use axum::{Json, Router, extract::State, routing::get};
 use isp::Opened;
 use proto::v1::payload::Body;
@@ -58,6 +59,15 @@ impl Agency for Housing {
         Router::new()
             .route("/dash-assessments", axum::routing::post(dash::record).get(dash::list))
             .route("/property-requests", get(property_requests))
+    }
+
+    fn rules(&self) -> &'static [Rule] {
+        const RULES: &[Rule] = &[
+            rule("POST", "/dash-assessments", Allow::Roles(&[Role::Caseworker, Role::TeamManager])),
+            content("GET", "/dash-assessments", Allow::Roles(&[Role::Caseworker, Role::TeamManager])),
+            content("GET", "/property-requests", Allow::Roles(&[Role::Caseworker, Role::TeamManager, Role::ReciprocalsCoordinator])),
+        ];
+        RULES
     }
 }
 

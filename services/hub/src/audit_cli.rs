@@ -117,9 +117,15 @@ pub struct FilterArgs {
     recipient: Option<String>,
     #[arg(long)]
     kind: Option<String>,
-    /// disclosure, near_miss, rejected, violation, unverifiable
+    /// disclosure, near_miss, rejected, violation, consent_changed, accessed, unverifiable
     #[arg(long = "type")]
     entry_type: Option<String>,
+    /// Accesses by one staff member (login id): with --type accessed, everything they read or tried.
+    #[arg(long = "staff")]
+    staff_id: Option<String>,
+    /// Everything about one envelope: the disclosure, its receipts and who accessed it.
+    #[arg(long = "envelope")]
+    envelope_id: Option<String>,
     #[arg(long)]
     lawful_basis: Option<String>,
     #[arg(long)]
@@ -207,6 +213,8 @@ pub async fn run(command: AuditCommand, options: impl Fn(PathBuf) -> Options) ->
                 lawful_basis: f.lawful_basis,
                 consent_state: f.consent_state,
                 without_consent: f.without_consent.then_some(true),
+                staff_id: f.staff_id,
+                envelope_id: f.envelope_id,
                 since: f.since,
                 until: f.until,
                 after: None,

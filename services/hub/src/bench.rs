@@ -285,7 +285,7 @@ fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
     };
     sender.seal(&out, None).context("the bench referral does not seal")?;
     // The delivered receipt the IDVA seals back for each referral, as its service does.
-    let receipt = runtime::receipts::receipt(&recipient, "bench", SENDERS[0], "", "BENCH", proto::v1::AckStatus::Received, "", "")?;
+    let receipt = runtime::receipts::receipt(&recipient, "bench", SENDERS[0], "", "BENCH", proto::v1::AckStatus::Received, "", "", "")?;
     recipient.seal(&receipt, None).context("the bench receipt does not seal")?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_core = args.messages.div_ceil(cores);

@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, time::{Duration, Instant}};
 use anyhow::{Context as _, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::local::LocalHub;
+use crate::{local::LocalHub, staff::Logins};
 
 /// The synthetic survivor. The name is distinctive so tests can search the broker's store
 /// and the wire for it and be sure it never appears in clear.
@@ -50,7 +50,8 @@ pub struct Report {
 
 struct Script<'a> {
     hub: &'a LocalHub,
-    http: reqwest::Client,
+    /// Each request goes as the demo staff member of the least powerful role its route allows.
+    logins: &'a Logins,
     report: Report,
     print: bool,
     /// What a kept data directory held before this run: inbox ids and quarantine size per
@@ -66,7 +67,8 @@ fn dash_answers(yes: usize) -> Vec<&'static str> {
 impl Script<'_> {
     async fn call(&self, method: reqwest::Method, agency: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
         let base = if agency == "audit" { self.hub.audit_url.as_str() } else { self.hub.url(agency) };
-        let mut request = self.http.request(method, format!("{base}{path}"));
+        let http = self.logins.for_request(agency, base, method.as_str(), path).await?;
+        let mut request = http.request(method, format!("{base}{path}"));
         if let Some(b) = body {
             request = request.json(&b);
         }
@@ -159,15 +161,16 @@ impl Script<'_> {
 }
 
 /// Plays the demo case on a running partnership and checks the outcome.
-pub async fn play(hub: &LocalHub, print: bool) -> anyhow::Result<Report> {
-    let mut s = Script { hub, http: reqwest::Client::new(), report: Report::default(), print, before: BTreeMap::new(), near_misses_before: 0 };
+pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Result<Report> {
+    let mut s = Script { hub, logins, report: Report::default(), print, before: BTreeMap::new(), near_misses_before: 0 };
+    let ig = logins.as_role("audit", &hub.audit_url, runtime::auth::Role::IgLead).await?;
     for agency in hub.services.keys() {
         let inbox = s.get(agency, "/inbox").await?;
         let ids = inbox.as_array().into_iter().flatten().filter_map(|e| e["envelope_id"].as_str().map(str::to_owned)).collect();
         let quarantined = s.get(agency, "/quarantine").await?.as_array().map(Vec::len).unwrap_or_default();
         s.before.insert(agency.clone(), (ids, quarantined));
     }
-    let ledger = serde_json::Value::from(crate::ledger_pages(&s.http, &hub.audit_url, "").await?);
+    let ledger = serde_json::Value::from(crate::ledger_pages(&ig, &hub.audit_url, "").await?);
     s.near_misses_before = ledger.as_array().into_iter().flatten().filter(|e| e["entry_type"] == json!("near_miss")).count();
     let survivor = json!({"fullName": SURVIVOR_NAME, "dateOfBirth": SURVIVOR_DOB, "address": SURVIVOR_ADDRESS, "phone": SURVIVOR_PHONE, "safeToCall": true, "safeTimes": "weekdays 10:00-12:00"});
     let subject = json!({"full_name": SURVIVOR_NAME, "date_of_birth": SURVIVOR_DOB});
@@ -188,12 +191,11 @@ pub async fn play(hub: &LocalHub, print: bool) -> anyhow::Result<Report> {
 
     // Housing records what the survivor agreed to: referral to an IDVA and a reciprocal move.
     // She was not asked about MARAC: asking would raise the risk (recorded with that reason).
-    let (status, given) = s.post(housing, "/consents", json!({"subject": subject, "state": "given", "recorded_by": "HSG-staff-0142",
+    let (status, given) = s.post(housing, "/consents", json!({"subject": subject, "state": "given",
         "scope": {"roles": ["idva", "reciprocals"], "purposes": ["safeguarding", "rehousing"]}})).await?;
     ensure!(status == 201, "recording consent failed: {given}");
     let consent = json!({"id": given["consent_id"], "state": "given"});
-    let (status, not_sought) = s.post(housing, "/consents", json!({"subject": subject, "state": "not-sought", "reason": "asking-would-increase-risk",
-        "recorded_by": "HSG-staff-0142"})).await?;
+    let (status, not_sought) = s.post(housing, "/consents", json!({"subject": subject, "state": "not-sought", "reason": "asking-would-increase-risk"})).await?;
     ensure!(status == 201, "recording consent not sought failed: {not_sought}");
 
     // 2. Housing refers to the IDVA service (consent given) and to MARAC (visible high risk;
@@ -207,7 +209,7 @@ pub async fn play(hub: &LocalHub, print: bool) -> anyhow::Result<Report> {
     let marac_referral = s
         .disclose(housing, json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18",
             "consent": {"id": not_sought["consent_id"], "state": "not-sought"}, "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
-            "without_consent": {"officer": "HSG-staff-0007", "rationale_code": "asking-would-increase-risk",
+            "without_consent": {"rationale_code": "asking-would-increase-risk",
                 "rationale": "Visible high risk; the perpetrator monitors her phone, so asking could alert him"},
             "payload": {"maracReferral": {"referrer": referrer, "survivor": survivor, "perpetrators": [perpetrator], "dash": assessment,
                 "criteria": ["MARAC_CRITERION_VISIBLE_HIGH_RISK"], "survivorAware": false, "reasonNoConsent": "Asking would raise the risk"}}}), false)
@@ -337,6 +339,11 @@ async fn check(s: &mut Script<'_>, referrals: &[&str]) -> anyhow::Result<()> {
         loop {
             let sent = s.get("housing-northbridge", &format!("/disclosures/{id}")).await?;
             if sent["status"] == json!("accepted") {
+                // Who at the recipient opened and accepted it comes from their login.
+                ensure!(
+                    sent["opened_by"] == json!("demo.caseworker") && sent["status_by"] == json!("demo.caseworker"),
+                    "referral {id}: the sender does not see who opened and accepted it: {sent}"
+                );
                 break;
             }
             ensure!(Instant::now() < deadline, "referral {id} is still {} at the sender", sent["status"]);
@@ -353,7 +360,8 @@ async fn check(s: &mut Script<'_>, referrals: &[&str]) -> anyhow::Result<()> {
     // The ledger holds every disclosure and the near miss, and verifies.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ledger = serde_json::Value::from(crate::ledger_pages(&s.http, &s.hub.audit_url, "").await?);
+        let ig = s.logins.as_role("audit", &s.hub.audit_url, runtime::auth::Role::IgLead).await?;
+        let ledger = serde_json::Value::from(crate::ledger_pages(&ig, &s.hub.audit_url, "").await?);
         let ids: Vec<&str> = ledger.as_array().into_iter().flatten().filter_map(|e| e["entry_id"].as_str()).collect();
         let missing = s.report.delivered.keys().chain(&s.report.near_misses).filter(|id| !ids.contains(&id.as_str())).count();
         if missing == 0 {

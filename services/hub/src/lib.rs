@@ -10,6 +10,7 @@
 //! - [`processes`]: a `hub serve` child process: started, killed as a crash would, restarted.
 //! - [`audit_cli`]: `hub audit verify|list|query|prove|verify-proof`.
 //! - [`demo`]: the scripted synthetic case, with the checks that it worked.
+//! - [`staff`]: `hub staff`, the demo staff and logged-in clients ([`staff::Logins`]).
 //! - [`ledger_pages`]: every entry of a ledger query, page by page, from the audit API.
 
 pub mod audit_cli;
@@ -20,6 +21,7 @@ pub mod local;
 pub mod nats;
 pub mod partnership;
 pub mod processes;
+pub mod staff;
 
 /// Every ledger entry matching `query` (URL query parameters, without `limit` or `after`)
 /// from the audit service at `audit_url`, following its pages.

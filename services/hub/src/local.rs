@@ -45,8 +45,16 @@ pub struct LocalHub {
     pub directory: Directory,
     pub services: BTreeMap<String, Service>,
     pub audit_url: String,
+    pub audit_database_url: String,
     audit: Option<Running>,
     shutdown: CancellationToken,
+}
+
+impl Service {
+    /// Where the service keeps its records (and its staff accounts).
+    pub fn database_url(&self) -> &str {
+        &self.config.database_url
+    }
 }
 
 /// Starts the service of one agency by its role.
@@ -95,9 +103,11 @@ impl LocalHub {
         if let Some(c) = options.checkpoint_every {
             audit_config.checkpoint_every = c;
         }
+        let audit_database_url = audit_config.database_url.clone();
         let audit = audit::start(audit_config, shutdown.child_token()).await.context("starting the audit service")?;
         let audit_url = format!("http://{}", audit.addr);
-        let mut hub = LocalHub { data: options.data.clone(), nats, nats_url, directory, services: BTreeMap::new(), audit_url, audit: Some(audit), shutdown };
+        let mut hub =
+            LocalHub { data: options.data.clone(), nats, nats_url, directory, services: BTreeMap::new(), audit_url, audit_database_url, audit: Some(audit), shutdown };
         let agencies: Vec<(String, Role)> = hub.directory.agencies.iter().map(|a| (a.id.clone(), a.role)).filter(|(_, r)| *r != Role::Ig).collect();
         for (agency, role) in agencies {
             let mut config = Config::embedded(&options.data, &agency, &hub.nats_url);

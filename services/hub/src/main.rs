@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: hub::audit_cli::AuditCommand,
     },
+    /// Manage one service's staff accounts (local logins; staff of an identity provider need none).
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
     /// Check the information-sharing policy.
     Policy {
         #[command(subcommand)]
@@ -71,6 +76,104 @@ enum KeysCommand {
         #[arg(long, default_value = "hub-data")]
         data: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum StaffCommand {
+    /// Add a staff member; prints a random password unless --password-stdin gives one.
+    Add {
+        #[command(flatten)]
+        at: StaffAt,
+        /// The staff id they log in with: 2-64 of a-z 0-9 . _ - (e.g. j.bloggs).
+        #[arg(long)]
+        id: String,
+        /// caseworker, team-manager, agency-admin, marac-coordinator, reciprocals-coordinator, ig-lead, auditor (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Read the password from standard input instead of making one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable an account: its sessions end at once; what it did stays attributed to it.
+    Disable {
+        #[command(flatten)]
+        at: StaffAt,
+        #[arg(long)]
+        id: String,
+    },
+    /// Set a new password (random unless --password-stdin), unlock the account, end its sessions.
+    ResetPassword {
+        #[command(flatten)]
+        at: StaffAt,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List a service's accounts, their roles and state.
+    List {
+        #[command(flatten)]
+        at: StaffAt,
+    },
+}
+
+#[derive(clap::Args)]
+struct StaffAt {
+    /// The service: an agency id of the directory, or `audit`.
+    #[arg(long)]
+    service: String,
+    #[arg(long, default_value = "hub-data")]
+    data: PathBuf,
+}
+
+impl StaffAt {
+    async fn pool(&self) -> anyhow::Result<sqlx::AnyPool> {
+        hub::staff::open(&hub::local::database_url(&env_options(self.data.clone()), &self.service).await?).await
+    }
+}
+
+fn password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
+    if !from_stdin {
+        return Ok((runtime::auth::local::new_password(), true));
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok((line.trim_end_matches(['\r', '\n']).to_owned(), false))
+}
+
+async fn staff(command: StaffCommand) -> anyhow::Result<ExitCode> {
+    use runtime::auth::{Role, local};
+    match command {
+        StaffCommand::Add { at, id, roles, password_stdin } => {
+            let roles = roles.iter().map(|r| r.parse::<Role>()).collect::<Result<Vec<_>, _>>()?;
+            let (password, made) = password(password_stdin)?;
+            local::add(&at.pool().await?, &id, &roles, &password).await?;
+            println!("{id} added at {} with roles {}", at.service, Role::join(&roles));
+            if made {
+                println!("password (shown once): {password}");
+            }
+        }
+        StaffCommand::Disable { at, id } => {
+            local::disable(&at.pool().await?, &id).await?;
+            println!("{id} disabled at {}; its sessions have ended", at.service);
+        }
+        StaffCommand::ResetPassword { at, id, password_stdin } => {
+            let (password, made) = password(password_stdin)?;
+            local::reset_password(&at.pool().await?, &id, &password).await?;
+            println!("{id}: new password set at {}, account unlocked, sessions ended", at.service);
+            if made {
+                println!("password (shown once): {password}");
+            }
+        }
+        StaffCommand::List { at } => {
+            let now = isp::now_ms();
+            for a in local::list(&at.pool().await?).await? {
+                let state = if a.disabled { "disabled" } else if a.locked_until_ms > now { "locked" } else { "active" };
+                println!("{:<32} {:<9} {}", a.staff_id, state, Role::join(&a.roles));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Subcommand)]
@@ -143,9 +246,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let hub = LocalHub::start(env_options(data.clone())).await?;
             print_services(&hub);
             if play {
-                println!("\nplaying the demo case (synthetic data):");
-                let report = demo::play(&hub, true).await?;
+                let logins = hub::staff::Logins::for_hub(&hub);
+                println!("\nplaying the demo case (synthetic data), logged in as the demo staff:");
+                let report = demo::play(&hub, &logins, true).await?;
                 print_outcome(&report);
+                print_demo_staff(&hub, &logins, &data).await?;
             }
             println!("\nthe partnership is up; data in {}. Ctrl-C (or SIGTERM) stops it.", data.display());
             stopped().await?;
@@ -159,8 +264,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let dir = data.unwrap_or_else(|| temp.path().to_owned());
             let hub = LocalHub::start(env_options(dir.clone())).await?;
             print_services(&hub);
-            println!("\nplaying the demo case (synthetic data):");
-            let result = demo::play(&hub, true).await;
+            println!("\nplaying the demo case (synthetic data), logged in as the demo staff:");
+            let logins = hub::staff::Logins::for_hub(&hub);
+            let result = demo::play(&hub, &logins, true).await;
             hub.stop().await?;
             match result {
                 Ok(report) => {
@@ -174,6 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit { command } => hub::audit_cli::run(command, env_options).await,
+        Command::Staff { command } => staff(command).await,
         Command::Bench(args) => {
             runtime::telemetry::init_with_default("warn");
             hub::bench::run(args, env_options(PathBuf::new()).database_url).await?;
@@ -331,6 +438,35 @@ async fn stopped() -> anyhow::Result<()> {
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,
         _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// Makes a demo account for every role at every service and says how to log in; the
+/// passwords also go to DATA/demo-staff.txt, readable by its owner only.
+async fn print_demo_staff(hub: &LocalHub, logins: &hub::staff::Logins, data: &std::path::Path) -> anyhow::Result<()> {
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    let mut services: Vec<&str> = hub.services.keys().map(String::as_str).collect();
+    services.push("audit");
+    for service in services {
+        for role in runtime::auth::Role::ALL {
+            logins.account(service, &hub::staff::demo_id(role), &[role]).await?;
+        }
+    }
+    let path = data.join("demo-staff.txt");
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+    writeln!(file, "# demo staff of this partnership: service, staff id, password (synthetic accounts, one role each)")?;
+    for (service, id, password) in logins.accounts() {
+        writeln!(file, "{service} {id} {password}")?;
+    }
+    let housing = hub.services.values().find(|s| s.role == isp::Role::Housing).map(|s| (s.agency.as_str(), s.url.as_str()));
+    println!("\ndemo staff: every service has demo.<role> for each role (caseworker, team-manager, agency-admin, marac-coordinator,");
+    println!("reciprocals-coordinator, ig-lead, auditor); their passwords are in {} (readable by you only).", path.display());
+    if let Some((agency, url)) = housing {
+        let password = logins.account(agency, "demo.caseworker", &[runtime::auth::Role::Caseworker]).await?;
+        println!("log in, e.g. as {agency}'s caseworker:");
+        println!("  curl -i -X POST {url}/login -H 'content-type: application/json' -d '{{\"staff_id\":\"demo.caseworker\",\"password\":\"{password}\"}}'");
+        println!("then send the hub_session cookie it sets, and its csrf_token as X-CSRF-Token on every POST.");
     }
     Ok(())
 }

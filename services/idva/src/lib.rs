@@ -6,6 +6,7 @@
 //! `referral.ack`. Sends `marac.referral`, `reciprocal.request`, `perpetrator.referral`,
 //! acknowledgements and research responses through the generic API.
 
+use runtime::auth::{Allow, Role, Rule, content};
 use axum::{Json, Router, extract::State, routing::get};
 use isp::Opened;
 use proto::v1::payload::Body;
@@ -59,6 +60,14 @@ impl Agency for Idva {
 
     fn routes(&self) -> Router<Ctx> {
         Router::new().route("/cases", get(cases)).route("/engagement", get(engagement))
+    }
+
+    fn rules(&self) -> &'static [Rule] {
+        const RULES: &[Rule] = &[
+            content("GET", "/cases", Allow::Roles(&[Role::Caseworker, Role::TeamManager])),
+            content("GET", "/engagement", Allow::Roles(&[Role::Caseworker, Role::TeamManager])),
+        ];
+        RULES
     }
 }
 

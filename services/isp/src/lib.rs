@@ -20,6 +20,7 @@
 //! Invariants: nothing leaves an agency unless [`Policy::decide`] allowed it and named its rule;
 //! an error never carries payload content, only ids, kinds, rules and categories.
 
+pub mod access;
 pub mod checkpoint;
 pub mod consent;
 pub mod directory;

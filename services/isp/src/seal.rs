@@ -254,6 +254,7 @@ impl Isp {
             data_categories: header.data_categories.clone(),
             stream_sequence: 0,
             forbidden_categories: Vec::new(),
+            staff_id: String::new(),
         };
         let bytes = self.sign_event(&event);
         (event, bytes)
@@ -282,6 +283,7 @@ impl Isp {
             data_categories: present.into_iter().collect(),
             stream_sequence: 0,
             forbidden_categories: denial.forbidden.clone(),
+            staff_id: String::new(),
         };
         let bytes = self.sign_event(&event);
         (event, bytes)
@@ -315,6 +317,7 @@ impl Isp {
                 OpenError::Denied(d) => d.forbidden.clone(),
                 _ => Vec::new(),
             },
+            staff_id: String::new(),
         };
         let bytes = self.sign_event(&event);
         (event, bytes)
@@ -322,10 +325,7 @@ impl Isp {
 
     /// Encodes and signs an event as a `SignedEvent`.
     pub fn sign_event(&self, event: &Event) -> Vec<u8> {
-        let event_bytes = event.encode_to_vec();
-        let signature = self.keys.signing.sign(&[EVENT_CONTEXT, &event_bytes].concat());
-        SignedEvent { event: event_bytes, signature: signature.to_bytes().to_vec(), signing_key_id: self.keys.signing_key_id() }
-            .encode_to_vec()
+        sign_event_as(&self.keys, event)
     }
 
     /// Verifies, re-decides and opens an envelope addressed to this agency. On refusal it
@@ -424,6 +424,14 @@ pub fn verify_header(directory: &Directory, header_bytes: &[u8], signature: &[u8
 }
 
 /// Decodes a signed event and verifies it was signed by the agency it names.
+/// Encodes and signs an event as a `SignedEvent` with an agency's keys (the audit service
+/// signs its own access records with the IG office's).
+pub fn sign_event_as(keys: &crate::AgencyKeys, event: &Event) -> Vec<u8> {
+    let event_bytes = event.encode_to_vec();
+    let signature = keys.signing.sign(&[EVENT_CONTEXT, &event_bytes].concat());
+    SignedEvent { event: event_bytes, signature: signature.to_bytes().to_vec(), signing_key_id: keys.signing_key_id() }.encode_to_vec()
+}
+
 pub fn verify_event(directory: &Directory, bytes: &[u8]) -> Result<Event, OpenError> {
     let signed = SignedEvent::decode(bytes).map_err(|_| OpenError::Malformed("not a hub.v1.SignedEvent".into()))?;
     let event = Event::decode(signed.event.as_slice()).map_err(|_| OpenError::Malformed("not a hub.v1.Event".into()))?;

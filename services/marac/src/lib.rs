@@ -6,6 +6,7 @@
 //! whatever the local threshold. Receives `marac.research_response` and
 //! `marac.action_update`. Sends `marac.research_request` and `marac.action` to members.
 
+use runtime::auth::{Allow, Role, Rule, content, rule};
 use axum::{Json, Router, extract::State, routing::get};
 use isp::Opened;
 use proto::v1::{MaracCriterion, payload::Body};
@@ -73,6 +74,15 @@ impl Agency for Marac {
 
     fn routes(&self) -> Router<Ctx> {
         Router::new().route("/cases", get(cases)).route("/actions", axum::routing::post(record_action).get(actions))
+    }
+
+    fn rules(&self) -> &'static [Rule] {
+        const RULES: &[Rule] = &[
+            content("GET", "/cases", Allow::Roles(&[Role::MaracCoordinator, Role::TeamManager])),
+            rule("POST", "/actions", Allow::Roles(&[Role::MaracCoordinator])),
+            content("GET", "/actions", Allow::Roles(&[Role::MaracCoordinator, Role::TeamManager])),
+        ];
+        RULES
     }
 }
 

@@ -6,6 +6,7 @@
 //! fact of a MARAC referral or reciprocal move) and `referral.ack`. Sends
 //! `perpetrator.engagement_update` to the survivor's advocate, and acknowledgements.
 
+use runtime::auth::{Allow, Role, Rule, content};
 use axum::{Json, Router, extract::State, routing::get};
 use isp::Opened;
 use proto::v1::payload::Body;
@@ -40,6 +41,11 @@ impl Agency for Perpetrator {
 
     fn routes(&self) -> Router<Ctx> {
         Router::new().route("/cases", get(cases))
+    }
+
+    fn rules(&self) -> &'static [Rule] {
+        const RULES: &[Rule] = &[content("GET", "/cases", Allow::Roles(&[Role::Caseworker, Role::TeamManager]))];
+        RULES
     }
 }
 

@@ -7,6 +7,7 @@
 //! Sends anonymised `reciprocal.property_request`s to landlords with stock in the chosen
 //! areas (`POST /applications/{ref}/circulate`) and `reciprocal.offer_response`.
 
+use runtime::auth::{Allow, Role, Rule, content, rule};
 use axum::{Json, Router, body::Bytes, extract::{Path, State}, http::StatusCode, routing::{get, post}};
 use isp::{Kind, Opened, Outgoing};
 use proto::v1::{Household, Payload, ReciprocalPropertyRequest, payload::Body};
@@ -95,6 +96,15 @@ impl Agency for Reciprocals {
             .route("/applications", get(applications))
             .route("/applications/{reference}/circulate", post(circulate))
             .route("/fairness", get(fairness))
+    }
+
+    fn rules(&self) -> &'static [Rule] {
+        const RULES: &[Rule] = &[
+            content("GET", "/applications", Allow::Roles(&[Role::ReciprocalsCoordinator, Role::TeamManager])),
+            rule("POST", "/applications/{reference}/circulate", Allow::Roles(&[Role::ReciprocalsCoordinator])),
+            rule("GET", "/fairness", Allow::Roles(&[Role::ReciprocalsCoordinator, Role::TeamManager, Role::IgLead])),
+        ];
+        RULES
     }
 }
 

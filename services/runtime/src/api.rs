@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use sqlx::{Row, any::AnyRow};
 
-use crate::{Ctx, SendError, inbox};
+use crate::{Ctx, SendError, auth::Staff, inbox};
 
 /// An API error: a status, a stable code and a sentence with no request content in it.
 #[derive(Debug)]
@@ -126,18 +126,18 @@ pub struct SubjectIdentity {
     pub date_of_birth: String,
 }
 
-/// `without_consent` of `POST /disclosures`: who decided to share without consent and why.
+/// `without_consent` of `POST /disclosures`: why sharing without consent is necessary. The
+/// officer who decided is the logged-in staff member, never a field of the body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WithoutConsentInput {
-    pub officer: String,
     pub rationale_code: String,
     pub rationale: String,
 }
 
 impl std::fmt::Debug for WithoutConsentInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WithoutConsentInput").field("officer", &self.officer).field("rationale_code", &self.rationale_code).finish_non_exhaustive()
+        f.debug_struct("WithoutConsentInput").field("rationale_code", &self.rationale_code).finish_non_exhaustive()
     }
 }
 
@@ -177,9 +177,14 @@ pub struct SendRequest {
 }
 
 impl Ctx {
-    /// Turns an API request into an [`Outgoing`], checking every clear field.
-    pub fn outgoing(&self, request: SendRequest) -> Result<Outgoing, ApiError> {
-        outgoing(&self.isp(), request)
+    /// Turns an API request of `staff` into an [`Outgoing`], checking every clear field; the
+    /// officer of a share without consent is the staff member.
+    pub fn outgoing_by(&self, request: SendRequest, staff: &Staff) -> Result<Outgoing, ApiError> {
+        let mut out = outgoing(&self.isp(), request)?;
+        if let Some(j) = &mut out.justification {
+            j.officer = staff.id.clone();
+        }
+        Ok(out)
     }
 }
 
@@ -231,7 +236,8 @@ pub fn outgoing(protocol: &isp::Isp, request: SendRequest) -> Result<Outgoing, A
         in_reply_to: request.in_reply_to,
         payload,
         justification: request.without_consent.map(|w| isp::Justification {
-            officer: w.officer,
+            // Filled in from the login by the handler ([`Ctx::outgoing_by`]).
+            officer: String::new(),
             rationale_code: w.rationale_code,
             rationale: w.rationale,
         }),
@@ -265,16 +271,18 @@ async fn health(State(ctx): State<Ctx>) -> Json<Value> {
         "signing_key_id": isp.keys.signing_key_id(), "broker": broker, "files_refused": ctx.files_refused.load().as_deref().cloned(), "status": "ok"}))
 }
 
-async fn send(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn send(State(ctx): State<Ctx>, staff: Staff, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: SendRequest = json_body(&body)?;
-    let out = ctx.outgoing(request)?;
+    let out = ctx.outgoing_by(request, &staff)?;
     let outcome = ctx.send(&out).await?;
+    // Who sent it; the send itself is already committed, so a failure here loses only this.
+    sqlx::query("UPDATE sent SET sent_by = $1 WHERE envelope_id = $2").bind(&staff.id).bind(&outcome.envelope_id).execute(&ctx.pool).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(outcome).expect("serialisable"))))
 }
 
 const SENT_COLUMNS: &str = "envelope_id, recipient, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
     categories, removed, rule, reason, policy_version, without_consent, in_reply_to, status, status_reason, created_at_ms, updated_at_ms, \
-    consent_id, consent_recorded_by, officer, rationale_code, rationale";
+    consent_id, consent_recorded_by, officer, rationale_code, rationale, sent_by, opened_by, status_by";
 
 /// A row as JSON: TEXT and BIGINT columns, comma lists split into arrays.
 pub fn row_json(row: &AnyRow, text: &[&str], ints: &[&str], lists: &[&str]) -> Value {
@@ -297,7 +305,7 @@ fn sent_json(row: &AnyRow) -> Value {
     let mut v = row_json(
         row,
         &["envelope_id", "recipient", "kind", "purpose", "lawful_basis", "consent_state", "risk", "subject_ref", "case_ref", "rule", "reason", "policy_version", "in_reply_to", "status", "status_reason",
-          "consent_id", "consent_recorded_by", "officer", "rationale_code", "rationale"],
+          "consent_id", "consent_recorded_by", "officer", "rationale_code", "rationale", "sent_by", "opened_by", "status_by"],
         &["created_at_ms", "updated_at_ms"],
         &["categories", "removed"],
     );
@@ -320,12 +328,13 @@ async fn get_sent(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json
 }
 
 const INBOX_COLUMNS: &str = "envelope_id, stream_seq, sender, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
-    categories, rule, policy_version, in_reply_to, status, created_at_ms, received_at_ms, opened_at_ms, revoked_at_ms, revoked_reason";
+    categories, rule, policy_version, in_reply_to, status, created_at_ms, received_at_ms, opened_at_ms, revoked_at_ms, revoked_reason, opened_by, status_by";
 
 fn inbox_json(row: &AnyRow) -> Value {
     row_json(
         row,
-        &["envelope_id", "sender", "kind", "purpose", "lawful_basis", "consent_state", "risk", "subject_ref", "case_ref", "rule", "policy_version", "in_reply_to", "status", "revoked_reason"],
+        &["envelope_id", "sender", "kind", "purpose", "lawful_basis", "consent_state", "risk", "subject_ref", "case_ref", "rule", "policy_version", "in_reply_to", "status", "revoked_reason",
+          "opened_by", "status_by"],
         &["stream_seq", "created_at_ms", "received_at_ms", "opened_at_ms", "revoked_at_ms"],
         &["categories"],
     )
@@ -337,7 +346,7 @@ async fn list_inbox(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
 }
 
 /// Reading an envelope opens it with the agency's key; the first read marks it opened.
-async fn read_inbox(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn read_inbox(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff) -> Result<Json<Value>, ApiError> {
     let row = sqlx::query(&format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE envelope_id = $1"))
         .bind(&id)
         .fetch_optional(&ctx.pool)
@@ -353,15 +362,18 @@ async fn read_inbox(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Js
     let (opened, _) = inbox::read(&ctx, &id).await?.ok_or_else(|| ApiError::not_found("inbox envelope"))?;
     // The first read marks it opened and tells the sender, in one transaction.
     let mut tx = ctx.pool.begin().await?;
-    let first = sqlx::query("UPDATE inbox SET opened_at_ms = $1, status = CASE WHEN status = 'new' THEN 'opened' ELSE status END WHERE envelope_id = $2 AND opened_at_ms IS NULL")
-        .bind(isp::now_ms())
-        .bind(&id)
+    let first = sqlx::query(
+        "UPDATE inbox SET opened_at_ms = $1, opened_by = $2, status = CASE WHEN status = 'new' THEN 'opened' ELSE status END WHERE envelope_id = $3 AND opened_at_ms IS NULL",
+    )
+    .bind(isp::now_ms())
+    .bind(&staff.id)
+    .bind(&id)
         .execute(&mut *tx)
         .await?
         .rows_affected()
         == 1;
     if first && inbox::acknowledgeable(kind::name(opened.header.kind())) {
-        crate::receipts::auto_receipt(&ctx, &mut tx, &opened, AckStatus::Opened).await?;
+        crate::receipts::auto_receipt(&ctx, &mut tx, &opened, AckStatus::Opened, &staff.id).await?;
     }
     tx.commit().await?;
     ctx.outbox_ready.notify_one();
@@ -384,7 +396,7 @@ pub struct AckRequest {
 
 /// Accepts, declines or closes a received referral: updates the inbox and sends a
 /// `referral.ack` back to the sender under the policy's rule for acknowledgements.
-async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: AckRequest = json_body(&body)?;
     let status = match request.status.as_str() {
         "received" => AckStatus::Received,
@@ -417,9 +429,14 @@ async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, body: Bytes
     let (subject_ref, case_ref): (String, String) = (row.try_get("subject_ref")?, row.try_get("case_ref")?);
     let mut tx = ctx.pool.begin().await?;
     let outcome =
-        crate::receipts::send_receipt(&ctx, &mut tx, &id, &sender, &subject_ref, &case_ref, status, &request.reason, &request.outcome).await;
+        crate::receipts::send_receipt(&ctx, &mut tx, &id, &sender, &subject_ref, &case_ref, status, &request.reason, &request.outcome, &staff.id).await;
     if outcome.is_ok() {
-        sqlx::query("UPDATE inbox SET status = $1 WHERE envelope_id = $2").bind(&request.status).bind(&id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE inbox SET status = $1, status_by = $2 WHERE envelope_id = $3")
+            .bind(&request.status)
+            .bind(&staff.id)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     ctx.outbox_ready.notify_one();

@@ -38,6 +38,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
+    auth::Staff,
     Ctx,
     api::{ApiError, SubjectIdentity, json_body},
     transport::CONSENT_BUCKET,
@@ -148,8 +149,6 @@ pub struct RecordRequest {
     pub reason: String,
     #[serde(default)]
     pub scope: ScopeInput,
-    /// The staff id of who took or recorded the decision.
-    pub recorded_by: String,
     #[serde(default)]
     pub expires_at_ms: Option<i64>,
 }
@@ -169,7 +168,6 @@ pub struct ScopeInput {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawRequest {
-    pub recorded_by: String,
     #[serde(default)]
     pub reason: String,
 }
@@ -251,9 +249,10 @@ fn answer(v: &Verified, shared: bool) -> Json<Value> {
     Json(value)
 }
 
-async fn record(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn record(State(ctx): State<Ctx>, staff: Staff, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: RecordRequest = json_body(&body)?;
-    let record = new_record(&ctx.isp(), request, isp::now_ms())?;
+    let mut record = new_record(&ctx.isp(), request, isp::now_ms())?;
+    record.recorded_by = staff.id;
     let shared = put(&ctx, &record).await?;
     tracing::info!(consent_id = %record.consent_id, state = record.state.name(), subject_ref = %record.subject_ref, shared, "consent recorded");
     let verified = ctx.consent_record(ctx.agency(), &record.consent_id).await?.context("the consent record just written does not read back")?;
@@ -290,7 +289,8 @@ pub fn new_record(protocol: &isp::Isp, request: RecordRequest, now_ms: i64) -> R
         state,
         reason: request.reason,
         scope: Scope { roles, agencies: request.scope.agencies, purposes: request.scope.purposes },
-        recorded_by: request.recorded_by,
+        // The logged-in staff member: the handler sets it.
+        recorded_by: String::new(),
         recorded_at_ms: now_ms,
         created_at_ms: now_ms,
         expires_at_ms: request.expires_at_ms,
@@ -309,7 +309,7 @@ async fn read(State(ctx): State<Ctx>, Path(id): Path<String>, Query(q): Query<Re
 /// Withdraws one of this agency's records: a new signed revision in state withdrawn. Every
 /// later disclosure relying on it is refused, at every agency, including those still in an
 /// outbox. What was already shared stays, and so do the earlier revisions.
-async fn withdraw(State(ctx): State<Ctx>, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn withdraw(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff, body: Bytes) -> Result<Json<Value>, ApiError> {
     let request: WithdrawRequest = json_body(&body)?;
     let current = ctx.consent_record(ctx.agency(), &id).await?.ok_or_else(|| {
         ApiError::not_found("consent record of this agency (only the agency that recorded consent can withdraw it)")
@@ -321,7 +321,7 @@ async fn withdraw(State(ctx): State<Ctx>, Path(id): Path<String>, body: Bytes) -
     record.revision += 1;
     record.state = consent::State::Withdrawn;
     record.reason = request.reason;
-    record.recorded_by = request.recorded_by;
+    record.recorded_by = staff.id;
     record.recorded_at_ms = isp::now_ms();
     let shared = put(&ctx, &record).await?;
     tracing::info!(consent_id = %record.consent_id, subject_ref = %record.subject_ref, shared, "consent withdrawn");

@@ -126,6 +126,7 @@ pub fn runtime_migrations() -> Vec<Migration> {
         Migration { version: 1, description: "runtime outbox inbox", sql: include_str!("../migrations/0001_runtime.sql") },
         Migration { version: 2, description: "runtime consent", sql: include_str!("../migrations/0002_consent.sql") },
         Migration { version: 3, description: "runtime receipts", sql: include_str!("../migrations/0003_receipts.sql") },
+        Migration { version: 4, description: "runtime staff actions", sql: include_str!("../migrations/0004_staff_actions.sql") },
     ]
 }
 

@@ -220,7 +220,7 @@ async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::Tx, ready: &
     }
     let due: Vec<&Opened> = ready.iter().map(|r| r.opened).filter(|o| acknowledgeable(kind::name(o.header.kind()))).collect();
     if !due.is_empty() {
-        crate::receipts::auto_receipts(ctx, tx, &due, proto::v1::AckStatus::Received).await?;
+        crate::receipts::auto_receipts(ctx, tx, &due, proto::v1::AckStatus::Received, "").await?;
     }
     for r in ready {
         if r.delivered <= MAX_DOMAIN_ATTEMPTS {

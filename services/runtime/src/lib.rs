@@ -17,6 +17,7 @@
 //! (one `match` on the kind) and its own routes. [`start`] runs it.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod consent;
 pub mod db;
@@ -122,6 +123,11 @@ pub trait Agency: Send + Sync + 'static {
     fn routes(&self) -> axum::Router<Ctx> {
         axum::Router::new()
     }
+
+    /// Who may call each of [`Agency::routes`]: a route without a rule answers nobody.
+    fn rules(&self) -> &'static [auth::Rule] {
+        &[]
+    }
 }
 
 /// An agency with no domain behaviour beyond the generic inbox (used where a partnership
@@ -151,6 +157,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
     let pool = db::connect(&config.database_url).await?;
     let mut migrations = db::runtime_migrations();
     migrations.extend(witness::migrations());
+    migrations.extend(auth::local::migrations());
     migrations.extend(agency.migrations());
     db::migrate(&pool, migrations).await?;
     let client = transport::connect(&config.nats_url, isp.agency()).await?;
@@ -169,7 +176,8 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         files_refused: Default::default(),
     };
     let agency = Arc::new(agency);
-    let router = api::router(agency.routes().merge(witness::routes())).with_state(ctx.clone());
+    let gate = auth::Gate::new(ctx.pool.clone(), &[auth::GENERIC, agency.rules()], Arc::new(auth::access::Outboxed(ctx.clone())));
+    let router = auth::protect(api::router(agency.routes().merge(witness::routes())).with_state(ctx.clone()), gate);
     let listener = tokio::net::TcpListener::bind(&ctx.config.http_addr)
         .await
         .with_context(|| format!("binding the HTTP API to {}", ctx.config.http_addr))?;

@@ -23,6 +23,7 @@ use sqlx::Row as _;
 use crate::{
     Ctx, SendError, SendOutcome, Tx,
     api::{ApiError, json_body},
+    auth::Staff,
 };
 
 /// The status a receipt gives the sender's record.
@@ -65,7 +66,17 @@ fn moves_forward(current: &str, next: &str) -> bool {
 /// A receipt from the agency of `isp` for envelope `original` to its sender, as the policy
 /// has it sent.
 #[allow(clippy::too_many_arguments)]
-pub fn receipt(isp: &Isp, original: &str, sender: &str, subject_ref: &str, case_ref: &str, status: AckStatus, reason: &str, outcome: &str) -> Result<Outgoing, SendError> {
+pub fn receipt(
+    isp: &Isp,
+    original: &str,
+    sender: &str,
+    subject_ref: &str,
+    case_ref: &str,
+    status: AckStatus,
+    reason: &str,
+    outcome: &str,
+    staff_id: &str,
+) -> Result<Outgoing, SendError> {
     let sender_role = isp.directory.require(sender).map_err(SendError::Refused)?.role;
     let (purpose, basis) = isp.policy.defaults_for(isp.role, sender_role, Kind::ReferralAck).ok_or_else(|| {
         SendError::Refused(isp::IspError::Invalid { what: "the policy".into(), detail: format!("no rule lets a {} acknowledge to a {sender_role}", isp.role) })
@@ -82,7 +93,13 @@ pub fn receipt(isp: &Isp, original: &str, sender: &str, subject_ref: &str, case_
         in_reply_to: original.to_owned(),
         justification: None,
         payload: Payload {
-            body: Some(Body::ReferralAck(ReferralAck { envelope_id: original.to_owned(), status: status as i32, reason: reason.to_owned(), outcome: outcome.to_owned() })),
+            body: Some(Body::ReferralAck(ReferralAck {
+                envelope_id: original.to_owned(),
+                status: status as i32,
+                reason: reason.to_owned(),
+                outcome: outcome.to_owned(),
+                staff_id: staff_id.to_owned(),
+            })),
         },
     })
 }
@@ -99,20 +116,22 @@ pub async fn send_receipt(
     status: AckStatus,
     reason: &str,
     outcome: &str,
+    staff_id: &str,
 ) -> Result<SendOutcome, SendError> {
-    let out = receipt(&ctx.isp(), original, sender, subject_ref, case_ref, status, reason, outcome)?;
+    let out = receipt(&ctx.isp(), original, sender, subject_ref, case_ref, status, reason, outcome, staff_id)?;
     ctx.send_in(tx, &out).await
 }
 
 /// The automatic receipts for envelopes stored together, queued in the caller's transaction
 /// in one statement per table. One the policy refuses is logged (and is a near miss in the
 /// ledger) but never stops the inbox.
-pub async fn auto_receipts(ctx: &Ctx, tx: &mut Tx, opened: &[&Opened], status: AckStatus) -> Result<(), sqlx::Error> {
+/// `staff_id`: who caused it (the reader, for `opened`), empty for the service itself.
+pub async fn auto_receipts(ctx: &Ctx, tx: &mut Tx, opened: &[&Opened], status: AckStatus, staff_id: &str) -> Result<(), sqlx::Error> {
     let isp = ctx.isp();
     let mut outs = Vec::with_capacity(opened.len());
     for o in opened {
         let h = &o.header;
-        match receipt(&isp, &h.envelope_id, &h.sender, &h.subject_ref, &h.case_ref, status, "", "") {
+        match receipt(&isp, &h.envelope_id, &h.sender, &h.subject_ref, &h.case_ref, status, "", "", staff_id) {
             Ok(out) => outs.push(out),
             Err(e) => tracing::warn!(envelope_id = %h.envelope_id, error = %e, "no automatic receipt sent"),
         }
@@ -134,27 +153,27 @@ pub async fn auto_receipts(ctx: &Ctx, tx: &mut Tx, opened: &[&Opened], status: A
 }
 
 /// The automatic receipt for one envelope, where one is due.
-pub async fn auto_receipt(ctx: &Ctx, tx: &mut Tx, opened: &Opened, status: AckStatus) -> Result<(), sqlx::Error> {
-    auto_receipts(ctx, tx, &[opened], status).await
+pub async fn auto_receipt(ctx: &Ctx, tx: &mut Tx, opened: &Opened, status: AckStatus, staff_id: &str) -> Result<(), sqlx::Error> {
+    auto_receipts(ctx, tx, &[opened], status, staff_id).await
 }
 
 /// Receipts arriving at the sender: each moves its record of the disclosure forward, if it
 /// comes from that disclosure's recipient. Receipts of the same status and detail from the
 /// same recipient (a batch of `received`, typically) take one statement.
 pub async fn apply(tx: &mut Tx, opened: &[&Opened]) -> Result<(), sqlx::Error> {
-    let receipts: Vec<((&str, &str, &str), &str)> = opened
+    let receipts: Vec<((&str, &str, &str, &str), &str)> = opened
         .iter()
         .filter_map(|o| {
             let Some(Body::ReferralAck(ack)) = &o.payload.body else { return None };
             let next = status_name(ack.status())?;
             let detail = if ack.reason.is_empty() { ack.outcome.as_str() } else { ack.reason.as_str() };
-            Some(((next, detail, o.header.sender.as_str()), ack.envelope_id.as_str()))
+            Some(((next, detail, o.header.sender.as_str(), ack.staff_id.as_str()), ack.envelope_id.as_str()))
         })
         .collect();
     // Two receipts for one disclosure in the batch (accepted, then declined) must apply in
     // their order: then each goes alone, in stream order.
     let distinct = receipts.iter().map(|(_, id)| *id).collect::<std::collections::HashSet<_>>().len() == receipts.len();
-    let mut groups: Vec<((&str, &str, &str), Vec<&str>)> = Vec::new();
+    let mut groups: Vec<((&str, &str, &str, &str), Vec<&str>)> = Vec::new();
     for (key, id) in receipts {
         match groups.iter_mut().find(|(k, _)| distinct && *k == key) {
             Some((_, ids)) => ids.push(id),
@@ -162,7 +181,21 @@ pub async fn apply(tx: &mut Tx, opened: &[&Opened]) -> Result<(), sqlx::Error> {
         }
     }
     let now = isp::now_ms();
-    for ((next, detail, recipient), ids) in groups {
+    for ((next, detail, recipient, staff_id), ids) in groups {
+        // Who at the recipient first opened it, whatever the status now.
+        if next == "opened" && !staff_id.is_empty() {
+            for chunk in ids.chunks(200) {
+                let sql = format!(
+                    "UPDATE sent SET opened_by = $1 WHERE recipient = $2 AND opened_by IS NULL AND envelope_id IN ({})",
+                    crate::db::numbered(3, chunk.len())
+                );
+                let mut query = sqlx::query(&sql).bind(staff_id).bind(recipient);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                query.execute(&mut **tx).await?;
+            }
+        }
         // The update applies only from a status the receipt moves forward.
         let from: Vec<&str> = STATUSES.iter().copied().filter(|current| moves_forward(current, next)).collect();
         if from.is_empty() {
@@ -170,11 +203,11 @@ pub async fn apply(tx: &mut Tx, opened: &[&Opened]) -> Result<(), sqlx::Error> {
         }
         for chunk in ids.chunks(200) {
             let sql = format!(
-                "UPDATE sent SET status = $1, status_reason = $2, updated_at_ms = $3 WHERE recipient = $4 AND status IN ({}) AND envelope_id IN ({})",
-                crate::db::numbered(5, from.len()),
-                crate::db::numbered(5 + from.len(), chunk.len())
+                "UPDATE sent SET status = $1, status_reason = $2, updated_at_ms = $3, status_by = $4 WHERE recipient = $5 AND status IN ({}) AND envelope_id IN ({})",
+                crate::db::numbered(6, from.len()),
+                crate::db::numbered(6 + from.len(), chunk.len())
             );
-            let mut query = sqlx::query(&sql).bind(next).bind(detail).bind(now).bind(recipient);
+            let mut query = sqlx::query(&sql).bind(next).bind(detail).bind(now).bind(staff_id).bind(recipient);
             for status in &from {
                 query = query.bind(*status);
             }
@@ -206,7 +239,7 @@ pub async fn apply_revocation(ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> Result
         return Ok(());
     }
     tracing::info!(envelope_id = %revoke.envelope_id, sender = %h.sender, "disclosure revoked by its sender; content hidden");
-    match send_receipt(ctx, tx, &revoke.envelope_id, &h.sender, &h.subject_ref, &h.case_ref, AckStatus::Revoked, "", "content hidden").await {
+    match send_receipt(ctx, tx, &revoke.envelope_id, &h.sender, &h.subject_ref, &h.case_ref, AckStatus::Revoked, "", "content hidden", "").await {
         Ok(_) => Ok(()),
         Err(SendError::Storage(e)) => Err(e),
         Err(e) => {
@@ -217,13 +250,14 @@ pub async fn apply_revocation(ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> Result
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     /// Why (a short code or sentence; it travels sealed, never in clear).
     pub reason: String,
 }
 
 /// `POST /disclosures/{id}/revoke`: the sender withdraws a disclosure it made.
-pub async fn revoke(State(ctx): State<Ctx>, Path(id): Path<String>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn revoke(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: RevokeRequest = json_body(&body)?;
     if request.reason.trim().is_empty() {
         return Err(ApiError::bad_request("a revocation needs a reason"));
@@ -262,9 +296,10 @@ pub async fn revoke(State(ctx): State<Ctx>, Path(id): Path<String>, body: Bytes)
     let mut tx = ctx.pool.begin().await?;
     let outcome = ctx.send_in(&mut tx, &out).await;
     if outcome.is_ok() {
-        sqlx::query("UPDATE sent SET status = 'revoked', status_reason = $1, updated_at_ms = $2 WHERE envelope_id = $3")
+        sqlx::query("UPDATE sent SET status = 'revoked', status_reason = $1, updated_at_ms = $2, status_by = $3 WHERE envelope_id = $4")
             .bind(&request.reason)
             .bind(isp::now_ms())
+            .bind(&staff.id)
             .bind(&id)
             .execute(&mut *tx)
             .await?;

@@ -27,6 +27,7 @@ pub fn event_subject(agency: &str, kind: EventKind) -> String {
         EventKind::ReceiveRejected => "receive_rejected",
         EventKind::Violation => "violation",
         EventKind::ConsentChanged => "consent_changed",
+        EventKind::Accessed => "accessed",
         EventKind::Unspecified => "unspecified",
     };
     format!("hub.v1.evt.{agency}.{token}")

@@ -1,0 +1,348 @@
+//! Staff identity: nothing but `/health` and the login answers without a login, and the
+//! role table below decides what each login may do.
+//!
+//! - Who: a staff member logs in with a local account ([`local`]: argon2id password, a session
+//!   cookie that is `Secure; HttpOnly; SameSite=Strict`, CSRF token on every state-changing
+//!   request, lockout after repeated failures). The login id becomes the [`Staff`] every
+//!   handler takes: who recorded consent, who shared without it, who opened or answered a
+//!   referral comes from it, never from the request body.
+//! - What: [`Rule`]s, one per route, in one table per service ([`GENERIC`] for what every
+//!   agency service serves, the agency crates' own, the audit service's). A route without a
+//!   rule answers nobody. `tests/tests/e2e/roles.rs` walks every rule with every role.
+//! - Afterwards: every read of content and every refused or failed attempt is recorded
+//!   ([`access`]): a row in the service's database and a signed `accessed` event in the
+//!   ledger, in one transaction; a read whose record cannot be written is not answered.
+
+pub mod access;
+pub mod local;
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State},
+    http::{HeaderMap, Method, StatusCode, header, request::Parts},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub use access::AccessSink;
+
+/// What a staff member does in the partnership; a person may hold several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Works cases at an agency: records consent, sends and answers referrals, reads them.
+    Caseworker,
+    /// Oversees an agency's cases; may also revoke a disclosure sent in error.
+    TeamManager,
+    /// Runs the agency's service: its quarantine, its witness of the ledger, its access log.
+    AgencyAdmin,
+    /// Runs the MARAC: its cases, research and actions.
+    MaracCoordinator,
+    /// Runs the managed reciprocals scheme: applications, circulation, fairness.
+    ReciprocalsCoordinator,
+    /// Information governance: reviews what was shared and why, and who looked; never sends.
+    IgLead,
+    /// Reads the ledger, its proofs and reports (the IG office and external auditors).
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::Caseworker,
+        Role::TeamManager,
+        Role::AgencyAdmin,
+        Role::MaracCoordinator,
+        Role::ReciprocalsCoordinator,
+        Role::IgLead,
+        Role::Auditor,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Caseworker => "caseworker",
+            Role::TeamManager => "team-manager",
+            Role::AgencyAdmin => "agency-admin",
+            Role::MaracCoordinator => "marac-coordinator",
+            Role::ReciprocalsCoordinator => "reciprocals-coordinator",
+            Role::IgLead => "ig-lead",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// A comma list of role names, as stored; unknown names are an error.
+    pub fn parse_list(list: &str) -> Result<Vec<Role>, UnknownRole> {
+        let mut roles: Vec<Role> = list.split(',').filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>()?;
+        roles.sort();
+        roles.dedup();
+        Ok(roles)
+    }
+
+    pub fn join(roles: &[Role]) -> String {
+        roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(",")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown role (caseworker, team-manager, agency-admin, marac-coordinator, reciprocals-coordinator, ig-lead, auditor)")]
+pub struct UnknownRole;
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+    fn from_str(s: &str) -> Result<Role, UnknownRole> {
+        Role::ALL.into_iter().find(|r| r.name() == s).ok_or(UnknownRole)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy)]
+pub enum Allow {
+    /// Anyone: `/health` and the login.
+    Public,
+    /// Any logged-in staff member (their own session).
+    AnyStaff,
+    /// A logged-in staff member holding one of these roles.
+    Roles(&'static [Role]),
+}
+
+/// One route and who may call it.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    pub method: &'static str,
+    /// The route as the router names it, e.g. `/inbox/{id}`.
+    pub path: &'static str,
+    pub allow: Allow,
+    /// The answer carries content (a referral, a case, a report): every read is recorded.
+    pub content: bool,
+}
+
+impl Rule {
+    pub fn allows(&self, roles: &[Role]) -> bool {
+        match self.allow {
+            Allow::Public | Allow::AnyStaff => true,
+            Allow::Roles(allowed) => roles.iter().any(|r| allowed.contains(r)),
+        }
+    }
+
+    /// `GET /inbox/{id}`: how the access log names the route.
+    pub fn name(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+pub const fn rule(method: &'static str, path: &'static str, allow: Allow) -> Rule {
+    Rule { method, path, allow, content: false }
+}
+
+pub const fn content(method: &'static str, path: &'static str, allow: Allow) -> Rule {
+    Rule { method, path, allow, content: true }
+}
+
+use Role::*;
+
+/// Staff who work cases, whatever the agency's role.
+pub const CASEWORK: &[Role] = &[Caseworker, TeamManager, MaracCoordinator, ReciprocalsCoordinator];
+const CASEWORK_AND_IG: &[Role] = &[Caseworker, TeamManager, MaracCoordinator, ReciprocalsCoordinator, IgLead];
+const OVERSIGHT: &[Role] = &[TeamManager, AgencyAdmin, IgLead];
+const ADMIN_AND_IG: &[Role] = &[AgencyAdmin, IgLead];
+
+/// The login routes every service has.
+pub const LOGIN: &[Rule] = &[
+    rule("GET", "/health", Allow::Public),
+    rule("POST", "/login", Allow::Public),
+    rule("POST", "/logout", Allow::AnyStaff),
+    rule("GET", "/session", Allow::AnyStaff),
+];
+
+/// The routes every agency service has ([`crate::api::router`]).
+pub const GENERIC: &[Rule] = &[
+    rule("POST", "/disclosures", Allow::Roles(CASEWORK)),
+    rule("GET", "/disclosures", Allow::Roles(CASEWORK_AND_IG)),
+    rule("GET", "/disclosures/{id}", Allow::Roles(CASEWORK_AND_IG)),
+    rule("POST", "/disclosures/{id}/revoke", Allow::Roles(&[TeamManager, IgLead])),
+    rule("GET", "/inbox", Allow::Roles(CASEWORK)),
+    content("GET", "/inbox/{id}", Allow::Roles(CASEWORK)),
+    rule("POST", "/inbox/{id}/ack", Allow::Roles(CASEWORK)),
+    rule("GET", "/quarantine", Allow::Roles(OVERSIGHT)),
+    rule("POST", "/consents", Allow::Roles(CASEWORK)),
+    rule("GET", "/consents/{id}", Allow::Roles(CASEWORK_AND_IG)),
+    rule("POST", "/consents/{id}/withdraw", Allow::Roles(CASEWORK)),
+    rule("GET", "/witness", Allow::Roles(ADMIN_AND_IG)),
+    rule("GET", "/access-log", Allow::Roles(ADMIN_AND_IG)),
+];
+
+/// The logged-in staff member a request acts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staff {
+    /// The login id: what the ledger and the records name.
+    pub id: String,
+    pub roles: Vec<Role>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Staff {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Staff, Response> {
+        parts.extensions.get::<Staff>().cloned().ok_or_else(|| refusal(StatusCode::UNAUTHORIZED, "unauthenticated", LOG_IN))
+    }
+}
+
+/// Everything the guard needs: the service's login database, its table of rules and where
+/// accesses are recorded.
+#[derive(Clone)]
+pub struct Gate {
+    pub pool: sqlx::AnyPool,
+    pub rules: Arc<Vec<Rule>>,
+    pub access: Arc<dyn AccessSink>,
+}
+
+impl Gate {
+    pub fn new(pool: sqlx::AnyPool, tables: &[&[Rule]], access: Arc<dyn AccessSink>) -> Gate {
+        let mut rules: Vec<Rule> = LOGIN.to_vec();
+        for table in tables {
+            rules.extend_from_slice(table);
+        }
+        Gate { pool, rules: Arc::new(rules), access }
+    }
+
+    fn rule(&self, method: &Method, path: &str) -> Option<&Rule> {
+        let method = if method == Method::HEAD { "GET" } else { method.as_str() };
+        self.rules.iter().find(|r| r.method == method && r.path == path)
+    }
+}
+
+/// The service's routes behind the guard, with the login routes added.
+pub fn protect(app: Router, gate: Gate) -> Router {
+    app.merge(local::routes().merge(access::routes()).with_state(gate.clone())).route_layer(middleware::from_fn_with_state(gate, guard))
+}
+
+const LOG_IN: &str = "log in first: POST /login with your staff id and password, then send the session cookie (and X-CSRF-Token on every POST)";
+
+fn refusal(status: StatusCode, error: &str, detail: &str) -> Response {
+    (status, Json(json!({"error": error, "detail": detail}))).into_response()
+}
+
+/// How a request proved who it is.
+enum Credential {
+    Session { staff: Staff, csrf: String },
+    None,
+    Refused(&'static str),
+}
+
+async fn credential(gate: &Gate, headers: &HeaderMap) -> anyhow::Result<Credential> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return Ok(Credential::Refused("bearer tokens are accepted only where the service is configured for OpenID Connect"));
+    }
+    let Some(token) = local::session_cookie(headers) else { return Ok(Credential::None) };
+    Ok(match local::session(&gate.pool, &token).await? {
+        Some((staff, csrf)) => Credential::Session { staff, csrf },
+        None => Credential::Refused("the session has ended or is not known; log in again"),
+    })
+}
+
+fn csrf_ok(headers: &HeaderMap, expected: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    headers
+        .get("x-csrf-token")
+        .map(|v| v.as_bytes().ct_eq(expected.as_bytes()).into())
+        .unwrap_or(false)
+}
+
+/// The id a route names (`{id}`, `{reference}`), when it is a well-formed token; anything
+/// else is left out of the record (it could be whatever an attacker typed).
+fn target(params: &RawPathParams) -> String {
+    params
+        .iter()
+        .map(|(_, v)| v)
+        .find(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Checks the login and the role for every request, then records what must be recorded.
+async fn guard(State(gate): State<Gate>, matched: Option<MatchedPath>, params: RawPathParams, mut request: Request, next: Next) -> Response {
+    let path = matched.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default();
+    let method = request.method().clone();
+    let Some(rule) = gate.rule(&method, &path).copied() else {
+        tracing::error!(%method, route = %path, "a route has no rule in the role table; nobody may call it");
+        return refusal(StatusCode::FORBIDDEN, "forbidden", "this route is not open to any role");
+    };
+    if matches!(rule.allow, Allow::Public) {
+        return next.run(request).await;
+    }
+    let mut record = isp::access::Access { staff_id: String::new(), route: rule.name(), target: target(&params), outcome: String::new(), at_ms: isp::now_ms() };
+    let credential = match credential(&gate, request.headers()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the session store cannot be read");
+            return refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "logins cannot be checked now; try again");
+        }
+    };
+    let (staff, csrf) = match credential {
+        Credential::Session { staff, csrf } => (staff, csrf),
+        Credential::None | Credential::Refused(_) => {
+            let detail = match credential {
+                Credential::Refused(why) => why,
+                _ => LOG_IN,
+            };
+            record.outcome = "unauthenticated".into();
+            return finish(&gate, record, refusal(StatusCode::UNAUTHORIZED, "unauthenticated", detail)).await;
+        }
+    };
+    record.staff_id = staff.id.clone();
+    let changes = !matches!(method, Method::GET | Method::HEAD);
+    if changes && !csrf_ok(request.headers(), &csrf) {
+        record.outcome = "csrf".into();
+        return finish(&gate, record, refusal(StatusCode::FORBIDDEN, "csrf", "a request that changes something needs the X-CSRF-Token header of the session")).await;
+    }
+    if !rule.allows(&staff.roles) {
+        record.outcome = "forbidden".into();
+        return finish(&gate, record, refusal(StatusCode::FORBIDDEN, "forbidden", "none of your roles may do this")).await;
+    }
+    request.extensions_mut().insert(staff);
+    let response = next.run(request).await;
+    let status = response.status();
+    record.outcome = match status {
+        s if s.is_success() => "allowed",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::GONE => "gone",
+        s if s.is_server_error() => "failed",
+        s if s == StatusCode::FORBIDDEN => "refused",
+        _ => "invalid",
+    }
+    .into();
+    // Reads of content are recorded whatever came of them; anything else when it was refused
+    // (by the ISP, say) or failed.
+    let refused = matches!(status, StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS) || status.is_server_error();
+    if rule.content || refused { finish(&gate, record, response).await } else { response }
+}
+
+/// Records an access, then answers; content whose reading cannot be recorded is withheld.
+async fn finish(gate: &Gate, record: isp::access::Access, response: Response) -> Response {
+    match gate.access.record(record).await {
+        Ok(()) => response,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "an access could not be recorded; the answer is withheld");
+            refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the access log cannot be written now, so nothing is shown; try again")
+        }
+    }
+}
+
+/// A JSON answer for `GET /session` and `POST /login`.
+pub fn session_json(staff: &Staff, csrf: &str, expires_at_ms: i64) -> Value {
+    json!({"staff_id": staff.id, "roles": staff.roles, "csrf_token": csrf, "expires_at_ms": expires_at_ms})
+}
