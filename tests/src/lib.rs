@@ -12,7 +12,11 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use hub::local::{LocalHub, Options};
+use hub::{
+    local::{LocalHub, Options},
+    staff::Logins,
+};
+pub use runtime::auth::Role;
 use serde_json::Value;
 
 /// Where the storage of a test partnership lives.
@@ -32,7 +36,9 @@ pub fn postgres_server() -> String {
 pub struct Partnership {
     pub hub: LocalHub,
     pub options: Options,
-    pub http: reqwest::Client,
+    /// Logged-in clients: each request goes as the demo staff member of the least powerful
+    /// role its route allows (see [`hub::staff::Logins`]).
+    pub logins: Logins,
     _cleanup: Option<DropDatabases>,
     // Last, so the store outlives everything that writes to it.
     _dir: tempfile::TempDir,
@@ -63,7 +69,8 @@ impl Partnership {
             checkpoint_every: Some(Duration::from_secs(1)),
         };
         let hub = LocalHub::start(options.clone()).await?;
-        Ok(Partnership { hub, options, http: reqwest::Client::new(), _cleanup: cleanup, _dir: dir })
+        let logins = Logins::for_hub(&hub);
+        Ok(Partnership { hub, options, logins, _cleanup: cleanup, _dir: dir })
     }
 
     pub fn data(&self) -> &Path {
@@ -79,8 +86,28 @@ impl Partnership {
         hub::local::database_url(&self.options, service).await
     }
 
+    /// A client logged in at a service (an agency id or `audit`) as the demo staff member of `role`.
+    pub async fn as_role(&self, service: &str, role: Role) -> anyhow::Result<reqwest::Client> {
+        self.logins.as_role(service, &self.url(service), role).await
+    }
+
+    /// A caseworker's client at an agency.
+    pub async fn caseworker(&self, agency: &str) -> anyhow::Result<reqwest::Client> {
+        self.as_role(agency, Role::Caseworker).await
+    }
+
+    /// The IG lead's client at the audit service.
+    pub async fn ig_lead(&self) -> anyhow::Result<reqwest::Client> {
+        self.as_role("audit", Role::IgLead).await
+    }
+
+    /// The client for one request: logged in as the least powerful role the route allows.
+    pub async fn client(&self, service: &str, method: &str, path: &str) -> anyhow::Result<reqwest::Client> {
+        self.logins.for_request(service, &self.url(service), method, path).await
+    }
+
     pub async fn get(&self, agency: &str, path: &str) -> anyhow::Result<Value> {
-        let response = self.http.get(format!("{}{path}", self.url(agency))).send().await?;
+        let response = self.client(agency, "GET", path).await?.get(format!("{}{path}", self.url(agency))).send().await?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         anyhow::ensure!(status.is_success(), "GET {agency}{path}: HTTP {status}: {body}");
@@ -89,14 +116,14 @@ impl Partnership {
 
     /// POSTs JSON; returns the status code and the JSON answer.
     pub async fn post(&self, agency: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        let response = self.http.post(format!("{}{path}", self.url(agency))).json(body).send().await?;
+        let response = self.client(agency, "POST", path).await?.post(format!("{}{path}", self.url(agency))).json(body).send().await?;
         let status = response.status().as_u16();
         Ok((status, response.json().await.unwrap_or(Value::Null)))
     }
 
     /// The audit service's ledger entries.
     pub async fn ledger(&self) -> anyhow::Result<Vec<Value>> {
-        hub::ledger_pages(&self.http, &self.hub.audit_url, "").await
+        hub::ledger_pages(&self.ig_lead().await?, &self.hub.audit_url, "").await
     }
 }
 
@@ -213,8 +240,7 @@ pub fn idva_referral(n: usize) -> Value {
 /// [`idva_referral`] (id `consent-t-{n}`), as staff would POST it to `/consents`.
 pub fn referral_consent(n: usize) -> Value {
     serde_json::json!({
-        "consent_id": format!("consent-t-{n}"), "state": "given", "recorded_by": "HSG-staff-test",
-        "subject": {"full_name": format!("Synthetic Person {n:05}"), "date_of_birth": "1990-01-01"},
+        "consent_id": format!("consent-t-{n}"), "state": "given", "subject": {"full_name": format!("Synthetic Person {n:05}"), "date_of_birth": "1990-01-01"},
         "scope": {"roles": ["idva"], "purposes": ["safeguarding"]}
     })
 }

@@ -24,7 +24,7 @@ use isp::Directory;
 use runtime::{
     Migration,
     api::ApiError,
-    auth::{Allow, Role, Rule, content, rule},
+    auth::{Allow, Role, Rule, content, logged, rule},
     db, transport,
 };
 use serde::Deserialize;
@@ -205,13 +205,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 pub const RULES: &[Rule] = {
     const IG: &[Role] = &[Role::IgLead, Role::Auditor];
     &[
-        content("GET", "/ledger", Allow::Roles(IG)),
+        logged("GET", "/ledger", Allow::Roles(IG)),
         rule("GET", "/verify", Allow::Roles(IG)),
         rule("GET", "/checkpoints", Allow::Roles(IG)),
         content("GET", "/report", Allow::Roles(IG)),
-        rule("GET", "/proof/inclusion", Allow::Roles(IG)),
+        logged("GET", "/proof/inclusion", Allow::Roles(IG)),
         rule("GET", "/proof/consistency", Allow::Roles(IG)),
-        rule("GET", "/access-log", Allow::Roles(IG)),
+        logged("GET", "/access-log", Allow::Roles(IG)),
     ]
 };
 
@@ -225,9 +225,9 @@ struct AccessLog {
 }
 
 impl runtime::auth::AccessSink for AccessLog {
-    fn record(&self, access: isp::access::Access) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + '_>> {
+    fn record(&self, access: isp::access::Access, ledger: bool) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + '_>> {
         Box::pin(async move {
-            let Some(keys) = &self.keys else {
+            let Some(keys) = self.keys.as_ref().filter(|_| ledger) else {
                 let mut tx = self.pool.begin().await?;
                 runtime::auth::access::insert(&mut tx, &uuid::Uuid::now_v7().to_string(), &access).await?;
                 tx.commit().await?;

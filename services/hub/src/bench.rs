@@ -349,7 +349,6 @@ async fn serve(name: &str, data: &Path, nats_url: &str, database_url: Option<&st
 
 async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, prefix: &str, args: &BenchArgs) -> anyhow::Result<Phase> {
     let nats_url = nats.url.as_str();
-    let http = reqwest::Client::new();
     let workers = args.workers_per_service();
     let mut services = vec![
         serve("audit", data, nats_url, database_url, prefix, workers).await?,
@@ -360,10 +359,25 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         services.push(serve(s, data, nats_url, database_url, prefix, workers).await?);
     }
     let url_of = |name: &str| services.iter().find(|s| s.name == name).map(|s| s.url.clone()).unwrap();
-    // Each sender records the (synthetic) survivor's consent to the IDVA referral.
-    let subject = json!({"full_name": "Synthetic Bench Person", "date_of_birth": "1990-01-01"});
+    // Each sender's caseworker logs in and records the (synthetic) survivor's consent to the IDVA referral.
+    let directory = isp::Directory::load(&crate::partnership::directory_path(data))?;
+    let options = crate::local::Options {
+        data: data.to_owned(),
+        database_url: database_url.map(str::to_owned),
+        database_prefix: Some(prefix.to_owned()),
+        ..Default::default()
+    };
+    let mut logins = crate::staff::Logins::default();
     for s in &senders {
-        let (status, v) = post(&http, &format!("{}/consents", url_of(s)), &json!({"consent_id": "bench-consent", "state": "given", "recorded_by": "bench",
+        logins.add_service(s, &crate::local::database_url(&options, s).await?, Some(directory.require(s)?.role));
+    }
+    let mut clients = Vec::new();
+    for s in &senders {
+        clients.push(logins.as_role(s, &url_of(s), runtime::auth::Role::Caseworker).await?);
+    }
+    let subject = json!({"full_name": "Synthetic Bench Person", "date_of_birth": "1990-01-01"});
+    for (s, http) in senders.iter().zip(&clients) {
+        let (status, v) = post(http, &format!("{}/consents", url_of(s)), &json!({"consent_id": "bench-consent", "state": "given",
             "subject": subject, "scope": {"roles": ["idva"], "purposes": ["safeguarding"]}})).await?;
         anyhow::ensure!(status == 201, "recording consent at {s}: {v}");
     }
@@ -389,7 +403,7 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
     // (envelope id, send time in ms since the epoch: the scheduled time under --rate)
     let sends: Vec<anyhow::Result<(String, f64)>> = futures::stream::iter(0..n)
         .map(|i| {
-            let (http, url, body) = (http.clone(), format!("{}/disclosures", url_of(senders[i % senders.len()])), bodies[i].clone());
+            let (http, url, body) = (clients[i % senders.len()].clone(), format!("{}/disclosures", url_of(senders[i % senders.len()])), bodies[i].clone());
             let scheduled = args.rate.map(|r| start + Duration::from_secs_f64(i as f64 / r));
             async move {
                 if let Some(at) = scheduled {

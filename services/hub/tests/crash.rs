@@ -54,7 +54,8 @@ async fn crash_mid_burst(backend: Backend) -> anyhow::Result<()> {
     let idva_consumer = format!("agency-{IDVA}");
     let (housing_url, housing_rx) = watch::channel(p.housing.url.clone());
     let progress = Arc::new(Progress::default());
-    let burst = tokio::spawn(send_burst(p.http.clone(), housing_rx, progress.clone()));
+    let caseworker = p.logins.as_role(HOUSING, &p.housing.url, runtime::auth::Role::Caseworker).await?;
+    let burst = tokio::spawn(send_burst(caseworker, housing_rx, progress.clone()));
 
     // Three crashes, each when its own sign of progress shows, independently of the others:
     // at a moment when the service has work in flight (disclosures committed but not yet
@@ -154,7 +155,8 @@ async fn assert_delivered_once(p: &Processes, answered: &[String], lost: usize) 
     // The ledger is whole: one entry per message on the stream, in stream order, numbered 1..n.
     let (ledger, on_stream) = eventually("every message on the stream in the ledger", PATIENCE, || async {
         let on_stream = p.stream_last_sequence().await?;
-        let ledger = hub::ledger_pages(&p.http, &p.audit.url, "").await?;
+        let ig = p.logins.as_role("audit", &p.audit.url, runtime::auth::Role::IgLead).await?;
+        let ledger = hub::ledger_pages(&ig, &p.audit.url, "").await?;
         Ok((ledger.len() as u64 >= on_stream).then_some((ledger, on_stream)))
     })
     .await?;
@@ -290,7 +292,8 @@ struct Processes {
     /// A client of the broker, to see the stream and its consumers.
     js: async_nats::jetstream::Context,
     options: Options,
-    http: reqwest::Client,
+    /// The demo staff's logins at the three services.
+    logins: hub::staff::Logins,
     _databases: Option<PostgresDatabases>,
     _dir: tempfile::TempDir,
 }
@@ -318,7 +321,12 @@ impl Processes {
         let idva = Served::spawn(exe, IDVA, &data, &nats.url, database_url, prefix, &[ack_wait]).await?;
         let housing = Served::spawn(exe, HOUSING, &data, &nats.url, database_url, prefix, &[ack_wait]).await?;
         let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await?);
-        Ok(Processes { housing, idva, audit, _nats: nats, js, options, http: reqwest::Client::new(), _databases: databases, _dir: dir })
+        let mut logins = hub::staff::Logins::default();
+        let roles = hub::partnership::ensure_demo(&data)?;
+        for (service, role) in [("audit", None), (IDVA, Some(roles.require(IDVA)?.role)), (HOUSING, Some(roles.require(HOUSING)?.role))] {
+            logins.add_service(service, &hub::local::database_url(&options, service).await?, role);
+        }
+        Ok(Processes { housing, idva, audit, _nats: nats, js, options, logins, _databases: databases, _dir: dir })
     }
 
     async fn database_url(&self, service: &str) -> anyhow::Result<String> {
@@ -326,7 +334,8 @@ impl Processes {
     }
 
     async fn get(&self, service: &Served, path: &str) -> anyhow::Result<Value> {
-        let response = self.http.get(format!("{}{path}", service.url)).send().await?;
+        let http = self.logins.for_request(&service.name, &service.url, "GET", path).await?;
+        let response = http.get(format!("{}{path}", service.url)).send().await?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         anyhow::ensure!(status.is_success(), "GET {}{path}: HTTP {status}: {body}", service.name);

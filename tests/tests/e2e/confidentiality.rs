@@ -27,7 +27,7 @@ async fn survivor_details_never_cross_the_broker_in_clear() -> anyhow::Result<()
         }
     });
 
-    let report = hub::demo::play(&p.hub, false).await?;
+    let report = hub::demo::play(&p.hub, &p.logins, false).await?;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     tap.abort();
     let wire = wire.lock().unwrap().clone();

@@ -20,8 +20,7 @@ fn subject() -> Value {
 /// Consent given by the survivor, taken by housing, to the IDVA and MARAC roles.
 async fn record_given(p: &Partnership) -> anyhow::Result<String> {
     let (status, v) = p
-        .post(HOUSING, "/consents", &json!({"subject": subject(), "state": "given", "recorded_by": "HSG-staff-0142",
-            "scope": {"roles": ["idva", "marac"], "purposes": ["safeguarding", "marac"]}}))
+        .post(HOUSING, "/consents", &json!({"subject": subject(), "state": "given", "scope": {"roles": ["idva", "marac"], "purposes": ["safeguarding", "marac"]}}))
         .await?;
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["shared"], true, "the record reached the partnership's bucket: {v}");
@@ -75,7 +74,7 @@ async fn withdrawal_on(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(status, 201, "sending goes on while the broker is down: {queued}");
     let queued_id = queued["envelope_id"].as_str().unwrap().to_owned();
     // The survivor withdraws consent; housing records it (stored, shared when the broker is back).
-    let (status, w) = p.post(HOUSING, &format!("/consents/{consent_id}/withdraw"), &json!({"recorded_by": "HSG-staff-0099"})).await?;
+    let (status, w) = p.post(HOUSING, &format!("/consents/{consent_id}/withdraw"), &json!({})).await?;
     assert_eq!(status, 200, "{w}");
     assert_eq!(w["current_state"], "withdrawn");
     assert_eq!(w["shared"], false, "the broker is down");
@@ -229,7 +228,7 @@ async fn another_agency_cannot_overwrite_a_consent_record() -> anyhow::Result<()
     assert_eq!(seen_elsewhere(&p, &consent_id).await?, given);
 
     // Through the API: the IDVA service can only withdraw its own records.
-    let (status, v) = p.post(IDVA, &format!("/consents/{consent_id}/withdraw"), &json!({"recorded_by": "IDVA-staff-1"})).await?;
+    let (status, v) = p.post(IDVA, &format!("/consents/{consent_id}/withdraw"), &json!({})).await?;
     assert_eq!(status, 404, "{v}");
 
     // Straight into the bucket, while the record says "given": the IDVA writes newer
@@ -259,7 +258,7 @@ async fn another_agency_cannot_overwrite_a_consent_record() -> anyhow::Result<()
     assert_eq!(status, 201, "the forged withdrawal stopped a send: {v}");
 
     // Housing withdraws; replaying housing's own earlier "given" over it changes nothing.
-    let (status, w) = p.post(HOUSING, &format!("/consents/{consent_id}/withdraw"), &json!({"recorded_by": "HSG-staff-0099"})).await?;
+    let (status, w) = p.post(HOUSING, &format!("/consents/{consent_id}/withdraw"), &json!({})).await?;
     assert_eq!((status, w["shared"].as_bool()), (200, Some(true)), "{w}");
     store.put(&key, first.clone()).await?;
     assert_eq!(seen_elsewhere(&p, &consent_id).await?, vec![(String::from("withdrawn"), 2, json!(["idva", "marac"])); others]);
@@ -268,7 +267,7 @@ async fn another_agency_cannot_overwrite_a_consent_record() -> anyhow::Result<()
 
     // The IDVA's own, validly signed record copied under housing's key is not housing's.
     let (status, _) = p.post(IDVA, "/consents", &json!({"consent_id": "idva-own", "subject": subject(), "state": "given",
-        "recorded_by": "IDVA-staff-1", "scope": {"roles": ["marac"], "purposes": ["marac"]}})).await?;
+        "scope": {"roles": ["marac"], "purposes": ["marac"]}})).await?;
     assert_eq!(status, 201);
     let idva_signed = stream.direct_get_first_for_subject(format!("$KV.hub-consent.{}", isp::consent::key(IDVA, "idva-own"))).await?.payload;
     store.put(isp::consent::key(HOUSING, "idva-own"), idva_signed).await?;
@@ -290,8 +289,7 @@ async fn consent_out_of_scope_expired_or_unknown_is_refused_with_its_reason() ->
     assert_eq!((status, v["reason"].as_str()), (403, Some("consent_out_of_scope")), "{v}");
     // Expired.
     let (status, e) = p
-        .post(HOUSING, "/consents", &json!({"subject": subject(), "state": "given", "recorded_by": "HSG-staff-0142",
-            "scope": {"roles": ["idva"], "purposes": ["safeguarding"]}, "expires_at_ms": isp::now_ms() + 300}))
+        .post(HOUSING, "/consents", &json!({"subject": subject(), "state": "given", "scope": {"roles": ["idva"], "purposes": ["safeguarding"]}, "expires_at_ms": isp::now_ms() + 300}))
         .await?;
     assert_eq!(status, 201, "{e}");
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -301,12 +299,16 @@ async fn consent_out_of_scope_expired_or_unknown_is_refused_with_its_reason() ->
     let (status, v) = p.post(HOUSING, "/disclosures", &idva_referral("no-such-consent")).await?;
     assert_eq!((status, v["reason"].as_str()), (403, Some("consent_unknown")), "{v}");
     // Bad records are refused with what is wrong, never echoing the value.
+    // Who recorded it comes from the login: a body naming someone is refused.
     let (status, v) = p
-        .post(HOUSING, "/consents", &json!({"subject": subject(), "state": "given", "recorded_by": "Jane Smith", "scope": {"purposes": ["safeguarding"]}}))
+        .post(HOUSING, "/consents", &json!({"subject": subject(), "state": "given", "recorded_by": "Jane Smith", "scope": {"roles": ["idva"], "purposes": ["safeguarding"]}}))
         .await?;
     assert_eq!(status, 400, "{v}");
     let detail = v["detail"].as_str().unwrap();
-    assert!(detail.contains("staff id") && detail.contains("recipient roles or agencies") && !detail.contains("Jane"), "{detail}");
+    assert!(detail.contains("recorded_by") && !detail.contains("Jane"), "{detail}");
+    let (status, v) = p.post(HOUSING, "/consents", &json!({"subject": subject(), "state": "given", "scope": {"purposes": ["safeguarding"]}})).await?;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("recipient roles or agencies"), "{v}");
     let ledger = eventually("three near misses in the ledger", Duration::from_secs(30), || async {
         let near = ledger_entries(&p, "near_miss").await?;
         Ok((near.len() >= 3).then_some(near))
@@ -328,9 +330,10 @@ async fn without_consent_on(backend: Backend) -> anyhow::Result<()> {
     assert_eq!((status, v["error"].as_str()), (400, Some("without_consent_unjustified")), "{v}");
     assert!(v["detail"].as_str().unwrap().contains("officer"), "{v}");
     for (without, needle) in [
-        (json!({"officer": "Jane Smith", "rationale_code": "asking-would-increase-risk", "rationale": rationale}), "staff id"),
-        (json!({"officer": "HSG-staff-0007", "rationale_code": "because", "rationale": rationale}), "rationale code"),
-        (json!({"officer": "HSG-staff-0007", "rationale_code": "asking-would-increase-risk", "rationale": ""}), "rationale"),
+        // The officer is whoever is logged in; a body naming one is refused.
+        (json!({"officer": "Jane Smith", "rationale_code": "asking-would-increase-risk", "rationale": rationale}), "officer"),
+        (json!({"rationale_code": "because", "rationale": rationale}), "rationale code"),
+        (json!({"rationale_code": "asking-would-increase-risk", "rationale": ""}), "rationale"),
     ] {
         let mut body = base.clone();
         body["without_consent"] = without;
@@ -343,7 +346,7 @@ async fn without_consent_on(backend: Backend) -> anyhow::Result<()> {
     // On a basis the policy does not allow without consent: refused, near miss.
     let mut body = base.clone();
     body["lawful_basis"] = json!("uk-gdpr-6-1-e");
-    body["without_consent"] = json!({"officer": "HSG-staff-0007", "rationale_code": "asking-would-increase-risk", "rationale": rationale});
+    body["without_consent"] = json!({"rationale_code": "asking-would-increase-risk", "rationale": rationale});
     let (status, v) = p.post(HOUSING, "/disclosures", &body).await?;
     assert_eq!((status, v["reason"].as_str()), (403, Some("basis_not_valid_without_consent")), "{v}");
     // With them: sent, flagged; officer and code in the clear header; the words stay home.
@@ -353,7 +356,7 @@ async fn without_consent_on(backend: Backend) -> anyhow::Result<()> {
     let id = v["envelope_id"].as_str().unwrap().to_owned();
     let mine = p.get(HOUSING, &format!("/disclosures/{id}")).await?;
     assert_eq!((mine["officer"].as_str(), mine["rationale_code"].as_str(), mine["rationale"].as_str()),
-        (Some("HSG-staff-0007"), Some("asking-would-increase-risk"), Some(rationale)));
+        (Some("demo.caseworker"), Some("asking-would-increase-risk"), Some(rationale)));
     let entry = eventually("the disclosure in the ledger", Duration::from_secs(30), || async {
         Ok(p.ledger().await?.into_iter().find(|e| e["entry_id"] == id.as_str()))
     })
@@ -379,7 +382,7 @@ async fn without_consent_on(backend: Backend) -> anyhow::Result<()> {
     use prost::Message as _;
     let header = proto::v1::Header::decode(proto::v1::Envelope::decode(envelope.as_slice())?.header.as_slice())?;
     assert!(header.shared_without_consent);
-    assert_eq!((header.without_consent_officer.as_str(), header.without_consent_rationale.as_str()), ("HSG-staff-0007", "asking-would-increase-risk"));
+    assert_eq!((header.without_consent_officer.as_str(), header.without_consent_rationale.as_str()), ("demo.caseworker", "asking-would-increase-risk"));
     assert!(!tests::contains(&envelope, b"messages"), "the rationale travelled with the envelope");
     Ok(())
 }

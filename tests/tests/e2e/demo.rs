@@ -7,7 +7,7 @@ use tests::{Backend, Partnership};
 
 async fn demo_on(backend: Backend) -> anyhow::Result<()> {
     let p = Partnership::start(backend).await?;
-    let report = hub::demo::play(&p.hub, false).await?;
+    let report = hub::demo::play(&p.hub, &p.logins, false).await?;
     assert_eq!(report.delivered.len(), 20, "the script makes 20 allowed disclosures");
     assert_eq!(report.near_misses.len(), 1, "the perpetrator referral with the survivor's address is refused once");
 

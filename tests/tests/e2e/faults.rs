@@ -49,7 +49,7 @@ async fn assert_delivered_once(p: &Partnership, sent: &[String]) -> anyhow::Resu
 async fn broker_outage_while_sending_then_the_outbox_drains() -> anyhow::Result<()> {
     let mut p = Partnership::start_with(Backend::Sqlite, Some(Duration::from_secs(2))).await?;
     let sent = Arc::new(AtomicUsize::new(0));
-    let burst = tokio::spawn(send_referrals(p.http.clone(), p.url("housing-northbridge"), 0, 500, 4, sent.clone()));
+    let burst = tokio::spawn(send_referrals(p.caseworker("housing-northbridge").await?, p.url("housing-northbridge"), 0, 500, 4, sent.clone()));
     eventually("part of the burst sent", Duration::from_secs(60), || {
         let sent = sent.clone();
         async move { Ok((sent.load(Ordering::SeqCst) >= 40).then_some(())) }

@@ -26,7 +26,7 @@ fn sealed_ack(isp: &Isp) -> anyhow::Result<Vec<u8>> {
         case_ref: "HSG-K-1".into(),
         in_reply_to: String::new(),
         justification: None,
-        payload: Payload { body: Some(Body::ReferralAck(ReferralAck { envelope_id: "earlier".into(), status: 1, reason: String::new(), outcome: String::new() })) },
+        payload: Payload { body: Some(Body::ReferralAck(ReferralAck { envelope_id: "earlier".into(), status: 1, staff_id: String::new(), reason: String::new(), outcome: String::new() })) },
     };
     Ok(isp.seal(&out, None)?.envelope)
 }
@@ -50,7 +50,7 @@ async fn rotated_keys_take_effect_at_once_and_retired_ones_sign_nothing_new() ->
     let idva_before = isp::AgencyKeys::load(&p.data().join("keys").join(format!("{IDVA}.toml")))?;
     let early = sealed_ack(&housing_before)?;
     let sent = Arc::new(AtomicUsize::new(0));
-    let first = send_referrals(p.http.clone(), p.url(HOUSING), 0, 1, 1, sent.clone()).await?.remove(0);
+    let first = send_referrals(p.caseworker(HOUSING).await?, p.url(HOUSING), 0, 1, 1, sent.clone()).await?.remove(0);
     eventually("the first referral delivered", Duration::from_secs(30), || async {
         Ok(p.get(IDVA, "/inbox").await?.as_array().filter(|a| a.iter().any(|e| e["envelope_id"] == first.as_str())).map(|_| ()))
     })
@@ -72,7 +72,7 @@ async fn rotated_keys_take_effect_at_once_and_retired_ones_sign_nothing_new() ->
     assert_eq!(p.get(HOUSING, "/health").await?["signing_key_id"], directory.get(HOUSING).unwrap().signing_key_id().as_str());
 
     // A new referral is sealed to the IDVA's new key: the old identity cannot open it.
-    let second = send_referrals(p.http.clone(), p.url(HOUSING), 1, 1, 1, sent).await?.remove(0);
+    let second = send_referrals(p.caseworker(HOUSING).await?, p.url(HOUSING), 1, 1, 1, sent).await?.remove(0);
     let read = eventually("the second referral readable", Duration::from_secs(30), || async {
         Ok(p.get(IDVA, &format!("/inbox/{second}")).await.ok())
     })

@@ -48,7 +48,7 @@ async fn first_bad(pool: &AnyPool, directory: &isp::Directory) -> anyhow::Result
 async fn tampering_on(backend: Backend) -> anyhow::Result<()> {
     let p = Partnership::start(backend).await?;
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    send_referrals(p.http.clone(), p.url("housing-northbridge"), 0, 8, 1, sent).await?;
+    send_referrals(p.caseworker("housing-northbridge").await?, p.url("housing-northbridge"), 0, 8, 1, sent).await?;
     // Eight consent records, eight referrals and their eight delivered receipts.
     eventually("24 entries in the ledger", Duration::from_secs(60), || async { Ok((p.ledger().await?.len() >= 24).then_some(())) }).await?;
     checkpoint_covering(&p, 24).await?;
@@ -120,7 +120,7 @@ async fn tampering_on(backend: Backend) -> anyhow::Result<()> {
 async fn inclusion_proofs_verify_offline_and_changed_ones_do_not() -> anyhow::Result<()> {
     let p = Partnership::start(Backend::Sqlite).await?;
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    send_referrals(p.http.clone(), p.url("housing-northbridge"), 0, 11, 2, sent).await?;
+    send_referrals(p.caseworker("housing-northbridge").await?, p.url("housing-northbridge"), 0, 11, 2, sent).await?;
     eventually("eleven entries", Duration::from_secs(60), || async { Ok((p.ledger().await?.len() >= 11).then_some(())) }).await?;
     checkpoint_covering(&p, 11).await?;
     let directory = isp::Directory::load(&hub::partnership::directory_path(p.data()))?;
@@ -210,7 +210,7 @@ async fn a_forked_checkpoint_is_caught_by_the_agencies_witnesses() -> anyhow::Re
     let p = Partnership::start(Backend::Sqlite).await?;
     assert_eq!(p.hub.services.len(), 6, "every agency of the demo partnership runs a witness");
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    send_referrals(p.http.clone(), p.url("housing-northbridge"), 0, 3, 1, sent.clone()).await?;
+    send_referrals(p.caseworker("housing-northbridge").await?, p.url("housing-northbridge"), 0, 3, 1, sent.clone()).await?;
     // Three consent records, three referrals, their three delivered receipts.
     settled_at(&p, 9).await?;
     for (agency, w) in every_witness_at(&p, 9).await? {
@@ -232,7 +232,7 @@ async fn a_forked_checkpoint_is_caught_by_the_agencies_witnesses() -> anyhow::Re
     }
 
     // More real entries: the next real checkpoint is consistent, and every witness accepts it.
-    send_referrals(p.http.clone(), p.url("housing-northbridge"), 3, 2, 1, sent).await?;
+    send_referrals(p.caseworker("housing-northbridge").await?, p.url("housing-northbridge"), 3, 2, 1, sent).await?;
     settled_at(&p, 15).await?;
 
     // A checkpoint claiming entries the ledger never had, with a made-up root: no
@@ -286,13 +286,13 @@ async fn publish_old_near_misses(p: &Partnership, subject_ref: &str, times: &[i6
 async fn queries_on(backend: Backend) -> anyhow::Result<()> {
     let p = Partnership::start(backend).await?;
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let ids = send_referrals(p.http.clone(), p.url("housing-northbridge"), 0, 5, 1, sent).await?;
+    let ids = send_referrals(p.caseworker("housing-northbridge").await?, p.url("housing-northbridge"), 0, 5, 1, sent).await?;
     let survivor = serde_json::json!({"fullName": "Query Person", "dateOfBirth": "1985-02-03", "address": "1 Test Street", "phone": "07700 900999"});
     let subject = serde_json::json!({"full_name": "Query Person", "date_of_birth": "1985-02-03"});
     let (status, marac) = p
         .post("housing-northbridge", "/disclosures", &serde_json::json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18",
             "risk": "high", "subject": subject, "case_ref": "Q-1",
-            "without_consent": {"officer": "HSG-staff-0001", "rationale_code": "asking-would-increase-risk", "rationale": "Test rationale"},
+            "without_consent": {"rationale_code": "asking-would-increase-risk", "rationale": "Test rationale"},
             "payload": {"maracReferral": {"survivor": survivor, "criteria": ["MARAC_CRITERION_VISIBLE_HIGH_RISK"], "survivorAware": false, "reasonNoConsent": "Risk"}}}))
         .await?;
     assert_eq!(status, 201, "{marac}");
@@ -321,13 +321,18 @@ async fn queries_on(backend: Backend) -> anyhow::Result<()> {
     .await?;
 
     // Five consent records, five referrals and five receipts; the MARAC referral and its
-    // receipt; the near miss; four near misses of earlier days.
-    let all = eventually("twenty-two entries", Duration::from_secs(60), || async {
+    // receipt; the near miss, and the access record naming who attempted it; four near
+    // misses of earlier days.
+    let all = eventually("twenty-three entries", Duration::from_secs(60), || async {
         let all = p.ledger().await?;
-        Ok((all.len() >= 22).then_some(all))
+        Ok((all.len() >= 23).then_some(all))
     })
     .await?;
-    assert_eq!(all.len(), 22);
+    assert_eq!(all.len(), 23);
+    let attempt: Vec<&serde_json::Value> = all.iter().filter(|e| e["entry_type"] == "accessed").collect();
+    assert_eq!(attempt.len(), 1, "{attempt:?}");
+    assert_eq!((attempt[0]["staff_id"].as_str(), attempt[0]["rule"].as_str(), attempt[0]["reason"].as_str()),
+        (Some("demo.caseworker"), Some("POST /disclosures"), Some("refused")));
     let ids_of = |v: &[serde_json::Value]| -> Vec<String> { v.iter().map(|e| e["entry_id"].as_str().unwrap().to_owned()).collect() };
     fn text(e: &serde_json::Value, k: &str) -> String {
         e[k].as_str().unwrap_or_default().to_owned()
@@ -394,9 +399,9 @@ async fn queries_on(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(paged, ids_of(&all));
     let near_after = p.get("audit", &format!("/ledger?entry_type=near_miss&limit=2&after={}", all[0]["seq"])).await?;
     assert_eq!(ids_of(near_after.as_array().unwrap()), near[..2]);
-    let too_many = p.http.get(format!("{}/ledger?limit=10001", p.url("audit"))).send().await?;
+    let too_many = p.ig_lead().await?.get(format!("{}/ledger?limit=10001", p.url("audit"))).send().await?;
     assert_eq!(too_many.status().as_u16(), 400);
-    let bad = p.http.get(format!("{}/ledger?since=2026-13-01", p.url("audit"))).send().await?;
+    let bad = p.ig_lead().await?.get(format!("{}/ledger?since=2026-13-01", p.url("audit"))).send().await?;
     assert_eq!(bad.status().as_u16(), 400);
     assert!(bad.text().await?.contains("2026-13-01"));
     Ok(())

@@ -13,3 +13,4 @@ mod panics;
 mod ledger;
 mod policy;
 mod receipts;
+mod roles;

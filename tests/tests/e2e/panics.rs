@@ -44,14 +44,16 @@ async fn a_message_whose_handling_panics_is_quarantined_once_and_the_service_car
     let shutdown = tokio_util::sync::CancellationToken::new();
     let running = runtime::start(config, Fragile { panics: panics.clone() }, shutdown.clone()).await?;
     let idva = format!("http://{}", running.addr);
+    // The same database as the partnership's IDVA service, so its staff log in here too.
+    let staff = p.logins.as_role(IDVA, &idva, tests::Role::TeamManager).await?;
     let get = |path: &str| {
-        let (http, url) = (p.http.clone(), format!("{idva}{path}"));
+        let (http, url) = (staff.clone(), format!("{idva}{path}"));
         async move { anyhow::Ok(http.get(url).send().await?.error_for_status()?.json::<serde_json::Value>().await?) }
     };
 
     // Five referrals sent together (so they may arrive as one batch), the third poisonous.
     let sent = Arc::new(AtomicUsize::new(0));
-    let ids = send_referrals(p.http.clone(), p.url("housing-northbridge"), 0, 5, 5, sent.clone()).await?;
+    let ids = send_referrals(p.caseworker("housing-northbridge").await?, p.url("housing-northbridge"), 0, 5, 5, sent.clone()).await?;
     let poison_id = eventually("the poisonous referral's id", Duration::from_secs(10), || async {
         let sent = p.get("housing-northbridge", "/disclosures").await?;
         Ok(sent.as_array().unwrap().iter().find(|d| d["case_ref"] == POISON).map(|d| d["envelope_id"].as_str().unwrap().to_owned()))
@@ -94,7 +96,7 @@ async fn a_message_whose_handling_panics_is_quarantined_once_and_the_service_car
     })
     .await?;
     assert_eq!((entry["recorded_by"].as_str(), entry["in_reply_to"].as_str()), (Some(IDVA), Some(poison_id.as_str())), "{entry}");
-    let later = send_referrals(p.http.clone(), p.url("housing-northbridge"), 5, 1, 1, sent).await?.remove(0);
+    let later = send_referrals(p.caseworker("housing-northbridge").await?, p.url("housing-northbridge"), 5, 1, 1, sent).await?.remove(0);
     eventually("a later referral stored", Duration::from_secs(30), || async {
         Ok(get("/inbox").await?.as_array().unwrap().iter().any(|e| e["envelope_id"] == later.as_str()).then_some(()))
     })

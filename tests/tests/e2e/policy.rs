@@ -65,7 +65,7 @@ async fn only_a_policy_signed_by_the_ig_key_is_taken_up_and_the_ledger_names_its
     })
     .await?;
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let ids = send_referrals(p.http.clone(), p.url("housing-northbridge"), 0, 1, 1, sent).await?;
+    let ids = send_referrals(p.caseworker("housing-northbridge").await?, p.url("housing-northbridge"), 0, 1, 1, sent).await?;
     let entry = eventually("the disclosure in the ledger", Duration::from_secs(30), || async {
         Ok(p.ledger().await?.into_iter().find(|e| e["entry_id"] == ids[0].as_str()))
     })

@@ -29,7 +29,7 @@ async fn receipts_in_ledger(p: &Partnership, id: &str, n: usize) -> anyhow::Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_sender_follows_a_referral_through_every_receipt_and_can_revoke_one() -> anyhow::Result<()> {
     let p = Partnership::start(Backend::Sqlite).await?;
-    let ids = send_referrals(p.http.clone(), p.url(HOUSING), 0, 2, 1, Arc::new(AtomicUsize::new(0))).await?;
+    let ids = send_referrals(p.caseworker(HOUSING).await?, p.url(HOUSING), 0, 2, 1, Arc::new(AtomicUsize::new(0))).await?;
     let (id, other) = (ids[0].as_str(), ids[1].as_str());
 
     // Delivered, then opened by the first read, then decided and closed by staff.
@@ -65,7 +65,7 @@ async fn the_sender_follows_a_referral_through_every_receipt_and_can_revoke_one(
     assert_eq!(status, 201, "{v}");
     assert_eq!(p.get(HOUSING, &format!("/disclosures/{other}")).await?["status"], "revoked");
     status_at_sender(&p, other, "revocation_confirmed").await?;
-    let response = p.http.get(format!("{}/inbox/{other}", p.url(IDVA))).send().await?;
+    let response = p.caseworker(IDVA).await?.get(format!("{}/inbox/{other}", p.url(IDVA))).send().await?;
     assert_eq!(response.status().as_u16(), 410);
     let body: Value = response.json().await?;
     assert_eq!(body["error"], "revoked");

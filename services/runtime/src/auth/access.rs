@@ -20,9 +20,10 @@ use sqlx::Row as _;
 use super::Gate;
 use crate::{Ctx, Tx, api::ApiError};
 
-/// Where a service records accesses. A failure means the access is not served.
+/// Where a service records accesses: always in its own database, and in the ledger when
+/// `ledger`. A failure means the access is not served.
 pub trait AccessSink: Send + Sync + 'static {
-    fn record(&self, access: Access) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + '_>>;
+    fn record(&self, access: Access, ledger: bool) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + '_>>;
 }
 
 /// Writes the row of an access, in the caller's transaction.
@@ -44,13 +45,15 @@ pub async fn insert(tx: &mut Tx, event_id: &str, access: &Access) -> Result<(), 
 pub struct Outboxed(pub Ctx);
 
 impl AccessSink for Outboxed {
-    fn record(&self, access: Access) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + '_>> {
+    fn record(&self, access: Access, ledger: bool) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + '_>> {
         Box::pin(async move {
             let ctx = &self.0;
             let (event, bytes) = ctx.isp().access_event(&access);
             let mut tx = ctx.pool.begin().await?;
             insert(&mut tx, &event.event_id, &access).await?;
-            crate::outbox::enqueue(&mut tx, &event.event_id, &crate::transport::event_subject(ctx.agency(), EventKind::Accessed), &bytes).await?;
+            if ledger {
+                crate::outbox::enqueue(&mut tx, &event.event_id, &crate::transport::event_subject(ctx.agency(), EventKind::Accessed), &bytes).await?;
+            }
             tx.commit().await?;
             ctx.outbox_ready.notify_one();
             Ok(())

@@ -375,8 +375,10 @@ async fn login_route(State(gate): State<Gate>, body: Bytes) -> Response {
             }
         },
     };
+    // A login is kept in the service's access log; a refused one in the ledger too.
     record.outcome = outcome.into();
-    super::finish(&gate, record, answer).await
+    let refused = outcome != "login";
+    super::finish(&gate, record, refused, answer).await
 }
 
 async fn logout_route(State(gate): State<Gate>, headers: HeaderMap) -> Response {

@@ -119,6 +119,21 @@ pub enum Allow {
     Roles(&'static [Role]),
 }
 
+/// What of a route's calls the access log keeps. Every refused or failed call is always
+/// recorded in the service's database and the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// Only refused or failed calls.
+    Refusals,
+    /// Every call, in the service's database; refused or failed ones in the ledger too. For
+    /// the audit service's reads of the ledger itself: a ledger that recorded its own reading
+    /// would change with every read, so no reader (and no witness) could ever see it settled.
+    Locally,
+    /// Every call, in the database and the ledger: the answer carries content (a referral, a
+    /// case, a report).
+    Everywhere,
+}
+
 /// One route and who may call it.
 #[derive(Debug, Clone, Copy)]
 pub struct Rule {
@@ -126,8 +141,7 @@ pub struct Rule {
     /// The route as the router names it, e.g. `/inbox/{id}`.
     pub path: &'static str,
     pub allow: Allow,
-    /// The answer carries content (a referral, a case, a report): every read is recorded.
-    pub content: bool,
+    pub record: Record,
 }
 
 impl Rule {
@@ -144,12 +158,19 @@ impl Rule {
     }
 }
 
+/// A route whose refused or failed calls are recorded.
 pub const fn rule(method: &'static str, path: &'static str, allow: Allow) -> Rule {
-    Rule { method, path, allow, content: false }
+    Rule { method, path, allow, record: Record::Refusals }
 }
 
+/// A route that answers with content: every call is recorded, in the ledger too.
 pub const fn content(method: &'static str, path: &'static str, allow: Allow) -> Rule {
-    Rule { method, path, allow, content: true }
+    Rule { method, path, allow, record: Record::Everywhere }
+}
+
+/// A route every call of which is recorded in the service's own access log.
+pub const fn logged(method: &'static str, path: &'static str, allow: Allow) -> Rule {
+    Rule { method, path, allow, record: Record::Locally }
 }
 
 use Role::*;
@@ -182,7 +203,7 @@ pub const GENERIC: &[Rule] = &[
     rule("GET", "/consents/{id}", Allow::Roles(CASEWORK_AND_IG)),
     rule("POST", "/consents/{id}/withdraw", Allow::Roles(CASEWORK)),
     rule("GET", "/witness", Allow::Roles(ADMIN_AND_IG)),
-    rule("GET", "/access-log", Allow::Roles(ADMIN_AND_IG)),
+    logged("GET", "/access-log", Allow::Roles(ADMIN_AND_IG)),
 ];
 
 /// The logged-in staff member a request acts for.
@@ -300,18 +321,18 @@ async fn guard(State(gate): State<Gate>, matched: Option<MatchedPath>, params: R
                 _ => LOG_IN,
             };
             record.outcome = "unauthenticated".into();
-            return finish(&gate, record, refusal(StatusCode::UNAUTHORIZED, "unauthenticated", detail)).await;
+            return finish(&gate, record, true, refusal(StatusCode::UNAUTHORIZED, "unauthenticated", detail)).await;
         }
     };
     record.staff_id = staff.id.clone();
     let changes = !matches!(method, Method::GET | Method::HEAD);
     if changes && !csrf_ok(request.headers(), &csrf) {
         record.outcome = "csrf".into();
-        return finish(&gate, record, refusal(StatusCode::FORBIDDEN, "csrf", "a request that changes something needs the X-CSRF-Token header of the session")).await;
+        return finish(&gate, record, true, refusal(StatusCode::FORBIDDEN, "csrf", "a request that changes something needs the X-CSRF-Token header of the session")).await;
     }
     if !rule.allows(&staff.roles) {
         record.outcome = "forbidden".into();
-        return finish(&gate, record, refusal(StatusCode::FORBIDDEN, "forbidden", "none of your roles may do this")).await;
+        return finish(&gate, record, true, refusal(StatusCode::FORBIDDEN, "forbidden", "none of your roles may do this")).await;
     }
     request.extensions_mut().insert(staff);
     let response = next.run(request).await;
@@ -328,12 +349,18 @@ async fn guard(State(gate): State<Gate>, matched: Option<MatchedPath>, params: R
     // Reads of content are recorded whatever came of them; anything else when it was refused
     // (by the ISP, say) or failed.
     let refused = matches!(status, StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS) || status.is_server_error();
-    if rule.content || refused { finish(&gate, record, response).await } else { response }
+    match rule.record {
+        _ if refused => finish(&gate, record, true, response).await,
+        Record::Everywhere => finish(&gate, record, true, response).await,
+        Record::Locally => finish(&gate, record, false, response).await,
+        Record::Refusals => response,
+    }
 }
 
-/// Records an access, then answers; content whose reading cannot be recorded is withheld.
-async fn finish(gate: &Gate, record: isp::access::Access, response: Response) -> Response {
-    match gate.access.record(record).await {
+/// Records an access (in the ledger too when `ledger`), then answers; content whose
+/// reading cannot be recorded is withheld.
+async fn finish(gate: &Gate, record: isp::access::Access, ledger: bool, response: Response) -> Response {
+    match gate.access.record(record, ledger).await {
         Ok(()) => response,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "an access could not be recorded; the answer is withheld");
