@@ -157,11 +157,14 @@ pub async fn auto_receipt(ctx: &Ctx, tx: &mut Tx, opened: &Opened, status: AckSt
     auto_receipts(ctx, tx, &[opened], status, staff_id).await
 }
 
+/// What a receipt changes at the sender: (status, detail, recipient, the recipient's staff member).
+type Change<'a> = (&'a str, &'a str, &'a str, &'a str);
+
 /// Receipts arriving at the sender: each moves its record of the disclosure forward, if it
 /// comes from that disclosure's recipient. Receipts of the same status and detail from the
 /// same recipient (a batch of `received`, typically) take one statement.
 pub async fn apply(tx: &mut Tx, opened: &[&Opened]) -> Result<(), sqlx::Error> {
-    let receipts: Vec<((&str, &str, &str, &str), &str)> = opened
+    let receipts: Vec<(Change, &str)> = opened
         .iter()
         .filter_map(|o| {
             let Some(Body::ReferralAck(ack)) = &o.payload.body else { return None };
@@ -173,7 +176,7 @@ pub async fn apply(tx: &mut Tx, opened: &[&Opened]) -> Result<(), sqlx::Error> {
     // Two receipts for one disclosure in the batch (accepted, then declined) must apply in
     // their order: then each goes alone, in stream order.
     let distinct = receipts.iter().map(|(_, id)| *id).collect::<std::collections::HashSet<_>>().len() == receipts.len();
-    let mut groups: Vec<((&str, &str, &str, &str), Vec<&str>)> = Vec::new();
+    let mut groups: Vec<(Change, Vec<&str>)> = Vec::new();
     for (key, id) in receipts {
         match groups.iter_mut().find(|(k, _)| distinct && *k == key) {
             Some((_, ids)) => ids.push(id),
