@@ -114,6 +114,13 @@ impl Partnership {
         Ok(body)
     }
 
+    /// Every item of a paged list route, following its pages by `key` (see [`hub::pages`]).
+    pub async fn list(&self, agency: &str, path: &str, key: &str) -> anyhow::Result<Vec<Value>> {
+        let http = self.client(agency, "GET", path).await?;
+        let sep = if path.contains('?') { "&" } else { "?" };
+        hub::pages(&http, &format!("{}{path}{sep}", self.url(agency)), key).await
+    }
+
     /// POSTs JSON; returns the status code and the JSON answer.
     pub async fn post(&self, agency: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         let response = self.client(agency, "POST", path).await?.post(format!("{}{path}", self.url(agency))).json(body).send().await?;

@@ -59,6 +59,12 @@ pub async fn all(pool: &AnyPool) -> anyhow::Result<Vec<Checkpoint>> {
     rows.iter().map(|r| Ok(serde_json::from_str(&r.try_get::<String, _>("body")?)?)).collect()
 }
 
+/// The checkpoints of tree sizes above `after`, smallest first, at most `limit`.
+pub async fn page(pool: &AnyPool, after: i64, limit: i64) -> anyhow::Result<Vec<Checkpoint>> {
+    let rows = sqlx::query("SELECT body FROM checkpoint WHERE tree_size > $1 ORDER BY tree_size LIMIT $2").bind(after).bind(limit).fetch_all(pool).await?;
+    rows.iter().map(|r| Ok(serde_json::from_str(&r.try_get::<String, _>("body")?)?)).collect()
+}
+
 pub async fn latest(pool: &AnyPool) -> anyhow::Result<Option<Checkpoint>> {
     let row = sqlx::query("SELECT body FROM checkpoint ORDER BY tree_size DESC LIMIT 1").fetch_optional(pool).await?;
     row.map(|r| Ok(serde_json::from_str(&r.try_get::<String, _>("body")?)?)).transpose()

@@ -169,6 +169,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .route("/ledger", get(ledger_entries))
         .route("/verify", get(verify))
         .route("/checkpoints", get(list_checkpoints))
+        .route("/checkpoints/latest", get(latest_checkpoint))
         .route("/report", get(period_report))
         .route("/proof/inclusion", get(prove_inclusion))
         .route("/proof/consistency", get(prove_consistency))
@@ -208,6 +209,7 @@ pub const RULES: &[Rule] = {
         logged("GET", "/ledger", Allow::Roles(IG)),
         rule("GET", "/verify", Allow::Roles(IG)),
         rule("GET", "/checkpoints", Allow::Roles(IG)),
+        rule("GET", "/checkpoints/latest", Allow::Roles(IG)),
         content("GET", "/report", Allow::Roles(IG)),
         logged("GET", "/proof/inclusion", Allow::Roles(IG)),
         rule("GET", "/proof/consistency", Allow::Roles(IG)),
@@ -399,8 +401,15 @@ async fn verify(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"ok": report.ok(), "entries": report.entries, "checkpoints": report.checkpoints, "first_bad": report.first_bad})))
 }
 
-async fn list_checkpoints(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(serde_json::to_value(checkpoints::all(&ctx.pool).await?).expect("serialisable")))
+/// `GET /checkpoints`, paged by `tree_size`.
+async fn list_checkpoints(State(ctx): State<Ctx>, Query(page): Query<runtime::api::Page>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(serde_json::to_value(checkpoints::page(&ctx.pool, page.after_number()?, page.limit()?).await?).expect("serialisable")))
+}
+
+/// `GET /checkpoints/latest`: the newest signed checkpoint (404 before the first).
+async fn latest_checkpoint(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
+    let latest = checkpoints::latest(&ctx.pool).await?.ok_or_else(|| ApiError::not_found("checkpoint"))?;
+    Ok(Json(serde_json::to_value(latest).expect("serialisable")))
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,9 +2,9 @@
 //! high, 10-13 medium, 0-9 standard. Professional judgement may raise the band, never lower
 //! it. The checklist (its version and number of questions) is data.
 
-use axum::{Json, body::Bytes, extract::State, http::StatusCode};
+use axum::{Json, body::Bytes, extract::{Query, State}, http::StatusCode};
 use proto::v1::{DashAnswer, DashAssessment, DashItem, RiskLevel};
-use runtime::{Ctx, api::{ApiError, json_body}};
+use runtime::{Ctx, api::{ApiError, Page, json_body}};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -147,8 +147,12 @@ fn dash_json(ctx: &Ctx, assessment: &DashAssessment) -> Value {
     ctx.isp().schema.payload_to_json(&payload)["idvaReferral"]["dash"].clone()
 }
 
-pub async fn list(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    let rows = sqlx::query("SELECT id, case_ref, subject_ref, checklist_version, score, risk, professional_judgement, assessed_at_ms FROM dash_assessments ORDER BY id")
+/// `GET /dash-assessments`, paged by `id`.
+pub async fn list(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
+    let sql = format!("SELECT id, case_ref, subject_ref, checklist_version, score, risk, professional_judgement, assessed_at_ms FROM dash_assessments WHERE {}", Page::clause("id", 1));
+    let rows = sqlx::query(&sql)
+        .bind(page.after())
+        .bind(page.limit()?)
         .fetch_all(&ctx.pool)
         .await?;
     Ok(Json(Value::Array(

@@ -12,7 +12,8 @@
 pub mod dash;
 
 use runtime::auth::{Allow, Role, Rule, content, rule};
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, Router, extract::{Query, State}, routing::get};
+use runtime::api::Page;
 use isp::Opened;
 use proto::v1::payload::Body;
 use runtime::{Agency, Ctx, Migration, Tx, api::ApiError};
@@ -71,8 +72,12 @@ impl Agency for Housing {
     }
 }
 
-async fn property_requests(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    let rows = sqlx::query("SELECT application_ref, envelope_id, coordinator, areas, bedrooms_needed, status, received_at_ms FROM property_requests ORDER BY received_at_ms")
+/// `GET /property-requests`, paged by `envelope_id`.
+async fn property_requests(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
+    let sql = format!("SELECT application_ref, envelope_id, coordinator, areas, bedrooms_needed, status, received_at_ms FROM property_requests WHERE {}", Page::clause("envelope_id", 1));
+    let rows = sqlx::query(&sql)
+        .bind(page.after())
+        .bind(page.limit()?)
         .fetch_all(&ctx.pool)
         .await?;
     Ok(Json(Value::Array(

@@ -84,6 +84,13 @@ impl Script<'_> {
         Ok(v)
     }
 
+    /// Every item of a paged list (a kept data directory grows with every run).
+    async fn list(&self, agency: &str, path: &str, key: &str) -> anyhow::Result<Value> {
+        let base = if agency == "audit" { self.hub.audit_url.as_str() } else { self.hub.url(agency) };
+        let http = self.logins.for_request(agency, base, "GET", path).await?;
+        Ok(Value::Array(crate::pages(&http, &format!("{base}{path}?"), key).await?))
+    }
+
     async fn post(&self, agency: &str, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
         self.call(reqwest::Method::POST, agency, path, Some(body)).await
     }
@@ -165,9 +172,9 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     let mut s = Script { hub, logins, report: Report::default(), print, before: BTreeMap::new(), near_misses_before: 0 };
     let ig = logins.as_role("audit", &hub.audit_url, runtime::auth::Role::IgLead).await?;
     for agency in hub.services.keys() {
-        let inbox = s.get(agency, "/inbox").await?;
+        let inbox = s.list(agency, "/inbox", "stream_seq").await?;
         let ids = inbox.as_array().into_iter().flatten().filter_map(|e| e["envelope_id"].as_str().map(str::to_owned)).collect();
-        let quarantined = s.get(agency, "/quarantine").await?.as_array().map(Vec::len).unwrap_or_default();
+        let quarantined = s.list(agency, "/quarantine", "stream_seq").await?.as_array().map(Vec::len).unwrap_or_default();
         s.before.insert(agency.clone(), (ids, quarantined));
     }
     let ledger = serde_json::Value::from(crate::ledger_pages(&ig, &hub.audit_url, "").await?);
@@ -316,7 +323,7 @@ async fn check(s: &mut Script<'_>, referrals: &[&str]) -> anyhow::Result<()> {
     }
     for agency in s.hub.services.keys() {
         let (before, quarantined_before) = s.before.get(agency).cloned().unwrap_or_default();
-        let inbox = s.get(agency, "/inbox").await?;
+        let inbox = s.list(agency, "/inbox", "stream_seq").await?;
         let fresh: Vec<&Value> =
             inbox.as_array().into_iter().flatten().filter(|e| !before.iter().any(|b| e["envelope_id"].as_str() == Some(b.as_str()))).collect();
         // Receipts the services sent on their own (delivered, opened) are not the script's.
@@ -329,7 +336,7 @@ async fn check(s: &mut Script<'_>, referrals: &[&str]) -> anyhow::Result<()> {
         expected.sort();
         ensure!(mine == expected, "{agency} stored {} envelopes in this run, expected exactly {}", mine.len(), expected.len());
         s.report.automatic_receipts += receipts;
-        let quarantined = s.get(agency, "/quarantine").await?;
+        let quarantined = s.list(agency, "/quarantine", "stream_seq").await?;
         let now = quarantined.as_array().map(Vec::len).unwrap_or_default();
         ensure!(now == quarantined_before, "{agency} quarantined {} valid envelopes: {quarantined}", now - quarantined_before);
     }
@@ -351,7 +358,7 @@ async fn check(s: &mut Script<'_>, referrals: &[&str]) -> anyhow::Result<()> {
         }
     }
     // The refused referral never left housing.
-    let pathway_inbox = s.get("perpetrator-pathways", "/inbox").await?;
+    let pathway_inbox = s.list("perpetrator-pathways", "/inbox", "stream_seq").await?;
     for entry in pathway_inbox.as_array().into_iter().flatten() {
         let payload = s.get("perpetrator-pathways", &format!("/inbox/{}", entry["envelope_id"].as_str().unwrap_or_default())).await?;
         let text = payload.to_string();
@@ -382,8 +389,8 @@ async fn check(s: &mut Script<'_>, referrals: &[&str]) -> anyhow::Result<()> {
     let entries = s.report.ledger_entries;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let checkpoints = s.get("audit", "/checkpoints").await?;
-        let size = checkpoints.as_array().and_then(|c| c.last()).and_then(|c| c["tree_size"].as_u64()).unwrap_or_default();
+        let (status, latest) = s.call(reqwest::Method::GET, "audit", "/checkpoints/latest", None).await?;
+        let size = if status == 200 { latest["tree_size"].as_u64().unwrap_or_default() } else { 0 };
         if size >= entries {
             s.report.checkpoint_size = size;
             break;

@@ -26,20 +26,31 @@ pub mod staff;
 /// Every ledger entry matching `query` (URL query parameters, without `limit` or `after`)
 /// from the audit service at `audit_url`, following its pages.
 pub async fn ledger_pages(http: &reqwest::Client, audit_url: &str, query: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let sep = if query.is_empty() { "" } else { "&" };
+    pages(http, &format!("{audit_url}/ledger?{query}{sep}"), "seq").await
+}
+
+/// Every item of a paged list route (`url` ends in `?` or `&`), 1,000 a page, each page
+/// starting after the `key` of the last item of the page before.
+pub async fn pages(http: &reqwest::Client, url: &str, key: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     use anyhow::Context as _;
-    const PAGE: i64 = 1000;
+    const PAGE: usize = 1000;
     let mut all = Vec::new();
-    let mut after = 0;
+    let mut after = String::new();
     loop {
-        let sep = if query.is_empty() { "" } else { "&" };
-        let url = format!("{audit_url}/ledger?{query}{sep}limit={PAGE}&after={after}");
-        let response = http.get(&url).send().await?;
+        let page_url = if after.is_empty() { format!("{url}limit={PAGE}") } else { format!("{url}limit={PAGE}&after={after}") };
+        let response = http.get(&page_url).send().await?;
         let status = response.status();
-        let page: serde_json::Value = response.json().await.with_context(|| format!("GET {url}: HTTP {status}"))?;
-        anyhow::ensure!(status.is_success(), "GET {url}: HTTP {status}: {page}");
+        let page: serde_json::Value = response.json().await.with_context(|| format!("GET {page_url}: HTTP {status}"))?;
+        anyhow::ensure!(status.is_success(), "GET {page_url}: HTTP {status}: {page}");
         let page = page.as_array().cloned().unwrap_or_default();
-        let full = page.len() as i64 == PAGE;
-        after = page.last().and_then(|e| e["seq"].as_i64()).unwrap_or(after);
+        let full = page.len() == PAGE;
+        if let Some(last) = page.last() {
+            after = match &last[key] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+        }
         all.extend(page);
         if !full {
             return Ok(all);

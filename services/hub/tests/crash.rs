@@ -126,7 +126,7 @@ async fn crash_mid_burst(backend: Backend) -> anyhow::Result<()> {
 async fn assert_delivered_once(p: &Processes, answered: &[String], lost: usize) -> anyhow::Result<BTreeSet<String>> {
     let answered_ids: BTreeSet<&str> = answered.iter().map(String::as_str).collect();
     assert_eq!(answered_ids.len(), answered.len(), "housing answered with one envelope id twice");
-    let sent = p.get(&p.housing, "/disclosures").await?;
+    let sent = serde_json::Value::Array(p.list(&p.housing, "/disclosures", "envelope_id").await?);
     let recorded: BTreeSet<String> = referrals(&sent).map(|d| text(d, "envelope_id")).collect();
     for id in &answered_ids {
         assert!(recorded.contains(*id), "referral {id} was answered 201 but housing has no record of it");
@@ -136,7 +136,7 @@ async fn assert_delivered_once(p: &Processes, answered: &[String], lost: usize) 
 
     let idva_db = p.database_url(IDVA).await?;
     eventually("every recorded referral in the IDVA's inbox", PATIENCE, || async { Ok((inbox_counts(&idva_db).await?.0 >= recorded.len() as i64).then_some(())) }).await?;
-    let inbox = p.get(&p.idva, "/inbox").await?;
+    let inbox = serde_json::Value::Array(p.list(&p.idva, "/inbox", "stream_seq").await?);
     let inbox: Vec<String> = inbox.as_array().context("the inbox is a list")?.iter().map(|e| text(e, "envelope_id")).collect();
     assert_eq!(inbox.len(), recorded.len(), "the IDVA's inbox holds a referral twice, or one housing never recorded");
     assert_eq!(inbox.into_iter().collect::<BTreeSet<_>>(), recorded, "the IDVA's inbox differs from what housing recorded");
@@ -147,7 +147,7 @@ async fn assert_delivered_once(p: &Processes, answered: &[String], lost: usize) 
     }
 
     eventually("every referral's status at housing `received`", PATIENCE, || async {
-        let sent = p.get(&p.housing, "/disclosures").await?;
+        let sent = serde_json::Value::Array(p.list(&p.housing, "/disclosures", "envelope_id").await?);
         Ok(referrals(&sent).all(|d| d["status"] == "received").then_some(()))
     })
     .await?;
@@ -340,6 +340,12 @@ impl Processes {
         let body: Value = response.json().await.unwrap_or(Value::Null);
         anyhow::ensure!(status.is_success(), "GET {}{path}: HTTP {status}: {body}", service.name);
         Ok(body)
+    }
+
+    /// Every item of a paged list route.
+    async fn list(&self, service: &Served, path: &str, key: &str) -> anyhow::Result<Vec<Value>> {
+        let http = self.logins.for_request(&service.name, &service.url, "GET", path).await?;
+        hub::pages(&http, &format!("{}{path}?", service.url), key).await
     }
 
     /// The stream sequence of the last message on the hub's stream.

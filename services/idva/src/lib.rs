@@ -7,7 +7,8 @@
 //! acknowledgements and research responses through the generic API.
 
 use runtime::auth::{Allow, Role, Rule, content};
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, Router, extract::{Query, State}, routing::get};
+use runtime::api::Page;
 use isp::Opened;
 use proto::v1::payload::Body;
 use runtime::{Agency, Ctx, Migration, Tx, api::ApiError};
@@ -71,8 +72,12 @@ impl Agency for Idva {
     }
 }
 
-async fn cases(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    let rows = sqlx::query("SELECT envelope_id, subject_ref, referrer, risk, status, triage_due_ms, received_at_ms FROM idva_cases ORDER BY received_at_ms")
+/// `GET /cases`, paged by `envelope_id`.
+async fn cases(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
+    let sql = format!("SELECT envelope_id, subject_ref, referrer, risk, status, triage_due_ms, received_at_ms FROM idva_cases WHERE {}", Page::clause("envelope_id", 1));
+    let rows = sqlx::query(&sql)
+        .bind(page.after())
+        .bind(page.limit()?)
         .fetch_all(&ctx.pool)
         .await?;
     Ok(Json(Value::Array(
@@ -82,8 +87,12 @@ async fn cases(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
     )))
 }
 
-async fn engagement(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    let rows = sqlx::query("SELECT envelope_id, subject_ref, pathway_agency, engagement, received_at_ms FROM engagement_updates ORDER BY received_at_ms")
+/// `GET /engagement`, paged by `envelope_id`.
+async fn engagement(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
+    let sql = format!("SELECT envelope_id, subject_ref, pathway_agency, engagement, received_at_ms FROM engagement_updates WHERE {}", Page::clause("envelope_id", 1));
+    let rows = sqlx::query(&sql)
+        .bind(page.after())
+        .bind(page.limit()?)
         .fetch_all(&ctx.pool)
         .await?;
     Ok(Json(Value::Array(

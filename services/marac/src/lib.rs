@@ -7,7 +7,8 @@
 //! `marac.action_update`. Sends `marac.research_request` and `marac.action` to members.
 
 use runtime::auth::{Allow, Role, Rule, content, rule};
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, Router, extract::{Query, State}, routing::get};
+use runtime::api::Page;
 use isp::Opened;
 use proto::v1::{MaracCriterion, payload::Body};
 use runtime::{Agency, Ctx, Migration, Tx, api::ApiError};
@@ -153,13 +154,25 @@ async fn record_action(State(ctx): State<Ctx>, body: axum::body::Bytes) -> Resul
     Ok((axum::http::StatusCode::CREATED, Json(serde_json::json!({"action_id": action_id, "disclosure": sent}))))
 }
 
-async fn actions(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    let rows = sqlx::query("SELECT action_id, owner_agency, status FROM marac_actions ORDER BY action_id").fetch_all(&ctx.pool).await?;
+/// `GET /actions`, paged by `action_id`.
+async fn actions(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
+    let rows = sqlx::query(&format!("SELECT action_id, owner_agency, status FROM marac_actions WHERE {}", Page::clause("action_id", 1)))
+        .bind(page.after())
+        .bind(page.limit()?)
+        .fetch_all(&ctx.pool)
+        .await?;
     Ok(Json(Value::Array(rows.iter().map(|r| runtime::api::row_json(r, &["action_id", "owner_agency", "status"], &[], &[])).collect())))
 }
 
-async fn cases(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    let rows = sqlx::query("SELECT envelope_id, subject_ref, referrer, criteria, repeat_referral, meets_criteria, status, received_at_ms FROM marac_cases ORDER BY received_at_ms")
+/// `GET /cases`, paged by `envelope_id`.
+async fn cases(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
+    let sql = format!(
+        "SELECT envelope_id, subject_ref, referrer, criteria, repeat_referral, meets_criteria, status, received_at_ms FROM marac_cases WHERE {}",
+        Page::clause("envelope_id", 1)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(page.after())
+        .bind(page.limit()?)
         .fetch_all(&ctx.pool)
         .await?;
     Ok(Json(Value::Array(

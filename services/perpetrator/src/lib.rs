@@ -7,7 +7,8 @@
 //! `perpetrator.engagement_update` to the survivor's advocate, and acknowledgements.
 
 use runtime::auth::{Allow, Role, Rule, content};
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, Router, extract::{Query, State}, routing::get};
+use runtime::api::Page;
 use isp::Opened;
 use proto::v1::payload::Body;
 use runtime::{Agency, Ctx, Migration, Tx, api::ApiError};
@@ -49,8 +50,12 @@ impl Agency for Perpetrator {
     }
 }
 
-async fn cases(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    let rows = sqlx::query("SELECT envelope_id, subject_ref, referrer, pathway, report_engagement_to, status, received_at_ms FROM pathway_cases ORDER BY received_at_ms")
+/// `GET /cases`, paged by `envelope_id`.
+async fn cases(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
+    let sql = format!("SELECT envelope_id, subject_ref, referrer, pathway, report_engagement_to, status, received_at_ms FROM pathway_cases WHERE {}", Page::clause("envelope_id", 1));
+    let rows = sqlx::query(&sql)
+        .bind(page.after())
+        .bind(page.limit()?)
         .fetch_all(&ctx.pool)
         .await?;
     Ok(Json(Value::Array(

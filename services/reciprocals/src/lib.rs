@@ -8,7 +8,8 @@
 //! areas (`POST /applications/{ref}/circulate`) and `reciprocal.offer_response`.
 
 use runtime::auth::{Allow, Role, Rule, content, rule};
-use axum::{Json, Router, body::Bytes, extract::{Path, State}, http::StatusCode, routing::{get, post}};
+use axum::{Json, Router, body::Bytes, extract::{Path, Query, State}, http::StatusCode, routing::{get, post}};
+use runtime::api::Page;
 use isp::{Kind, Opened, Outgoing};
 use proto::v1::{Household, Payload, ReciprocalPropertyRequest, payload::Body};
 use runtime::{Agency, Ctx, Migration, Tx, api::{ApiError, json_body, row_json}};
@@ -108,12 +109,16 @@ impl Agency for Reciprocals {
     }
 }
 
-async fn applications(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
+/// `GET /applications`, paged by `application_ref` (a page holds whole applications with their offers).
+async fn applications(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
     let rows = sqlx::query(
         "SELECT a.application_ref, a.envelope_id, a.referrer, a.subject_ref, a.current_landlord, a.areas, a.bedrooms_needed, a.status, a.received_at_ms, \
-         o.landlord AS offer_landlord, o.property_ref AS offer_property FROM applications a LEFT JOIN offers o ON o.application_ref = a.application_ref \
-         ORDER BY a.received_at_ms",
+         o.landlord AS offer_landlord, o.property_ref AS offer_property \
+         FROM (SELECT * FROM applications WHERE application_ref > $1 ORDER BY application_ref LIMIT $2) a \
+         LEFT JOIN offers o ON o.application_ref = a.application_ref ORDER BY a.application_ref",
     )
+    .bind(page.after())
+    .bind(page.limit()?)
     .fetch_all(&ctx.pool)
     .await?;
     Ok(Json(Value::Array(

@@ -5,8 +5,8 @@
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, State},
-    http::StatusCode,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -117,6 +117,44 @@ pub fn redact_quoted(message: &str) -> String {
 /// Parses a JSON body with an error that names the problem but not the values.
 pub fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not valid: {}", redact_quoted(&e.to_string()))))
+}
+
+/// `limit` and `after` of every list route: at most [`PAGE_MAX`] items a page,
+/// [`PAGE_DEFAULT`] when no limit is named, in the order of the route's key; the next page
+/// starts `after` the last item's key (each route's doc names its key).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    pub limit: Option<i64>,
+    pub after: Option<String>,
+}
+
+pub const PAGE_DEFAULT: i64 = 100;
+pub const PAGE_MAX: i64 = 1000;
+
+impl Page {
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            None => Ok(PAGE_DEFAULT),
+            Some(n) if (1..=PAGE_MAX).contains(&n) => Ok(n),
+            Some(_) => Err(ApiError::bad_request(format!("limit is 1 to {PAGE_MAX}"))),
+        }
+    }
+
+    /// The cursor of a route keyed by text: "" before the first item.
+    pub fn after(&self) -> String {
+        self.after.clone().unwrap_or_default()
+    }
+
+    /// The cursor of a route keyed by a number (a stream sequence): 0 before the first item.
+    pub fn after_number(&self) -> Result<i64, ApiError> {
+        self.after.as_deref().map_or(Ok(0), |a| a.parse().map_err(|_| ApiError::bad_request("after is the key of the last item of the page before (a number here)")))
+    }
+
+    /// `key > $n ORDER BY key LIMIT $n+1`, for a query's WHERE.
+    pub fn clause(key: &str, n: usize) -> String {
+        format!("{key} > ${n} ORDER BY {key} LIMIT ${}", n + 1)
+    }
 }
 
 /// A person's identity, used only to compute the pseudonymous subject ref.
@@ -271,12 +309,34 @@ async fn health(State(ctx): State<Ctx>) -> Json<Value> {
         "signing_key_id": isp.keys.signing_key_id(), "broker": broker, "files_refused": ctx.files_refused.load().as_deref().cloned(), "status": "ok"}))
 }
 
-async fn send(State(ctx): State<Ctx>, staff: Staff, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let request: SendRequest = json_body(&body)?;
-    let out = ctx.outgoing_by(request, &staff)?;
+/// `POST /disclosures`; with an `Idempotency-Key`, a retry gets the first answer.
+async fn send(State(ctx): State<Ctx>, staff: Staff, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Some(key) = crate::idempotency::key(&headers)? else { return send_once(&ctx, &staff, &body).await };
+    if let crate::idempotency::Claim::Answered(status, answer) = crate::idempotency::claim(&ctx, &staff.id, &key, &body).await? {
+        return Ok((status, Json(answer)));
+    }
+    let answer = send_once(&ctx, &staff, &body).await;
+    let settled = match &answer {
+        Ok((status, Json(v))) => Some((*status, v.clone())),
+        Err(e) if e.status == StatusCode::FORBIDDEN => Some((e.status, e.body.clone())),
+        Err(_) => None,
+    };
+    match settled {
+        Some((status, v)) => crate::idempotency::complete(&ctx, &staff.id, &key, status, &v).await?,
+        None => crate::idempotency::release(&ctx, &staff.id, &key).await?,
+    }
+    answer
+}
+
+async fn send_once(ctx: &Ctx, staff: &Staff, body: &Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request: SendRequest = json_body(body)?;
+    let out = ctx.outgoing_by(request, staff)?;
     let outcome = ctx.send(&out).await?;
-    // Who sent it; the send itself is already committed, so a failure here loses only this.
-    sqlx::query("UPDATE sent SET sent_by = $1 WHERE envelope_id = $2").bind(&staff.id).bind(&outcome.envelope_id).execute(&ctx.pool).await?;
+    // Who sent it. The send is already committed: a failure here must not make the answer an
+    // error (a retry would send again), so it is logged and the disclosure keeps no sender.
+    if let Err(e) = sqlx::query("UPDATE sent SET sent_by = $1 WHERE envelope_id = $2").bind(&staff.id).bind(&outcome.envelope_id).execute(&ctx.pool).await {
+        tracing::error!(envelope_id = %outcome.envelope_id, error = %e, "the sender's staff id could not be recorded");
+    }
     Ok((StatusCode::CREATED, Json(serde_json::to_value(outcome).expect("serialisable"))))
 }
 
@@ -313,8 +373,13 @@ fn sent_json(row: &AnyRow) -> Value {
     v
 }
 
-async fn list_sent(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    let rows = sqlx::query(&format!("SELECT {SENT_COLUMNS} FROM sent ORDER BY envelope_id")).fetch_all(&ctx.pool).await?;
+/// `GET /disclosures`, paged by `envelope_id`.
+async fn list_sent(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
+    let rows = sqlx::query(&format!("SELECT {SENT_COLUMNS} FROM sent WHERE {}", Page::clause("envelope_id", 1)))
+        .bind(page.after())
+        .bind(page.limit()?)
+        .fetch_all(&ctx.pool)
+        .await?;
     Ok(Json(Value::Array(rows.iter().map(sent_json).collect())))
 }
 
@@ -340,8 +405,13 @@ fn inbox_json(row: &AnyRow) -> Value {
     )
 }
 
-async fn list_inbox(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    let rows = sqlx::query(&format!("SELECT {INBOX_COLUMNS} FROM inbox ORDER BY stream_seq")).fetch_all(&ctx.pool).await?;
+/// `GET /inbox`, paged by `stream_seq`.
+async fn list_inbox(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
+    let rows = sqlx::query(&format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE {}", Page::clause("stream_seq", 1)))
+        .bind(page.after_number()?)
+        .bind(page.limit()?)
+        .fetch_all(&ctx.pool)
+        .await?;
     Ok(Json(Value::Array(rows.iter().map(inbox_json).collect())))
 }
 
@@ -444,10 +514,10 @@ async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staf
     Ok((StatusCode::CREATED, Json(serde_json::to_value(outcome).expect("serialisable"))))
 }
 
-async fn list_quarantine(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    let rows = sqlx::query("SELECT stream_seq, subject, envelope_id, claimed_sender, reason, detail, violation, received_at_ms FROM quarantine ORDER BY stream_seq")
-        .fetch_all(&ctx.pool)
-        .await?;
+/// `GET /quarantine`, paged by `stream_seq`.
+async fn list_quarantine(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
+    let sql = format!("SELECT stream_seq, subject, envelope_id, claimed_sender, reason, detail, violation, received_at_ms FROM quarantine WHERE {}", Page::clause("stream_seq", 1));
+    let rows = sqlx::query(&sql).bind(page.after_number()?).bind(page.limit()?).fetch_all(&ctx.pool).await?;
     let items = rows
         .iter()
         .map(|r| {

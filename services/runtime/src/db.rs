@@ -127,6 +127,7 @@ pub fn runtime_migrations() -> Vec<Migration> {
         Migration { version: 2, description: "runtime consent", sql: include_str!("../migrations/0002_consent.sql") },
         Migration { version: 3, description: "runtime receipts", sql: include_str!("../migrations/0003_receipts.sql") },
         Migration { version: 4, description: "runtime staff actions", sql: include_str!("../migrations/0004_staff_actions.sql") },
+        Migration { version: 5, description: "runtime idempotency", sql: include_str!("../migrations/0005_idempotency.sql") },
     ]
 }
 

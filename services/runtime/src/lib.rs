@@ -21,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod consent;
 pub mod db;
+pub mod idempotency;
 pub mod inbox;
 pub mod outbox;
 pub mod policy_watch;

@@ -21,7 +21,7 @@ async fn assert_delivered_once(p: &Partnership, sent: &[String]) -> anyhow::Resu
         async move { Ok((inbox_counts(&idva_db).await?.0 >= sent.len() as i64).then_some(())) }
     })
     .await?;
-    let inbox = p.get(IDVA, "/inbox").await?;
+    let inbox = serde_json::Value::Array(p.list(IDVA, "/inbox", "stream_seq").await?);
     let got: Vec<&str> = inbox.as_array().unwrap().iter().map(|e| e["envelope_id"].as_str().unwrap()).collect();
     assert_eq!(got.len(), sent.len(), "the inbox holds a referral twice, or one that was never sent");
     assert_eq!(got.iter().copied().collect::<BTreeSet<_>>(), want);

@@ -9,6 +9,7 @@ mod demo;
 mod envelopes;
 mod faults;
 mod keys;
+mod paging;
 mod panics;
 mod ledger;
 mod policy;
