@@ -39,3 +39,12 @@ CREATE TABLE access_log (
 );
 CREATE INDEX access_log_staff ON access_log (staff_id);
 CREATE INDEX access_log_target ON access_log (target);
+
+-- Browser logins through the identity provider in flight: the state, nonce and PKCE verifier
+-- of each, for a few minutes.
+CREATE TABLE oidc_pending (
+    state TEXT PRIMARY KEY,
+    nonce TEXT NOT NULL,
+    verifier TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
