@@ -118,7 +118,8 @@ pub async fn record(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, 
     .bind(&input.case_ref)
     .bind(&subject_ref)
     .bind(&assessment.checklist_version)
-    .bind(input.answers.join(","))
+    // The answers stay at housing, sealed to its own key; the score and band are what is shared.
+    .bind(ctx.seal_at_rest(&input.answers.join(",")).map_err(ApiError::internal)?)
     .bind(assessment.score as i64)
     .bind(risk)
     .bind(assessment.professional_judgement as i64)

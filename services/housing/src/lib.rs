@@ -26,7 +26,7 @@ impl Agency for Housing {
         vec![Migration { version: 100, description: "housing", sql: include_str!("../migrations/0100_housing.sql") }]
     }
 
-    async fn on_receive(&self, _ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> anyhow::Result<()> {
+    async fn on_receive(&self, ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> anyhow::Result<()> {
         let h = &opened.header;
         match &opened.payload.body {
             Some(Body::ReciprocalPropertyRequest(p)) => {
@@ -38,7 +38,7 @@ impl Agency for Housing {
                 .bind(&p.application_ref)
                 .bind(&h.envelope_id)
                 .bind(&h.sender)
-                .bind(p.areas.join(","))
+                .bind(ctx.seal_at_rest(&p.areas.join(","))?)
                 .bind(household.bedrooms_needed as i64)
                 .bind(isp::now_ms())
                 .execute(&mut **tx)
@@ -80,9 +80,13 @@ async fn property_requests(State(ctx): State<Ctx>, Query(page): Query<Page>) -> 
         .bind(page.limit()?)
         .fetch_all(&ctx.pool)
         .await?;
-    Ok(Json(Value::Array(
-        rows.iter()
-            .map(|r| runtime::api::row_json(r, &["application_ref", "envelope_id", "coordinator", "status"], &["bedrooms_needed", "received_at_ms"], &["areas"]))
-            .collect(),
-    )))
+    let items = rows
+        .iter()
+        .map(|r| {
+            let mut v = runtime::api::row_json(r, &["application_ref", "envelope_id", "coordinator", "status"], &["bedrooms_needed", "received_at_ms"], &[]);
+            v["areas"] = runtime::api::opened_list(&ctx, r, "areas")?;
+            Ok(v)
+        })
+        .collect::<Result<Vec<Value>, ApiError>>()?;
+    Ok(Json(Value::Array(items)))
 }

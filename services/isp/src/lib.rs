@@ -21,6 +21,7 @@
 //! an error never carries payload content, only ids, kinds, rules and categories.
 
 pub mod access;
+pub mod at_rest;
 pub mod checkpoint;
 pub mod consent;
 pub mod directory;

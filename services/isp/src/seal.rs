@@ -390,7 +390,7 @@ pub fn check_payload(schema: &Schema, header_kind: Kind, declared: &BTreeSet<Str
 }
 
 /// Decrypts with the agency's current identity or any it rotated away from.
-fn decrypt(keys: &AgencyKeys, ciphertext: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn decrypt(keys: &AgencyKeys, ciphertext: &[u8]) -> Result<Vec<u8>, String> {
     use std::io::Read as _;
     let decryptor = age::Decryptor::new(ciphertext).map_err(|e| e.to_string())?;
     let mut reader = decryptor.decrypt(keys.age_identities().map(|i| i as &dyn age::Identity)).map_err(|e| e.to_string())?;

@@ -27,7 +27,7 @@ impl Agency for Reciprocals {
         vec![Migration { version: 100, description: "reciprocals", sql: include_str!("../migrations/0100_reciprocals.sql") }]
     }
 
-    async fn on_receive(&self, _ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> anyhow::Result<()> {
+    async fn on_receive(&self, ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> anyhow::Result<()> {
         let h = &opened.header;
         let now = isp::now_ms();
         match &opened.payload.body {
@@ -47,12 +47,13 @@ impl Agency for Reciprocals {
                 .bind(&h.sender)
                 .bind(&h.subject_ref)
                 .bind(&r.current_landlord)
-                .bind(r.areas_of_choice.join(","))
-                .bind(r.excluded_areas.join(","))
+                // Where she would and would not live, and her household's needs: sealed at rest.
+                .bind(ctx.seal_at_rest(&r.areas_of_choice.join(","))?)
+                .bind(ctx.seal_at_rest(&r.excluded_areas.join(","))?)
                 .bind(household.adults as i64)
                 .bind(household.children as i64)
                 .bind(household.bedrooms_needed as i64)
-                .bind(&household.accessibility_needs)
+                .bind(ctx.seal_at_rest(&household.accessibility_needs)?)
                 .bind(status)
                 .bind(now)
                 .execute(&mut **tx)
@@ -121,18 +122,20 @@ async fn applications(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Resul
     .bind(page.limit()?)
     .fetch_all(&ctx.pool)
     .await?;
-    Ok(Json(Value::Array(
-        rows.iter()
-            .map(|r| {
-                row_json(
-                    r,
-                    &["application_ref", "envelope_id", "referrer", "subject_ref", "current_landlord", "status", "offer_landlord", "offer_property"],
-                    &["bedrooms_needed", "received_at_ms"],
-                    &["areas"],
-                )
-            })
-            .collect(),
-    )))
+    let items = rows
+        .iter()
+        .map(|r| {
+            let mut v = row_json(
+                r,
+                &["application_ref", "envelope_id", "referrer", "subject_ref", "current_landlord", "status", "offer_landlord", "offer_property"],
+                &["bedrooms_needed", "received_at_ms"],
+                &[],
+            );
+            v["areas"] = runtime::api::opened_list(&ctx, r, "areas")?;
+            Ok(v)
+        })
+        .collect::<Result<Vec<Value>, ApiError>>()?;
+    Ok(Json(Value::Array(items)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,14 +164,15 @@ async fn circulate(State(ctx): State<Ctx>, Path(reference): Path<String>, body: 
     if input.landlords.iter().any(|l| *l == current_landlord) {
         return Err(ApiError::bad_request("a property request is not circulated to the applicant's current landlord"));
     }
-    let areas: String = row.try_get("areas")?;
+    let keys = &ctx.isp().keys;
+    let areas = keys.open_at_rest(&row.try_get::<String, _>("areas")?).map_err(ApiError::internal)?;
     let request = ReciprocalPropertyRequest {
         application_ref: reference.clone(),
         household: Some(Household {
             adults: row.try_get::<i64, _>("adults")? as u32,
             children: row.try_get::<i64, _>("children")? as u32,
             bedrooms_needed: row.try_get::<i64, _>("bedrooms_needed")? as u32,
-            accessibility_needs: row.try_get("accessibility_needs")?,
+            accessibility_needs: keys.open_at_rest(&row.try_get::<String, _>("accessibility_needs")?).map_err(ApiError::internal)?,
             pets: false,
         }),
         areas: areas.split(',').filter(|a| !a.is_empty()).map(str::to_owned).collect(),

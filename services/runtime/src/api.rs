@@ -373,6 +373,21 @@ fn sent_json(row: &AnyRow) -> Value {
     v
 }
 
+/// A comma list stored sealed to the agency's key ([`isp::AgencyKeys::seal_at_rest`]), opened, as a JSON array.
+pub fn opened_list(ctx: &Ctx, row: &AnyRow, column: &str) -> Result<Value, ApiError> {
+    let stored: String = row.try_get(column)?;
+    let text = ctx.isp().keys.open_at_rest(&stored).map_err(ApiError::internal)?;
+    Ok(json!(text.split(',').filter(|x| !x.is_empty()).collect::<Vec<_>>()))
+}
+
+/// A disclosure as JSON, its rationale opened with the agency's key.
+fn sent_json_opened(ctx: &Ctx, row: &AnyRow) -> Result<Value, ApiError> {
+    let mut v = sent_json(row);
+    let stored: String = row.try_get("rationale").unwrap_or_default();
+    v["rationale"] = json!(ctx.isp().keys.open_at_rest(&stored).map_err(ApiError::internal)?);
+    Ok(v)
+}
+
 /// `GET /disclosures`, paged by `envelope_id`.
 async fn list_sent(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
     let rows = sqlx::query(&format!("SELECT {SENT_COLUMNS} FROM sent WHERE {}", Page::clause("envelope_id", 1)))
@@ -380,7 +395,7 @@ async fn list_sent(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<J
         .bind(page.limit()?)
         .fetch_all(&ctx.pool)
         .await?;
-    Ok(Json(Value::Array(rows.iter().map(sent_json).collect())))
+    Ok(Json(Value::Array(rows.iter().map(|r| sent_json_opened(&ctx, r)).collect::<Result<_, _>>()?)))
 }
 
 async fn get_sent(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -389,7 +404,7 @@ async fn get_sent(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json
         .fetch_optional(&ctx.pool)
         .await?
         .ok_or_else(|| ApiError::not_found("disclosure"))?;
-    Ok(Json(sent_json(&row)))
+    Ok(Json(sent_json_opened(&ctx, &row)?))
 }
 
 const INBOX_COLUMNS: &str = "envelope_id, stream_seq, sender, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \

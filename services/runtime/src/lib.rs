@@ -67,6 +67,12 @@ impl Ctx {
         &self.config.agency
     }
 
+    /// Free text or answers sealed to this agency's own key, for a database column that keeps
+    /// what never leaves the agency (see [`isp::AgencyKeys::seal_at_rest`]).
+    pub fn seal_at_rest(&self, text: &str) -> Result<String, isp::IspError> {
+        self.isp().keys.seal_at_rest(text)
+    }
+
     /// The protocol in force now (keys, directory, policy, schema).
     pub fn isp(&self) -> Arc<Isp> {
         self.isp_cell.load_full()

@@ -147,7 +147,7 @@ impl Ctx {
         enqueue_many(tx, &outbox).await?;
         let sqlite = crate::db::on_sqlite(tx);
         for chunk in sent.chunks(crate::db::ROWS_PER_INSERT) {
-            insert_sent(tx, sqlite, chunk, now).await?;
+            insert_sent(tx, sqlite, &self.isp().keys, chunk, now).await?;
         }
         Ok(answers)
     }
@@ -216,7 +216,13 @@ async fn send_batch(ctx: &Ctx, batch: Vec<Pending>) {
 }
 
 /// `sent` rows: the send as asked, what the ISP decided, its status and why.
-async fn insert_sent(tx: &mut Tx, sqlite: bool, rows: &[(&Outgoing, SendOutcome, &str, &str)], now: i64) -> Result<(), sqlx::Error> {
+/// The rationale for sharing without consent is stored sealed to the agency's own key.
+async fn insert_sent(tx: &mut Tx, sqlite: bool, keys: &isp::AgencyKeys, rows: &[(&Outgoing, SendOutcome, &str, &str)], now: i64) -> Result<(), sqlx::Error> {
+    let rationales = rows
+        .iter()
+        .map(|(out, o, _, _)| keys.seal_at_rest(out.justification.as_ref().filter(|_| o.without_consent).map(|j| j.rationale.as_str()).unwrap_or_default()))
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let sql = format!(
         "INSERT INTO sent (envelope_id, recipient, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
          categories, removed, rule, reason, policy_version, without_consent, in_reply_to, status, status_reason, created_at_ms, updated_at_ms, \
@@ -224,7 +230,7 @@ async fn insert_sent(tx: &mut Tx, sqlite: bool, rows: &[(&Outgoing, SendOutcome,
         crate::db::placeholders(sqlite, rows.len(), 25)
     );
     let mut q = sqlx::query(&sql);
-    for (out, o, status, reason) in rows {
+    for ((out, o, status, reason), rationale) in rows.iter().zip(rationales) {
         // Who decided to share without consent and why stay only with a disclosure that was.
         let justification = out.justification.as_ref().filter(|_| o.without_consent);
         q = q
@@ -252,7 +258,7 @@ async fn insert_sent(tx: &mut Tx, sqlite: bool, rows: &[(&Outgoing, SendOutcome,
             .bind(out.consent.as_ref().map(|c| c.recorded_by.as_str()).unwrap_or_default())
             .bind(justification.map(|j| j.officer.as_str()).unwrap_or_default())
             .bind(justification.map(|j| j.rationale_code.as_str()).unwrap_or_default())
-            .bind(justification.map(|j| j.rationale.as_str()).unwrap_or_default());
+            .bind(rationale);
     }
     q.execute(&mut **tx).await?;
     Ok(())

@@ -60,5 +60,20 @@ async fn survivor_details_never_cross_the_broker_in_clear() -> anyhow::Result<()
         files += 1;
     }
     assert!(files >= 7, "a database for each of the six agencies and the audit service");
+
+    // What never leaves an agency is sealed to its own key at rest: the rationale for
+    // sharing without consent, the DASH answers, a reciprocal application's areas. The
+    // services still read them.
+    let marac = report.steps.iter().find(|s| s.kind == "maracReferral").unwrap();
+    let sent = p.get("housing-northbridge", &format!("/disclosures/{}", marac.id)).await?;
+    let rationale = sent["rationale"].as_str().unwrap().to_owned();
+    assert!(rationale.contains("monitors her phone"), "housing cannot read its own rationale: {sent}");
+    let applications = p.get("reciprocals-scheme", "/applications").await?;
+    assert!(applications.to_string().contains("Eastvale"), "the scheme cannot read the areas: {applications}");
+    let answers = std::iter::repeat_n("yes", 15).collect::<Vec<_>>().join(",");
+    for secret in [rationale.as_str(), "monitors her phone", "Eastvale,Southmoor", answers.as_str()] {
+        let found = files_containing(&db, secret.as_bytes())?;
+        assert!(found.is_empty(), "{secret:?} is in clear in a database file: {found:?}");
+    }
     Ok(())
 }
