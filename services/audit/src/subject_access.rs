@@ -19,14 +19,24 @@ use crate::{
 pub struct Bundle {
     pub partnership: String,
     pub subject_ref: String,
+    /// The link tokens that stood for the person in what was sent to agencies that hold no
+    /// subject key (a perpetrator pathway), one per such agency.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_refs: Vec<String>,
     pub generated_at_ms: i64,
     pub checkpoint: Checkpoint,
     pub entries: Vec<InclusionProof>,
     pub summary: String,
 }
 
-pub async fn export(pool: &AnyPool, directory: &Directory, policy: Option<&Policy>, subject_ref: &str) -> anyhow::Result<Bundle> {
-    let entries = query::run(pool, &Filter { subject_ref: Some(subject_ref.into()), ..Default::default() }).await?;
+/// Every entry about one person: under their subject ref, and under each link token in
+/// `link_refs` (see [`isp::AgencyKeys::link_ref`]), in ledger order.
+pub async fn export(pool: &AnyPool, directory: &Directory, policy: Option<&Policy>, subject_ref: &str, link_refs: &[String]) -> anyhow::Result<Bundle> {
+    let mut entries = Vec::new();
+    for r in std::iter::once(subject_ref).chain(link_refs.iter().map(String::as_str)) {
+        entries.extend(query::run(pool, &Filter { subject_ref: Some(r.into()), ..Default::default() }).await?);
+    }
+    entries.sort_by_key(|e| e.seq);
     let last = entries.last().map_or(0, |e| e.seq as u64);
     let checkpoint = match checkpoints::covering(pool, last).await? {
         Some(c) => c,
@@ -40,7 +50,15 @@ pub async fn export(pool: &AnyPool, directory: &Directory, policy: Option<&Polic
         proofs.push(checkpoints::prove_at(pool, e, checkpoint.clone()).await?);
     }
     let summary = summary(directory, policy, &proofs);
-    Ok(Bundle { partnership: directory.partnership.clone(), subject_ref: subject_ref.into(), generated_at_ms: isp::now_ms(), checkpoint, entries: proofs, summary })
+    Ok(Bundle {
+        partnership: directory.partnership.clone(),
+        subject_ref: subject_ref.into(),
+        link_refs: link_refs.to_vec(),
+        generated_at_ms: isp::now_ms(),
+        checkpoint,
+        entries: proofs,
+        summary,
+    })
 }
 
 fn day(ms: i64) -> String {
@@ -137,7 +155,7 @@ pub fn verify(bundle: &Bundle, directory: &Directory) -> Result<usize, String> {
         if p.checkpoint != bundle.checkpoint {
             return Err(format!("entry {} is proved against another checkpoint", p.entry.seq));
         }
-        if p.entry.subject_ref != bundle.subject_ref {
+        if p.entry.subject_ref != bundle.subject_ref && !bundle.link_refs.contains(&p.entry.subject_ref) {
             return Err(format!("entry {} is about someone else", p.entry.seq));
         }
         checkpoints::verify_proof(p, directory)?;

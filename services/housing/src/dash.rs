@@ -108,7 +108,7 @@ pub async fn record(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, 
     let input: DashInput = json_body(&body)?;
     let assessment = assess(&input, &today()).map_err(ApiError::bad_request)?;
     let id = uuid::Uuid::now_v7().to_string();
-    let subject_ref = ctx.isp().keys.subject_ref(&input.subject.full_name, &input.subject.date_of_birth);
+    let subject_ref = ctx.isp().keys.subject_ref(&input.subject.full_name, &input.subject.date_of_birth).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let risk = isp::policy::risk_name(assessment.risk());
     sqlx::query(
         "INSERT INTO dash_assessments (id, case_ref, subject_ref, checklist_version, answers, score, risk, professional_judgement, assessed_at_ms) \

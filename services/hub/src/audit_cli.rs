@@ -245,13 +245,20 @@ pub async fn run(command: AuditCommand, options: impl Fn(PathBuf) -> Options) ->
             let directory = isp::Directory::load(&crate::partnership::directory_path(&at.data))?;
             let ig = directory.with_role(isp::Role::Ig).next().context("the directory has no ig agency, whose key makes subject refs")?;
             let keys = isp::AgencyKeys::load(&runtime::Config::embedded(&at.data, &ig.id, "").keys_path)?;
-            let subject_ref = keys.subject_ref(&name, &dob);
+            let subject_ref = keys.subject_ref(&name, &dob)?;
             let policy_text = std::fs::read_to_string(runtime::config::partnership_dir(&at.data).join("policy.toml")).ok();
             let policy = match policy_text {
                 Some(t) => Some(isp::Policy::from_toml(&t, &isp::Schema::load()?)?),
                 None => None,
             };
-            let bundle = audit::subject_access::export(&pool, &directory, policy.as_ref(), &subject_ref).await?;
+            // What was sent to agencies without the subject key carried a link token instead.
+            let links = directory
+                .agencies
+                .iter()
+                .filter(|a| policy.as_ref().is_some_and(|p| !p.holds_subject_key(a.role)))
+                .map(|a| keys.link_ref(&a.id, &subject_ref))
+                .collect::<Result<Vec<_>, _>>()?;
+            let bundle = audit::subject_access::export(&pool, &directory, policy.as_ref(), &subject_ref, &links).await?;
             eprint!("{}", bundle.summary);
             write_out(out.as_deref(), &serde_json::to_string_pretty(&bundle)?)?;
             Ok(ExitCode::SUCCESS)

@@ -304,9 +304,13 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     let pathway_referral = s.disclose(housing, perpetrator_referral, false).await?;
     s.ack("perpetrator-pathways", &pathway_referral, "accepted", "").await?;
 
-    // 6. The pathway tells the survivor's advocate how the perpetrator is engaging.
+    // 6. The pathway tells the survivor's advocate how the perpetrator is engaging. It holds no
+    //    subject key: its case knows her by the link token housing's referral carried, which
+    //    the IDVA matches to its own case.
+    let link = s.get("perpetrator-pathways", &format!("/inbox/{pathway_referral}")).await?["subject_ref"].as_str().unwrap_or_default().to_owned();
+    ensure!(link.starts_with("l-") && link != sref, "the pathway was given the survivor's subject ref: {link}");
     s.disclose("perpetrator-pathways", json!({"to": "idva-northbridge", "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-e", "risk": "high",
-        "subject_ref": sref, "in_reply_to": pathway_referral,
+        "subject_ref": link, "in_reply_to": pathway_referral,
         "payload": {"perpetratorEngagementUpdate": {"engagement": "ENGAGEMENT_ENGAGED", "asOf": "2027-01-20", "pathway": "PATHWAY_HIGH_HARM", "note": "Attended first two sessions"}}}), false)
         .await?;
 

@@ -24,7 +24,9 @@ pub fn ensure_demo(data: &Path) -> anyhow::Result<Directory> {
 
 /// Generates keys for every agency and writes the directory, the policy and the key files.
 pub fn create(data: &Path, name: &str, agencies: &[(&str, &str, Role)], policy: &str) -> anyhow::Result<Directory> {
-    let (directory, keys) = directory::generate_partnership(name, agencies)?;
+    // Only the roles the policy lets match people across agencies get the subject-ref key.
+    let protocol = isp::Policy::from_toml(policy, &isp::Schema::load()?)?;
+    let (directory, keys) = directory::generate_partnership_for(name, agencies, &|role| protocol.holds_subject_key(role))?;
     let public = runtime::config::partnership_dir(data);
     let secret = data.join("keys");
     fs::create_dir_all(&public).with_context(|| format!("creating {}", public.display()))?;

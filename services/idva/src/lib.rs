@@ -9,6 +9,7 @@
 use runtime::auth::{Allow, Role, Rule, content};
 use axum::{Json, Router, extract::{Query, State}, routing::get};
 use runtime::api::Page;
+use sqlx::Row as _;
 use isp::Opened;
 use proto::v1::payload::Body;
 use runtime::{Agency, Ctx, Migration, Tx, api::ApiError};
@@ -24,7 +25,7 @@ impl Agency for Idva {
         vec![Migration { version: 100, description: "idva", sql: include_str!("../migrations/0100_idva.sql") }]
     }
 
-    async fn on_receive(&self, _ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> anyhow::Result<()> {
+    async fn on_receive(&self, ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> anyhow::Result<()> {
         let h = &opened.header;
         let now = isp::now_ms();
         match &opened.payload.body {
@@ -43,11 +44,12 @@ impl Agency for Idva {
                 .await?;
             }
             Some(Body::PerpetratorEngagementUpdate(u)) => {
+                let subject_ref = own_subject(ctx, tx, &h.sender, &h.subject_ref).await?;
                 sqlx::query(
                     "INSERT INTO engagement_updates (envelope_id, subject_ref, pathway_agency, engagement, received_at_ms) VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(&h.envelope_id)
-                .bind(&h.subject_ref)
+                .bind(&subject_ref)
                 .bind(&h.sender)
                 .bind(u.engagement().as_str_name())
                 .bind(now)
@@ -70,6 +72,24 @@ impl Agency for Idva {
         ];
         RULES
     }
+}
+
+/// The survivor's subject ref behind what an agency without the subject key (a perpetrator
+/// pathway) calls her: the link token it was given for her, matched against this service's
+/// cases. A token that matches none stays as it is.
+async fn own_subject(ctx: &Ctx, tx: &mut Tx, pathway: &str, reference: &str) -> anyhow::Result<String> {
+    if !reference.starts_with("l-") {
+        return Ok(reference.to_owned());
+    }
+    let keys = &ctx.isp().keys;
+    let subjects = sqlx::query("SELECT DISTINCT subject_ref FROM idva_cases").fetch_all(&mut **tx).await?;
+    for row in subjects {
+        let subject: String = row.try_get("subject_ref")?;
+        if keys.link_ref(pathway, &subject).is_ok_and(|link| link == reference) {
+            return Ok(subject);
+        }
+    }
+    Ok(reference.to_owned())
 }
 
 /// `GET /cases`, paged by `envelope_id`.

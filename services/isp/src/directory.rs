@@ -224,13 +224,14 @@ pub(crate) fn read(path: &Path) -> Result<String, IspError> {
 }
 
 /// An agency's own secret keys: its age identity, its ed25519 signing key and the
-/// partnership's subject key (shared by all agencies, so subject refs match across them).
+/// partnership's subject key (shared by the agencies that match people across agencies, so
+/// subject refs match across them; none for a role the policy keeps out of matching).
 #[derive(Clone)]
 pub struct AgencyKeys {
     pub agency: String,
     pub age_identity: age::x25519::Identity,
     pub signing: SigningKey,
-    subject_key: [u8; 32],
+    subject_key: Option<[u8; 32]>,
     /// Identities this agency rotated away from, kept so what was sealed to them stays
     /// readable.
     pub retired_age_identities: Vec<age::x25519::Identity>,
@@ -250,7 +251,8 @@ struct KeyFile {
     agency: String,
     age_identity: String,
     signing_key: String,
-    subject_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject_key: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     retired_age_identities: Vec<String>,
 }
@@ -262,9 +264,19 @@ impl AgencyKeys {
             agency: agency.to_owned(),
             age_identity: age::x25519::Identity::generate(),
             signing: SigningKey::generate(&mut rand::rngs::OsRng),
-            subject_key,
+            subject_key: Some(subject_key),
             retired_age_identities: Vec::new(),
         }
+    }
+
+    /// The same keys without the subject-ref key (for a role the policy keeps out of matching).
+    pub fn without_subject_key(self) -> AgencyKeys {
+        AgencyKeys { subject_key: None, ..self }
+    }
+
+    /// Whether this agency can compute subject refs.
+    pub fn holds_subject_key(&self) -> bool {
+        self.subject_key.is_some()
     }
 
     /// New age and signing keys for the same agency; the old age identity is kept (retired)
@@ -272,7 +284,8 @@ impl AgencyKeys {
     pub fn rotated(&self) -> AgencyKeys {
         let mut retired = self.retired_age_identities.clone();
         retired.push(self.age_identity.clone());
-        AgencyKeys { retired_age_identities: retired, ..AgencyKeys::generate(&self.agency, self.subject_key) }
+        let fresh = AgencyKeys::generate(&self.agency, [0; 32]);
+        AgencyKeys { retired_age_identities: retired, subject_key: self.subject_key, ..fresh }
     }
 
     /// Every identity that may open a payload sealed to this agency, current first.
@@ -309,7 +322,7 @@ impl AgencyKeys {
             agency: self.agency.clone(),
             age_identity: self.age_identity.to_string().expose_secret().to_owned(),
             signing_key: hex::encode(self.signing.to_bytes()),
-            subject_key: hex::encode(self.subject_key),
+            subject_key: self.subject_key.map(hex::encode),
             retired_age_identities: self.retired_age_identities.iter().map(|i| i.to_string().expose_secret().to_owned()).collect(),
         };
         toml::to_string_pretty(&file).expect("a key file always serialises")
@@ -323,10 +336,10 @@ impl AgencyKeys {
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| invalid("bad signing key"))?;
-        let subject_key: [u8; 32] = hex::decode(&file.subject_key)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| invalid("bad subject key"))?;
+        let subject_key: Option<[u8; 32]> = file
+            .subject_key
+            .map(|k| hex::decode(&k).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| invalid("bad subject key")))
+            .transpose()?;
         let retired_age_identities = file
             .retired_age_identities
             .iter()
@@ -343,13 +356,38 @@ impl AgencyKeys {
     /// subject key of the normalised name and date of birth. Every agency computes the same
     /// ref for the same person, so repeats and subject access requests work with no name in
     /// clear; without the key the ref cannot be tested against a guessed identity.
-    pub fn subject_ref(&self, full_name: &str, date_of_birth: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.subject_key).expect("HMAC takes any key length");
+    /// An agency the policy keeps out of matching holds no key and gets an error.
+    pub fn subject_ref(&self, full_name: &str, date_of_birth: &str) -> Result<String, IspError> {
+        let mut mac = self.subject_mac()?;
         mac.update(normalise_name(full_name).as_bytes());
         mac.update(b"\0");
         mac.update(date_of_birth.trim().as_bytes());
         let tag = mac.finalize().into_bytes();
-        format!("s-{}", hex::encode(&tag[..16]))
+        Ok(format!("s-{}", hex::encode(&tag[..16])))
+    }
+
+    /// What goes in the clear header in place of a subject ref when sending to `recipient`,
+    /// an agency that holds no subject key: `l-` and 32 hex digits, keyed by the subject key,
+    /// the recipient and the subject ref. The recipient cannot compute or test it from a
+    /// name; it sees the same token for the same person, so it can keep its own case
+    /// together and answer on it; every keyed agency can compute it from a subject ref and
+    /// so link what the recipient sends back (an engagement update) to its own case.
+    pub fn link_ref(&self, recipient: &str, subject_ref: &str) -> Result<String, IspError> {
+        let mut mac = self.subject_mac()?;
+        mac.update(b"hub.v1.link\0");
+        mac.update(recipient.as_bytes());
+        mac.update(b"\0");
+        mac.update(subject_ref.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        Ok(format!("l-{}", hex::encode(&tag[..16])))
+    }
+
+    fn subject_mac(&self) -> Result<Hmac<Sha256>, IspError> {
+        let key = self.subject_key.as_ref().ok_or_else(|| IspError::Invalid {
+            what: "the subject reference".into(),
+            detail: format!("{} holds no subject-ref key (the policy keeps its role out of matching people across agencies)", self.agency),
+        })?;
+        Ok(Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length"))
     }
 }
 
@@ -383,11 +421,33 @@ mod tests {
         let a = AgencyKeys::generate("a", subject);
         let b = AgencyKeys::generate("b", subject);
         let other = AgencyKeys::generate("c", AgencyKeys::generate_subject_key());
-        let r = a.subject_ref("Alice  O'Neil", "1990-01-02");
-        assert_eq!(r, b.subject_ref(" alice oneil ", "1990-01-02"));
-        assert_ne!(r, a.subject_ref("Alice O'Neil", "1990-01-03"));
-        assert_ne!(r, other.subject_ref("Alice O'Neil", "1990-01-02"));
+        let r = a.subject_ref("Alice  O'Neil", "1990-01-02").unwrap();
+        assert_eq!(r, b.subject_ref(" alice oneil ", "1990-01-02").unwrap());
+        assert_ne!(r, a.subject_ref("Alice O'Neil", "1990-01-03").unwrap());
+        assert_ne!(r, other.subject_ref("Alice O'Neil", "1990-01-02").unwrap());
         assert!(!r.contains("alice"));
+    }
+
+    #[test]
+    fn an_agency_without_the_subject_key_cannot_make_or_test_refs_and_link_tokens_are_per_recipient() {
+        let subject = AgencyKeys::generate_subject_key();
+        let housing = AgencyKeys::generate("housing", subject);
+        let idva = AgencyKeys::generate("idva", subject);
+        let pathway = AgencyKeys::generate("pathway", subject).without_subject_key();
+        assert!(pathway.subject_ref("Alice O'Neil", "1990-01-02").is_err());
+        assert!(pathway.link_ref("pathway", "s-00").is_err());
+        // Its key file holds no subject key at all.
+        let file = pathway.to_toml();
+        assert!(!file.contains("subject_key"), "{file}");
+        assert!(!AgencyKeys::from_toml(&file).unwrap().holds_subject_key());
+        let r = housing.subject_ref("Alice O'Neil", "1990-01-02").unwrap();
+        let link = housing.link_ref("pathway", &r).unwrap();
+        assert!(link.starts_with("l-") && link.len() == 34 && link != r);
+        assert_eq!(link, idva.link_ref("pathway", &r).unwrap(), "every keyed agency computes the same link");
+        assert_ne!(link, housing.link_ref("other-pathway", &r).unwrap(), "a link is per recipient");
+        // Rotation keeps (the absence of) the subject key.
+        assert!(!pathway.rotated().holds_subject_key());
+        assert_eq!(housing.rotated().subject_ref("Alice O'Neil", "1990-01-02").unwrap(), r);
     }
 
     #[test]
@@ -416,10 +476,27 @@ pub const DEMO_AGENCIES: [(&str, &str, Role); 7] = [
     ("ig-northbridge", "Northbridge Partnership Information Governance", Role::Ig),
 ];
 
-/// Generates keys for every agency and the directory that lists them.
+/// Generates keys for every agency and the directory that lists them; every agency holds the
+/// subject-ref key.
 pub fn generate_partnership(partnership: &str, agencies: &[(&str, &str, Role)]) -> Result<(Directory, Vec<AgencyKeys>), IspError> {
+    generate_partnership_for(partnership, agencies, &|_| true)
+}
+
+/// [`generate_partnership`], giving the subject-ref key only to the roles `holds_subject_key`
+/// says (the policy's [`crate::Policy::holds_subject_key`]).
+pub fn generate_partnership_for(
+    partnership: &str,
+    agencies: &[(&str, &str, Role)],
+    holds_subject_key: &dyn Fn(Role) -> bool,
+) -> Result<(Directory, Vec<AgencyKeys>), IspError> {
     let subject_key = AgencyKeys::generate_subject_key();
-    let keys: Vec<AgencyKeys> = agencies.iter().map(|(id, _, _)| AgencyKeys::generate(id, subject_key)).collect();
+    let keys: Vec<AgencyKeys> = agencies
+        .iter()
+        .map(|(id, _, role)| {
+            let keys = AgencyKeys::generate(id, subject_key);
+            if holds_subject_key(*role) { keys } else { keys.without_subject_key() }
+        })
+        .collect();
     let entries = keys.iter().zip(agencies).map(|(k, (_, name, role))| k.public(name, *role)).collect();
     Ok((Directory::new(partnership, entries)?, keys))
 }

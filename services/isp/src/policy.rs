@@ -27,7 +27,7 @@ pub enum ConsentRule {
 }
 
 /// What one recipient role may receive.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolePolicy {
     /// Category patterns the role may receive ("survivor.*", "risk.dash"). Anything else is
@@ -40,6 +40,16 @@ pub struct RolePolicy {
     /// Kind patterns the role must never receive, whatever a rule says ("marac.*").
     #[serde(default)]
     pub never_kinds: Vec<String>,
+    /// Whether agencies of this role match people across agencies, and so hold the
+    /// partnership's subject-ref key (default: yes). One that does not (the perpetrator
+    /// pathway) gets no key, and what is sent to it carries a link token in place of the
+    /// survivor's subject ref (see [`crate::AgencyKeys::link_ref`]).
+    #[serde(default = "yes")]
+    pub subject_key: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -251,6 +261,12 @@ impl Policy {
             }
         }
         problems
+    }
+
+    /// Whether agencies of `role` hold the subject-ref key and see subject refs in clear
+    /// headers (every role the policy does not say otherwise of).
+    pub fn holds_subject_key(&self, role: Role) -> bool {
+        self.roles.get(&role).is_none_or(|rp| rp.subject_key)
     }
 
     /// What the role may receive: allowed by `receives` and not by `never`.

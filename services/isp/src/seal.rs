@@ -174,6 +174,7 @@ impl Isp {
         let categories = self.schema.present(&payload);
         let sealed_payload = age::encrypt(&recipient.recipient()?, &payload.encode_to_vec())
             .map_err(|e| IspError::Encrypt(e.to_string()))?;
+        let subject_ref = self.header_subject_ref(recipient, &out.subject_ref)?;
         let header = Header {
             envelope_id: uuid::Uuid::now_v7().to_string(),
             sender: self.keys.agency.clone(),
@@ -183,7 +184,7 @@ impl Isp {
             lawful_basis: out.lawful_basis.clone(),
             consent: Some(consent),
             risk: out.risk as i32,
-            subject_ref: out.subject_ref.clone(),
+            subject_ref,
             case_ref: out.case_ref.clone(),
             data_categories: categories.into_iter().collect(),
             payload_digest: Sha256::digest(&sealed_payload).to_vec(),
@@ -201,6 +202,16 @@ impl Isp {
         let signature = self.keys.signing.sign(&[ENVELOPE_CONTEXT, &header_bytes].concat());
         let envelope = Envelope { header: header_bytes, sealed_payload, signature: signature.to_bytes().to_vec() };
         Ok(Sealed { header, envelope: envelope.encode_to_vec(), decision, removed })
+    }
+
+    /// The subject ref the clear header carries to `recipient`: the subject ref itself, or for
+    /// an agency whose role the policy keeps out of matching (it holds no subject key), the
+    /// link token that stands for it there ([`AgencyKeys::link_ref`]).
+    pub fn header_subject_ref(&self, recipient: &crate::Agency, subject_ref: &str) -> Result<String, IspError> {
+        if subject_ref.starts_with("s-") && !self.policy.holds_subject_key(recipient.role) {
+            return self.keys.link_ref(&recipient.id, subject_ref);
+        }
+        Ok(subject_ref.to_owned())
     }
 
     /// The facts consent must cover for a disclosure to `recipient`.
@@ -228,7 +239,18 @@ impl Isp {
     /// moment expiry is judged at. The recipient's role comes from the directory.
     pub fn recheck_consent(&self, header: &Header, record: Option<&consent::Verified>, expiry_at_ms: i64) -> Result<(), Denial> {
         let role = self.directory.get(&header.recipient).map(|a| a.role).unwrap_or(Role::Ig);
-        consent::check(header.consent.as_ref(), record, self.consent_use(&header.recipient, role, &header.purpose, &header.subject_ref, expiry_at_ms))
+        // A header to an agency without the subject key carries a link token: the record's
+        // subject is checked through its link where this agency can compute it (the sender);
+        // the recipient, holding no key, cannot, and relies on the sender's check.
+        let subject = match record {
+            Some(v) if header.subject_ref.starts_with("l-") => match self.keys.link_ref(&header.recipient, &v.record().subject_ref) {
+                Ok(link) if link == header.subject_ref => v.record().subject_ref.clone(),
+                Ok(_) => header.subject_ref.clone(),
+                Err(_) => v.record().subject_ref.clone(),
+            },
+            _ => header.subject_ref.clone(),
+        };
+        consent::check(header.consent.as_ref(), record, self.consent_use(&header.recipient, role, &header.purpose, &subject, expiry_at_ms))
     }
 
     /// The record of a sealed disclosure stopped before it was published (its consent was

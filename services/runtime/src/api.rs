@@ -258,7 +258,7 @@ pub fn outgoing(protocol: &isp::Isp, request: SendRequest) -> Result<Outgoing, A
         Some(r) => policy::parse_risk(r).ok_or_else(|| ApiError::bad_request(format!("unknown risk {r:?} (standard, medium, high)")))?,
     };
     let subject_ref = match (request.subject, request.subject_ref) {
-        (Some(s), _) => protocol.keys.subject_ref(&s.full_name, &s.date_of_birth),
+        (Some(s), _) => protocol.keys.subject_ref(&s.full_name, &s.date_of_birth).map_err(|e| ApiError::bad_request(e.to_string()))?,
         (None, Some(r)) => r,
         (None, None) => String::new(),
     };

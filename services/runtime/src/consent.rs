@@ -273,7 +273,7 @@ pub fn new_record(protocol: &isp::Isp, request: RecordRequest, now_ms: i64) -> R
         return Err(ApiError::bad_request("consent_id must be 1-64 letters, digits, '-' or '_'"));
     }
     let subject_ref = match (request.subject, request.subject_ref) {
-        (Some(s), _) => protocol.keys.subject_ref(&s.full_name, &s.date_of_birth),
+        (Some(s), _) => protocol.keys.subject_ref(&s.full_name, &s.date_of_birth).map_err(|e| ApiError::bad_request(e.to_string()))?,
         (None, Some(r)) => r,
         (None, None) => return Err(ApiError::bad_request("the record needs subject {full_name, date_of_birth} or subject_ref")),
     };

@@ -13,5 +13,6 @@ mod paging;
 mod panics;
 mod ledger;
 mod policy;
+mod pseudonyms;
 mod receipts;
 mod roles;
