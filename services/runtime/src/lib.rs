@@ -21,6 +21,7 @@ pub mod config;
 pub mod consent;
 pub mod db;
 pub mod inbox;
+pub mod oidc;
 pub mod outbox;
 pub mod policy_watch;
 pub mod receipts;
