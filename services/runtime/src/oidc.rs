@@ -604,8 +604,9 @@ fn identity(claims: &Claims, config: &OidcConfig) -> Result<OidcIdentity, OidcEr
         Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
         _ => return Err(bad("sub")),
     };
+    // A NumericDate may have a fraction of a second.
     let expires_at_ms =
-        claims.get("exp").and_then(Value::as_i64).and_then(|s| s.checked_mul(1000)).ok_or_else(|| bad("exp"))?;
+        claims.get("exp").and_then(Value::as_f64).map(|s| (s * 1000.0) as i64).ok_or_else(|| bad("exp"))?;
     let agency = match claims.get(&config.agency_claim) {
         None | Some(Value::Null) => None,
         Some(Value::String(agency)) => Some(agency.clone()).filter(|a| !a.is_empty()),
@@ -848,6 +849,11 @@ mod tests {
         assert_eq!(with(json!({ "sub": "" })).map_err(|_| ()), Err(()));
         let identity = identity(base.as_object().unwrap(), &config()).unwrap();
         assert_eq!((identity.subject.as_str(), identity.expires_at_ms), ("alice", 1_900_000_000_000));
+        let fractional = json!({ "sub": "alice", "exp": 1_900_000_000.5 });
+        assert_eq!(
+            super::identity(fractional.as_object().unwrap(), &config()).unwrap().expires_at_ms,
+            1_900_000_000_500
+        );
     }
 
     #[test]
