@@ -212,7 +212,7 @@ pub struct OidcIdentity {
     pub subject: String,
     pub agency: Option<String>,
     pub roles: Vec<String>,
-    /// The token's `exp`, in milliseconds since the epoch: a session should not outlive it.
+    /// The `exp` of the access token or ID token, in milliseconds since the epoch.
     pub expires_at_ms: i64,
 }
 
