@@ -8,7 +8,9 @@
 #   - PostgreSQL: the server at $HUB_TEST_POSTGRES (default
 #     postgres://postgres@127.0.0.1:5432/postgres) when it answers; otherwise a private
 #     throwaway cluster (initdb, trust auth, free port) started here and stopped on exit,
-#     installing Debian's postgresql package first when needed.
+#     installing Debian's postgresql package first when needed;
+#   - Node.js and npm (Debian's packages when absent) and the test OpenID provider's packages
+#     (deploy/oidc, npm ci) for the OIDC tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +58,20 @@ else
     "${run[@]}" "$bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -o "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c max_connections=300" start >/dev/null
     trap '"${run[@]}" "$bin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pgdir"' EXIT
     export HUB_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres"
+fi
+
+# --- Node.js and the test OpenID provider ----------------------------------------------
+# services/runtime/tests/oidc.rs runs a real OpenID provider (oidc-provider, deploy/oidc/).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm || { say "cannot install Node.js and npm"; exit 1; }
+fi
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+    say "Node.js $(node --version) is too old for oidc-provider (deploy/oidc/package.json): 20.19 or later is needed"
+    exit 1
+fi
+say "node: $(node --version), npm: $(npm --version)"
+if [ ! -d deploy/oidc/node_modules ]; then
+    npm ci --prefix deploy/oidc --no-audit --no-fund
 fi
 
 # --- the tests -------------------------------------------------------------------------

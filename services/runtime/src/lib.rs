@@ -23,6 +23,7 @@ pub mod consent;
 pub mod db;
 pub mod idempotency;
 pub mod inbox;
+pub mod oidc;
 pub mod outbox;
 pub mod policy_watch;
 pub mod receipts;
