@@ -6,6 +6,8 @@
 //! `HUB_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped when
 //! the test ends, pass or fail. Tests therefore run in parallel and leave nothing behind.
 
+pub mod oidc;
+
 use std::{
     path::{Path, PathBuf},
     time::{Duration, Instant},

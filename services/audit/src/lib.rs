@@ -46,6 +46,8 @@ pub struct Config {
     pub ack_wait: Duration,
     /// How often a checkpoint is signed while entries arrive.
     pub checkpoint_every: Duration,
+    /// The partnership's identity provider, when the IG office's staff log in through it.
+    pub oidc: Option<runtime::oidc::OidcConfig>,
 }
 
 impl Config {
@@ -58,11 +60,12 @@ impl Config {
             keys_dir: data.join("keys"),
             ack_wait: Duration::from_secs(10),
             checkpoint_every: Duration::from_secs(5),
+            oidc: None,
         }
     }
 
     /// From `HUB_DATA`, `DATABASE_URL`, `NATS_URL`, `HUB_HTTP_ADDR`, `HUB_DIRECTORY`.
-    pub fn from_env() -> Config {
+    pub fn from_env() -> anyhow::Result<Config> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let data = std::path::PathBuf::from(var("HUB_DATA").unwrap_or_else(|| "hub-data".into()));
         let mut c = Config::embedded(&data, &var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()));
@@ -81,7 +84,8 @@ impl Config {
         if let Some(v) = var("HUB_CHECKPOINT_SECS").and_then(|v| v.parse().ok()) {
             c.checkpoint_every = Duration::from_secs(v);
         }
-        c
+        c.oidc = runtime::oidc::OidcConfig::from_env()?;
+        Ok(c)
     }
 }
 
@@ -163,7 +167,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         Some(path) => Some(isp::AgencyKeys::load(path)?),
         None => None,
     } });
-    let gate = runtime::auth::Gate::new(ctx.pool.clone(), &[RULES], access);
+    // Its staff are the IG office's.
+    let mut gate = runtime::auth::Gate::new(ig.as_deref().unwrap_or("audit"), ctx.pool.clone(), &[RULES], access);
+    if let Some(oidc) = &config.oidc {
+        gate.oidc = Some(runtime::oidc::Oidc::discover(oidc.clone()).await.context("reaching the identity provider (HUB_OIDC_ISSUER)")?);
+    }
     let router = Router::new()
         .route("/health", get(|State(ctx): State<Ctx>| async move { Json(json!({"service": "audit", "directory": ctx.directory.load().digest(), "status": "ok"})) }))
         .route("/ledger", get(ledger_entries))

@@ -12,6 +12,7 @@
 //! | `HUB_POLICY` | `$HUB_DATA/partnership/policy.toml` |
 //! | `HUB_KEYS` | `$HUB_DATA/keys/$HUB_AGENCY.toml` |
 //! | `HUB_ACK_WAIT_SECS` | `10`: how long the broker waits for an ack before redelivering |
+//! | `HUB_OIDC_ISSUER`, `HUB_OIDC_AUDIENCE`, `HUB_OIDC_CLIENT_ID`, `HUB_OIDC_CLIENT_SECRET`, `HUB_OIDC_REDIRECT_URI`, `HUB_OIDC_ROLES_CLAIM`, `HUB_OIDC_AGENCY_CLAIM` | unset: local accounts only (see [`crate::oidc`]) |
 
 use std::{
     fmt,
@@ -33,6 +34,9 @@ pub struct Config {
     pub policy_path: PathBuf,
     pub keys_path: PathBuf,
     pub ack_wait: Duration,
+    /// The partnership's identity provider, when staff log in through it (`HUB_OIDC_*`, see
+    /// [`crate::oidc`]); local accounts work either way.
+    pub oidc: Option<crate::oidc::OidcConfig>,
 }
 
 /// Where the partnership's public files live inside a data directory.
@@ -57,6 +61,7 @@ impl Config {
             policy_path: partnership_dir(data).join("policy.toml"),
             keys_path: data.join("keys").join(format!("{agency}.toml")),
             ack_wait: Duration::from_secs(10),
+            oidc: None,
         }
     }
 
@@ -80,6 +85,7 @@ impl Config {
         if let Some(p) = var("HUB_KEYS") {
             config.keys_path = p.into();
         }
+        config.oidc = crate::oidc::OidcConfig::from_env()?;
         if let Some(s) = var("HUB_ACK_WAIT_SECS") {
             config.ack_wait = Duration::from_secs(s.parse().context("HUB_ACK_WAIT_SECS must be a whole number of seconds")?);
         }
@@ -176,6 +182,7 @@ impl fmt::Debug for Config {
             .field("policy_path", &self.policy_path)
             .field("keys_path", &self.keys_path)
             .field("ack_wait", &self.ack_wait)
+            .field("oidc", &self.oidc)
             .finish()
     }
 }

@@ -184,7 +184,10 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         files_refused: Default::default(),
     };
     let agency = Arc::new(agency);
-    let gate = auth::Gate::new(ctx.pool.clone(), &[auth::GENERIC, agency.rules()], Arc::new(auth::access::Outboxed(ctx.clone())));
+    let mut gate = auth::Gate::new(ctx.agency(), ctx.pool.clone(), &[auth::GENERIC, agency.rules()], Arc::new(auth::access::Outboxed(ctx.clone())));
+    if let Some(oidc) = &ctx.config.oidc {
+        gate.oidc = Some(oidc::Oidc::discover(oidc.clone()).await.context("reaching the identity provider (HUB_OIDC_ISSUER)")?);
+    }
     let router = auth::protect(api::router(agency.routes().merge(witness::routes())).with_state(ctx.clone()), gate);
     let listener = tokio::net::TcpListener::bind(&ctx.config.http_addr)
         .await

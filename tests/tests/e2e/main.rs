@@ -9,6 +9,7 @@ mod demo;
 mod envelopes;
 mod faults;
 mod keys;
+mod oidc_login;
 mod paging;
 mod panics;
 mod ledger;

@@ -332,7 +332,118 @@ pub struct LoginRequest {
 }
 
 pub fn routes() -> Router<Gate> {
-    Router::new().route("/login", post(login_route)).route("/logout", post(logout_route)).route("/session", get(session_route))
+    Router::new()
+        .route("/login", post(login_route))
+        .route("/login/oidc", get(oidc_begin))
+        .route("/login/oidc/callback", get(oidc_callback))
+        .route("/logout", post(logout_route))
+        .route("/session", get(session_route))
+}
+
+/// How long a browser login through the identity provider may take.
+pub const OIDC_LOGIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+fn unavailable(detail: &str) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "unavailable", "detail": detail}))).into_response()
+}
+
+fn no_provider() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": "not_found", "detail": "this service has no identity provider; log in with POST /login"}))).into_response()
+}
+
+/// `GET /login/oidc`: sends the browser to the identity provider (authorization code with
+/// PKCE), remembering the login's state, nonce and verifier here.
+async fn oidc_begin(State(gate): State<Gate>) -> Response {
+    let Some(oidc) = &gate.oidc else { return no_provider() };
+    let (url, pending) = oidc.begin_login();
+    let now = isp::now_ms();
+    let stored = async {
+        sqlx::query("DELETE FROM oidc_pending WHERE created_at_ms < $1").bind(now - OIDC_LOGIN_WITHIN.as_millis() as i64).execute(&gate.pool).await?;
+        sqlx::query("INSERT INTO oidc_pending (state, nonce, verifier, created_at_ms) VALUES ($1, $2, $3, $4)")
+            .bind(&pending.state)
+            .bind(&pending.nonce)
+            .bind(&pending.verifier)
+            .bind(now)
+            .execute(&gate.pool)
+            .await
+    };
+    if let Err(e) = stored.await {
+        tracing::error!(error = %e, "a login could not be started");
+        return unavailable("logins cannot be started now; try again");
+    }
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    match HeaderValue::from_str(&url) {
+        Ok(location) => response.headers_mut().insert(header::LOCATION, location),
+        Err(_) => return unavailable("the identity provider's login address is not usable"),
+    };
+    response
+}
+
+/// What the identity provider sends the browser back with. Providers add parameters of
+/// their own (`iss`, `session_state`), so unknown ones are not refused here.
+#[derive(Deserialize)]
+struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+}
+
+/// `GET /login/oidc/callback`: the login's state is used once; the code is exchanged, the ID
+/// token verified (issuer, audience, expiry, signature, nonce), and a session starts.
+async fn oidc_callback(State(gate): State<Gate>, axum::extract::Query(callback): axum::extract::Query<Callback>) -> Response {
+    let Some(oidc) = &gate.oidc else { return no_provider() };
+    let mut record = isp::access::Access {
+        staff_id: String::new(),
+        route: "GET /login/oidc/callback".into(),
+        target: String::new(),
+        outcome: "login_failed".into(),
+        at_ms: isp::now_ms(),
+    };
+    let refused = |detail: &str| (StatusCode::UNAUTHORIZED, Json(json!({"error": "login_failed", "detail": detail}))).into_response();
+    let (Some(code), Some(state)) = (callback.code, callback.state) else {
+        return super::finish(&gate, record, true, refused("the identity provider did not complete the login")).await;
+    };
+    let pending = async {
+        let row = sqlx::query("SELECT nonce, verifier, created_at_ms FROM oidc_pending WHERE state = $1").bind(&state).fetch_optional(&gate.pool).await?;
+        let used = sqlx::query("DELETE FROM oidc_pending WHERE state = $1").bind(&state).execute(&gate.pool).await?.rows_affected() == 1;
+        Ok::<_, sqlx::Error>(row.filter(|_| used))
+    };
+    let row = match pending.await {
+        Ok(Some(row)) => row,
+        Ok(None) => return super::finish(&gate, record, true, refused("this login is not known here, or was already used; start again")).await,
+        Err(e) => {
+            tracing::error!(error = %e, "a login could not be finished");
+            return unavailable("logins cannot be checked now; try again");
+        }
+    };
+    if isp::now_ms() - row.get::<i64, _>("created_at_ms") > OIDC_LOGIN_WITHIN.as_millis() as i64 {
+        return super::finish(&gate, record, true, refused("the login took too long; start again")).await;
+    }
+    let pending = crate::oidc::PendingLogin { state, nonce: row.get("nonce"), verifier: row.get("verifier") };
+    let identity = match oidc.finish_login(&code, &pending).await {
+        Ok(identity) => identity,
+        Err(e) if e.is_transient() => return unavailable("the identity provider cannot be reached; try again"),
+        Err(e) => {
+            tracing::info!(reason = e.code(), "a login through the identity provider was refused");
+            return super::finish(&gate, record, true, refused("the identity provider's answer was refused")).await;
+        }
+    };
+    let staff = match gate.staff_of(identity) {
+        Ok(staff) => staff,
+        Err(why) => return super::finish(&gate, record, true, refused(why)).await,
+    };
+    record.staff_id = staff.id.clone();
+    match start_session(&gate.pool, &staff, Via::Oidc).await {
+        Ok((token, csrf, expires)) => {
+            record.outcome = "login".into();
+            let mut response = (StatusCode::OK, Json(session_json(&staff, &csrf, expires))).into_response();
+            response.headers_mut().insert(header::SET_COOKIE, set_cookie(&token, SESSION_MAX));
+            super::finish(&gate, record, false, response).await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a session could not be stored");
+            unavailable("logins cannot be checked now; try again")
+        }
+    }
 }
 
 async fn login_route(State(gate): State<Gate>, body: Bytes) -> Response {

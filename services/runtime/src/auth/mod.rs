@@ -185,6 +185,8 @@ const ADMIN_AND_IG: &[Role] = &[AgencyAdmin, IgLead];
 pub const LOGIN: &[Rule] = &[
     rule("GET", "/health", Allow::Public),
     rule("POST", "/login", Allow::Public),
+    rule("GET", "/login/oidc", Allow::Public),
+    rule("GET", "/login/oidc/callback", Allow::Public),
     rule("POST", "/logout", Allow::AnyStaff),
     rule("GET", "/session", Allow::AnyStaff),
 ];
@@ -226,18 +228,37 @@ impl<S: Send + Sync> FromRequestParts<S> for Staff {
 /// accesses are recorded.
 #[derive(Clone)]
 pub struct Gate {
+    /// The agency whose staff this service serves: a token or login for another is refused.
+    pub agency: String,
     pub pool: sqlx::AnyPool,
     pub rules: Arc<Vec<Rule>>,
     pub access: Arc<dyn AccessSink>,
+    /// The partnership's identity provider, when one is configured.
+    pub oidc: Option<crate::oidc::Oidc>,
 }
 
 impl Gate {
-    pub fn new(pool: sqlx::AnyPool, tables: &[&[Rule]], access: Arc<dyn AccessSink>) -> Gate {
+    pub fn new(agency: &str, pool: sqlx::AnyPool, tables: &[&[Rule]], access: Arc<dyn AccessSink>) -> Gate {
         let mut rules: Vec<Rule> = LOGIN.to_vec();
         for table in tables {
             rules.extend_from_slice(table);
         }
-        Gate { pool, rules: Arc::new(rules), access }
+        Gate { agency: agency.to_owned(), pool, rules: Arc::new(rules), access, oidc: None }
+    }
+
+    /// A staff member as the identity provider vouches for them: its subject is the staff
+    /// id, its roles the ones this code knows; the agency it names must be this service's.
+    pub fn staff_of(&self, identity: crate::oidc::OidcIdentity) -> Result<Staff, &'static str> {
+        if identity.agency.as_deref() != Some(self.agency.as_str()) {
+            return Err("the identity provider says this login is not of this agency's staff");
+        }
+        if !local::valid_staff_id(&identity.subject) {
+            return Err("the identity provider's subject is not a usable staff id (2-64 of a-z 0-9 . _ -)");
+        }
+        let mut roles: Vec<Role> = identity.roles.iter().filter_map(|r| r.parse().ok()).collect();
+        roles.sort();
+        roles.dedup();
+        Ok(Staff { id: identity.subject, roles })
     }
 
     fn rule(&self, method: &Method, path: &str) -> Option<&Rule> {
@@ -260,13 +281,32 @@ fn refusal(status: StatusCode, error: &str, detail: &str) -> Response {
 /// How a request proved who it is.
 enum Credential {
     Session { staff: Staff, csrf: String },
+    /// An access token of the identity provider (a case-management system): no cookie, so
+    /// no CSRF token either.
+    Bearer(Staff),
     None,
     Refused(&'static str),
 }
 
 async fn credential(gate: &Gate, headers: &HeaderMap) -> anyhow::Result<Credential> {
-    if headers.contains_key(header::AUTHORIZATION) {
-        return Ok(Credential::Refused("bearer tokens are accepted only where the service is configured for OpenID Connect"));
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let Some(oidc) = &gate.oidc else {
+            return Ok(Credential::Refused("bearer tokens are accepted only where the service is configured for OpenID Connect"));
+        };
+        let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) else {
+            return Ok(Credential::Refused("the Authorization header must be `Bearer <access token>`"));
+        };
+        return Ok(match oidc.verify_access_token(token.trim()).await {
+            Ok(identity) => match gate.staff_of(identity) {
+                Ok(staff) => Credential::Bearer(staff),
+                Err(why) => Credential::Refused(why),
+            },
+            Err(e) if e.is_transient() => return Err(anyhow::anyhow!("the identity provider cannot be reached: {}", e.code())),
+            Err(e) => {
+                tracing::info!(reason = e.code(), "an access token was refused");
+                Credential::Refused("the access token was refused (expired, for another service, or not signed by the identity provider)")
+            }
+        });
     }
     let Some(token) = local::session_cookie(headers) else { return Ok(Credential::None) };
     Ok(match local::session(&gate.pool, &token).await? {
@@ -309,12 +349,13 @@ async fn guard(State(gate): State<Gate>, matched: Option<MatchedPath>, params: R
     let credential = match credential(&gate, request.headers()).await {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "the session store cannot be read");
+            tracing::error!(error = %format!("{e:#}"), "the login cannot be checked");
             return refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "logins cannot be checked now; try again");
         }
     };
     let (staff, csrf) = match credential {
-        Credential::Session { staff, csrf } => (staff, csrf),
+        Credential::Session { staff, csrf } => (staff, Some(csrf)),
+        Credential::Bearer(staff) => (staff, None),
         Credential::None | Credential::Refused(_) => {
             let detail = match credential {
                 Credential::Refused(why) => why,
@@ -326,7 +367,7 @@ async fn guard(State(gate): State<Gate>, matched: Option<MatchedPath>, params: R
     };
     record.staff_id = staff.id.clone();
     let changes = !matches!(method, Method::GET | Method::HEAD);
-    if changes && !csrf_ok(request.headers(), &csrf) {
+    if changes && csrf.as_deref().is_some_and(|csrf| !csrf_ok(request.headers(), csrf)) {
         record.outcome = "csrf".into();
         return finish(&gate, record, true, refusal(StatusCode::FORBIDDEN, "csrf", "a request that changes something needs the X-CSRF-Token header of the session")).await;
     }

@@ -1,174 +1,15 @@
-//! Staff login against a real OpenID provider: oidc-provider (deploy/oidc/provider.mjs) on a
-//! free port with its own keys, clients and accounts, one per test, killed on drop.
-//!
-//! Needs Node.js 20.19+ and npm (deploy/test.sh installs them); the provider's packages are
-//! installed with `npm ci` when deploy/oidc/node_modules is absent.
+//! runtime::oidc against a real OpenID provider: oidc-provider (deploy/oidc/provider.mjs) on a
+//! free port with its own keys, clients and accounts, one per test, killed on drop (the
+//! harness is `tests::oidc`). Needs Node.js 20.19+ and npm (deploy/test.sh installs them).
 
-use std::{
-    collections::BTreeMap,
-    io::{BufRead as _, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::{Mutex, mpsc},
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::{
-    Engine as _,
-    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
-};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::{Url, header};
-use runtime::oidc::{Oidc, OidcConfig, OidcError, OidcIdentity, PendingLogin};
+use reqwest::Url;
+use runtime::oidc::{Oidc, OidcError, OidcIdentity, PendingLogin};
 use serde_json::{Value, json};
-
-const REDIRECT_URI: &str = "http://127.0.0.1:9/login/callback";
-const CMS_SECRET: &str = "cms-client-secret-for-tests-only-0123456789";
-const CONSOLE_SECRET: &str = "console-client-secret-for-tests-only-0123456789";
-
-// --- the provider ---------------------------------------------------------------------
-
-fn provider_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/oidc")
-}
-
-/// Node must be there (CI installs it); the provider's packages are installed once.
-fn ensure_node_and_packages() {
-    static INSTALL: Mutex<()> = Mutex::new(());
-    let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let node = Command::new("node").arg("--version").output();
-    assert!(
-        node.is_ok_and(|out| out.status.success()),
-        "Node.js is not installed: the OIDC tests run a real OpenID provider (deploy/oidc, oidc-provider) \
-         on Node.js 20.19 or later. Install it (deploy/test.sh does: apt-get install nodejs npm)."
-    );
-    let dir = provider_dir();
-    if !dir.join("node_modules").is_dir() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .status()
-            .expect("npm is not installed: it installs the test OpenID provider (apt-get install npm)");
-        assert!(status.success(), "npm ci --prefix deploy/oidc failed");
-    }
-}
-
-/// A signing key the test holds the private half of, as provider.mjs keygen makes it.
-struct TestKey {
-    kid: String,
-    alg: Algorithm,
-    config: Value,
-    encoding: EncodingKey,
-}
-
-impl TestKey {
-    fn generate(algs: &[&str]) -> Vec<TestKey> {
-        ensure_node_and_packages();
-        let out =
-            Command::new("node").arg(provider_dir().join("provider.mjs")).arg("keygen").args(algs).output().unwrap();
-        assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
-        let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
-        keys["keys"].as_array().unwrap().iter().map(TestKey::from_config).collect()
-    }
-
-    fn from_config(config: &Value) -> TestKey {
-        let pem = config["pem"].as_str().unwrap();
-        let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        let der = STANDARD.decode(der).unwrap();
-        let (alg, encoding) = match config["alg"].as_str().unwrap() {
-            "RS256" => (Algorithm::RS256, EncodingKey::from_rsa_der(&der)),
-            "ES256" => (Algorithm::ES256, EncodingKey::from_ec_der(&der)),
-            "EdDSA" => (Algorithm::EdDSA, EncodingKey::from_ed_der(&der)),
-            other => panic!("no test key type for {other}"),
-        };
-        TestKey { kid: config["kid"].as_str().unwrap().to_owned(), alg, config: config.clone(), encoding }
-    }
-
-    /// A token as the provider would sign it, with whatever claims the test wants.
-    fn sign(&self, kid: &str, claims: &Value) -> String {
-        let mut header = Header::new(self.alg);
-        header.kid = Some(kid.to_owned());
-        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
-    }
-}
-
-/// A running oidc-provider; killed when dropped.
-struct Provider {
-    issuer: String,
-    keys: Vec<TestKey>,
-    child: Child,
-    _config: tempfile::TempDir,
-}
-
-impl Provider {
-    /// Fresh RS256, ES256 and EdDSA keys, a free port.
-    fn start() -> Provider {
-        Provider::start_with(TestKey::generate(&["RS256", "ES256", "EdDSA"]), 0)
-    }
-
-    fn start_with(keys: Vec<TestKey>, port: u16) -> Provider {
-        ensure_node_and_packages();
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("provider.json");
-        let key_configs: Vec<Value> = keys.iter().map(|k| k.config.clone()).collect();
-        std::fs::write(&config_path, provider_config(key_configs).to_string()).unwrap();
-        let mut child = Command::new("node")
-            .arg(provider_dir().join("provider.mjs"))
-            .arg(&config_path)
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting node deploy/oidc/provider.mjs");
-        let issuer = wait_for_ready(&mut child);
-        Provider { issuer, keys, child, _config: dir }
-    }
-
-    fn key(&self, alg: Algorithm) -> &TestKey {
-        self.keys.iter().find(|k| k.alg == alg).unwrap()
-    }
-
-    /// This service's view of the provider, discovered.
-    async fn oidc(&self, audience: &str, client_id: &str, secret: Option<&str>) -> Oidc {
-        Oidc::discover(self.config(audience, client_id, secret)).await.unwrap()
-    }
-
-    fn config(&self, audience: &str, client_id: &str, secret: Option<&str>) -> OidcConfig {
-        OidcConfig {
-            issuer: self.issuer.clone(),
-            audience: audience.into(),
-            client_id: client_id.into(),
-            client_secret: secret.map(str::to_owned),
-            redirect_uri: REDIRECT_URI.into(),
-            roles_claim: "hub_roles".into(),
-            agency_claim: "hub_agency".into(),
-        }
-    }
-
-    /// A client_credentials access token, as a case-management system gets one.
-    async fn client_credentials(&self, client_id: &str, resource: &str) -> String {
-        let response = reqwest::Client::new()
-            .post(format!("{}/token", self.issuer))
-            .basic_auth(client_id, Some(CMS_SECRET))
-            .form(&[("grant_type", "client_credentials"), ("resource", resource)])
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
-        assert!(status.is_success(), "token endpoint: {status} {body}");
-        body["access_token"].as_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use tests::oidc::{CMS_SECRET, CONSOLE_SECRET, Provider, REDIRECT_URI, TestKey, callback_code, query};
 
 /// Three agency services (one per signing algorithm) with a case-management client each;
 /// two console clients for browser login (public, and confidential); two staff accounts.
@@ -207,71 +48,6 @@ fn provider_config(keys: Vec<Value>) -> Value {
     })
 }
 
-/// Waits for the provider's `ready <issuer>` line; its other output goes to the test's log.
-fn wait_for_ready(child: &mut Child) -> String {
-    let (ready, wait) = mpsc::channel();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            match line.strip_prefix("ready ") {
-                Some(issuer) => drop(ready.send(issuer.to_owned())),
-                None => eprintln!("[oidc-provider] {line}"),
-            }
-        }
-    });
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| eprintln!("[oidc-provider] {l}")));
-    wait.recv_timeout(Duration::from_secs(60))
-        .expect("the test OpenID provider did not print `ready` (its output is above)")
-}
-
-// --- the browser, by hand ---------------------------------------------------------------
-
-/// Follows the provider's login as a browser would, carrying its cookies by hand: every
-/// redirect is followed, and at each /interaction/ page (login, then consent) the form is
-/// posted naming `account`. Returns the callback URL the provider sent the browser to.
-async fn log_in(authorize_url: &str, account: &str) -> Url {
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let mut cookies = BTreeMap::<String, String>::new();
-    let mut next = Url::parse(authorize_url).unwrap();
-    for _ in 0..12 {
-        if next.as_str().starts_with(REDIRECT_URI) {
-            return next;
-        }
-        let request = if next.path().starts_with("/interaction/") {
-            http.post(next.clone()).form(&[("account", account)])
-        } else {
-            http.get(next.clone())
-        };
-        let cookie = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-        let response = request.header(header::COOKIE, cookie).send().await.unwrap();
-        for set in response.headers().get_all(header::SET_COOKIE) {
-            let pair = set.to_str().unwrap().split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            match value {
-                "" => cookies.remove(name),
-                value => cookies.insert(name.to_owned(), value.to_owned()),
-            };
-        }
-        assert!(response.status().is_redirection(), "{} answered {}", next.path(), response.status());
-        let location = response.headers()[header::LOCATION].to_str().unwrap().to_owned();
-        next = next.join(&location).unwrap();
-    }
-    panic!("the login did not come back to the redirect URI");
-}
-
-fn query(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
-}
-
-/// begin_login, the browser, and the callback's checks a service makes: state, then code.
-async fn callback_code(oidc: &Oidc, account: &str) -> (String, PendingLogin) {
-    let (url, pending) = oidc.begin_login();
-    let callback = log_in(&url, account).await;
-    assert_eq!(query(&callback, "state").as_deref(), Some(pending.state.as_str()), "the state comes back");
-    (query(&callback, "code").expect("a code in the callback"), pending)
-}
-
 // --- claims and helpers ----------------------------------------------------------------
 
 fn now() -> i64 {
@@ -301,7 +77,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn client_credentials_tokens_verify_with_subject_agency_and_roles() {
-    let provider = Provider::start();
+    let provider = Provider::start(&provider_config);
     for (client, agency, resource, alg) in [
         ("idva-cms", "idva", "urn:hub:idva", Algorithm::RS256),
         ("housing-cms", "housing", "urn:hub:housing", Algorithm::ES256),
@@ -321,7 +97,7 @@ async fn client_credentials_tokens_verify_with_subject_agency_and_roles() {
 
 #[tokio::test]
 async fn a_token_for_another_service_is_refused() {
-    let provider = Provider::start();
+    let provider = Provider::start(&provider_config);
     let housing = provider.oidc("urn:hub:housing", "housing-console", None).await;
     let token = provider.client_credentials("idva-cms", "urn:hub:idva").await;
     assert_eq!(refused(housing.verify_access_token(&token).await), "wrong_audience");
@@ -329,7 +105,7 @@ async fn a_token_for_another_service_is_refused() {
 
 #[tokio::test]
 async fn expired_and_not_yet_valid_tokens_are_refused() {
-    let provider = Provider::start();
+    let provider = Provider::start(&provider_config);
     let oidc = provider.oidc("urn:hub:idva", "idva-console", None).await;
     let key = provider.key(Algorithm::RS256);
     let mut expired = claims(&provider.issuer, "urn:hub:idva");
@@ -350,7 +126,7 @@ async fn expired_and_not_yet_valid_tokens_are_refused() {
 
 #[tokio::test]
 async fn tampered_tokens_are_refused() {
-    let provider = Provider::start();
+    let provider = Provider::start(&provider_config);
     let oidc = provider.oidc("urn:hub:idva", "idva-console", None).await;
     let token = provider.client_credentials("idva-cms", "urn:hub:idva").await;
     let parts: Vec<&str> = token.split('.').collect();
@@ -370,7 +146,7 @@ async fn tampered_tokens_are_refused() {
 
 #[tokio::test]
 async fn a_token_signed_by_another_key_is_refused() {
-    let provider = Provider::start();
+    let provider = Provider::start(&provider_config);
     let oidc = provider.oidc("urn:hub:idva", "idva-console", None).await;
     let outsider = &TestKey::generate(&["RS256"])[0];
     let claims = claims(&provider.issuer, "urn:hub:idva");
@@ -383,7 +159,7 @@ async fn a_token_signed_by_another_key_is_refused() {
 
 #[tokio::test]
 async fn a_token_from_another_issuer_is_refused() {
-    let provider = Provider::start();
+    let provider = Provider::start(&provider_config);
     let oidc = provider.oidc("urn:hub:idva", "idva-console", None).await;
     let key = provider.key(Algorithm::ES256);
     let mut claims = claims("http://127.0.0.1:1", "urn:hub:idva");
@@ -392,7 +168,7 @@ async fn a_token_from_another_issuer_is_refused() {
     assert_eq!(refused(oidc.verify_access_token(&key.sign(&key.kid, &claims)).await), "missing_claim");
 
     // A provider whose discovery document names another issuer is not used at all.
-    let other = Provider::start();
+    let other = Provider::start(&provider_config);
     let mut config = other.config("urn:hub:idva", "idva-console", None);
     config.issuer.push('/');
     assert_eq!(Oidc::discover(config).await.map(|_| ()).unwrap_err().code(), "discovery_issuer_mismatch");
@@ -400,7 +176,7 @@ async fn a_token_from_another_issuer_is_refused() {
 
 #[tokio::test]
 async fn only_the_allowed_algorithms_verify_and_each_only_with_its_own_key_type() {
-    let provider = Provider::start();
+    let provider = Provider::start(&provider_config);
     let oidc = provider.oidc("urn:hub:idva", "idva-console", None).await;
     let claims = claims(&provider.issuer, "urn:hub:idva");
     let rsa = provider.key(Algorithm::RS256);
@@ -426,7 +202,7 @@ async fn only_the_allowed_algorithms_verify_and_each_only_with_its_own_key_type(
 #[tokio::test]
 async fn keys_the_provider_adds_are_fetched_again_at_most_every_30_seconds() {
     let old = TestKey::generate(&["RS256"]);
-    let first = Provider::start_with(old, 0);
+    let first = Provider::start_with(old, 0, &provider_config);
     let port = Url::parse(&first.issuer).unwrap().port().unwrap();
     let oidc = first.oidc("urn:hub:idva", "idva-console", None).await;
     let old_key = TestKey::from_config(&first.keys[0].config);
@@ -435,7 +211,7 @@ async fn keys_the_provider_adds_are_fetched_again_at_most_every_30_seconds() {
     // The provider comes back on the same address, signing with a new key, the old one still published.
     let new_key = TestKey::generate(&["RS256"]).remove(0);
     let keys = vec![TestKey::from_config(&new_key.config), TestKey::from_config(&old_key.config)];
-    let second = Provider::start_with(keys, port);
+    let second = Provider::start_with(keys, port, &provider_config);
     let claims = claims(&second.issuer, "urn:hub:idva");
     assert!(oidc.verify_access_token(&old_key.sign(&old_key.kid, &claims)).await.is_ok());
     let token = second.client_credentials("idva-cms", "urn:hub:idva").await;
@@ -449,7 +225,7 @@ async fn keys_the_provider_adds_are_fetched_again_at_most_every_30_seconds() {
 
 #[tokio::test]
 async fn browser_login_with_pkce_yields_the_accounts_agency_and_roles() {
-    let provider = Provider::start();
+    let provider = Provider::start(&provider_config);
     let oidc = provider.oidc("urn:hub:idva", "idva-console", None).await;
     let (url, _) = oidc.begin_login();
     let url = Url::parse(&url).unwrap();
@@ -466,7 +242,7 @@ async fn browser_login_with_pkce_yields_the_accounts_agency_and_roles() {
 
 #[tokio::test]
 async fn browser_login_of_a_confidential_client() {
-    let provider = Provider::start();
+    let provider = Provider::start(&provider_config);
     let oidc = provider.oidc("urn:hub:housing", "housing-console", Some(CONSOLE_SECRET)).await;
     let (code, pending) = callback_code(&oidc, "bob").await;
     let identity = oidc.finish_login(&code, &pending).await.unwrap();
@@ -480,7 +256,7 @@ async fn browser_login_of_a_confidential_client() {
 
 #[tokio::test]
 async fn a_reused_code_is_refused() {
-    let provider = Provider::start();
+    let provider = Provider::start(&provider_config);
     let oidc = provider.oidc("urn:hub:idva", "idva-console", None).await;
     let (code, pending) = callback_code(&oidc, "alice").await;
     oidc.finish_login(&code, &pending).await.unwrap();
@@ -489,7 +265,7 @@ async fn a_reused_code_is_refused() {
 
 #[tokio::test]
 async fn a_wrong_nonce_or_verifier_is_refused() {
-    let provider = Provider::start();
+    let provider = Provider::start(&provider_config);
     let oidc = provider.oidc("urn:hub:idva", "idva-console", None).await;
 
     let (code, pending) = callback_code(&oidc, "alice").await;
