@@ -238,7 +238,7 @@ pub fn idva_referral(n: usize) -> Value {
     let name = format!("Synthetic Person {n:05}");
     serde_json::json!({
         "to": "idva-northbridge", "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a",
-        "consent": {"id": format!("consent-t-{n}"), "state": "given"}, "risk": "medium",
+        "consent": {"id": format!("CON-T-{n}"), "state": "given"}, "risk": "medium",
         "subject": {"full_name": name, "date_of_birth": "1990-01-01"}, "case_ref": format!("HSG-T-{n:05}"),
         "payload": {"idvaReferral": {"survivor": {"fullName": name, "dateOfBirth": "1990-01-01"},
             "reason": "Test referral", "survivorAware": true}}
@@ -246,10 +246,10 @@ pub fn idva_referral(n: usize) -> Value {
 }
 
 /// Housing's record of synthetic person `n`'s consent to the IDVA referral of
-/// [`idva_referral`] (id `consent-t-{n}`), as staff would POST it to `/consents`.
+/// [`idva_referral`] (id `CON-T-{n}`), as staff would POST it to `/consents`.
 pub fn referral_consent(n: usize) -> Value {
     serde_json::json!({
-        "consent_id": format!("consent-t-{n}"), "state": "given", "subject": {"full_name": format!("Synthetic Person {n:05}"), "date_of_birth": "1990-01-01"},
+        "consent_id": format!("CON-T-{n}"), "state": "given", "subject": {"full_name": format!("Synthetic Person {n:05}"), "date_of_birth": "1990-01-01"},
         "scope": {"roles": ["idva"], "purposes": ["safeguarding"]}
     })
 }

@@ -271,7 +271,7 @@ fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
         consent: None,
         risk: RiskLevel::High,
         subject_ref: String::new(),
-        case_ref: "BENCH".into(),
+        case_ref: "BENCH-1".into(),
         in_reply_to: String::new(),
         justification: Some(isp::seal::Justification { officer: "bench".into(), rationale_code: "asking-would-increase-risk".into(), rationale: "bench".into() }),
         payload: Payload {
@@ -285,7 +285,8 @@ fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
     };
     sender.seal(&out, None).context("the bench referral does not seal")?;
     // The delivered receipt the IDVA seals back for each referral, as its service does.
-    let receipt = runtime::receipts::receipt(&recipient, "bench", SENDERS[0], "", "BENCH", proto::v1::AckStatus::Received, "", "", "")?;
+    let original = uuid::Uuid::now_v7().to_string();
+    let receipt = runtime::receipts::receipt(&recipient, &original, SENDERS[0], "", "BENCH-1", proto::v1::AckStatus::Received, "", "", "")?;
     recipient.seal(&receipt, None).context("the bench receipt does not seal")?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_core = args.messages.div_ceil(cores);
@@ -377,12 +378,12 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
     }
     let subject = json!({"full_name": "Synthetic Bench Person", "date_of_birth": "1990-01-01"});
     for (s, http) in senders.iter().zip(&clients) {
-        let (status, v) = post(http, &format!("{}/consents", url_of(s)), &json!({"consent_id": "bench-consent", "state": "given",
+        let (status, v) = post(http, &format!("{}/consents", url_of(s)), &json!({"consent_id": "BNC-1", "state": "given",
             "subject": subject, "scope": {"roles": ["idva"], "purposes": ["safeguarding"]}})).await?;
         anyhow::ensure!(status == 201, "recording consent at {s}: {v}");
     }
     let body = |n: usize| {
-        json!({"to": RECIPIENT, "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a", "consent": {"id": "bench-consent", "state": "given"},
+        json!({"to": RECIPIENT, "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a", "consent": {"id": "BNC-1", "state": "given"},
             "risk": "medium", "subject": subject, "case_ref": format!("BENCH-{n}"),
             "payload": {"idvaReferral": {"survivor": {"fullName": "Synthetic Bench Person", "dateOfBirth": "1990-01-01"}, "reason": filler(args.payload), "survivorAware": true}}})
     };

@@ -115,14 +115,14 @@ impl ConsentRecord {
     /// Values are never echoed: a misplaced name must not end up in an error message.
     pub fn problems(&self, policy: &Policy, directory: &Directory) -> Vec<String> {
         let mut problems = Vec::new();
-        if !valid_token(&self.consent_id, 64) {
-            problems.push("consent_id must be 1-64 characters of letters, digits, '-' or '_'".into());
+        if !crate::clear::is_consent_id(&self.consent_id) {
+            problems.push(format!("consent_id must be {}", crate::clear::CONSENT_ID));
         }
-        if !valid_token(&self.recorded_by, 64) {
-            problems.push("recorded_by must be a staff id (1-64 letters, digits, '-', '_' or '.'), not a name".into());
+        if !crate::clear::is_staff_id(&self.recorded_by) {
+            problems.push(format!("recorded_by must be {}, not a name", crate::clear::STAFF_ID));
         }
         if !valid_subject_ref(&self.subject_ref) {
-            problems.push("the subject must be given as subject {full_name, date_of_birth} or a subject_ref (s- and 32 hex digits)".into());
+            problems.push("the subject must be given as subject {full_name, date_of_birth} or a subject_ref (s- and 32 lowercase hex digits)".into());
         }
         if self.revision == 0 {
             problems.push("revision starts at 1".into());
@@ -170,9 +170,10 @@ pub fn valid_token(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// A subject ref as [`crate::AgencyKeys::subject_ref`] makes them: `s-` and 32 hex digits.
+/// A subject ref as [`crate::AgencyKeys::subject_ref`] makes them: `s-` and 32 lowercase hex
+/// digits (a consent record is about a person, never a link token).
 pub fn valid_subject_ref(s: &str) -> bool {
-    s.strip_prefix("s-").is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    s.starts_with("s-") && crate::clear::is_subject_ref(s)
 }
 
 /// `{agency}.{consent_id}`.

@@ -81,6 +81,10 @@ pub enum OpenError {
     /// expect): kept in quarantine for review instead of being redelivered into the same panic.
     #[error("handling this message panicked; it is kept in quarantine for review")]
     HandlerPanic,
+    /// A clear header field is not of its grammar ([`crate::clear`]): it could carry a
+    /// survivor's details, so nothing of the header is kept.
+    #[error("the clear field {0} of the header is not of its grammar")]
+    BadClearField(&'static str),
 }
 
 impl OpenError {
@@ -102,6 +106,7 @@ impl OpenError {
             OpenError::Replayed(_) => "replayed",
             OpenError::Misrouted(_) => "misrouted",
             OpenError::HandlerPanic => "handler_panic",
+            OpenError::BadClearField(_) => "bad_clear_field",
         }
     }
 
@@ -109,7 +114,7 @@ impl OpenError {
     pub fn rule(&self) -> String {
         match self {
             OpenError::Denied(d) | OpenError::Consent(d) => d.rule.clone(),
-            OpenError::Malformed(_) | OpenError::MalformedPayload(_) => "wire".into(),
+            OpenError::Malformed(_) | OpenError::MalformedPayload(_) | OpenError::BadClearField(_) => "wire".into(),
             OpenError::Replayed(_) | OpenError::Misrouted(_) => "transport".into(),
             OpenError::HandlerPanic => "receiver".into(),
             OpenError::UndeclaredCategories(_) | OpenError::KindMismatch { .. } => "declared-categories".into(),
@@ -122,7 +127,7 @@ impl OpenError {
     pub fn is_violation(&self) -> bool {
         matches!(
             self,
-            OpenError::UndeclaredCategories(_) | OpenError::KindMismatch { .. } | OpenError::Denied(_)
+            OpenError::UndeclaredCategories(_) | OpenError::KindMismatch { .. } | OpenError::Denied(_) | OpenError::BadClearField(_)
         )
     }
 }

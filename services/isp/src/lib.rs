@@ -23,6 +23,7 @@
 pub mod access;
 pub mod at_rest;
 pub mod checkpoint;
+pub mod clear;
 pub mod consent;
 pub mod directory;
 pub mod error;

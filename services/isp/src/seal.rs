@@ -125,6 +125,7 @@ impl Isp {
     /// ([`consent::check`]). A disclosure the policy allows only without consent must carry
     /// a [`Justification`] (`IspError::Unjustified` otherwise).
     pub fn seal(&self, out: &Outgoing, record: Option<&consent::Verified>) -> Result<Sealed, IspError> {
+        check_outgoing(out).map_err(|e| IspError::Invalid { what: e.field.into(), detail: e.to_string() })?;
         let recipient = self.directory.require(&out.recipient)?;
         let body = body_kind(&self.schema, &out.payload);
         if body != Some(out.kind) {
@@ -222,8 +223,8 @@ impl Isp {
     /// Whether an officer id and rationale code may stand for a decision to share without
     /// consent. The error names what is wrong, never the value given.
     pub fn check_justification(&self, officer: &str, rationale_code: &str) -> Result<(), String> {
-        if !consent::valid_token(officer, 64) {
-            return Err("the deciding officer must be a staff id (1-64 letters, digits, '-', '_' or '.'), not a name".into());
+        if !crate::clear::is_staff_id(officer) {
+            return Err(format!("the deciding officer must be {}, not a name", crate::clear::STAFF_ID));
         }
         if !self.policy.rationales.contains_key(rationale_code) {
             return Err(format!(
@@ -434,7 +435,34 @@ pub fn verify_envelope(directory: &Directory, bytes: &[u8]) -> Result<(Header, E
     if Sha256::digest(&envelope.sealed_payload).as_slice() != header.payload_digest.as_slice() {
         return Err(OpenError::PayloadDigestMismatch);
     }
+    check_header(&header).map_err(|e| OpenError::BadClearField(e.field))?;
     Ok((header, envelope))
+}
+
+/// Every clear field of a header is of its grammar ([`crate::clear`]).
+pub fn check_header(h: &Header) -> Result<(), crate::clear::ClearFieldError> {
+    use crate::clear::*;
+    required("envelope_id", &h.envelope_id, is_envelope_id, ENVELOPE_ID)?;
+    optional("subject_ref", &h.subject_ref, is_subject_ref, SUBJECT_REF)?;
+    optional("case_ref", &h.case_ref, is_case_ref, CASE_REF)?;
+    optional("in_reply_to", &h.in_reply_to, is_envelope_id, ENVELOPE_ID)?;
+    if let Some(c) = &h.consent {
+        optional("consent.id", &c.consent_id, is_consent_id, CONSENT_ID)?;
+    }
+    optional("without_consent_officer", &h.without_consent_officer, is_staff_id, STAFF_ID)
+}
+
+/// Every clear field of a send is of its grammar; checked again here whatever the caller
+/// checked, since these fields go into the signed header in clear.
+pub fn check_outgoing(out: &Outgoing) -> Result<(), crate::clear::ClearFieldError> {
+    use crate::clear::*;
+    optional("subject_ref", &out.subject_ref, is_subject_ref, SUBJECT_REF)?;
+    optional("case_ref", &out.case_ref, is_case_ref, CASE_REF)?;
+    optional("in_reply_to", &out.in_reply_to, is_envelope_id, ENVELOPE_ID)?;
+    if let Some(c) = &out.consent {
+        optional("consent.id", &c.consent_id, is_consent_id, CONSENT_ID)?;
+    }
+    Ok(())
 }
 
 /// Verifies a signed header on its own (the payload gone, as the ledger keeps it).

@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use isp::{IspError, Outgoing, kind, policy};
+use isp::{IspError, Outgoing, clear, kind, policy};
 use proto::v1::{AckStatus, ConsentTag};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
@@ -73,9 +73,9 @@ impl From<SendError> for ApiError {
                     "near_miss_id": near_miss_id,
                 }),
             },
-            SendError::Refused(e @ (IspError::UnknownAgency(_) | IspError::BadPayload { .. } | IspError::Invalid { .. })) => {
-                ApiError::bad_request(e.to_string())
-            }
+            // The agency id asked for is not repeated: it could be anything typed into `to`.
+            SendError::Refused(IspError::UnknownAgency(_)) => ApiError::bad_request("to: not an agency of the partnership directory"),
+            SendError::Refused(e @ (IspError::BadPayload { .. } | IspError::Invalid { .. })) => ApiError::bad_request(e.to_string()),
             SendError::Refused(e @ IspError::Unjustified(_)) => ApiError {
                 status: StatusCode::BAD_REQUEST,
                 body: json!({"error": "without_consent_unjustified", "detail": e.to_string()}),
@@ -112,6 +112,11 @@ pub fn redact_quoted(message: &str) -> String {
         }
     }
     out
+}
+
+/// A clear field refused: 400 naming the field and its grammar, never the value.
+pub fn clear_field(e: isp::clear::ClearFieldError) -> ApiError {
+    ApiError { status: StatusCode::BAD_REQUEST, body: json!({"error": "bad_clear_field", "field": e.field, "detail": e.to_string()}) }
 }
 
 /// Parses a JSON body with an error that names the problem but not the values.
@@ -159,6 +164,7 @@ impl Page {
 
 /// A person's identity, used only to compute the pseudonymous subject ref.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SubjectIdentity {
     pub full_name: String,
     pub date_of_birth: String,
@@ -180,6 +186,7 @@ impl std::fmt::Debug for WithoutConsentInput {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConsentInput {
     /// The consent record relied on; none when sharing without consent with no record.
     #[serde(default)]
@@ -189,8 +196,10 @@ pub struct ConsentInput {
     pub recorded_by: Option<String>,
 }
 
-/// `POST /disclosures`.
+/// `POST /disclosures`. Unknown fields are refused: a misspelt `case_ref` must not be
+/// silently dropped.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SendRequest {
     pub to: String,
     #[serde(default)]
@@ -235,7 +244,7 @@ pub fn outgoing(protocol: &isp::Isp, request: SendRequest) -> Result<Outgoing, A
     let body_kind = isp::seal::body_kind(&protocol.schema, &payload)
         .ok_or_else(|| ApiError::bad_request("the payload has no body (e.g. {\"idvaReferral\": {...}})"))?;
     if let Some(name) = &request.kind {
-        let named = kind::parse(name).ok_or_else(|| ApiError::bad_request(format!("unknown kind {name:?}")))?;
+        let named = kind::parse(name).ok_or_else(|| ApiError::bad_request("kind: not a kind of message (e.g. housing.idva_referral)"))?;
         if named != body_kind {
             return Err(ApiError::bad_request(format!("kind {name} does not match the payload body {}", kind::name(body_kind))));
         }
@@ -243,9 +252,9 @@ pub fn outgoing(protocol: &isp::Isp, request: SendRequest) -> Result<Outgoing, A
     let consent = request
         .consent
         .map(|c| {
-            let state = policy::parse_consent(&c.state).ok_or_else(|| {
-                ApiError::bad_request(format!("unknown consent state {:?} (given, refused, not-sought, withdrawn, expired)", c.state))
-            })?;
+            let state = policy::parse_consent(&c.state)
+                .ok_or_else(|| ApiError::bad_request("consent.state: not a consent state (given, refused, not-sought, withdrawn, expired)"))?;
+            clear::optional("consent.id", &c.id, clear::is_consent_id, clear::CONSENT_ID).map_err(clear_field)?;
             Ok::<_, ApiError>(ConsentTag {
                 consent_id: c.id,
                 state: state as i32,
@@ -255,13 +264,17 @@ pub fn outgoing(protocol: &isp::Isp, request: SendRequest) -> Result<Outgoing, A
         .transpose()?;
     let risk = match request.risk.as_deref() {
         None => Default::default(),
-        Some(r) => policy::parse_risk(r).ok_or_else(|| ApiError::bad_request(format!("unknown risk {r:?} (standard, medium, high)")))?,
+        Some(r) => policy::parse_risk(r).ok_or_else(|| ApiError::bad_request("risk: not a risk level (standard, medium, high)"))?,
     };
     let subject_ref = match (request.subject, request.subject_ref) {
         (Some(s), _) => protocol.keys.subject_ref(&s.full_name, &s.date_of_birth).map_err(|e| ApiError::bad_request(e.to_string()))?,
         (None, Some(r)) => r,
         (None, None) => String::new(),
     };
+    // Fields that travel in clear: tokens of their grammars, never free text.
+    clear::optional("subject_ref", &subject_ref, clear::is_subject_ref, clear::SUBJECT_REF).map_err(clear_field)?;
+    clear::optional("case_ref", &request.case_ref, clear::is_case_ref, clear::CASE_REF).map_err(clear_field)?;
+    clear::optional("in_reply_to", &request.in_reply_to, clear::is_envelope_id, clear::ENVELOPE_ID).map_err(clear_field)?;
     Ok(Outgoing {
         recipient: request.to,
         kind: body_kind,
@@ -470,6 +483,7 @@ async fn read_inbox(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff
 
 /// `POST /inbox/{id}/ack`.
 #[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct AckRequest {
     /// accepted, declined, closed (or received).
     pub status: String,
@@ -488,7 +502,7 @@ async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staf
         "accepted" => AckStatus::Accepted,
         "declined" => AckStatus::Declined,
         "closed" => AckStatus::Closed,
-        other => return Err(ApiError::bad_request(format!("unknown status {other:?} (received, accepted, declined, closed)"))),
+        _ => return Err(ApiError::bad_request("status: not an acknowledgement (received, accepted, declined, closed)")),
     };
     if status == AckStatus::Declined && request.reason.trim().is_empty() {
         return Err(ApiError::bad_request("a decline needs a reason"));

@@ -44,9 +44,10 @@ use crate::{
     transport::CONSENT_BUCKET,
 };
 
-/// A consent id: what may become part of a bucket key (no dots, no wildcards).
+/// A consent id ([`isp::clear::is_consent_id`]): it becomes part of a bucket key and travels
+/// in clear headers, so no dots, no wildcards and no free text.
 pub fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    isp::clear::is_consent_id(id)
 }
 
 impl Ctx {
@@ -270,13 +271,16 @@ pub fn new_record(protocol: &isp::Isp, request: RecordRequest, now_ms: i64) -> R
     };
     let consent_id = request.consent_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     if !valid_id(&consent_id) {
-        return Err(ApiError::bad_request("consent_id must be 1-64 letters, digits, '-' or '_'"));
+        return Err(crate::api::clear_field(isp::clear::ClearFieldError { field: "consent_id", grammar: isp::clear::CONSENT_ID }));
     }
     let subject_ref = match (request.subject, request.subject_ref) {
         (Some(s), _) => protocol.keys.subject_ref(&s.full_name, &s.date_of_birth).map_err(|e| ApiError::bad_request(e.to_string()))?,
         (None, Some(r)) => r,
         (None, None) => return Err(ApiError::bad_request("the record needs subject {full_name, date_of_birth} or subject_ref")),
     };
+    if !isp::consent::valid_subject_ref(&subject_ref) {
+        return Err(crate::api::clear_field(isp::clear::ClearFieldError { field: "subject_ref", grammar: isp::clear::SUBJECT_REF }));
+    }
     let mut roles = Vec::new();
     for r in &request.scope.roles {
         roles.push(r.parse::<Role>().map_err(|_| ApiError::bad_request("scope.roles: unknown role (housing, idva, marac, reciprocals, perpetrator, partner)"))?);

@@ -266,12 +266,12 @@ async fn another_agency_cannot_overwrite_a_consent_record() -> anyhow::Result<()
     assert_eq!((status, v["reason"].as_str()), (403, Some("consent_withdrawn")), "{v}");
 
     // The IDVA's own, validly signed record copied under housing's key is not housing's.
-    let (status, _) = p.post(IDVA, "/consents", &json!({"consent_id": "idva-own", "subject": subject(), "state": "given",
+    let (status, _) = p.post(IDVA, "/consents", &json!({"consent_id": "IDV-OWN-1", "subject": subject(), "state": "given",
         "scope": {"roles": ["marac"], "purposes": ["marac"]}})).await?;
     assert_eq!(status, 201);
-    let idva_signed = stream.direct_get_first_for_subject(format!("$KV.hub-consent.{}", isp::consent::key(IDVA, "idva-own"))).await?.payload;
-    store.put(isp::consent::key(HOUSING, "idva-own"), idva_signed).await?;
-    let (status, v) = p.post(MARAC, "/disclosures", &marac_request("idva-own", &subject_ref)).await?;
+    let idva_signed = stream.direct_get_first_for_subject(format!("$KV.hub-consent.{}", isp::consent::key(IDVA, "IDV-OWN-1"))).await?.payload;
+    store.put(isp::consent::key(HOUSING, "IDV-OWN-1"), idva_signed).await?;
+    let (status, v) = p.post(MARAC, "/disclosures", &marac_request("IDV-OWN-1", &subject_ref)).await?;
     assert_eq!((status, v["reason"].as_str()), (403, Some("consent_unknown")), "{v}");
     Ok(())
 }
@@ -296,7 +296,7 @@ async fn consent_out_of_scope_expired_or_unknown_is_refused_with_its_reason() ->
     let (status, v) = p.post(HOUSING, "/disclosures", &idva_referral(e["consent_id"].as_str().unwrap())).await?;
     assert_eq!((status, v["reason"].as_str()), (403, Some("consent_expired")), "{v}");
     // Unknown.
-    let (status, v) = p.post(HOUSING, "/disclosures", &idva_referral("no-such-consent")).await?;
+    let (status, v) = p.post(HOUSING, "/disclosures", &idva_referral("CON-X-404")).await?;
     assert_eq!((status, v["reason"].as_str()), (403, Some("consent_unknown")), "{v}");
     // Bad records are refused with what is wrong, never echoing the value.
     // Who recorded it comes from the login: a body naming someone is refused.

@@ -21,19 +21,19 @@ fn person() -> Option<Person> {
 
 const SUBJECT: &str = "s-5f3c0e7a1d2b4c6e8f9a0b1c2d3e4f5a";
 
-/// Housing's consent record "consent-e-1" (given, to the IDVA and MARAC), written to the
+/// Housing's consent record "CON-E-1" (given, to the IDVA and MARAC), written to the
 /// partnership's consent bucket as housing's service would.
 async fn record_consent(isp: &Isp, js: &async_nats::jetstream::Context) -> anyhow::Result<isp::consent::Verified> {
     use isp::consent::{ConsentRecord, Scope, State};
     let record = ConsentRecord {
-        consent_id: "consent-e-1".into(),
+        consent_id: "CON-E-1".into(),
         agency: HOUSING.into(),
         revision: 1,
         subject_ref: SUBJECT.into(),
         state: State::Given,
         reason: String::new(),
         scope: Scope { roles: vec![isp::Role::Idva, isp::Role::Marac], agencies: vec![], purposes: vec!["safeguarding".into(), "marac".into()] },
-        recorded_by: "HSG-staff-1".into(),
+        recorded_by: "hsg.staff-1".into(),
         recorded_at_ms: isp::now_ms(),
         created_at_ms: isp::now_ms(),
         expires_at_ms: None,
@@ -41,7 +41,7 @@ async fn record_consent(isp: &Isp, js: &async_nats::jetstream::Context) -> anyho
     let bytes = isp.sign_consent(&record)?;
     let (store, _) = transport::ensure_consent_bucket(js).await?;
     store.put(record.key(), bytes.clone().into()).await?;
-    Ok(isp::consent::verify(&isp.directory, HOUSING, "consent-e-1", &bytes)?)
+    Ok(isp::consent::verify(&isp.directory, HOUSING, "CON-E-1", &bytes)?)
 }
 
 /// A valid, consented referral from housing to the IDVA, sealed by housing's ISP.
@@ -56,7 +56,7 @@ fn seal(isp: &Isp, consent: &isp::consent::Verified, to: &str, kind: Kind, purpo
         kind,
         purpose: purpose.into(),
         lawful_basis: "uk-gdpr-6-1-a".into(),
-        consent: Some(ConsentTag { consent_id: "consent-e-1".into(), state: ConsentState::Given as i32, recorded_by: HOUSING.into() }),
+        consent: Some(ConsentTag { consent_id: "CON-E-1".into(), state: ConsentState::Given as i32, recorded_by: HOUSING.into() }),
         risk: RiskLevel::Medium,
         subject_ref: SUBJECT.into(),
         case_ref: "HSG-E-1".into(),

@@ -291,7 +291,7 @@ async fn queries_on(backend: Backend) -> anyhow::Result<()> {
     let subject = serde_json::json!({"full_name": "Query Person", "date_of_birth": "1985-02-03"});
     let (status, marac) = p
         .post("housing-northbridge", "/disclosures", &serde_json::json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18",
-            "risk": "high", "subject": subject, "case_ref": "Q-1",
+            "risk": "high", "subject": subject, "case_ref": "QRY-1",
             "without_consent": {"rationale_code": "asking-would-increase-risk", "rationale": "Test rationale"},
             "payload": {"maracReferral": {"survivor": survivor, "criteria": ["MARAC_CRITERION_VISIBLE_HIGH_RISK"], "survivorAware": false, "reasonNoConsent": "Risk"}}}))
         .await?;
@@ -299,7 +299,7 @@ async fn queries_on(backend: Backend) -> anyhow::Result<()> {
     let marac_id = marac["envelope_id"].as_str().unwrap().to_owned();
     let (status, denied) = p
         .post("housing-northbridge", "/disclosures", &serde_json::json!({"to": "perpetrator-pathways", "purpose": "perpetrator-intervention", "lawful_basis": "cda-1998-s115",
-            "risk": "high", "subject": subject, "case_ref": "Q-1",
+            "risk": "high", "subject": subject, "case_ref": "QRY-1",
             "payload": {"perpetratorReferral": {"perpetrator": {"fullName": "Query Harmer"}, "survivor": survivor, "pathway": "PATHWAY_HIGH_HARM"}}}))
         .await?;
     assert_eq!(status, 403, "{denied}");

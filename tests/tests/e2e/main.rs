@@ -3,6 +3,7 @@
 //! databases (see the `tests` crate's harness).
 
 mod batching;
+mod clear_fields;
 mod confidentiality;
 mod consent;
 mod demo;

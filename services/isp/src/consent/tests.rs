@@ -27,14 +27,14 @@ fn get<'a>(isps: &'a [Isp], id: &str) -> &'a Isp {
 
 fn record(state: State, revision: u64) -> ConsentRecord {
     ConsentRecord {
-        consent_id: "c-1".into(),
+        consent_id: "CON-1".into(),
         agency: HOUSING.into(),
         revision,
         subject_ref: SUBJECT.into(),
         state,
         reason: String::new(),
         scope: Scope { roles: vec![Role::Idva], agencies: vec!["marac-northbridge".into()], purposes: vec!["safeguarding".into(), "marac".into()] },
-        recorded_by: "HSG-staff-7".into(),
+        recorded_by: "hsg.staff-7".into(),
         recorded_at_ms: 1_000,
         created_at_ms: 1_000,
         expires_at_ms: Some(10_000),
@@ -42,7 +42,7 @@ fn record(state: State, revision: u64) -> ConsentRecord {
 }
 
 fn tag(state: ConsentState) -> ConsentTag {
-    ConsentTag { consent_id: "c-1".into(), state: state as i32, recorded_by: HOUSING.into() }
+    ConsentTag { consent_id: "CON-1".into(), state: state as i32, recorded_by: HOUSING.into() }
 }
 
 fn use_at<'a>(recipient: &'a str, role: Role, purpose: &'a str, at: i64) -> Use<'a> {
@@ -54,11 +54,11 @@ fn the_owner_signs_and_anyone_verifies() {
     let isps = isps();
     let housing = get(&isps, HOUSING);
     let bytes = housing.sign_consent(&record(State::Given, 1)).unwrap();
-    let v = verify(&housing.directory, HOUSING, "c-1", &bytes).unwrap();
+    let v = verify(&housing.directory, HOUSING, "CON-1", &bytes).unwrap();
     assert_eq!(v.record().state, State::Given);
     // The stored value holds codes and refs only: no room for a name or free text.
     let text = String::from_utf8(bytes).unwrap();
-    assert!(text.contains(SUBJECT) && text.contains("HSG-staff-7"));
+    assert!(text.contains(SUBJECT) && text.contains("hsg.staff-7"));
 }
 
 #[test]
@@ -71,11 +71,11 @@ fn a_record_written_by_another_agency_is_rejected_on_read() {
     let mut forged = record(State::Given, 2);
     forged.agency = IDVA.into();
     let idva_bytes = idva.sign_consent(&forged).unwrap();
-    assert_eq!(verify(&housing.directory, HOUSING, "c-1", &idva_bytes), Err(RecordError::NotSignedByOwner(HOUSING.into())));
+    assert_eq!(verify(&housing.directory, HOUSING, "CON-1", &idva_bytes), Err(RecordError::NotSignedByOwner(HOUSING.into())));
     // A value altered after signing fails too.
     let good = housing.sign_consent(&record(State::Withdrawn, 2)).unwrap();
     let altered = String::from_utf8(good.clone()).unwrap().replace("withdrawn", "given");
-    assert!(verify(&housing.directory, HOUSING, "c-1", altered.as_bytes()).is_err());
+    assert!(verify(&housing.directory, HOUSING, "CON-1", altered.as_bytes()).is_err());
     // Housing's own record of another id cannot be moved to this key.
     assert_eq!(verify(&housing.directory, HOUSING, "c-2", &good), Err(RecordError::WrongKey));
 }
@@ -91,11 +91,11 @@ fn the_current_record_is_the_highest_verified_revision_and_withdrawal_is_final()
     let forged = idva.sign_consent(&forged).unwrap();
     // An old "given" replayed over the withdrawal, and a forged value on top: still withdrawn.
     let (current_record, rejected) =
-        current(&housing.directory, HOUSING, "c-1", [given.as_slice(), withdrawn.as_slice(), given.as_slice(), forged.as_slice()]);
+        current(&housing.directory, HOUSING, "CON-1", [given.as_slice(), withdrawn.as_slice(), given.as_slice(), forged.as_slice()]);
     assert_eq!(current_record.unwrap().record().state, State::Withdrawn);
     assert_eq!(rejected, 1);
     // Nothing verifies: no record at all.
-    let (none, rejected) = current(&housing.directory, HOUSING, "c-1", [forged.as_slice(), b"garbage".as_slice()]);
+    let (none, rejected) = current(&housing.directory, HOUSING, "CON-1", [forged.as_slice(), b"garbage".as_slice()]);
     assert!(none.is_none());
     assert_eq!(rejected, 2);
 }
@@ -125,7 +125,7 @@ fn a_record_with_names_or_missing_parts_is_refused_before_signing() {
 fn check_table() {
     let isps = isps();
     let housing = get(&isps, HOUSING);
-    let v = |state: State| verify(&housing.directory, HOUSING, "c-1", &housing.sign_consent(&record(state, 1)).unwrap()).unwrap();
+    let v = |state: State| verify(&housing.directory, HOUSING, "CON-1", &housing.sign_consent(&record(state, 1)).unwrap()).unwrap();
     type Case = (ConsentState, Option<State>, &'static str, Role, &'static str, i64, Result<(), &'static str>);
     let cases: &[Case] = &[
         (ConsentState::Given, Some(State::Given), IDVA, Role::Idva, "safeguarding", 5_000, Ok(())),
@@ -162,7 +162,7 @@ fn check_table() {
         if state == State::NotSought {
             r.reason = "asking-would-increase-risk".into();
         }
-        let r = verify(&housing.directory, HOUSING, "c-1", &housing.sign_consent(&r).unwrap()).unwrap();
+        let r = verify(&housing.directory, HOUSING, "CON-1", &housing.sign_consent(&r).unwrap()).unwrap();
         assert_eq!(check(Some(&tag(claimed)), Some(&r), other).unwrap_err().reason, "consent_subject_mismatch", "{state:?}");
         assert_eq!(check(Some(&tag(claimed)), Some(&r), use_at(IDVA, Role::Idva, "safeguarding", 5_000)), Ok(()), "{state:?} about the same subject");
     }

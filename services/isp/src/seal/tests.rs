@@ -42,7 +42,7 @@ fn idva_referral() -> Outgoing {
         kind: Kind::IdvaReferral,
         purpose: "safeguarding".into(),
         lawful_basis: "uk-gdpr-6-1-a".into(),
-        consent: Some(ConsentTag { consent_id: "c-1".into(), state: ConsentState::Given as i32, recorded_by: "housing-northbridge".into() }),
+        consent: Some(ConsentTag { consent_id: "CON-1".into(), state: ConsentState::Given as i32, recorded_by: "housing-northbridge".into() }),
         risk: RiskLevel::High,
         subject_ref: SUBJECT.into(),
         case_ref: "HSG-1".into(),
@@ -54,23 +54,23 @@ fn idva_referral() -> Outgoing {
 
 const SUBJECT: &str = "s-5f3c0e7a1d2b4c6e8f9a0b1c2d3e4f5a";
 
-/// Housing's record of consent given for "c-1" to the IDVA role for safeguarding.
+/// Housing's record of consent given for "CON-1" to the IDVA role for safeguarding.
 fn given(housing: &Isp) -> crate::consent::Verified {
     let record = crate::consent::ConsentRecord {
-        consent_id: "c-1".into(),
+        consent_id: "CON-1".into(),
         agency: housing.agency().into(),
         revision: 1,
         subject_ref: SUBJECT.into(),
         state: crate::consent::State::Given,
         reason: String::new(),
         scope: crate::consent::Scope { roles: vec![crate::Role::Idva], agencies: vec![], purposes: vec!["safeguarding".into()] },
-        recorded_by: "HSG-staff-7".into(),
+        recorded_by: "hsg.staff-7".into(),
         recorded_at_ms: 1,
         created_at_ms: 1,
         expires_at_ms: None,
     };
     let bytes = housing.sign_consent(&record).unwrap();
-    crate::consent::verify(&housing.directory, housing.agency(), "c-1", &bytes).unwrap()
+    crate::consent::verify(&housing.directory, housing.agency(), "CON-1", &bytes).unwrap()
 }
 
 fn perpetrator_referral(with_survivor_address: bool) -> Outgoing {
@@ -235,8 +235,8 @@ fn sharing_without_consent_needs_officer_rationale_code_and_rationale() {
     assert!(err.to_string().contains("asking-would-increase-risk"), "the error lists the codes: {err}");
     for (officer, code, rationale, needle) in [
         ("Jane Smith", "asking-would-increase-risk", "because", "staff id"),
-        ("HSG-staff-7", "felt-like-it", "because", "rationale code"),
-        ("HSG-staff-7", "asking-would-increase-risk", "  ", "rationale"),
+        ("hsg.staff-7", "felt-like-it", "because", "rationale code"),
+        ("hsg.staff-7", "asking-would-increase-risk", "  ", "rationale"),
     ] {
         out.justification = Some(crate::Justification { officer: officer.into(), rationale_code: code.into(), rationale: rationale.into() });
         let err = housing.seal(&out, None).unwrap_err().to_string();
@@ -244,13 +244,13 @@ fn sharing_without_consent_needs_officer_rationale_code_and_rationale() {
         assert!(!err.contains("Jane"), "{err}");
     }
     out.justification = Some(crate::Justification {
-        officer: "HSG-staff-7".into(),
+        officer: "hsg.staff-7".into(),
         rationale_code: "asking-would-increase-risk".into(),
         rationale: "He monitors her phone; asking would tell him".into(),
     });
     let sealed = housing.seal(&out, None).unwrap();
     assert!(sealed.header.shared_without_consent);
-    assert_eq!(sealed.header.without_consent_officer, "HSG-staff-7");
+    assert_eq!(sealed.header.without_consent_officer, "hsg.staff-7");
     assert_eq!(sealed.header.without_consent_rationale, "asking-would-increase-risk");
     // The rationale in words never leaves the sender: not in the header, and not in the
     // debug output a careless log line would print.
@@ -265,7 +265,7 @@ fn an_envelope_shared_without_consent_but_no_officer_is_refused_on_receipt() {
     let p = Partnership::new();
     let housing = p.get("housing-northbridge");
     let mut out = marac_without_consent();
-    out.justification = Some(crate::Justification { officer: "HSG-staff-7".into(), rationale_code: "crime-prevention".into(), rationale: "x".into() });
+    out.justification = Some(crate::Justification { officer: "hsg.staff-7".into(), rationale_code: "crime-prevention".into(), rationale: "x".into() });
     let sealed = housing.seal(&out, None).unwrap();
     // A sender that skips the check (re-signed by the sender's own key, so it verifies).
     let mut envelope = Envelope::decode(sealed.envelope.as_slice()).unwrap();
@@ -291,4 +291,37 @@ fn consent_given_is_refused_unless_the_record_backs_it() {
     out.payload = Payload { body: Some(Body::ReciprocalRequest(proto::v1::ReciprocalRequest { applicant: Some(survivor()), ..Default::default() })) };
     let Err(IspError::Denied(d)) = housing.seal(&out, Some(&given(housing))) else { panic!("sealed out of scope") };
     assert_eq!(d.reason, "consent_out_of_scope");
+}
+
+/// Free text in a clear field is refused at seal, and a header a sender signed with free
+/// text anyway is refused on receipt (and by the audit service) with nothing of it kept.
+#[test]
+fn free_text_in_a_clear_field_is_refused_at_seal_and_on_receipt() {
+    let p = Partnership::new();
+    let housing = p.get("housing-northbridge");
+    let record = given(housing);
+    for (field, set) in [
+        ("case_ref", (|o: &mut Outgoing| o.case_ref = ADDRESS.into()) as fn(&mut Outgoing)),
+        ("subject_ref", |o| o.subject_ref = NAME.into()),
+        ("in_reply_to", |o| o.in_reply_to = "07700 900123".into()),
+        ("consent.id", |o| o.consent.as_mut().unwrap().consent_id = NAME.into()),
+    ] {
+        let mut out = idva_referral();
+        set(&mut out);
+        let Err(IspError::Invalid { what, detail }) = housing.seal(&out, Some(&record)) else { panic!("{field}: sealed") };
+        assert_eq!(what, field);
+        assert!(!detail.contains(NAME) && !detail.contains(ADDRESS) && !detail.contains("07700"), "{detail}");
+    }
+    // Signed by a sender that skipped the check: refused before anything of the header is used.
+    let honest = housing.seal(&idva_referral(), Some(&record)).unwrap();
+    let mut header = honest.header.clone();
+    header.case_ref = ADDRESS.into();
+    let envelope = tampered(&honest.envelope, |e| {
+        e.header = header.encode_to_vec();
+        e.signature = housing.keys.signing.sign(&[ENVELOPE_CONTEXT, &e.header].concat()).to_bytes().to_vec();
+    });
+    let (h, err) = p.get("idva-northbridge").open(&envelope).unwrap_err();
+    assert_eq!((h, err.code()), (None, "bad_clear_field"), "the header was kept for the rejection record");
+    assert!(err.is_violation() && !err.to_string().contains(ADDRESS));
+    assert_eq!(super::verify_envelope(&housing.directory, &envelope).unwrap_err(), OpenError::BadClearField("case_ref"));
 }

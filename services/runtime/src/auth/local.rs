@@ -45,9 +45,7 @@ pub fn migrations() -> Vec<Migration> {
 /// A staff id: 2-64 of lowercase letters, digits, '.', '_' and '-', starting with a letter or
 /// digit (`hsg.caseworker`). A login id, not a survivor's detail.
 pub fn valid_staff_id(id: &str) -> bool {
-    (2..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-')
-        && id.as_bytes()[0].is_ascii_alphanumeric()
+    isp::clear::is_staff_id(id)
 }
 
 #[derive(Debug, thiserror::Error)]

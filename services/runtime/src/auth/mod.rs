@@ -323,15 +323,11 @@ fn csrf_ok(headers: &HeaderMap, expected: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The id a route names (`{id}`, `{reference}`), when it is a well-formed token; anything
-/// else is left out of the record (it could be whatever an attacker typed).
+/// The id a route names (`{id}`, `{reference}`), when it is an envelope id, a consent id or
+/// a reference of the clear grammars; anything else is left out of the record (it could be
+/// whatever an attacker typed).
 fn target(params: &RawPathParams) -> String {
-    params
-        .iter()
-        .map(|(_, v)| v)
-        .find(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        .unwrap_or_default()
-        .to_owned()
+    params.iter().map(|(_, v)| v).find(|v| isp::clear::is_consent_id(v)).unwrap_or_default().to_owned()
 }
 
 /// Checks the login and the role for every request, then records what must be recorded.
