@@ -61,7 +61,8 @@ else
 fi
 
 # --- Node.js and the test OpenID provider ----------------------------------------------
-# services/runtime/tests/oidc.rs runs a real OpenID provider (oidc-provider, deploy/oidc/).
+# tests/tests/oidc.rs and the e2e login test run a real OpenID provider (oidc-provider,
+# deploy/oidc/).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     apt_install nodejs npm || { say "cannot install Node.js and npm"; exit 1; }
 fi
@@ -76,6 +77,12 @@ fi
 
 # --- the tests -------------------------------------------------------------------------
 cargo test --workspace --locked "$@"
+
+# --- every service's API against its OpenAPI document (schemathesis) -------------------
+# A local partnership, each service fuzzed from its /openapi.json, logged in: no 5xx, every
+# answer one the document declares. Installs schemathesis (PyPI) into target/ when absent.
+cargo build -p hub --locked
+deploy/api_check.sh "${HUB_API_EXAMPLES:-25}"
 
 # --- a bounded fuzz run (CI sets HUB_FUZZ_SECONDS) ---------------------------------------
 # Every fuzz target for HUB_FUZZ_SECONDS seconds from the committed seeds; any crash fails

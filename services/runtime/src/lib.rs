@@ -24,6 +24,7 @@ pub mod db;
 pub mod idempotency;
 pub mod inbox;
 pub mod oidc;
+pub mod openapi;
 pub mod outbox;
 pub mod policy_watch;
 pub mod receipts;

@@ -184,6 +184,7 @@ const ADMIN_AND_IG: &[Role] = &[AgencyAdmin, IgLead];
 /// The login routes every service has.
 pub const LOGIN: &[Rule] = &[
     rule("GET", "/health", Allow::Public),
+    rule("GET", "/openapi.json", Allow::Public),
     rule("POST", "/login", Allow::Public),
     rule("GET", "/login/oidc", Allow::Public),
     rule("GET", "/login/oidc/callback", Allow::Public),
@@ -269,7 +270,13 @@ impl Gate {
 
 /// The service's routes behind the guard, with the login routes added.
 pub fn protect(app: Router, gate: Gate) -> Router {
-    app.merge(local::routes().merge(access::routes()).with_state(gate.clone())).route_layer(middleware::from_fn_with_state(gate, guard))
+    let own = local::routes().merge(access::routes()).route("/openapi.json", axum::routing::get(openapi));
+    app.merge(own.with_state(gate.clone())).route_layer(middleware::from_fn_with_state(gate, guard))
+}
+
+/// `GET /openapi.json`: this service's API, from its rule table.
+async fn openapi(State(gate): State<Gate>) -> Json<Value> {
+    Json(crate::openapi::document(&format!("{} (referral hub)", gate.agency), &gate.rules))
 }
 
 const LOG_IN: &str = "log in first: POST /login with your staff id and password, then send the session cookie (and X-CSRF-Token on every POST)";
