@@ -13,9 +13,8 @@ async fn get(http: &reqwest::Client, url: &str) -> anyhow::Result<(u16, Value)> 
     Ok((response.status().as_u16(), response.json().await.unwrap_or(Value::Null)))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn lists_are_paged_with_a_default_a_maximum_and_a_cursor() -> anyhow::Result<()> {
-    let p = Partnership::start(Backend::Sqlite).await?;
+async fn lists_are_paged_with_a_default_a_maximum_and_a_cursor_on(backend: Backend) -> anyhow::Result<()> {
+    let p = Partnership::start(backend).await?;
     let mut ids = send_referrals(p.caseworker(HOUSING).await?, p.url(HOUSING), 0, 3, 1, Arc::new(AtomicUsize::new(0))).await?;
     ids.sort();
     let http = p.caseworker(HOUSING).await?;
@@ -54,9 +53,8 @@ async fn post(http: &reqwest::Client, url: &str, key: Option<&str>, body: &Value
     Ok((response.status().as_u16(), response.json().await.unwrap_or(Value::Null)))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_sends_nothing_again() -> anyhow::Result<()> {
-    let p = Partnership::start(Backend::Sqlite).await?;
+async fn a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_sends_nothing_again_on(backend: Backend) -> anyhow::Result<()> {
+    let p = Partnership::start(backend).await?;
     let http = p.caseworker(HOUSING).await?;
     let url = format!("{}/disclosures", p.url(HOUSING));
     let (status, _) = post(&http, &format!("{}/consents", p.url(HOUSING)), None, &referral_consent(1)).await?;
@@ -100,4 +98,24 @@ async fn a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_sends_n
     let (status, _) = post(&http, &url, Some("not a key!"), &idva_referral(1)).await?;
     assert_eq!(status, 400);
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lists_are_paged_with_a_default_a_maximum_and_a_cursor_on_sqlite() -> anyhow::Result<()> {
+    lists_are_paged_with_a_default_a_maximum_and_a_cursor_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lists_are_paged_with_a_default_a_maximum_and_a_cursor_on_postgres() -> anyhow::Result<()> {
+    lists_are_paged_with_a_default_a_maximum_and_a_cursor_on(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_sends_nothing_again_on_sqlite() -> anyhow::Result<()> {
+    a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_sends_nothing_again_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_sends_nothing_again_on_postgres() -> anyhow::Result<()> {
+    a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_sends_nothing_again_on(Backend::Postgres).await
 }

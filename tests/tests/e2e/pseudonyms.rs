@@ -9,9 +9,8 @@ use tests::{Backend, Partnership, eventually, files_containing};
 
 const PATHWAY: &str = "perpetrator-pathways";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_pathway_cannot_compute_or_see_the_survivors_reference_and_its_updates_still_reach_her_case() -> anyhow::Result<()> {
-    let p = Partnership::start(Backend::Sqlite).await?;
+async fn the_pathway_cannot_compute_or_see_the_survivors_reference_and_its_updates_still_reach_her_case_on(backend: Backend) -> anyhow::Result<()> {
+    let p = Partnership::start(backend).await?;
     let report = hub::demo::play(&p.hub, &p.logins, false).await?;
     let survivor = report.subject_ref.clone();
     assert!(survivor.starts_with("s-"));
@@ -46,9 +45,20 @@ async fn the_pathway_cannot_compute_or_see_the_survivors_reference_and_its_updat
     let link = referral["subject_ref"].as_str().unwrap().to_owned();
     assert!(link.starts_with("l-") && link != survivor, "{referral}");
     assert!(inbox.as_array().unwrap().iter().all(|e| e["subject_ref"] != survivor.as_str()), "{inbox}");
+    {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let mut db = sqlx::AnyConnection::connect(&p.database_url(PATHWAY).await?).await?;
+        for table in ["inbox", "pathway_cases", "sent"] {
+            let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table} WHERE subject_ref = $1")).bind(&survivor).fetch_one(&mut db).await?;
+            assert_eq!(n, 0, "the survivor's reference is in the pathway's {table}");
+        }
+    }
     let db = p.data().join("db");
-    let found: Vec<_> = files_containing(&db, survivor.as_bytes())?.into_iter().filter(|f| f.to_string_lossy().contains(PATHWAY)).collect();
-    assert!(found.is_empty(), "the survivor's reference is in the pathway's database: {found:?}");
+    if db.exists() {
+        let found: Vec<_> = files_containing(&db, survivor.as_bytes())?.into_iter().filter(|f| f.to_string_lossy().contains(PATHWAY)).collect();
+        assert!(found.is_empty(), "the survivor's reference is in the pathway's database file: {found:?}");
+    }
 
     // Its engagement update reached her case at the IDVA, under her own reference.
     let engagement = eventually("the engagement update at the IDVA", std::time::Duration::from_secs(30), || async {
@@ -69,4 +79,14 @@ async fn the_pathway_cannot_compute_or_see_the_survivors_reference_and_its_updat
     assert!(bundle.entries.iter().any(|e| e.entry.subject_ref == link && e.entry.kind == "perpetrator.referral"), "the pathway referral is missing from the bundle");
     assert_eq!(audit::subject_access::verify(&bundle, &directory).map_err(anyhow::Error::msg)?, bundle.entries.len());
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_pathway_cannot_compute_or_see_the_survivors_reference_and_its_updates_still_reach_her_case_on_sqlite() -> anyhow::Result<()> {
+    the_pathway_cannot_compute_or_see_the_survivors_reference_and_its_updates_still_reach_her_case_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_pathway_cannot_compute_or_see_the_survivors_reference_and_its_updates_still_reach_her_case_on_postgres() -> anyhow::Result<()> {
+    the_pathway_cannot_compute_or_see_the_survivors_reference_and_its_updates_still_reach_her_case_on(Backend::Postgres).await
 }

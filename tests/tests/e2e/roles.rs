@@ -148,9 +148,8 @@ async fn lockout_reset_and_disable() -> anyhow::Result<()> {
 
 /// Who read a referral, and who tried what they may not: at the service and in the ledger.
 /// The sender sees who at the recipient opened it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn who_looked_at_a_referral_is_in_the_access_log_and_the_ledger() -> anyhow::Result<()> {
-    let p = Partnership::start(Backend::Sqlite).await?;
+async fn who_looked_at_a_referral_is_in_the_access_log_and_the_ledger_on(backend: Backend) -> anyhow::Result<()> {
+    let p = Partnership::start(backend).await?;
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let id = send_referrals(p.caseworker(HOUSING).await?, p.url(HOUSING), 0, 1, 1, sent).await?.remove(0);
     let idva = p.caseworker(IDVA).await?;
@@ -207,4 +206,14 @@ async fn who_looked_at_a_referral_is_in_the_access_log_and_the_ledger() -> anyho
     .await?;
     assert_eq!(mine["sent_by"], "demo.caseworker");
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn who_looked_at_a_referral_is_in_the_access_log_and_the_ledger_on_sqlite() -> anyhow::Result<()> {
+    who_looked_at_a_referral_is_in_the_access_log_and_the_ledger_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn who_looked_at_a_referral_is_in_the_access_log_and_the_ledger_on_postgres() -> anyhow::Result<()> {
+    who_looked_at_a_referral_is_in_the_access_log_and_the_ledger_on(Backend::Postgres).await
 }
