@@ -46,6 +46,8 @@ pub struct Config {
     pub ack_wait: Duration,
     /// How often a checkpoint is signed while entries arrive.
     pub checkpoint_every: Duration,
+    /// How the HTTP API meets slow and large clients.
+    pub http_limits: runtime::serve::Limits,
 }
 
 impl Config {
@@ -58,11 +60,14 @@ impl Config {
             keys_dir: data.join("keys"),
             ack_wait: Duration::from_secs(10),
             checkpoint_every: Duration::from_secs(5),
+            http_limits: Default::default(),
         }
     }
 
-    /// From `HUB_DATA`, `DATABASE_URL`, `NATS_URL`, `HUB_HTTP_ADDR`, `HUB_DIRECTORY`.
-    pub fn from_env() -> Config {
+    /// From `HUB_DATA`, `DATABASE_URL`, `NATS_URL`, `HUB_HTTP_ADDR`, `HUB_DIRECTORY`,
+    /// `HUB_KEYS_DIR`, `HUB_CHECKPOINT_SECS` and the HTTP limits (`HUB_HTTP_*`, see
+    /// `runtime::config`).
+    pub fn from_env() -> anyhow::Result<Config> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let data = std::path::PathBuf::from(var("HUB_DATA").unwrap_or_else(|| "hub-data".into()));
         let mut c = Config::embedded(&data, &var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()));
@@ -81,7 +86,8 @@ impl Config {
         if let Some(v) = var("HUB_CHECKPOINT_SECS").and_then(|v| v.parse().ok()) {
             c.checkpoint_every = Duration::from_secs(v);
         }
-        c
+        c.http_limits = runtime::serve::Limits::from_env()?;
+        Ok(c)
     }
 }
 
@@ -176,6 +182,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let router = runtime::auth::protect(router, gate);
     let listener = tokio::net::TcpListener::bind(&config.http_addr).await.with_context(|| format!("binding {}", config.http_addr))?;
     let addr = listener.local_addr()?;
+    let limits = config.http_limits.fit_broker(js.client().server_info().max_payload);
     tracing::info!(%addr, "audit service started");
     let task = tokio::spawn(async move {
         let mut tasks = JoinSet::new();
@@ -186,8 +193,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         tasks.spawn(watch_directory(ctx.directory.clone(), config.directory_path.clone(), shutdown.clone()));
         tasks.spawn(checkpoints::serve_consistency(js.client(), ctx.pool.clone(), shutdown.clone()));
         tasks.spawn(consume(ctx, js, consumer, shutdown.clone()));
-        let stop = shutdown.clone();
-        tasks.spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await.context("HTTP API") });
+        tasks.spawn(runtime::serve::serve(listener, router, limits, shutdown.clone()));
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {
             if let Ok(Err(e)) | Err(e) = joined.map_err(anyhow::Error::from) {

@@ -4,7 +4,7 @@
 async fn main() -> anyhow::Result<()> {
     runtime::telemetry::init();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let running = audit::start(audit::Config::from_env(), shutdown.clone()).await?;
+    let running = audit::start(audit::Config::from_env()?, shutdown.clone()).await?;
     println!("audit service listening on http://{}", running.addr);
     tokio::signal::ctrl_c().await?;
     shutdown.cancel();
