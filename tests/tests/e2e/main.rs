@@ -11,6 +11,7 @@ mod faults;
 mod keys;
 mod panics;
 mod ledger;
+mod limits;
 mod policy;
 mod receipts;
 mod roles;
