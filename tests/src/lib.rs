@@ -53,6 +53,15 @@ impl Partnership {
 
     /// `ack_wait`: how soon the broker redelivers an unacked message (short in crash tests).
     pub async fn start_with(backend: Backend, ack_wait: Option<Duration>) -> anyhow::Result<Partnership> {
+        Partnership::launch(backend, ack_wait, None).await
+    }
+
+    /// Every service with these HTTP limits (short timeouts, small caps) instead of the defaults.
+    pub async fn start_limited(backend: Backend, limits: runtime::serve::Limits) -> anyhow::Result<Partnership> {
+        Partnership::launch(backend, None, Some(limits)).await
+    }
+
+    async fn launch(backend: Backend, ack_wait: Option<Duration>, http_limits: Option<runtime::serve::Limits>) -> anyhow::Result<Partnership> {
         let dir = tempfile::Builder::new().prefix("hubtest").tempdir()?;
         let (database_url, database_prefix, cleanup) = match backend {
             Backend::Sqlite => (None, None, None),
@@ -69,6 +78,7 @@ impl Partnership {
             ack_wait,
             database_prefix,
             checkpoint_every: Some(Duration::from_secs(1)),
+            http_limits,
         };
         let hub = LocalHub::start(options.clone()).await?;
         let logins = Logins::for_hub(&hub);
@@ -243,6 +253,19 @@ pub fn idva_referral(n: usize) -> Value {
         "payload": {"idvaReferral": {"survivor": {"fullName": name, "dateOfBirth": "1990-01-01"},
             "reason": "Test referral", "survivorAware": true}}
     })
+}
+
+/// [`idva_referral`] serialised to exactly `bytes` bytes, its reason padded with synthetic
+/// text: the largest body a service takes, or one byte more.
+pub fn idva_referral_of_size(n: usize, bytes: usize) -> Vec<u8> {
+    let mut body = idva_referral(n);
+    let plain = serde_json::to_vec(&body).expect("serialisable").len();
+    let reason = body["payload"]["idvaReferral"]["reason"].as_str().unwrap_or_default().len();
+    assert!(bytes >= plain, "a referral takes {plain} bytes at least");
+    body["payload"]["idvaReferral"]["reason"] = Value::String("r".repeat(reason + bytes - plain));
+    let sized = serde_json::to_vec(&body).expect("serialisable");
+    assert_eq!(sized.len(), bytes);
+    sized
 }
 
 /// Housing's record of synthetic person `n`'s consent to the IDVA referral of

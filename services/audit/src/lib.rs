@@ -48,6 +48,8 @@ pub struct Config {
     pub checkpoint_every: Duration,
     /// The partnership's identity provider, when the IG office's staff log in through it.
     pub oidc: Option<runtime::oidc::OidcConfig>,
+    /// How the HTTP API meets slow and large clients.
+    pub http_limits: runtime::serve::Limits,
 }
 
 impl Config {
@@ -61,10 +63,13 @@ impl Config {
             ack_wait: Duration::from_secs(10),
             checkpoint_every: Duration::from_secs(5),
             oidc: None,
+            http_limits: Default::default(),
         }
     }
 
-    /// From `HUB_DATA`, `DATABASE_URL`, `NATS_URL`, `HUB_HTTP_ADDR`, `HUB_DIRECTORY`.
+    /// From `HUB_DATA`, `DATABASE_URL`, `NATS_URL`, `HUB_HTTP_ADDR`, `HUB_DIRECTORY`,
+    /// `HUB_KEYS_DIR`, `HUB_CHECKPOINT_SECS` and the HTTP limits (`HUB_HTTP_*`, see
+    /// `runtime::config`).
     pub fn from_env() -> anyhow::Result<Config> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let data = std::path::PathBuf::from(var("HUB_DATA").unwrap_or_else(|| "hub-data".into()));
@@ -85,6 +90,7 @@ impl Config {
             c.checkpoint_every = Duration::from_secs(v);
         }
         c.oidc = runtime::oidc::OidcConfig::from_env()?;
+        c.http_limits = runtime::serve::Limits::from_env()?;
         Ok(c)
     }
 }
@@ -185,6 +191,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let router = runtime::auth::protect(router, gate);
     let listener = tokio::net::TcpListener::bind(&config.http_addr).await.with_context(|| format!("binding {}", config.http_addr))?;
     let addr = listener.local_addr()?;
+    let limits = config.http_limits.fit_broker(js.client().server_info().max_payload);
     tracing::info!(%addr, "audit service started");
     let task = tokio::spawn(async move {
         let mut tasks = JoinSet::new();
@@ -195,8 +202,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         tasks.spawn(watch_directory(ctx.directory.clone(), config.directory_path.clone(), shutdown.clone()));
         tasks.spawn(checkpoints::serve_consistency(js.client(), ctx.pool.clone(), shutdown.clone()));
         tasks.spawn(consume(ctx, js, consumer, shutdown.clone()));
-        let stop = shutdown.clone();
-        tasks.spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await.context("HTTP API") });
+        tasks.spawn(runtime::serve::serve(listener, router, limits, shutdown.clone()));
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {
             if let Ok(Err(e)) | Err(e) = joined.map_err(anyhow::Error::from) {

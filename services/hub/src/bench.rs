@@ -549,8 +549,9 @@ async fn drop_databases(server: &str, prefix: &str) {
 /// what an agency runs in production). Prints `listening http://ADDR` once ready; stops on
 /// SIGTERM or Ctrl-C. Reads `NATS_URL` (required), `DATABASE_URL` and `DATABASE_PREFIX`,
 /// `HUB_ACK_WAIT_SECS` (how soon the broker redelivers what was not acked; default 10),
-/// `HUB_OIDC_*` (the identity provider, see `runtime::oidc`) and, for `audit`,
-/// `HUB_CHECKPOINT_SECS` (how often a checkpoint is signed; default 5).
+/// `HUB_OIDC_*` (the identity provider, see `runtime::oidc`), the HTTP limits (`HUB_HTTP_*`,
+/// see `runtime::config`) and, for `audit`, `HUB_CHECKPOINT_SECS` (how often a checkpoint is
+/// signed; default 5).
 pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
     let mut options = bench_options(&data, std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()).as_deref(), "hub");
     options.database_prefix = std::env::var("DATABASE_PREFIX").ok().filter(|v| !v.is_empty());
@@ -567,6 +568,7 @@ pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
             config.checkpoint_every = c;
         }
         config.oidc = runtime::oidc::OidcConfig::from_env()?;
+        config.http_limits = runtime::serve::Limits::from_env()?;
         audit::start(config, shutdown.clone()).await?
     } else {
         let directory = isp::Directory::load(&partnership::directory_path(&data))?;
@@ -577,6 +579,7 @@ pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
             config.ack_wait = a;
         }
         config.oidc = runtime::oidc::OidcConfig::from_env()?;
+        config.http_limits = runtime::serve::Limits::from_env()?;
         local::start_agency(role, config, shutdown.clone()).await?
     };
     println!("listening http://{}", running.addr);

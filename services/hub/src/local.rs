@@ -26,6 +26,8 @@ pub struct Options {
     pub database_prefix: Option<String>,
     /// How often the audit service signs a ledger checkpoint (default: its own, 5 s).
     pub checkpoint_every: Option<Duration>,
+    /// The HTTP limits of every service (default: [`runtime::serve::Limits::default`]).
+    pub http_limits: Option<runtime::serve::Limits>,
 }
 
 /// One running service of the partnership.
@@ -103,6 +105,9 @@ impl LocalHub {
         if let Some(c) = options.checkpoint_every {
             audit_config.checkpoint_every = c;
         }
+        if let Some(l) = options.http_limits {
+            audit_config.http_limits = l;
+        }
         let audit_database_url = audit_config.database_url.clone();
         let audit = audit::start(audit_config, shutdown.child_token()).await.context("starting the audit service")?;
         let audit_url = format!("http://{}", audit.addr);
@@ -114,6 +119,9 @@ impl LocalHub {
             config.database_url = database_url(&options, &agency).await?;
             if let Some(a) = options.ack_wait {
                 config.ack_wait = a;
+            }
+            if let Some(l) = options.http_limits {
+                config.http_limits = l;
             }
             let token = hub.shutdown.child_token();
             let running = start_agency(role, config.clone(), token.clone()).await.with_context(|| format!("starting {agency}"))?;

@@ -224,7 +224,7 @@ enum PolicyCommand {
 
 fn env_options(data: PathBuf) -> Options {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    Options { data, nats_url: var("NATS_URL"), database_url: var("DATABASE_URL"), ack_wait: None, database_prefix: var("DATABASE_PREFIX"), checkpoint_every: None }
+    Options { data, nats_url: var("NATS_URL"), database_url: var("DATABASE_URL"), ack_wait: None, database_prefix: var("DATABASE_PREFIX"), checkpoint_every: None, http_limits: None }
 }
 
 #[tokio::main]
@@ -243,7 +243,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up { data, demo: play } => {
             // While the demo prints its own lines, the services log warnings only (RUST_LOG overrides).
             if play { runtime::telemetry::init_with_default("warn") } else { runtime::telemetry::init() }
-            let hub = LocalHub::start(env_options(data.clone())).await?;
+            let options = Options { http_limits: Some(runtime::serve::Limits::from_env()?), ..env_options(data.clone()) };
+            let hub = LocalHub::start(options).await?;
             print_services(&hub);
             if play {
                 let logins = hub::staff::Logins::for_hub(&hub);

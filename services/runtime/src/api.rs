@@ -87,6 +87,10 @@ impl From<SendError> for ApiError {
                     body: json!({"error": "consent_unavailable", "detail": "the partnership's consent records cannot be read now; nothing was sent, try again"}),
                 }
             }
+            e @ SendError::TooLarge { .. } => ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                body: json!({"error": "too_large", "detail": format!("{e}; nothing was stored: send less")}),
+            },
             SendError::Refused(e) => ApiError::internal(e),
             SendError::Storage(e) => ApiError::internal(e),
         }

@@ -13,6 +13,16 @@
 //! | `HUB_KEYS` | `$HUB_DATA/keys/$HUB_AGENCY.toml` |
 //! | `HUB_ACK_WAIT_SECS` | `10`: how long the broker waits for an ack before redelivering |
 //! | `HUB_OIDC_ISSUER`, `HUB_OIDC_AUDIENCE`, `HUB_OIDC_CLIENT_ID`, `HUB_OIDC_CLIENT_SECRET`, `HUB_OIDC_REDIRECT_URI`, `HUB_OIDC_ROLES_CLAIM`, `HUB_OIDC_AGENCY_CLAIM` | unset: local accounts only (see [`crate::oidc`]) |
+//!
+//! The HTTP limits ([`crate::serve::Limits`]; the audit service and `hub serve` read them too):
+//!
+//! | variable | default |
+//! | --- | --- |
+//! | `HUB_HTTP_HEADER_TIMEOUT_SECS` | `10`: to receive a request head, or to wait idle for the next on a kept-alive connection |
+//! | `HUB_HTTP_REQUEST_TIMEOUT_SECS` | `30`: to answer a request (waiting for a turn included), else 503 `timeout` |
+//! | `HUB_HTTP_MAX_CONCURRENT` | `16`: requests handled at once; more wait (`/health` never does) |
+//! | `HUB_HTTP_MAX_CONNECTIONS` | `1024`: connections open at once; the oldest idle one is closed to make room |
+//! | `HUB_HTTP_MAX_BODY_BYTES` | `1032192` (1 MiB, nats-server's `max_payload`, less 16 KiB for the envelope): larger bodies get 413 `too_large`; lowered at start to what the broker carries |
 
 use std::{
     fmt,
@@ -37,6 +47,8 @@ pub struct Config {
     /// The partnership's identity provider, when staff log in through it (`HUB_OIDC_*`, see
     /// [`crate::oidc`]); local accounts work either way.
     pub oidc: Option<crate::oidc::OidcConfig>,
+    /// How the HTTP API meets slow and large clients.
+    pub http_limits: crate::serve::Limits,
 }
 
 /// Where the partnership's public files live inside a data directory.
@@ -62,6 +74,7 @@ impl Config {
             keys_path: data.join("keys").join(format!("{agency}.toml")),
             ack_wait: Duration::from_secs(10),
             oidc: None,
+            http_limits: Default::default(),
         }
     }
 
@@ -89,6 +102,7 @@ impl Config {
         if let Some(s) = var("HUB_ACK_WAIT_SECS") {
             config.ack_wait = Duration::from_secs(s.parse().context("HUB_ACK_WAIT_SECS must be a whole number of seconds")?);
         }
+        config.http_limits = crate::serve::Limits::from_env()?;
         Ok(config)
     }
 
@@ -183,6 +197,7 @@ impl fmt::Debug for Config {
             .field("keys_path", &self.keys_path)
             .field("ack_wait", &self.ack_wait)
             .field("oidc", &self.oidc)
+            .field("http_limits", &self.http_limits)
             .finish()
     }
 }

@@ -12,6 +12,8 @@
 //! - [`consent`]: consent records in the partnership's `hub-consent` bucket: record, read,
 //!   withdraw; looked up before every send, again before publishing, and on receipt.
 //! - [`telemetry`]: tracing set-up. Spans carry ids and kinds, never payload content.
+//! - [`serve`]: the HTTP server, with limits on slow and large clients (header and request
+//!   timeouts, connection and concurrency caps, a body limit the broker can carry).
 //!
 //! A service is an [`Agency`]: its own migrations, what it does with each opened envelope
 //! (one `match` on the kind) and its own routes. [`start`] runs it.
@@ -28,6 +30,7 @@ pub mod openapi;
 pub mod outbox;
 pub mod policy_watch;
 pub mod receipts;
+pub mod serve;
 pub mod telemetry;
 pub mod transport;
 pub mod witness;
@@ -195,6 +198,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         .with_context(|| format!("binding the HTTP API to {}", ctx.config.http_addr))?;
     let addr = listener.local_addr()?;
     let consumer = transport::agency_consumer(&ctx.jetstream, ctx.agency(), ctx.config.ack_wait).await?;
+    let limits = ctx.config.http_limits.fit_broker(ctx.jetstream.client().server_info().max_payload);
     tracing::info!(agency = ctx.agency(), %addr, "service started");
 
     let task = tokio::spawn(async move {
@@ -204,10 +208,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         tasks.spawn(witness::watch_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(policy_watch::watch_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(inbox::consume_loop(ctx.clone(), consumer, agency, shutdown.clone()));
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await.context("HTTP API")
-        });
+        tasks.spawn(serve::serve(listener, router, limits, shutdown.clone()));
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {
             if let Ok(Err(e)) | Err(e) = joined.map_err(anyhow::Error::from) {

@@ -45,6 +45,11 @@ pub enum SendError {
     /// The request itself is wrong (unknown agency, body not of its kind...).
     #[error("{0}")]
     Refused(IspError),
+    /// Sealed, the disclosure is more than the broker carries in one message (`bytes` against
+    /// `limit`); nothing was stored. The body limit of the API keeps requests well under it;
+    /// this catches a payload whose encoding grew past it.
+    #[error("the sealed disclosure is {bytes} bytes, more than the {limit} the broker carries in one message")]
+    TooLarge { bytes: usize, limit: usize },
     /// The consent bucket could not be read: nothing was decided, try again.
     #[error("the consent records cannot be read now: {0}")]
     ConsentUnavailable(String),
@@ -104,11 +109,14 @@ impl Ctx {
     /// lot may be committed.
     pub(crate) async fn queue_many_in(&self, tx: &mut Tx, sends: Vec<(&Outgoing, Result<isp::Sealed, IspError>)>) -> Result<Vec<Result<SendOutcome, SendError>>, sqlx::Error> {
         let now = isp::now_ms();
+        let limit = transport::max_message_bytes(&self.jetstream.client());
         let mut answers = Vec::with_capacity(sends.len());
         let mut outbox = Vec::with_capacity(sends.len());
         let mut sent = Vec::with_capacity(sends.len());
         for (out, sealed) in sends {
             match sealed {
+                // Queued, it could never be published, and would hold up everything after it.
+                Ok(sealed) if sealed.envelope.len() > limit => answers.push(Err(SendError::TooLarge { bytes: sealed.envelope.len(), limit })),
                 Ok(sealed) => {
                     let h = sealed.header;
                     let outcome = SendOutcome {

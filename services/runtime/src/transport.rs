@@ -52,6 +52,20 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client
         .with_context(|| format!("connecting to NATS at {} (is nats-server running?)", crate::config::redact_url(url)))
 }
 
+/// Room for the headers a published envelope carries (`Nats-Msg-Id`), which count towards
+/// the broker's `max_payload`.
+pub const PUBLISH_HEADER_ALLOWANCE: usize = 256;
+
+/// The largest envelope the broker connected to carries in one message (its `max_payload`,
+/// nats-server's default of 1 MiB until the server has said otherwise).
+pub fn max_message_bytes(client: &async_nats::Client) -> usize {
+    let max_payload = match client.server_info().max_payload {
+        0 => crate::serve::BROKER_MAX_PAYLOAD,
+        n => n,
+    };
+    max_payload.saturating_sub(PUBLISH_HEADER_ALLOWANCE)
+}
+
 /// The stream's configuration. Deny delete and deny purge: once a disclosure or a refusal is
 /// on the stream, nobody can remove it through the broker's API, so the audit service reads
 /// every one. The duplicate window makes a re-published envelope id a no-op for an hour.

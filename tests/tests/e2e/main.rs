@@ -14,6 +14,7 @@ mod oidc_login;
 mod paging;
 mod panics;
 mod ledger;
+mod limits;
 mod policy;
 mod pseudonyms;
 mod receipts;
