@@ -34,6 +34,8 @@ const PARTNERSHIP: &str = "Northbridge Domestic Abuse Partnership (fuzz)";
 const SURVIVOR_NAME: &str = "Zephyrine Quillfeather-Demo";
 const SURVIVOR_DOB: &str = "1991-04-05";
 const HOUSING: &str = "housing-northbridge";
+/// The staff member the seeds act as (from the login, in the services).
+const STAFF: &str = "hsg.staff-0142";
 const LANDLORD: &str = "riverside-homes";
 
 /// One message on the stream, as the audit service would see it.
@@ -92,7 +94,7 @@ fn main() -> Result<()> {
     let index = |id: &str| isps.iter().position(|i| i.agency() == id).expect("a demo agency") as u8;
     let housing = by_id(HOUSING);
     let subject = json!({"full_name": SURVIVOR_NAME, "date_of_birth": SURVIVOR_DOB});
-    let subject_ref = housing.keys.subject_ref(SURVIVOR_NAME, SURVIVOR_DOB);
+    let subject_ref = housing.keys.subject_ref(SURVIVOR_NAME, SURVIVOR_DOB)?;
 
     // Files: the policy and directory with their signatures, and a directory after a rotation.
     let policy_sig = serde_json::to_string_pretty(&isp::signed::sign(&ig, &policy.version, isp::policy::DEMO_POLICY))?;
@@ -109,21 +111,23 @@ fn main() -> Result<()> {
     let mut consents: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     let housing_ix = index(HOUSING);
     let bodies = [
-        json!({"consent_id": "c-given", "subject": subject, "state": "given", "recorded_by": "HSG-staff-0142",
+        json!({"consent_id": "CON-1", "subject": subject, "state": "given",
             "scope": {"roles": ["idva", "reciprocals"], "purposes": ["safeguarding", "rehousing"]}}),
-        json!({"consent_id": "c-not-sought", "subject": subject, "state": "not-sought", "reason": "asking-would-increase-risk", "recorded_by": "HSG-staff-0142"}),
-        json!({"consent_id": "c-withdrawn", "subject_ref": subject_ref, "state": "given", "recorded_by": "HSG-staff-0142",
+        json!({"consent_id": "CON-2", "subject": subject, "state": "not-sought", "reason": "asking-would-increase-risk"}),
+        json!({"consent_id": "CON-3", "subject_ref": subject_ref, "state": "given",
             "scope": {"agencies": ["idva-northbridge"], "purposes": ["safeguarding"]}, "expires_at_ms": NOW_MS + 86_400_000}),
     ];
     for body in &bodies {
         seeds.write("http_bodies", "post-consents", &[&[1, housing_ix][..], &serde_json::to_vec(body)?].concat())?;
-        let record = runtime::consent::new_record(housing, serde_json::from_value(body.clone())?, NOW_MS).map_err(|e| e.body.to_string())?;
+        let mut record = runtime::consent::new_record(housing, serde_json::from_value(body.clone())?, NOW_MS).map_err(|e| e.body.to_string())?;
+        // Who recorded it comes from the login, as the handler sets it.
+        record.recorded_by = STAFF.into();
         record_revision(housing, &record, &mut consents, &mut stream)?;
     }
-    let withdraw = json!({"recorded_by": "HSG-staff-0142", "reason": "cannot-contact-safely"});
+    let withdraw = json!({"reason": "cannot-contact-safely"});
     seeds.write("http_bodies", "post-consents-withdraw", &[&[2, housing_ix][..], &serde_json::to_vec(&withdraw)?].concat())?;
-    let last = consents["housing-northbridge.c-withdrawn"].last().cloned().ok_or("no record")?;
-    let mut record = isp::consent::verify(&directory, HOUSING, "c-withdrawn", &last)?.record().clone();
+    let last = consents["housing-northbridge.CON-3"].last().cloned().ok_or("no record")?;
+    let mut record = isp::consent::verify(&directory, HOUSING, "CON-3", &last)?.record().clone();
     record.revision += 1;
     record.state = State::Withdrawn;
     record.reason = "cannot-contact-safely".into();
@@ -154,12 +158,12 @@ fn main() -> Result<()> {
     let dash = schema.payload_to_json(&Payload { body: Some(Body::IdvaReferral(proto::v1::IdvaReferral { dash: Some(assessment), ..Default::default() })) })["idvaReferral"]["dash"].clone();
 
     let idva_referral = sender.send(HOUSING, json!({"to": "idva-northbridge", "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a",
-        "consent": {"id": "c-given", "state": "given"}, "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
+        "consent": {"id": "CON-1", "state": "given"}, "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
         "payload": {"idvaReferral": {"referrer": referrer, "survivor": survivor, "perpetrators": [perpetrator], "dash": dash,
             "reason": "Disclosed escalating abuse at a housing options interview", "survivorAware": true}}}))?;
     let marac_referral = sender.send(HOUSING, json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18",
-        "consent": {"id": "c-not-sought", "state": "not-sought"}, "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
-        "without_consent": {"officer": "HSG-staff-0007", "rationale_code": "asking-would-increase-risk",
+        "consent": {"id": "CON-2", "state": "not-sought"}, "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
+        "without_consent": {"rationale_code": "asking-would-increase-risk",
             "rationale": "Visible high risk; the perpetrator monitors her phone, so asking could alert him"},
         "payload": {"maracReferral": {"referrer": referrer, "survivor": survivor, "perpetrators": [perpetrator], "dash": dash,
             "criteria": ["MARAC_CRITERION_VISIBLE_HIGH_RISK"], "survivorAware": false, "reasonNoConsent": "Asking would raise the risk"}}}))?;
@@ -182,7 +186,7 @@ fn main() -> Result<()> {
     sender.send(HOUSING, json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-6-1-e", "subject_ref": subject_ref, "in_reply_to": action,
         "payload": {"maracActionUpdate": {"actionId": "ACT-0001", "status": "ACTION_STATUS_DONE", "note": "Sanctuary measures fitted"}}}))?;
     sender.send(HOUSING, json!({"to": "reciprocals-scheme", "purpose": "rehousing", "lawful_basis": "uk-gdpr-6-1-a",
-        "consent": {"id": "c-given", "state": "given"}, "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
+        "consent": {"id": "CON-1", "state": "given"}, "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
         "payload": {"reciprocalRequest": {"referrer": referrer, "applicant": survivor, "currentLandlord": HOUSING, "tenure": "secure",
             "household": {"adults": 1, "children": 2, "bedroomsNeeded": 2},
             "areasOfChoice": ["Eastvale", "Southmoor", "Westbrook", "Highcross", "Riverside"], "excludedAreas": ["Northbridge"],
@@ -236,7 +240,7 @@ fn main() -> Result<()> {
         let (_, event) = isp.rejection_event(header.as_ref(), &error, 3);
         stream.push(Message { subject: event_subject(isp.agency(), EventKind::ReceiveRejected), body: event });
     }
-    let withdrawn = Denial { rule: "consent-record".into(), reason: "consent_withdrawn", detail: "consent c-given was withdrawn".into(), forbidden: Vec::new() };
+    let withdrawn = Denial { rule: "consent-record".into(), reason: "consent_withdrawn", detail: "consent CON-1 was withdrawn".into(), forbidden: Vec::new() };
     let (_, stopped) = housing.stopped_event(idva_header, &withdrawn);
     stream.push(Message { subject: event_subject(HOUSING, EventKind::SendDenied), body: stopped });
     stream.push(Message { subject: "hub.v1.msg.housing-northbridge.idva-northbridge.housing_idva_referral".into(), body: tampered });
@@ -283,7 +287,11 @@ impl Sender<'_> {
         let ix = self.isps.iter().position(|i| i.agency() == from).ok_or("unknown sender")?;
         let isp = &self.isps[ix];
         self.seeds.write("http_bodies", "post-disclosures", &[&[0, ix as u8][..], &serde_json::to_vec(&body)?].concat())?;
-        let out = runtime::api::outgoing(isp, serde_json::from_value(body)?).map_err(|e| e.body.to_string())?;
+        let mut out = runtime::api::outgoing(isp, serde_json::from_value(body)?).map_err(|e| e.body.to_string())?;
+        // The officer of a share without consent is the logged-in staff member, as the handler sets it.
+        if let Some(j) = &mut out.justification {
+            j.officer = STAFF.into();
+        }
         let record = out.consent.as_ref().and_then(|t| self.consents.get(&isp::consent::key(&t.recorded_by, &t.consent_id)));
         match isp.seal(&out, record) {
             Ok(sealed) => {
@@ -340,6 +348,7 @@ fn write_ledger_seeds(seeds: &mut Seeds, directory: &Directory, ig: &AgencyKeys,
     let bundle = Bundle {
         partnership: directory.partnership.clone(),
         subject_ref: subject_ref.to_owned(),
+        link_refs: Vec::new(),
         generated_at_ms: NOW_MS,
         checkpoint: checkpoint.clone(),
         entries: about,

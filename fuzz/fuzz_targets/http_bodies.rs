@@ -51,7 +51,9 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => {
             let Ok(request) = json_body(&body) else { return };
-            let Ok(record) = runtime::consent::new_record(isp, request, NOW_MS) else { return };
+            let Ok(mut record) = runtime::consent::new_record(isp, request, NOW_MS) else { return };
+            // Who recorded it comes from the login: the handler sets it.
+            record.recorded_by = "fuzz.staff".into();
             if let Ok(value) = isp.sign_consent(&record) {
                 consent::verify(&isp.directory, isp.agency(), &record.consent_id, &value).expect("a record the agency signed verifies");
             }
@@ -63,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
             record.revision += 1;
             record.state = consent::State::Withdrawn;
             record.reason = request.reason;
-            record.recorded_by = request.recorded_by;
+            record.recorded_by = "fuzz.staff".into();
             record.recorded_at_ms = NOW_MS;
             let _ = isp.sign_consent(&record);
         }

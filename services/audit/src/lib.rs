@@ -50,6 +50,8 @@ pub struct Config {
     pub oidc: Option<runtime::oidc::OidcConfig>,
     /// How the HTTP API meets slow and large clients.
     pub http_limits: runtime::serve::Limits,
+    /// The certificate the API is served with; required to listen beyond loopback.
+    pub tls: Option<runtime::tls::TlsFiles>,
 }
 
 impl Config {
@@ -64,6 +66,7 @@ impl Config {
             checkpoint_every: Duration::from_secs(5),
             oidc: None,
             http_limits: Default::default(),
+            tls: None,
         }
     }
 
@@ -91,6 +94,7 @@ impl Config {
         }
         c.oidc = runtime::oidc::OidcConfig::from_env()?;
         c.http_limits = runtime::serve::Limits::from_env()?;
+        c.tls = runtime::tls::TlsFiles::from_env()?;
         Ok(c)
     }
 }
@@ -150,7 +154,8 @@ struct Ctx {
 }
 
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<runtime::Running> {
-    runtime::config::loopback_only(&config.http_addr).await?;
+    runtime::config::check_listen(&config.http_addr, config.tls.is_some()).await?;
+    let tls = config.tls.as_ref().map(runtime::tls::TlsFiles::acceptor).transpose().context("loading the TLS certificate")?;
     let directory = Arc::new(runtime::config::load_signed_directory(&config.directory_path, None)?.0);
     let pool = open_ledger(&config.database_url).await?;
     let client = transport::connect(&config.nats_url, "audit").await?;
@@ -202,7 +207,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         tasks.spawn(watch_directory(ctx.directory.clone(), config.directory_path.clone(), shutdown.clone()));
         tasks.spawn(checkpoints::serve_consistency(js.client(), ctx.pool.clone(), shutdown.clone()));
         tasks.spawn(consume(ctx, js, consumer, shutdown.clone()));
-        tasks.spawn(runtime::serve::serve(listener, router, limits, shutdown.clone()));
+        tasks.spawn(runtime::serve::serve(listener, router, limits, tls, shutdown.clone()));
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {
             if let Ok(Err(e)) | Err(e) = joined.map_err(anyhow::Error::from) {

@@ -569,6 +569,7 @@ pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
         }
         config.oidc = runtime::oidc::OidcConfig::from_env()?;
         config.http_limits = runtime::serve::Limits::from_env()?;
+        config.tls = runtime::tls::TlsFiles::from_env()?;
         audit::start(config, shutdown.clone()).await?
     } else {
         let directory = isp::Directory::load(&partnership::directory_path(&data))?;
@@ -580,6 +581,7 @@ pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
         }
         config.oidc = runtime::oidc::OidcConfig::from_env()?;
         config.http_limits = runtime::serve::Limits::from_env()?;
+        config.tls = runtime::tls::TlsFiles::from_env()?;
         local::start_agency(role, config, shutdown.clone()).await?
     };
     println!("listening http://{}", running.addr);

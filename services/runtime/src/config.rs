@@ -12,6 +12,7 @@
 //! | `HUB_POLICY` | `$HUB_DATA/partnership/policy.toml` |
 //! | `HUB_KEYS` | `$HUB_DATA/keys/$HUB_AGENCY.toml` |
 //! | `HUB_ACK_WAIT_SECS` | `10`: how long the broker waits for an ack before redelivering |
+//! | `HUB_TLS_CERT`, `HUB_TLS_KEY` | unset: plain HTTP, loopback only; set (PEM files): TLS, any address |
 //! | `HUB_OIDC_ISSUER`, `HUB_OIDC_AUDIENCE`, `HUB_OIDC_CLIENT_ID`, `HUB_OIDC_CLIENT_SECRET`, `HUB_OIDC_REDIRECT_URI`, `HUB_OIDC_ROLES_CLAIM`, `HUB_OIDC_AGENCY_CLAIM` | unset: local accounts only (see [`crate::oidc`]) |
 //!
 //! The HTTP limits ([`crate::serve::Limits`]; the audit service and `hub serve` read them too):
@@ -49,6 +50,9 @@ pub struct Config {
     pub oidc: Option<crate::oidc::OidcConfig>,
     /// How the HTTP API meets slow and large clients.
     pub http_limits: crate::serve::Limits,
+    /// The certificate the API is served with (`HUB_TLS_CERT`, `HUB_TLS_KEY`); required to
+    /// listen beyond loopback.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// Where the partnership's public files live inside a data directory.
@@ -75,6 +79,7 @@ impl Config {
             ack_wait: Duration::from_secs(10),
             oidc: None,
             http_limits: Default::default(),
+            tls: None,
         }
     }
 
@@ -99,6 +104,7 @@ impl Config {
             config.keys_path = p.into();
         }
         config.oidc = crate::oidc::OidcConfig::from_env()?;
+        config.tls = crate::tls::TlsFiles::from_env()?;
         if let Some(s) = var("HUB_ACK_WAIT_SECS") {
             config.ack_wait = Duration::from_secs(s.parse().context("HUB_ACK_WAIT_SECS must be a whole number of seconds")?);
         }
@@ -157,17 +163,27 @@ impl Config {
     }
 }
 
-/// Refuses an HTTP address that is not on this machine's loopback. The APIs serve case
-/// content over plain HTTP: until a service terminates TLS itself, it listens where only
-/// this machine reaches it (a TLS-terminating proxy on the same host can front it).
+/// Refuses to listen beyond this machine's loopback without TLS: the APIs serve case
+/// content, so plain HTTP stays where only this machine reaches it (a TLS-terminating proxy
+/// on the same host can front it); with a certificate (`HUB_TLS_CERT`, `HUB_TLS_KEY`) a
+/// service may listen anywhere.
+pub async fn check_listen(addr: &str, tls: bool) -> anyhow::Result<()> {
+    if tls {
+        return Ok(());
+    }
+    loopback_only(addr).await
+}
+
+/// Refuses an HTTP address that is not on this machine's loopback.
 pub async fn loopback_only(addr: &str) -> anyhow::Result<()> {
     let resolved: Vec<std::net::SocketAddr> =
         tokio::net::lookup_host(addr).await.with_context(|| format!("HUB_HTTP_ADDR {addr:?} is not a host:port this machine resolves"))?.collect();
     anyhow::ensure!(!resolved.is_empty(), "HUB_HTTP_ADDR {addr:?} resolves to no address");
     if let Some(open) = resolved.iter().find(|a| !a.ip().is_loopback()) {
         anyhow::bail!(
-            "refusing to serve plain HTTP on {open}: the API carries case records, so it listens on loopback only \
-             (127.0.0.1 or [::1]); put a TLS-terminating proxy on this host in front of it to reach it from elsewhere"
+            "refusing to serve plain HTTP on {open}: the API carries case records, so without TLS it listens on loopback only \
+             (127.0.0.1 or [::1]); give it a certificate (HUB_TLS_CERT and HUB_TLS_KEY, PEM files) or put a TLS-terminating \
+             proxy on this host in front of it to reach it from elsewhere"
         );
     }
     Ok(())
@@ -198,6 +214,7 @@ impl fmt::Debug for Config {
             .field("ack_wait", &self.ack_wait)
             .field("oidc", &self.oidc)
             .field("http_limits", &self.http_limits)
+            .field("tls", &self.tls)
             .finish()
     }
 }

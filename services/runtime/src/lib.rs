@@ -32,6 +32,7 @@ pub mod policy_watch;
 pub mod receipts;
 pub mod serve;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;
 pub mod witness;
 
@@ -164,7 +165,8 @@ pub struct Running {
 /// Connects, migrates, binds the HTTP port and starts the publisher, the consumer and the
 /// API. Returns once the service is ready to take requests.
 pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationToken) -> anyhow::Result<Running> {
-    config::loopback_only(&config.http_addr).await?;
+    config::check_listen(&config.http_addr, config.tls.is_some()).await?;
+    let tls = config.tls.as_ref().map(tls::TlsFiles::acceptor).transpose().context("loading the TLS certificate")?;
     let isp = Arc::new(config.load_isp().context("loading the partnership material")?);
     let pool = db::connect(&config.database_url).await?;
     let mut migrations = db::runtime_migrations();
@@ -208,7 +210,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         tasks.spawn(witness::watch_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(policy_watch::watch_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(inbox::consume_loop(ctx.clone(), consumer, agency, shutdown.clone()));
-        tasks.spawn(serve::serve(listener, router, limits, shutdown.clone()));
+        tasks.spawn(serve::serve(listener, router, limits, tls, shutdown.clone()));
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {
             if let Ok(Err(e)) | Err(e) = joined.map_err(anyhow::Error::from) {

@@ -153,8 +153,15 @@ impl Limits {
 }
 
 /// Serves `app` on `listener` under `limits` until `shutdown`; then stops accepting, lets the
-/// requests in flight finish (for up to `request_timeout`) and closes the rest.
-pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// requests in flight finish (for up to `request_timeout`) and closes the rest. With `tls`,
+/// every connection is TLS (its handshake must end within `header_timeout`, like a head).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let service = limited(app, limits);
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(MAX_HEAD_BYTES).keep_alive(true);
@@ -177,11 +184,20 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
             drop(stream);
             continue;
         };
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), on_connection(service.clone(), admitted.busy.clone())));
+        let (watcher, http, handler, tls) = (graceful.watcher(), http.clone(), on_connection(service.clone(), admitted.busy.clone()), tls.clone());
+        let connection = async move {
+            match tls {
+                None => watcher.watch(http.serve_connection(TokioIo::new(stream), handler)).await.map_err(anyhow::Error::from),
+                Some(acceptor) => {
+                    let stream = tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await??;
+                    watcher.watch(http.serve_connection(TokioIo::new(stream), handler)).await.map_err(anyhow::Error::from)
+                }
+            }
+        };
         tokio::spawn(async move {
             tokio::select! {
                 ended = connection => if let Err(e) = ended {
-                    // A stalled head, a reset, a malformed request: the client's business.
+                    // A stalled head or handshake, a reset, a malformed request: the client's business.
                     tracing::debug!(error = %e, "HTTP connection ended");
                 },
                 _ = admitted.closed.cancelled() => {}

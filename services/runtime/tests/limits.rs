@@ -75,7 +75,7 @@ async fn start(limits: Limits) -> Server {
     let addr = listener.local_addr().unwrap();
     let test = Test { inside: Default::default(), most_inside: Default::default(), release: Arc::new(Semaphore::new(0)), stored: Default::default() };
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(serve(listener, router(test.clone()), limits, shutdown.clone()));
+    let task = tokio::spawn(serve(listener, router(test.clone()), limits, None, shutdown.clone()));
     Server { addr, test, shutdown, task }
 }
 

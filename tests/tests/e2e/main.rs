@@ -19,3 +19,4 @@ mod policy;
 mod pseudonyms;
 mod receipts;
 mod roles;
+mod tls;
