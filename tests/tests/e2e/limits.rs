@@ -83,7 +83,7 @@ async fn a_payload_that_grows_past_the_broker_once_sealed_is_refused_and_blocks_
     // the limit whose envelope the broker would refuse.
     let criteria = vec![-1; Limits::default().max_body_bytes / 3 - 1000];
     let body = json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18", "risk": "high",
-        "subject": {"full_name": "Synthetic Person", "date_of_birth": "1990-01-01"}, "case_ref": "L-1",
+        "subject": {"full_name": "Synthetic Person", "date_of_birth": "1990-01-01"}, "case_ref": "LIM-1",
         "without_consent": {"rationale_code": "asking-would-increase-risk", "rationale": "synthetic"},
         "payload": {"maracReferral": {"survivor": {"fullName": "Synthetic Person"}, "criteria": criteria}}});
     assert!(serde_json::to_vec(&body)?.len() <= Limits::default().max_body_bytes);
