@@ -80,11 +80,12 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
     let mut service = crate::bench::serve(AGENCY, &data, &nats.url, None, "hub", None).await?;
     let pid = service.pid().context("the service has no pid")?;
     println!(
-        "hub bench limits: {AGENCY} as its own process (pid {pid}); limits: head {} s, request {} s, {} requests at once, {} connections, bodies up to {} bytes; \
-         this process may open {open_files} files",
+        "hub bench limits: {AGENCY} as its own process (pid {pid}); limits: head {} s, request {} s, {} requests and {} bytes of bodies at once, \
+         {} connections, bodies up to {} bytes; this process may open {open_files} files",
         limits.header_timeout.as_secs(),
         limits.request_timeout.as_secs(),
         limits.max_concurrent,
+        limits.max_body_bytes_in_flight,
         limits.max_connections,
         limits.max_body_bytes
     );
