@@ -341,7 +341,7 @@ fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
 }
 
 /// One service of the partnership as its own `hub serve` process, `workers` tokio threads.
-async fn serve(name: &str, data: &Path, nats_url: &str, database_url: Option<&str>, prefix: &str, workers: Option<u16>) -> anyhow::Result<Served> {
+pub(crate) async fn serve(name: &str, data: &Path, nats_url: &str, database_url: Option<&str>, prefix: &str, workers: Option<u16>) -> anyhow::Result<Served> {
     // Read by the tokio runtime `hub serve` builds.
     let workers = workers.map(|n| n.to_string());
     let env: Vec<(&str, &str)> = workers.iter().map(|n| ("TOKIO_WORKER_THREADS", n.as_str())).collect();

@@ -7,6 +7,7 @@
 //!   service per agency.
 //! - [`bench`]: `hub bench` (raw JetStream, the crypto limit and the whole hub in one run) and
 //!   `hub serve` (one service as its own process).
+//! - [`limits_bench`]: `hub bench limits`, what slow and large clients cost one service.
 //! - [`processes`]: a `hub serve` child process: started, killed as a crash would, restarted.
 //! - [`audit_cli`]: `hub audit verify|list|query|prove|verify-proof`.
 //! - [`demo`]: the scripted synthetic case, with the checks that it worked.
@@ -17,6 +18,7 @@ pub mod audit_cli;
 pub mod bench;
 pub mod demo;
 pub mod ledger_bench;
+pub mod limits_bench;
 pub mod local;
 pub mod nats;
 pub mod partnership;

@@ -16,8 +16,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Measure sealed end-to-end throughput and latency against raw JetStream and the crypto
-    /// limit, in one run, on a fresh local JetStream (SQLite, or PostgreSQL with DATABASE_URL).
-    Bench(hub::bench::BenchArgs),
+    /// limit, in one run, on a fresh local JetStream (SQLite, or PostgreSQL with DATABASE_URL);
+    /// `hub bench limits` measures what slow and large clients cost one service instead.
+    #[command(args_conflicts_with_subcommands = true)]
+    Bench {
+        #[command(subcommand)]
+        what: Option<BenchCommand>,
+        #[command(flatten)]
+        args: hub::bench::BenchArgs,
+    },
     /// Run one service of a partnership as its own process (NATS_URL required).
     Serve {
         /// An agency id of the directory, or `audit`.
@@ -63,6 +70,13 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// One service as its own process under 5,000 slow connections, then 200 sends of the
+    /// largest body at once: its peak memory and whether /health answered throughout.
+    Limits(hub::limits_bench::LimitsArgs),
 }
 
 #[derive(Subcommand)]
@@ -282,9 +296,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit { command } => hub::audit_cli::run(command, env_options).await,
         Command::Staff { command } => staff(command).await,
-        Command::Bench(args) => {
+        Command::Bench { what: None, args } => {
             runtime::telemetry::init_with_default("warn");
             hub::bench::run(args, env_options(PathBuf::new()).database_url).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { what: Some(BenchCommand::Limits(args)), .. } => {
+            runtime::telemetry::init_with_default("warn");
+            hub::limits_bench::run(args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { agency, data } => {

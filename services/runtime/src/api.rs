@@ -328,11 +328,11 @@ async fn health(State(ctx): State<Ctx>) -> Json<Value> {
 
 /// `POST /disclosures`; with an `Idempotency-Key`, a retry gets the first answer.
 async fn send(State(ctx): State<Ctx>, staff: Staff, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Some(key) = crate::idempotency::key(&headers)? else { return send_once(&ctx, &staff, &body).await };
+    let Some(key) = crate::idempotency::key(&headers)? else { return send_once(&ctx, &staff, body).await };
     if let crate::idempotency::Claim::Answered(status, answer) = crate::idempotency::claim(&ctx, &staff.id, &key, &body).await? {
         return Ok((status, Json(answer)));
     }
-    let answer = send_once(&ctx, &staff, &body).await;
+    let answer = send_once(&ctx, &staff, body).await;
     let settled = match &answer {
         Ok((status, Json(v))) => Some((*status, v.clone())),
         Err(e) if e.status == StatusCode::FORBIDDEN => Some((e.status, e.body.clone())),
@@ -345,8 +345,10 @@ async fn send(State(ctx): State<Ctx>, staff: Staff, headers: HeaderMap, body: By
     answer
 }
 
-async fn send_once(ctx: &Ctx, staff: &Staff, body: &Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let request: SendRequest = json_body(body)?;
+async fn send_once(ctx: &Ctx, staff: &Staff, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request: SendRequest = json_body(&body)?;
+    // A body may be a megabyte: not held while the send waits to be sealed and written.
+    drop(body);
     let out = ctx.outgoing_by(request, staff)?;
     let outcome = ctx.send(&out).await?;
     // Who sent it. The send is already committed: a failure here must not make the answer an

@@ -21,7 +21,8 @@
 //! | --- | --- |
 //! | `HUB_HTTP_HEADER_TIMEOUT_SECS` | `10`: to receive a request head, or to wait idle for the next on a kept-alive connection |
 //! | `HUB_HTTP_REQUEST_TIMEOUT_SECS` | `30`: to answer a request (waiting for a turn included), else 503 `timeout` |
-//! | `HUB_HTTP_MAX_CONCURRENT` | `16`: requests handled at once; more wait (`/health` never does) |
+//! | `HUB_HTTP_MAX_CONCURRENT` | `64`: requests handled at once; more wait (`/health` never does) |
+//! | `HUB_HTTP_MAX_BODY_BYTES_IN_FLIGHT` | `1048576` (1 MiB): bytes of request bodies handled at once; more wait (requests without a body take none) |
 //! | `HUB_HTTP_MAX_CONNECTIONS` | `1024`: connections open at once; the oldest idle one is closed to make room |
 //! | `HUB_HTTP_MAX_BODY_BYTES` | `1032192` (1 MiB, nats-server's `max_payload`, less 16 KiB for the envelope): larger bodies get 413 `too_large`; lowered at start to what the broker carries |
 

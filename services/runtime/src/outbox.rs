@@ -325,22 +325,35 @@ pub async fn publish_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Resu
     }
 }
 
-/// How many outbox rows one pass takes.
+/// How many outbox rows one pass takes at most.
 const PUBLISH_BATCH: usize = 256;
+/// How many bytes of envelopes one pass takes (and at least one row): a pass holds each
+/// several times over (the row, the message, the client's buffer), and an outbox that filled
+/// while the broker was down may hold hundreds of envelopes of up to a megabyte.
+const PUBLISH_BYTES: i64 = 4 << 20;
 
 /// Publishes up to one batch of pending rows, acks in flight together. Returns whether rows
 /// may be left pending (a full batch, or some not acknowledged): then the publisher looks
 /// again at once rather than waiting for the next commit.
 pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<bool> {
-    let rows = sqlx::query("SELECT id, subject, body FROM outbox WHERE published_at_ms IS NULL AND stopped_at_ms IS NULL ORDER BY id LIMIT $1")
-        .bind(PUBLISH_BATCH as i64)
-        .fetch_all(&ctx.pool)
-        .await
-        .context("reading the outbox")?;
+    // The rows in order while the bytes before each stay under PUBLISH_BYTES; LENGTH reads a
+    // body's size, not the body.
+    let rows = sqlx::query(
+        "SELECT id, subject, body FROM outbox WHERE id IN (\
+            SELECT id FROM (\
+                SELECT id, SUM(LENGTH(body)) OVER (ORDER BY id) - LENGTH(body) AS before FROM outbox \
+                WHERE published_at_ms IS NULL AND stopped_at_ms IS NULL ORDER BY id LIMIT $1\
+            ) AS pending WHERE before < $2\
+        ) ORDER BY id",
+    )
+    .bind(PUBLISH_BATCH as i64)
+    .bind(PUBLISH_BYTES)
+    .fetch_all(&ctx.pool)
+    .await
+    .context("reading the outbox")?;
     if rows.is_empty() {
         return Ok(false);
     }
-    let full = rows.len() == PUBLISH_BATCH;
     // While disconnected the client would buffer publishes and send them on reconnect,
     // after consent may have been withdrawn: wait for the broker, then re-check and publish.
     anyhow::ensure!(
@@ -352,9 +365,10 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<bool> {
     let mut stopped = 0;
     // The consent re-checks (a lookup on the broker each) overlap; publishing stays in order.
     let rows: Vec<(String, String, Vec<u8>)> = rows
-        .iter()
+        .into_iter()
         .map(|row| Ok::<_, sqlx::Error>((row.try_get("id")?, row.try_get("subject")?, row.try_get("body")?)))
         .collect::<Result<_, _>>()?;
+    let full = rows.len() == PUBLISH_BATCH || rows.iter().map(|(_, _, body)| body.len() as i64).sum::<i64>() >= PUBLISH_BYTES;
     let reads = ConsentReads::default();
     let checks: Vec<_> = rows.iter().map(|(_, subject, body)| consent_lapsed(ctx, &reads, subject, body)).collect();
     let lapsed: Vec<anyhow::Result<Option<Denial>>> = futures::stream::iter(checks).buffered(32).collect().await;

@@ -13,9 +13,11 @@
 //!   refusing newcomers would shut it out and leaving them in the accept queue would make it
 //!   wait behind the stalled ones. Only when every connection has a request in flight is the
 //!   newcomer closed at once.
-//! - At most `max_concurrent` requests are handled at once; the rest wait their turn, their
-//!   bodies unread (in the kernel's socket buffers, not the service's memory). `/health`
-//!   never waits.
+//! - At most `max_concurrent` requests are handled at once, and of those, bodies of at most
+//!   `max_body_bytes_in_flight` bytes in all (a body is read, parsed and sealed in memory,
+//!   several copies of it at once; a body of unknown length counts as the largest). The rest
+//!   wait their turn, their bodies unread (in the kernel's socket buffers, not the service's
+//!   memory). `/health` never waits.
 //! - A request must be answered within `request_timeout`, waiting for its turn included, or
 //!   it gets 503 `timeout`.
 //! - A body over `max_body_bytes` gets 413 `too_large` and is not read: a bigger one would
@@ -23,20 +25,27 @@
 //!
 //! Every refusal is a JSON body `{"error", "detail"}` like the rest of the API. This module
 //! imports nothing from the rest of the crate.
+//!
+//! Known limit: a client that declares a large body and sends it slowly holds its share of
+//! the body budget (the whole of it, at the largest) until the body arrives or the request
+//! timeout ends it, and requests with bodies wait behind it meanwhile; the request cap has
+//! the same weakness against `max_concurrent` such clients. A TLS proxy in front that
+//! buffers request bodies before passing them on (nginx does by default) removes it; a
+//! minimum upload rate here would too (not built).
 
 use std::{
     collections::BTreeMap,
     convert::Infallible,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{
     Json, Router,
-    body::Body,
+    body::{Body, HttpBody as _},
     extract::Request,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
@@ -47,7 +56,7 @@ use hyper_util::{
     server::graceful::GracefulShutdown,
 };
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::{ServiceBuilder, ServiceExt as _, limit::ConcurrencyLimit, util::BoxCloneSyncService};
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
@@ -79,6 +88,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Requests handled at once; more wait (`/health` never does).
     pub max_concurrent: usize,
+    /// Bytes of request bodies handled at once; more wait. A body larger than this is
+    /// handled alone.
+    pub max_body_bytes_in_flight: usize,
     /// Connections open at once.
     pub max_connections: usize,
     /// The largest request body.
@@ -86,18 +98,31 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 10 s for a head: a real client sends it in one packet; a stalled one holds a connection
-    /// 10 s at most. 30 s for a request: sends take milliseconds, and a 1 MiB body needs 17 s
-    /// even at 0.5 Mbit/s. 16 requests at once: about 3 MB each at the largest body (parsed,
-    /// sealed, written), so under 50 MB at worst, and still 16 sends to batch together
-    /// (more only queue for the same two cores). 1,024 connections: about 20 KB each while
-    /// stalled (hyper's read and write buffers), 20 MB at worst, and far more staff than an
-    /// agency has. The broker's message less the envelope's overhead for bodies.
+    /// Figures measured with `hub bench limits` (release build, 2 cores):
+    /// - 10 s for a head: a real client sends it in one packet; a stalled one holds a
+    ///   connection 10 s at most.
+    /// - 30 s for a request: sends take milliseconds, and a 1 MiB body needs 17 s even at
+    ///   0.5 Mbit/s.
+    /// - 64 requests at once: as many sends as are sealed and written together (the send
+    ///   batch). With 16, `hub bench` (16 sends in flight per service on average) lost about
+    ///   7 % of its throughput to waiting.
+    /// - 1 MiB of bodies at once: a body is held several times over while it is parsed,
+    ///   sealed and written (about 5 MB live, and more kept by the allocator, per 1 MiB body).
+    ///   200 of the largest sent at once, after the stalled connections below, peak at 66-69
+    ///   MB with 1 MiB, 79-89 with 2, and (without stalled connections first) 84 with 4, 106
+    ///   with 8, 173 with 16 requests at once and no byte cap. They take 2.3-3.3 s whichever:
+    ///   sealing on the cores bounds them, not waiting. So one of the largest at a time, or a
+    ///   hundred of ordinary size (a few KB); requests without a body take none.
+    /// - 1,024 connections: 5,000 stalled ones take the service from 19 to about 47 MB (hyper
+    ///   keeps an 8 KiB read and an 8 KiB write buffer for each), and it is far more than an
+    ///   agency's staff.
+    /// - Bodies up to the broker's largest message less the envelope's overhead.
     fn default() -> Limits {
         Limits {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
-            max_concurrent: 16,
+            max_concurrent: 64,
+            max_body_bytes_in_flight: 1 << 20,
             max_connections: 1024,
             max_body_bytes: BROKER_MAX_PAYLOAD - ENVELOPE_ALLOWANCE,
         }
@@ -106,8 +131,9 @@ impl Default for Limits {
 
 impl Limits {
     /// The defaults with `HUB_HTTP_HEADER_TIMEOUT_SECS`, `HUB_HTTP_REQUEST_TIMEOUT_SECS`,
-    /// `HUB_HTTP_MAX_CONCURRENT`, `HUB_HTTP_MAX_CONNECTIONS` and `HUB_HTTP_MAX_BODY_BYTES`
-    /// applied; each must be a whole number of at least 1.
+    /// `HUB_HTTP_MAX_CONCURRENT`, `HUB_HTTP_MAX_BODY_BYTES_IN_FLIGHT`,
+    /// `HUB_HTTP_MAX_CONNECTIONS` and `HUB_HTTP_MAX_BODY_BYTES` applied; each must be a whole
+    /// number of at least 1.
     pub fn from_env() -> anyhow::Result<Limits> {
         Limits::from_vars(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
     }
@@ -129,6 +155,9 @@ impl Limits {
         }
         if let Some(n) = number("HUB_HTTP_MAX_CONCURRENT")? {
             limits.max_concurrent = n as usize;
+        }
+        if let Some(n) = number("HUB_HTTP_MAX_BODY_BYTES_IN_FLIGHT")? {
+            limits.max_body_bytes_in_flight = n as usize;
         }
         if let Some(n) = number("HUB_HTTP_MAX_CONNECTIONS")? {
             limits.max_connections = n as usize;
@@ -165,7 +194,7 @@ pub async fn serve(
     let service = limited(app, limits);
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(MAX_HEAD_BYTES).keep_alive(true);
-    let open = Arc::new(Open { max: limits.max_connections, connections: Mutex::default(), next_id: Default::default(), full: AtomicBool::new(false) });
+    let open = Arc::new(Open::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     loop {
         let stream = tokio::select! {
@@ -215,16 +244,26 @@ pub async fn serve(
 }
 
 /// The app with the limits on requests: JSON refusals (outermost), body limit, timeout, and
-/// the concurrency cap that `/health` passes by.
+/// the caps on bodies and requests at once that `/health` passes by.
 fn limited(app: Router, limits: Limits) -> BoxCloneSyncService<Request<Incoming>, Response, Infallible> {
     let capped = ConcurrencyLimit::new(app.clone(), limits.max_concurrent);
-    let health_first = tower::service_fn(move |request: Request<_>| {
-        let (app, capped) = (app.clone(), capped.clone());
+    // In KiB, so that a semaphore counts them; a body larger than the whole budget takes it all.
+    let budget_kib = (limits.max_body_bytes_in_flight / 1024).clamp(1, Semaphore::MAX_PERMITS) as u32;
+    let bodies = Arc::new(Semaphore::new(budget_kib as usize));
+    let max_body = limits.max_body_bytes;
+    let health_first = tower::service_fn(move |request: Request<tower_http::body::Limited<Incoming>>| {
+        let (app, capped, bodies) = (app.clone(), capped.clone(), bodies.clone());
         async move {
-            if request.uri().path() == "/health" { app.oneshot(request).await } else { capped.oneshot(request).await }
+            if request.uri().path() == "/health" {
+                return app.oneshot(request).await;
+            }
+            // Requests without a body (reads) take none of the budget, so never queue behind sends.
+            let bytes = request.body().size_hint().upper().unwrap_or(max_body as u64);
+            let kib = bytes.div_ceil(1024).min(budget_kib as u64) as u32;
+            let _bytes = bodies.acquire_many(kib).await.expect("the semaphore is never closed");
+            capped.oneshot(request).await
         }
     });
-    let max_body = limits.max_body_bytes;
     let timeout = limits.request_timeout;
     BoxCloneSyncService::new(
         ServiceBuilder::new()
@@ -294,11 +333,16 @@ impl Drop for InFlight {
 /// The open connections.
 struct Open {
     max: usize,
+    register: Mutex<Register>,
+}
+
+#[derive(Default)]
+struct Register {
     /// By id, which counts up: oldest first.
-    connections: Mutex<BTreeMap<u64, Connection>>,
-    next_id: AtomicU64,
-    /// Whether the last admission found the cap reached (logged once per episode).
-    full: AtomicBool,
+    connections: BTreeMap<u64, Connection>,
+    next_id: u64,
+    /// When the cap was last logged: once a minute at most, however many arrive.
+    warned: Option<Instant>,
 }
 
 struct Connection {
@@ -316,35 +360,44 @@ struct Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.open.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        self.open.lock().connections.remove(&self.id);
     }
 }
 
 impl Open {
+    fn new(max: usize) -> Open {
+        Open { max, register: Mutex::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Register> {
+        self.register.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Registers one more connection, closing the oldest one with no request in flight if
     /// the cap is reached; None (refuse it) if every open connection has a request in flight.
     fn admit(self: &Arc<Open>) -> Option<Admitted> {
-        let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-        let full = connections.len() >= self.max;
-        if full != self.full.swap(full, Ordering::Relaxed) && full {
-            tracing::warn!(max_connections = self.max, "HTTP connection cap reached: the oldest idle connections are closed to make room");
+        let mut register = self.lock();
+        if register.connections.len() >= self.max {
+            let idle = register.connections.iter().find(|(_, c)| !c.busy.load(Ordering::Relaxed)).map(|(id, _)| *id);
+            let evicted = idle.and_then(|id| register.connections.remove(&id));
+            if register.warned.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                register.warned = Some(Instant::now());
+                match evicted {
+                    Some(_) => tracing::warn!(max_connections = self.max, "HTTP connection cap reached: the oldest idle connections are closed to make room"),
+                    None => tracing::warn!(max_connections = self.max, "HTTP connection cap reached with a request in flight on every connection: new ones are refused"),
+                }
+            }
+            evicted?.closed.cancel();
         }
-        if full {
-            let idle = connections.iter().find(|(_, c)| !c.busy.load(Ordering::Relaxed)).map(|(id, _)| *id);
-            let Some(evicted) = idle.and_then(|id| connections.remove(&id)) else {
-                tracing::warn!(max_connections = self.max, "every HTTP connection has a request in flight; a new connection is refused");
-                return None;
-            };
-            evicted.closed.cancel();
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = register.next_id;
+        register.next_id += 1;
         let (busy, closed) = (Arc::new(AtomicBool::new(false)), CancellationToken::new());
-        connections.insert(id, Connection { busy: busy.clone(), closed: closed.clone() });
+        register.connections.insert(id, Connection { busy: busy.clone(), closed: closed.clone() });
         Some(Admitted { id, busy, closed, open: self.clone() })
     }
 
     fn close_all(&self) {
-        for (_, c) in std::mem::take(&mut *self.connections.lock().unwrap_or_else(|e| e.into_inner())) {
+        for (_, c) in std::mem::take(&mut self.lock().connections) {
             c.closed.cancel();
         }
     }
@@ -362,11 +415,12 @@ mod tests {
             ("HUB_HTTP_HEADER_TIMEOUT_SECS", "2"),
             ("HUB_HTTP_REQUEST_TIMEOUT_SECS", "5"),
             ("HUB_HTTP_MAX_CONCURRENT", "4"),
+            ("HUB_HTTP_MAX_BODY_BYTES_IN_FLIGHT", "65536"),
             ("HUB_HTTP_MAX_CONNECTIONS", "64"),
             ("HUB_HTTP_MAX_BODY_BYTES", "1000"),
         ]))
         .unwrap();
-        assert_eq!(set, Limits { header_timeout: Duration::from_secs(2), request_timeout: Duration::from_secs(5), max_concurrent: 4, max_connections: 64, max_body_bytes: 1000 });
+        assert_eq!(set, Limits { header_timeout: Duration::from_secs(2), request_timeout: Duration::from_secs(5), max_concurrent: 4, max_body_bytes_in_flight: 65536, max_connections: 64, max_body_bytes: 1000 });
         for bad in ["0", "-1", "ten", "1.5"] {
             let e = Limits::from_vars(|name| (name == "HUB_HTTP_MAX_CONCURRENT").then(|| bad.to_owned())).unwrap_err().to_string();
             assert!(e.contains("HUB_HTTP_MAX_CONCURRENT"), "{bad}: {e}");

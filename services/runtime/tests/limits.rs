@@ -33,6 +33,9 @@ struct Test {
     /// Requests inside `/hold` now, and the most there ever were.
     inside: Arc<AtomicUsize>,
     most_inside: Arc<AtomicUsize>,
+    /// Of those, requests with a body, now and at most.
+    bodies_inside: Arc<AtomicUsize>,
+    most_bodies_inside: Arc<AtomicUsize>,
     /// `/hold` answers once it takes a permit from here.
     release: Arc<Semaphore>,
     /// What `/store` was sent.
@@ -43,16 +46,7 @@ fn router(test: Test) -> Router {
     Router::new()
         .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/stall", get(|| async { std::future::pending::<&str>().await }))
-        .route(
-            "/hold",
-            get(|State(t): State<Test>| async move {
-                let now = t.inside.fetch_add(1, Ordering::SeqCst) + 1;
-                t.most_inside.fetch_max(now, Ordering::SeqCst);
-                t.release.acquire().await.expect("open").forget();
-                t.inside.fetch_sub(1, Ordering::SeqCst);
-                "held"
-            }),
-        )
+        .route("/hold", get(|State(t): State<Test>| hold(t, false)).post(|State(t): State<Test>, _: Bytes| hold(t, true)))
         .route(
             "/store",
             post(|State(t): State<Test>, body: Bytes| async move {
@@ -61,6 +55,22 @@ fn router(test: Test) -> Router {
             }),
         )
         .with_state(test)
+}
+
+/// Counts the request in, waits for a release, counts it out.
+async fn hold(t: Test, with_body: bool) -> &'static str {
+    let now = t.inside.fetch_add(1, Ordering::SeqCst) + 1;
+    t.most_inside.fetch_max(now, Ordering::SeqCst);
+    if with_body {
+        let now = t.bodies_inside.fetch_add(1, Ordering::SeqCst) + 1;
+        t.most_bodies_inside.fetch_max(now, Ordering::SeqCst);
+    }
+    t.release.acquire().await.expect("open").forget();
+    if with_body {
+        t.bodies_inside.fetch_sub(1, Ordering::SeqCst);
+    }
+    t.inside.fetch_sub(1, Ordering::SeqCst);
+    "held"
 }
 
 struct Server {
@@ -73,7 +83,14 @@ struct Server {
 async fn start(limits: Limits) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let test = Test { inside: Default::default(), most_inside: Default::default(), release: Arc::new(Semaphore::new(0)), stored: Default::default() };
+    let test = Test {
+        inside: Default::default(),
+        most_inside: Default::default(),
+        bodies_inside: Default::default(),
+        most_bodies_inside: Default::default(),
+        release: Arc::new(Semaphore::new(0)),
+        stored: Default::default(),
+    };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(serve(listener, router(test.clone()), limits, None, shutdown.clone()));
     Server { addr, test, shutdown, task }
@@ -189,6 +206,23 @@ async fn requests_over_the_concurrency_cap_wait_their_turn_and_health_still_answ
         assert_eq!(r.await.unwrap().unwrap().0, 200, "every waiting request is answered in turn");
     }
     assert_eq!(server.test.most_inside.load(Ordering::SeqCst), 2, "never more than the cap at once");
+}
+
+#[tokio::test]
+async fn bodies_over_the_budget_wait_their_turn_and_reads_do_not() {
+    let server = start(Limits { max_body_bytes_in_flight: 2048, ..Limits::default() }).await;
+    let post = format!("POST /hold HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 1024\r\n\r\n{}", "b".repeat(1024)).into_bytes();
+    let sends: Vec<_> = (0..4).map(|_| tokio::spawn(exchange(server.addr, post.clone()))).collect();
+    // Two bodies of 1 KiB fill the budget of 2 KiB; the other two wait.
+    wait_until("two bodies inside", || server.test.bodies_inside.load(Ordering::SeqCst) == 2).await;
+    // A request without a body takes none of it.
+    let read = tokio::spawn(exchange(server.addr, get_request("/hold")));
+    wait_until("the read inside beside them", || server.test.inside.load(Ordering::SeqCst) == 3).await;
+    server.test.release.add_permits(5);
+    for r in sends.into_iter().chain([read]) {
+        assert_eq!(r.await.unwrap().unwrap().0, 200, "every waiting request is answered in turn");
+    }
+    assert_eq!(server.test.most_bodies_inside.load(Ordering::SeqCst), 2, "never more body bytes than the budget at once");
 }
 
 #[tokio::test]
