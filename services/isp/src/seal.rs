@@ -126,6 +126,13 @@ impl Isp {
     /// a [`Justification`] (`IspError::Unjustified` otherwise).
     pub fn seal(&self, out: &Outgoing, record: Option<&consent::Verified>) -> Result<Sealed, IspError> {
         check_outgoing(out).map_err(|e| IspError::Invalid { what: e.field.into(), detail: e.to_string() })?;
+        // Purpose and basis travel in clear too (and into a near miss): ids of the policy only.
+        if !self.policy.purposes.contains_key(&out.purpose) {
+            return Err(IspError::Invalid { what: "purpose".into(), detail: "not a purpose of the policy; the value is not repeated here".into() });
+        }
+        if !self.policy.lawful_bases.contains_key(&out.lawful_basis) {
+            return Err(IspError::Invalid { what: "lawful_basis".into(), detail: "not a lawful basis of the policy; the value is not repeated here".into() });
+        }
         let recipient = self.directory.require(&out.recipient)?;
         let body = body_kind(&self.schema, &out.payload);
         if body != Some(out.kind) {

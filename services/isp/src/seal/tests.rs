@@ -305,6 +305,9 @@ fn free_text_in_a_clear_field_is_refused_at_seal_and_on_receipt() {
         ("subject_ref", |o| o.subject_ref = NAME.into()),
         ("in_reply_to", |o| o.in_reply_to = "07700 900123".into()),
         ("consent.id", |o| o.consent.as_mut().unwrap().consent_id = NAME.into()),
+        // Not grammar tokens but policy ids: refused before a near miss could carry them.
+        ("purpose", |o| o.purpose = NAME.into()),
+        ("lawful_basis", |o| o.lawful_basis = ADDRESS.into()),
     ] {
         let mut out = idva_referral();
         set(&mut out);
