@@ -6,7 +6,7 @@
 #   deploy/api_check.sh [EXAMPLES]     (default 25 generated requests per operation)
 #
 # Starts `hub up --demo` on a temporary data directory (the hub binary must be built:
-# cargo build -p hub), installs schemathesis from PyPI into a virtualenv under
+# cargo build -p hub; $CARGO_TARGET_DIR is honoured), installs schemathesis from PyPI into a virtualenv under
 # target/schemathesis when it is absent, and stops the partnership on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,7 @@ if [ ! -x "$venv/bin/st" ]; then
 fi
 
 data="$(mktemp -d /tmp/hub-api-check.XXXXXX)"
-target/debug/hub up --data "$data" --demo >"$data/up.log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}/debug/hub" up --data "$data" --demo >"$data/up.log" 2>&1 &
 hub=$!
 trap 'kill "$hub" 2>/dev/null || true; wait "$hub" 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 1 300); do
