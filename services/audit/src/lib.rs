@@ -151,6 +151,10 @@ struct Ctx {
     pool: AnyPool,
     /// The directory in force; a signed update is swapped in whole (see `watch_directory`).
     directory: Arc<arc_swap::ArcSwap<Directory>>,
+    /// The IG office's keys (its subject-ref key makes a person's reference for subject access).
+    ig_keys: Option<Arc<isp::AgencyKeys>>,
+    /// The partnership's policy file (which roles hold the subject-ref key).
+    policy_path: std::path::PathBuf,
 }
 
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<runtime::Running> {
@@ -173,7 +177,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             None
         }
     };
-    let ctx = Ctx { pool, directory: Arc::new(arc_swap::ArcSwap::new(directory)) };
+    let ig_keys = signer.as_ref().map(|path| isp::AgencyKeys::load(path).map(Arc::new)).transpose()?;
+    let policy_path = config.directory_path.with_file_name("policy.toml");
+    let ctx = Ctx { pool, directory: Arc::new(arc_swap::ArcSwap::new(directory)), ig_keys, policy_path };
     let access = Arc::new(AccessLog { pool: ctx.pool.clone(), js: js.clone(), keys: match &signer {
         Some(path) => Some(isp::AgencyKeys::load(path)?),
         None => None,
@@ -190,6 +196,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .route("/checkpoints", get(list_checkpoints))
         .route("/checkpoints/latest", get(latest_checkpoint))
         .route("/report", get(period_report))
+        .route("/subject-access", axum::routing::post(subject_access_bundle))
         .route("/proof/inclusion", get(prove_inclusion))
         .route("/proof/consistency", get(prove_consistency))
         .with_state(ctx.clone());
@@ -230,6 +237,7 @@ pub const RULES: &[Rule] = {
         rule("GET", "/checkpoints", Allow::Roles(IG)),
         rule("GET", "/checkpoints/latest", Allow::Roles(IG)),
         content("GET", "/report", Allow::Roles(IG)),
+        content("POST", "/subject-access", Allow::Roles(IG)),
         logged("GET", "/proof/inclusion", Allow::Roles(IG)),
         rule("GET", "/proof/consistency", Allow::Roles(IG)),
         logged("GET", "/access-log", Allow::Roles(IG)),
@@ -463,6 +471,29 @@ struct ReportParams {
     sla_hours: Option<f64>,
     /// json (default), csv or html.
     format: Option<String>,
+}
+
+/// `POST /subject-access` `{full_name, date_of_birth}`: the subject access bundle of one
+/// person (every entry about them, under their reference and the link tokens that stood for
+/// them, with inclusion proofs and a summary), as `hub audit subject-access` makes it. The
+/// name travels in the body only; the read is recorded in the ledger with the IG lead's id.
+async fn subject_access_bundle(State(ctx): State<Ctx>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let person: runtime::api::SubjectIdentity = runtime::api::json_body(&body)?;
+    let keys = ctx.ig_keys.as_ref().ok_or_else(|| ApiError::conflict("the directory has no IG office whose key makes subject references"))?;
+    let subject_ref = keys.subject_ref(&person.full_name, &person.date_of_birth).map_err(ApiError::internal)?;
+    let directory = ctx.directory.load_full();
+    let policy = std::fs::read_to_string(&ctx.policy_path).ok().and_then(|t| isp::Policy::from_toml(&t, &isp::Schema::load().ok()?).ok());
+    let links = directory
+        .agencies
+        .iter()
+        .filter(|a| policy.as_ref().is_some_and(|p| !p.holds_subject_key(a.role)))
+        .map(|a| keys.link_ref(&a.id, &subject_ref))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::internal)?;
+    let bundle = subject_access::export(&ctx.pool, &directory, policy.as_ref(), &subject_ref, &links)
+        .await
+        .map_err(|e| ApiError::conflict(format!("{e:#}")))?;
+    Ok(Json(serde_json::to_value(bundle).expect("serialisable")))
 }
 
 async fn period_report(State(ctx): State<Ctx>, Query(p): Query<ReportParams>) -> Result<axum::response::Response, ApiError> {

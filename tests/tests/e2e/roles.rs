@@ -198,6 +198,23 @@ async fn who_looked_at_a_referral_is_in_the_access_log_and_the_ledger_on(backend
     let audit_log: Value = ig.get(format!("{}/access-log?staff=demo.ig-lead", p.url("audit"))).send().await?.json().await?;
     assert!(audit_log.as_array().unwrap().iter().any(|e| e["route"] == "GET /ledger" && e["outcome"] == "allowed"), "{audit_log}");
 
+    // A subject access request: the bundle answers, and the request is in the ledger under
+    // the IG lead's id, without the name it was made for.
+    let bundle = eventually("the subject access bundle", Duration::from_secs(30), || async {
+        let r = ig.post(format!("{}/subject-access", p.url("audit"))).json(&json!({"full_name": "Synthetic Person 00000", "date_of_birth": "1990-01-01"})).send().await?;
+        let v: Value = r.json().await?;
+        Ok(v["entries"].as_array().filter(|e| !e.is_empty()).map(|_| v.clone()))
+    })
+    .await?;
+    assert!(bundle["entries"].as_array().unwrap().iter().any(|e| e["entry"]["entry_id"] == id.as_str()), "the referral is missing from the bundle");
+    let request = eventually("the subject access request in the ledger", Duration::from_secs(30), || async {
+        let v: Value = ig.get(format!("{}/ledger?entry_type=accessed&sender=ig-northbridge", p.url("audit"))).send().await?.json().await?;
+        Ok(v.as_array().and_then(|a| a.iter().find(|e| e["rule"] == "POST /subject-access" && e["reason"] == "allowed").cloned()))
+    })
+    .await?;
+    assert_eq!((request["staff_id"].as_str(), request["verified"].as_bool()), (Some("demo.ig-lead"), Some(true)));
+    assert!(!Value::from(p.ledger().await?).to_string().contains("Synthetic Person"), "a name reached the ledger");
+
     // The sender sees who opened it.
     let mine = eventually("the opened receipt at housing", Duration::from_secs(30), || async {
         let v = p.get(HOUSING, &format!("/disclosures/{id}")).await?;
