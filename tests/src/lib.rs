@@ -7,6 +7,7 @@
 //! the test ends, pass or fail. Tests therefore run in parallel and leave nothing behind.
 
 pub mod oidc;
+pub mod raw_http;
 
 use std::{
     path::{Path, PathBuf},

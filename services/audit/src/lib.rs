@@ -166,24 +166,20 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let js = async_nats::jetstream::new(client);
     let consumer = transport::audit_consumer(&js, config.ack_wait).await?;
     let ig = directory.with_role(isp::Role::Ig).next().map(|a| a.id.clone());
-    let signer = match &ig {
+    let (signer, ig_keys) = match &ig {
         Some(id) => {
             let path = config.keys_dir.join(format!("{id}.toml"));
-            isp::AgencyKeys::load(&path).with_context(|| format!("loading the checkpoint key of {id}"))?;
-            Some(path)
+            let keys = isp::AgencyKeys::load(&path).with_context(|| format!("loading the checkpoint key of {id}"))?;
+            (Some(path), Some(Arc::new(keys)))
         }
         None => {
             tracing::warn!("the directory has no ig agency: ledger checkpoints will not be signed");
-            None
+            (None, None)
         }
     };
-    let ig_keys = signer.as_ref().map(|path| isp::AgencyKeys::load(path).map(Arc::new)).transpose()?;
     let policy_path = config.directory_path.with_file_name("policy.toml");
     let ctx = Ctx { pool, directory: Arc::new(arc_swap::ArcSwap::new(directory)), ig_keys, policy_path };
-    let access = Arc::new(AccessLog { pool: ctx.pool.clone(), js: js.clone(), keys: match &signer {
-        Some(path) => Some(isp::AgencyKeys::load(path)?),
-        None => None,
-    } });
+    let access = Arc::new(AccessLog { pool: ctx.pool.clone(), js: js.clone(), keys: ctx.ig_keys.clone() });
     // Its staff are the IG office's.
     let mut gate = runtime::auth::Gate::new(ig.as_deref().unwrap_or("audit"), ctx.pool.clone(), &[RULES], access);
     if let Some(oidc) = &config.oidc {
@@ -250,7 +246,7 @@ pub const RULES: &[Rule] = {
 struct AccessLog {
     pool: AnyPool,
     js: async_nats::jetstream::Context,
-    keys: Option<isp::AgencyKeys>,
+    keys: Option<Arc<isp::AgencyKeys>>,
 }
 
 impl runtime::auth::AccessSink for AccessLog {

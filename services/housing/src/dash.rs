@@ -106,6 +106,7 @@ fn today() -> String {
 /// `DashAssessment` to attach to referrals.
 pub async fn record(State(ctx): State<Ctx>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
     let input: DashInput = json_body(&body)?;
+    isp::clear::optional("case_ref", &input.case_ref, isp::clear::is_case_ref, isp::clear::CASE_REF).map_err(runtime::api::clear_field)?;
     let assessment = assess(&input, &today()).map_err(ApiError::bad_request)?;
     let id = uuid::Uuid::now_v7().to_string();
     let subject_ref = ctx.isp().keys.subject_ref(&input.subject.full_name, &input.subject.date_of_birth).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -150,12 +151,7 @@ fn dash_json(ctx: &Ctx, assessment: &DashAssessment) -> Value {
 
 /// `GET /dash-assessments`, paged by `id`.
 pub async fn list(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let sql = format!("SELECT id, case_ref, subject_ref, checklist_version, score, risk, professional_judgement, assessed_at_ms FROM dash_assessments WHERE {}", Page::clause("id", 1));
-    let rows = sqlx::query(&sql)
-        .bind(page.after())
-        .bind(page.limit()?)
-        .fetch_all(&ctx.pool)
-        .await?;
+    let rows = page.rows(&ctx.pool, "SELECT id, case_ref, subject_ref, checklist_version, score, risk, professional_judgement, assessed_at_ms FROM dash_assessments", "id").await?;
     Ok(Json(Value::Array(
         rows.iter()
             .map(|r| runtime::api::row_json(r, &["id", "case_ref", "subject_ref", "checklist_version", "risk"], &["score", "professional_judgement", "assessed_at_ms"], &[]))

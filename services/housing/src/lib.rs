@@ -74,12 +74,7 @@ impl Agency for Housing {
 
 /// `GET /property-requests`, paged by `envelope_id`.
 async fn property_requests(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let sql = format!("SELECT application_ref, envelope_id, coordinator, areas, bedrooms_needed, status, received_at_ms FROM property_requests WHERE {}", Page::clause("envelope_id", 1));
-    let rows = sqlx::query(&sql)
-        .bind(page.after())
-        .bind(page.limit()?)
-        .fetch_all(&ctx.pool)
-        .await?;
+    let rows = page.rows(&ctx.pool, "SELECT application_ref, envelope_id, coordinator, areas, bedrooms_needed, status, received_at_ms FROM property_requests", "envelope_id").await?;
     let items = rows
         .iter()
         .map(|r| {

@@ -58,6 +58,15 @@ pub fn least_role(rule: &Rule) -> Option<Role> {
 /// Logs in to a service and returns an HTTP client that sends the session cookie and CSRF
 /// token with every request.
 pub async fn login(base_url: &str, staff_id: &str, password: &str) -> anyhow::Result<reqwest::Client> {
+    let (cookie, csrf) = session(base_url, staff_id, password).await?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::COOKIE, cookie.parse()?);
+    headers.insert("x-csrf-token", csrf.parse()?);
+    Ok(reqwest::Client::builder().default_headers(headers).build()?)
+}
+
+/// Logs in to a service: the session cookie (`hub_session=…`) and its CSRF token.
+pub async fn session(base_url: &str, staff_id: &str, password: &str) -> anyhow::Result<(String, String)> {
     let response = reqwest::Client::new()
         .post(format!("{base_url}/login"))
         .json(&serde_json::json!({"staff_id": staff_id, "password": password}))
@@ -75,10 +84,7 @@ pub async fn login(base_url: &str, staff_id: &str, password: &str) -> anyhow::Re
     let (Some(cookie), Some(csrf)) = (cookie, body["csrf_token"].as_str()) else {
         bail!("logging in to {base_url} as {staff_id}: HTTP {status}: {body}");
     };
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::COOKIE, cookie.parse()?);
-    headers.insert("x-csrf-token", csrf.parse()?);
-    Ok(reqwest::Client::builder().default_headers(headers).build()?)
+    Ok((cookie, csrf.to_owned()))
 }
 
 /// One service [`Logins`] can act at.

@@ -94,12 +94,7 @@ async fn own_subject(ctx: &Ctx, tx: &mut Tx, pathway: &str, reference: &str) -> 
 
 /// `GET /cases`, paged by `envelope_id`.
 async fn cases(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let sql = format!("SELECT envelope_id, subject_ref, referrer, risk, status, triage_due_ms, received_at_ms FROM idva_cases WHERE {}", Page::clause("envelope_id", 1));
-    let rows = sqlx::query(&sql)
-        .bind(page.after())
-        .bind(page.limit()?)
-        .fetch_all(&ctx.pool)
-        .await?;
+    let rows = page.rows(&ctx.pool, "SELECT envelope_id, subject_ref, referrer, risk, status, triage_due_ms, received_at_ms FROM idva_cases", "envelope_id").await?;
     Ok(Json(Value::Array(
         rows.iter()
             .map(|r| runtime::api::row_json(r, &["envelope_id", "subject_ref", "referrer", "risk", "status"], &["triage_due_ms", "received_at_ms"], &[]))
@@ -109,12 +104,7 @@ async fn cases(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<
 
 /// `GET /engagement`, paged by `envelope_id`.
 async fn engagement(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let sql = format!("SELECT envelope_id, subject_ref, pathway_agency, engagement, received_at_ms FROM engagement_updates WHERE {}", Page::clause("envelope_id", 1));
-    let rows = sqlx::query(&sql)
-        .bind(page.after())
-        .bind(page.limit()?)
-        .fetch_all(&ctx.pool)
-        .await?;
+    let rows = page.rows(&ctx.pool, "SELECT envelope_id, subject_ref, pathway_agency, engagement, received_at_ms FROM engagement_updates", "envelope_id").await?;
     Ok(Json(Value::Array(
         rows.iter()
             .map(|r| runtime::api::row_json(r, &["envelope_id", "subject_ref", "pathway_agency", "engagement"], &["received_at_ms"], &[]))

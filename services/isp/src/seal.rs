@@ -126,6 +126,10 @@ impl Isp {
     /// a [`Justification`] (`IspError::Unjustified` otherwise).
     pub fn seal(&self, out: &Outgoing, record: Option<&consent::Verified>) -> Result<Sealed, IspError> {
         check_outgoing(out).map_err(|e| IspError::Invalid { what: e.field.into(), detail: e.to_string() })?;
+        // The agency holding the consent record travels in clear too: an agency of the directory.
+        if out.consent.as_ref().is_some_and(|c| !c.recorded_by.is_empty() && self.directory.get(&c.recorded_by).is_none()) {
+            return Err(IspError::Invalid { what: "consent.recorded_by".into(), detail: "not an agency of the partnership directory; the value is not repeated here".into() });
+        }
         // Purpose and basis travel in clear too (and into a near miss): ids of the policy only.
         if !self.policy.purposes.contains_key(&out.purpose) {
             return Err(IspError::Invalid { what: "purpose".into(), detail: "not a purpose of the policy; the value is not repeated here".into() });
@@ -443,6 +447,9 @@ pub fn verify_envelope(directory: &Directory, bytes: &[u8]) -> Result<(Header, E
         return Err(OpenError::PayloadDigestMismatch);
     }
     check_header(&header).map_err(|e| OpenError::BadClearField(e.field))?;
+    if header.consent.as_ref().is_some_and(|c| !c.recorded_by.is_empty() && directory.get(&c.recorded_by).is_none()) {
+        return Err(OpenError::BadClearField("consent.recorded_by"));
+    }
     Ok((header, envelope))
 }
 

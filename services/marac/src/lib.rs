@@ -156,25 +156,14 @@ async fn record_action(State(ctx): State<Ctx>, body: axum::body::Bytes) -> Resul
 
 /// `GET /actions`, paged by `action_id`.
 async fn actions(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let rows = sqlx::query(&format!("SELECT action_id, owner_agency, status FROM marac_actions WHERE {}", Page::clause("action_id", 1)))
-        .bind(page.after())
-        .bind(page.limit()?)
-        .fetch_all(&ctx.pool)
-        .await?;
+    let rows = page.rows(&ctx.pool, "SELECT action_id, owner_agency, status FROM marac_actions", "action_id").await?;
     Ok(Json(Value::Array(rows.iter().map(|r| runtime::api::row_json(r, &["action_id", "owner_agency", "status"], &[], &[])).collect())))
 }
 
 /// `GET /cases`, paged by `envelope_id`.
 async fn cases(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let sql = format!(
-        "SELECT envelope_id, subject_ref, referrer, criteria, repeat_referral, meets_criteria, status, received_at_ms FROM marac_cases WHERE {}",
-        Page::clause("envelope_id", 1)
-    );
-    let rows = sqlx::query(&sql)
-        .bind(page.after())
-        .bind(page.limit()?)
-        .fetch_all(&ctx.pool)
-        .await?;
+    let select = "SELECT envelope_id, subject_ref, referrer, criteria, repeat_referral, meets_criteria, status, received_at_ms FROM marac_cases";
+    let rows = page.rows(&ctx.pool, select, "envelope_id").await?;
     Ok(Json(Value::Array(
         rows.iter()
             .map(|r| {

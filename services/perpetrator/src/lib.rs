@@ -52,12 +52,7 @@ impl Agency for Perpetrator {
 
 /// `GET /cases`, paged by `envelope_id`.
 async fn cases(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let sql = format!("SELECT envelope_id, subject_ref, referrer, pathway, report_engagement_to, status, received_at_ms FROM pathway_cases WHERE {}", Page::clause("envelope_id", 1));
-    let rows = sqlx::query(&sql)
-        .bind(page.after())
-        .bind(page.limit()?)
-        .fetch_all(&ctx.pool)
-        .await?;
+    let rows = page.rows(&ctx.pool, "SELECT envelope_id, subject_ref, referrer, pathway, report_engagement_to, status, received_at_ms FROM pathway_cases", "envelope_id").await?;
     Ok(Json(Value::Array(
         rows.iter()
             .map(|r| runtime::api::row_json(r, &["envelope_id", "subject_ref", "referrer", "pathway", "report_engagement_to", "status"], &["received_at_ms"], &[]))

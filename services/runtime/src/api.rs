@@ -98,22 +98,29 @@ impl From<SendError> for ApiError {
 }
 
 /// Replaces every double-quoted run in a parser message: serde and protobuf errors quote the
-/// offending value, and that value may be personal data.
+/// offending value, and that value may be personal data. A backquoted run (serde's name of an
+/// unknown field) is kept only when it looks like a field name (`cas_ref`), since a key can be
+/// anything typed too.
 pub fn redact_quoted(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let mut inside = false;
+    let mut quoted: Option<(char, String)> = None;
     for c in message.chars() {
-        if c == '"' {
-            if !inside {
-                out.push_str("\"…");
+        match &mut quoted {
+            Some((open, run)) if c == *open => {
+                let keep = *open == '`' && (1..=32).contains(&run.len()) && run.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                out.push(*open);
+                out.push_str(if keep { run } else { "…" });
+                out.push(*open);
+                quoted = None;
             }
-            inside = !inside;
-            if !inside {
-                out.push('"');
-            }
-        } else if !inside {
-            out.push(c);
+            Some((_, run)) => run.push(c),
+            None if c == '"' || c == '`' => quoted = Some((c, String::new())),
+            None => out.push(c),
         }
+    }
+    if let Some((open, _)) = quoted {
+        out.push(open);
+        out.push('…');
     }
     out
 }
@@ -163,6 +170,19 @@ impl Page {
     /// `key > $n ORDER BY key LIMIT $n+1`, for a query's WHERE.
     pub fn clause(key: &str, n: usize) -> String {
         format!("{key} > ${n} ORDER BY {key} LIMIT ${}", n + 1)
+    }
+
+    /// The rows of this page of `select` (`SELECT … FROM table`), in the order of the text
+    /// column `key`.
+    pub async fn rows(&self, pool: &sqlx::AnyPool, select: &str, key: &str) -> Result<Vec<AnyRow>, ApiError> {
+        let limit = self.limit()?;
+        Ok(sqlx::query(&format!("{select} WHERE {}", Page::clause(key, 1))).bind(self.after()).bind(limit).fetch_all(pool).await?)
+    }
+
+    /// [`Page::rows`] for a numeric key (a stream sequence).
+    pub async fn rows_by_number(&self, pool: &sqlx::AnyPool, select: &str, key: &str) -> Result<Vec<AnyRow>, ApiError> {
+        let (after, limit) = (self.after_number()?, self.limit()?);
+        Ok(sqlx::query(&format!("{select} WHERE {}", Page::clause(key, 1))).bind(after).bind(limit).fetch_all(pool).await?)
     }
 }
 
@@ -409,11 +429,7 @@ fn sent_json_opened(ctx: &Ctx, row: &AnyRow) -> Result<Value, ApiError> {
 
 /// `GET /disclosures`, paged by `envelope_id`.
 async fn list_sent(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let rows = sqlx::query(&format!("SELECT {SENT_COLUMNS} FROM sent WHERE {}", Page::clause("envelope_id", 1)))
-        .bind(page.after())
-        .bind(page.limit()?)
-        .fetch_all(&ctx.pool)
-        .await?;
+    let rows = page.rows(&ctx.pool, &format!("SELECT {SENT_COLUMNS} FROM sent"), "envelope_id").await?;
     Ok(Json(Value::Array(rows.iter().map(|r| sent_json_opened(&ctx, r)).collect::<Result<_, _>>()?)))
 }
 
@@ -441,11 +457,7 @@ fn inbox_json(row: &AnyRow) -> Value {
 
 /// `GET /inbox`, paged by `stream_seq`.
 async fn list_inbox(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let rows = sqlx::query(&format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE {}", Page::clause("stream_seq", 1)))
-        .bind(page.after_number()?)
-        .bind(page.limit()?)
-        .fetch_all(&ctx.pool)
-        .await?;
+    let rows = page.rows_by_number(&ctx.pool, &format!("SELECT {INBOX_COLUMNS} FROM inbox"), "stream_seq").await?;
     Ok(Json(Value::Array(rows.iter().map(inbox_json).collect())))
 }
 
@@ -534,7 +546,10 @@ async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staf
     let (subject_ref, case_ref): (String, String) = (row.try_get("subject_ref")?, row.try_get("case_ref")?);
     let mut tx = ctx.pool.begin().await?;
     let outcome =
-        crate::receipts::send_receipt(&ctx, &mut tx, &id, &sender, &subject_ref, &case_ref, status, &request.reason, &request.outcome, &staff.id).await;
+        match crate::receipts::receipt(&ctx.isp(), &id, &sender, &subject_ref, &case_ref, status, &request.reason, &request.outcome, &staff.id) {
+            Ok(out) => ctx.send_in(&mut tx, &out).await,
+            Err(e) => Err(e),
+        };
     if outcome.is_ok() {
         sqlx::query("UPDATE inbox SET status = $1, status_by = $2 WHERE envelope_id = $3")
             .bind(&request.status)
@@ -551,8 +566,7 @@ async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staf
 
 /// `GET /quarantine`, paged by `stream_seq`.
 async fn list_quarantine(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let sql = format!("SELECT stream_seq, subject, envelope_id, claimed_sender, reason, detail, violation, received_at_ms FROM quarantine WHERE {}", Page::clause("stream_seq", 1));
-    let rows = sqlx::query(&sql).bind(page.after_number()?).bind(page.limit()?).fetch_all(&ctx.pool).await?;
+    let rows = page.rows_by_number(&ctx.pool, "SELECT stream_seq, subject, envelope_id, claimed_sender, reason, detail, violation, received_at_ms FROM quarantine", "stream_seq").await?;
     let items = rows
         .iter()
         .map(|r| {
@@ -572,5 +586,8 @@ mod tests {
     fn quoted_values_are_redacted() {
         assert_eq!(redact_quoted(r#"invalid type: string "17 Synthetic Lane", expected u32"#), "invalid type: string \"…\", expected u32");
         assert_eq!(redact_quoted("no quotes"), "no quotes");
+        assert_eq!(redact_quoted("unknown field `cas_ref`, expected one of `to`"), "unknown field `cas_ref`, expected one of `to`");
+        assert_eq!(redact_quoted("unknown field `Jane Smith`, expected `to`"), "unknown field `…`, expected `to`");
+        assert_eq!(redact_quoted("cut \"17 Synthetic"), "cut \"…");
     }
 }

@@ -1,5 +1,5 @@
 //! `Idempotency-Key` on `POST /disclosures`: a case system that retries after a timeout gets
-//! the first answer, and nothing is sent twice.
+//! the first answer, and nothing is sent twice. Answers are kept for [`KEPT`].
 //!
 //! The key is claimed (a pending row) before the send and completed with the answer after
 //! it. A second request with the key gets the stored answer; one with a different body gets
@@ -35,8 +35,17 @@ fn digest(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
+/// How long a key's answer is kept: a retry comes within minutes; a day is ample.
+pub const KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 pub async fn claim(ctx: &Ctx, staff: &str, key: &str, body: &[u8]) -> Result<Claim, ApiError> {
     let hash = digest(body);
+    // Keys and their answers do not pile up: a day's are kept (each staff member's own).
+    sqlx::query("DELETE FROM idempotency WHERE staff_id = $1 AND created_at_ms < $2")
+        .bind(staff)
+        .bind(isp::now_ms() - KEPT.as_millis() as i64)
+        .execute(&ctx.pool)
+        .await?;
     let inserted = sqlx::query(
         "INSERT INTO idempotency (staff_id, idem_key, request_sha256, status, answer, created_at_ms) VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT DO NOTHING",
     )

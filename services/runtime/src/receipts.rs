@@ -21,7 +21,7 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use crate::{
-    Ctx, SendError, SendOutcome, Tx,
+    Ctx, SendError, Tx,
     api::{ApiError, json_body},
     auth::Staff,
 };
@@ -102,24 +102,6 @@ pub fn receipt(
             })),
         },
     })
-}
-
-/// Queues a receipt for envelope `original` to its sender, in the caller's transaction.
-#[allow(clippy::too_many_arguments)]
-pub async fn send_receipt(
-    ctx: &Ctx,
-    tx: &mut Tx,
-    original: &str,
-    sender: &str,
-    subject_ref: &str,
-    case_ref: &str,
-    status: AckStatus,
-    reason: &str,
-    outcome: &str,
-    staff_id: &str,
-) -> Result<SendOutcome, SendError> {
-    let out = receipt(&ctx.isp(), original, sender, subject_ref, case_ref, status, reason, outcome, staff_id)?;
-    ctx.send_in(tx, &out).await
 }
 
 /// The automatic receipts for envelopes stored together, queued in the caller's transaction
@@ -242,7 +224,11 @@ pub async fn apply_revocation(ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> Result
         return Ok(());
     }
     tracing::info!(envelope_id = %revoke.envelope_id, sender = %h.sender, "disclosure revoked by its sender; content hidden");
-    match send_receipt(ctx, tx, &revoke.envelope_id, &h.sender, &h.subject_ref, &h.case_ref, AckStatus::Revoked, "", "content hidden", "").await {
+    let confirmed = match receipt(&ctx.isp(), &revoke.envelope_id, &h.sender, &h.subject_ref, &h.case_ref, AckStatus::Revoked, "", "content hidden", "") {
+        Ok(out) => ctx.send_in(tx, &out).await,
+        Err(e) => Err(e),
+    };
+    match confirmed {
         Ok(_) => Ok(()),
         Err(SendError::Storage(e)) => Err(e),
         Err(e) => {

@@ -13,7 +13,7 @@ use runtime::{
 use serde_json::{Value, json};
 use tests::{Backend, Partnership, Role, eventually, idva_referral_of_size, referral_consent};
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    io::AsyncWriteExt as _,
     net::TcpStream,
 };
 
@@ -127,7 +127,7 @@ async fn stalled_connections_and_hung_requests_leave_health_answering() -> anyho
 
     // Two logged-in sends whose bodies stop halfway take both turns (or wait for one).
     let password = p.logins.account(HOUSING, &hub::staff::demo_id(Role::Caseworker), &[Role::Caseworker]).await?;
-    let (cookie, csrf) = session(&base, &hub::staff::demo_id(Role::Caseworker), &password).await?;
+    let (cookie, csrf) = hub::staff::session(&base, &hub::staff::demo_id(Role::Caseworker), &password).await?;
     let caseworker = p.caseworker(HOUSING).await?;
     let head = format!(
         "POST /disclosures HTTP/1.1\r\nHost: test\r\nConnection: close\r\nCookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"to\":"
@@ -155,30 +155,10 @@ async fn stalled_connections_and_hung_requests_leave_health_answering() -> anyho
     Ok(())
 }
 
-/// Logs in at `base` and returns the session cookie (`name=value`) and the CSRF token.
-async fn session(base: &str, staff_id: &str, password: &str) -> anyhow::Result<(String, String)> {
-    let response = reqwest::Client::new().post(format!("{base}/login")).json(&json!({"staff_id": staff_id, "password": password})).send().await?;
-    let cookie = response.headers().get(reqwest::header::SET_COOKIE).and_then(|v| v.to_str().ok()?.split(';').next()).map(str::to_owned);
-    let body: Value = response.json().await?;
-    match (cookie, body["csrf_token"].as_str()) {
-        (Some(cookie), Some(csrf)) => Ok((cookie, csrf.to_owned())),
-        _ => anyhow::bail!("no session: {body}"),
-    }
-}
-
-/// Reads an answer to the end of the connection: status and JSON body.
 async fn read_answer(stream: &mut TcpStream) -> anyhow::Result<(u16, Value)> {
-    let mut answer = Vec::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer)).await??;
-    let text = String::from_utf8_lossy(&answer);
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| anyhow::anyhow!("no HTTP answer: {text:?}"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+    tests::raw_http::read_answer(stream, DEADLINE).await
 }
 
-/// Whether the server closed `stream` (end of file or reset) by the deadline, having sent
-/// nothing.
 async fn closed_by_server(stream: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 256];
-    matches!(tokio::time::timeout(DEADLINE, stream.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+    tests::raw_http::closed_by_server(stream, DEADLINE).await
 }

@@ -20,7 +20,7 @@ fn expected(service_role: Option<isp::Role>, method: &str, path: &str) -> Option
     const IG: &[&str] = &["ig-lead", "auditor"];
     use isp::Role as R;
     Some(match (service_role, method, path) {
-        (_, "POST", "/logout") | (_, "GET", "/session") => &["caseworker", "team-manager", "agency-admin", "marac-coordinator", "reciprocals-coordinator", "ig-lead", "auditor"],
+        (_, "POST", "/logout") | (_, "GET", "/session" | "/openapi.json") => &["caseworker", "team-manager", "agency-admin", "marac-coordinator", "reciprocals-coordinator", "ig-lead", "auditor"],
         (None, "GET", "/ledger" | "/verify" | "/checkpoints" | "/checkpoints/latest" | "/report" | "/proof/inclusion" | "/proof/consistency" | "/access-log") => IG,
         (None, "POST", "/subject-access") => IG,
         (Some(_), "POST", "/disclosures" | "/consents" | "/consents/{id}/withdraw" | "/inbox/{id}/ack") => CASEWORK,

@@ -308,6 +308,7 @@ fn free_text_in_a_clear_field_is_refused_at_seal_and_on_receipt() {
         // Not grammar tokens but policy ids: refused before a near miss could carry them.
         ("purpose", |o| o.purpose = NAME.into()),
         ("lawful_basis", |o| o.lawful_basis = ADDRESS.into()),
+        ("consent.recorded_by", |o| o.consent.as_mut().unwrap().recorded_by = NAME.into()),
     ] {
         let mut out = idva_referral();
         set(&mut out);

@@ -340,6 +340,8 @@ pub fn routes() -> Router<Gate> {
 
 /// How long a browser login through the identity provider may take.
 pub const OIDC_LOGIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// Browser logins in flight at once: anyone can start one, so their rows are bounded.
+pub const OIDC_LOGINS_IN_FLIGHT: i64 = 1000;
 
 fn unavailable(detail: &str) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "unavailable", "detail": detail}))).into_response()
@@ -357,17 +359,29 @@ async fn oidc_begin(State(gate): State<Gate>) -> Response {
     let now = isp::now_ms();
     let stored = async {
         sqlx::query("DELETE FROM oidc_pending WHERE created_at_ms < $1").bind(now - OIDC_LOGIN_WITHIN.as_millis() as i64).execute(&gate.pool).await?;
+        let (in_flight,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM oidc_pending").fetch_one(&gate.pool).await?;
+        if in_flight >= OIDC_LOGINS_IN_FLIGHT {
+            return Ok(false);
+        }
         sqlx::query("INSERT INTO oidc_pending (state, nonce, verifier, created_at_ms) VALUES ($1, $2, $3, $4)")
             .bind(&pending.state)
             .bind(&pending.nonce)
             .bind(&pending.verifier)
             .bind(now)
             .execute(&gate.pool)
-            .await
+            .await?;
+        Ok::<_, sqlx::Error>(true)
     };
-    if let Err(e) = stored.await {
-        tracing::error!(error = %e, "a login could not be started");
-        return unavailable("logins cannot be started now; try again");
+    match stored.await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(limit = OIDC_LOGINS_IN_FLIGHT, "too many browser logins in flight; a new one was refused");
+            return unavailable("too many logins are in progress; try again in a few minutes");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a login could not be started");
+            return unavailable("logins cannot be started now; try again");
+        }
     }
     let mut response = StatusCode::SEE_OTHER.into_response();
     match HeaderValue::from_str(&url) {
@@ -398,7 +412,7 @@ async fn oidc_callback(State(gate): State<Gate>, axum::extract::Query(callback):
     };
     let refused = |detail: &str| (StatusCode::UNAUTHORIZED, Json(json!({"error": "login_failed", "detail": detail}))).into_response();
     let (Some(code), Some(state)) = (callback.code, callback.state) else {
-        return super::finish(&gate, record, true, refused("the identity provider did not complete the login")).await;
+        return super::refused(&gate, record, refused("the identity provider did not complete the login")).await;
     };
     let pending = async {
         let row = sqlx::query("SELECT nonce, verifier, created_at_ms FROM oidc_pending WHERE state = $1").bind(&state).fetch_optional(&gate.pool).await?;
@@ -407,14 +421,14 @@ async fn oidc_callback(State(gate): State<Gate>, axum::extract::Query(callback):
     };
     let row = match pending.await {
         Ok(Some(row)) => row,
-        Ok(None) => return super::finish(&gate, record, true, refused("this login is not known here, or was already used; start again")).await,
+        Ok(None) => return super::refused(&gate, record, refused("this login is not known here, or was already used; start again")).await,
         Err(e) => {
             tracing::error!(error = %e, "a login could not be finished");
             return unavailable("logins cannot be checked now; try again");
         }
     };
     if isp::now_ms() - row.get::<i64, _>("created_at_ms") > OIDC_LOGIN_WITHIN.as_millis() as i64 {
-        return super::finish(&gate, record, true, refused("the login took too long; start again")).await;
+        return super::refused(&gate, record, refused("the login took too long; start again")).await;
     }
     let pending = crate::oidc::PendingLogin { state, nonce: row.get("nonce"), verifier: row.get("verifier") };
     let identity = match oidc.finish_login(&code, &pending).await {
@@ -422,12 +436,12 @@ async fn oidc_callback(State(gate): State<Gate>, axum::extract::Query(callback):
         Err(e) if e.is_transient() => return unavailable("the identity provider cannot be reached; try again"),
         Err(e) => {
             tracing::info!(reason = e.code(), "a login through the identity provider was refused");
-            return super::finish(&gate, record, true, refused("the identity provider's answer was refused")).await;
+            return super::refused(&gate, record, refused("the identity provider's answer was refused")).await;
         }
     };
     let staff = match gate.staff_of(identity) {
         Ok(staff) => staff,
-        Err(why) => return super::finish(&gate, record, true, refused(why)).await,
+        Err(why) => return super::refused(&gate, record, refused(why)).await,
     };
     record.staff_id = staff.id.clone();
     match start_session(&gate.pool, &staff, Via::Oidc).await {
@@ -484,10 +498,10 @@ async fn login_route(State(gate): State<Gate>, body: Bytes) -> Response {
             }
         },
     };
-    // A login is kept in the service's access log; a refused one in the ledger too.
+    // A login is kept in the service's access log; a refused one of a known account in the
+    // ledger too.
     record.outcome = outcome.into();
-    let refused = outcome != "login";
-    super::finish(&gate, record, refused, answer).await
+    if outcome == "login" { super::finish(&gate, record, false, answer).await } else { super::refused(&gate, record, answer).await }
 }
 
 async fn logout_route(State(gate): State<Gate>, headers: HeaderMap) -> Response {

@@ -184,7 +184,7 @@ const ADMIN_AND_IG: &[Role] = &[AgencyAdmin, IgLead];
 /// The login routes every service has.
 pub const LOGIN: &[Rule] = &[
     rule("GET", "/health", Allow::Public),
-    rule("GET", "/openapi.json", Allow::Public),
+    rule("GET", "/openapi.json", Allow::AnyStaff),
     rule("POST", "/login", Allow::Public),
     rule("GET", "/login/oidc", Allow::Public),
     rule("GET", "/login/oidc/callback", Allow::Public),
@@ -236,7 +236,17 @@ pub struct Gate {
     pub access: Arc<dyn AccessSink>,
     /// The partnership's identity provider, when one is configured.
     pub oidc: Option<crate::oidc::Oidc>,
+    /// Refusals of callers with no login recorded this minute (see [`ANONYMOUS_PER_MINUTE`]).
+    anonymous: Arc<std::sync::Mutex<(i64, u32)>>,
+    /// `/openapi.json`, made once from the rules.
+    openapi: Arc<std::sync::OnceLock<Value>>,
 }
+
+/// How many refusals of callers with no login a service records a minute. They go to its own
+/// access log only, never the ledger: anyone who reaches the port can make them, so each
+/// must not cost a signed event, a broker message and a permanent ledger entry, and past this
+/// many a minute they are counted in a log line instead of stored one by one.
+pub const ANONYMOUS_PER_MINUTE: u32 = 600;
 
 impl Gate {
     pub fn new(agency: &str, pool: sqlx::AnyPool, tables: &[&[Rule]], access: Arc<dyn AccessSink>) -> Gate {
@@ -244,7 +254,21 @@ impl Gate {
         for table in tables {
             rules.extend_from_slice(table);
         }
-        Gate { agency: agency.to_owned(), pool, rules: Arc::new(rules), access, oidc: None }
+        Gate { agency: agency.to_owned(), pool, rules: Arc::new(rules), access, oidc: None, anonymous: Default::default(), openapi: Default::default() }
+    }
+
+    /// Whether one more refusal of a caller with no login may be stored this minute.
+    fn anonymous_record(&self) -> bool {
+        let minute = isp::now_ms() / 60_000;
+        let mut seen = self.anonymous.lock().expect("never poisoned");
+        if seen.0 != minute {
+            if seen.1 > ANONYMOUS_PER_MINUTE {
+                tracing::warn!(refusals = seen.1, "requests with no login were refused last minute beyond those recorded");
+            }
+            *seen = (minute, 0);
+        }
+        seen.1 += 1;
+        seen.1 <= ANONYMOUS_PER_MINUTE
     }
 
     /// A staff member as the identity provider vouches for them: its subject is the staff
@@ -276,7 +300,7 @@ pub fn protect(app: Router, gate: Gate) -> Router {
 
 /// `GET /openapi.json`: this service's API, from its rule table.
 async fn openapi(State(gate): State<Gate>) -> Json<Value> {
-    Json(crate::openapi::document(&format!("{} (referral hub)", gate.agency), &gate.rules))
+    Json(gate.openapi.get_or_init(|| crate::openapi::document(&format!("{} (referral hub)", gate.agency), &gate.rules)).clone())
 }
 
 const LOG_IN: &str = "log in first: POST /login with your staff id and password, then send the session cookie (and X-CSRF-Token on every POST)";
@@ -365,7 +389,7 @@ async fn guard(State(gate): State<Gate>, matched: Option<MatchedPath>, params: R
                 _ => LOG_IN,
             };
             record.outcome = "unauthenticated".into();
-            return finish(&gate, record, true, refusal(StatusCode::UNAUTHORIZED, "unauthenticated", detail)).await;
+            return refused(&gate, record, refusal(StatusCode::UNAUTHORIZED, "unauthenticated", detail)).await;
         }
     };
     record.staff_id = staff.id.clone();
@@ -395,9 +419,23 @@ async fn guard(State(gate): State<Gate>, matched: Option<MatchedPath>, params: R
     let refused = matches!(status, StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS) || status.is_server_error();
     match rule.record {
         _ if refused => finish(&gate, record, true, response).await,
+        // Asking for an item that is not there shows nothing: the service's log keeps it.
+        Record::Everywhere if status == StatusCode::NOT_FOUND => finish(&gate, record, false, response).await,
         Record::Everywhere => finish(&gate, record, true, response).await,
         Record::Locally => finish(&gate, record, false, response).await,
         Record::Refusals => response,
+    }
+}
+
+/// Records a refusal: one of a known staff member in the ledger too; one of a caller with no
+/// login in the service's own log only, and only [`ANONYMOUS_PER_MINUTE`] of them a minute.
+async fn refused(gate: &Gate, record: isp::access::Access, response: Response) -> Response {
+    if !record.staff_id.is_empty() {
+        finish(gate, record, true, response).await
+    } else if gate.anonymous_record() {
+        finish(gate, record, false, response).await
+    } else {
+        response
     }
 }
 

@@ -16,6 +16,7 @@ use std::{
 
 use axum::{Router, body::Bytes, extract::State, routing::{get, post}};
 use runtime::serve::{Limits, serve};
+use tests::raw_http::{parse, read_answer};
 use serde_json::Value;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -100,28 +101,15 @@ fn get_request(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").into_bytes()
 }
 
-/// Sends `request` on a new connection and reads the answer to the end: status and JSON body
-/// (Null when the body is not JSON).
+/// Sends `request` on a new connection and reads the answer to the end.
 async fn exchange(addr: SocketAddr, request: Vec<u8>) -> anyhow::Result<(u16, Value)> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.write_all(&request).await?;
-    let mut answer = Vec::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer)).await??;
-    parse(&answer)
+    read_answer(&mut stream, DEADLINE).await
 }
 
-fn parse(answer: &[u8]) -> anyhow::Result<(u16, Value)> {
-    let text = String::from_utf8_lossy(answer);
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| anyhow::anyhow!("no HTTP answer: {text:?}"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
-}
-
-/// Whether the server has closed `stream` (end of file or reset) by the deadline, having sent
-/// nothing.
 async fn closed_by_server(stream: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 256];
-    matches!(tokio::time::timeout(DEADLINE, stream.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+    tests::raw_http::closed_by_server(stream, DEADLINE).await
 }
 
 /// A connection that sends half a request line and stalls.
