@@ -86,6 +86,12 @@ impl Partnership {
         Ok(Partnership { hub, options, logins, _cleanup: cleanup, _dir: dir })
     }
 
+    /// A broker client with the admin's rights: what a compromised broker or its operator
+    /// could do, for tests that inject or remove messages behind the services' backs.
+    pub async fn broker(&self) -> anyhow::Result<async_nats::Client> {
+        self.hub.admin_client().await
+    }
+
     pub fn data(&self) -> &Path {
         &self.options.data
     }

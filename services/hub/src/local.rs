@@ -133,6 +133,12 @@ impl LocalHub {
         Ok(hub)
     }
 
+    /// A broker client with the partnership's admin rights (what provisions streams and
+    /// consumers): what tests use to act as a compromised broker or its operator.
+    pub async fn admin_client(&self) -> anyhow::Result<async_nats::Client> {
+        crate::nats::connect_admin(&self.nats_url, &self.data).await
+    }
+
     /// The API base URL of an agency's service.
     pub fn url(&self, agency: &str) -> &str {
         &self.services.get(agency).unwrap_or_else(|| panic!("no service for {agency}")).url

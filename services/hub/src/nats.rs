@@ -50,6 +50,12 @@ fn find() -> Option<PathBuf> {
     from_path.or_else(|| ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"].into_iter().map(PathBuf::from).find(|p| p.is_file()))
 }
 
+/// A client of the partnership's broker administrator (`data` is the partnership's data
+/// directory).
+pub async fn connect_admin(url: &str, _data: &Path) -> anyhow::Result<async_nats::Client> {
+    async_nats::connect(url).await.with_context(|| format!("connecting to NATS at {}", runtime::config::redact_url(url)))
+}
+
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

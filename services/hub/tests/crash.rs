@@ -320,7 +320,7 @@ impl Processes {
         let audit = Served::spawn(exe, "audit", &data, &nats.url, database_url, prefix, &[ack_wait, ("HUB_CHECKPOINT_SECS", "1")]).await?;
         let idva = Served::spawn(exe, IDVA, &data, &nats.url, database_url, prefix, &[ack_wait]).await?;
         let housing = Served::spawn(exe, HOUSING, &data, &nats.url, database_url, prefix, &[ack_wait]).await?;
-        let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await?);
+        let js = async_nats::jetstream::new(hub::nats::connect_admin(&nats.url, &data).await?);
         let mut logins = hub::staff::Logins::default();
         let roles = hub::partnership::ensure_demo(&data)?;
         for (service, role) in [("audit", None), (IDVA, Some(roles.require(IDVA)?.role)), (HOUSING, Some(roles.require(HOUSING)?.role))] {

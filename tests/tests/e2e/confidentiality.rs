@@ -11,7 +11,7 @@ use tests::{Backend, Partnership, contains, files_containing};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn survivor_details_never_cross_the_broker_in_clear() -> anyhow::Result<()> {
     let p = Partnership::start(Backend::Sqlite).await?;
-    let client = async_nats::connect(&p.hub.nats_url).await?;
+    let client = p.broker().await?;
     let mut everything = client.subscribe(">").await?;
     client.flush().await?;
     let wire = Arc::new(Mutex::new(Vec::<u8>::new()));

@@ -153,7 +153,7 @@ async fn the_recipient_refuses_an_envelope_whose_consent_is_withdrawn_at_receipt
     let p = Partnership::start(Backend::Sqlite).await?;
     let consent_id = record_given(&p).await?;
     let housing = runtime::Config::embedded(p.data(), HOUSING, &p.hub.nats_url).load_isp()?;
-    let js = async_nats::jetstream::new(async_nats::connect(&p.hub.nats_url).await?);
+    let js = async_nats::jetstream::new(p.broker().await?);
     let record = p.get(HOUSING, &format!("/consents/{consent_id}")).await?;
     let mut record: isp::consent::ConsentRecord = serde_json::from_value({
         let mut r = record.clone();
@@ -235,7 +235,7 @@ async fn another_agency_cannot_overwrite_a_consent_record() -> anyhow::Result<()
     // revisions under housing's key, signed with its own key: one widening the scope in
     // housing's name, one withdrawing in its own name.
     let idva = runtime::Config::embedded(p.data(), IDVA, &p.hub.nats_url).load_isp()?;
-    let js = async_nats::jetstream::new(async_nats::connect(&p.hub.nats_url).await?);
+    let js = async_nats::jetstream::new(p.broker().await?);
     let (store, stream) = runtime::transport::ensure_consent_bucket(&js).await?;
     let key = isp::consent::key(HOUSING, &consent_id);
     let first = stream.direct_get_first_for_subject(format!("$KV.hub-consent.{key}")).await?.payload;

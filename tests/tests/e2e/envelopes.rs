@@ -90,7 +90,7 @@ async fn publish(js: &async_nats::jetstream::Context, subject: String, id: &str,
 async fn bad_envelopes_on(backend: Backend) -> anyhow::Result<()> {
     let p = Partnership::start(backend).await?;
     let isp = runtime::Config::embedded(p.data(), HOUSING, &p.hub.nats_url).load_isp()?;
-    let js = async_nats::jetstream::new(async_nats::connect(&p.hub.nats_url).await?);
+    let js = async_nats::jetstream::new(p.broker().await?);
     let subject = transport::message_subject(HOUSING, IDVA, Kind::IdvaReferral);
     let stranger = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
 
@@ -223,7 +223,7 @@ async fn a_smuggled_survivor_address_is_caught_as_a_violation() -> anyhow::Resul
     let header_bytes = header.encode_to_vec();
     let signature = isp.keys.signing.sign(&[isp::seal::ENVELOPE_CONTEXT, &header_bytes].concat());
     let envelope = Envelope { header: header_bytes, sealed_payload, signature: signature.to_bytes().to_vec() }.encode_to_vec();
-    let js = async_nats::jetstream::new(async_nats::connect(&p.hub.nats_url).await?);
+    let js = async_nats::jetstream::new(p.broker().await?);
     publish(&js, transport::message_subject(HOUSING, PATHWAY, Kind::PerpetratorReferral), &header.envelope_id, envelope).await?;
 
     let q = eventually("the violation quarantined", Duration::from_secs(30), || async {

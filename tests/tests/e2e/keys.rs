@@ -36,7 +36,7 @@ fn envelope_id(bytes: &[u8]) -> String {
 }
 
 async fn publish(p: &Partnership, body: Vec<u8>) -> anyhow::Result<()> {
-    let js = async_nats::jetstream::new(async_nats::connect(&p.hub.nats_url).await?);
+    let js = async_nats::jetstream::new(p.broker().await?);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", envelope_id(&body).as_str());
     js.publish_with_headers(runtime::transport::message_subject(HOUSING, IDVA, Kind::ReferralAck), headers, body.into()).await?.await?;

@@ -221,7 +221,7 @@ async fn a_forked_checkpoint_is_caught_by_the_agencies_witnesses() -> anyhow::Re
     // size with another root: a fork.
     let ig = isp::AgencyKeys::load(&p.data().join("keys").join("ig-northbridge.toml"))?;
     let partnership = isp::Directory::load(&hub::partnership::directory_path(p.data()))?.partnership;
-    let js = async_nats::jetstream::new(async_nats::connect(&p.hub.nats_url).await?);
+    let js = async_nats::jetstream::new(p.broker().await?);
     let publish = |c: Checkpoint| {
         let js = js.clone();
         async move { js.publish(CHECKPOINT_SUBJECT, serde_json::to_vec(&c).unwrap().into()).await?.await.map(|_| ()).map_err(anyhow::Error::from) }
@@ -251,7 +251,7 @@ async fn a_forked_checkpoint_is_caught_by_the_agencies_witnesses() -> anyhow::Re
 async fn publish_old_near_misses(p: &Partnership, subject_ref: &str, times: &[i64]) -> anyhow::Result<Vec<String>> {
     use proto::v1::{Event, EventKind, Kind, RiskLevel};
     let housing = runtime::Config::embedded(p.data(), "housing-northbridge", &p.hub.nats_url).load_isp()?;
-    let js = async_nats::jetstream::new(async_nats::connect(&p.hub.nats_url).await?);
+    let js = async_nats::jetstream::new(p.broker().await?);
     let mut ids = Vec::new();
     for (n, at) in times.iter().enumerate() {
         let event = Event {

@@ -79,7 +79,7 @@ async fn a_message_whose_handling_panics_is_quarantined_once_and_the_service_car
 
     // Nothing is left for the broker to redeliver: the panic happened within the first
     // delivery (in the batch, then alone), and never again.
-    let js = async_nats::jetstream::new(async_nats::connect(&p.hub.nats_url).await?);
+    let js = async_nats::jetstream::new(p.broker().await?);
     let stream = js.get_stream("HUB").await?;
     eventually("every delivery to the IDVA acknowledged", Duration::from_secs(30), || async {
         let info = stream.consumer_info(format!("agency-{IDVA}")).await?;
