@@ -10,11 +10,11 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream;
 use futures::StreamExt as _;
 use isp::{
     AgencyKeys,
-    checkpoint::{CHECKPOINT_STREAM, CHECKPOINT_SUBJECT, CONSISTENCY_SUBJECT, Checkpoint},
+    checkpoint::{CHECKPOINT_SUBJECT, CONSISTENCY_SUBJECT, Checkpoint},
     merkle::{self, Hash},
 };
 use serde::Deserialize;
@@ -23,17 +23,6 @@ use sqlx::{AnyPool, Row as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::tree;
-
-pub fn stream_config() -> stream::Config {
-    stream::Config {
-        name: CHECKPOINT_STREAM.into(),
-        subjects: vec![CHECKPOINT_SUBJECT.into()],
-        storage: stream::StorageType::File,
-        deny_delete: true,
-        deny_purge: true,
-        ..Default::default()
-    }
-}
 
 /// The current tree head of the stored tree: size and root.
 pub async fn tree_head(pool: &AnyPool) -> Result<(u64, Hash), sqlx::Error> {
@@ -116,7 +105,6 @@ pub async fn checkpoint_loop(
     every: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    js.get_or_create_stream(stream_config()).await.context("creating the checkpoint stream")?;
     let mut unpublished = latest(&pool).await?;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

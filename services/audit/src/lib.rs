@@ -33,6 +33,9 @@ use sqlx::AnyPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// The audit service's name towards the broker: its credentials file is `audit.nk`.
+pub const AUDIT_IDENTITY: &str = "audit";
+
 /// The audit service's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -43,7 +46,6 @@ pub struct Config {
     /// Where the agencies' key files are; the audit service reads the `ig` agency's to sign
     /// checkpoints.
     pub keys_dir: std::path::PathBuf,
-    pub ack_wait: Duration,
     /// How often a checkpoint is signed while entries arrive.
     pub checkpoint_every: Duration,
     /// The partnership's identity provider, when the IG office's staff log in through it.
@@ -52,6 +54,8 @@ pub struct Config {
     pub http_limits: runtime::serve::Limits,
     /// The certificate the API is served with; required to listen beyond loopback.
     pub tls: Option<runtime::tls::TlsFiles>,
+    /// The audit service's broker credentials (identity `audit`) and the broker's CA.
+    pub broker: transport::BrokerAuth,
 }
 
 impl Config {
@@ -62,11 +66,11 @@ impl Config {
             http_addr: "127.0.0.1:0".into(),
             directory_path: runtime::config::partnership_dir(data).join("directory.toml"),
             keys_dir: data.join("keys"),
-            ack_wait: Duration::from_secs(10),
             checkpoint_every: Duration::from_secs(5),
             oidc: None,
             http_limits: Default::default(),
             tls: None,
+            broker: transport::BrokerAuth::embedded(data, AUDIT_IDENTITY),
         }
     }
 
@@ -95,6 +99,7 @@ impl Config {
         c.oidc = runtime::oidc::OidcConfig::from_env()?;
         c.http_limits = runtime::serve::Limits::from_env()?;
         c.tls = runtime::tls::TlsFiles::from_env()?;
+        c.broker = transport::BrokerAuth::from_env(&data, AUDIT_IDENTITY);
         Ok(c)
     }
 }
@@ -162,9 +167,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let tls = config.tls.as_ref().map(runtime::tls::TlsFiles::acceptor).transpose().context("loading the TLS certificate")?;
     let directory = Arc::new(runtime::config::load_signed_directory(&config.directory_path, None)?.0);
     let pool = open_ledger(&config.database_url).await?;
-    let client = transport::connect(&config.nats_url, "audit").await?;
+    let client = transport::connect(&config.nats_url, AUDIT_IDENTITY, &config.broker).await?;
     let js = async_nats::jetstream::new(client);
-    let consumer = transport::audit_consumer(&js, config.ack_wait).await?;
+    let consumer = transport::bind_audit_consumer(&js).await?;
     let ig = directory.with_role(isp::Role::Ig).next().map(|a| a.id.clone());
     let (signer, ig_keys) = match &ig {
         Some(id) => {

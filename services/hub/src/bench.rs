@@ -141,7 +141,7 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
     let dir = tempfile::Builder::new().prefix("hub-bench").tempdir()?;
     let data = dir.path().to_owned();
     partnership::ensure_demo(&data)?;
-    let mut nats = NatsChild::start(&data.join("nats")).await?;
+    let mut nats = NatsChild::start(&data, None).await?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if !args.json {
         println!(
@@ -154,7 +154,7 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
             args.workers_per_service().map_or("one per core".to_owned(), |n| n.to_string())
         );
     }
-    let raw = raw_phase(&nats.url, &args).await.context("raw JetStream phase")?;
+    let raw = raw_phase(&nats.url, &data, &args).await.context("raw JetStream phase")?;
     let crypto = crypto_phase(&data, &args).context("crypto phase")?;
     let prefix = format!("hub_bench_{:08x}", rand::random::<u32>());
     let hub = hub_phase(&data, &nats, database_url.as_deref(), &prefix, &args).await;
@@ -211,9 +211,10 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
 }
 
 /// Publishes N payloads with acks in flight while a pull consumer acks them as they come.
-async fn raw_phase(url: &str, args: &BenchArgs) -> anyhow::Result<Phase> {
+async fn raw_phase(url: &str, data: &std::path::Path, args: &BenchArgs) -> anyhow::Result<Phase> {
     use async_nats::jetstream::{self, consumer::pull, stream};
-    let js = jetstream::new(async_nats::connect(url).await?);
+    // The same broker, TLS and all, as the administrator (the only identity that may make a stream).
+    let js = jetstream::new(crate::nats::connect_admin(url, data).await?);
     let stream = js
         .get_or_create_stream(stream::Config { name: "BENCH_RAW".into(), subjects: vec!["bench.raw".into()], storage: stream::StorageType::File, ..Default::default() })
         .await?;
@@ -548,7 +549,7 @@ async fn drop_databases(server: &str, prefix: &str) {
 /// `hub serve`: one service of a partnership as its own process (what `hub bench` runs, and
 /// what an agency runs in production). Prints `listening http://ADDR` once ready; stops on
 /// SIGTERM or Ctrl-C. Reads `NATS_URL` (required), `DATABASE_URL` and `DATABASE_PREFIX`,
-/// `HUB_ACK_WAIT_SECS` (how soon the broker redelivers what was not acked; default 10),
+/// `HUB_NATS_NKEY_FILE` and `HUB_NATS_CA` (default: the files in `DATA/broker/`),
 /// `HUB_OIDC_*` (the identity provider, see `runtime::oidc`), the HTTP limits (`HUB_HTTP_*`,
 /// see `runtime::config`) and, for `audit`, `HUB_CHECKPOINT_SECS` (how often a checkpoint is
 /// signed; default 5).
@@ -556,14 +557,11 @@ pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
     let mut options = bench_options(&data, std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()).as_deref(), "hub");
     options.database_prefix = std::env::var("DATABASE_PREFIX").ok().filter(|v| !v.is_empty());
     let nats_url = std::env::var("NATS_URL").context("hub serve needs NATS_URL")?;
-    let ack_wait = env_seconds("HUB_ACK_WAIT_SECS")?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let running = if agency == "audit" {
         let mut config = audit::Config::embedded(&data, &nats_url);
         config.database_url = local::database_url(&options, "audit").await?;
-        if let Some(a) = ack_wait {
-            config.ack_wait = a;
-        }
+        config.broker = runtime::transport::BrokerAuth::from_env(&data, audit::AUDIT_IDENTITY);
         if let Some(c) = env_seconds("HUB_CHECKPOINT_SECS")? {
             config.checkpoint_every = c;
         }
@@ -576,9 +574,7 @@ pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
         let role = directory.require(agency)?.role;
         let mut config = runtime::Config::embedded(&data, agency, &nats_url);
         config.database_url = local::database_url(&options, agency).await?;
-        if let Some(a) = ack_wait {
-            config.ack_wait = a;
-        }
+        config.broker = runtime::transport::BrokerAuth::from_env(&data, agency);
         config.oidc = runtime::oidc::OidcConfig::from_env()?;
         config.http_limits = runtime::serve::Limits::from_env()?;
         config.tls = runtime::tls::TlsFiles::from_env()?;

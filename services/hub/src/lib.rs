@@ -20,6 +20,7 @@ pub mod demo;
 pub mod ledger_bench;
 pub mod limits_bench;
 pub mod local;
+pub mod broker;
 pub mod nats;
 pub mod partnership;
 pub mod processes;

@@ -76,7 +76,7 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("hub-bench-limits").tempdir()?;
     let data = dir.path().to_owned();
     partnership::ensure_demo(&data)?;
-    let nats = NatsChild::start(&data.join("nats")).await?;
+    let nats = NatsChild::start(&data, None).await?;
     let mut service = crate::bench::serve(AGENCY, &data, &nats.url, None, "hub", None).await?;
     let pid = service.pid().context("the service has no pid")?;
     println!(

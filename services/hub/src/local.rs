@@ -89,7 +89,7 @@ impl LocalHub {
         let (nats, nats_url) = match &options.nats_url {
             Some(url) => (None, url.clone()),
             None => {
-                let child = NatsChild::start(&options.data.join("nats")).await?;
+                let child = NatsChild::start(&options.data, options.ack_wait).await?;
                 let url = child.url.clone();
                 (Some(child), url)
             }
@@ -97,11 +97,12 @@ impl LocalHub {
         let shutdown = CancellationToken::new();
         // The stream and the audit consumer exist before any agency publishes, so the ledger
         // misses nothing even on the first start.
+        if nats.is_none() && crate::broker::seed_path(&options.data, crate::broker::ADMIN).exists() {
+            // A broker run elsewhere, whose administrator's credentials are here: provision it.
+            crate::broker::provision(&nats_url, &crate::broker::auth(&options.data, crate::broker::ADMIN), &directory, options.ack_wait.unwrap_or(Duration::from_secs(10))).await?;
+        }
         let mut audit_config = audit::Config::embedded(&options.data, &nats_url);
         audit_config.database_url = database_url(&options, "audit").await?;
-        if let Some(a) = options.ack_wait {
-            audit_config.ack_wait = a;
-        }
         if let Some(c) = options.checkpoint_every {
             audit_config.checkpoint_every = c;
         }
@@ -117,9 +118,6 @@ impl LocalHub {
         for (agency, role) in agencies {
             let mut config = Config::embedded(&options.data, &agency, &hub.nats_url);
             config.database_url = database_url(&options, &agency).await?;
-            if let Some(a) = options.ack_wait {
-                config.ack_wait = a;
-            }
             if let Some(l) = options.http_limits {
                 config.http_limits = l;
             }

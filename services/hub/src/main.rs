@@ -33,6 +33,11 @@ enum Command {
         #[arg(long, default_value = "hub-data")]
         data: PathBuf,
     },
+    /// The broker's credentials, rights and streams, for a broker run outside `hub up`.
+    Broker {
+        #[command(subcommand)]
+        command: BrokerCommand,
+    },
     /// Manage agencies' keys.
     Keys {
         #[command(subcommand)]
@@ -77,6 +82,31 @@ enum BenchCommand {
     /// One service as its own process under 5,000 slow connections, then 200 sends of the
     /// largest body at once: its peak memory and whether /health answered throughout.
     Limits(hub::limits_bench::LimitsArgs),
+}
+
+#[derive(Subcommand)]
+enum BrokerCommand {
+    /// Make what is missing of the broker credentials in DATA/broker/ (an nkey seed per
+    /// service, the administrator's, a CA and the server's certificate for --host), and print
+    /// the `authorization` and `tls` blocks of the server configuration that grant each
+    /// service its rights. Hand each service only its own seed file.
+    Config {
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
+        /// The broker's host names or addresses for its certificate (repeatable; default
+        /// localhost and 127.0.0.1). A real CA's certificate may be used instead.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+    /// As the administrator (DATA/broker/admin.nk), create the streams, the consent bucket
+    /// and every service's durable consumer on the broker at NATS_URL, where missing.
+    Provision {
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
+        /// How long the broker waits for an acknowledgement before redelivering.
+        #[arg(long, default_value_t = 10)]
+        ack_wait_secs: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -311,6 +341,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             hub::bench::serve_one(&agency, data).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Broker { command: BrokerCommand::Config { data, hosts } } => {
+            let directory = isp::Directory::load(&hub::partnership::directory_path(&data))?;
+            let dir = hub::broker::ensure_credentials(&data, &directory, &hosts)?;
+            println!("# The partnership's broker: include in nats-server's configuration (credentials in {}).", dir.display());
+            print!("{}{}", hub::broker::tls_block(&data), hub::broker::authorization_block(&data, &directory)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Broker { command: BrokerCommand::Provision { data, ack_wait_secs } } => {
+            let url = std::env::var("NATS_URL").context("hub broker provision needs NATS_URL")?;
+            let directory = isp::Directory::load(&hub::partnership::directory_path(&data))?;
+            let admin = runtime::transport::BrokerAuth::from_env(&data, hub::broker::ADMIN);
+            hub::broker::provision(&url, &admin, &directory, std::time::Duration::from_secs(ack_wait_secs)).await?;
+            println!("provisioned: streams HUB, KV_hub-consent and HUB_CHECKPOINTS, consumers audit and {}", directory.agencies.iter().filter(|a| a.role != isp::Role::Ig).map(|a| runtime::transport::agency_consumer_name(&a.id)).collect::<Vec<_>>().join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys { command: KeysCommand::Rotate { agency, data } } => {
             let (old, new) = hub::partnership::rotate(&data, &agency)?;
             println!("{agency}: signing key {} retired, {} in force; the directory update is signed; services take it up within seconds", old.signing_key_id(), new.signing_key_id());
@@ -494,7 +539,7 @@ async fn print_demo_staff(hub: &LocalHub, logins: &hub::staff::Logins, data: &st
 fn print_services(hub: &LocalHub) {
     println!("partnership: {}", hub.directory.partnership);
     match &hub.nats {
-        Some(n) => println!("  nats-server (JetStream)   {}  store {}", n.url, n.store.display()),
+        Some(n) => println!("  nats-server (JetStream)   {}  TLS, one nkey per service: {}", n.url, runtime::transport::broker_dir(&n.data).display()),
         None => println!("  NATS                      {}", hub.nats_url),
     }
     for s in hub.services.values() {

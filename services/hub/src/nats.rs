@@ -50,49 +50,69 @@ fn find() -> Option<PathBuf> {
     from_path.or_else(|| ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"].into_iter().map(PathBuf::from).find(|p| p.is_file()))
 }
 
-/// A client of the partnership's broker administrator (`data` is the partnership's data
-/// directory).
-pub async fn connect_admin(url: &str, _data: &Path) -> anyhow::Result<async_nats::Client> {
-    async_nats::connect(url).await.with_context(|| format!("connecting to NATS at {}", runtime::config::redact_url(url)))
-}
-
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A running nats-server child; killed when dropped.
+/// A running nats-server child with the partnership's credentials, TLS and rights (see
+/// [`crate::broker`]), provisioned; killed when dropped.
 pub struct NatsChild {
     child: Child,
     pub url: String,
     pub port: u16,
     pub store: PathBuf,
+    /// The partnership's data directory (its `broker/` holds the credentials).
+    pub data: PathBuf,
+    conf: PathBuf,
     binary: PathBuf,
+    ack_wait: Duration,
 }
 
 impl NatsChild {
-    /// Starts nats-server with JetStream, its store in `store`, on a free port.
-    pub async fn start(store: &Path) -> anyhow::Result<NatsChild> {
+    /// Starts nats-server for the partnership in `data` (its directory must exist): makes the
+    /// broker credentials when missing, writes the server configuration (JetStream with its
+    /// store in `data/nats`, TLS, one nkey user per service with its rights, no anonymous
+    /// user) and starts it on a free port; then provisions the streams and consumers as the
+    /// administrator, the consumers redelivering what is not acked within `ack_wait`.
+    pub async fn start(data: &Path, ack_wait: Option<Duration>) -> anyhow::Result<NatsChild> {
         let binary = ensure_installed()?;
+        let directory = isp::Directory::load(&crate::partnership::directory_path(data))?;
+        crate::broker::ensure_credentials(data, &directory, &[])?;
         let port = free_port()?;
-        let child = spawn(&binary, store, port)?;
-        let mut nats = NatsChild { child, url: format!("nats://127.0.0.1:{port}"), port, store: store.to_owned(), binary };
+        let store = data.join("nats");
+        create_private_dir(&store)?;
+        let conf = runtime::transport::broker_dir(data).join("nats-server.conf");
+        std::fs::write(&conf, crate::broker::local_server_config(data, &directory, port, &store)?)?;
+        let child = spawn(&binary, &conf, &store)?;
+        let mut nats = NatsChild {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            store,
+            data: data.to_owned(),
+            conf,
+            binary,
+            ack_wait: ack_wait.unwrap_or(Duration::from_secs(10)),
+        };
         nats.wait_ready().await?;
         Ok(nats)
     }
 
+    /// Waits until the server answers the administrator, then provisions it.
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(15);
+        let admin = crate::broker::auth(&self.data, crate::broker::ADMIN);
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!("nats-server exited at start ({status}); its log is {}", self.store.join("nats-server.log").display());
             }
-            if let Ok(client) = async_nats::connect(&self.url).await {
+            if let Ok(client) = runtime::transport::connect(&self.url, crate::broker::ADMIN, &admin).await {
                 // A raw request, not `query_account`: the reply format of older servers
                 // (Debian's 2.9) does not parse in async-nats 0.51, though JetStream works.
                 if let Ok(reply) = client.request("$JS.API.INFO", "".into()).await {
                     if reply.payload.windows(7).any(|w| w == b"\"limits") || reply.payload.windows(8).any(|w| w == b"\"storage") {
-                        return Ok(());
+                        break;
                     }
                 }
             }
@@ -101,6 +121,8 @@ impl NatsChild {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let directory = isp::Directory::load(&crate::partnership::directory_path(&self.data))?;
+        crate::broker::provision(&self.url, &admin, &directory, self.ack_wait).await
     }
 
     /// The server's process id while it runs.
@@ -114,25 +136,33 @@ impl NatsChild {
         Ok(())
     }
 
-    /// Starts it again on the same port and store.
+    /// Starts it again on the same port and store, and provisions what is missing (all of it
+    /// when the store was lost).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.child = spawn(&self.binary, &self.store, self.port)?;
+        self.child = spawn(&self.binary, &self.conf, &self.store)?;
         self.wait_ready().await
     }
 }
 
-fn spawn(binary: &Path, store: &Path, port: u16) -> anyhow::Result<Child> {
+/// A client of the partnership's broker administrator (`data` is the partnership's data
+/// directory, whose `broker/admin.nk` it uses).
+pub async fn connect_admin(url: &str, data: &Path) -> anyhow::Result<async_nats::Client> {
+    runtime::transport::connect(url, crate::broker::ADMIN, &crate::broker::auth(data, crate::broker::ADMIN)).await
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     // The store holds every clear header and ciphertext: readable by this user only.
-    {
-        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(store)?;
-        std::fs::set_permissions(store, std::fs::Permissions::from_mode(0o700))?;
-    }
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+fn spawn(binary: &Path, conf: &Path, store: &Path) -> anyhow::Result<Child> {
     let log = store.join("nats-server.log");
     Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "--server_name", "hub-local"])
-        .arg("-sd")
-        .arg(store)
+        .arg("-c")
+        .arg(conf)
         .arg("-l")
         .arg(&log)
         .stdin(Stdio::null())

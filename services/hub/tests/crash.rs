@@ -304,7 +304,7 @@ impl Processes {
         let dir = tempfile::Builder::new().prefix("hubcrash").tempdir()?;
         let data = dir.path().to_owned();
         hub::partnership::ensure_demo(&data)?;
-        let nats = NatsChild::start(&data.join("nats")).await?;
+        let nats = NatsChild::start(&data, Some(Duration::from_secs(2))).await?;
         let databases = (backend == Backend::Postgres).then(PostgresDatabases::fresh);
         let options = Options {
             data: data.clone(),
@@ -314,12 +314,10 @@ impl Processes {
         };
         let exe = Path::new(env!("CARGO_BIN_EXE_hub"));
         let (database_url, prefix) = (options.database_url.as_deref(), options.database_prefix.as_deref().unwrap_or("hub"));
-        // A short ack wait, so what a crash left unacked is redelivered soon.
-        let ack_wait = ("HUB_ACK_WAIT_SECS", "2");
         // Audit first: the stream and its consumer exist before anything is published.
-        let audit = Served::spawn(exe, "audit", &data, &nats.url, database_url, prefix, &[ack_wait, ("HUB_CHECKPOINT_SECS", "1")]).await?;
-        let idva = Served::spawn(exe, IDVA, &data, &nats.url, database_url, prefix, &[ack_wait]).await?;
-        let housing = Served::spawn(exe, HOUSING, &data, &nats.url, database_url, prefix, &[ack_wait]).await?;
+        let audit = Served::spawn(exe, "audit", &data, &nats.url, database_url, prefix, &[("HUB_CHECKPOINT_SECS", "1")]).await?;
+        let idva = Served::spawn(exe, IDVA, &data, &nats.url, database_url, prefix, &[]).await?;
+        let housing = Served::spawn(exe, HOUSING, &data, &nats.url, database_url, prefix, &[]).await?;
         let js = async_nats::jetstream::new(hub::nats::connect_admin(&nats.url, &data).await?);
         let mut logins = hub::staff::Logins::default();
         let roles = hub::partnership::ensure_demo(&data)?;

@@ -6,12 +6,13 @@
 //! | `HUB_AGENCY` | (required) this service's agency id in the directory |
 //! | `HUB_DATA` | `./hub-data` |
 //! | `DATABASE_URL` | `sqlite://$HUB_DATA/db/$HUB_AGENCY.db?mode=rwc` |
-//! | `NATS_URL` | `nats://127.0.0.1:4222` |
+//! | `NATS_URL` | `nats://127.0.0.1:4222`; a comma-separated list for a cluster |
+//! | `HUB_NATS_NKEY_FILE` | `$HUB_DATA/broker/{agency}.nk` when it exists: the service's nkey seed (mode 0600) |
+//! | `HUB_NATS_CA` | `$HUB_DATA/broker/ca.pem` when it exists: the CA of the broker's TLS certificate (TLS required when set) |
 //! | `HUB_HTTP_ADDR` | `127.0.0.1:0` (a free port, printed at start) |
 //! | `HUB_DIRECTORY` | `$HUB_DATA/partnership/directory.toml` |
 //! | `HUB_POLICY` | `$HUB_DATA/partnership/policy.toml` |
 //! | `HUB_KEYS` | `$HUB_DATA/keys/$HUB_AGENCY.toml` |
-//! | `HUB_ACK_WAIT_SECS` | `10`: how long the broker waits for an ack before redelivering |
 //! | `HUB_TLS_CERT`, `HUB_TLS_KEY` | unset: plain HTTP, loopback only; set (PEM files): TLS, any address |
 //! | `HUB_OIDC_ISSUER`, `HUB_OIDC_AUDIENCE`, `HUB_OIDC_CLIENT_ID`, `HUB_OIDC_CLIENT_SECRET`, `HUB_OIDC_REDIRECT_URI`, `HUB_OIDC_ROLES_CLAIM`, `HUB_OIDC_AGENCY_CLAIM` | unset: local accounts only (see [`crate::oidc`]) |
 //!
@@ -30,7 +31,6 @@ use std::{
     fmt,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -45,7 +45,6 @@ pub struct Config {
     pub directory_path: PathBuf,
     pub policy_path: PathBuf,
     pub keys_path: PathBuf,
-    pub ack_wait: Duration,
     /// The partnership's identity provider, when staff log in through it (`HUB_OIDC_*`, see
     /// [`crate::oidc`]); local accounts work either way.
     pub oidc: Option<crate::oidc::OidcConfig>,
@@ -54,6 +53,9 @@ pub struct Config {
     /// The certificate the API is served with (`HUB_TLS_CERT`, `HUB_TLS_KEY`); required to
     /// listen beyond loopback.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// The service's broker credentials and the broker's CA (`HUB_NATS_NKEY_FILE`,
+    /// `HUB_NATS_CA`; by default the files `hub` made in `DATA/broker/`).
+    pub broker: crate::transport::BrokerAuth,
 }
 
 /// Where the partnership's public files live inside a data directory.
@@ -77,10 +79,10 @@ impl Config {
             directory_path: partnership_dir(data).join("directory.toml"),
             policy_path: partnership_dir(data).join("policy.toml"),
             keys_path: data.join("keys").join(format!("{agency}.toml")),
-            ack_wait: Duration::from_secs(10),
             oidc: None,
             http_limits: Default::default(),
             tls: None,
+            broker: crate::transport::BrokerAuth::embedded(data, agency),
         }
     }
 
@@ -106,9 +108,7 @@ impl Config {
         }
         config.oidc = crate::oidc::OidcConfig::from_env()?;
         config.tls = crate::tls::TlsFiles::from_env()?;
-        if let Some(s) = var("HUB_ACK_WAIT_SECS") {
-            config.ack_wait = Duration::from_secs(s.parse().context("HUB_ACK_WAIT_SECS must be a whole number of seconds")?);
-        }
+        config.broker = crate::transport::BrokerAuth::from_env(&data, &agency);
         config.http_limits = crate::serve::Limits::from_env()?;
         Ok(config)
     }
@@ -212,10 +212,10 @@ impl fmt::Debug for Config {
             .field("directory_path", &self.directory_path)
             .field("policy_path", &self.policy_path)
             .field("keys_path", &self.keys_path)
-            .field("ack_wait", &self.ack_wait)
             .field("oidc", &self.oidc)
             .field("http_limits", &self.http_limits)
             .field("tls", &self.tls)
+            .field("broker", &self.broker)
             .finish()
     }
 }

@@ -56,7 +56,7 @@ pub struct Ctx {
     pub isp_cell: Arc<arc_swap::ArcSwap<Isp>>,
     pub jetstream: async_nats::jetstream::Context,
     /// The stream of the partnership's consent bucket (direct reads of a key's history).
-    pub consent_stream: async_nats::jetstream::stream::Stream,
+    pub consent_stream: async_nats::jetstream::stream::Stream<()>,
     pub config: Arc<Config>,
     /// Wakes the outbox publisher after a commit.
     pub outbox_ready: Arc<Notify>,
@@ -174,10 +174,9 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
     migrations.extend(auth::local::migrations());
     migrations.extend(agency.migrations());
     db::migrate(&pool, migrations).await?;
-    let client = transport::connect(&config.nats_url, isp.agency()).await?;
+    let client = transport::connect(&config.nats_url, isp.agency(), &config.broker).await?;
     let jetstream = async_nats::jetstream::new(client);
-    transport::ensure_stream(&jetstream).await?;
-    let (_, consent_stream) = transport::ensure_consent_bucket(&jetstream).await?;
+    let consent_stream = transport::bind_consent_stream(&jetstream).await?;
     let (sends, pending) = tokio::sync::mpsc::channel(1024);
     let ctx = Ctx {
         pool,
@@ -199,7 +198,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         .await
         .with_context(|| format!("binding the HTTP API to {}", ctx.config.http_addr))?;
     let addr = listener.local_addr()?;
-    let consumer = transport::agency_consumer(&ctx.jetstream, ctx.agency(), ctx.config.ack_wait).await?;
+    let consumer = transport::bind_agency_consumer(&ctx.jetstream, ctx.agency()).await?;
     let limits = ctx.config.http_limits.fit_broker(ctx.jetstream.client().server_info().max_payload);
     tracing::info!(agency = ctx.agency(), %addr, "service started");
 

@@ -5,7 +5,10 @@
 //! `hub.v1.evt.{agency}.{event kind}` for signed events (near misses, quarantines). They carry
 //! agency ids and kinds only; nothing identifying ever appears in a subject or a NATS header.
 
-use std::time::Duration;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::{PullConsumer, pull}, stream};
@@ -42,14 +45,102 @@ pub fn parse_message_subject(subject: &str) -> Option<(&str, &str)> {
     parts.next().is_none().then_some((sender, recipient))
 }
 
-/// Connects to NATS under the agency's name (seen in server monitoring, not in messages).
-pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
-    async_nats::ConnectOptions::new()
-        .name(format!("hub-{name}"))
+/// How a service proves who it is to the broker, and how it knows the broker is the
+/// partnership's: its own nkey seed (the server holds only the public key, and grants that
+/// key the rights of its identity; see `hub::broker`) and the CA that signed the broker's
+/// certificate. Both None: an anonymous, plain connection, which a partnership's broker
+/// refuses (only a test of the refusal, or a broker run by hand, has a use for it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerAuth {
+    /// A file holding the identity's nkey seed (`SU...`); owner-only permissions.
+    pub nkey_file: Option<PathBuf>,
+    /// The PEM CA certificate the broker's TLS certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Where `hub` keeps the partnership's broker credentials inside a data directory.
+pub fn broker_dir(data: &Path) -> PathBuf {
+    data.join("broker")
+}
+
+impl BrokerAuth {
+    /// The files `hub` made for `identity` in `data` (an agency id, `audit` or `admin`), those
+    /// that exist; `HUB_NATS_NKEY_FILE` and `HUB_NATS_CA` override them.
+    pub fn embedded(data: &Path, identity: &str) -> BrokerAuth {
+        let dir = broker_dir(data);
+        let existing = |p: PathBuf| p.is_file().then_some(p);
+        BrokerAuth { nkey_file: existing(dir.join(format!("{identity}.nk"))), ca_file: existing(dir.join("ca.pem")) }
+    }
+
+    /// [`BrokerAuth::embedded`], then the environment's `HUB_NATS_NKEY_FILE` and `HUB_NATS_CA`.
+    pub fn from_env(data: &Path, identity: &str) -> BrokerAuth {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let mut auth = BrokerAuth::embedded(data, identity);
+        if let Some(p) = var("HUB_NATS_NKEY_FILE") {
+            auth.nkey_file = Some(p);
+        }
+        if let Some(p) = var("HUB_NATS_CA") {
+            auth.ca_file = Some(p);
+        }
+        auth
+    }
+}
+
+/// The inbox prefix of an identity: replies to its requests (JetStream acks, fetched
+/// messages, consistency proofs) come on `_INBOX_{identity}.>`, the only subjects its
+/// credentials may subscribe to, so no identity can read another's replies.
+pub fn inbox_prefix(identity: &str) -> String {
+    format!("_INBOX_{identity}")
+}
+
+/// Reads an nkey seed file, refusing one that others may read (as ssh refuses a private key).
+fn read_seed(path: &Path) -> anyhow::Result<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path).with_context(|| format!("reading the broker credentials {}", path.display()))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!("the broker credentials {} may be read by others (mode {:o}); chmod 600 it", path.display(), mode & 0o777);
+        }
+    }
+    let seed = std::fs::read_to_string(path).with_context(|| format!("reading the broker credentials {}", path.display()))?;
+    let seed = seed.trim();
+    anyhow::ensure!(seed.starts_with("SU") && nkeys::KeyPair::from_seed(seed).is_ok(), "{} does not hold a user nkey seed", path.display());
+    Ok(seed.to_owned())
+}
+
+/// Connects to NATS as `identity` (seen in server monitoring, not in messages), with its
+/// nkey and the partnership's CA when `auth` names them. `url` may list several servers,
+/// comma-separated (a cluster). A right the broker refuses is logged as an error: it means a
+/// misconfigured deployment or a service doing what it should not.
+pub async fn connect(url: &str, identity: &str, auth: &BrokerAuth) -> anyhow::Result<async_nats::Client> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("hub-{identity}"))
+        .custom_inbox_prefix(inbox_prefix(identity))
         .connection_timeout(Duration::from_secs(5))
-        .connect(url)
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::ServerError(e) => tracing::error!(error = %e, "the broker refused this service an action"),
+                async_nats::Event::Disconnected => tracing::warn!("disconnected from the broker; reconnecting"),
+                async_nats::Event::Connected => tracing::info!("connected to the broker"),
+                _ => {}
+            }
+        });
+    if let Some(path) = &auth.nkey_file {
+        options = options.nkey(read_seed(path)?);
+    }
+    if let Some(ca) = &auth.ca_file {
+        anyhow::ensure!(ca.is_file(), "the broker's CA certificate {} is missing", ca.display());
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    let servers: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>().with_context(|| format!("NATS_URL: {} is not a server address", crate::config::redact_url(u))))
+        .collect::<anyhow::Result<_>>()?;
+    options
+        .connect(servers)
         .await
-        .with_context(|| format!("connecting to NATS at {} (is nats-server running?)", crate::config::redact_url(url)))
+        .with_context(|| format!("connecting to NATS at {} as {identity} (is nats-server running, and are these its credentials?)", crate::config::redact_url(url)))
 }
 
 /// Room for the headers a published envelope carries (`Nats-Msg-Id`), which count towards
@@ -119,10 +210,68 @@ pub async fn ensure_consent_bucket(js: &jetstream::Context) -> anyhow::Result<(j
     Ok((store, stream))
 }
 
+/// The stream of the partnership's consent bucket, as a service reads it: direct gets only,
+/// without asking the broker for the stream's details (no service may).
+pub async fn bind_consent_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream<()>> {
+    js.get_stream_no_info(format!("KV_{CONSENT_BUCKET}")).await.context("naming the consent bucket's stream")
+}
+
+/// The checkpoint stream's configuration: the audit service publishes the IG office's signed
+/// checkpoints on it, every witness reads them (direct gets), nobody removes one.
+pub fn checkpoint_stream_config() -> stream::Config {
+    stream::Config {
+        name: isp::checkpoint::CHECKPOINT_STREAM.into(),
+        subjects: vec![isp::checkpoint::CHECKPOINT_SUBJECT.into()],
+        storage: stream::StorageType::File,
+        allow_direct: true,
+        deny_delete: true,
+        deny_purge: true,
+        ..Default::default()
+    }
+}
+
+/// Everything on the broker the partnership needs, made by its administrator (services have
+/// no right to create, change or delete a stream or a consumer): the `HUB` stream, the
+/// consent bucket, the checkpoint stream, a durable consumer for each agency in `agencies`
+/// and the audit service's. What exists already is left as it is, so it may run at every
+/// start and after a broker lost its store (`hub broker provision`).
+pub async fn provision(js: &jetstream::Context, agencies: &[String], ack_wait: Duration) -> anyhow::Result<()> {
+    ensure_stream(js).await?;
+    ensure_consent_bucket(js).await?;
+    js.get_or_create_stream(checkpoint_stream_config()).await.context("creating the checkpoint stream")?;
+    audit_consumer(js, ack_wait).await?;
+    for agency in agencies {
+        agency_consumer(js, agency, ack_wait).await?;
+    }
+    Ok(())
+}
+
+/// The name of an agency's durable consumer.
+pub fn agency_consumer_name(agency: &str) -> String {
+    format!("agency-{agency}")
+}
+
+/// An agency's durable consumer, as the agency's service binds to it: it must exist already
+/// (the administrator provisions it); the service may only fetch from it and acknowledge.
+pub async fn bind_agency_consumer(js: &jetstream::Context, agency: &str) -> anyhow::Result<PullConsumer> {
+    let name = agency_consumer_name(agency);
+    js.get_consumer_from_stream(&name, STREAM)
+        .await
+        .with_context(|| format!("the broker has no consumer {name} on the stream {STREAM}: provision the broker first (`hub broker provision`)"))
+}
+
+/// The audit service's durable consumer, which must exist already (see [`provision`]).
+pub async fn bind_audit_consumer(js: &jetstream::Context) -> anyhow::Result<PullConsumer> {
+    js.get_consumer_from_stream(AUDIT_CONSUMER, STREAM)
+        .await
+        .with_context(|| format!("the broker has no consumer {AUDIT_CONSUMER} on the stream {STREAM}: provision the broker first (`hub broker provision`)"))
+}
+
 /// The durable pull consumer of an agency: every envelope addressed to it, acked explicitly.
+/// Created by the administrator ([`provision`]).
 pub async fn agency_consumer(js: &jetstream::Context, agency: &str, ack_wait: Duration) -> anyhow::Result<PullConsumer> {
     let stream = ensure_stream(js).await?;
-    let name = format!("agency-{agency}");
+    let name = agency_consumer_name(agency);
     stream
         .get_or_create_consumer(
             &name,
@@ -139,7 +288,8 @@ pub async fn agency_consumer(js: &jetstream::Context, agency: &str, ack_wait: Du
         .with_context(|| format!("creating the consumer {name}"))
 }
 
-/// The durable pull consumer of the audit service: everything on the stream.
+/// The durable pull consumer of the audit service: everything on the stream. Created by the
+/// administrator ([`provision`]).
 pub async fn audit_consumer(js: &jetstream::Context, ack_wait: Duration) -> anyhow::Result<PullConsumer> {
     let stream = ensure_stream(js).await?;
     stream
