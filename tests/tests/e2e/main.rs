@@ -3,6 +3,7 @@
 //! databases (see the `tests` crate's harness).
 
 mod batching;
+mod broker_rights;
 mod clear_fields;
 mod confidentiality;
 mod consent;
