@@ -157,15 +157,30 @@ pub fn max_message_bytes(client: &async_nats::Client) -> usize {
     max_payload.saturating_sub(PUBLISH_HEADER_ALLOWANCE)
 }
 
+/// The largest message the stream stores: nats-server's default `max_payload` (1 MiB). A
+/// send whose sealed envelope is larger is refused at the API before it is queued.
+pub const STREAM_MAX_MESSAGE_BYTES: i32 = 1024 * 1024;
+/// What the stream holds at most (16 GiB) before it refuses new messages: it never drops
+/// what a consumer has not read to make room (discard new), so a flood fills it and then
+/// fails its publishers, and the outboxes keep what they could not publish until there is
+/// room again.
+pub const STREAM_MAX_BYTES: i64 = 16 * 1024 * 1024 * 1024;
+
 /// The stream's configuration. Deny delete and deny purge: once a disclosure or a refusal is
 /// on the stream, nobody can remove it through the broker's API, so the audit service reads
 /// every one. The duplicate window makes a re-published envelope id a no-op for an hour.
+/// Explicit limits: [`STREAM_MAX_MESSAGE_BYTES`] per message, [`STREAM_MAX_BYTES`] in all,
+/// discarding nothing (new messages are refused when full); no age limit (the stream is the
+/// log of record until every consumer has read it).
 pub fn stream_config() -> stream::Config {
     stream::Config {
         name: STREAM.into(),
         subjects: vec!["hub.v1.msg.>".into(), "hub.v1.evt.>".into()],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::New,
+        max_bytes: STREAM_MAX_BYTES,
+        max_message_size: STREAM_MAX_MESSAGE_BYTES,
         deny_delete: true,
         deny_purge: true,
         duplicate_window: Duration::from_secs(3600),
@@ -194,6 +209,8 @@ pub fn consent_stream_config() -> stream::Config {
         subjects: vec![format!("$KV.{CONSENT_BUCKET}.>")],
         storage: stream::StorageType::File,
         max_messages_per_subject: CONSENT_HISTORY,
+        // A signed consent record is well under a kilobyte.
+        max_message_size: 64 * 1024,
         discard: stream::DiscardPolicy::Old,
         allow_direct: true,
         allow_rollup: false,
