@@ -81,6 +81,13 @@ async fn the_broker_refuses_what_an_agency_does_not_need(backend: Backend) -> an
     let housing_consumer_before = housing_consumer.cached_info().config.clone();
     let checkpoints_before = admin.get_stream(isp::checkpoint::CHECKPOINT_STREAM).await?.info().await?.state.messages;
 
+    // --- Each service's credentials are its own file, readable by its owner only ---
+    for identity in hub::broker::service_identities(&p.hub.directory).into_iter().chain([hub::broker::ADMIN.to_owned()]) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(hub::broker::seed_path(p.data(), &identity))?.permissions().mode() & 0o777;
+        anyhow::ensure!(mode == 0o600, "{identity}'s seed file has mode {mode:o}");
+    }
+
     // --- Who may connect at all ---
     let ca = hub::broker::auth(p.data(), IDVA).ca_file.expect("the CA");
     let anonymous = async_nats::ConnectOptions::new().add_root_certificates(ca.clone()).require_tls(true).connect(&p.hub.nats_url).await;
