@@ -12,6 +12,7 @@
 //! | `HUB_POLICY` | `$HUB_DATA/partnership/policy.toml` |
 //! | `HUB_KEYS` | `$HUB_DATA/keys/$HUB_AGENCY.toml` |
 //! | `HUB_ACK_WAIT_SECS` | `10`: how long the broker waits for an ack before redelivering |
+//! | `HUB_CLOCK_SKEW_SECS` | `600`: how far an envelope's claimed creation time may be from when the broker took it in; further, it is quarantined `clock_skew` |
 //! | `HUB_TLS_CERT`, `HUB_TLS_KEY` | unset: plain HTTP, loopback only; set (PEM files): TLS, any address |
 //! | `HUB_OIDC_ISSUER`, `HUB_OIDC_AUDIENCE`, `HUB_OIDC_CLIENT_ID`, `HUB_OIDC_CLIENT_SECRET`, `HUB_OIDC_REDIRECT_URI`, `HUB_OIDC_ROLES_CLAIM`, `HUB_OIDC_AGENCY_CLAIM` | unset: local accounts only (see [`crate::oidc`]) |
 //!
@@ -46,6 +47,9 @@ pub struct Config {
     pub policy_path: PathBuf,
     pub keys_path: PathBuf,
     pub ack_wait: Duration,
+    /// How far the creation time an envelope's header claims may be from the broker's
+    /// timestamp of it (`HUB_CLOCK_SKEW_SECS`, see [`isp::Isp::open_at`]).
+    pub clock_skew: Duration,
     /// The partnership's identity provider, when staff log in through it (`HUB_OIDC_*`, see
     /// [`crate::oidc`]); local accounts work either way.
     pub oidc: Option<crate::oidc::OidcConfig>,
@@ -55,6 +59,9 @@ pub struct Config {
     /// listen beyond loopback.
     pub tls: Option<crate::tls::TlsFiles>,
 }
+
+/// The default of `HUB_CLOCK_SKEW_SECS`: ten minutes.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(600);
 
 /// Where the partnership's public files live inside a data directory.
 pub fn partnership_dir(data: &Path) -> PathBuf {
@@ -78,6 +85,7 @@ impl Config {
             policy_path: partnership_dir(data).join("policy.toml"),
             keys_path: data.join("keys").join(format!("{agency}.toml")),
             ack_wait: Duration::from_secs(10),
+            clock_skew: DEFAULT_CLOCK_SKEW,
             oidc: None,
             http_limits: Default::default(),
             tls: None,
@@ -108,6 +116,9 @@ impl Config {
         config.tls = crate::tls::TlsFiles::from_env()?;
         if let Some(s) = var("HUB_ACK_WAIT_SECS") {
             config.ack_wait = Duration::from_secs(s.parse().context("HUB_ACK_WAIT_SECS must be a whole number of seconds")?);
+        }
+        if let Some(s) = var("HUB_CLOCK_SKEW_SECS") {
+            config.clock_skew = Duration::from_secs(s.parse().context("HUB_CLOCK_SKEW_SECS must be a whole number of seconds")?);
         }
         config.http_limits = crate::serve::Limits::from_env()?;
         Ok(config)
@@ -213,6 +224,7 @@ impl fmt::Debug for Config {
             .field("policy_path", &self.policy_path)
             .field("keys_path", &self.keys_path)
             .field("ack_wait", &self.ack_wait)
+            .field("clock_skew", &self.clock_skew)
             .field("oidc", &self.oidc)
             .field("http_limits", &self.http_limits)
             .field("tls", &self.tls)
