@@ -11,6 +11,13 @@
 //! at once, so the partnership sees a withdrawal before the request returns when the broker
 //! is up (`shared: true` in the answer).
 //!
+//! Nobody with the broker's rights can turn a record back: a reader keeps, per record, the
+//! highest signed revision and any withdrawal it has seen (table `consent_seen`) and reads
+//! them with the bucket, so a replayed older revision, a "given" after a withdrawal, or a
+//! purged key never replaces what it saw. The owner checks every [`REPUBLISH_EVERY`] and at
+//! start that the bucket's latest value of each of its records is its own latest revision,
+//! and republishes (through the outbox) those missing or behind.
+//!
 //! HTTP: `POST /consents` records one, `GET /consents/{id}[?recorded_by=AGENCY]` reads one,
 //! `POST /consents/{id}/withdraw` withdraws one of this agency's own.
 
