@@ -280,18 +280,25 @@ pub fn verify(directory: &Directory, owner: &str, consent_id: &str, bytes: &[u8]
 /// withdrawal wins over any other revision. Also returns how many values did not verify
 /// (someone other than the owner wrote to the key: worth a warning).
 pub fn current<'a>(directory: &Directory, owner: &str, consent_id: &str, values: impl IntoIterator<Item = &'a [u8]>) -> (Option<Verified>, usize) {
-    let mut best: Option<Verified> = None;
+    let (best, rejected) = current_index(directory, owner, consent_id, values);
+    (best.map(|(_, v)| v), rejected)
+}
+
+/// As [`current`], with the position among `values` of the one it picked (so a reader can
+/// keep those signed bytes as what it has seen).
+pub fn current_index<'a>(directory: &Directory, owner: &str, consent_id: &str, values: impl IntoIterator<Item = &'a [u8]>) -> (Option<(usize, Verified)>, usize) {
+    let mut best: Option<(usize, Verified)> = None;
     let mut rejected = 0;
-    for value in values {
+    for (i, value) in values.into_iter().enumerate() {
         match verify(directory, owner, consent_id, value) {
             Ok(v) => {
                 let better = match &best {
                     None => true,
-                    Some(b) if b.0.state == State::Withdrawn => false,
-                    Some(b) => v.0.state == State::Withdrawn || v.0.revision > b.0.revision,
+                    Some((_, b)) if b.0.state == State::Withdrawn => false,
+                    Some((_, b)) => v.0.state == State::Withdrawn || v.0.revision > b.0.revision,
                 };
                 if better {
-                    best = Some(v);
+                    best = Some((i, v));
                 }
             }
             Err(_) => rejected += 1,

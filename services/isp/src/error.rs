@@ -85,6 +85,11 @@ pub enum OpenError {
     /// survivor's details, so nothing of the header is kept.
     #[error("the clear field {0} of the header is not of its grammar")]
     BadClearField(&'static str),
+    /// The creation time the signed header claims is further from when the broker took the
+    /// message in than the receiver allows (`HUB_CLOCK_SKEW_SECS`): backdated, postdated, or
+    /// held back for longer than the window.
+    #[error("the header claims a creation time {skew_secs} s from when the broker received it, more than the {window_secs} s allowed")]
+    ClockSkew { skew_secs: i64, window_secs: i64 },
 }
 
 impl OpenError {
@@ -107,6 +112,7 @@ impl OpenError {
             OpenError::Misrouted(_) => "misrouted",
             OpenError::HandlerPanic => "handler_panic",
             OpenError::BadClearField(_) => "bad_clear_field",
+            OpenError::ClockSkew { .. } => "clock_skew",
         }
     }
 
@@ -115,7 +121,7 @@ impl OpenError {
         match self {
             OpenError::Denied(d) | OpenError::Consent(d) => d.rule.clone(),
             OpenError::Malformed(_) | OpenError::MalformedPayload(_) | OpenError::BadClearField(_) => "wire".into(),
-            OpenError::Replayed(_) | OpenError::Misrouted(_) => "transport".into(),
+            OpenError::Replayed(_) | OpenError::Misrouted(_) | OpenError::ClockSkew { .. } => "transport".into(),
             OpenError::HandlerPanic => "receiver".into(),
             OpenError::UndeclaredCategories(_) | OpenError::KindMismatch { .. } => "declared-categories".into(),
             _ => "crypto".into(),

@@ -364,8 +364,32 @@ impl Isp {
 
     /// Verifies, re-decides and opens an envelope addressed to this agency. On refusal it
     /// returns the header when one could be read and verified, for the rejection record.
+    ///
+    /// A retired signing key is judged at the creation time the header claims: use this for
+    /// an envelope received and checked already (read back from the inbox), and
+    /// [`Isp::open_at`] for one arriving from the broker.
     pub fn open(&self, bytes: &[u8]) -> Result<Opened, (Option<Header>, OpenError)> {
         let (header, envelope) = verify_envelope(&self.directory, bytes).map_err(|e| (None, e))?;
+        self.open_verified(header, envelope)
+    }
+
+    /// As [`Isp::open`], for an envelope the broker took in at `broker_ms` (its own clock, not
+    /// the sender's): a retired signing key is judged at that time, not at the creation time
+    /// the header claims (which the holder of a stolen retired key could backdate), and a
+    /// header whose claimed creation time is more than `max_skew_ms` from it is refused
+    /// ([`OpenError::ClockSkew`]) once its signature verifies.
+    pub fn open_at(&self, bytes: &[u8], broker_ms: i64, max_skew_ms: i64) -> Result<Opened, (Option<Header>, OpenError)> {
+        let (header, envelope) = verify_envelope_at(&self.directory, bytes, broker_ms).map_err(|e| (None, e))?;
+        let skew_ms = header.created_at_ms.saturating_sub(broker_ms);
+        if skew_ms.unsigned_abs() > max_skew_ms.unsigned_abs() {
+            let error = OpenError::ClockSkew { skew_secs: skew_ms / 1000, window_secs: max_skew_ms / 1000 };
+            return Err((Some(header), error));
+        }
+        self.open_verified(header, envelope)
+    }
+
+    /// The checks of [`Isp::open`] after the signature and digest.
+    fn open_verified(&self, header: Header, envelope: Envelope) -> Result<Opened, (Option<Header>, OpenError)> {
         let fail = |e: OpenError| (Some(header.clone()), e);
         if header.recipient != self.keys.agency {
             return Err(fail(OpenError::NotAddressedToUs(header.recipient.clone())));
@@ -436,13 +460,23 @@ pub(crate) fn decrypt(keys: &AgencyKeys, ciphertext: &[u8]) -> Result<Vec<u8>, S
 /// Decodes an envelope and verifies its signature and payload digest against the directory,
 /// without decrypting: what the audit service and the recipient both check first.
 pub fn verify_envelope(directory: &Directory, bytes: &[u8]) -> Result<(Header, Envelope), OpenError> {
+    verify_envelope_judged(directory, bytes, None)
+}
+
+/// As [`verify_envelope`], a retired signing key judged at `at_ms` (the broker's time the
+/// envelope was taken in) instead of the creation time the header claims.
+pub fn verify_envelope_at(directory: &Directory, bytes: &[u8], at_ms: i64) -> Result<(Header, Envelope), OpenError> {
+    verify_envelope_judged(directory, bytes, Some(at_ms))
+}
+
+fn verify_envelope_judged(directory: &Directory, bytes: &[u8], at_ms: Option<i64>) -> Result<(Header, Envelope), OpenError> {
     let envelope = Envelope::decode(bytes).map_err(|_| OpenError::Malformed("not a hub.v1.Envelope".into()))?;
     let header = Header::decode(envelope.header.as_slice()).map_err(|_| OpenError::Malformed("the header is not a hub.v1.Header".into()))?;
     if header.envelope_id.is_empty() || header.sender.is_empty() || header.recipient.is_empty() {
         return Err(OpenError::Malformed("the header lacks an envelope id, sender or recipient".into()));
     }
     let sender = directory.get(&header.sender).ok_or_else(|| OpenError::UnknownSender(header.sender.clone()))?;
-    check_signature_at(sender, &header.signing_key_id, header.created_at_ms, ENVELOPE_CONTEXT, &envelope.header, &envelope.signature)?;
+    check_signature_at(sender, &header.signing_key_id, at_ms.unwrap_or(header.created_at_ms), ENVELOPE_CONTEXT, &envelope.header, &envelope.signature)?;
     if Sha256::digest(&envelope.sealed_payload).as_slice() != header.payload_digest.as_slice() {
         return Err(OpenError::PayloadDigestMismatch);
     }

@@ -566,12 +566,20 @@ async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staf
 
 /// `GET /quarantine`, paged by `stream_seq`.
 async fn list_quarantine(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let rows = page.rows_by_number(&ctx.pool, "SELECT stream_seq, subject, envelope_id, claimed_sender, reason, detail, violation, received_at_ms FROM quarantine", "stream_seq").await?;
+    let rows = page
+        .rows_by_number(
+            &ctx.pool,
+            "SELECT stream_seq, subject, envelope_id, claimed_sender, reason, detail, violation, body_sha256, body_prefix, body_bytes, received_at_ms FROM quarantine",
+            "stream_seq",
+        )
+        .await?;
     let items = rows
         .iter()
         .map(|r| {
-            let mut v = row_json(r, &["subject", "envelope_id", "claimed_sender", "reason", "detail"], &["stream_seq", "received_at_ms"], &[]);
+            let mut v = row_json(r, &["subject", "envelope_id", "claimed_sender", "reason", "detail", "body_sha256"], &["stream_seq", "body_bytes", "received_at_ms"], &[]);
             v["violation"] = json!(r.try_get::<i64, _>("violation").unwrap_or_default() != 0);
+            // What the quarantine keeps of the body: its digest, length and first bytes (hex).
+            v["body_prefix"] = json!(hex::encode(r.try_get::<Vec<u8>, _>("body_prefix").unwrap_or_default()));
             v
         })
         .collect();

@@ -13,6 +13,7 @@
 //! | `HUB_DIRECTORY` | `$HUB_DATA/partnership/directory.toml` |
 //! | `HUB_POLICY` | `$HUB_DATA/partnership/policy.toml` |
 //! | `HUB_KEYS` | `$HUB_DATA/keys/$HUB_AGENCY.toml` |
+//! | `HUB_CLOCK_SKEW_SECS` | `600`: how far an envelope's claimed creation time may be from when the broker took it in; further, it is quarantined `clock_skew` |
 //! | `HUB_TLS_CERT`, `HUB_TLS_KEY` | unset: plain HTTP, loopback only; set (PEM files): TLS, any address |
 //! | `HUB_OIDC_ISSUER`, `HUB_OIDC_AUDIENCE`, `HUB_OIDC_CLIENT_ID`, `HUB_OIDC_CLIENT_SECRET`, `HUB_OIDC_REDIRECT_URI`, `HUB_OIDC_ROLES_CLAIM`, `HUB_OIDC_AGENCY_CLAIM` | unset: local accounts only (see [`crate::oidc`]) |
 //!
@@ -31,6 +32,7 @@ use std::{
     fmt,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -45,6 +47,9 @@ pub struct Config {
     pub directory_path: PathBuf,
     pub policy_path: PathBuf,
     pub keys_path: PathBuf,
+    /// How far the creation time an envelope's header claims may be from the broker's
+    /// timestamp of it (`HUB_CLOCK_SKEW_SECS`, see [`isp::Isp::open_at`]).
+    pub clock_skew: Duration,
     /// The partnership's identity provider, when staff log in through it (`HUB_OIDC_*`, see
     /// [`crate::oidc`]); local accounts work either way.
     pub oidc: Option<crate::oidc::OidcConfig>,
@@ -57,6 +62,9 @@ pub struct Config {
     /// `HUB_NATS_CA`; by default the files `hub` made in `DATA/broker/`).
     pub broker: crate::transport::BrokerAuth,
 }
+
+/// The default of `HUB_CLOCK_SKEW_SECS`: ten minutes.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(600);
 
 /// Where the partnership's public files live inside a data directory.
 pub fn partnership_dir(data: &Path) -> PathBuf {
@@ -79,6 +87,7 @@ impl Config {
             directory_path: partnership_dir(data).join("directory.toml"),
             policy_path: partnership_dir(data).join("policy.toml"),
             keys_path: data.join("keys").join(format!("{agency}.toml")),
+            clock_skew: DEFAULT_CLOCK_SKEW,
             oidc: None,
             http_limits: Default::default(),
             tls: None,
@@ -109,6 +118,9 @@ impl Config {
         config.oidc = crate::oidc::OidcConfig::from_env()?;
         config.tls = crate::tls::TlsFiles::from_env()?;
         config.broker = crate::transport::BrokerAuth::from_env(&data, &agency);
+        if let Some(s) = var("HUB_CLOCK_SKEW_SECS") {
+            config.clock_skew = Duration::from_secs(s.parse().context("HUB_CLOCK_SKEW_SECS must be a whole number of seconds")?);
+        }
         config.http_limits = crate::serve::Limits::from_env()?;
         Ok(config)
     }
@@ -212,6 +224,7 @@ impl fmt::Debug for Config {
             .field("directory_path", &self.directory_path)
             .field("policy_path", &self.policy_path)
             .field("keys_path", &self.keys_path)
+            .field("clock_skew", &self.clock_skew)
             .field("oidc", &self.oidc)
             .field("http_limits", &self.http_limits)
             .field("tls", &self.tls)

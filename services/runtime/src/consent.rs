@@ -11,6 +11,13 @@
 //! at once, so the partnership sees a withdrawal before the request returns when the broker
 //! is up (`shared: true` in the answer).
 //!
+//! Nobody with the broker's rights can turn a record back: a reader keeps, per record, the
+//! highest signed revision and any withdrawal it has seen (table `consent_seen`) and reads
+//! them with the bucket, so a replayed older revision, a "given" after a withdrawal, or a
+//! purged key never replaces what it saw. The owner checks every [`REPUBLISH_EVERY`] and at
+//! start that the bucket's latest value of each of its records is its own latest revision,
+//! and republishes (through the outbox) those missing or behind.
+//!
 //! HTTP: `POST /consents` records one, `GET /consents/{id}[?recorded_by=AGENCY]` reads one,
 //! `POST /consents/{id}/withdraw` withdraws one of this agency's own.
 
@@ -22,6 +29,8 @@ use std::{
 
 use anyhow::Context as _;
 use async_nats::jetstream::stream::DirectGetErrorKind;
+use futures::StreamExt as _;
+use tokio_util::sync::CancellationToken;
 use axum::{
     Json, Router,
     body::Bytes,
@@ -71,7 +80,8 @@ impl Ctx {
             };
             return Ok(consent::current(&self.isp().directory, owner, consent_id, rows.iter().map(|r| r.0.as_slice())).0);
         }
-        let subject = format!("$KV.{CONSENT_BUCKET}.{}", consent::key(owner, consent_id));
+        let key = consent::key(owner, consent_id);
+        let subject = format!("$KV.{CONSENT_BUCKET}.{key}");
         let mut values = Vec::new();
         let mut next = 1;
         loop {
@@ -86,11 +96,21 @@ impl Ctx {
                 Err(e) => return Err(anyhow::Error::new(e).context("reading the consent bucket")),
             }
         }
-        let (current, rejected) = consent::current(&self.isp().directory, owner, consent_id, values.iter().map(|v| v.as_ref()));
+        // What this service saw of the record before counts with what the bucket holds now,
+        // so the record never goes back (see [`remember`]).
+        let mut conn = tx.map(|tx| &mut **tx);
+        let seen = seen_value(conn.as_deref_mut(), &self.pool, &key).await?;
+        let all: Vec<&[u8]> = seen.iter().map(Vec::as_slice).chain(values.iter().map(|v| v.as_ref())).collect();
+        let (current, rejected) = consent::current_index(&self.isp().directory, owner, consent_id, all.iter().copied());
         if rejected > 0 {
             tracing::warn!(owner, consent_id, rejected, "values in the consent bucket not signed by the record's owner were ignored");
         }
-        Ok(current)
+        let Some((index, current)) = current else { return Ok(None) };
+        // Index 0 is what was seen before, when there is one: nothing new to keep.
+        if seen.is_none() || index > 0 {
+            remember(conn, &self.pool, &key, &current, all[index]).await?;
+        }
+        Ok(Some(current))
     }
 
     /// The record a consent tag names, if it names one.
@@ -104,6 +124,121 @@ impl Ctx {
             _ => Ok(None),
         }
     }
+}
+
+/// The signed revision of another agency's record this service saw last (the highest, or
+/// a withdrawal), if any.
+async fn seen_value(conn: Option<&mut sqlx::AnyConnection>, pool: &sqlx::AnyPool, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    let query = sqlx::query_as::<_, (Vec<u8>,)>("SELECT value FROM consent_seen WHERE record_key = $1").bind(key);
+    let row = match conn {
+        Some(conn) => query.fetch_optional(conn).await?,
+        None => query.fetch_optional(pool).await?,
+    };
+    Ok(row.map(|r| r.0))
+}
+
+/// Keeps `value` (the verified revision `record` of key `key`) as what this service has seen
+/// of the record, durably, unless what it saw already wins: a withdrawal is never replaced,
+/// and nor is a revision by a lower one (checked in the statement, so readers racing each
+/// other cannot step it back either). A broker that republishes an old "given" until the
+/// withdrawal falls out of the bucket's history, or purges the key, changes nothing here.
+async fn remember(conn: Option<&mut sqlx::AnyConnection>, pool: &sqlx::AnyPool, key: &str, record: &Verified, value: &[u8]) -> anyhow::Result<()> {
+    let r = record.record();
+    let query = sqlx::query(
+        "INSERT INTO consent_seen (record_key, revision, withdrawn, value, seen_at_ms) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (record_key) DO UPDATE SET revision = excluded.revision, withdrawn = excluded.withdrawn, value = excluded.value, \
+         seen_at_ms = excluded.seen_at_ms \
+         WHERE consent_seen.withdrawn = 0 AND (excluded.withdrawn = 1 OR excluded.revision > consent_seen.revision)",
+    )
+    .bind(key)
+    .bind(r.revision as i64)
+    .bind((r.state == consent::State::Withdrawn) as i64)
+    .bind(value)
+    .bind(isp::now_ms());
+    match conn {
+        Some(conn) => query.execute(conn).await?,
+        None => query.execute(pool).await?,
+    };
+    Ok(())
+}
+
+/// How often an agency checks that the partnership's bucket holds the latest revision of
+/// each of its own records (and once at start).
+pub const REPUBLISH_EVERY: Duration = Duration::from_secs(30);
+
+/// Republishes this agency's own records the bucket has lost (purged by the broker's
+/// operator, or pushed out of the key's history) or holds behind the owner's latest (an old
+/// revision republished over it), every [`REPUBLISH_EVERY`] and at start.
+pub async fn republish_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Result<()> {
+    loop {
+        match republish_missing(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(records = n, "own consent records missing from the partnership's bucket, or behind there: republished"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not check the consent bucket; checking again later"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REPUBLISH_EVERY) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// One pass of [`republish_loop`]: queues the owner's latest revision, through the outbox
+/// (as [`put`] does), of every own record whose key the bucket lacks or whose latest value
+/// there is not a revision as recent, signed by this agency. Returns how many it queued.
+pub async fn republish_missing(ctx: &Ctx) -> anyhow::Result<usize> {
+    let latest: Vec<(String, i64, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT c.record_key, c.revision, c.consent_id, c.value FROM consents c \
+         JOIN (SELECT record_key, MAX(revision) AS revision FROM consents GROUP BY record_key) m \
+         ON c.record_key = m.record_key AND c.revision = m.revision",
+    )
+    .fetch_all(&ctx.pool)
+    .await?;
+    if latest.is_empty() {
+        return Ok(0);
+    }
+    // A revision still waiting in the outbox is on its way already.
+    let waiting: std::collections::HashSet<String> =
+        sqlx::query_as::<_, (String,)>("SELECT subject FROM outbox WHERE subject LIKE '$KV.%' AND published_at_ms IS NULL AND stopped_at_ms IS NULL")
+            .fetch_all(&ctx.pool)
+            .await?
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+    let isp = ctx.isp();
+    let (isp, waiting) = (&isp, &waiting);
+    type Due = Option<(String, Vec<u8>)>;
+    let checks: Vec<anyhow::Result<Due>> = futures::stream::iter(latest)
+        .map(|(key, revision, consent_id, value)| async move {
+            let subject = format!("$KV.{CONSENT_BUCKET}.{key}");
+            if waiting.contains(&subject) {
+                return Ok(None);
+            }
+            let behind = match ctx.consent_stream.direct_get_last_for_subject(subject.as_str()).await {
+                Ok(message) => consent::verify(&isp.directory, ctx.agency(), &consent_id, &message.payload)
+                    .map_or(true, |there| (there.record().revision as i64) < revision),
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => true,
+                Err(e) => return Err(anyhow::Error::new(e).context("reading the consent bucket")),
+            };
+            Ok(behind.then_some((subject, value)))
+        })
+        .buffered(16)
+        .collect()
+        .await;
+    let mut due = Vec::new();
+    for check in checks {
+        due.extend(check?);
+    }
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = ctx.pool.begin().await?;
+    for (subject, value) in &due {
+        crate::outbox::enqueue(&mut tx, &uuid::Uuid::now_v7().to_string(), subject, value).await?;
+    }
+    tx.commit().await?;
+    ctx.outbox_ready.notify_one();
+    Ok(due.len())
 }
 
 /// Consent records read once per batch: the sends, publishes or deliveries handled together

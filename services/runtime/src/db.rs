@@ -128,6 +128,7 @@ pub fn runtime_migrations() -> Vec<Migration> {
         Migration { version: 3, description: "runtime receipts", sql: include_str!("../migrations/0003_receipts.sql") },
         Migration { version: 4, description: "runtime staff actions", sql: include_str!("../migrations/0004_staff_actions.sql") },
         Migration { version: 5, description: "runtime idempotency", sql: include_str!("../migrations/0005_idempotency.sql") },
+        Migration { version: 11, description: "runtime receive guard", sql: include_str!("../migrations/0011_receive_guard.sql") },
     ]
 }
 

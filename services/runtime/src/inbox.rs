@@ -2,6 +2,14 @@
 //! the isp -> one transaction (inbox row, receipt bookkeeping, the service's domain change)
 //! -> commit -> ack. A refused envelope is quarantined and its refusal queued for the ledger
 //! in one transaction, then acked. A storage failure acks nothing: the broker redelivers.
+//!
+//! What was handled already is recognised by the envelope's signed id (inbox) or the body's
+//! SHA-256 (quarantine) together with the stream's identity (its creation time) and the
+//! stream sequence, never the sequence alone: a stream recreated after its store was lost
+//! numbers its messages from 1 again, and none of them is skipped as seen. The broker's own
+//! timestamp of each message is the time a retired signing key is judged at, and an envelope
+//! claiming a creation time further from it than `HUB_CLOCK_SKEW_SECS` is quarantined
+//! `clock_skew` ([`isp::Isp::open_at`]).
 
 use std::{collections::HashSet, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
@@ -10,6 +18,7 @@ use async_nats::jetstream::{AckKind, consumer::PullConsumer, message::Message};
 use futures::{FutureExt as _, StreamExt};
 use isp::{Kind, OpenError, Opened, kind, policy};
 use prost::Message as _;
+use sha2::{Digest as _, Sha256};
 use proto::v1::{Envelope, EventKind, Header, RiskLevel};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
@@ -20,15 +29,69 @@ use crate::{Agency, Ctx, consent::ConsentReads, outbox, transport};
 /// the inbox without the domain change (and the failure logged), rather than retried forever.
 const MAX_DOMAIN_ATTEMPTS: i64 = 5;
 
+/// Where a batch of deliveries came from: the stream's identity, its creation time in ns
+/// since the epoch (from its info, read at start and whenever the consumer is re-got).
+type StreamId = i64;
+
+/// The identity of the stream the consumer reads, as the administrator wrote it into the
+/// consumer's description when provisioning it ([`transport::stream_identity`]): an agency
+/// may not ask the broker about the stream itself (its state would show every agency's
+/// traffic).
+async fn stream_identity(consumer: &mut PullConsumer) -> anyhow::Result<StreamId> {
+    let info = consumer.info().await.context("reading the consumer's info")?;
+    Ok(transport::stream_identity(info))
+}
+
+/// The agency's durable consumer, looked up by name, never created (provisioning creates it;
+/// an agency's broker rights do not), with the identity of the stream it reads.
+async fn reget(ctx: &Ctx, name: &str) -> anyhow::Result<(PullConsumer, StreamId)> {
+    let mut consumer: PullConsumer = ctx.jetstream.get_consumer_from_stream(name, transport::STREAM).await.with_context(|| format!("looking up the consumer {name}"))?;
+    let id = stream_identity(&mut consumer).await?;
+    Ok((consumer, id))
+}
+
 pub async fn consume_loop<A: Agency>(ctx: Ctx, consumer: PullConsumer, agency: Arc<A>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let name = consumer.cached_info().name.clone();
+    let mut consumer = Some(consumer);
+    let mut stream = None;
     loop {
-        let messages = consumer
+        // At start, and after the pull failed or was interrupted (the broker restarted, the
+        // consumer or the whole stream was deleted and provisioned again): the consumer by its
+        // name and the stream's identity as they are now.
+        let (current, stream_id) = match (consumer.take(), stream) {
+            (Some(c), Some(id)) => (c, id),
+            (c, _) => {
+                let got = match c {
+                    Some(mut c) => stream_identity(&mut c).await.map(|id| (c, id)),
+                    None => reget(&ctx, &name).await,
+                };
+                match got {
+                    Ok((c, id)) => {
+                        if stream.is_some_and(|old| old != id) {
+                            tracing::warn!(consumer = %name, "the stream was recreated since the last pull; its messages are told apart from the old ones'");
+                        }
+                        stream = Some(id);
+                        (c, id)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot reach the consumer; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.cancelled() => return Ok(()),
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let messages = current
             .stream()
             .max_messages_per_batch(64)
             .heartbeat(Duration::from_secs(5))
             .expires(Duration::from_secs(30))
             .messages()
             .await;
+        let mut healthy = true;
         match messages {
             // What has arrived together is handled together (one inbox transaction).
             Ok(messages) => {
@@ -52,15 +115,22 @@ pub async fn consume_loop<A: Agency>(ctx: Ctx, consumer: PullConsumer, agency: A
                     }
                     match good.len() {
                         0 => {}
-                        1 => handle(&ctx, &*agency, good.pop().expect("one")).await,
-                        _ => receive_batch(&ctx, &*agency, good).await,
+                        1 => handle(&ctx, &*agency, stream_id, good.pop().expect("one")).await,
+                        _ => receive_batch(&ctx, &*agency, stream_id, good).await,
                     }
                     if interrupted {
+                        healthy = false;
                         break;
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot pull from the consumer; retrying"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot pull from the consumer; retrying");
+                healthy = false;
+            }
+        }
+        if healthy {
+            consumer = Some(current);
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -69,19 +139,37 @@ pub async fn consume_loop<A: Agency>(ctx: Ctx, consumer: PullConsumer, agency: A
     }
 }
 
-async fn handle<A: Agency>(ctx: &Ctx, agency: &A, message: Message) {
-    let (seq, delivered) = match message.info() {
-        Ok(info) => (info.stream_sequence, info.delivered),
+/// The JetStream facts of one delivery.
+#[derive(Debug, Clone, Copy)]
+struct Delivery {
+    seq: u64,
+    delivered: i64,
+    /// The broker's timestamp of the message (ms since the epoch).
+    published_ms: i64,
+}
+
+fn delivery(message: &Message) -> Option<Delivery> {
+    match message.info() {
+        Ok(info) => Some(Delivery {
+            seq: info.stream_sequence,
+            delivered: info.delivered,
+            published_ms: i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
+        }),
         Err(e) => {
             tracing::error!(error = %e, "message without JetStream metadata; leaving it for redelivery");
-            return;
+            None
         }
-    };
+    }
+}
+
+async fn handle<A: Agency>(ctx: &Ctx, agency: &A, stream: StreamId, message: Message) {
+    let Some(d) = delivery(&message) else { return };
+    let seq = d.seq;
     let (subject, body) = (message.subject.as_str(), &message.payload[..]);
-    let outcome = match AssertUnwindSafe(receive(ctx, agency, subject, body, seq, delivered)).catch_unwind().await {
+    let outcome = match AssertUnwindSafe(receive(ctx, agency, subject, body, stream, d)).catch_unwind().await {
         Ok(outcome) => outcome,
         // Redelivered, it would panic again (and again): quarantined after the first panic.
-        Err(_) => quarantine_panicked(ctx, subject, body, seq).await,
+        Err(_) => quarantine_panicked(ctx, subject, body, stream, seq).await,
     };
     match outcome {
         Ok(()) => ack(&message, seq).await,
@@ -95,12 +183,12 @@ async fn handle<A: Agency>(ctx: &Ctx, agency: &A, message: Message) {
 /// Quarantines a delivery whose handling panicked (reason `handler_panic`) and queues the
 /// refusal for the ledger, naming the envelope when its signed header verifies. The panic's
 /// own message is not kept: it may hold anything.
-async fn quarantine_panicked(ctx: &Ctx, subject: &str, body: &[u8], seq: u64) -> anyhow::Result<()> {
+async fn quarantine_panicked(ctx: &Ctx, subject: &str, body: &[u8], stream: StreamId, seq: u64) -> anyhow::Result<()> {
     let isp = ctx.isp();
     let header = std::panic::catch_unwind(|| isp::seal::verify_envelope(&isp.directory, body).ok().map(|(h, _)| h)).ok().flatten();
     tracing::error!(stream_seq = seq, envelope_id = header.as_ref().map(|h| h.envelope_id.as_str()).unwrap_or_default(),
         "handling a received message panicked; quarantining it (handler_panic)");
-    quarantine(ctx, subject, body, seq, header.as_ref(), &OpenError::HandlerPanic).await
+    quarantine(ctx, subject, body, stream, seq, header.as_ref(), &OpenError::HandlerPanic).await
 }
 
 /// What opening an envelope gives: the opened envelope, or the header if it decoded and why not.
@@ -118,45 +206,83 @@ enum Prepared {
 /// whole batch rather than two for each delivery.
 #[derive(Default)]
 struct Known {
-    /// Stream sequences already stored or quarantined (redeliveries).
+    /// Stream sequences (of this batch's stream) already stored or quarantined: redeliveries.
     seqs: HashSet<u64>,
-    /// Envelope ids already stored (replays).
+    /// Envelope ids already stored under another stream sequence or stream (replays).
     envelope_ids: HashSet<String>,
 }
 
+/// The SHA-256 of a body, in hex: what the quarantine keeps to know a body again.
+fn digest(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// How much of a refused body the quarantine keeps, beside its digest and length.
+pub const QUARANTINE_PREFIX_BYTES: usize = 64;
+
 impl Known {
-    async fn read(ctx: &Ctx, deliveries: &[(u64, &[u8])]) -> Result<Known, sqlx::Error> {
+    /// `deliveries`: (stream sequence, body) of each delivery from stream `stream`. A
+    /// delivery was handled already when the inbox holds its envelope id under the same
+    /// stream and sequence, or the quarantine holds its body's digest there. (Rows from
+    /// before streams had an identity (0) match on the sequence, and for the quarantine on
+    /// the first bytes and length of the body.)
+    async fn read(ctx: &Ctx, stream: StreamId, deliveries: &[(u64, &[u8])]) -> Result<Known, sqlx::Error> {
         let mut known = Known::default();
         if deliveries.is_empty() {
             return Ok(known);
         }
         // The envelope ids the headers claim (an envelope that does not decode is refused
         // when opened, and needs none).
-        let ids: Vec<String> = deliveries
+        let ids: Vec<(u64, String)> = deliveries
             .iter()
-            .filter_map(|(_, body)| Envelope::decode(*body).ok().and_then(|e| Header::decode(e.header.as_slice()).ok()).map(|h| h.envelope_id))
+            .filter_map(|(seq, body)| {
+                Envelope::decode(*body).ok().and_then(|e| Header::decode(e.header.as_slice()).ok()).map(|h| (*seq, h.envelope_id))
+            })
             .collect();
         let seqs = crate::db::numbered(1, deliveries.len());
         let mut sql = format!(
-            "SELECT stream_seq, '' AS envelope_id FROM inbox WHERE stream_seq IN ({seqs}) \
-             UNION ALL SELECT stream_seq, '' AS envelope_id FROM quarantine WHERE stream_seq IN ({seqs})"
+            "SELECT stream_id, stream_seq, '' AS envelope_id, body_sha256, body_prefix, body_bytes FROM quarantine WHERE stream_seq IN ({seqs})"
         );
         if !ids.is_empty() {
             let list = crate::db::numbered(deliveries.len() + 1, ids.len());
-            sql.push_str(&format!(" UNION ALL SELECT -1 AS stream_seq, envelope_id FROM inbox WHERE envelope_id IN ({list})"));
+            sql.push_str(&format!(
+                " UNION ALL SELECT stream_id, stream_seq, envelope_id, '' AS body_sha256, substr(envelope, 1, 0) AS body_prefix, 0 AS body_bytes FROM inbox WHERE envelope_id IN ({list})"
+            ));
         }
-        let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
+        let mut query = sqlx::query_as::<_, (i64, i64, String, String, Vec<u8>, i64)>(&sql);
         for (seq, _) in deliveries {
             query = query.bind(*seq as i64);
         }
-        for id in &ids {
+        for (_, id) in &ids {
             query = query.bind(id);
         }
-        for (seq, envelope_id) in query.fetch_all(&ctx.pool).await? {
+        let same_stream = |row_stream: i64| row_stream == stream || row_stream == 0;
+        for (row_stream, row_seq, envelope_id, sha256, prefix, bytes) in query.fetch_all(&ctx.pool).await? {
             if envelope_id.is_empty() {
-                known.seqs.insert(seq as u64);
-            } else {
-                known.envelope_ids.insert(envelope_id);
+                // A quarantine row: the same body, refused under this stream and sequence.
+                let same = deliveries.iter().find(|(seq, body)| {
+                    *seq as i64 == row_seq
+                        && same_stream(row_stream)
+                        && if sha256.is_empty() {
+                            row_stream == 0 && bytes == body.len() as i64 && prefix == body[..body.len().min(QUARANTINE_PREFIX_BYTES)]
+                        } else {
+                            sha256 == digest(body)
+                        }
+                });
+                if let Some((seq, _)) = same {
+                    known.seqs.insert(*seq);
+                }
+                continue;
+            }
+            // An inbox row: stored under this very stream and sequence (a redelivery), or
+            // under another (a replay).
+            match ids.iter().find(|(seq, id)| *id == envelope_id && *seq as i64 == row_seq && same_stream(row_stream)) {
+                Some((seq, _)) => {
+                    known.seqs.insert(*seq);
+                }
+                None => {
+                    known.envelope_ids.insert(envelope_id);
+                }
             }
         }
         Ok(known)
@@ -167,15 +293,28 @@ impl Known {
 /// replay. A refusal is quarantined here (its own transaction). `known` is what the inbox
 /// held of the batch when it arrived; `opened` is what opening the envelope gave, when done
 /// already (a batch opens on every core).
-async fn prepare(ctx: &Ctx, reads: &ConsentReads, known: &Known, subject: &str, body: &[u8], seq: u64, opened: Option<OpenResult>) -> anyhow::Result<Prepared> {
+#[allow(clippy::too_many_arguments)]
+async fn prepare(
+    ctx: &Ctx,
+    reads: &ConsentReads,
+    known: &Known,
+    subject: &str,
+    body: &[u8],
+    stream: StreamId,
+    d: Delivery,
+    opened: Option<OpenResult>,
+) -> anyhow::Result<Prepared> {
+    let seq = d.seq;
     if known.seqs.contains(&seq) {
         tracing::debug!(stream_seq = seq, "redelivery of a message already handled");
         return Ok(Prepared::Done);
     }
     let refuse = |header: Option<Header>, error: OpenError| async move {
-        quarantine(ctx, subject, body, seq, header.as_ref(), &error).await.map(|()| Prepared::Done)
+        quarantine(ctx, subject, body, stream, seq, header.as_ref(), &error).await.map(|()| Prepared::Done)
     };
-    let opened = match opened.unwrap_or_else(|| ctx.isp().open(body)) {
+    // Opened as the broker took it in: keys judged at the broker's time, and a claimed
+    // creation time further from it than the configured window refused.
+    let opened = match opened.unwrap_or_else(|| ctx.isp().open_at(body, d.published_ms, skew_ms(ctx))) {
         Ok(opened) => opened,
         Err((header, error)) => return refuse(header, error).await,
     };
@@ -199,11 +338,18 @@ async fn prepare(ctx: &Ctx, reads: &ConsentReads, known: &Known, subject: &str, 
     Ok(Prepared::Store(Box::new(opened)))
 }
 
+/// The configured window (`HUB_CLOCK_SKEW_SECS`) between an envelope's claimed creation time
+/// and the broker's timestamp of it, in ms.
+fn skew_ms(ctx: &Ctx) -> i64 {
+    i64::try_from(ctx.config.clock_skew.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// One delivery ready to store: opened, with its sealed bytes, stream sequence and how many
 /// times it has been delivered.
 struct Ready<'a> {
     opened: &'a Opened,
     body: &'a [u8],
+    stream: StreamId,
     seq: u64,
     delivered: i64,
 }
@@ -241,11 +387,11 @@ fn stored(opened: &Opened) {
 
 /// Handles one delivery. Ok means it is durably dealt with (stored, quarantined, or already
 /// done under this stream sequence) and may be acked.
-pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8], seq: u64, delivered: i64) -> anyhow::Result<()> {
-    let known = Known::read(ctx, &[(seq, body)]).await?;
-    let Prepared::Store(opened) = prepare(ctx, &ConsentReads::default(), &known, subject, body, seq, None).await? else { return Ok(()) };
+async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8], stream: StreamId, d: Delivery) -> anyhow::Result<()> {
+    let known = Known::read(ctx, stream, &[(d.seq, body)]).await?;
+    let Prepared::Store(opened) = prepare(ctx, &ConsentReads::default(), &known, subject, body, stream, d, None).await? else { return Ok(()) };
     let mut tx = ctx.pool.begin().await?;
-    store_in(ctx, agency, &mut tx, &[Ready { opened: &opened, body, seq, delivered }]).await?;
+    store_in(ctx, agency, &mut tx, &[Ready { opened: &opened, body, stream, seq: d.seq, delivered: d.delivered }]).await?;
     tx.commit().await?;
     ctx.outbox_ready.notify_one();
     stored(&opened);
@@ -256,23 +402,11 @@ pub async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8
 /// of one each). If the batch cannot be stored whole (a replay inside it, a domain failure,
 /// storage), nothing of it is committed and each is handled on its own, so every one still
 /// gets its own verdict.
-async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, messages: Vec<Message>) {
+async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, stream: StreamId, messages: Vec<Message>) {
     let mut ready = Vec::with_capacity(messages.len());
-    let messages: Vec<_> = messages
-        .into_iter()
-        .filter_map(|message| match message.info() {
-            Ok(info) => {
-                let info = (info.stream_sequence, info.delivered);
-                Some((message, info))
-            }
-            Err(_) => {
-                tracing::error!("message without JetStream metadata; leaving it for redelivery");
-                None
-            }
-        })
-        .collect();
-    let deliveries: Vec<(u64, &[u8])> = messages.iter().map(|(m, (seq, _))| (*seq, m.payload.as_ref())).collect();
-    let known = match Known::read(ctx, &deliveries).await {
+    let messages: Vec<(Message, Delivery)> = messages.into_iter().filter_map(|message| delivery(&message).map(|d| (message, d))).collect();
+    let deliveries: Vec<(u64, &[u8])> = messages.iter().map(|(m, d)| (d.seq, m.payload.as_ref())).collect();
+    let known = match Known::read(ctx, stream, &deliveries).await {
         Ok(known) => known,
         Err(e) => {
             tracing::error!(error = %e, "could not read the inbox; the batch will be redelivered");
@@ -286,32 +420,34 @@ async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, messages: Vec<Message>)
     // on the broker for each record the batch relies on) overlap, their outcomes taken in
     // stream order.
     let isp = ctx.isp();
-    let bodies: Vec<Option<bytes::Bytes>> = messages.iter().map(|(m, (seq, _))| (!known.seqs.contains(seq)).then(|| m.payload.clone())).collect();
+    let skew = skew_ms(ctx);
+    let bodies: Vec<Option<(bytes::Bytes, i64)>> =
+        messages.iter().map(|(m, d)| (!known.seqs.contains(&d.seq)).then(|| (m.payload.clone(), d.published_ms))).collect();
     // A panic while opening one (a defect, or an input nobody foresaw) refuses that one only.
     let opens = crate::on_cores(bodies, move |body| {
-        body.map(|b| std::panic::catch_unwind(AssertUnwindSafe(|| isp.open(&b))).unwrap_or(Err((None, OpenError::HandlerPanic))))
+        body.map(|(b, at)| std::panic::catch_unwind(AssertUnwindSafe(|| isp.open_at(&b, at, skew))).unwrap_or(Err((None, OpenError::HandlerPanic))))
     })
     .await;
     let reads = ConsentReads::default();
     let (reads, known) = (&reads, &known);
     let checked: Vec<_> = futures::stream::iter(messages.into_iter().zip(opens))
-        .map(|((message, info), opened)| async move {
+        .map(|((message, d), opened)| async move {
             let (subject, body) = (message.subject.as_str(), &message.payload[..]);
-            let outcome = match AssertUnwindSafe(prepare(ctx, reads, known, subject, body, info.0, opened)).catch_unwind().await {
+            let outcome = match AssertUnwindSafe(prepare(ctx, reads, known, subject, body, stream, d, opened)).catch_unwind().await {
                 Ok(outcome) => outcome,
-                Err(_) => quarantine_panicked(ctx, subject, body, info.0).await.map(|()| Prepared::Done),
+                Err(_) => quarantine_panicked(ctx, subject, body, stream, d.seq).await.map(|()| Prepared::Done),
             };
-            (message, info, outcome)
+            (message, d, outcome)
         })
         .buffered(16)
         .collect()
         .await;
-    for (message, info, outcome) in checked {
+    for (message, d, outcome) in checked {
         match outcome {
-            Ok(Prepared::Done) => ack(&message, info.0).await,
-            Ok(Prepared::Store(opened)) => ready.push((message, info, opened)),
+            Ok(Prepared::Done) => ack(&message, d.seq).await,
+            Ok(Prepared::Store(opened)) => ready.push((message, d, opened)),
             Err(e) => {
-                tracing::error!(stream_seq = info.0, error = %e, "could not check a received message; it will be redelivered");
+                tracing::error!(stream_seq = d.seq, error = %e, "could not check a received message; it will be redelivered");
                 let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
             }
         }
@@ -323,7 +459,7 @@ async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, messages: Vec<Message>)
         let mut tx = ctx.pool.begin().await?;
         let all: Vec<Ready> = ready
             .iter()
-            .map(|(message, (seq, delivered), opened)| Ready { opened, body: &message.payload, seq: *seq, delivered: *delivered })
+            .map(|(message, d, opened)| Ready { opened, body: &message.payload, stream, seq: d.seq, delivered: d.delivered })
             .collect();
         store_in(ctx, agency, &mut tx, &all).await?;
         tx.commit().await?;
@@ -335,15 +471,15 @@ async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, messages: Vec<Message>)
     match together.await {
         Ok(()) => {
             ctx.outbox_ready.notify_one();
-            for (message, (seq, _), opened) in &ready {
+            for (message, d, opened) in &ready {
                 stored(opened);
-                ack(message, *seq).await;
+                ack(message, d.seq).await;
             }
         }
         Err(e) => {
             tracing::debug!(error = %e, messages = ready.len(), "the batch could not be stored whole; one at a time");
             for (message, _, _) in ready {
-                handle(ctx, agency, message).await;
+                handle(ctx, agency, stream, message).await;
             }
         }
     }
@@ -360,9 +496,9 @@ async fn store(tx: &mut crate::Tx, ready: &[Ready<'_>]) -> Result<(), sqlx::Erro
     let now = isp::now_ms();
     for chunk in ready.chunks(crate::db::ROWS_PER_INSERT) {
         let sql = format!(
-            "INSERT INTO inbox (envelope_id, stream_seq, sender, kind, purpose, lawful_basis, consent_state, risk, subject_ref, \
+            "INSERT INTO inbox (envelope_id, stream_id, stream_seq, sender, kind, purpose, lawful_basis, consent_state, risk, subject_ref, \
              case_ref, categories, rule, policy_version, in_reply_to, envelope, status, created_at_ms, received_at_ms) VALUES {}",
-            crate::db::placeholders(sqlite, chunk.len(), 18)
+            crate::db::placeholders(sqlite, chunk.len(), 19)
         );
         let mut q = sqlx::query(&sql);
         for r in chunk {
@@ -370,6 +506,7 @@ async fn store(tx: &mut crate::Tx, ready: &[Ready<'_>]) -> Result<(), sqlx::Erro
             let consent = h.consent.clone().unwrap_or_default();
             q = q
                 .bind(h.envelope_id.as_str())
+                .bind(r.stream)
                 .bind(r.seq as i64)
                 .bind(h.sender.as_str())
                 .bind(kind::name(h.kind()))
@@ -394,15 +531,19 @@ async fn store(tx: &mut crate::Tx, ready: &[Ready<'_>]) -> Result<(), sqlx::Erro
 }
 
 /// Keeps a refused envelope out of the inbox, and queues the signed refusal for the ledger,
-/// in one transaction.
-async fn quarantine(ctx: &Ctx, subject: &str, body: &[u8], seq: u64, header: Option<&Header>, error: &OpenError) -> anyhow::Result<()> {
+/// in one transaction. The quarantine keeps the body's SHA-256, its length and its first
+/// [`QUARANTINE_PREFIX_BYTES`] bytes, not the body: a refused body may be anything, of any
+/// size, from anyone with broker rights (the stream, which the audit service reads, has it).
+#[allow(clippy::too_many_arguments)]
+async fn quarantine(ctx: &Ctx, subject: &str, body: &[u8], stream: StreamId, seq: u64, header: Option<&Header>, error: &OpenError) -> anyhow::Result<()> {
     let (event, event_bytes) = ctx.isp().rejection_event(header, error, seq);
     let event_kind = if error.is_violation() { EventKind::Violation } else { EventKind::ReceiveRejected };
     let mut tx = ctx.pool.begin().await?;
     sqlx::query(
-        "INSERT INTO quarantine (stream_seq, subject, envelope_id, claimed_sender, reason, detail, violation, body, received_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        "INSERT INTO quarantine (stream_id, stream_seq, subject, envelope_id, claimed_sender, reason, detail, violation, body_sha256, body_prefix, \
+         body_bytes, received_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
     )
+    .bind(stream)
     .bind(seq as i64)
     .bind(subject)
     .bind(header.map(|h| h.envelope_id.as_str()).unwrap_or_default())
@@ -410,7 +551,9 @@ async fn quarantine(ctx: &Ctx, subject: &str, body: &[u8], seq: u64, header: Opt
     .bind(error.code())
     .bind(error.to_string())
     .bind(error.is_violation() as i64)
-    .bind(body)
+    .bind(digest(body))
+    .bind(&body[..body.len().min(QUARANTINE_PREFIX_BYTES)])
+    .bind(body.len() as i64)
     .bind(isp::now_ms())
     .execute(&mut *tx)
     .await?;

@@ -208,6 +208,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         tasks.spawn(outbox::publish_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(witness::watch_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(policy_watch::watch_loop(ctx.clone(), shutdown.clone()));
+        tasks.spawn(consent::republish_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(inbox::consume_loop(ctx.clone(), consumer, agency, shutdown.clone()));
         tasks.spawn(serve::serve(listener, router, limits, tls, shutdown.clone()));
         let mut result = Ok(());

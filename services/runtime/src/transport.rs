@@ -284,6 +284,28 @@ pub async fn bind_audit_consumer(js: &jetstream::Context) -> anyhow::Result<Pull
         .with_context(|| format!("the broker has no consumer {AUDIT_CONSUMER} on the stream {STREAM}: provision the broker first (`hub broker provision`)"))
 }
 
+/// What the administrator writes into a consumer's description: the identity of the stream
+/// it reads (the stream's creation time), which the consumer's reader may see while it may
+/// not ask about the stream.
+fn stream_description(stream: &stream::Info) -> String {
+    format!("{STREAM_IDENTITY_PREFIX}{}", stream.created.unix_timestamp_nanos())
+}
+
+const STREAM_IDENTITY_PREFIX: &str = "stream created ns ";
+
+/// The identity of the stream a consumer reads: the creation time (ns) of the stream, from
+/// the consumer's description, or the consumer's own creation time when it has none (a
+/// consumer made by hand).
+pub fn stream_identity(consumer: &jetstream::consumer::Info) -> i64 {
+    consumer
+        .config
+        .description
+        .as_deref()
+        .and_then(|d| d.strip_prefix(STREAM_IDENTITY_PREFIX))
+        .and_then(|n| n.parse::<i64>().ok())
+        .unwrap_or_else(|| i64::try_from(consumer.created.unix_timestamp_nanos()).unwrap_or(i64::MAX))
+}
+
 /// The durable pull consumer of an agency: every envelope addressed to it, acked explicitly.
 /// Created by the administrator ([`provision`]).
 pub async fn agency_consumer(js: &jetstream::Context, agency: &str, ack_wait: Duration) -> anyhow::Result<PullConsumer> {
@@ -294,6 +316,7 @@ pub async fn agency_consumer(js: &jetstream::Context, agency: &str, ack_wait: Du
             &name,
             pull::Config {
                 durable_name: Some(name.clone()),
+                description: Some(stream_description(stream.cached_info())),
                 filter_subject: format!("hub.v1.msg.*.{agency}.>"),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait,
@@ -314,6 +337,7 @@ pub async fn audit_consumer(js: &jetstream::Context, ack_wait: Duration) -> anyh
             AUDIT_CONSUMER,
             pull::Config {
                 durable_name: Some(AUDIT_CONSUMER.into()),
+                description: Some(stream_description(stream.cached_info())),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait,
                 max_ack_pending: 512, // one fetch batch; stream order is kept by the audit service itself (what follows a gap is handed back)

@@ -329,3 +329,63 @@ fn free_text_in_a_clear_field_is_refused_at_seal_and_on_receipt() {
     assert!(err.is_violation() && !err.to_string().contains(ADDRESS));
     assert_eq!(super::verify_envelope(&housing.directory, &envelope).unwrap_err(), OpenError::BadClearField("case_ref"));
 }
+
+/// `envelope` with its header changed by `f` and signed again with `keys` (what the holder of
+/// the sender's signing key, current or retired, can make).
+fn resigned(envelope: &[u8], keys: &crate::AgencyKeys, f: impl FnOnce(&mut Header)) -> Vec<u8> {
+    let mut e = Envelope::decode(envelope).unwrap();
+    let mut header = Header::decode(e.header.as_slice()).unwrap();
+    f(&mut header);
+    e.header = header.encode_to_vec();
+    e.signature = keys.signing.sign(&[ENVELOPE_CONTEXT, &e.header].concat()).to_bytes().to_vec();
+    e.encode_to_vec()
+}
+
+const MINUTE_MS: i64 = 60_000;
+const WINDOW_MS: i64 = 10 * MINUTE_MS;
+
+#[test]
+fn a_claimed_creation_time_far_from_the_brokers_is_refused_as_clock_skew() {
+    let p = Partnership::new();
+    let housing = p.get("housing-northbridge");
+    let idva = p.get("idva-northbridge");
+    let sealed = housing.seal(&idva_referral(), Some(&given(housing))).unwrap();
+    let broker_ms = sealed.header.created_at_ms + 2_000;
+    // Within the window either way: opened.
+    assert!(idva.open_at(&sealed.envelope, broker_ms, WINDOW_MS).is_ok());
+    let early = resigned(&sealed.envelope, &housing.keys, |h| h.created_at_ms = broker_ms - WINDOW_MS + 1_000);
+    assert!(idva.open_at(&early, broker_ms, WINDOW_MS).is_ok());
+    // Backdated twenty minutes, or postdated twenty: refused, the verified header kept.
+    for shift in [-20 * MINUTE_MS, 20 * MINUTE_MS] {
+        let skewed = resigned(&sealed.envelope, &housing.keys, |h| h.created_at_ms = broker_ms + shift);
+        let (header, err) = idva.open_at(&skewed, broker_ms, WINDOW_MS).unwrap_err();
+        assert_eq!(err, OpenError::ClockSkew { skew_secs: shift / 1000, window_secs: 600 });
+        assert_eq!((err.code(), err.rule().as_str(), err.is_violation()), ("clock_skew", "transport", false));
+        assert_eq!(header.unwrap().envelope_id, sealed.header.envelope_id);
+        // Judged by the claimed time alone (a stored envelope read back), it opens.
+        assert!(idva.open(&skewed).is_ok());
+    }
+    // A skewed header that does not verify is refused for its signature, not its time.
+    let forged = resigned(&sealed.envelope, &idva.keys, |h| h.created_at_ms = broker_ms - 20 * MINUTE_MS);
+    assert_eq!(idva.open_at(&forged, broker_ms, WINDOW_MS).unwrap_err().1.code(), "bad_signature");
+}
+
+#[test]
+fn a_retired_key_is_judged_at_the_brokers_time_not_the_claimed_one() {
+    let p = Partnership::new();
+    let housing = p.get("housing-northbridge");
+    let idva = p.get("idva-northbridge");
+    let sealed = housing.seal(&idva_referral(), Some(&given(housing))).unwrap();
+    // Housing rotates a minute after sealing; the IDVA's directory says so.
+    let retired_at = sealed.header.created_at_ms + MINUTE_MS;
+    let directory = Arc::new(idva.directory.rotated(&housing.keys.rotated(), retired_at).unwrap());
+    let idva = Isp::new(idva.keys.clone(), directory, idva.policy.clone(), idva.schema.clone()).unwrap();
+    // Taken in by the broker before the retirement: good.
+    assert!(idva.open_at(&sealed.envelope, retired_at - 1, WINDOW_MS).is_ok());
+    // The old key, used two minutes after its retirement, on a header that claims the time
+    // it was sealed (within the window): the claimed time would pass it, the broker's does not.
+    let broker_ms = retired_at + 2 * MINUTE_MS;
+    assert!(idva.open(&sealed.envelope).is_ok(), "judged at the claimed time the retired key passes");
+    let (header, err) = idva.open_at(&sealed.envelope, broker_ms, WINDOW_MS).unwrap_err();
+    assert_eq!((header, err.code()), (None, "retired_signing_key"));
+}
