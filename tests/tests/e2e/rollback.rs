@@ -99,10 +99,12 @@ async fn old_signed_files_put_back_are_refused(backend: Backend) -> anyhow::Resu
     headers.insert("Nats-Msg-Id", late_id.as_str());
     js.publish_with_headers(runtime::transport::message_subject(HOUSING, IDVA, Kind::ReferralAck), headers, late.into()).await?.await?;
     let q = eventually("the envelope signed with the retired key quarantined", DEADLINE, || async {
-        Ok(p.get(IDVA, "/quarantine").await?.as_array().and_then(|q| q.iter().find(|e| e["envelope_id"] == late_id.as_str()).cloned()))
+        Ok(p.get(IDVA, "/quarantine").await?.as_array().and_then(|q| q.iter().find(|e| e["reason"] == "retired_signing_key").cloned()))
     })
     .await?;
-    assert_eq!(q["reason"], "retired_signing_key", "{q}");
+    assert!(q["detail"].as_str().unwrap_or_default().contains("retired"), "{q}");
+    let inbox = p.list(IDVA, "/inbox", "envelope_id").await?;
+    assert!(!inbox.iter().any(|e| e["envelope_id"] == late_id.as_str()), "the envelope signed with the retired key was stored");
 
     // The new directory back; then a new policy, signed with the next sequence.
     new_directory.put_back()?;
