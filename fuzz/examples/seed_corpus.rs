@@ -81,7 +81,7 @@ fn main() -> Result<()> {
     let (directory, keys) = generate_partnership(PARTNERSHIP, &DEMO_AGENCIES)?;
     let ig = keys.iter().find(|k| k.agency == "ig-northbridge").ok_or("no ig agency")?.clone();
     let directory_text = directory.to_toml();
-    let directory_sig = serde_json::to_string_pretty(&isp::signed::sign_directory(&ig, &directory_text))?;
+    let directory_sig = serde_json::to_string_pretty(&isp::signed::sign_directory(&ig, 1, &directory_text))?;
     fs::write(keys_dir.join("directory.toml"), &directory_text)?;
     for k in &keys {
         fs::write(keys_dir.join(format!("{}.toml", k.agency)), k.to_toml())?;
@@ -97,13 +97,13 @@ fn main() -> Result<()> {
     let subject_ref = housing.keys.subject_ref(SURVIVOR_NAME, SURVIVOR_DOB)?;
 
     // Files: the policy and directory with their signatures, and a directory after a rotation.
-    let policy_sig = serde_json::to_string_pretty(&isp::signed::sign(&ig, &policy.version, isp::policy::DEMO_POLICY))?;
+    let policy_sig = serde_json::to_string_pretty(&isp::signed::sign(&ig, &policy.version, 1, isp::policy::DEMO_POLICY))?;
     seeds.write("policy", "policy-signed", &joined(&[isp::policy::DEMO_POLICY.as_bytes(), policy_sig.as_bytes()]))?;
     seeds.write("policy", "policy", isp::policy::DEMO_POLICY.as_bytes())?;
     seeds.write("directory", "directory-signed", &joined(&[directory_text.as_bytes(), directory_sig.as_bytes()]))?;
     let rotated = directory.rotated(&housing.keys.rotated(), NOW_MS)?;
     let rotated_text = rotated.to_toml();
-    let rotated_sig = serde_json::to_string_pretty(&isp::signed::sign_directory(&ig, &rotated_text))?;
+    let rotated_sig = serde_json::to_string_pretty(&isp::signed::sign_directory(&ig, 2, &rotated_text))?;
     seeds.write("directory", "directory-rotated", &joined(&[rotated_text.as_bytes(), rotated_sig.as_bytes()]))?;
 
     // Consent records, recorded through POST /consents and withdrawn as the handler does.

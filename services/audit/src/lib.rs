@@ -127,10 +127,22 @@ pub async fn open_ledger(database_url: &str) -> anyhow::Result<AnyPool> {
 }
 
 /// Takes up a signed directory update (an agency rotated its keys), so envelopes signed with
-/// new keys verify; refuses anything the IG key in force did not sign.
-async fn watch_directory(cell: Arc<arc_swap::ArcSwap<Directory>>, path: std::path::PathBuf, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// new keys verify; refuses anything the IG key in force did not sign, and any directory older
+/// than the one in force (a lower sequence, or the same with another text: an old directory
+/// put back would bring retired keys back). Why it last refused is in `refused` (`GET /health`).
+async fn watch_directory(
+    cell: Arc<arc_swap::ArcSwap<Directory>>,
+    path: std::path::PathBuf,
+    refused: Arc<arc_swap::ArcSwapOption<runtime::policy_watch::Refusal>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let read = || (std::fs::read(&path).ok(), std::fs::read(runtime::config::signature_path(&path)).ok());
     let mut seen = read();
+    // The sequence of the directory in force: that of the file it was loaded from.
+    let mut in_force = match runtime::config::load_signed_directory(&path, Some(&cell.load())) {
+        Ok((d, _, sig)) if d.digest() == cell.load().digest() => (sig.sequence, sig.sha256),
+        _ => (0, String::new()),
+    };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -141,12 +153,21 @@ async fn watch_directory(cell: Arc<arc_swap::ArcSwap<Directory>>, path: std::pat
             continue;
         }
         seen = now;
-        match runtime::config::load_signed_directory(&path, Some(&cell.load())) {
-            Ok((d, _)) => {
-                tracing::info!("signed directory update in force");
+        let loaded = runtime::config::load_signed_directory(&path, Some(&cell.load())).and_then(|(d, text, sig)| {
+            isp::signed::check_not_older("directory", in_force.0, &in_force.1, &sig).with_context(|| format!("refusing the directory {}", path.display()))?;
+            Ok((d, text, sig))
+        });
+        match loaded {
+            Ok((d, _, sig)) => {
+                tracing::info!(sequence = sig.sequence, "signed directory update in force");
+                in_force = (sig.sequence, sig.sha256);
                 cell.store(Arc::new(d));
+                refused.store(None);
             }
-            Err(e) => tracing::error!(error = format!("{e:#}"), "the directory on disk is not acceptable; keeping the last good one"),
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "the directory on disk is not acceptable; keeping the last good one");
+                refused.store(Some(Arc::new(runtime::policy_watch::Refusal { reason: e.root_cause().to_string(), at_ms: isp::now_ms() })));
+            }
         }
     }
 }
@@ -156,6 +177,8 @@ struct Ctx {
     pool: AnyPool,
     /// The directory in force; a signed update is swapped in whole (see `watch_directory`).
     directory: Arc<arc_swap::ArcSwap<Directory>>,
+    /// Why the directory last found on disk was refused (None once one is taken up).
+    files_refused: Arc<arc_swap::ArcSwapOption<runtime::policy_watch::Refusal>>,
     /// The IG office's keys (its subject-ref key makes a person's reference for subject access).
     ig_keys: Option<Arc<isp::AgencyKeys>>,
     /// The partnership's policy file (which roles hold the subject-ref key).
@@ -183,7 +206,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         }
     };
     let policy_path = config.directory_path.with_file_name("policy.toml");
-    let ctx = Ctx { pool, directory: Arc::new(arc_swap::ArcSwap::new(directory)), ig_keys, policy_path };
+    let ctx = Ctx { pool, directory: Arc::new(arc_swap::ArcSwap::new(directory)), files_refused: Default::default(), ig_keys, policy_path };
     let access = Arc::new(AccessLog { pool: ctx.pool.clone(), js: js.clone(), keys: ctx.ig_keys.clone() });
     // Its staff are the IG office's.
     let mut gate = runtime::auth::Gate::new(ig.as_deref().unwrap_or("audit"), ctx.pool.clone(), &[RULES], access);
@@ -191,7 +214,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         gate.oidc = Some(runtime::oidc::Oidc::discover(oidc.clone()).await.context("reaching the identity provider (HUB_OIDC_ISSUER)")?);
     }
     let router = Router::new()
-        .route("/health", get(|State(ctx): State<Ctx>| async move { Json(json!({"service": "audit", "directory": ctx.directory.load().digest(), "status": "ok"})) }))
+        .route("/health", get(|State(ctx): State<Ctx>| async move { Json(json!({"service": "audit", "directory": ctx.directory.load().digest(), "files_refused": ctx.files_refused.load().as_deref().cloned(), "status": "ok"})) }))
         .route("/ledger", get(ledger_entries))
         .route("/verify", get(verify))
         .route("/checkpoints", get(list_checkpoints))
@@ -212,7 +235,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             let partnership = ctx.directory.load().partnership.clone();
             tasks.spawn(checkpoints::checkpoint_loop(ctx.pool.clone(), js.clone(), keys_path, partnership, config.checkpoint_every, shutdown.clone()));
         }
-        tasks.spawn(watch_directory(ctx.directory.clone(), config.directory_path.clone(), shutdown.clone()));
+        tasks.spawn(watch_directory(ctx.directory.clone(), config.directory_path.clone(), ctx.files_refused.clone(), shutdown.clone()));
         tasks.spawn(checkpoints::serve_consistency(js.client(), ctx.pool.clone(), shutdown.clone()));
         tasks.spawn(consume(ctx, js, consumer, shutdown.clone()));
         tasks.spawn(runtime::serve::serve(listener, router, limits, tls, shutdown.clone()));

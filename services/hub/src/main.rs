@@ -390,7 +390,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let directory = isp::Directory::load(&hub::partnership::directory_path(&data))?;
             let ig = directory.with_role(isp::Role::Ig).next().context("the directory has no ig agency to sign the policy")?;
             let keys = isp::AgencyKeys::load(&runtime::Config::embedded(&data, &ig.id, "").keys_path)?;
-            let signature = isp::signed::sign(&keys, &policy.version, &text);
+            let signature = isp::signed::sign(&keys, &policy.version, hub::partnership::next_policy_sequence(&data, &file), &text);
             let mut sig_path = file.clone().into_os_string();
             sig_path.push(".sig");
             std::fs::write(&sig_path, serde_json::to_string_pretty(&signature)?)?;

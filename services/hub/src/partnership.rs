@@ -44,8 +44,8 @@ pub fn create(data: &Path, name: &str, agencies: &[(&str, &str, Role)], policy: 
     // signature no service uses them.
     if let Some(ig) = keys.iter().find(|k| agencies.iter().any(|(id, _, role)| *id == k.agency && *role == Role::Ig)) {
         let version = isp::Policy::from_toml(policy, &isp::Schema::load()?)?.version;
-        fs::write(public.join("policy.toml.sig"), serde_json::to_string_pretty(&isp::signed::sign(ig, &version, policy))?)?;
-        fs::write(public.join("directory.toml.sig"), serde_json::to_string_pretty(&isp::signed::sign_directory(ig, &directory_text))?)?;
+        fs::write(public.join("policy.toml.sig"), serde_json::to_string_pretty(&isp::signed::sign(ig, &version, 1, policy))?)?;
+        fs::write(public.join("directory.toml.sig"), serde_json::to_string_pretty(&isp::signed::sign_directory(ig, 1, &directory_text))?)?;
     }
     Ok(directory)
 }
@@ -66,7 +66,8 @@ fn restrict(_: &Path, _: u32) -> anyhow::Result<()> {
 /// file, so what was sealed to it stays readable), the directory updated (old keys retired
 /// now) and signed by the IG office's key in force. When the IG office itself rotates, the
 /// old key signs the update and the policy is signed again with the new one. Running
-/// services take the update up within seconds.
+/// services take the update up within seconds. Each file signed anew gets the next sequence
+/// (services refuse an older one put back).
 pub fn rotate(data: &Path, agency: &str) -> anyhow::Result<(AgencyKeys, AgencyKeys)> {
     let path = directory_path(data);
     let directory = Directory::load(&path)?;
@@ -81,12 +82,26 @@ pub fn rotate(data: &Path, agency: &str) -> anyhow::Result<(AgencyKeys, AgencyKe
     fs::write(key_file(agency), new.to_toml())?;
     restrict(&key_file(agency), 0o600)?;
     fs::write(&path, &text)?;
-    fs::write(runtime::config::signature_path(&path), serde_json::to_string_pretty(&isp::signed::sign_directory(&ig_keys, &text))?)?;
+    let sequence = next_sequence(&path);
+    fs::write(runtime::config::signature_path(&path), serde_json::to_string_pretty(&isp::signed::sign_directory(&ig_keys, sequence, &text))?)?;
     if agency == ig {
         let policy_path = runtime::config::partnership_dir(data).join("policy.toml");
         let policy = fs::read_to_string(&policy_path)?;
         let version = isp::Policy::from_toml(&policy, &isp::Schema::load()?)?.version;
-        fs::write(runtime::config::signature_path(&policy_path), serde_json::to_string_pretty(&isp::signed::sign(&new, &version, &policy))?)?;
+        let sequence = next_sequence(&policy_path);
+        fs::write(runtime::config::signature_path(&policy_path), serde_json::to_string_pretty(&isp::signed::sign(&new, &version, sequence, &policy))?)?;
     }
     Ok((old, new))
+}
+
+/// The sequence to sign the next version of a partnership file with: one more than that of
+/// the signature beside it now (`file.sig`).
+pub fn next_sequence(file: &Path) -> u64 {
+    isp::signed::next_sequence(fs::read_to_string(runtime::config::signature_path(file)).ok().as_deref())
+}
+
+/// The sequence to sign a new policy with (`hub policy sign`): above that of the policy in
+/// force in `data` and of any signature beside the draft.
+pub fn next_policy_sequence(data: &Path, draft: &Path) -> u64 {
+    next_sequence(&runtime::config::partnership_dir(data).join("policy.toml")).max(next_sequence(draft))
 }

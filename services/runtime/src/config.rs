@@ -36,7 +36,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use isp::{AgencyKeys, Directory, Isp, Policy, Schema};
+use isp::{AgencyKeys, Directory, Isp, Policy, Schema, signed::PolicySignature};
 
 #[derive(Clone)]
 pub struct Config {
@@ -127,13 +127,27 @@ impl Config {
 
     /// Loads the directory, the policy and this agency's keys, and checks they agree.
     pub fn load_isp(&self) -> anyhow::Result<Isp> {
+        Ok(self.load_isp_signed()?.0)
+    }
+
+    /// As [`Config::load_isp`], with the signatures of the directory and the policy (their
+    /// sequences: a service refuses files older than those it ran).
+    pub fn load_isp_signed(&self) -> anyhow::Result<(Isp, Signatures)> {
         let schema = Arc::new(Schema::load()?);
-        let directory = Arc::new(self.load_signed_directory(None)?.0);
-        let policy = Arc::new(self.load_signed_policy(&directory, &schema)?.0);
+        let (directory, _, directory_sig) = self.load_signed_directory(None)?;
+        let directory = Arc::new(directory);
+        let (policy, _, policy_sig) = self.load_signed_policy(&directory, &schema)?;
         let keys = AgencyKeys::load(&self.keys_path)?;
         anyhow::ensure!(keys.agency == self.agency, "the key file {} belongs to {}, not {}", self.keys_path.display(), keys.agency, self.agency);
-        Ok(Isp::new(keys, directory, policy, schema)?)
+        Ok((Isp::new(keys, directory, Arc::new(policy), schema)?, Signatures { directory: directory_sig, policy: policy_sig }))
     }
+}
+
+/// The signatures of the partnership files a service loaded.
+#[derive(Debug, Clone)]
+pub struct Signatures {
+    pub directory: PolicySignature,
+    pub policy: PolicySignature,
 }
 
 /// Where a signed file's signature is: beside it, `.sig` appended.
@@ -144,14 +158,15 @@ pub fn signature_path(file: &Path) -> PathBuf {
 }
 
 /// Reads a directory file and accepts it only if an IG agency of `trusted` (the directory in
-/// force; None at start-up: the file's own) signed exactly this text.
-pub fn load_signed_directory(path: &Path, trusted: Option<&Directory>) -> anyhow::Result<(Directory, String)> {
+/// force; None at start-up: the file's own) signed exactly this text. Returns the directory,
+/// its text and its signature (whose sequence the caller compares with the one in force).
+pub fn load_signed_directory(path: &Path, trusted: Option<&Directory>) -> anyhow::Result<(Directory, String, PolicySignature)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading the directory {}", path.display()))?;
     let directory = Directory::from_toml(&text).with_context(|| format!("refusing the directory {}", path.display()))?;
     let signature = std::fs::read_to_string(signature_path(path)).ok();
-    isp::signed::verify_directory(&text, signature.as_deref(), trusted.unwrap_or(&directory))
+    let signature = isp::signed::verify_directory(&text, signature.as_deref(), trusted.unwrap_or(&directory))
         .with_context(|| format!("refusing the directory {}", path.display()))?;
-    Ok((directory, text))
+    Ok((directory, text, signature))
 }
 
 impl Config {
@@ -160,19 +175,20 @@ impl Config {
     }
 
     /// Reads the directory (see [`load_signed_directory`]).
-    pub fn load_signed_directory(&self, trusted: Option<&Directory>) -> anyhow::Result<(Directory, String)> {
+    pub fn load_signed_directory(&self, trusted: Option<&Directory>) -> anyhow::Result<(Directory, String, PolicySignature)> {
         load_signed_directory(&self.directory_path, trusted)
     }
 
     /// Reads the policy and its signature and accepts them only if the partnership IG key
-    /// signed exactly this text and it is a valid policy. Returns the policy and the text.
-    pub fn load_signed_policy(&self, directory: &Directory, schema: &Schema) -> anyhow::Result<(Policy, String)> {
+    /// signed exactly this text and it is a valid policy. Returns the policy, the text and its
+    /// signature.
+    pub fn load_signed_policy(&self, directory: &Directory, schema: &Schema) -> anyhow::Result<(Policy, String, PolicySignature)> {
         let text = std::fs::read_to_string(&self.policy_path).with_context(|| format!("reading the policy {}", self.policy_path.display()))?;
         let signature = std::fs::read_to_string(self.policy_signature_path()).ok();
-        isp::signed::verify(&text, signature.as_deref(), directory)
+        let signature = isp::signed::verify(&text, signature.as_deref(), directory)
             .with_context(|| format!("refusing the policy {}", self.policy_path.display()))?;
         let policy = Policy::from_toml(&text, schema).with_context(|| format!("refusing the policy {}", self.policy_path.display()))?;
-        Ok((policy, text))
+        Ok((policy, text, signature))
     }
 }
 

@@ -167,13 +167,17 @@ pub struct Running {
 pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationToken) -> anyhow::Result<Running> {
     config::check_listen(&config.http_addr, config.tls.is_some()).await?;
     let tls = config.tls.as_ref().map(tls::TlsFiles::acceptor).transpose().context("loading the TLS certificate")?;
-    let isp = Arc::new(config.load_isp().context("loading the partnership material")?);
+    let (isp, signatures) = config.load_isp_signed().context("loading the partnership material")?;
+    let isp = Arc::new(isp);
     let pool = db::connect(&config.database_url).await?;
     let mut migrations = db::runtime_migrations();
+    migrations.extend(policy_watch::migrations());
+    migrations.extend(outbox::migrations());
     migrations.extend(witness::migrations());
     migrations.extend(auth::local::migrations());
     migrations.extend(agency.migrations());
     db::migrate(&pool, migrations).await?;
+    policy_watch::take_up_at_start(&pool, &config, &signatures).await.context("loading the partnership material")?;
     let client = transport::connect(&config.nats_url, isp.agency(), &config.broker).await?;
     let jetstream = async_nats::jetstream::new(client);
     let consent_stream = transport::bind_consent_stream(&jetstream).await?;

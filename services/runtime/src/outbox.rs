@@ -8,6 +8,13 @@
 //! before a disclosure leaves. One whose consent was withdrawn (or expired) while it waited
 //! is stopped: never published, marked `stopped` in `sent` and the outbox, and a signed near
 //! miss naming it goes to the ledger instead.
+//!
+//! A message the broker will never take is set aside rather than retried for ever ahead of
+//! everything queued after it: at once when the broker refuses it outright (larger than it
+//! carries, an envelope that does not decode), after [`MAX_ATTEMPTS`] failed publishes
+//! otherwise (counted only while other messages go through, so a broker outage sets nothing
+//! aside). It keeps its outbox row (`set_aside_at_ms`, `set_aside_reason`); its `sent` row
+//! says `set_aside` and why; an error line is logged.
 
 use std::time::Duration;
 
@@ -22,7 +29,14 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Ctx, Tx, consent::ConsentReads, transport};
+use crate::{Ctx, Migration, Tx, consent::ConsentReads, transport};
+
+pub fn migrations() -> Vec<Migration> {
+    vec![Migration { version: 41, description: "outbox set aside", sql: include_str!("../migrations/0041_outbox_set_aside.sql") }]
+}
+
+/// Failed publishes of one outbox message (while others went through) before it is set aside.
+pub const MAX_ATTEMPTS: i64 = 10;
 
 /// What the sender learns of an allowed disclosure.
 #[derive(Debug, Clone, Serialize)]
@@ -342,7 +356,7 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<bool> {
         "SELECT id, subject, body FROM outbox WHERE id IN (\
             SELECT id FROM (\
                 SELECT id, SUM(LENGTH(body)) OVER (ORDER BY id) - LENGTH(body) AS before FROM outbox \
-                WHERE published_at_ms IS NULL AND stopped_at_ms IS NULL ORDER BY id LIMIT $1\
+                WHERE published_at_ms IS NULL AND stopped_at_ms IS NULL AND set_aside_at_ms IS NULL ORDER BY id LIMIT $1\
             ) AS pending WHERE before < $2\
         ) ORDER BY id",
     )
@@ -371,37 +385,58 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<bool> {
     let full = rows.len() == PUBLISH_BATCH || rows.iter().map(|(_, _, body)| body.len() as i64).sum::<i64>() >= PUBLISH_BYTES;
     let reads = ConsentReads::default();
     let checks: Vec<_> = rows.iter().map(|(_, subject, body)| consent_lapsed(ctx, &reads, subject, body)).collect();
-    let lapsed: Vec<anyhow::Result<Option<Denial>>> = futures::stream::iter(checks).buffered(32).collect().await;
+    let lapsed: Vec<anyhow::Result<Lapse>> = futures::stream::iter(checks).buffered(32).collect().await;
+    // Messages that failed, and a failure that must stop this pass (a consent write the
+    // broker could not take now: what follows may rely on it).
+    let mut failed: Vec<(String, Failure)> = Vec::new();
+    let mut halt = None;
     for ((id, subject, body), lapsed) in rows.into_iter().zip(lapsed) {
-        if let Some(denial) = lapsed? {
-            stop(ctx, &id, &body, &denial).await?;
-            stopped += 1;
-            continue;
+        match lapsed? {
+            Lapse::Holds => {}
+            Lapse::Lapsed(denial) => {
+                stop(ctx, &id, &body, &denial).await?;
+                stopped += 1;
+                continue;
+            }
+            Lapse::Undecodable => {
+                failed.push((id, Failure::Never("the queued envelope does not decode".into())));
+                continue;
+            }
         }
         let consent_write = subject.starts_with("$KV.");
-        let ack = ctx
-            .jetstream
-            .send_publish(subject, Publish::build().payload(body.into()).message_id(&id))
-            .await
-            .context("publishing to JetStream")?;
+        let bytes = body.len();
+        let ack = match ctx.jetstream.send_publish(subject, Publish::build().payload(body.into()).message_id(&id)).await {
+            Ok(ack) => ack,
+            Err(e) => {
+                failed.push((id, Failure::of_publish(ctx, &e, bytes)));
+                continue;
+            }
+        };
         if consent_write {
             // A consent record must be in the bucket before any later disclosure relying on
             // it is re-checked and published: wait for it here.
-            ack.await.context("writing a consent record to the bucket")?;
-            mark_published(ctx, &id).await?;
-            stopped += 1;
+            match ack.await {
+                Ok(_) => {
+                    mark_published(ctx, &id).await?;
+                    stopped += 1;
+                }
+                Err(e) => match Failure::of_ack(&e) {
+                    Failure::Transient(_) => {
+                        halt = Some(anyhow::Error::new(e).context("writing a consent record to the bucket"));
+                        break;
+                    }
+                    refused => failed.push((id, refused)),
+                },
+            }
             continue;
         }
         acks.push((id, ack));
     }
     let mut published = Vec::with_capacity(acks.len());
-    let mut failure = None;
     for (id, ack) in acks {
         match ack.await {
             Ok(_) => published.push(id),
-            Err(e) => {
-                failure.get_or_insert(e);
-            }
+            Err(e) => failed.push((id, Failure::of_ack(&e))),
         }
     }
     let now = isp::now_ms();
@@ -422,10 +457,109 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<bool> {
         }
     }
     tx.commit().await?;
-    match failure {
-        Some(e) if published.is_empty() && stopped == 0 => Err(anyhow::Error::new(e).context("waiting for JetStream to acknowledge")),
-        failure => Ok(full || failure.is_some()),
+    // With other messages going through, a message that fails is the message's problem, not
+    // the broker's: count it.
+    let broker_working = !published.is_empty() || stopped > 0;
+    let mut set_aside = 0;
+    let mut transient = None;
+    for (id, failure) in failed {
+        let reason = match failure {
+            Failure::Never(reason) => Some(reason),
+            Failure::Refused(reason) => counted(ctx, &id, &reason).await?,
+            Failure::Transient(reason) if broker_working => counted(ctx, &id, &reason).await?,
+            Failure::Transient(reason) => {
+                transient.get_or_insert(reason);
+                None
+            }
+        };
+        if let Some(reason) = reason {
+            set_aside += set_aside_row(ctx, &id, &reason).await? as usize;
+        }
     }
+    if let Some(e) = halt {
+        return Err(e);
+    }
+    match transient {
+        Some(reason) if !broker_working && set_aside == 0 => Err(anyhow::anyhow!("waiting for JetStream to acknowledge: {reason}")),
+        transient => Ok(full || transient.is_some() || set_aside > 0),
+    }
+}
+
+/// Why one outbox message was not published.
+enum Failure {
+    /// The broker will never take it: set aside now.
+    Never(String),
+    /// The broker refused it: counted towards [`MAX_ATTEMPTS`].
+    Refused(String),
+    /// Timed out, connection trouble: counted only while other messages go through.
+    Transient(String),
+}
+
+impl Failure {
+    /// A publish the client would not send.
+    fn of_publish(ctx: &Ctx, e: &async_nats::jetstream::context::PublishError, bytes: usize) -> Failure {
+        use async_nats::jetstream::context::PublishErrorKind as K;
+        match e.kind() {
+            K::MaxPayloadExceeded => Failure::Never(format!(
+                "the message is {bytes} bytes, more than the {} the broker carries in one message",
+                transport::max_message_bytes(&ctx.jetstream.client())
+            )),
+            K::TimedOut | K::BrokenPipe | K::MaxAckPending => Failure::Transient(e.to_string()),
+            _ => Failure::Refused(format!("the broker client refused it: {e}")),
+        }
+    }
+
+    /// A publish the broker did not acknowledge.
+    fn of_ack(e: &async_nats::jetstream::context::PublishError) -> Failure {
+        use async_nats::jetstream::{ErrorCode, context::PublishErrorKind as K};
+        let api = std::error::Error::source(e).and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>());
+        match (e.kind(), api) {
+            (_, Some(api)) if api.error_code() == ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM => {
+                Failure::Never(format!("the stream refused it: {api}"))
+            }
+            // The stream is full (it refuses new messages rather than drop unread ones): wait.
+            (_, Some(api)) if api.error_code() == ErrorCode::STREAM_STORE_FAILED => Failure::Transient(api.to_string()),
+            (_, Some(api)) => Failure::Refused(format!("the stream refused it: {api}")),
+            (K::Other | K::WrongLastMessageId | K::WrongLastSequence, None) => Failure::Refused(format!("the broker refused it: {e}")),
+            _ => Failure::Transient(e.to_string()),
+        }
+    }
+}
+
+/// Counts one more failed publish of an outbox message; the reason to set it aside once it
+/// has failed [`MAX_ATTEMPTS`] times.
+async fn counted(ctx: &Ctx, id: &str, reason: &str) -> anyhow::Result<Option<String>> {
+    sqlx::query("UPDATE outbox SET attempts = attempts + 1 WHERE id = $1").bind(id).execute(&ctx.pool).await?;
+    let attempts: i64 = sqlx::query("SELECT attempts FROM outbox WHERE id = $1").bind(id).fetch_one(&ctx.pool).await?.try_get("attempts")?;
+    tracing::warn!(outbox_id = %id, attempts, reason, "an outbox message was not published; will retry");
+    Ok((attempts >= MAX_ATTEMPTS).then(|| format!("{reason} (failed {attempts} times)")))
+}
+
+/// Sets one outbox message aside: never retried; its `sent` row says so and why. Returns
+/// whether it was still pending.
+async fn set_aside_row(ctx: &Ctx, id: &str, reason: &str) -> anyhow::Result<bool> {
+    let now = isp::now_ms();
+    let mut tx = ctx.pool.begin().await?;
+    let updated = sqlx::query(
+        "UPDATE outbox SET set_aside_at_ms = $1, set_aside_reason = $2 WHERE id = $3 AND published_at_ms IS NULL AND stopped_at_ms IS NULL AND set_aside_at_ms IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE sent SET status = 'set_aside', status_reason = $1, updated_at_ms = $2 WHERE envelope_id = $3 AND status = 'queued'")
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::error!(outbox_id = %id, reason, "an outbox message the broker will not take was set aside; what was queued after it goes on");
+    Ok(true)
 }
 
 pub(crate) async fn mark_published(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
@@ -433,18 +567,27 @@ pub(crate) async fn mark_published(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the publisher finds of a queued message's consent.
+enum Lapse {
+    /// Events, disclosures that rely on no consent record, and those whose consent holds.
+    Holds,
+    /// The consent a disclosure relies on stopped holding since it was sealed.
+    Lapsed(Denial),
+    /// The queued envelope does not decode: it can never be checked, nor should it leave.
+    Undecodable,
+}
+
 /// Whether the consent a queued disclosure relies on has stopped holding since it was sealed.
-/// Events and disclosures that rely on no consent record pass.
-async fn consent_lapsed(ctx: &Ctx, reads: &ConsentReads, subject: &str, body: &[u8]) -> anyhow::Result<Option<Denial>> {
+async fn consent_lapsed(ctx: &Ctx, reads: &ConsentReads, subject: &str, body: &[u8]) -> anyhow::Result<Lapse> {
     if transport::parse_message_subject(subject).is_none() {
-        return Ok(None);
+        return Ok(Lapse::Holds);
     }
-    let header = Envelope::decode(body).ok().and_then(|e| Header::decode(e.header.as_slice()).ok()).context("an outbox envelope does not decode")?;
+    let Some(header) = Envelope::decode(body).ok().and_then(|e| Header::decode(e.header.as_slice()).ok()) else { return Ok(Lapse::Undecodable) };
     if header.consent.as_ref().is_none_or(|c| c.consent_id.is_empty()) {
-        return Ok(None);
+        return Ok(Lapse::Holds);
     }
     let record = reads.get(ctx, header.consent.as_ref()).await?;
-    Ok(ctx.isp().recheck_consent(&header, record.as_ref(), isp::now_ms()).err())
+    Ok(ctx.isp().recheck_consent(&header, record.as_ref(), isp::now_ms()).err().map_or(Lapse::Holds, Lapse::Lapsed))
 }
 
 /// Stops one queued disclosure: never published; the signed near miss goes out instead.

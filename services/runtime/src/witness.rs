@@ -1,14 +1,19 @@
-//! The agency as a witness of the audit ledger. It reads each new signed checkpoint, checks
-//! the IG signature, and asks the audit service for a consistency proof from the last
-//! checkpoint it accepted. A checkpoint that shrinks the tree, forks it at the same size or
-//! has no valid proof means the audit operator rewrote history: the witness keeps the
-//! evidence, raises an alert (`GET /witness`, an error log line) and keeps its last good
-//! checkpoint.
+//! The agency as a witness of the audit ledger. It reads every message on the checkpoint
+//! subject, in stream order from where it stopped (its position is kept in its database), so
+//! nothing published after a real checkpoint can hide it. A message that is not a checkpoint
+//! signed by the partnership's IG office (not JSON of one, a bad signature, another signer)
+//! proves nothing: anyone with publish rights could have sent it, so it is ignored and counted
+//! (`ignored` in `GET /witness`), never alerted on. For each IG-signed checkpoint the witness
+//! asks the audit service for a consistency proof from the last checkpoint it accepted. One
+//! that shrinks the tree, forks it at the same size or has no valid proof means the audit
+//! operator rewrote history: the witness keeps the evidence, raises an alert (`GET /witness`,
+//! an error log line) and keeps its last good checkpoint.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::{Json, Router, extract::State, routing::get};
+use async_nats::jetstream::stream::DirectGetErrorKind;
 use isp::{
     checkpoint::{CHECKPOINT_STREAM, CHECKPOINT_SUBJECT, CONSISTENCY_SUBJECT, Checkpoint},
     merkle,
@@ -23,23 +28,32 @@ use crate::{Ctx, Migration, api::ApiError};
 const EVERY: Duration = Duration::from_secs(1);
 
 pub fn migrations() -> Vec<Migration> {
-    vec![Migration { version: 50, description: "witness", sql: include_str!("../migrations/0050_witness.sql") }]
+    vec![
+        Migration { version: 50, description: "witness", sql: include_str!("../migrations/0050_witness.sql") },
+        Migration { version: 51, description: "witness position", sql: include_str!("../migrations/0051_witness_position.sql") },
+    ]
 }
 
 pub fn routes() -> Router<Ctx> {
     Router::new().route("/witness", get(status))
 }
 
-/// What a check of the latest checkpoint found.
+/// What a check of a message on the checkpoint subject found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// No checkpoint published yet, or the same one as last time.
+    /// No checkpoint published yet, or the same one as last time (or an older one accepted
+    /// before).
     Nothing,
+    /// Not a checkpoint signed by the partnership's IG office: why (no content of it).
+    Ignored(String),
     /// The first checkpoint seen (trusted on first use), or one consistent with the last.
     Accepted(u64),
     /// An alert was raised.
     Alert(String),
 }
+
+/// How many messages of the checkpoint stream one look reads at most.
+const BATCH: usize = 256;
 
 pub async fn watch_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Result<()> {
     loop {
@@ -47,30 +61,97 @@ pub async fn watch_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Result
             _ = tokio::time::sleep(EVERY) => {}
             _ = shutdown.cancelled() => return Ok(()),
         }
-        if let Err(e) = check_latest(&ctx).await {
+        if let Err(e) = check_new(&ctx).await {
             tracing::debug!(error = %e, "witness check did not complete; retrying");
         }
     }
 }
 
-/// Checks the latest published checkpoint once.
-pub async fn check_latest(ctx: &Ctx) -> anyhow::Result<Outcome> {
-    let Ok(stream) = ctx.jetstream.get_stream(CHECKPOINT_STREAM).await else { return Ok(Outcome::Nothing) };
-    let Ok(message) = stream.get_last_raw_message_by_subject(CHECKPOINT_SUBJECT).await else { return Ok(Outcome::Nothing) };
-    let body = String::from_utf8_lossy(&message.payload).into_owned();
-    check(ctx, &body).await
+/// Checks every message on the checkpoint subject since the last one checked (up to
+/// [`BATCH`]), in order, moving the kept position past each once it is dealt with. Returns
+/// what each found.
+pub async fn check_new(ctx: &Ctx) -> anyhow::Result<Vec<Outcome>> {
+    let stream = ctx.jetstream.get_stream_no_info(CHECKPOINT_STREAM).await.context("naming the checkpoint stream")?;
+    let mut next = match position(ctx).await? {
+        Some(next) => next,
+        None => start_position(ctx, &stream).await?,
+    };
+    let mut outcomes = Vec::new();
+    while outcomes.len() < BATCH {
+        let message = match stream.direct_get_next_for_subject(CHECKPOINT_SUBJECT, Some(next)).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+            Err(e) => return Err(anyhow::Error::new(e).context("reading the checkpoint stream")),
+        };
+        let body = String::from_utf8_lossy(&message.payload).into_owned();
+        // An error (the audit service not answering, the database) leaves the position here:
+        // the same message is checked again next time.
+        let outcome = check(ctx, &body).await?;
+        next = message.sequence + 1;
+        save_position(ctx, next, match &outcome {
+            Outcome::Ignored(why) => Some(why),
+            _ => None,
+        })
+        .await?;
+        if let Outcome::Ignored(why) = &outcome {
+            tracing::warn!(stream_seq = message.sequence, reason = %why, "a message on the checkpoint subject is not a checkpoint signed by the IG office; ignored");
+        }
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// The next stream sequence to read, if the witness has a position.
+async fn position(ctx: &Ctx) -> anyhow::Result<Option<u64>> {
+    let row = sqlx::query("SELECT next_seq FROM witness_position WHERE id = 1").fetch_optional(&ctx.pool).await?;
+    Ok(row.map(|r| r.try_get::<i64, _>("next_seq")).transpose()?.map(|n| n as u64))
+}
+
+/// Where a witness with no position starts: the beginning of the stream, or, for one that
+/// accepted checkpoints before it kept a position (it read only the latest), the latest.
+async fn start_position(ctx: &Ctx, stream: &async_nats::jetstream::stream::Stream<()>) -> anyhow::Result<u64> {
+    let witnessed = sqlx::query("SELECT 1 AS one FROM witnessed_checkpoint LIMIT 1").fetch_optional(&ctx.pool).await?.is_some();
+    let start = if witnessed {
+        match stream.direct_get_last_for_subject(CHECKPOINT_SUBJECT).await {
+            Ok(m) => m.sequence,
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => 1,
+            Err(e) => return Err(anyhow::Error::new(e).context("reading the checkpoint stream")),
+        }
+    } else {
+        1
+    };
+    sqlx::query("INSERT INTO witness_position (id, next_seq, ignored, last_ignored_reason, last_ignored_at_ms) VALUES (1, $1, 0, '', 0)")
+        .bind(start as i64)
+        .execute(&ctx.pool)
+        .await?;
+    Ok(start)
+}
+
+async fn save_position(ctx: &Ctx, next: u64, ignored: Option<&String>) -> anyhow::Result<()> {
+    match ignored {
+        None => sqlx::query("UPDATE witness_position SET next_seq = $1 WHERE id = 1").bind(next as i64).execute(&ctx.pool).await?,
+        Some(why) => {
+            sqlx::query("UPDATE witness_position SET next_seq = $1, ignored = ignored + 1, last_ignored_reason = $2, last_ignored_at_ms = $3 WHERE id = 1")
+                .bind(next as i64)
+                .bind(why.as_str())
+                .bind(isp::now_ms())
+                .execute(&ctx.pool)
+                .await?
+        }
+    };
+    Ok(())
 }
 
 /// Checks one checkpoint (its JSON) against the last accepted one.
 pub async fn check(ctx: &Ctx, body: &str) -> anyhow::Result<Outcome> {
-    let checkpoint: Checkpoint = match serde_json::from_str(body) {
-        Ok(c) => c,
-        Err(e) => return alert(ctx, 0, &format!("a published checkpoint is not readable: {e}"), body).await,
+    // What the IG office did not sign proves nothing about the ledger: ignored, not alerted.
+    let Ok(checkpoint) = serde_json::from_str::<Checkpoint>(body) else {
+        return Ok(Outcome::Ignored("not a checkpoint".into()));
     };
     let size = checkpoint.tree_size;
     let new_root = match checkpoint.verify(&ctx.isp().directory) {
         Ok(r) => r,
-        Err(e) => return alert(ctx, size, &format!("checkpoint at tree size {size} does not verify: {e}"), body).await,
+        Err(e) => return Ok(Outcome::Ignored(format!("not signed by the partnership's IG office: {e}"))),
     };
     let last = sqlx::query("SELECT tree_size, root FROM witnessed_checkpoint ORDER BY tree_size DESC LIMIT 1").fetch_optional(&ctx.pool).await?;
     let Some(last) = last else { return accept(ctx, &checkpoint, body).await };
@@ -83,6 +164,11 @@ pub async fn check(ctx: &Ctx, body: &str) -> anyhow::Result<Outcome> {
         return alert(ctx, size, &format!("FORK: a second checkpoint at tree size {size} with a different root"), body).await;
     }
     if size < last_size {
+        // A checkpoint accepted before, published again, is no rollback.
+        let known = sqlx::query("SELECT root FROM witnessed_checkpoint WHERE tree_size = $1").bind(size as i64).fetch_optional(&ctx.pool).await?;
+        if known.map(|r| r.try_get::<String, _>("root")).transpose()?.is_some_and(|root| root == checkpoint.root) {
+            return Ok(Outcome::Nothing);
+        }
         return alert(ctx, size, &format!("ROLLBACK: checkpoint at tree size {size} after one at {last_size}"), body).await;
     }
     let request = json!({"first": last_size, "second": size}).to_string();
@@ -167,5 +253,14 @@ async fn status(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
             }))
         })
         .collect::<Result<_, _>>()?;
-    Ok(Json(json!({"last_accepted": last, "alerts": alerts})))
+    let position = sqlx::query("SELECT next_seq, ignored, last_ignored_reason, last_ignored_at_ms FROM witness_position WHERE id = 1").fetch_optional(&ctx.pool).await?;
+    let (next_seq, ignored, last_ignored) = match position {
+        Some(r) => {
+            let reason: String = r.try_get("last_ignored_reason")?;
+            let last = (!reason.is_empty()).then(|| json!({"reason": reason, "at_ms": r.try_get::<i64, _>("last_ignored_at_ms").unwrap_or_default()}));
+            (r.try_get::<i64, _>("next_seq")?, r.try_get::<i64, _>("ignored")?, last)
+        }
+        None => (1, 0, None),
+    };
+    Ok(Json(json!({"last_accepted": last, "alerts": alerts, "ignored": ignored, "last_ignored": last_ignored, "next_stream_seq": next_seq})))
 }

@@ -50,7 +50,7 @@ async fn only_a_policy_signed_by_the_ig_key_is_taken_up_and_the_ledger_names_its
     every_service_refuses(&p, "changed after it was signed", &old_version).await?;
     assert!(format!("{:#}", config.load_isp().unwrap_err()).contains("changed after it was signed"));
     // Signed, but by an agency that is not the IG office.
-    std::fs::write(&sig_path, serde_json::to_string(&isp::signed::sign(&keys("housing-northbridge")?, "2026-12-test.2", &new_text))?)?;
+    std::fs::write(&sig_path, serde_json::to_string(&isp::signed::sign(&keys("housing-northbridge")?, "2026-12-test.2", 2, &new_text))?)?;
     every_service_refuses(&p, "not the partnership's IG office", &old_version).await?;
     assert!(format!("{:#}", config.load_isp().unwrap_err()).contains("not the partnership's IG office"));
     // Not signed at all.
@@ -59,7 +59,7 @@ async fn only_a_policy_signed_by_the_ig_key_is_taken_up_and_the_ledger_names_its
     assert!(format!("{:#}", config.load_isp().unwrap_err()).contains("not signed"));
 
     // Signed by the IG office: every service takes it up, and new disclosures carry it.
-    std::fs::write(&sig_path, serde_json::to_string(&isp::signed::sign(&keys("ig-northbridge")?, "2026-12-test.2", &new_text))?)?;
+    std::fs::write(&sig_path, serde_json::to_string(&isp::signed::sign(&keys("ig-northbridge")?, "2026-12-test.2", 2, &new_text))?)?;
     eventually("every service on the new policy", Duration::from_secs(30), || async {
         Ok((states(&p).await? == vec![("2026-12-test.2".to_owned(), String::new()); p.hub.services.len()]).then_some(()))
     })
