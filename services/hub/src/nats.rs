@@ -53,7 +53,7 @@ fn find() -> Option<PathBuf> {
 /// A client of the partnership's broker administrator (`data` is the partnership's data
 /// directory).
 pub async fn connect_admin(url: &str, _data: &Path) -> anyhow::Result<async_nats::Client> {
-    async_nats::connect(url).await.with_context(|| format!("connecting to NATS at {}", runtime::config::redact_url(url)))
+    async_nats::connect(runtime::transport::server_list(url)).await.with_context(|| format!("connecting to NATS at {}", runtime::config::redact_url(url)))
 }
 
 /// A free TCP port on the loopback interface.

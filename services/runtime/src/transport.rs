@@ -43,13 +43,20 @@ pub fn parse_message_subject(subject: &str) -> Option<(&str, &str)> {
 }
 
 /// Connects to NATS under the agency's name (seen in server monitoring, not in messages).
+/// `url` may list several servers of one cluster, comma-separated: the client picks one and
+/// moves to another when it goes.
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
     async_nats::ConnectOptions::new()
         .name(format!("hub-{name}"))
         .connection_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect(server_list(url))
         .await
         .with_context(|| format!("connecting to NATS at {} (is nats-server running?)", crate::config::redact_url(url)))
+}
+
+/// The servers of a comma-separated `NATS_URL` (one URL is a list of one).
+pub fn server_list(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
 }
 
 /// Room for the headers a published envelope carries (`Nats-Msg-Id`), which count towards
@@ -70,7 +77,14 @@ pub fn max_message_bytes(client: &async_nats::Client) -> usize {
 /// on the stream, nobody can remove it through the broker's API, so the audit service reads
 /// every one. The duplicate window makes a re-published envelope id a no-op for an hour.
 pub fn stream_config() -> stream::Config {
+    stream_config_replicated(1)
+}
+
+/// [`stream_config`] with `replicas` copies, one per node of a JetStream cluster (3 in a
+/// partnership's deployment: any one node can go without losing a message or the stream).
+pub fn stream_config_replicated(replicas: usize) -> stream::Config {
     stream::Config {
+        num_replicas: replicas,
         name: STREAM.into(),
         subjects: vec!["hub.v1.msg.>".into(), "hub.v1.evt.>".into()],
         storage: stream::StorageType::File,
@@ -98,7 +112,13 @@ pub const CONSENT_HISTORY: i64 = 64;
 /// async-nats 0.51 cannot parse). Deny delete, deny purge and no roll-up: a record's history
 /// cannot be erased through the broker's API.
 pub fn consent_stream_config() -> stream::Config {
+    consent_stream_config_replicated(1)
+}
+
+/// [`consent_stream_config`] with `replicas` copies (see [`stream_config_replicated`]).
+pub fn consent_stream_config_replicated(replicas: usize) -> stream::Config {
     stream::Config {
+        num_replicas: replicas,
         name: format!("KV_{CONSENT_BUCKET}"),
         subjects: vec![format!("$KV.{CONSENT_BUCKET}.>")],
         storage: stream::StorageType::File,
