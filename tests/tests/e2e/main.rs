@@ -4,6 +4,7 @@
 
 mod batching;
 mod clear_fields;
+mod cluster;
 mod confidentiality;
 mod consent;
 mod demo;
