@@ -19,7 +19,7 @@ use anyhow::{Context as _, bail};
 use async_nats::jetstream::{self, stream};
 use tokio::process::{Child, Command};
 
-use crate::nats::{ensure_installed, free_port};
+use crate::nats::ensure_installed;
 
 /// The cluster's name (every node of one cluster carries it).
 pub const CLUSTER_NAME: &str = "hub";
@@ -124,16 +124,16 @@ impl NatsCluster {
     pub async fn start(dir: &Path, nodes: usize, extra_conf: &str) -> anyhow::Result<NatsCluster> {
         anyhow::ensure!((2..=5).contains(&nodes), "a JetStream cluster here has 2 to 5 nodes (3 to survive the loss of any one), not {nodes}");
         let binary = ensure_installed()?;
-        let mut specs = Vec::new();
+        let (mut specs, mut taken) = (Vec::new(), Vec::new());
         for i in 1..=nodes {
             let home = dir.join(format!("hub-{i}"));
             create_private_dir(&home)?;
             specs.push(NodeSpec {
                 name: format!("hub-{i}"),
                 host: "127.0.0.1".into(),
-                client_port: free_port()?,
-                cluster_port: free_port()?,
-                http_port: Some(free_port()?),
+                client_port: fixed_port(&mut taken)?,
+                cluster_port: fixed_port(&mut taken)?,
+                http_port: Some(fixed_port(&mut taken)?),
                 store_dir: home.clone(),
                 log_file: Some(home.join("nats-server.log")),
             });
@@ -213,7 +213,7 @@ impl NatsCluster {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = n.child.as_mut().context("not running")?.try_wait()? {
-                bail!("{} exited at start ({status}); its log is {}", n.spec.name, n.spec.store_dir.join("nats-server.log").display());
+                bail!("{} exited at start ({status}){}", n.spec.name, log_tail(&n.spec));
             }
             let last = match http.get(&url).send().await {
                 Ok(r) if r.status().is_success() => return Ok(()),
@@ -221,11 +221,38 @@ impl NatsCluster {
                 Err(e) => e.to_string(),
             };
             if Instant::now() > deadline {
-                bail!("{} did not become healthy within {START_TIMEOUT:?} ({last})", n.spec.name);
+                bail!("{} did not become healthy within {START_TIMEOUT:?} ({last}){}", n.spec.name, log_tail(&n.spec));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// A free port of 127.0.0.1 below the kernel's ephemeral range: a node killed and started
+/// again gets its ports back (an ephemeral one could meanwhile be the local end of some other
+/// connection). Not one of `taken`, which it joins.
+fn fixed_port(taken: &mut Vec<u16>) -> anyhow::Result<u16> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768)
+        .max(10_001);
+    for _ in 0..1000 {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), 10_000..ephemeral_low);
+        if !taken.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            taken.push(port);
+            return Ok(port);
+        }
+    }
+    bail!("no free port below {ephemeral_low} on 127.0.0.1")
+}
+
+/// The last lines of a node's log, for an error message.
+fn log_tail(spec: &NodeSpec) -> String {
+    let Some(log) = &spec.log_file else { return String::new() };
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    format!("; its log {} ends:\n{}", log.display(), lines[lines.len().saturating_sub(5)..].join("\n"))
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -359,5 +386,32 @@ mod tests {
             assert!(conf.lines().any(|l| l == line), "no line {line:?} in\n{conf}");
         }
         assert!(!conf.contains("log_file"), "{conf}");
+    }
+
+    /// nats-server itself accepts the shipped deployment files and a generated node file
+    /// with an extra block (`nats-server -t`: parse and check, then exit).
+    #[test]
+    fn nats_server_accepts_the_deploy_files_and_a_generated_one() {
+        let binary = ensure_installed().expect("nats-server");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let node = NodeSpec {
+            name: "hub-1".into(),
+            host: "127.0.0.1".into(),
+            client_port: 14222,
+            cluster_port: 16222,
+            http_port: Some(18222),
+            store_dir: dir.path().join("store"),
+            log_file: Some(dir.path().join("nats-server.log")),
+        };
+        let generated = dir.path().join("node.conf");
+        let extra = "authorization {\n  user: \"admin\"\n  password: \"not-a-real-one\"\n}\n";
+        std::fs::write(&generated, cluster_node_config(CLUSTER_NAME, &node, &["nats-route://127.0.0.1:16223".into()], extra)).expect("written");
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/nats");
+        let mut files: Vec<PathBuf> = (1..=3).map(|i| deploy.join(format!("node-{i}.conf"))).collect();
+        files.push(generated);
+        for file in files {
+            let out = std::process::Command::new(&binary).arg("-c").arg(&file).arg("-t").output().expect("nats-server runs");
+            assert!(out.status.success(), "{}: {}{}", file.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
     }
 }

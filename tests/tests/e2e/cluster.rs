@@ -76,8 +76,10 @@ async fn leader_killed_mid_burst(backend: Backend) -> anyhow::Result<()> {
     })
     .await?;
     let leader_change = killed_at.elapsed();
-    eventually("referrals delivered with the node down", PATIENCE, || async {
-        Ok((inbox_counts(&idva_db).await?.0 >= received_at_kill + (BURST / 10) as i64).then_some(()))
+    let on_stream_at_election = js.get_stream(STREAM).await?.cached_info().state.last_sequence;
+    eventually("referrals published and delivered with the node down", PATIENCE, || async {
+        let published = js.get_stream(STREAM).await?.cached_info().state.last_sequence >= on_stream_at_election + (BURST / 10) as u64;
+        Ok((published && inbox_counts(&idva_db).await?.0 >= received_at_kill + (BURST / 10) as i64).then_some(()))
     })
     .await?;
     let down_for = killed_at.elapsed();
