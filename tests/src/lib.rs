@@ -54,15 +54,21 @@ impl Partnership {
 
     /// `ack_wait`: how soon the broker redelivers an unacked message (short in crash tests).
     pub async fn start_with(backend: Backend, ack_wait: Option<Duration>) -> anyhow::Result<Partnership> {
-        Partnership::launch(backend, ack_wait, None).await
+        Partnership::launch(backend, ack_wait, None, None).await
+    }
+
+    /// The partnership on a local JetStream cluster of `nodes` nats-server processes (see
+    /// [`hub::cluster`]), every stream with one replica per node.
+    pub async fn start_cluster(backend: Backend, nodes: usize, ack_wait: Option<Duration>) -> anyhow::Result<Partnership> {
+        Partnership::launch(backend, ack_wait, None, Some(nodes)).await
     }
 
     /// Every service with these HTTP limits (short timeouts, small caps) instead of the defaults.
     pub async fn start_limited(backend: Backend, limits: runtime::serve::Limits) -> anyhow::Result<Partnership> {
-        Partnership::launch(backend, None, Some(limits)).await
+        Partnership::launch(backend, None, Some(limits), None).await
     }
 
-    async fn launch(backend: Backend, ack_wait: Option<Duration>, http_limits: Option<runtime::serve::Limits>) -> anyhow::Result<Partnership> {
+    async fn launch(backend: Backend, ack_wait: Option<Duration>, http_limits: Option<runtime::serve::Limits>, cluster: Option<usize>) -> anyhow::Result<Partnership> {
         let dir = tempfile::Builder::new().prefix("hubtest").tempdir()?;
         let (database_url, database_prefix, cleanup) = match backend {
             Backend::Sqlite => (None, None, None),
@@ -80,6 +86,7 @@ impl Partnership {
             database_prefix,
             checkpoint_every: Some(Duration::from_secs(1)),
             http_limits,
+            cluster,
         };
         let hub = LocalHub::start(options.clone()).await?;
         let logins = Logins::for_hub(&hub);

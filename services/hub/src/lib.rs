@@ -2,6 +2,8 @@
 //! share.
 //!
 //! - [`nats`]: finds (or installs) and runs a local nats-server with JetStream.
+//! - [`cluster`]: a local JetStream cluster of N nats-server nodes (`hub up --cluster N`),
+//!   its node configuration and the partnership's replicated streams.
 //! - [`partnership`]: writes a partnership's directory, policy and key files.
 //! - [`local`]: starts a whole partnership on one machine: audit service first, then one
 //!   service per agency.
@@ -16,6 +18,7 @@
 
 pub mod audit_cli;
 pub mod bench;
+pub mod cluster;
 pub mod demo;
 pub mod ledger_bench;
 pub mod limits_bench;

@@ -10,7 +10,7 @@ use isp::{Directory, Role};
 use runtime::{Config, Running};
 use tokio_util::sync::CancellationToken;
 
-use crate::{nats::NatsChild, partnership};
+use crate::{cluster::NatsCluster, nats::NatsChild, partnership};
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -28,6 +28,9 @@ pub struct Options {
     pub checkpoint_every: Option<Duration>,
     /// The HTTP limits of every service (default: [`runtime::serve::Limits::default`]).
     pub http_limits: Option<runtime::serve::Limits>,
+    /// Start a local JetStream cluster of this many nodes (stores in `data/nats/hub-I`)
+    /// instead of one nats-server, every stream with one replica per node; None: one node.
+    pub cluster: Option<usize>,
 }
 
 /// One running service of the partnership.
@@ -43,6 +46,9 @@ pub struct Service {
 pub struct LocalHub {
     pub data: PathBuf,
     pub nats: Option<NatsChild>,
+    /// The local JetStream cluster, when [`Options::cluster`] asked for one.
+    pub cluster: Option<NatsCluster>,
+    /// The broker's URL; with a cluster, every node's, comma-separated.
     pub nats_url: String,
     pub directory: Directory,
     pub services: BTreeMap<String, Service>,
@@ -86,12 +92,26 @@ pub async fn database_url(options: &Options, service: &str) -> anyhow::Result<St
 impl LocalHub {
     pub async fn start(options: Options) -> anyhow::Result<LocalHub> {
         let directory = partnership::ensure_demo(&options.data)?;
-        let (nats, nats_url) = match &options.nats_url {
-            Some(url) => (None, url.clone()),
-            None => {
+        let (nats, cluster, nats_url) = match (&options.nats_url, options.cluster) {
+            (Some(_), Some(_)) => anyhow::bail!("a cluster is started locally: leave NATS_URL unset"),
+            (Some(url), None) => (None, None, url.clone()),
+            (None, Some(nodes)) => {
+                // The same credentials, TLS and rights on every node.
+                crate::broker::ensure_credentials(&options.data, &directory, &[])?;
+                let extra = format!("{}{}", crate::broker::tls_block(&options.data), crate::broker::authorization_block(&options.data, &directory)?);
+                let cluster = NatsCluster::start(&options.data.join("nats"), nodes, &extra).await?;
+                let admin = crate::broker::auth(&options.data, crate::broker::ADMIN);
+                // Every stream replicated on every node, then the consumers, before any
+                // service starts.
+                crate::cluster::provision(&crate::nats::connect_admin(&cluster.url(), &options.data).await?, nodes).await?;
+                crate::broker::provision(&cluster.url(), &admin, &directory, options.ack_wait.unwrap_or(Duration::from_secs(10))).await?;
+                let url = cluster.url();
+                (None, Some(cluster), url)
+            }
+            (None, None) => {
                 let child = NatsChild::start(&options.data, options.ack_wait).await?;
                 let url = child.url.clone();
-                (Some(child), url)
+                (Some(child), None, url)
             }
         };
         let shutdown = CancellationToken::new();
@@ -113,7 +133,7 @@ impl LocalHub {
         let audit = audit::start(audit_config, shutdown.child_token()).await.context("starting the audit service")?;
         let audit_url = format!("http://{}", audit.addr);
         let mut hub =
-            LocalHub { data: options.data.clone(), nats, nats_url, directory, services: BTreeMap::new(), audit_url, audit_database_url, audit: Some(audit), shutdown };
+            LocalHub { data: options.data.clone(), nats, cluster, nats_url, directory, services: BTreeMap::new(), audit_url, audit_database_url, audit: Some(audit), shutdown };
         let agencies: Vec<(String, Role)> = hub.directory.agencies.iter().map(|a| (a.id.clone(), a.role)).filter(|(_, r)| *r != Role::Ig).collect();
         for (agency, role) in agencies {
             let mut config = Config::embedded(&options.data, &agency, &hub.nats_url);
@@ -174,6 +194,9 @@ impl LocalHub {
         }
         if let Some(mut nats) = self.nats.take() {
             nats.stop().await?;
+        }
+        if let Some(mut cluster) = self.cluster.take() {
+            cluster.stop().await?;
         }
         Ok(())
     }

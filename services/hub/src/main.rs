@@ -52,6 +52,10 @@ enum Command {
         /// Play the demo case once the services are up, then keep serving.
         #[arg(long)]
         demo: bool,
+        /// Run a local JetStream cluster of N nats-server nodes (3: any one can fail) instead
+        /// of one, every stream replicated on each; the services fail over between them.
+        #[arg(long, value_name = "N")]
+        cluster: Option<usize>,
     },
     /// Play a scripted synthetic case across all five services and check every disclosure
     /// was delivered once and the ledger verifies. Exits non-zero if anything is wrong.
@@ -268,7 +272,7 @@ enum PolicyCommand {
 
 fn env_options(data: PathBuf) -> Options {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    Options { data, nats_url: var("NATS_URL"), database_url: var("DATABASE_URL"), ack_wait: None, database_prefix: var("DATABASE_PREFIX"), checkpoint_every: None, http_limits: None }
+    Options { data, nats_url: var("NATS_URL"), database_url: var("DATABASE_URL"), ack_wait: None, database_prefix: var("DATABASE_PREFIX"), checkpoint_every: None, http_limits: None, cluster: None }
 }
 
 #[tokio::main]
@@ -284,10 +288,10 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Up { data, demo: play } => {
+        Command::Up { data, demo: play, cluster } => {
             // While the demo prints its own lines, the services log warnings only (RUST_LOG overrides).
             if play { runtime::telemetry::init_with_default("warn") } else { runtime::telemetry::init() }
-            let options = Options { http_limits: Some(runtime::serve::Limits::from_env()?), ..env_options(data.clone()) };
+            let options = Options { http_limits: Some(runtime::serve::Limits::from_env()?), cluster, ..env_options(data.clone()) };
             let hub = LocalHub::start(options).await?;
             print_services(&hub);
             if play {
@@ -538,9 +542,13 @@ async fn print_demo_staff(hub: &LocalHub, logins: &hub::staff::Logins, data: &st
 
 fn print_services(hub: &LocalHub) {
     println!("partnership: {}", hub.directory.partnership);
-    match &hub.nats {
-        Some(n) => println!("  nats-server (JetStream)   {}  TLS, one nkey per service: {}", n.url, runtime::transport::broker_dir(&n.data).display()),
-        None => println!("  NATS                      {}", hub.nats_url),
+    match (&hub.nats, &hub.cluster) {
+        (Some(n), _) => println!("  nats-server (JetStream)   {}  TLS, one nkey per service: {}", n.url, runtime::transport::broker_dir(&n.data).display()),
+        (None, Some(c)) => {
+            c.specs().for_each(|n| println!("  nats-server {:<13} {}  store {}", n.name, n.client_url(), n.store_dir.display()));
+            println!("  (TLS, one nkey per service: {})", runtime::transport::broker_dir(&hub.data).display());
+        }
+        (None, None) => println!("  NATS                      {}", hub.nats_url),
     }
     for s in hub.services.values() {
         println!("  {:<24}  {:<12} {}", s.agency, s.role.as_str(), s.url);

@@ -173,7 +173,14 @@ pub const STREAM_MAX_BYTES: i64 = 16 * 1024 * 1024 * 1024;
 /// discarding nothing (new messages are refused when full); no age limit (the stream is the
 /// log of record until every consumer has read it).
 pub fn stream_config() -> stream::Config {
+    stream_config_replicated(1)
+}
+
+/// [`stream_config`] with `replicas` copies, one per node of a JetStream cluster (3 in a
+/// partnership's deployment: any one node can go without losing a message or the stream).
+pub fn stream_config_replicated(replicas: usize) -> stream::Config {
     stream::Config {
+        num_replicas: replicas,
         name: STREAM.into(),
         subjects: vec!["hub.v1.msg.>".into(), "hub.v1.evt.>".into()],
         storage: stream::StorageType::File,
@@ -204,7 +211,13 @@ pub const CONSENT_HISTORY: i64 = 64;
 /// async-nats 0.51 cannot parse). Deny delete, deny purge and no roll-up: a record's history
 /// cannot be erased through the broker's API.
 pub fn consent_stream_config() -> stream::Config {
+    consent_stream_config_replicated(1)
+}
+
+/// [`consent_stream_config`] with `replicas` copies (see [`stream_config_replicated`]).
+pub fn consent_stream_config_replicated(replicas: usize) -> stream::Config {
     stream::Config {
+        num_replicas: replicas,
         name: format!("KV_{CONSENT_BUCKET}"),
         subjects: vec![format!("$KV.{CONSENT_BUCKET}.>")],
         storage: stream::StorageType::File,

@@ -5,6 +5,7 @@
 mod batching;
 mod broker_rights;
 mod clear_fields;
+mod cluster;
 mod confidentiality;
 mod consent;
 mod consent_rollback;
