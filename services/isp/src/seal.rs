@@ -216,6 +216,28 @@ impl Isp {
         Ok(Sealed { header, envelope: envelope.encode_to_vec(), decision, removed })
     }
 
+    /// The same envelope (id, sealed payload, every header field) signed again with the time
+    /// it is put on the wire: what an outbox does with an envelope that waited (the broker
+    /// away) long enough that a recipient would judge its claimed creation time too far from
+    /// the broker's (`clock_skew`), or after this agency's signing key was rotated. Only this
+    /// agency's own envelopes, whose signature verifies, are stamped again.
+    pub fn restamp(&self, envelope: &[u8], now_ms: i64) -> Result<Vec<u8>, IspError> {
+        let invalid = |detail: &str| IspError::Invalid { what: "queued envelope".into(), detail: detail.into() };
+        let decoded = Envelope::decode(envelope).map_err(|_| invalid("does not decode"))?;
+        let mut header = Header::decode(decoded.header.as_slice()).map_err(|_| invalid("its header does not decode"))?;
+        if header.sender != self.keys.agency {
+            return Err(invalid("not this agency's envelope"));
+        }
+        if header.payload_digest != Sha256::digest(&decoded.sealed_payload).to_vec() {
+            return Err(invalid("its payload does not match its header"));
+        }
+        header.created_at_ms = now_ms;
+        header.signing_key_id = self.keys.signing_key_id();
+        let header_bytes = header.encode_to_vec();
+        let signature = self.keys.signing.sign(&[ENVELOPE_CONTEXT, &header_bytes].concat());
+        Ok(Envelope { header: header_bytes, sealed_payload: decoded.sealed_payload, signature: signature.to_bytes().to_vec() }.encode_to_vec())
+    }
+
     /// The subject ref the clear header carries to `recipient`: the subject ref itself, or for
     /// an agency whose role the policy keeps out of matching (it holds no subject key), the
     /// link token that stands for it there ([`AgencyKeys::link_ref`]).

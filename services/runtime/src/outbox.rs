@@ -339,6 +339,25 @@ pub async fn publish_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Resu
     }
 }
 
+/// The envelope as it goes on the wire: as sealed, or, when it has waited in the outbox for
+/// more than half the partnership's clock window (the broker was away), signed again with
+/// the time it is published ([`isp::Isp::restamp`]: same id, same sealed payload), so its
+/// recipient does not refuse it as `clock_skew`. Anything but a disclosure goes as it is.
+fn stamped(ctx: &Ctx, subject: &str, body: Vec<u8>) -> Result<Vec<u8>, IspError> {
+    if !subject.starts_with("hub.v1.msg.") {
+        return Ok(body);
+    }
+    let created = Envelope::decode(body.as_slice()).ok().and_then(|e| Header::decode(e.header.as_slice()).ok()).map(|h| h.created_at_ms);
+    let now = isp::now_ms();
+    let waited_too_long = created.is_some_and(|c| now.saturating_sub(c) > i64::try_from(ctx.config.clock_skew.as_millis() / 2).unwrap_or(i64::MAX));
+    if !waited_too_long {
+        return Ok(body);
+    }
+    let restamped = ctx.isp().restamp(&body, now)?;
+    tracing::info!(waited_ms = now - created.unwrap_or(now), "a disclosure that waited in the outbox is signed again with the time it is published");
+    Ok(restamped)
+}
+
 /// How many outbox rows one pass takes at most.
 const PUBLISH_BATCH: usize = 256;
 /// How many bytes of envelopes one pass takes (and at least one row): a pass holds each
@@ -403,6 +422,13 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<bool> {
                 continue;
             }
         }
+        let body = match stamped(ctx, &subject, body) {
+            Ok(body) => body,
+            Err(e) => {
+                failed.push((id, Failure::Never(format!("the queued envelope cannot be signed again: {e}"))));
+                continue;
+            }
+        };
         let consent_write = subject.starts_with("$KV.");
         let bytes = body.len();
         let ack = match ctx.jetstream.send_publish(subject, Publish::build().payload(body.into()).message_id(&id)).await {

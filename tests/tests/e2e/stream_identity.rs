@@ -152,3 +152,34 @@ async fn envelopes_are_judged_at_the_brokers_time() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// An envelope that waited in its sender's outbox longer than the clock window allows (the
+/// broker away for twenty minutes) is signed again with the time it is published, same id and
+/// same sealed payload, and stored by its recipient: a broker outage never turns a queued
+/// disclosure into a `clock_skew` refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disclosure_that_waited_in_the_outbox_is_signed_again_and_delivered() -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let p = Partnership::start(Backend::Sqlite).await?;
+    let housing = runtime::Config::embedded(p.data(), HOUSING, &p.hub.nats_url).load_isp()?;
+    // Sealed twenty minutes ago and queued then (as if the broker had been away since).
+    let waited = ack_created_at(&housing, isp::now_ms() - 20 * 60_000)?;
+    let id = envelope_id(&waited);
+    let mut db = sqlx::AnyConnection::connect(&p.database_url(HOUSING).await?).await?;
+    sqlx::query("INSERT INTO outbox (id, subject, body, created_at_ms, attempts) VALUES ($1, $2, $3, $4, 0)")
+        .bind(&id)
+        .bind(runtime::transport::message_subject(HOUSING, IDVA, Kind::ReferralAck))
+        .bind(&waited)
+        .bind(isp::now_ms() - 20 * 60_000)
+        .execute(&mut db)
+        .await?;
+    // Anything sent now wakes the publisher, which takes the waiting row first.
+    let normal = send_referrals(p.caseworker(HOUSING).await?, p.url(HOUSING), 0, 1, 1, Arc::new(AtomicUsize::new(0))).await?.remove(0);
+    eventually("the referral sent after it stored", Duration::from_secs(30), || async { Ok(p.get(IDVA, &format!("/inbox/{normal}")).await.ok()) }).await?;
+    eventually("the disclosure that waited, stored under its own id", Duration::from_secs(30), || async {
+        Ok(p.list(IDVA, "/inbox", "envelope_id").await?.iter().any(|e| e["envelope_id"] == id.as_str()).then_some(()))
+    })
+    .await?;
+    assert_eq!(p.get(IDVA, "/quarantine").await?, Value::Array(vec![]), "nothing refused as clock_skew");
+    Ok(())
+}
