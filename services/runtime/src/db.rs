@@ -129,6 +129,7 @@ pub fn runtime_migrations() -> Vec<Migration> {
         Migration { version: 4, description: "runtime staff actions", sql: include_str!("../migrations/0004_staff_actions.sql") },
         Migration { version: 5, description: "runtime idempotency", sql: include_str!("../migrations/0005_idempotency.sql") },
         Migration { version: 11, description: "runtime receive guard", sql: include_str!("../migrations/0011_receive_guard.sql") },
+        Migration { version: 12, description: "quarantine index", sql: include_str!("../migrations/0012_quarantine_index.sql") },
     ]
 }
 

@@ -530,6 +530,10 @@ async fn store(tx: &mut crate::Tx, ready: &[Ready<'_>]) -> Result<(), sqlx::Erro
     Ok(())
 }
 
+/// How many refusals of junk (messages that verify as nobody's) on one subject a minute are
+/// each reported to the ledger with a signed event.
+const JUNK_REPORTS_PER_MINUTE: i64 = 10;
+
 /// Keeps a refused envelope out of the inbox, and queues the signed refusal for the ledger,
 /// in one transaction. The quarantine keeps the body's SHA-256, its length and its first
 /// [`QUARANTINE_PREFIX_BYTES`] bytes, not the body: a refused body may be anything, of any
@@ -539,6 +543,21 @@ async fn quarantine(ctx: &Ctx, subject: &str, body: &[u8], stream: StreamId, seq
     let (event, event_bytes) = ctx.isp().rejection_event(header, error, seq);
     let event_kind = if error.is_violation() { EventKind::Violation } else { EventKind::ReceiveRejected };
     let mut tx = ctx.pool.begin().await?;
+    // A message that verifies as nobody's (junk) is reported to the ledger one by one only up
+    // to JUNK_REPORTS_PER_MINUTE a subject: beyond that a flood would write one signed event
+    // per junk message; the audit service's aggregate of the junk it reads on the stream
+    // stands for the rest, and the quarantine keeps each one's digest.
+    let report = match header {
+        Some(_) => true,
+        None => {
+            let (recent,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM quarantine WHERE subject = $1 AND envelope_id = '' AND received_at_ms > $2")
+                .bind(subject)
+                .bind(isp::now_ms() - 60_000)
+                .fetch_one(&mut *tx)
+                .await?;
+            recent < JUNK_REPORTS_PER_MINUTE
+        }
+    };
     sqlx::query(
         "INSERT INTO quarantine (stream_id, stream_seq, subject, envelope_id, claimed_sender, reason, detail, violation, body_sha256, body_prefix, \
          body_bytes, received_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
@@ -557,6 +576,11 @@ async fn quarantine(ctx: &Ctx, subject: &str, body: &[u8], stream: StreamId, seq
     .bind(isp::now_ms())
     .execute(&mut *tx)
     .await?;
+    if !report {
+        tx.commit().await?;
+        tracing::debug!(stream_seq = seq, reason = error.code(), "junk quarantined; the audit service's aggregate reports it");
+        return Ok(());
+    }
     outbox::enqueue(&mut tx, &event.event_id, &transport::event_subject(ctx.agency(), event_kind), &event_bytes).await?;
     tx.commit().await?;
     ctx.outbox_ready.notify_one();
