@@ -110,6 +110,9 @@ enum BrokerCommand {
         /// How long the broker waits for an acknowledgement before redelivering.
         #[arg(long, default_value_t = 10)]
         ack_wait_secs: u64,
+        /// Copies of each stream: one per node of a JetStream cluster (3 for deploy/nats/).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
     },
 }
 
@@ -352,10 +355,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}{}", hub::broker::tls_block(&data), hub::broker::authorization_block(&data, &directory)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Broker { command: BrokerCommand::Provision { data, ack_wait_secs } } => {
+        Command::Broker { command: BrokerCommand::Provision { data, ack_wait_secs, replicas } } => {
             let url = std::env::var("NATS_URL").context("hub broker provision needs NATS_URL")?;
             let directory = isp::Directory::load(&hub::partnership::directory_path(&data))?;
             let admin = runtime::transport::BrokerAuth::from_env(&data, hub::broker::ADMIN);
+            if replicas > 1 {
+                // Every stream with a replica on each node, before the consumers on them.
+                hub::cluster::provision(&runtime::transport::connect(&url, hub::broker::ADMIN, &admin).await?, replicas).await?;
+            }
             hub::broker::provision(&url, &admin, &directory, std::time::Duration::from_secs(ack_wait_secs)).await?;
             println!("provisioned: streams HUB, KV_hub-consent and HUB_CHECKPOINTS, consumers audit and {}", directory.agencies.iter().filter(|a| a.role != isp::Role::Ig).map(|a| runtime::transport::agency_consumer_name(&a.id)).collect::<Vec<_>>().join(", "));
             Ok(ExitCode::SUCCESS)
