@@ -344,7 +344,8 @@ pub async fn publish_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Resu
 /// the time it is published ([`isp::Isp::restamp`]: same id, same sealed payload), so its
 /// recipient does not refuse it as `clock_skew`. Anything but a disclosure goes as it is.
 fn stamped(ctx: &Ctx, subject: &str, body: Vec<u8>) -> Result<Vec<u8>, IspError> {
-    if !subject.starts_with("hub.v1.msg.") {
+    // What the broker will not carry is set aside for that, whatever its age.
+    if !subject.starts_with("hub.v1.msg.") || body.len() > transport::max_message_bytes(&ctx.jetstream.client()) {
         return Ok(body);
     }
     let created = Envelope::decode(body.as_slice()).ok().and_then(|e| Header::decode(e.header.as_slice()).ok()).map(|h| h.created_at_ms);
