@@ -5,7 +5,7 @@
 -- misroute, an aggregate).
 ALTER TABLE ledger ADD COLUMN stream_epoch BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE ledger ADD COLUMN stream_first BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE ledger ADD COLUMN messages BIGINT NOT NULL DEFAULT 1;
+ALTER TABLE ledger ADD COLUMN message_count BIGINT NOT NULL DEFAULT 1;
 ALTER TABLE ledger ADD COLUMN subject TEXT NOT NULL DEFAULT '';
 -- Stream positions restart at 1 when the stream is recreated: unique within an incarnation.
 DROP INDEX ledger_stream_seq;

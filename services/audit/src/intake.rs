@@ -213,7 +213,7 @@ fn aggregate_entry(subject: &str, reason: &str, a: Aggregate, now_ms: i64) -> En
         stream_seq: a.last_seq as i64,
         stream_first: a.first_seq as i64,
         stream_epoch: a.epoch,
-        messages: a.messages,
+        message_count: a.messages,
         entry_type: EntryType::UNVERIFIABLE.into(),
         entry_id: if a.messages == 1 { format!("stream-{}", a.last_seq) } else { format!("stream-{}-{}", a.first_seq, a.last_seq) },
         sender: sender.into(),
@@ -237,7 +237,7 @@ fn gap<M>(p: &mut Plan<'_, M>, last: u64, now_ms: i64) {
         stream_seq: last as i64,
         stream_first: first as i64,
         stream_epoch: p.intake.epoch,
-        messages: (last + 1 - first) as i64,
+        message_count: (last + 1 - first) as i64,
         entry_type: EntryType::STREAM_GAP.into(),
         entry_id: format!("gap-{}-{first}-{last}", p.intake.epoch),
         recorded_by: "audit".into(),
@@ -260,7 +260,7 @@ fn reset_entry(old: i64, new: i64, now_ms: i64) -> Entry {
     Entry {
         stream_seq: 0,
         stream_epoch: new,
-        messages: 0,
+        message_count: 0,
         entry_type: EntryType::STREAM_RESET.into(),
         entry_id: format!("reset-{new}"),
         recorded_by: "audit".into(),
@@ -382,7 +382,7 @@ mod tests {
         // One more: the first aggregate is full, and both are written, in stream order.
         let more = junk(&subject, [Some(AGGREGATE_MAX_MESSAGES as u64 + 1)]);
         let q = plan(&directory, &p.intake, &stream(10, 1, None), &more, read, 2_000);
-        let got: Vec<_> = q.entries.iter().map(|e| (e.subject.as_str(), e.stream_first, e.stream_seq, e.messages)).collect();
+        let got: Vec<_> = q.entries.iter().map(|e| (e.subject.as_str(), e.stream_first, e.stream_seq, e.message_count)).collect();
         assert_eq!(got, [(other.as_str(), 1000, 1000, 1), (subject.as_str(), 1, 1001, 1000)]);
         assert!(q.entries.iter().all(|e| e.entry_type == EntryType::UNVERIFIABLE && e.signed.len() == 32 && e.stream_epoch == 10));
         assert!(q.intake.pending.is_empty());
@@ -391,7 +391,7 @@ mod tests {
         let r = plan(&directory, &q.intake, &stream(10, 1, None), &lone, read, 3_000);
         assert!(r.entries.is_empty());
         let s = plan(&directory, &r.intake, &stream(10, 1, None), &[] as &[Msg], read, 3_000 + AGGREGATE_MAX_AGE_MS);
-        assert_eq!(s.entries.iter().map(|e| (e.stream_seq, e.messages)).collect::<Vec<_>>(), [(1002, 1)]);
+        assert_eq!(s.entries.iter().map(|e| (e.stream_seq, e.message_count)).collect::<Vec<_>>(), [(1002, 1)]);
         // The digest covers the bodies: another body, another digest.
         let mut changed = junk(&subject, [Some(1002)]);
         changed[0].1.push(b'!');
@@ -410,7 +410,7 @@ mod tests {
         assert!(p.needs_detail && p.entries.is_empty() && p.later.len() == 1);
         let p = plan(&directory, &before, &stream(10, 1, Some(&[5, 6, 7])), &batch, read, 1_000);
         let gap = &p.entries[0];
-        assert_eq!((gap.entry_type.as_str(), gap.stream_first, gap.stream_seq, gap.messages), (EntryType::STREAM_GAP, 5, 7, 3));
+        assert_eq!((gap.entry_type.as_str(), gap.stream_first, gap.stream_seq, gap.message_count), (EntryType::STREAM_GAP, 5, 7, 3));
         assert_eq!(p.intake.seq, 8);
         // Only 5 and 7 deleted: 6 may still come, so 8 waits.
         let p = plan(&directory, &before, &stream(10, 1, Some(&[5, 7])), &batch, read, 1_000);

@@ -66,7 +66,7 @@ pub struct Entry {
     /// How many messages of the stream the entry stands for (an aggregate, a gap: the
     /// missing ones; a reset: none).
     #[serde(default = "one")]
-    pub messages: i64,
+    pub message_count: i64,
     /// The subject the message came on (agency ids and a kind, nothing identifying); empty on
     /// entries recorded before it was kept, on gaps and on resets.
     #[serde(default)]
@@ -93,7 +93,7 @@ impl Default for Entry {
             consent_state: String::new(), risk: String::new(), subject_ref: String::new(), case_ref: String::new(), categories: String::new(),
             forbidden: String::new(), policy_version: String::new(), rule: String::new(), reason: String::new(), without_consent: false,
             in_reply_to: String::new(), staff_id: String::new(), occurred_at_ms: 0, recorded_at_ms: 0, verified: false, stream_epoch: 0,
-            stream_first: 0, messages: 1, subject: String::new(), signed: Vec::new(), prev_hash: Vec::new(), hash: Vec::new(),
+            stream_first: 0, message_count: 1, subject: String::new(), signed: Vec::new(), prev_hash: Vec::new(), hash: Vec::new(),
         }
     }
 }
@@ -166,7 +166,7 @@ impl Entry {
             put(b"stream");
             put(&self.stream_epoch.to_be_bytes());
             put(&self.stream_first.to_be_bytes());
-            put(&self.messages.to_be_bytes());
+            put(&self.message_count.to_be_bytes());
             put(self.subject.as_bytes());
         } else if !self.staff_id.is_empty() {
             // Added with the access log: absent (and so not hashed) on every earlier entry.
@@ -176,7 +176,7 @@ impl Entry {
     }
 
     fn has_stream_facts(&self) -> bool {
-        self.stream_epoch != 0 || self.stream_first != 0 || self.messages != 1 || !self.subject.is_empty()
+        self.stream_epoch != 0 || self.stream_first != 0 || self.message_count != 1 || !self.subject.is_empty()
     }
 
     pub fn compute_hash(&self, prev_hash: &[u8]) -> Vec<u8> {
@@ -445,7 +445,7 @@ async fn insert_all(tx: &mut Tx, entries: &[Entry]) -> Result<(), sqlx::Error> {
                 .bind(e.verified as i64)
                 .bind(e.stream_epoch)
                 .bind(e.stream_first)
-                .bind(e.messages)
+                .bind(e.message_count)
                 .bind(e.subject.clone())
                 .bind(e.signed.clone())
                 .bind(e.prev_hash.clone())
@@ -458,7 +458,7 @@ async fn insert_all(tx: &mut Tx, entries: &[Entry]) -> Result<(), sqlx::Error> {
 
 pub const COLUMNS: &str = "seq, stream_seq, entry_type, entry_id, recorded_by, sender, recipient, kind, purpose, lawful_basis, consent_id, \
     consent_state, risk, subject_ref, case_ref, categories, forbidden, policy_version, rule, reason, without_consent, in_reply_to, \
-    staff_id, occurred_at_ms, recorded_at_ms, verified, stream_epoch, stream_first, messages, subject, signed, prev_hash, hash";
+    staff_id, occurred_at_ms, recorded_at_ms, verified, stream_epoch, stream_first, message_count, subject, signed, prev_hash, hash";
 
 pub fn from_row(r: &AnyRow) -> Result<Entry, sqlx::Error> {
     Ok(Entry {
@@ -490,7 +490,7 @@ pub fn from_row(r: &AnyRow) -> Result<Entry, sqlx::Error> {
         verified: r.try_get::<i64, _>("verified")? != 0,
         stream_epoch: r.try_get("stream_epoch")?,
         stream_first: r.try_get("stream_first")?,
-        messages: r.try_get("messages")?,
+        message_count: r.try_get("message_count")?,
         subject: r.try_get("subject")?,
         signed: r.try_get("signed")?,
         prev_hash: r.try_get("prev_hash")?,
@@ -534,7 +534,7 @@ impl Alert {
         let what = match e.entry_type.as_str() {
             EntryType::STREAM_GAP => format!(
                 "STREAM GAP: stream positions {} to {} ({} messages) were gone from the stream before the ledger read them",
-                e.stream_first, e.stream_seq, e.messages
+                e.stream_first, e.stream_seq, e.message_count
             ),
             EntryType::STREAM_RESET => format!("STREAM RESET: {}", e.reason),
             _ => return None,
@@ -703,7 +703,7 @@ pub(crate) fn signed_mismatch(directory: &Directory, e: &Entry) -> Option<String
     fresh.recorded_at_ms = e.recorded_at_ms;
     fresh.stream_epoch = e.stream_epoch;
     fresh.stream_first = e.stream_first;
-    fresh.messages = e.messages;
+    fresh.message_count = e.message_count;
     fresh.subject = e.subject.clone();
     if !EntryType::is_first_copy(&e.entry_type) {
         fresh.entry_type = e.entry_type.clone();

@@ -85,10 +85,10 @@ fn summarise(entries: &[Entry], acks: &[Entry], since: &str, until: &str, sla_ho
             "near_miss" => *near_misses_by_rule.entry(e.rule.clone()).or_default() += 1,
             "consent_changed" if e.consent_state == "withdrawn" => withdrawn.push((e.sender.clone(), e.consent_id.clone())),
             "rejected" | "violation" => *refused_on_receipt.entry(e.reason.clone()).or_default() += 1,
-            EntryType::UNVERIFIABLE => *refused_on_receipt.entry(e.reason.clone()).or_default() += e.messages.max(1) as usize,
+            EntryType::UNVERIFIABLE => *refused_on_receipt.entry(e.reason.clone()).or_default() += e.message_count.max(1) as usize,
             EntryType::REPLAY => replays += 1,
             EntryType::MISROUTE => misroutes += 1,
-            EntryType::STREAM_GAP => missing_from_stream += e.messages.max(0) as usize,
+            EntryType::STREAM_GAP => missing_from_stream += e.message_count.max(0) as usize,
             EntryType::STREAM_RESET => stream_resets += 1,
             _ => {}
         }

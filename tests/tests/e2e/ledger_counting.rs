@@ -197,7 +197,7 @@ async fn gap_on(backend: Backend) -> anyhow::Result<()> {
         Ok(p.ledger().await?.into_iter().find(|e| e["entry_type"] == "stream_gap"))
     })
     .await?;
-    assert_eq!((gap["stream_first"].as_u64(), gap["stream_seq"].as_u64(), gap["messages"].as_u64()), (Some(read + 1), Some(read + 3), Some(3)), "{gap}");
+    assert_eq!((gap["stream_first"].as_u64(), gap["stream_seq"].as_u64(), gap["message_count"].as_u64()), (Some(read + 1), Some(read + 3), Some(3)), "{gap}");
     // Everything the stream still holds is on the ledger after the gap.
     let ledger = eventually("the rest of the stream on the ledger", Duration::from_secs(60), || async {
         let l = p.ledger().await?;
@@ -250,7 +250,7 @@ async fn junk_is_kept_in_aggregate_and_counted() -> anyhow::Result<()> {
     let junk = eventually("the 300 junk messages counted on the ledger", Duration::from_secs(60), || async {
         let l = p.ledger().await?;
         let junk: Vec<Value> = l.into_iter().filter(|e| e["entry_type"] == "unverifiable").collect();
-        Ok((junk.iter().filter_map(|e| e["messages"].as_u64()).sum::<u64>() == 300).then_some(junk))
+        Ok((junk.iter().filter_map(|e| e["message_count"].as_u64()).sum::<u64>() == 300).then_some(junk))
     })
     .await?;
     // The IDVA service refuses each junk message with a signed event; an aggregate is written
