@@ -81,12 +81,12 @@ async fn copies_count_once_on(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(of_type(&ledger, "disclosure", &id).len(), 1, "the disclosure is on the ledger once");
     assert_eq!(of_type(&ledger, "near_miss", &near_id).len(), 1, "the near miss is on the ledger once");
     let subjects = |t: &str, id: &str| of_type(&ledger, t, id).iter().map(|e| e["subject"].as_str().unwrap_or_default().to_owned()).collect::<Vec<_>>();
-    assert_eq!(subjects("replay", &id), [original.clone()], "the copy on its own subject is a replay, naming it");
+    assert_eq!(subjects("replay", &id), std::slice::from_ref(&original), "the copy on its own subject is a replay, naming it");
     assert_eq!(subjects("misroute", &id), copies[1..], "each re-addressed copy is a misroute, naming the subject it came on");
     assert_eq!(subjects("replay", &near_id), [near_subject], "the republished near miss is a replay");
 
     // Queries and the IG report count the disclosure once, and the copies as what they are.
-    let listed = p.get("audit", &format!("/ledger?entry_type=disclosure&kind=housing.idva_referral")).await?;
+    let listed = p.get("audit", "/ledger?entry_type=disclosure&kind=housing.idva_referral").await?;
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     let today = time::OffsetDateTime::now_utc().date();
     let report = p.get("audit", &format!("/report?since={today}&until={today}")).await?;
