@@ -90,7 +90,7 @@ async fn flood(hub: &LocalHub, options: &Options, args: &FloodArgs) -> anyhow::R
     let absorbed = started.elapsed();
 
     let entries_after = entries_by_type(&audit_url).await?;
-    let pending = count(&audit_url, "SELECT COALESCE(SUM(messages), 0) FROM ledger_pending").await?;
+    let pending = count(&audit_url, "SELECT CAST(COALESCE(SUM(messages), 0) AS BIGINT) FROM ledger_pending").await?;
     let ledger_after = database_mb(&audit_url, &options.data, "audit").await?;
     let store_after = dir_mb(&options.data.join("nats"));
     let stream_after = stream_bytes(&admin).await? as f64 / 1e6;
@@ -151,7 +151,7 @@ async fn cursor(url: &str) -> anyhow::Result<u64> {
 async fn entries_by_type(url: &str) -> anyhow::Result<BTreeMap<String, (i64, i64)>> {
     let mut conn = sqlx::AnyConnection::connect(url).await?;
     let rows: Vec<(String, i64, i64)> =
-        sqlx::query_as("SELECT entry_type, COUNT(*), COALESCE(SUM(message_count), 0) FROM ledger GROUP BY entry_type").fetch_all(&mut conn).await?;
+        sqlx::query_as("SELECT entry_type, COUNT(*), CAST(COALESCE(SUM(message_count), 0) AS BIGINT) FROM ledger GROUP BY entry_type").fetch_all(&mut conn).await?;
     conn.close().await?;
     Ok(rows.into_iter().map(|(t, n, m)| (t, (n, m))).collect())
 }

@@ -253,8 +253,8 @@ async fn junk_is_kept_in_aggregate_and_counted() -> anyhow::Result<()> {
         Ok((junk.iter().filter_map(|e| e["message_count"].as_u64()).sum::<u64>() == 300).then_some(junk))
     })
     .await?;
-    // The IDVA service refuses each junk message with a signed event; an aggregate is written
-    // out when such an entry comes between junk messages, so a few, never one each.
+    // An aggregate is written out whenever a verified entry comes between junk messages (the
+    // IDVA service's signed reports of junk, the referral): a few entries, never one each.
     assert!(junk.len() <= 10, "junk is kept in aggregate, not an entry each: {} entries", junk.len());
     assert!(junk.iter().all(|e| e["subject"] == subject.as_str() && e["sender"] == HOUSING && e["signed"].as_str().map(str::len) == Some(64)), "{junk:?}");
     let kept = tests::files_containing(p.data(), marker)?;
