@@ -20,11 +20,14 @@ use runtime::{Tx, transport};
 use crate::tree;
 
 /// What a ledger entry records.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub seq: i64,
     pub stream_seq: i64,
-    /// disclosure, near_miss, rejected, violation, unverifiable.
+    /// disclosure, near_miss, rejected, violation, consent_changed, accessed, unverifiable;
+    /// replay and misroute (a further copy of a recorded envelope or event, or one on a
+    /// subject its signed header does not name); stream_gap and stream_reset (see
+    /// [`EntryType`]).
     pub entry_type: String,
     pub entry_id: String,
     pub recorded_by: String,
@@ -52,6 +55,22 @@ pub struct Entry {
     pub recorded_at_ms: i64,
     /// The signature was checked against the directory when the entry was made.
     pub verified: bool,
+    /// The incarnation of the stream the entry came from: its creation time in nanoseconds
+    /// (0 on entries recorded before it was kept). Positions restart at 1 in a new one.
+    #[serde(default)]
+    pub stream_epoch: i64,
+    /// The first stream position the entry covers when it covers several (an aggregate of
+    /// unverifiable messages, a gap); 0 when it covers `stream_seq` only.
+    #[serde(default)]
+    pub stream_first: i64,
+    /// How many messages of the stream the entry stands for (an aggregate, a gap: the
+    /// missing ones; a reset: none).
+    #[serde(default = "one")]
+    pub message_count: i64,
+    /// The subject the message came on (agency ids and a kind, nothing identifying); empty on
+    /// entries recorded before it was kept, on gaps and on resets.
+    #[serde(default)]
+    pub subject: String,
     /// The signed header (envelope with its payload removed) or the signed event, so anyone
     /// with the directory can re-check the entry. Never a payload.
     #[serde(with = "hex_bytes")]
@@ -60,6 +79,47 @@ pub struct Entry {
     pub prev_hash: Vec<u8>,
     #[serde(with = "hex_bytes")]
     pub hash: Vec<u8>,
+}
+
+fn one() -> i64 {
+    1
+}
+
+impl Default for Entry {
+    fn default() -> Entry {
+        Entry {
+            seq: 0, stream_seq: 0, entry_type: String::new(), entry_id: String::new(), recorded_by: String::new(), sender: String::new(),
+            recipient: String::new(), kind: String::new(), purpose: String::new(), lawful_basis: String::new(), consent_id: String::new(),
+            consent_state: String::new(), risk: String::new(), subject_ref: String::new(), case_ref: String::new(), categories: String::new(),
+            forbidden: String::new(), policy_version: String::new(), rule: String::new(), reason: String::new(), without_consent: false,
+            in_reply_to: String::new(), staff_id: String::new(), occurred_at_ms: 0, recorded_at_ms: 0, verified: false, stream_epoch: 0,
+            stream_first: 0, message_count: 1, subject: String::new(), signed: Vec::new(), prev_hash: Vec::new(), hash: Vec::new(),
+        }
+    }
+}
+
+/// The entry types the ledger's reading of the stream makes besides the first copies of
+/// signed records.
+pub struct EntryType;
+
+impl EntryType {
+    pub const DISCLOSURE: &'static str = "disclosure";
+    pub const UNVERIFIABLE: &'static str = "unverifiable";
+    /// One more copy of a recorded envelope or event, on the subject it was recorded from.
+    pub const REPLAY: &'static str = "replay";
+    /// A signed envelope or event on a subject that does not name its signed sender,
+    /// recipient or kind.
+    pub const MISROUTE: &'static str = "misroute";
+    /// Stream positions the ledger never saw because the stream no longer holds them.
+    pub const STREAM_GAP: &'static str = "stream_gap";
+    /// The stream was recreated (its identity changed): positions start again.
+    pub const STREAM_RESET: &'static str = "stream_reset";
+
+    /// Whether an entry of this type is the first record of a signed envelope or event, the
+    /// one that counts.
+    pub fn is_first_copy(entry_type: &str) -> bool {
+        !matches!(entry_type, Self::REPLAY | Self::MISROUTE | Self::UNVERIFIABLE | Self::STREAM_GAP | Self::STREAM_RESET)
+    }
 }
 
 /// Bytes as lowercase hex in JSON.
@@ -99,11 +159,24 @@ impl Entry {
         put(&self.occurred_at_ms.to_be_bytes());
         put(&self.recorded_at_ms.to_be_bytes());
         put(&self.signed);
-        // Added with the access log: absent (and so not hashed) on every earlier entry.
-        if !self.staff_id.is_empty() {
+        if self.has_stream_facts() {
+            // The staff id always, so what follows cannot be taken for it; then the stream
+            // facts, added with stream incarnations: absent on every entry recorded before.
+            put(self.staff_id.as_bytes());
+            put(b"stream");
+            put(&self.stream_epoch.to_be_bytes());
+            put(&self.stream_first.to_be_bytes());
+            put(&self.message_count.to_be_bytes());
+            put(self.subject.as_bytes());
+        } else if !self.staff_id.is_empty() {
+            // Added with the access log: absent (and so not hashed) on every earlier entry.
             put(self.staff_id.as_bytes());
         }
         out
+    }
+
+    fn has_stream_facts(&self) -> bool {
+        self.stream_epoch != 0 || self.stream_first != 0 || self.message_count != 1 || !self.subject.is_empty()
     }
 
     pub fn compute_hash(&self, prev_hash: &[u8]) -> Vec<u8> {
@@ -123,49 +196,104 @@ pub fn classify(directory: &Directory, subject: &str, body: &[u8], stream_seq: u
         match seal::verify_envelope(directory, body) {
             Ok((h, envelope)) => {
                 let signed = Envelope { header: envelope.header, sealed_payload: Vec::new(), signature: envelope.signature }.encode_to_vec();
-                return Entry { recorded_at_ms: e.recorded_at_ms, ..disclosure_entry(&h, signed, e.stream_seq) };
+                let mut d = Entry { recorded_at_ms: e.recorded_at_ms, ..disclosure_entry(&h, signed, e.stream_seq) };
+                d.subject = subject.into();
+                if subject != transport::message_subject(&h.sender, &h.recipient, h.kind()) {
+                    misrouted(&mut d, subject);
+                }
+                return d;
             }
             Err(error) => unverifiable(&mut e, subject, body, error.code()),
         }
     } else {
         match seal::verify_event(directory, body) {
             Ok(ev) => {
-                let consent = ev.consent.clone().unwrap_or_default();
-                let (entry_type, sender, recipient) = match ev.kind() {
-                    EventKind::SendDenied => ("near_miss", ev.agency.clone(), ev.counterpart.clone()),
-                    EventKind::Violation => ("violation", ev.counterpart.clone(), ev.agency.clone()),
-                    EventKind::ConsentChanged => ("consent_changed", ev.agency.clone(), String::new()),
-                    EventKind::Accessed => ("accessed", ev.agency.clone(), String::new()),
-                    _ => ("rejected", ev.counterpart.clone(), ev.agency.clone()),
-                };
-                e.entry_type = entry_type.into();
-                e.entry_id = ev.event_id.clone();
-                e.recorded_by = ev.agency.clone();
-                e.sender = sender;
-                e.recipient = recipient;
-                e.kind = Kind::try_from(ev.message_kind).map(kind::name).unwrap_or("unspecified").into();
-                e.purpose = ev.purpose.clone();
-                e.lawful_basis = ev.lawful_basis.clone();
-                e.consent_id = consent.consent_id.clone();
-                e.consent_state = policy::consent_name(consent.state()).into();
-                e.risk = policy::risk_name(RiskLevel::try_from(ev.risk).unwrap_or_default()).into();
-                e.subject_ref = ev.subject_ref.clone();
-                e.case_ref = ev.case_ref.clone();
-                e.categories = ev.data_categories.join(",");
-                e.forbidden = ev.forbidden_categories.join(",");
-                e.policy_version = ev.policy_version.clone();
-                e.rule = ev.rule.clone();
-                e.reason = ev.reason.clone();
-                e.in_reply_to = ev.envelope_id.clone();
-                e.staff_id = ev.staff_id.clone();
-                e.occurred_at_ms = ev.occurred_at_ms;
-                e.verified = true;
-                e.signed = body.to_vec();
+                e = Entry { stream_seq: e.stream_seq, recorded_at_ms: e.recorded_at_ms, subject: subject.into(), ..event_entry(&ev, body) };
+                if subject != transport::event_subject(&ev.agency, ev.kind()) {
+                    misrouted(&mut e, subject);
+                }
             }
             Err(error) => unverifiable(&mut e, subject, body, error.code()),
         }
     }
     e
+}
+
+/// The entry of a verified event (without stream position), from the signed event `body`.
+fn event_entry(ev: &proto::v1::Event, body: &[u8]) -> Entry {
+    let consent = ev.consent.clone().unwrap_or_default();
+    let (entry_type, sender, recipient) = match ev.kind() {
+        EventKind::SendDenied => ("near_miss", ev.agency.clone(), ev.counterpart.clone()),
+        EventKind::Violation => ("violation", ev.counterpart.clone(), ev.agency.clone()),
+        EventKind::ConsentChanged => ("consent_changed", ev.agency.clone(), String::new()),
+        EventKind::Accessed => ("accessed", ev.agency.clone(), String::new()),
+        _ => ("rejected", ev.counterpart.clone(), ev.agency.clone()),
+    };
+    Entry {
+        entry_type: entry_type.into(),
+        entry_id: ev.event_id.clone(),
+        recorded_by: ev.agency.clone(),
+        sender,
+        recipient,
+        kind: Kind::try_from(ev.message_kind).map(kind::name).unwrap_or("unspecified").into(),
+        purpose: ev.purpose.clone(),
+        lawful_basis: ev.lawful_basis.clone(),
+        consent_id: consent.consent_id.clone(),
+        consent_state: policy::consent_name(consent.state()).into(),
+        risk: policy::risk_name(RiskLevel::try_from(ev.risk).unwrap_or_default()).into(),
+        subject_ref: ev.subject_ref.clone(),
+        case_ref: ev.case_ref.clone(),
+        categories: ev.data_categories.join(","),
+        forbidden: ev.forbidden_categories.join(","),
+        policy_version: ev.policy_version.clone(),
+        rule: ev.rule.clone(),
+        reason: ev.reason.clone(),
+        in_reply_to: ev.envelope_id.clone(),
+        staff_id: ev.staff_id.clone(),
+        occurred_at_ms: ev.occurred_at_ms,
+        verified: true,
+        signed: body.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A signed envelope or event that came on a subject other than the one its signed sender,
+/// recipient and kind make: recorded as what it is, never as the disclosure it copies.
+fn misrouted(e: &mut Entry, subject: &str) {
+    e.entry_type = EntryType::MISROUTE.into();
+    e.subject = subject.into();
+    e.reason = "subject_mismatch".into();
+}
+
+/// Marks the entries (in stream order) that are further copies of a signed envelope or event
+/// the ledger records already, or that an earlier entry of the same batch records, as
+/// `replay`: a copy counts once, whatever the broker did with it.
+pub async fn mark_replays(tx: &mut Tx, entries: &mut [Entry]) -> Result<usize, sqlx::Error> {
+    let ids: Vec<&str> = entries.iter().filter(|e| e.verified && EntryType::is_first_copy(&e.entry_type)).map(|e| e.entry_id.as_str()).collect();
+    let mut known: BTreeSet<String> = BTreeSet::new();
+    for chunk in ids.chunks(500) {
+        let marks = runtime::db::numbered(1, chunk.len());
+        let sql = format!(
+            "SELECT entry_id FROM ledger WHERE entry_id IN ({marks}) AND entry_type NOT IN ('{}', '{}', '{}') AND verified = 1",
+            EntryType::REPLAY, EntryType::MISROUTE, EntryType::UNVERIFIABLE
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            known.insert(r.try_get("entry_id")?);
+        }
+    }
+    let mut replays = 0;
+    for e in entries.iter_mut().filter(|e| e.verified && EntryType::is_first_copy(&e.entry_type)) {
+        if !known.insert(e.entry_id.clone()) {
+            e.entry_type = EntryType::REPLAY.into();
+            e.reason = "copy_of_recorded".into();
+            replays += 1;
+        }
+    }
+    Ok(replays)
 }
 
 /// The entry of a verified disclosure, from its signed header.
@@ -215,21 +343,23 @@ fn unverifiable(e: &mut Entry, subject: &str, body: &[u8], reason: &str) {
         e.sender = sender.into();
         e.recipient = recipient.into();
     }
+    e.subject = subject.into();
     e.reason = reason.into();
     e.rule = "crypto".into();
     e.occurred_at_ms = e.recorded_at_ms;
     e.signed = Sha256::digest(body).to_vec();
 }
 
-/// The stream position of the ledger's last entry (0 when empty): the ledger is in stream
-/// order, so the next message it takes is the one after.
-pub async fn last_stream_seq(pool: &AnyPool) -> Result<u64, sqlx::Error> {
-    let last: Option<(i64,)> = sqlx::query_as("SELECT stream_seq FROM ledger ORDER BY seq DESC LIMIT 1").fetch_optional(pool).await?;
-    Ok(last.map_or(0, |(s,)| s.max(0) as u64))
+/// The stream incarnation and position of the ledger's last entry ((0, 0) when empty): the
+/// ledger is in stream order, so the next message it takes is the one after.
+pub async fn last_position(pool: &AnyPool) -> Result<(i64, u64), sqlx::Error> {
+    let last: Option<(i64, i64)> = sqlx::query_as("SELECT stream_epoch, stream_seq FROM ledger ORDER BY seq DESC LIMIT 1").fetch_optional(pool).await?;
+    Ok(last.map_or((0, 0), |(epoch, s)| (epoch, s.max(0) as u64)))
 }
 
-/// Appends entries in order, linking each to the last. Entries whose stream sequence is
-/// already in the ledger (redeliveries) are skipped. Returns how many were appended.
+/// Appends entries in order, linking each to the last. Entries whose stream position
+/// (incarnation and sequence) is already in the ledger (redeliveries) are skipped. Returns
+/// how many were appended.
 pub async fn append(tx: &mut Tx, entries: Vec<Entry>) -> Result<usize, sqlx::Error> {
     if entries.is_empty() {
         return Ok(0);
@@ -239,17 +369,19 @@ pub async fn append(tx: &mut Tx, entries: Vec<Entry>) -> Result<usize, sqlx::Err
         Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
         None => (0, GENESIS.to_vec()),
     };
-    let list = entries.iter().map(|e| e.stream_seq.to_string()).collect::<Vec<_>>().join(",");
-    let mut seen: BTreeSet<i64> = sqlx::query(&format!("SELECT stream_seq FROM ledger WHERE stream_seq IN ({list})"))
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get("stream_seq"))
-        .collect::<Result<_, _>>()?;
+    let mut seen: BTreeSet<(i64, i64)> = BTreeSet::new();
+    let epochs: BTreeSet<i64> = entries.iter().map(|e| e.stream_epoch).collect();
+    for epoch in epochs {
+        let list = entries.iter().filter(|e| e.stream_epoch == epoch).map(|e| e.stream_seq.to_string()).collect::<Vec<_>>().join(",");
+        let rows = sqlx::query(&format!("SELECT stream_seq FROM ledger WHERE stream_epoch = $1 AND stream_seq IN ({list})")).bind(epoch).fetch_all(&mut **tx).await?;
+        for r in rows {
+            seen.insert((epoch, r.try_get("stream_seq")?));
+        }
+    }
     let mut leaves = Vec::with_capacity(entries.len());
     let mut fresh = Vec::with_capacity(entries.len());
     for mut e in entries {
-        if !seen.insert(e.stream_seq) {
+        if !seen.insert((e.stream_epoch, e.stream_seq)) {
             continue;
         }
         seq += 1;
@@ -281,7 +413,7 @@ pub async fn backfill_tree(pool: &AnyPool) -> Result<u64, sqlx::Error> {
 async fn insert_all(tx: &mut Tx, entries: &[Entry]) -> Result<(), sqlx::Error> {
     let sqlite = runtime::db::on_sqlite(tx);
     for chunk in entries.chunks(64) {
-        let sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES {}", runtime::db::placeholders(sqlite, chunk.len(), 29));
+        let sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES {}", runtime::db::placeholders(sqlite, chunk.len(), 33));
         let mut q = sqlx::query(&sql);
         for e in chunk {
             q = q
@@ -311,6 +443,10 @@ async fn insert_all(tx: &mut Tx, entries: &[Entry]) -> Result<(), sqlx::Error> {
                 .bind(e.occurred_at_ms)
                 .bind(e.recorded_at_ms)
                 .bind(e.verified as i64)
+                .bind(e.stream_epoch)
+                .bind(e.stream_first)
+                .bind(e.message_count)
+                .bind(e.subject.clone())
                 .bind(e.signed.clone())
                 .bind(e.prev_hash.clone())
                 .bind(e.hash.clone());
@@ -322,7 +458,7 @@ async fn insert_all(tx: &mut Tx, entries: &[Entry]) -> Result<(), sqlx::Error> {
 
 pub const COLUMNS: &str = "seq, stream_seq, entry_type, entry_id, recorded_by, sender, recipient, kind, purpose, lawful_basis, consent_id, \
     consent_state, risk, subject_ref, case_ref, categories, forbidden, policy_version, rule, reason, without_consent, in_reply_to, \
-    staff_id, occurred_at_ms, recorded_at_ms, verified, signed, prev_hash, hash";
+    staff_id, occurred_at_ms, recorded_at_ms, verified, stream_epoch, stream_first, message_count, subject, signed, prev_hash, hash";
 
 pub fn from_row(r: &AnyRow) -> Result<Entry, sqlx::Error> {
     Ok(Entry {
@@ -352,6 +488,10 @@ pub fn from_row(r: &AnyRow) -> Result<Entry, sqlx::Error> {
         occurred_at_ms: r.try_get("occurred_at_ms")?,
         recorded_at_ms: r.try_get("recorded_at_ms")?,
         verified: r.try_get::<i64, _>("verified")? != 0,
+        stream_epoch: r.try_get("stream_epoch")?,
+        stream_first: r.try_get("stream_first")?,
+        message_count: r.try_get("message_count")?,
+        subject: r.try_get("subject")?,
         signed: r.try_get("signed")?,
         prev_hash: r.try_get("prev_hash")?,
         hash: r.try_get("hash")?,
@@ -373,6 +513,34 @@ pub struct Report {
     pub entries: u64,
     pub checkpoints: u64,
     pub first_bad: Option<Problem>,
+    /// What the ledger recorded of the stream itself that someone must look into: positions
+    /// it never saw (removed from the stream, a store lost), the stream recreated. The chain
+    /// may be intact and these still mean records are missing.
+    pub alerts: Vec<Alert>,
+}
+
+/// A `stream_gap` or `stream_reset` entry, as an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    /// The ledger entry that records it.
+    pub seq: i64,
+    pub entry_type: String,
+    pub what: String,
+    pub recorded_at_ms: i64,
+}
+
+impl Alert {
+    fn of(e: &Entry) -> Option<Alert> {
+        let what = match e.entry_type.as_str() {
+            EntryType::STREAM_GAP => format!(
+                "STREAM GAP: stream positions {} to {} ({} messages) were gone from the stream before the ledger read them",
+                e.stream_first, e.stream_seq, e.message_count
+            ),
+            EntryType::STREAM_RESET => format!("STREAM RESET: {}", e.reason),
+            _ => return None,
+        };
+        Some(Alert { seq: e.seq, entry_type: e.entry_type.clone(), what, recorded_at_ms: e.recorded_at_ms })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -415,11 +583,18 @@ pub async fn verify_with(pool: &AnyPool, directory: Option<&Directory>, depth: D
     let mut prev = GENESIS.to_vec();
     let mut expected_seq = 1i64;
     let mut last_stream_seq = 0i64;
+    let mut epoch = 0i64;
     let mut entries = 0u64;
+    let mut alerts = Vec::new();
     let mut tree = merkle::MemoryTree::default();
     while let Some(row) = rows.try_next().await? {
         let e = from_row(&row)?;
         entries += 1;
+        if e.entry_type == EntryType::STREAM_RESET {
+            // A new incarnation of the stream: its positions start again.
+            last_stream_seq = -1;
+            epoch = e.stream_epoch;
+        }
         let problem = if e.seq != expected_seq {
             Some(format!("expected entry {expected_seq} here: an entry was deleted or inserted"))
         } else if e.prev_hash != prev {
@@ -428,15 +603,21 @@ pub async fn verify_with(pool: &AnyPool, directory: Option<&Directory>, depth: D
             Some("its content was altered after it was recorded".into())
         } else if e.stream_seq <= last_stream_seq {
             Some("it is out of stream order".into())
+        } else if epoch != 0 && e.stream_epoch != epoch {
+            Some("it names another incarnation of the stream, with no reset recorded before it".into())
         } else if depth.signatures {
             directory.and_then(|d| signed_mismatch(d, &e))
         } else {
             None
         };
         if let Some(what) = problem {
-            return Ok(Report { entries, checkpoints: 0, first_bad: Some(Problem { seq: e.seq, checkpoint: None, what }) });
+            return Ok(Report { entries, checkpoints: 0, first_bad: Some(Problem { seq: e.seq, checkpoint: None, what }), alerts });
+        }
+        if let Some(alert) = Alert::of(&e) {
+            alerts.push(alert);
         }
         tree.push(merkle::leaf_hash(&e.hash));
+        epoch = e.stream_epoch;
         prev = e.hash;
         expected_seq += 1;
         last_stream_seq = e.stream_seq;
@@ -446,7 +627,7 @@ pub async fn verify_with(pool: &AnyPool, directory: Option<&Directory>, depth: D
     let count = checkpoints.len() as u64;
     for c in &checkpoints {
         let at = Some(c.tree_size);
-        let fail = |what: String| Ok(Report { entries, checkpoints: count, first_bad: Some(Problem { seq: 0, checkpoint: at, what }) });
+        let fail = |what: String| Ok(Report { entries, checkpoints: count, first_bad: Some(Problem { seq: 0, checkpoint: at, what }), alerts: alerts.clone() });
         if let Some(d) = directory {
             if let Err(e) = c.verify(d) {
                 return fail(format!("checkpoint at tree size {}: {e}", c.tree_size));
@@ -462,10 +643,11 @@ pub async fn verify_with(pool: &AnyPool, directory: Option<&Directory>, depth: D
                 entries,
                 checkpoints: count,
                 first_bad: Some(Problem { seq: first_changed.map_or(0, |i| i as i64 + 1), checkpoint: at, what }),
+                alerts,
             });
         }
     }
-    Ok(Report { entries, checkpoints: count, first_bad: None })
+    Ok(Report { entries, checkpoints: count, first_bad: None, alerts })
 }
 
 /// The first leaf (0-based) below `size` where the recomputed tree and the stored one differ.
@@ -482,6 +664,14 @@ async fn first_changed_leaf(pool: &AnyPool, tree: &merkle::MemoryTree, size: u64
     Ok(None)
 }
 
+/// Whether the type of an entry of a signed record fits the subject it came on: a first copy
+/// came on the subject its signer named, a misroute on another.
+fn subject_mismatch(e: &Entry, expected: &str) -> Option<String> {
+    let misroute = e.entry_type == EntryType::MISROUTE;
+    let fits = e.subject.is_empty() || (e.subject == expected) != misroute;
+    (!fits).then(|| format!("it is recorded as {} but came on {}", e.entry_type, e.subject))
+}
+
 /// Whether a verified entry's fields still match the signed header or event it holds: an
 /// entry whose chain was rebuilt after an edit still cannot forge an agency's signature.
 pub(crate) fn signed_mismatch(directory: &Directory, e: &Entry) -> Option<String> {
@@ -489,23 +679,36 @@ pub(crate) fn signed_mismatch(directory: &Directory, e: &Entry) -> Option<String
         return None;
     }
     let mut stored = e.clone();
-    let fresh = if e.entry_type == "disclosure" {
-        let envelope = Envelope::decode(e.signed.as_slice()).ok();
-        match envelope.and_then(|env| seal::verify_header(directory, &env.header, &env.signature).ok().map(|h| (h, env))) {
-            Some((h, env)) => {
-                let signed = Envelope { sealed_payload: Vec::new(), ..env }.encode_to_vec();
-                Entry { recorded_at_ms: e.recorded_at_ms, ..disclosure_entry(&h, signed, e.stream_seq) }
+    let as_envelope = Envelope::decode(e.signed.as_slice()).ok().and_then(|env| seal::verify_header(directory, &env.header, &env.signature).ok().map(|h| (h, env)));
+    let mut fresh = match (e.entry_type.as_str(), as_envelope) {
+        (_, Some((h, env))) => {
+            let expected = transport::message_subject(&h.sender, &h.recipient, h.kind());
+            if let Some(what) = subject_mismatch(e, &expected) {
+                return Some(what);
             }
-            None => return Some("the signed header it holds no longer verifies".into()),
+            disclosure_entry(&h, Envelope { sealed_payload: Vec::new(), ..env }.encode_to_vec(), e.stream_seq)
         }
-    } else {
-        let mut fresh = classify(directory, "hub.v1.evt", &e.signed, e.stream_seq as u64);
-        if fresh.entry_type == "unverifiable" {
-            return Some("the signed event it holds no longer verifies".into());
-        }
-        fresh.recorded_at_ms = e.recorded_at_ms;
-        fresh
+        (EntryType::DISCLOSURE, None) => return Some("the signed header it holds no longer verifies".into()),
+        (_, None) => match seal::verify_event(directory, &e.signed) {
+            Ok(ev) => {
+                if let Some(what) = subject_mismatch(e, &transport::event_subject(&ev.agency, ev.kind())) {
+                    return Some(what);
+                }
+                Entry { stream_seq: e.stream_seq, ..event_entry(&ev, &e.signed) }
+            }
+            Err(_) => return Some("the signed event it holds no longer verifies".into()),
+        },
     };
+    // What the stream said, not the signer: where it came from, and what a copy is.
+    fresh.recorded_at_ms = e.recorded_at_ms;
+    fresh.stream_epoch = e.stream_epoch;
+    fresh.stream_first = e.stream_first;
+    fresh.message_count = e.message_count;
+    fresh.subject = e.subject.clone();
+    if !EntryType::is_first_copy(&e.entry_type) {
+        fresh.entry_type = e.entry_type.clone();
+        fresh.reason = e.reason.clone();
+    }
     stored.seq = 0;
     stored.prev_hash.clear();
     stored.hash.clear();

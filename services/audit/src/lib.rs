@@ -4,10 +4,14 @@
 //! what was shared.
 //!
 //! Consumes: everything on the `HUB` stream through the durable consumer `audit`, in batches;
-//! a batch is appended in one transaction, then acked. Serves: `GET /ledger`,
-//! `GET /ledger?subject_ref=...`, `GET /verify`, `GET /health`.
+//! a batch is appended in one transaction, then acked (see [`intake`]: each signed envelope or
+//! event counts once, copies are replays or misroutes, unverifiable messages are aggregated,
+//! gaps and resets of the stream are recorded). Serves: `GET /ledger`,
+//! `GET /ledger?subject_ref=...`, `GET /verify` (with the stream's gaps and resets as
+//! alerts), `GET /health`.
 
 pub mod checkpoints;
+pub mod intake;
 pub mod ledger;
 pub mod query;
 pub mod report;
@@ -109,6 +113,7 @@ pub fn migrations() -> Vec<Migration> {
         Migration { version: 100, description: "ledger", sql: include_str!("../migrations/0100_ledger.sql") },
         Migration { version: 101, description: "merkle", sql: include_str!("../migrations/0101_merkle.sql") },
         Migration { version: 102, description: "ledger staff", sql: include_str!("../migrations/0102_staff.sql") },
+        Migration { version: 103, description: "ledger stream position", sql: include_str!("../migrations/0103_stream_position.sql") },
     ]
     .into_iter()
     .chain(runtime::auth::local::migrations())
@@ -300,136 +305,134 @@ impl runtime::auth::AccessSink for AccessLog {
     }
 }
 
-/// Pulls batches, appends each in one transaction, then acks it.
+/// Pulls batches, places each (see [`intake`]) and commits it in one transaction, then acks
+/// it. Survives the stream and its consumer vanishing and coming back (a broker that lost its
+/// store, a stream recreated): the consumer is looked up again by name after any failure
+/// (the administrator makes it; the audit service may not).
 async fn consume(ctx: Ctx, js: async_nats::jetstream::Context, consumer: async_nats::jetstream::consumer::PullConsumer, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut consumer = Some(consumer);
+    let pause = || async {
+        tokio::select! { _ = tokio::time::sleep(Duration::from_millis(500)) => false, _ = shutdown.cancelled() => true }
+    };
     loop {
-        let batch = consumer.fetch().max_messages(512).expires(Duration::from_millis(500)).messages().await;
-        let mut messages = match batch {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot fetch from the audit consumer; retrying");
-                tokio::select! { _ = tokio::time::sleep(Duration::from_millis(500)) => continue, _ = shutdown.cancelled() => return Ok(()) }
-            }
-        };
-        let mut received = Vec::new();
-        loop {
-            tokio::select! {
-                next = messages.next() => match next {
-                    Some(Ok(m)) => received.push(m),
-                    Some(Err(e)) => { tracing::warn!(error = %e, "audit fetch interrupted"); break }
-                    None => break,
-                },
-                _ = shutdown.cancelled() => return Ok(()),
-            }
+        if shutdown.is_cancelled() {
+            return Ok(());
         }
-        if received.is_empty() {
-            if shutdown.is_cancelled() {
-                return Ok(());
-            }
-            continue;
-        }
-        // The ledger keeps stream order: what follows its last entry without a gap goes on now;
-        // what comes after a gap (a batch cut off by a crash is redelivered only after the ack
-        // wait, and newer messages may arrive first) is handed back for redelivery.
-        let last = match ledger::last_stream_seq(&ctx.pool).await {
-            Ok(last) => last,
+        let stream = match stream_state(&js, false).await {
+            Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "cannot read the ledger; the batch will be redelivered");
+                tracing::warn!(error = format!("{e:#}"), "cannot read the stream's state; retrying");
+                if pause().await {
+                    return Ok(());
+                }
                 continue;
             }
         };
-        let directory = ctx.directory.load_full();
-        fn read(m: &async_nats::jetstream::Message) -> (&str, &[u8], Option<u64>) {
-            (m.subject.as_str(), &m.payload[..], m.info().ok().map(|i| i.stream_sequence))
-        }
-        let mut placed = place(&directory, &received, last, read);
-        if placed.entries.is_empty() && !placed.later.is_empty() {
-            // A gap the stream itself has (its first message is past the ledger's last) is no
-            // message to wait for.
-            let first = async { anyhow::Ok(js.get_stream(transport::STREAM).await?.info().await?.state.first_sequence) }.await;
-            if let Ok(first) = first.inspect_err(|e| tracing::warn!(error = %e, "cannot read the stream's first position")) {
-                if first > last + 1 {
-                    placed = place(&directory, &received, first - 1, read);
-                }
-            }
-        }
-        if placed.unplaced > 0 {
-            // Without its stream position a message can be neither placed in the ledger nor
-            // recognised when it comes again: it stays unacknowledged, so the broker redelivers
-            // it, and is never acknowledged unrecorded.
-            tracing::warn!(unplaced = placed.unplaced, "messages without a stream position left for redelivery");
-        }
-        for m in &placed.later {
-            let _ = m.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await;
-        }
-        if !placed.later.is_empty() {
-            tracing::info!(waiting = placed.later.len(), after = last, "messages after a gap in the stream handed back until the gap is filled");
-        }
-        let entries = std::mem::take(&mut placed.entries);
-        let appended = async {
-            let mut tx = ctx.pool.begin().await?;
-            let n = ledger::append(&mut tx, entries).await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(n)
-        }
-        .await;
-        match appended {
-            Ok(n) => {
-                for m in placed.recorded {
-                    if let Err(e) = m.ack().await {
-                        tracing::warn!(error = %e, "ledger ack failed; the message will be redelivered and skipped");
+        let bound = match &consumer {
+            Some(c) => c.clone(),
+            None => match transport::bind_audit_consumer(&js).await {
+                Ok(c) => consumer.insert(c).clone(),
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "the audit consumer is not there; retrying");
+                    if pause().await {
+                        return Ok(());
                     }
+                    continue;
                 }
-                tracing::debug!(appended = n, "ledger entries appended");
+            },
+        };
+        let received = match fetch(&bound, &shutdown).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot fetch from the audit consumer; looking it up again");
+                consumer = None;
+                if pause().await {
+                    return Ok(());
+                }
+                continue;
             }
-            Err(e) => tracing::error!(error = %e, "could not append to the ledger; the batch will be redelivered"),
+        };
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        if !received.is_empty() && stream_state(&js, false).await.map(|after| after.epoch).ok() != Some(stream.epoch) {
+            // The stream was recreated while the batch came: which incarnation it is from is not
+            // known, so it is not recorded (unacknowledged, it comes again if it still exists).
+            continue;
+        }
+        if let Err(e) = take(&ctx, &js, stream, &received).await {
+            tracing::error!(error = format!("{e:#}"), "could not append to the ledger; the batch will be redelivered");
         }
     }
 }
 
-/// What of a fetched batch goes on the ledger now.
-struct Placed<'m, M> {
-    /// The entries of the unbroken run after the ledger's last stream position, in order.
-    entries: Vec<ledger::Entry>,
-    /// The messages to acknowledge once those entries are committed: theirs, and those the
-    /// ledger already holds (redeliveries).
-    recorded: Vec<&'m M>,
-    /// Messages after a gap: handed back, so the ledger stays in stream order.
-    later: Vec<&'m M>,
-    /// Messages without a stream position: neither recorded nor acknowledged.
-    unplaced: usize,
+/// The stream's identity and first position; with `deleted`, the positions removed from it.
+async fn stream_state(js: &async_nats::jetstream::Context, deleted: bool) -> anyhow::Result<intake::StreamState> {
+    let stream = js.get_stream_no_info(transport::STREAM).await?;
+    let info = stream.info_builder().with_deleted(deleted).fetch().await?.info;
+    Ok(intake::StreamState::of(&info))
 }
 
-/// Places a fetched batch after `last`, the ledger's last stream position. `read` gives a
-/// message's subject, body and stream sequence (None when it cannot be read).
-fn place<'m, M>(directory: &Directory, batch: &'m [M], last: u64, read: impl Fn(&M) -> (&str, &[u8], Option<u64>)) -> Placed<'m, M> {
-    let mut placed = Placed { entries: Vec::new(), recorded: Vec::new(), later: Vec::new(), unplaced: 0 };
-    let mut positioned: Vec<(u64, &M)> = Vec::with_capacity(batch.len());
-    for m in batch {
-        match read(m).2 {
-            Some(seq) => positioned.push((seq, m)),
-            None => placed.unplaced += 1,
+/// One batch from the consumer (empty when nothing came within half a second). An error
+/// before any message came means the consumer may be gone.
+async fn fetch(consumer: &async_nats::jetstream::consumer::PullConsumer, shutdown: &CancellationToken) -> anyhow::Result<Vec<async_nats::jetstream::Message>> {
+    let mut messages = consumer.fetch().max_messages(512).expires(Duration::from_millis(500)).messages().await?;
+    let mut received = Vec::new();
+    loop {
+        tokio::select! {
+            next = messages.next() => match next {
+                Some(Ok(m)) => received.push(m),
+                Some(Err(e)) if received.is_empty() => return Err(anyhow::anyhow!(e)),
+                Some(Err(e)) => { tracing::warn!(error = %e, "audit fetch interrupted"); break }
+                None => break,
+            },
+            _ = shutdown.cancelled() => break,
         }
     }
-    positioned.sort_by_key(|(seq, _)| *seq);
-    let mut next = last + 1;
-    for (stream_seq, m) in positioned {
-        if stream_seq < next {
-            placed.recorded.push(m); // on the ledger already, or twice in this batch
-        } else if stream_seq == next {
-            let (subject, body, _) = read(m);
-            // A message that makes classification panic must not stop the ledger (it would be
-            // redelivered into the same panic): it is recorded as unverifiable.
-            let entry = std::panic::catch_unwind(|| ledger::classify(directory, subject, body, stream_seq))
-                .unwrap_or_else(|_| ledger::unclassifiable(subject, body, stream_seq, "audit_panic"));
-            placed.entries.push(entry);
-            placed.recorded.push(m);
-            next += 1;
-        } else {
-            placed.later.push(m);
+    Ok(received)
+}
+
+/// Places a batch after what the ledger has taken, commits it, and acknowledges what the
+/// ledger now holds; hands back what follows a gap that may yet be filled.
+async fn take(ctx: &Ctx, js: &async_nats::jetstream::Context, stream: intake::StreamState, received: &[async_nats::jetstream::Message]) -> anyhow::Result<()> {
+    fn read(m: &async_nats::jetstream::Message) -> (&str, &[u8], Option<u64>) {
+        (m.subject.as_str(), &m.payload[..], m.info().ok().map(|i| i.stream_sequence))
+    }
+    let before = intake::load(&ctx.pool).await?;
+    let directory = ctx.directory.load_full();
+    let now = isp::now_ms();
+    let mut plan = intake::plan(&directory, &before, &stream, received, read, now);
+    if plan.needs_detail {
+        // Messages after a gap: a gap the stream itself has (positions deleted from it) is no
+        // message to wait for.
+        match stream_state(js, true).await {
+            Ok(detailed) if detailed.epoch == stream.epoch => plan = intake::plan(&directory, &before, &detailed, received, read, now),
+            Ok(_) => return Ok(()),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot list the positions deleted from the stream"),
         }
     }
-    placed
+    if plan.unplaced > 0 {
+        // Without its stream position a message can be neither placed in the ledger nor
+        // recognised when it comes again: it stays unacknowledged, so the broker redelivers
+        // it, and is never acknowledged unrecorded.
+        tracing::warn!(unplaced = plan.unplaced, "messages without a stream position left for redelivery");
+    }
+    for m in &plan.later {
+        let _ = m.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await;
+    }
+    if !plan.later.is_empty() {
+        tracing::info!(waiting = plan.later.len(), after = plan.intake.seq, "messages after a gap in the stream handed back until the gap is filled");
+    }
+    if plan.changes(&before) {
+        let n = intake::commit(&ctx.pool, &mut plan).await?;
+        tracing::debug!(appended = n, "ledger entries appended");
+    }
+    for m in plan.recorded {
+        if let Err(e) = m.ack().await {
+            tracing::warn!(error = %e, "ledger ack failed; the message will be redelivered and skipped");
+        }
+    }
+    Ok(())
 }
 
 /// `GET /ledger`: one page of the entries the query matches, in ledger order; at most
@@ -449,7 +452,7 @@ async fn ledger_entries(State(ctx): State<Ctx>, Query(mut filter): Query<query::
 
 async fn verify(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
     let report = ledger::verify(&ctx.pool, Some(&ctx.directory.load_full())).await?;
-    Ok(Json(json!({"ok": report.ok(), "entries": report.entries, "checkpoints": report.checkpoints, "first_bad": report.first_bad})))
+    Ok(Json(json!({"ok": report.ok(), "entries": report.entries, "checkpoints": report.checkpoints, "first_bad": report.first_bad, "alerts": report.alerts})))
 }
 
 /// `GET /checkpoints`, paged by `tree_size`.
@@ -531,24 +534,4 @@ async fn period_report(State(ctx): State<Ctx>, Query(p): Query<ReportParams>) ->
         "html" => ([("content-type", "text/html; charset=utf-8")], report::to_html(&r, &ctx.directory.load().partnership)).into_response(),
         other => return Err(ApiError::bad_request(format!("unknown format {other:?} (json, csv, html)"))),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_ledger_takes_the_unbroken_run_after_its_last_entry_and_hands_back_the_rest() {
-        let (directory, _) = isp::directory::generate_partnership("P", &[("ig-p", "IG", isp::Role::Ig), ("housing-p", "Housing", isp::Role::Housing)]).unwrap();
-        let subject = transport::message_subject("housing-p", "ig-p", isp::Kind::IdvaReferral);
-        // Last on the ledger: 4. Arrived: a redelivery (3), 5 to 7 out of order, 9 after a
-        // gap, and one without a stream position.
-        let batch: Vec<(String, Vec<u8>, Option<u64>)> =
-            [Some(7), Some(5), Some(3), Some(9), None, Some(6)].into_iter().map(|seq| (subject.clone(), format!("junk {seq:?}").into_bytes(), seq)).collect();
-        let placed = place(&directory, &batch, 4, |m| (m.0.as_str(), &m.1[..], m.2));
-        assert_eq!(placed.entries.iter().map(|e| (e.stream_seq, e.entry_type.as_str())).collect::<Vec<_>>(), [(5, "unverifiable"), (6, "unverifiable"), (7, "unverifiable")]);
-        assert_eq!(placed.recorded.iter().map(|m| m.2).collect::<Vec<_>>(), [Some(3), Some(5), Some(6), Some(7)], "only what the ledger holds is acknowledged");
-        assert_eq!(placed.later.iter().map(|m| m.2).collect::<Vec<_>>(), [Some(9)], "after the gap at 8: handed back");
-        assert_eq!(placed.unplaced, 1);
-    }
 }

@@ -19,7 +19,8 @@ pub struct Filter {
     pub recipient: Option<String>,
     /// `housing.idva_referral`, ...
     pub kind: Option<String>,
-    /// `disclosure`, `near_miss`, `rejected`, `violation`, `unverifiable`.
+    /// `disclosure`, `near_miss`, `rejected`, `violation`, `unverifiable`, `replay`,
+    /// `misroute`, `stream_gap`, `stream_reset`.
     pub entry_type: Option<String>,
     pub lawful_basis: Option<String>,
     pub consent_state: Option<String>,
@@ -61,7 +62,7 @@ pub async fn run(pool: &AnyPool, filter: &Filter) -> anyhow::Result<Vec<Entry>> 
 
 /// The facts a report counts, without the signed records and hashes (a fraction of a row).
 pub const SUMMARY_COLUMNS: &str =
-    "seq, entry_type, entry_id, sender, recipient, kind, lawful_basis, consent_id, consent_state, rule, reason, without_consent, in_reply_to, occurred_at_ms";
+    "seq, entry_type, entry_id, sender, recipient, kind, lawful_basis, consent_id, consent_state, rule, reason, without_consent, in_reply_to, occurred_at_ms, message_count";
 
 /// Entries with only [`SUMMARY_COLUMNS`] filled in.
 pub async fn run_summary(pool: &AnyPool, filter: &Filter) -> anyhow::Result<Vec<Entry>> {
@@ -83,6 +84,7 @@ pub async fn run_summary(pool: &AnyPool, filter: &Filter) -> anyhow::Result<Vec<
                 without_consent: r.try_get::<i64, _>("without_consent")? != 0,
                 in_reply_to: r.try_get("in_reply_to")?,
                 occurred_at_ms: r.try_get("occurred_at_ms")?,
+                message_count: r.try_get("message_count")?,
                 ..Default::default()
             })
         })

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::AnyPool;
 
 use crate::{
-    ledger::Entry,
+    ledger::{Entry, EntryType},
     query::{self, Filter},
 };
 
@@ -29,8 +29,18 @@ pub struct Report {
     pub bases_without_consent: BTreeMap<String, usize>,
     /// Rule -> near misses (sends the ISP refused).
     pub near_misses_by_rule: BTreeMap<String, usize>,
-    /// Reason -> envelopes refused on receipt (and violations).
+    /// Reason -> envelopes refused on receipt (and violations), and messages on the stream
+    /// that verify as nothing (counted by message, though the ledger keeps them in aggregate).
     pub refused_on_receipt: BTreeMap<String, usize>,
+    /// Further copies of recorded envelopes and events put on the stream again (counted here,
+    /// never as disclosures).
+    pub replays: usize,
+    /// Signed envelopes and events on a subject their signed header does not name.
+    pub misroutes: usize,
+    /// Stream positions gone before the ledger read them, and times the stream was recreated:
+    /// records may be missing.
+    pub missing_from_stream: usize,
+    pub stream_resets: usize,
     /// Consent records withdrawn in the period: (owner agency, consent id, sends it stopped:
     /// refused at send, stopped in an outbox or refused on receipt for that record).
     pub withdrawals: Vec<(String, String, usize)>,
@@ -55,6 +65,7 @@ fn summarise(entries: &[Entry], acks: &[Entry], since: &str, until: &str, sla_ho
     let mut bases_without_consent = BTreeMap::new();
     let mut near_misses_by_rule = BTreeMap::new();
     let mut refused_on_receipt = BTreeMap::new();
+    let (mut replays, mut misroutes, mut missing_from_stream, mut stream_resets) = (0, 0, 0, 0);
     let mut withdrawn: Vec<(String, String)> = Vec::new();
     let mut stopped: BTreeMap<String, usize> = BTreeMap::new();
     for e in entries {
@@ -73,7 +84,12 @@ fn summarise(entries: &[Entry], acks: &[Entry], since: &str, until: &str, sla_ho
             }
             "near_miss" => *near_misses_by_rule.entry(e.rule.clone()).or_default() += 1,
             "consent_changed" if e.consent_state == "withdrawn" => withdrawn.push((e.sender.clone(), e.consent_id.clone())),
-            "rejected" | "violation" | "unverifiable" => *refused_on_receipt.entry(e.reason.clone()).or_default() += 1,
+            "rejected" | "violation" => *refused_on_receipt.entry(e.reason.clone()).or_default() += 1,
+            EntryType::UNVERIFIABLE => *refused_on_receipt.entry(e.reason.clone()).or_default() += e.message_count.max(1) as usize,
+            EntryType::REPLAY => replays += 1,
+            EntryType::MISROUTE => misroutes += 1,
+            EntryType::STREAM_GAP => missing_from_stream += e.message_count.max(0) as usize,
+            EntryType::STREAM_RESET => stream_resets += 1,
             _ => {}
         }
     }
@@ -110,6 +126,10 @@ fn summarise(entries: &[Entry], acks: &[Entry], since: &str, until: &str, sla_ho
         bases_without_consent,
         near_misses_by_rule,
         refused_on_receipt,
+        replays,
+        misroutes,
+        missing_from_stream,
+        stream_resets,
         withdrawals: withdrawn.into_iter().map(|(owner, id)| { let n = stopped.get(&id).copied().unwrap_or(0); (owner, id, n) }).collect(),
         acknowledgement,
         outstanding,
@@ -136,6 +156,10 @@ pub fn to_csv(r: &Report) -> anyhow::Result<String> {
     for (reason, c) in &r.refused_on_receipt {
         w.write_record(["refused on receipt", "", "", reason, &n(*c), "", ""])?;
     }
+    w.write_record(["stream", "", "", "replays", &n(r.replays), "", ""])?;
+    w.write_record(["stream", "", "", "misroutes", &n(r.misroutes), "", ""])?;
+    w.write_record(["stream", "", "", "positions missing", &n(r.missing_from_stream), "", ""])?;
+    w.write_record(["stream", "", "", "resets", &n(r.stream_resets), "", ""])?;
     for (owner, id, stopped) in &r.withdrawals {
         w.write_record(["consent withdrawn", owner, "", id, &n(*stopped), "", ""])?;
     }
@@ -211,7 +235,7 @@ pub fn to_html(r: &Report, partnership: &str) -> String {
          <h1>{p}: information sharing, {since} to {until}</h1>\
          <p><span class=kpi><b>{entries}</b>ledger entries</span><span class=kpi><b>{with}</b>shared with consent</span>\
          <span class=kpi><b>{without}</b>shared without consent</span><span class=kpi><b>{near_n}</b>near misses</span><span class=kpi><b>{out_n}</b>unacknowledged after {sla} h</span></p>\
-         {c1}{c2}{c3}{c4}{c5}{c6}{outstanding}\
+         {stream}{c1}{c2}{c3}{c4}{c5}{c6}{outstanding}\
          <p class=none>From the disclosure ledger; no referral content. Every figure can be traced to ledger entries with <code>hub audit query</code>.</p></body></html>",
         p = esc(partnership),
         since = esc(&r.since),
@@ -222,6 +246,15 @@ pub fn to_html(r: &Report, partnership: &str) -> String {
         near_n = r.near_misses_by_rule.values().sum::<usize>(),
         out_n = r.outstanding.len(),
         sla = r.sla_hours,
+        stream = if r.replays + r.misroutes + r.missing_from_stream + r.stream_resets == 0 {
+            String::new()
+        } else {
+            format!(
+                "<p><strong>On the stream:</strong> {} copies of recorded messages put on it again, {} on a subject their signer did not name \
+                 (neither counted as disclosures); {} positions gone before the ledger read them; recreated {} times.</p>",
+                r.replays, r.misroutes, r.missing_from_stream, r.stream_resets
+            )
+        },
         c1 = bars("Disclosures per flow", &flows, "", "#3b6fb6"),
         c2 = bars("Consent", &consent, "", "#5a9e6f"),
         c3 = bars("Lawful bases used without consent", &bases, "", "#c07a2c"),

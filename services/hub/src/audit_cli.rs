@@ -175,6 +175,9 @@ pub async fn run(command: AuditCommand, options: impl Fn(PathBuf) -> Options) ->
             let pool = open(&at.data, &options(at.data.clone())).await?;
             let directory = isp::Directory::load(&crate::partnership::directory_path(&at.data))?;
             let report = ledger::verify_with(&pool, Some(&directory), ledger::Depth { signatures }).await?;
+            for alert in &report.alerts {
+                println!("ALERT (entry {}): {}", alert.seq, alert.what);
+            }
             match report.first_bad {
                 None => {
                     let what = if signatures { "hash chain, Merkle tree, checkpoints and every signature verify" } else { "hash chain, Merkle tree and checkpoints verify" };

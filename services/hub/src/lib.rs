@@ -10,6 +10,7 @@
 //! - [`bench`]: `hub bench` (raw JetStream, the crypto limit and the whole hub in one run) and
 //!   `hub serve` (one service as its own process).
 //! - [`limits_bench`]: `hub bench limits`, what slow and large clients cost one service.
+//! - [`flood_bench`]: `hub bench flood`, what a flood of junk costs the ledger.
 //! - [`processes`]: a `hub serve` child process: started, killed as a crash would, restarted.
 //! - [`audit_cli`]: `hub audit verify|list|query|prove|verify-proof`.
 //! - [`demo`]: the scripted synthetic case, with the checks that it worked.
@@ -20,6 +21,7 @@ pub mod audit_cli;
 pub mod bench;
 pub mod cluster;
 pub mod demo;
+pub mod flood_bench;
 pub mod ledger_bench;
 pub mod limits_bench;
 pub mod local;

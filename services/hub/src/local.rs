@@ -55,6 +55,7 @@ pub struct LocalHub {
     pub audit_url: String,
     pub audit_database_url: String,
     audit: Option<Running>,
+    audit_config: audit::Config,
     shutdown: CancellationToken,
 }
 
@@ -130,10 +131,22 @@ impl LocalHub {
             audit_config.http_limits = l;
         }
         let audit_database_url = audit_config.database_url.clone();
-        let audit = audit::start(audit_config, shutdown.child_token()).await.context("starting the audit service")?;
+        let audit = audit::start(audit_config.clone(), shutdown.child_token()).await.context("starting the audit service")?;
         let audit_url = format!("http://{}", audit.addr);
         let mut hub =
-            LocalHub { data: options.data.clone(), nats, cluster, nats_url, directory, services: BTreeMap::new(), audit_url, audit_database_url, audit: Some(audit), shutdown };
+            LocalHub {
+            data: options.data.clone(),
+            nats,
+            cluster,
+            nats_url,
+            directory,
+            services: BTreeMap::new(),
+            audit_url,
+            audit_database_url,
+            audit_config: audit::Config { http_addr: audit.addr.to_string(), ..audit_config },
+            audit: Some(audit),
+            shutdown,
+        };
         let agencies: Vec<(String, Role)> = hub.directory.agencies.iter().map(|a| (a.id.clone(), a.role)).filter(|(_, r)| *r != Role::Ig).collect();
         for (agency, role) in agencies {
             let mut config = Config::embedded(&options.data, &agency, &hub.nats_url);
@@ -178,6 +191,22 @@ impl LocalHub {
         let running = start_agency(service.role, service.config.clone(), service.shutdown.clone()).await?;
         service.url = format!("http://{}", running.addr);
         service.running = Some(running);
+        Ok(())
+    }
+
+    /// Kills the audit service at once, as a crash would.
+    pub async fn kill_audit(&mut self) {
+        if let Some(running) = self.audit.take() {
+            running.task.abort();
+            let _ = running.task.await;
+        }
+    }
+
+    /// Starts the killed audit service again, on the address it had.
+    pub async fn restart_audit(&mut self) -> anyhow::Result<()> {
+        let running = audit::start(self.audit_config.clone(), self.shutdown.child_token()).await.context("restarting the audit service")?;
+        self.audit_url = format!("http://{}", running.addr);
+        self.audit = Some(running);
         Ok(())
     }
 

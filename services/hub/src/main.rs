@@ -86,6 +86,9 @@ enum BenchCommand {
     /// One service as its own process under 5,000 slow connections, then 200 sends of the
     /// largest body at once: its peak memory and whether /health answered throughout.
     Limits(hub::limits_bench::LimitsArgs),
+    /// 5,000 junk messages on housing's own subject into a running local partnership: ledger
+    /// entries added, ledger database and JetStream store growth, time to absorb.
+    Flood(hub::flood_bench::FloodArgs),
 }
 
 #[derive(Subcommand)]
@@ -341,6 +344,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { what: Some(BenchCommand::Limits(args)), .. } => {
             runtime::telemetry::init_with_default("warn");
             hub::limits_bench::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { what: Some(BenchCommand::Flood(args)), .. } => {
+            // Each refusal of a junk message is a warning: errors only.
+            runtime::telemetry::init_with_default("error");
+            hub::flood_bench::run(args, env_options(PathBuf::new()).database_url).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { agency, data } => {

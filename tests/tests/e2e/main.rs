@@ -14,6 +14,7 @@ mod envelopes;
 mod faults;
 mod keys;
 mod ledger;
+mod ledger_counting;
 mod limits;
 mod oidc_login;
 mod oversize;
