@@ -261,5 +261,15 @@ async fn junk_is_kept_in_aggregate_and_counted() -> anyhow::Result<()> {
     assert!(kept.iter().all(|f| !f.file_name().unwrap_or_default().to_string_lossy().starts_with("audit")), "no junk body kept in the ledger: {kept:?}");
     let verify = p.get("audit", "/verify").await?;
     assert_eq!(verify["ok"], true, "{verify}");
+    // The IDVA service quarantined all 300 (digests), and reported at most 10 a minute to the
+    // ledger: the flood costs the ledger a few entries, not one or two per junk message.
+    let quarantined = eventually("the IDVA quarantining all 300", Duration::from_secs(60), || async {
+        let q = p.list(IDVA, "/quarantine", "stream_seq").await?;
+        Ok((q.len() == 300).then_some(q))
+    })
+    .await?;
+    assert!(quarantined.iter().all(|q| q["envelope_id"] == ""), "junk is nobody's envelope");
+    let reports = p.ledger().await?.into_iter().filter(|e| e["entry_type"] == "rejected" && e["recorded_by"] == IDVA).count();
+    assert!((1..=10).contains(&reports), "the IDVA reported {reports} junk messages one by one");
     Ok(())
 }
