@@ -117,6 +117,9 @@ pub fn migrations() -> Vec<Migration> {
     ]
     .into_iter()
     .chain(runtime::auth::local::migrations())
+    // The highest directory sequence it ran, so an old directory put back while it was down
+    // is refused at start.
+    .chain(runtime::policy_watch::migrations())
     .collect()
 }
 
@@ -136,6 +139,7 @@ pub async fn open_ledger(database_url: &str) -> anyhow::Result<AnyPool> {
 /// than the one in force (a lower sequence, or the same with another text: an old directory
 /// put back would bring retired keys back). Why it last refused is in `refused` (`GET /health`).
 async fn watch_directory(
+    pool: AnyPool,
     cell: Arc<arc_swap::ArcSwap<Directory>>,
     path: std::path::PathBuf,
     refused: Arc<arc_swap::ArcSwapOption<runtime::policy_watch::Refusal>>,
@@ -165,6 +169,9 @@ async fn watch_directory(
         match loaded {
             Ok((d, _, sig)) => {
                 tracing::info!(sequence = sig.sequence, "signed directory update in force");
+                if let Err(e) = runtime::policy_watch::record(&pool, "directory", &sig).await {
+                    tracing::error!(error = %e, "could not remember the directory's sequence; it is in force until the service restarts");
+                }
                 in_force = (sig.sequence, sig.sha256);
                 cell.store(Arc::new(d));
                 refused.store(None);
@@ -193,8 +200,11 @@ struct Ctx {
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<runtime::Running> {
     runtime::config::check_listen(&config.http_addr, config.tls.is_some()).await?;
     let tls = config.tls.as_ref().map(runtime::tls::TlsFiles::acceptor).transpose().context("loading the TLS certificate")?;
-    let directory = Arc::new(runtime::config::load_signed_directory(&config.directory_path, None)?.0);
+    let (directory, _, signature) = runtime::config::load_signed_directory(&config.directory_path, None)?;
+    let directory = Arc::new(directory);
     let pool = open_ledger(&config.database_url).await?;
+    runtime::policy_watch::check_sequence(&pool, "directory", &config.directory_path, &signature).await?;
+    runtime::policy_watch::record(&pool, "directory", &signature).await?;
     let client = transport::connect(&config.nats_url, AUDIT_IDENTITY, &config.broker).await?;
     let js = async_nats::jetstream::new(client);
     let consumer = transport::bind_audit_consumer(&js).await?;
@@ -240,7 +250,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             let partnership = ctx.directory.load().partnership.clone();
             tasks.spawn(checkpoints::checkpoint_loop(ctx.pool.clone(), js.clone(), keys_path, partnership, config.checkpoint_every, shutdown.clone()));
         }
-        tasks.spawn(watch_directory(ctx.directory.clone(), config.directory_path.clone(), ctx.files_refused.clone(), shutdown.clone()));
+        tasks.spawn(watch_directory(ctx.pool.clone(), ctx.directory.clone(), config.directory_path.clone(), ctx.files_refused.clone(), shutdown.clone()));
         tasks.spawn(checkpoints::serve_consistency(js.client(), ctx.pool.clone(), shutdown.clone()));
         tasks.spawn(consume(ctx, js, consumer, shutdown.clone()));
         tasks.spawn(runtime::serve::serve(listener, router, limits, tls, shutdown.clone()));

@@ -73,7 +73,8 @@ async fn old_signed_files_put_back_are_refused(backend: Backend) -> anyhow::Resu
     let old_directory = Signed::read(partnership.join("directory.toml"))?;
     let old_policy = Signed::read(partnership.join("policy.toml"))?;
     let housing_before = runtime::Config::embedded(p.data(), HOUSING, &p.hub.nats_url).load_isp()?;
-    let agencies: Vec<&str> = p.hub.services.keys().map(String::as_str).collect();
+    let agency_ids: Vec<String> = p.hub.services.keys().cloned().collect();
+    let agencies: Vec<&str> = agency_ids.iter().map(String::as_str).collect();
     let services: Vec<&str> = std::iter::once("audit").chain(agencies.iter().copied()).collect();
     assert_eq!(services.len(), 7, "the audit service and the six agency services");
 
@@ -105,9 +106,15 @@ async fn old_signed_files_put_back_are_refused(backend: Backend) -> anyhow::Resu
     assert!(q["detail"].as_str().unwrap_or_default().contains("retired"), "{q}");
     let inbox = p.list(IDVA, "/inbox", "envelope_id").await?;
     assert!(!inbox.iter().any(|e| e["envelope_id"] == late_id.as_str()), "the envelope signed with the retired key was stored");
+    // The audit service down while the old directory is on disk refuses it at start too.
+    p.hub.kill_audit().await;
+    let refused = p.hub.restart_audit().await.expect_err("the audit service started on a directory older than the one it ran");
+    let why = format!("{refused:#}");
+    assert!(why.contains("refusing the directory") && why.contains("older than sequence 2"), "{why}");
 
     // The new directory back; then a new policy, signed with the next sequence.
     new_directory.put_back()?;
+    p.hub.restart_audit().await?;
     for service in &services {
         eventually("the refusal cleared", DEADLINE, || async { Ok(p.get(service, "/health").await?["files_refused"].is_null().then_some(())) }).await?;
     }
