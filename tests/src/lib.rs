@@ -182,6 +182,22 @@ where
     }
 }
 
+/// A receipt (`referral.ack`) from `isp`'s agency to `recipient`, sealed and signed by `isp`
+/// now: the smallest real envelope, for tests that inject envelopes behind the services' backs.
+pub fn sealed_ack(isp: &isp::Isp, recipient: &str, case_ref: &str) -> anyhow::Result<Vec<u8>> {
+    use proto::v1::{Payload, ReferralAck, payload::Body};
+    let out = isp::Outgoing {
+        recipient: recipient.into(),
+        kind: isp::Kind::ReferralAck,
+        purpose: "case-coordination".into(),
+        lawful_basis: "uk-gdpr-6-1-e".into(),
+        case_ref: case_ref.into(),
+        payload: Payload { body: Some(Body::ReferralAck(ReferralAck { envelope_id: "earlier".into(), status: 1, ..Default::default() })) },
+        ..Default::default()
+    };
+    Ok(isp.seal(&out, None)?.envelope)
+}
+
 /// Every file under `dir` whose bytes contain `needle`.
 pub fn files_containing(dir: &Path, needle: &[u8]) -> anyhow::Result<Vec<PathBuf>> {
     let mut found = Vec::new();

@@ -126,7 +126,7 @@ pub fn auth(data: &Path, identity: &str) -> BrokerAuth {
 /// (loopback by default). What exists is kept: a service's seed does not change under it.
 pub fn ensure_credentials(data: &Path, directory: &Directory, hosts: &[String]) -> anyhow::Result<PathBuf> {
     let dir = transport::broker_dir(data);
-    create_private_dir(&dir)?;
+    crate::nats::create_private_dir(&dir)?;
     for grant in grants(directory) {
         let path = seed_path(data, &grant.identity);
         if !path.exists() {
@@ -215,12 +215,6 @@ pub async fn provision(url: &str, auth: &BrokerAuth, directory: &Directory, ack_
     transport::provision(&js, &agencies, ack_wait).await
 }
 
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    Ok(())
-}
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};

@@ -11,13 +11,12 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Stdio,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use async_nats::jetstream::{self, stream};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::nats::ensure_installed;
 
@@ -127,7 +126,7 @@ impl NatsCluster {
         let (mut specs, mut taken) = (Vec::new(), Vec::new());
         for i in 1..=nodes {
             let home = dir.join(format!("hub-{i}"));
-            create_private_dir(&home)?;
+            crate::nats::create_private_dir(&home)?;
             specs.push(NodeSpec {
                 name: format!("hub-{i}"),
                 host: "127.0.0.1".into(),
@@ -143,7 +142,7 @@ impl NatsCluster {
             let routes: Vec<String> = specs.iter().filter(|s| s.name != spec.name).map(NodeSpec::route_url).collect();
             let conf = spec.store_dir.join("node.conf");
             std::fs::write(&conf, cluster_node_config(CLUSTER_NAME, spec, &routes, extra_conf)).with_context(|| format!("writing {}", conf.display()))?;
-            let child = spawn(&cluster.binary, &conf, spec)?;
+            let child = crate::nats::spawn_server(&cluster.binary, &conf, None).with_context(|| format!("starting node {}", spec.name))?;
             cluster.nodes.push(Node { spec: spec.clone(), conf, child: Some(child) });
         }
         for node in 0..nodes {
@@ -189,7 +188,7 @@ impl NatsCluster {
     pub async fn restart(&mut self, node: usize) -> anyhow::Result<()> {
         let n = &mut self.nodes[node];
         anyhow::ensure!(n.child.is_none(), "{} is still running", n.spec.name);
-        n.child = Some(spawn(&self.binary, &n.conf, &n.spec)?);
+        n.child = Some(crate::nats::spawn_server(&self.binary, &n.conf, None).with_context(|| format!("restarting node {}", n.spec.name))?);
         self.wait_healthy(node).await
     }
 
@@ -255,28 +254,6 @@ fn log_tail(spec: &NodeSpec) -> String {
     format!("; its log {} ends:\n{}", log.display(), lines[lines.len().saturating_sub(5)..].join("\n"))
 }
 
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    // The store holds every clear header and ciphertext: readable by this user only.
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    Ok(())
-}
-
-fn spawn(binary: &Path, conf: &Path, spec: &NodeSpec) -> anyhow::Result<Child> {
-    Command::new(binary)
-        .arg("-c")
-        .arg(conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        // Its own process group: Ctrl-C in the terminal reaches `hub`, which stops the
-        // services first and the brokers last.
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("starting {} for {}", binary.display(), spec.name))
-}
 
 /// Every stream of the partnership, with `replicas` copies: the hub's stream, the consent
 /// bucket's and the audit service's checkpoints. What an operator provisions before any

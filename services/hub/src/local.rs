@@ -118,9 +118,12 @@ impl LocalHub {
         let shutdown = CancellationToken::new();
         // The stream and the audit consumer exist before any agency publishes, so the ledger
         // misses nothing even on the first start.
-        if nats.is_none() && crate::broker::seed_path(&options.data, crate::broker::ADMIN).exists() {
-            // A broker run elsewhere, whose administrator's credentials are here: provision it.
-            crate::broker::provision(&nats_url, &crate::broker::auth(&options.data, crate::broker::ADMIN), &directory, options.ack_wait.unwrap_or(Duration::from_secs(10))).await?;
+        if nats.is_none() && cluster.is_none() {
+            // A broker run elsewhere: provisioned as its administrator (with `DIR/broker/admin.nk`
+            // when there; a broker without authorization, as on a developer's machine, needs none).
+            crate::broker::provision(&nats_url, &crate::broker::auth(&options.data, crate::broker::ADMIN), &directory, options.ack_wait.unwrap_or(Duration::from_secs(10)))
+                .await
+                .context("provisioning the broker at NATS_URL as its administrator")?;
         }
         let mut audit_config = audit::Config::embedded(&options.data, &nats_url);
         audit_config.database_url = database_url(&options, "audit").await?;

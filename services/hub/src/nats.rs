@@ -84,7 +84,7 @@ impl NatsChild {
         create_private_dir(&store)?;
         let conf = runtime::transport::broker_dir(data).join("nats-server.conf");
         std::fs::write(&conf, crate::broker::local_server_config(data, &directory, port, &store)?)?;
-        let child = spawn(&binary, &conf, &store)?;
+        let child = spawn_server(&binary, &conf, Some(&store.join("nats-server.log")))?;
         let mut nats = NatsChild {
             child,
             url: format!("nats://127.0.0.1:{port}"),
@@ -139,7 +139,7 @@ impl NatsChild {
     /// Starts it again on the same port and store, and provisions what is missing (all of it
     /// when the store was lost).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.child = spawn(&self.binary, &self.conf, &self.store)?;
+        self.child = spawn_server(&self.binary, &self.conf, Some(&self.store.join("nats-server.log")))?;
         self.wait_ready().await
     }
 }
@@ -150,21 +150,24 @@ pub async fn connect_admin(url: &str, data: &Path) -> anyhow::Result<async_nats:
     runtime::transport::connect(url, crate::broker::ADMIN, &crate::broker::auth(data, crate::broker::ADMIN)).await
 }
 
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    // The store holds every clear header and ciphertext: readable by this user only.
+/// Creates `dir` (and its parents) readable by this user only: a broker's store holds every
+/// clear header and ciphertext, its credentials directory every identity's seed.
+pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     Ok(())
 }
 
-fn spawn(binary: &Path, conf: &Path, store: &Path) -> anyhow::Result<Child> {
-    let log = store.join("nats-server.log");
-    Command::new(binary)
-        .arg("-c")
-        .arg(conf)
-        .arg("-l")
-        .arg(&log)
+/// Starts nats-server on the configuration file `conf`, logging to `log` when given (else
+/// where the configuration says).
+pub(crate) fn spawn_server(binary: &Path, conf: &Path, log: Option<&Path>) -> anyhow::Result<Child> {
+    let mut command = Command::new(binary);
+    command.arg("-c").arg(conf);
+    if let Some(log) = log {
+        command.arg("-l").arg(log);
+    }
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -173,5 +176,5 @@ fn spawn(binary: &Path, conf: &Path, store: &Path) -> anyhow::Result<Child> {
         // services first and the broker last.
         .process_group(0)
         .spawn()
-        .with_context(|| format!("starting {}", binary.display()))
+        .with_context(|| format!("starting {} on {}", binary.display(), conf.display()))
 }

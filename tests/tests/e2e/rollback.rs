@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use isp::{Isp, Kind, Outgoing};
+use isp::{Isp, Kind};
 use prost::Message as _;
-use proto::v1::{Envelope, Header, Payload, ReferralAck, payload::Body};
+use proto::v1::{Envelope, Header};
 use tests::{Backend, Partnership, eventually};
 
 const HOUSING: &str = "housing-northbridge";
@@ -16,20 +16,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A receipt from housing to the IDVA, sealed and signed by `isp` now.
 fn sealed_ack(isp: &Isp) -> anyhow::Result<Vec<u8>> {
-    let out = Outgoing {
-        recipient: IDVA.into(),
-        kind: Kind::ReferralAck,
-        purpose: "case-coordination".into(),
-        lawful_basis: "uk-gdpr-6-1-e".into(),
-        consent: None,
-        risk: Default::default(),
-        subject_ref: String::new(),
-        case_ref: "HSG-R-1".into(),
-        in_reply_to: String::new(),
-        justification: None,
-        payload: Payload { body: Some(Body::ReferralAck(ReferralAck { envelope_id: "earlier".into(), status: 1, staff_id: String::new(), reason: String::new(), outcome: String::new() })) },
-    };
-    Ok(isp.seal(&out, None)?.envelope)
+    tests::sealed_ack(isp, IDVA, "HSG-R-1")
 }
 
 /// A signed file and its signature, as they are on disk.

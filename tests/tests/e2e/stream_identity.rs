@@ -13,9 +13,9 @@ use std::{
 
 use async_nats::jetstream;
 use ed25519_dalek::Signer as _;
-use isp::{Isp, Kind, Outgoing};
+use isp::{Isp, Kind};
 use prost::Message as _;
-use proto::v1::{Envelope, Header, Payload, ReferralAck, payload::Body};
+use proto::v1::{Envelope, Header};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use tests::{Backend, Partnership, eventually, files_containing, inbox_counts, send_referrals};
@@ -71,16 +71,7 @@ async fn a_recreated_stream_is_read_from_its_start_on_postgres() -> anyhow::Resu
 /// A receipt from housing to the IDVA, sealed by `isp`, its header then given `created_at_ms`
 /// and signed again with `isp`'s signing key (what the holder of that key can make).
 fn ack_created_at(isp: &Isp, created_at_ms: i64) -> anyhow::Result<Vec<u8>> {
-    let out = Outgoing {
-        recipient: IDVA.into(),
-        kind: Kind::ReferralAck,
-        purpose: "case-coordination".into(),
-        lawful_basis: "uk-gdpr-6-1-e".into(),
-        case_ref: "HSG-S-1".into(),
-        payload: Payload { body: Some(Body::ReferralAck(ReferralAck { envelope_id: "earlier".into(), status: 1, ..Default::default() })) },
-        ..Default::default()
-    };
-    let mut envelope = Envelope::decode(isp.seal(&out, None)?.envelope.as_slice())?;
+    let mut envelope = Envelope::decode(tests::sealed_ack(isp, IDVA, "HSG-S-1")?.as_slice())?;
     let mut header = Header::decode(envelope.header.as_slice())?;
     header.created_at_ms = created_at_ms;
     envelope.header = header.encode_to_vec();
