@@ -195,6 +195,8 @@ struct Ctx {
     ig_keys: Option<Arc<isp::AgencyKeys>>,
     /// The partnership's policy file (which roles hold the subject-ref key).
     policy_path: std::path::PathBuf,
+    /// Its broker connection (whether it is up, for `GET /ready`).
+    broker: async_nats::Client,
 }
 
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<runtime::Running> {
@@ -221,7 +223,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         }
     };
     let policy_path = config.directory_path.with_file_name("policy.toml");
-    let ctx = Ctx { pool, directory: Arc::new(arc_swap::ArcSwap::new(directory)), files_refused: Default::default(), ig_keys, policy_path };
+    let ctx = Ctx { pool, directory: Arc::new(arc_swap::ArcSwap::new(directory)), files_refused: Default::default(), ig_keys, policy_path, broker: js.client() };
     let access = Arc::new(AccessLog { pool: ctx.pool.clone(), js: js.clone(), keys: ctx.ig_keys.clone() });
     // Its staff are the IG office's.
     let mut gate = runtime::auth::Gate::new(ig.as_deref().unwrap_or("audit"), ctx.pool.clone(), &[RULES], access);
@@ -230,6 +232,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
     let router = Router::new()
         .route("/health", get(|State(ctx): State<Ctx>| async move { Json(json!({"service": "audit", "directory": ctx.directory.load().digest(), "files_refused": ctx.files_refused.load().as_deref().cloned(), "status": "ok"})) }))
+        .route("/ready", get(|State(ctx): State<Ctx>| async move { runtime::api::readiness(&ctx.pool, &ctx.broker).await }))
         .route("/ledger", get(ledger_entries))
         .route("/verify", get(verify))
         .route("/checkpoints", get(list_checkpoints))

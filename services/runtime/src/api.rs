@@ -323,6 +323,7 @@ pub fn outgoing(protocol: &isp::Isp, request: SendRequest) -> Result<Outgoing, A
 pub fn router(service_routes: Router<Ctx>) -> Router<Ctx> {
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/disclosures", post(send).get(list_sent))
         .route("/disclosures/{id}", get(get_sent))
         .route("/disclosures/{id}/revoke", post(crate::receipts::revoke))
@@ -344,6 +345,23 @@ async fn health(State(ctx): State<Ctx>) -> Json<Value> {
     };
     Json(json!({"agency": ctx.agency(), "role": isp.role, "policy_version": isp.policy.version, "directory": isp.directory.digest(),
         "signing_key_id": isp.keys.signing_key_id(), "broker": broker, "files_refused": ctx.files_refused.load().as_deref().cloned(), "status": "ok"}))
+}
+
+/// `GET /ready`: whether the service can do its work now, for a load balancer's or an
+/// orchestrator's readiness probe (`/health` says it is alive): 200 when its database answers
+/// and the broker is connected, else 503 naming what is not. No login, like `/health`: it
+/// says nothing but those two facts.
+async fn ready(State(ctx): State<Ctx>) -> (StatusCode, Json<Value>) {
+    readiness(&ctx.pool, &ctx.jetstream.client()).await
+}
+
+/// The readiness answer of a service with this database and broker client (the agency
+/// services' `GET /ready`, and the audit service's).
+pub async fn readiness(pool: &sqlx::AnyPool, broker: &async_nats::Client) -> (StatusCode, Json<Value>) {
+    let database = matches!(tokio::time::timeout(std::time::Duration::from_secs(2), sqlx::query("SELECT 1").execute(pool)).await, Ok(Ok(_)));
+    let broker = broker.connection_state() == async_nats::connection::State::Connected;
+    let status = if database && broker { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({"ready": database && broker, "database": database, "broker": broker})))
 }
 
 /// `POST /disclosures`; with an `Idempotency-Key`, a retry gets the first answer.

@@ -254,7 +254,7 @@ fn limited(app: Router, limits: Limits) -> BoxCloneSyncService<Request<Incoming>
     let health_first = tower::service_fn(move |request: Request<tower_http::body::Limited<Incoming>>| {
         let (app, capped, bodies) = (app.clone(), capped.clone(), bodies.clone());
         async move {
-            if request.uri().path() == "/health" {
+            if matches!(request.uri().path(), "/health" | "/ready") {
                 return app.oneshot(request).await;
             }
             // Requests without a body (reads) take none of the budget, so never queue behind sends.

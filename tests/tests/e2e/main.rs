@@ -22,6 +22,7 @@ mod paging;
 mod panics;
 mod policy;
 mod pseudonyms;
+mod ready;
 mod receipts;
 mod roles;
 mod rollback;

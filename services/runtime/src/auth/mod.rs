@@ -184,6 +184,7 @@ const ADMIN_AND_IG: &[Role] = &[AgencyAdmin, IgLead];
 /// The login routes every service has.
 pub const LOGIN: &[Rule] = &[
     rule("GET", "/health", Allow::Public),
+    rule("GET", "/ready", Allow::Public),
     rule("GET", "/openapi.json", Allow::AnyStaff),
     rule("POST", "/login", Allow::Public),
     rule("GET", "/login/oidc", Allow::Public),
