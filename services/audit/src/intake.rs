@@ -107,13 +107,15 @@ impl<M> Plan<'_, M> {
 }
 
 /// Places a fetched batch after `before`, given the stream's state. `read` gives a message's
-/// subject, body and stream position (None when it cannot be read).
+/// subject, body and stream position (None when it cannot be read); `broker_ms` the broker's
+/// timestamp of it, when known (what its signing key is judged at).
 pub fn plan<'m, M>(
     directory: &Directory,
     before: &Intake,
     stream: &StreamState,
     batch: &'m [M],
     read: impl Fn(&M) -> (&str, &[u8], Option<u64>),
+    broker_ms: impl Fn(&M) -> Option<i64>,
     now_ms: i64,
 ) -> Plan<'m, M> {
     let mut p = Plan { entries: Vec::new(), intake: before.clone(), recorded: Vec::new(), later: Vec::new(), unplaced: 0, needs_detail: false };
@@ -155,7 +157,8 @@ pub fn plan<'m, M>(
         let (subject, body, _) = read(m);
         // A message that makes classification panic must not stop the ledger (it would be
         // redelivered into the same panic): it is recorded as unverifiable.
-        let entry = std::panic::catch_unwind(|| ledger::classify(directory, subject, body, seq))
+        let at = broker_ms(m);
+        let entry = std::panic::catch_unwind(|| ledger::classify_at(directory, subject, body, seq, at))
             .unwrap_or_else(|_| ledger::unclassifiable(subject, body, seq, "audit_panic"));
         if entry.entry_type == EntryType::UNVERIFIABLE {
             absorb(&mut p, subject, &entry.reason, body, seq, now_ms);
@@ -359,7 +362,7 @@ mod tests {
         // may yet be filled, and one without a stream position.
         let batch = junk(&subject, [Some(7), Some(5), Some(3), Some(9), None, Some(6)]);
         let before = Intake { epoch: 10, seq: 4, pending: BTreeMap::new() };
-        let p = plan(&directory, &before, &stream(10, 1, Some(&[])), &batch, read, 1_000);
+        let p = plan(&directory, &before, &stream(10, 1, Some(&[])), &batch, read, |_| None, 1_000);
         assert!(p.entries.is_empty(), "unverifiable messages wait in an aggregate: {:?}", p.entries);
         let a = &p.intake.pending[&(subject.clone(), "malformed".to_owned())];
         assert_eq!((a.first_seq, a.last_seq, a.messages), (5, 7, 3));
@@ -376,26 +379,26 @@ mod tests {
         let other = transport::message_subject("housing-p", "ig-p", isp::Kind::MaracReferral);
         let mut batch = junk(&subject, (1..=AGGREGATE_MAX_MESSAGES as u64 - 1).map(Some));
         batch.extend(junk(&other, [Some(AGGREGATE_MAX_MESSAGES as u64)]));
-        let p = plan(&directory, &Intake::default(), &stream(10, 1, None), &batch, read, 1_000);
+        let p = plan(&directory, &Intake::default(), &stream(10, 1, None), &batch, read, |_| None, 1_000);
         assert!(p.entries.is_empty());
         assert_eq!(p.intake.pending.len(), 2);
         // One more: the first aggregate is full, and both are written, in stream order.
         let more = junk(&subject, [Some(AGGREGATE_MAX_MESSAGES as u64 + 1)]);
-        let q = plan(&directory, &p.intake, &stream(10, 1, None), &more, read, 2_000);
+        let q = plan(&directory, &p.intake, &stream(10, 1, None), &more, read, |_| None, 2_000);
         let got: Vec<_> = q.entries.iter().map(|e| (e.subject.as_str(), e.stream_first, e.stream_seq, e.message_count)).collect();
         assert_eq!(got, [(other.as_str(), 1000, 1000, 1), (subject.as_str(), 1, 1001, 1000)]);
         assert!(q.entries.iter().all(|e| e.entry_type == EntryType::UNVERIFIABLE && e.signed.len() == 32 && e.stream_epoch == 10));
         assert!(q.intake.pending.is_empty());
         // A lone junk message waits until it is a minute old.
         let lone = junk(&subject, [Some(1002)]);
-        let r = plan(&directory, &q.intake, &stream(10, 1, None), &lone, read, 3_000);
+        let r = plan(&directory, &q.intake, &stream(10, 1, None), &lone, read, |_| None, 3_000);
         assert!(r.entries.is_empty());
-        let s = plan(&directory, &r.intake, &stream(10, 1, None), &[] as &[Msg], read, 3_000 + AGGREGATE_MAX_AGE_MS);
+        let s = plan(&directory, &r.intake, &stream(10, 1, None), &[] as &[Msg], read, |_| None, 3_000 + AGGREGATE_MAX_AGE_MS);
         assert_eq!(s.entries.iter().map(|e| (e.stream_seq, e.message_count)).collect::<Vec<_>>(), [(1002, 1)]);
         // The digest covers the bodies: another body, another digest.
         let mut changed = junk(&subject, [Some(1002)]);
         changed[0].1.push(b'!');
-        let r2 = plan(&directory, &q.intake, &stream(10, 1, None), &changed, read, 3_000);
+        let r2 = plan(&directory, &q.intake, &stream(10, 1, None), &changed, read, |_| None, 3_000);
         let key = (subject.clone(), "malformed".to_owned());
         assert_ne!(r.intake.pending[&key].digest, r2.intake.pending[&key].digest);
     }
@@ -406,24 +409,24 @@ mod tests {
         let before = Intake { epoch: 10, seq: 4, pending: BTreeMap::new() };
         // 5 to 7 deleted from the middle: unknown until the deleted positions are listed.
         let batch = junk(&subject, [Some(8)]);
-        let p = plan(&directory, &before, &stream(10, 1, None), &batch, read, 1_000);
+        let p = plan(&directory, &before, &stream(10, 1, None), &batch, read, |_| None, 1_000);
         assert!(p.needs_detail && p.entries.is_empty() && p.later.len() == 1);
-        let p = plan(&directory, &before, &stream(10, 1, Some(&[5, 6, 7])), &batch, read, 1_000);
+        let p = plan(&directory, &before, &stream(10, 1, Some(&[5, 6, 7])), &batch, read, |_| None, 1_000);
         let gap = &p.entries[0];
         assert_eq!((gap.entry_type.as_str(), gap.stream_first, gap.stream_seq, gap.message_count), (EntryType::STREAM_GAP, 5, 7, 3));
         assert_eq!(p.intake.seq, 8);
         // Only 5 and 7 deleted: 6 may still come, so 8 waits.
-        let p = plan(&directory, &before, &stream(10, 1, Some(&[5, 7])), &batch, read, 1_000);
+        let p = plan(&directory, &before, &stream(10, 1, Some(&[5, 7])), &batch, read, |_| None, 1_000);
         assert!(p.entries.is_empty() && p.later.len() == 1);
         // The stream's head moved past the ledger (old messages dropped): a gap, even with no message.
-        let p = plan(&directory, &before, &stream(10, 9, None), &[] as &[Msg], read, 1_000);
+        let p = plan(&directory, &before, &stream(10, 9, None), &[] as &[Msg], read, |_| None, 1_000);
         assert_eq!(p.entries.iter().map(|e| (e.entry_type.as_str(), e.stream_first, e.stream_seq)).collect::<Vec<_>>(), [(EntryType::STREAM_GAP, 5, 8)]);
         // Another incarnation: pending junk of the old one written out, a reset, then the new
         // stream from position 1.
         let mut with_pending = before.clone();
         with_pending.pending.insert((subject.clone(), "malformed".into()), Aggregate { epoch: 10, first_seq: 3, last_seq: 4, messages: 2, digest: vec![0; 32], first_at_ms: 0 });
         let batch = junk(&subject, [Some(1), Some(2)]);
-        let p = plan(&directory, &with_pending, &stream(20, 1, None), &batch, read, 1_000);
+        let p = plan(&directory, &with_pending, &stream(20, 1, None), &batch, read, |_| None, 1_000);
         let got: Vec<_> = p.entries.iter().map(|e| (e.entry_type.as_str(), e.stream_epoch, e.stream_seq)).collect();
         assert_eq!(got, [(EntryType::UNVERIFIABLE, 10, 4), (EntryType::STREAM_RESET, 20, 0)]);
         assert_eq!((p.intake.epoch, p.intake.seq, p.recorded.len()), (20, 2, 2), "nothing of the new stream is skipped as taken");

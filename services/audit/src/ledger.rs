@@ -191,9 +191,20 @@ impl Entry {
 /// Turns one stream message into an entry (without seq and hashes). Every message becomes an
 /// entry, including ones that fail verification: those are recorded as `unverifiable`.
 pub fn classify(directory: &Directory, subject: &str, body: &[u8], stream_seq: u64) -> Entry {
+    classify_at(directory, subject, body, stream_seq, None)
+}
+
+/// As [`classify`], with an envelope's signing key judged at `broker_ms`, the broker's own
+/// timestamp of the message, when known (as its recipient judges it, [`isp::Isp::open_at`]):
+/// a backdated envelope signed with a retired key is unverifiable here too, not a disclosure.
+pub fn classify_at(directory: &Directory, subject: &str, body: &[u8], stream_seq: u64, broker_ms: Option<i64>) -> Entry {
     let mut e = Entry { stream_seq: stream_seq as i64, recorded_at_ms: isp::now_ms(), ..Default::default() };
     if transport::parse_message_subject(subject).is_some() {
-        match seal::verify_envelope(directory, body) {
+        let verified = match broker_ms {
+            Some(at) => seal::verify_envelope_at(directory, body, at),
+            None => seal::verify_envelope(directory, body),
+        };
+        match verified {
             Ok((h, envelope)) => {
                 let signed = Envelope { header: envelope.header, sealed_payload: Vec::new(), signature: envelope.signature }.encode_to_vec();
                 let mut d = Entry { recorded_at_ms: e.recorded_at_ms, ..disclosure_entry(&h, signed, e.stream_seq) };

@@ -411,15 +411,18 @@ async fn take(ctx: &Ctx, js: &async_nats::jetstream::Context, stream: intake::St
     fn read(m: &async_nats::jetstream::Message) -> (&str, &[u8], Option<u64>) {
         (m.subject.as_str(), &m.payload[..], m.info().ok().map(|i| i.stream_sequence))
     }
+    fn broker_ms(m: &async_nats::jetstream::Message) -> Option<i64> {
+        m.info().ok().and_then(|i| i64::try_from(i.published.unix_timestamp_nanos() / 1_000_000).ok())
+    }
     let before = intake::load(&ctx.pool).await?;
     let directory = ctx.directory.load_full();
     let now = isp::now_ms();
-    let mut plan = intake::plan(&directory, &before, &stream, received, read, now);
+    let mut plan = intake::plan(&directory, &before, &stream, received, read, broker_ms, now);
     if plan.needs_detail {
         // Messages after a gap: a gap the stream itself has (positions deleted from it) is no
         // message to wait for.
         match stream_state(js, true).await {
-            Ok(detailed) if detailed.epoch == stream.epoch => plan = intake::plan(&directory, &before, &detailed, received, read, now),
+            Ok(detailed) if detailed.epoch == stream.epoch => plan = intake::plan(&directory, &before, &detailed, received, read, broker_ms, now),
             Ok(_) => return Ok(()),
             Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot list the positions deleted from the stream"),
         }

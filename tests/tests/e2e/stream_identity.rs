@@ -129,6 +129,15 @@ async fn envelopes_are_judged_at_the_brokers_time() -> anyhow::Result<()> {
     let inbox = p.get(IDVA, "/inbox").await?;
     let stored: Vec<&str> = inbox.as_array().unwrap().iter().map(|e| e["envelope_id"].as_str().unwrap()).collect();
     assert_eq!(stored, vec![normal.as_str()], "only the normal referral is in the inbox");
+    // The ledger judges the retired key at the broker's time too: no disclosure of it.
+    let retired_id = envelope_id(&retired);
+    let ledger = eventually("the normal referral on the ledger", Duration::from_secs(30), || async {
+        let l = p.ledger().await?;
+        Ok(l.iter().any(|e| e["entry_id"] == normal.as_str()).then_some(l))
+    })
+    .await?;
+    assert!(!ledger.iter().any(|e| e["entry_id"] == retired_id.as_str() && e["entry_type"] == "disclosure"), "the backdated envelope by a retired key is a disclosure on the ledger");
+    assert!(ledger.iter().any(|e| e["entry_type"] == "unverifiable"), "it is counted as unverifiable");
 
     // The quarantine keeps the body's digest, length and first 64 bytes, not the body.
     for (q, body) in quarantined.iter().zip([&backdated, &retired]) {
