@@ -12,12 +12,14 @@
 //! - [`limits_bench`]: `hub bench limits`, what slow and large clients cost one service.
 //! - [`flood_bench`]: `hub bench flood`, what a flood of junk costs the ledger.
 //! - [`processes`]: a `hub serve` child process: started, killed as a crash would, restarted.
+//! - [`backup`]: `hub backup` and `hub restore`, one service's database and files.
 //! - [`audit_cli`]: `hub audit verify|list|query|prove|verify-proof`.
 //! - [`demo`]: the scripted synthetic case, with the checks that it worked.
 //! - [`staff`]: `hub staff`, the demo staff and logged-in clients ([`staff::Logins`]).
 //! - [`ledger_pages`]: every entry of a ledger query, page by page, from the audit API.
 
 pub mod audit_cli;
+pub mod backup;
 pub mod bench;
 pub mod cluster;
 pub mod demo;

@@ -64,6 +64,33 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Copy one service's database (a consistent copy while it runs) and its own key file,
+    /// broker seed and the partnership's public files into a new owner-only directory.
+    Backup {
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
+        /// An agency id of the directory, or `audit` for the ledger.
+        #[arg(long)]
+        service: String,
+        /// The backup directory to create (it must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put a service's backup back, with the service stopped: its database, key file and
+    /// seed (0600); the partnership's public files only where missing.
+    Restore {
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
+        /// An agency id of the directory, or `audit` for the ledger.
+        #[arg(long)]
+        service: String,
+        /// A directory made by `hub backup`.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace a database that already holds rows.
+        #[arg(long)]
+        force: bool,
+    },
     /// Inspect and verify the disclosure ledger.
     Audit {
         #[command(subcommand)]
@@ -335,6 +362,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit { command } => hub::audit_cli::run(command, env_options).await,
+        Command::Backup { data, service, out } => {
+            let s = hub::backup::backup(&env_options(data), &service, &out).await?;
+            println!("backed up {service} ({} database and {}) into {}", s.engine, s.files.join(", "), out.display());
+            if !s.skipped.is_empty() {
+                println!("not there, so not backed up: {}", s.skipped.join(", "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { data, service, from, force } => {
+            let s = hub::backup::restore(&env_options(data.clone()), &service, &from, force).await?;
+            println!("restored {service} ({} database and {}) into {}", s.engine, s.files.join(", "), data.display());
+            if !s.skipped.is_empty() {
+                println!("kept as they are (already there): {}", s.skipped.join(", "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Staff { command } => staff(command).await,
         Command::Bench { what: None, args } => {
             runtime::telemetry::init_with_default("warn");
