@@ -123,7 +123,7 @@ async fn backup_and_restore(backend: Backend) {
     unique.dedup();
     assert_eq!(unique.len(), inbox_after.len(), "an envelope twice in the inbox");
     for (s, bytes) in secrets.iter().zip(&before) {
-        assert_eq!(&std::fs::read(data.join(s)).unwrap(), bytes, "{s} restored differently");
+        assert_eq!(&std::fs::read(data.join(s)).unwrap_or_else(|e| panic!("{s} not restored: {e}")), bytes, "{s} restored differently");
         assert_eq!(mode(&data.join(s)), 0o600, "{s} restored readable by others");
     }
     if let Backend::Sqlite = backend {
