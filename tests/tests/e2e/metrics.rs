@@ -6,7 +6,6 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use serde_json::Value;
 use tests::{Backend, Partnership, Role, eventually, send_referrals};
 
 const HOUSING: &str = "housing-northbridge";
