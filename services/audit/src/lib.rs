@@ -8,11 +8,12 @@
 //! event counts once, copies are replays or misroutes, unverifiable messages are aggregated,
 //! gaps and resets of the stream are recorded). Serves: `GET /ledger`,
 //! `GET /ledger?subject_ref=...`, `GET /verify` (with the stream's gaps and resets as
-//! alerts), `GET /health`.
+//! alerts), `GET /health`, `GET /metrics` (for Prometheus).
 
 pub mod checkpoints;
 pub mod intake;
 pub mod ledger;
+mod metrics;
 pub mod query;
 pub mod report;
 pub mod subject_access;
@@ -233,6 +234,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let router = Router::new()
         .route("/health", get(|State(ctx): State<Ctx>| async move { Json(json!({"service": "audit", "directory": ctx.directory.load().digest(), "files_refused": ctx.files_refused.load().as_deref().cloned(), "status": "ok"})) }))
         .route("/ready", get(|State(ctx): State<Ctx>| async move { runtime::api::readiness(&ctx.pool, &ctx.broker).await }))
+        .route("/metrics", get(metrics::handler))
         .route("/ledger", get(ledger_entries))
         .route("/verify", get(verify))
         .route("/checkpoints", get(list_checkpoints))
@@ -283,6 +285,7 @@ pub const RULES: &[Rule] = {
         logged("GET", "/proof/inclusion", Allow::Roles(IG)),
         rule("GET", "/proof/consistency", Allow::Roles(IG)),
         logged("GET", "/access-log", Allow::Roles(IG)),
+        rule("GET", "/metrics", Allow::Roles(IG)),
     ]
 };
 

@@ -324,6 +324,7 @@ pub fn router(service_routes: Router<Ctx>) -> Router<Ctx> {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(crate::metrics::handler))
         .route("/disclosures", post(send).get(list_sent))
         .route("/disclosures/{id}", get(get_sent))
         .route("/disclosures/{id}/revoke", post(crate::receipts::revoke))

@@ -379,8 +379,9 @@ async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::Tx, ready: &
     Ok(())
 }
 
-fn stored(opened: &Opened) {
+fn stored(ctx: &Ctx, opened: &Opened) {
     let h = &opened.header;
+    ctx.metrics.received.get_or_create(&crate::metrics::KindLabel { kind: kind::name(h.kind()) }).inc();
     tracing::info!(envelope_id = %h.envelope_id, kind = kind::name(h.kind()), sender = %h.sender,
         subject_ref = %h.subject_ref, rule = %h.policy_rule, "envelope received and stored");
 }
@@ -394,7 +395,7 @@ async fn receive<A: Agency>(ctx: &Ctx, agency: &A, subject: &str, body: &[u8], s
     store_in(ctx, agency, &mut tx, &[Ready { opened: &opened, body, stream, seq: d.seq, delivered: d.delivered }]).await?;
     tx.commit().await?;
     ctx.outbox_ready.notify_one();
-    stored(&opened);
+    stored(ctx, &opened);
     Ok(())
 }
 
@@ -472,7 +473,7 @@ async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, stream: StreamId, messa
         Ok(()) => {
             ctx.outbox_ready.notify_one();
             for (message, d, opened) in &ready {
-                stored(opened);
+                stored(ctx, opened);
                 ack(message, d.seq).await;
             }
         }
@@ -578,12 +579,14 @@ async fn quarantine(ctx: &Ctx, subject: &str, body: &[u8], stream: StreamId, seq
     .await?;
     if !report {
         tx.commit().await?;
+        ctx.metrics.quarantined.get_or_create(&crate::metrics::ReasonLabel { reason: error.code() }).inc();
         tracing::debug!(stream_seq = seq, reason = error.code(), "junk quarantined; the audit service's aggregate reports it");
         return Ok(());
     }
     outbox::enqueue(&mut tx, &event.event_id, &transport::event_subject(ctx.agency(), event_kind), &event_bytes).await?;
     tx.commit().await?;
     ctx.outbox_ready.notify_one();
+    ctx.metrics.quarantined.get_or_create(&crate::metrics::ReasonLabel { reason: error.code() }).inc();
     if error.is_violation() {
         tracing::error!(stream_seq = seq, reason = error.code(), claimed_sender = %event.counterpart, envelope_id = %event.envelope_id,
             "protocol VIOLATION: envelope quarantined and reported to the ledger");

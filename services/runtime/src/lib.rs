@@ -12,6 +12,8 @@
 //! - [`consent`]: consent records in the partnership's `hub-consent` bucket: record, read,
 //!   withdraw; looked up before every send, again before publishing, and on receipt.
 //! - [`telemetry`]: tracing set-up. Spans carry ids and kinds, never payload content.
+//! - [`metrics`]: `GET /metrics` for Prometheus: counters where things happen, gauges read
+//!   at scrape time; labels from small fixed sets only.
 //! - [`serve`]: the HTTP server, with limits on slow and large clients (header and request
 //!   timeouts, connection and concurrency caps, a body limit the broker can carry).
 //!
@@ -25,6 +27,7 @@ pub mod consent;
 pub mod db;
 pub mod idempotency;
 pub mod inbox;
+pub mod metrics;
 pub mod oidc;
 pub mod openapi;
 pub mod outbox;
@@ -66,6 +69,8 @@ pub struct Ctx {
     /// running on the last good ones (None once an acceptable set is in force); shown by
     /// `GET /health` so an operator sees a bad policy or directory at every service.
     pub files_refused: Arc<arc_swap::ArcSwapOption<policy_watch::Refusal>>,
+    /// What `GET /metrics` reports ([`metrics`]).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Ctx {
@@ -191,13 +196,15 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         outbox_ready: Arc::new(Notify::new()),
         sends,
         files_refused: Default::default(),
+        metrics: Arc::new(metrics::Metrics::new()),
     };
     let agency = Arc::new(agency);
     let mut gate = auth::Gate::new(ctx.agency(), ctx.pool.clone(), &[auth::GENERIC, agency.rules()], Arc::new(auth::access::Outboxed(ctx.clone())));
     if let Some(oidc) = &ctx.config.oidc {
         gate.oidc = Some(oidc::Oidc::discover(oidc.clone()).await.context("reaching the identity provider (HUB_OIDC_ISSUER)")?);
     }
-    let router = auth::protect(api::router(agency.routes().merge(witness::routes())).with_state(ctx.clone()), gate);
+    let router = auth::protect(api::router(agency.routes().merge(witness::routes())).with_state(ctx.clone()), gate)
+        .route_layer(axum::middleware::from_fn_with_state(ctx.metrics.clone(), metrics::track));
     let listener = tokio::net::TcpListener::bind(&ctx.config.http_addr)
         .await
         .with_context(|| format!("binding the HTTP API to {}", ctx.config.http_addr))?;

@@ -114,7 +114,10 @@ impl Ctx {
     pub async fn send_in(&self, tx: &mut Tx, out: &Outgoing) -> Result<SendOutcome, SendError> {
         let consent = self.consent_for_in(Some(&mut *tx), out.consent.as_ref()).await.map_err(|e| SendError::ConsentUnavailable(format!("{e:#}")))?;
         let sealed = self.isp().seal(out, consent.as_ref());
-        self.queue_many_in(tx, vec![(out, sealed)]).await?.pop().expect("one answer per send")
+        let result = self.queue_many_in(tx, vec![(out, sealed)]).await?.pop().expect("one answer per send");
+        // Counted once written to the caller's transaction (which commits it, as a rule).
+        self.metrics.count_send(out.kind, &result);
+        result
     }
 
     /// Writes what sealing decided for each send, in the caller's transaction: the envelopes
@@ -224,7 +227,8 @@ async fn send_batch(ctx: &Ctx, batch: Vec<Pending>) {
     match together.await {
         Ok(results) => {
             ctx.outbox_ready.notify_one();
-            for ((_, reply), result) in waiting.into_iter().zip(results) {
+            for ((out, reply), result) in waiting.into_iter().zip(results) {
+                ctx.metrics.count_send(out.kind, &result);
                 let _ = reply.send(result);
             }
         }

@@ -16,6 +16,7 @@ mod keys;
 mod ledger;
 mod ledger_counting;
 mod limits;
+mod metrics;
 mod oidc_login;
 mod oversize;
 mod paging;

@@ -208,6 +208,7 @@ pub const GENERIC: &[Rule] = &[
     rule("POST", "/consents/{id}/withdraw", Allow::Roles(CASEWORK)),
     rule("GET", "/witness", Allow::Roles(ADMIN_AND_IG)),
     logged("GET", "/access-log", Allow::Roles(ADMIN_AND_IG)),
+    rule("GET", "/metrics", Allow::Roles(&[AgencyAdmin, IgLead])),
 ];
 
 /// The logged-in staff member a request acts for.
