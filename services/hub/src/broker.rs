@@ -68,8 +68,6 @@ pub fn agency_grant(agency: &str) -> Grant {
             format!("$JS.ACK.{STREAM}.{consumer}.>"),
             format!("$JS.API.DIRECT.GET.KV_{CONSENT_BUCKET}"),
             format!("$JS.API.DIRECT.GET.KV_{CONSENT_BUCKET}.>"),
-            format!("$JS.API.STREAM.INFO.{CHECKPOINT_STREAM}"),
-            format!("$JS.API.STREAM.MSG.GET.{CHECKPOINT_STREAM}"),
             format!("$JS.API.DIRECT.GET.{CHECKPOINT_STREAM}"),
             format!("$JS.API.DIRECT.GET.{CHECKPOINT_STREAM}.>"),
             CONSISTENCY_SUBJECT.to_owned(),
@@ -80,7 +78,7 @@ pub fn agency_grant(agency: &str) -> Grant {
 }
 
 /// The rights of the audit service: read everything on the stream through its own consumer
-/// (and the stream's state, to notice gaps and resets), publish checkpoints and the IG
+/// (and the stream's state, to notice gaps and resets; not its messages one by one), publish checkpoints and the IG
 /// office's `accessed` events (reads of the ledger), answer consistency-proof requests.
 pub fn audit_grant(directory: &Directory) -> Grant {
     let mut publish = vec![
@@ -88,8 +86,6 @@ pub fn audit_grant(directory: &Directory) -> Grant {
         format!("$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{AUDIT_CONSUMER}"),
         format!("$JS.ACK.{STREAM}.{AUDIT_CONSUMER}.>"),
         format!("$JS.API.STREAM.INFO.{STREAM}"),
-        format!("$JS.API.STREAM.MSG.GET.{STREAM}"),
-        format!("$JS.API.STREAM.INFO.{CHECKPOINT_STREAM}"),
         CHECKPOINT_SUBJECT.to_owned(),
     ];
     for ig in directory.with_role(Role::Ig) {

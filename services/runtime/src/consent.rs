@@ -166,14 +166,24 @@ async fn remember(conn: Option<&mut sqlx::AnyConnection>, pool: &sqlx::AnyPool, 
 /// each of its own records (and once at start).
 pub const REPUBLISH_EVERY: Duration = Duration::from_secs(30);
 
+/// How many of its own records an agency checks in one pass: an agency with thousands of
+/// records checks them in turn (the next pass goes on after the last key checked), so a pass
+/// costs the broker at most this many direct gets.
+pub const REPUBLISH_PER_PASS: i64 = 256;
+
 /// Republishes this agency's own records the bucket has lost (purged by the broker's
 /// operator, or pushed out of the key's history) or holds behind the owner's latest (an old
-/// revision republished over it), every [`REPUBLISH_EVERY`] and at start.
+/// revision republished over it), every [`REPUBLISH_EVERY`] and at start, up to
+/// [`REPUBLISH_PER_PASS`] records a pass, in key order, round and round.
 pub async fn republish_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut after = String::new();
     loop {
-        match republish_missing(&ctx).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(records = n, "own consent records missing from the partnership's bucket, or behind there: republished"),
+        match republish_missing(&ctx, &after, REPUBLISH_PER_PASS).await {
+            Ok((0, next)) => after = next,
+            Ok((n, next)) => {
+                tracing::warn!(records = n, "own consent records missing from the partnership's bucket, or behind there: republished");
+                after = next;
+            }
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not check the consent bucket; checking again later"),
         }
         tokio::select! {
@@ -185,21 +195,29 @@ pub async fn republish_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Re
 
 /// One pass of [`republish_loop`]: queues the owner's latest revision, through the outbox
 /// (as [`put`] does), of every own record whose key the bucket lacks or whose latest value
-/// there is not a revision as recent, signed by this agency. Returns how many it queued.
-pub async fn republish_missing(ctx: &Ctx) -> anyhow::Result<usize> {
+/// there is not a revision as recent, signed by this agency, among at most `limit` records
+/// whose keys come after `after` (from the first when none do). Returns how many it queued
+/// and the key to go on after next time ("" to start again).
+pub async fn republish_missing(ctx: &Ctx, after: &str, limit: i64) -> anyhow::Result<(usize, String)> {
     let latest: Vec<(String, i64, String, Vec<u8>)> = sqlx::query_as(
         "SELECT c.record_key, c.revision, c.consent_id, c.value FROM consents c \
-         JOIN (SELECT record_key, MAX(revision) AS revision FROM consents GROUP BY record_key) m \
-         ON c.record_key = m.record_key AND c.revision = m.revision",
+         JOIN (SELECT record_key, MAX(revision) AS revision FROM consents WHERE record_key > $1 GROUP BY record_key ORDER BY record_key LIMIT $2) m \
+         ON c.record_key = m.record_key AND c.revision = m.revision ORDER BY c.record_key",
     )
+    .bind(after)
+    .bind(limit)
     .fetch_all(&ctx.pool)
     .await?;
+    let next = match latest.last() {
+        Some((key, ..)) if latest.len() as i64 == limit => key.clone(),
+        _ => String::new(),
+    };
     if latest.is_empty() {
-        return Ok(0);
+        return Ok((0, next));
     }
     // A revision still waiting in the outbox is on its way already.
     let waiting: std::collections::HashSet<String> =
-        sqlx::query_as::<_, (String,)>("SELECT subject FROM outbox WHERE subject LIKE '$KV.%' AND published_at_ms IS NULL AND stopped_at_ms IS NULL")
+        sqlx::query_as::<_, (String,)>("SELECT subject FROM outbox WHERE subject LIKE '$KV.%' AND published_at_ms IS NULL AND stopped_at_ms IS NULL AND set_aside_at_ms IS NULL")
             .fetch_all(&ctx.pool)
             .await?
             .into_iter()
@@ -230,7 +248,7 @@ pub async fn republish_missing(ctx: &Ctx) -> anyhow::Result<usize> {
         due.extend(check?);
     }
     if due.is_empty() {
-        return Ok(0);
+        return Ok((0, next));
     }
     let mut tx = ctx.pool.begin().await?;
     for (subject, value) in &due {
@@ -238,7 +256,7 @@ pub async fn republish_missing(ctx: &Ctx) -> anyhow::Result<usize> {
     }
     tx.commit().await?;
     ctx.outbox_ready.notify_one();
-    Ok(due.len())
+    Ok((due.len(), next))
 }
 
 /// Consent records read once per batch: the sends, publishes or deliveries handled together

@@ -186,8 +186,9 @@ async fn outbox_backlog(pool: &sqlx::AnyPool) -> Result<(i64, f64), sqlx::Error>
 async fn consumer_pending(ctx: &Ctx) -> f64 {
     let name = transport::agency_consumer_name(ctx.agency());
     let ask = async {
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer = ctx.jetstream.get_consumer_from_stream(&name, transport::STREAM).await?;
-        anyhow::Ok(consumer.info().await?.num_pending)
+        // Looking the consumer up brings its info: one request to the broker.
+        let consumer: async_nats::jetstream::consumer::PullConsumer = ctx.jetstream.get_consumer_from_stream(&name, transport::STREAM).await?;
+        anyhow::Ok(consumer.cached_info().num_pending)
     };
     match tokio::time::timeout(std::time::Duration::from_secs(2), ask).await {
         Ok(Ok(pending)) => pending as f64,
