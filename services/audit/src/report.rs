@@ -182,7 +182,9 @@ fn bars(title: &str, rows: &[(String, f64)], unit: &str, colour: &str) -> String
         return format!("<h2>{}</h2><p class=none>None in this period.</p>", esc(title));
     }
     let max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1e-9);
-    let (label_w, bar_w, row_h) = (330.0, 420.0, 26.0);
+    // Wide enough for the longest flow label ("housing-northbridge → marac-northbridge
+    // (marac.research_response)") at 13 px.
+    let (label_w, bar_w, row_h) = (500.0, 340.0, 26.0);
     let mut svg = format!(
         "<svg role=img aria-label=\"{}\" width=\"{}\" height=\"{}\" xmlns=\"http://www.w3.org/2000/svg\">",
         esc(title),
@@ -193,8 +195,8 @@ fn bars(title: &str, rows: &[(String, f64)], unit: &str, colour: &str) -> String
         let y = i as f64 * row_h + 4.0;
         let w = (value / max * bar_w).max(1.0);
         svg.push_str(&format!(
-            "<text x=\"{}\" y=\"{}\" text-anchor=end font-size=13>{}</text><rect x=\"{}\" y=\"{y}\" width=\"{w:.1}\" height=\"{}\" fill=\"{colour}\" rx=3/>\
-             <text x=\"{}\" y=\"{}\" font-size=13>{}{unit}</text>",
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"13\">{}</text><rect x=\"{}\" y=\"{y}\" width=\"{w:.1}\" height=\"{}\" fill=\"{colour}\" rx=\"3\"/>\
+             <text x=\"{}\" y=\"{}\" font-size=\"13\">{}{unit}</text>",
             label_w - 8.0,
             y + 15.0,
             esc(label),
@@ -202,7 +204,8 @@ fn bars(title: &str, rows: &[(String, f64)], unit: &str, colour: &str) -> String
             row_h - 8.0,
             label_w + w + 6.0,
             y + 15.0,
-            if value.fract() == 0.0 { format!("{value:.0}") } else { format!("{value:.1}") }
+            // A fraction under a tenth keeps its first digits (0.004 h, not 0.0 h).
+            if value.fract() == 0.0 { format!("{value:.0}") } else if *value < 0.1 { format!("{value:.3}") } else { format!("{value:.1}") }
         ));
     }
     svg.push_str("</svg>");
