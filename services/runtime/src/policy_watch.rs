@@ -63,6 +63,8 @@ pub async fn take_up_at_start(pool: &AnyPool, config: &crate::Config, signatures
 }
 
 const EVERY: Duration = Duration::from_secs(2);
+/// How soon refused files are tried again although they did not change.
+const RETRY_REFUSED: Duration = Duration::from_secs(10);
 
 /// Partnership files on disk that were refused: why (the innermost reason, e.g. "the policy
 /// file changed after it was signed"; no content of the files) and when.
@@ -81,7 +83,11 @@ pub async fn watch_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Result
             _ = shutdown.cancelled() => return Ok(()),
         }
         let now = fingerprint(&ctx);
-        if now == seen {
+        // Files refused are tried again every RETRY_REFUSED even when unchanged: a refusal may
+        // have been transient (the database busy while the sequence was checked, files read
+        // half-written), and the service must not keep its old files for good because of it.
+        let retry = ctx.files_refused.load().as_ref().is_some_and(|r| isp::now_ms() - r.at_ms >= RETRY_REFUSED.as_millis() as i64);
+        if now == seen && !retry {
             continue;
         }
         seen = now;
