@@ -556,7 +556,13 @@ async fn drop_databases(server: &str, prefix: &str) {
 pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
     let mut options = bench_options(&data, std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()).as_deref(), "hub");
     options.database_prefix = std::env::var("DATABASE_PREFIX").ok().filter(|v| !v.is_empty());
-    let nats_url = std::env::var("NATS_URL").context("hub serve needs NATS_URL")?;
+    // NATS_URL, else the broker's address `hub agency join` kept.
+    let nats_url = match std::env::var("NATS_URL").ok().filter(|v| !v.is_empty()) {
+        Some(url) => url,
+        None => std::fs::read_to_string(crate::membership::broker_url_path(&data))
+            .map(|s| s.trim().to_owned())
+            .context("hub serve needs NATS_URL (or DATA/broker/url, which `hub agency join` writes)")?,
+    };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let running = if agency == "audit" {
         let mut config = audit::Config::embedded(&data, &nats_url);
@@ -580,7 +586,8 @@ pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
         config.tls = runtime::tls::TlsFiles::from_env()?;
         local::start_agency(role, config, shutdown.clone()).await?
     };
-    println!("listening http://{}", running.addr);
+    let scheme = if runtime::tls::TlsFiles::from_env()?.is_some() { "https" } else { "http" };
+    println!("listening {scheme}://{}", running.addr);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -45,7 +45,7 @@ pub struct Grant {
 /// The identities of the partnership's services: every agency that runs one (all but the IG
 /// office, whose service is the audit service) and the audit service.
 pub fn service_identities(directory: &Directory) -> Vec<String> {
-    let mut ids: Vec<String> = directory.agencies.iter().filter(|a| a.role != Role::Ig).map(|a| a.id.clone()).collect();
+    let mut ids = agency_identities(directory);
     ids.push(audit::AUDIT_IDENTITY.into());
     ids
 }
@@ -99,9 +99,15 @@ pub fn audit_grant(directory: &Directory) -> Grant {
     }
 }
 
+/// The agencies whose services the broker admits: every active one but the IG office (a
+/// suspended or removed agency has no identity on the broker any more).
+pub fn agency_identities(directory: &Directory) -> Vec<String> {
+    directory.active().filter(|a| a.role != Role::Ig).map(|a| a.id.clone()).collect()
+}
+
 /// Every identity's rights: each service's, and the administrator's (everything).
 pub fn grants(directory: &Directory) -> Vec<Grant> {
-    let mut grants: Vec<Grant> = directory.agencies.iter().filter(|a| a.role != Role::Ig).map(|a| agency_grant(&a.id)).collect();
+    let mut grants: Vec<Grant> = agency_identities(directory).iter().map(|id| agency_grant(id)).collect();
     grants.push(audit_grant(directory));
     grants.push(Grant { identity: ADMIN.into(), publish: vec![">".into()], subscribe: vec![">".into()], responses: false });
     grants
@@ -112,20 +118,27 @@ pub fn seed_path(data: &Path, identity: &str) -> PathBuf {
     transport::broker_dir(data).join(format!("{identity}.nk"))
 }
 
+/// The public key file of an identity whose seed is held elsewhere (an agency of a real
+/// partnership made its own seed on its own host and sent only this, in its join request).
+pub fn public_key_path(data: &Path, identity: &str) -> PathBuf {
+    transport::broker_dir(data).join(format!("{identity}.pub"))
+}
+
 /// The credentials of an identity made by [`ensure_credentials`].
 pub fn auth(data: &Path, identity: &str) -> BrokerAuth {
     BrokerAuth::embedded(data, identity)
 }
 
 /// Makes what is missing of the partnership's broker credentials in `DATA/broker/`: a seed
-/// for every identity of [`grants`], the CA and the server's certificate for `hosts`
-/// (loopback by default). What exists is kept: a service's seed does not change under it.
+/// for every identity of [`grants`] that has neither a seed nor a public key file here, the
+/// CA and the server's certificate for `hosts` (loopback by default). What exists is kept: a
+/// service's seed does not change under it.
 pub fn ensure_credentials(data: &Path, directory: &Directory, hosts: &[String]) -> anyhow::Result<PathBuf> {
     let dir = transport::broker_dir(data);
     crate::nats::create_private_dir(&dir)?;
     for grant in grants(directory) {
         let path = seed_path(data, &grant.identity);
-        if !path.exists() {
+        if !path.exists() && !public_key_path(data, &grant.identity).exists() {
             let seed = nkeys::KeyPair::new_user().seed().context("making an nkey")?;
             write_private(&path, format!("{seed}\n").as_bytes())?;
         }
@@ -152,10 +165,35 @@ pub fn ensure_credentials(data: &Path, directory: &Directory, hosts: &[String]) 
     Ok(dir)
 }
 
-/// The public key of a seed file.
-fn public_key(seed_file: &Path) -> anyhow::Result<String> {
-    let seed = fs::read_to_string(seed_file).with_context(|| format!("reading {}", seed_file.display()))?;
+/// The public key of an identity: from its public key file, else from its seed file.
+fn public_key(data: &Path, identity: &str) -> anyhow::Result<String> {
+    let public = public_key_path(data, identity);
+    if public.exists() {
+        let key = fs::read_to_string(&public).with_context(|| format!("reading {}", public.display()))?;
+        return check_user_key(key.trim()).with_context(|| format!("{} does not hold an nkey user public key", public.display()));
+    }
+    let seed_file = seed_path(data, identity);
+    let seed = fs::read_to_string(&seed_file).with_context(|| format!("reading {} (no {} either)", seed_file.display(), public.display()))?;
     Ok(nkeys::KeyPair::from_seed(seed.trim()).with_context(|| format!("{} does not hold an nkey seed", seed_file.display()))?.public_key())
+}
+
+/// An nkey user public key (`U` and 55 more base32 characters, with a valid checksum).
+pub fn check_user_key(key: &str) -> anyhow::Result<String> {
+    let pair = nkeys::KeyPair::from_public_key(key).map_err(|_| anyhow::anyhow!("not an nkey public key"))?;
+    anyhow::ensure!(key.starts_with('U'), "not an nkey user key (it must start with U)");
+    Ok(pair.public_key())
+}
+
+/// A new nkey seed for `identity` in `DATA/broker/` (mode 0600); returns its public key. The
+/// seed never leaves the host that made it.
+pub fn make_seed(data: &Path, identity: &str) -> anyhow::Result<String> {
+    let dir = transport::broker_dir(data);
+    crate::nats::create_private_dir(&dir)?;
+    let path = seed_path(data, identity);
+    anyhow::ensure!(!path.exists(), "{} exists already: an identity's seed is never replaced", path.display());
+    let pair = nkeys::KeyPair::new_user();
+    write_private(&path, format!("{}\n", pair.seed().context("making an nkey")?).as_bytes())?;
+    Ok(pair.public_key())
 }
 
 fn quoted(items: &[String]) -> String {
@@ -167,7 +205,7 @@ fn quoted(items: &[String]) -> String {
 pub fn authorization_block(data: &Path, directory: &Directory) -> anyhow::Result<String> {
     let mut out = String::from("authorization {\n  users = [\n");
     for grant in grants(directory) {
-        let key = public_key(&seed_path(data, &grant.identity))?;
+        let key = public_key(data, &grant.identity)?;
         let responses = if grant.responses { ", allow_responses: { max: 1 }" } else { "" };
         writeln!(
             out,
@@ -192,6 +230,53 @@ pub fn tls_block(data: &Path) -> String {
     )
 }
 
+/// Writes `DATA/broker/authorization.conf` (the [`authorization_block`] of the directory)
+/// and `tls.conf`, which the server configuration of [`write_server_config`] includes;
+/// written anew after every admission, suspension and removal.
+pub fn write_includes(data: &Path, directory: &Directory) -> anyhow::Result<()> {
+    let dir = transport::broker_dir(data);
+    let block = authorization_block(data, directory)?;
+    let temp = dir.join("authorization.conf.new");
+    fs::write(&temp, format!("# Made by `hub`: who may connect to the partnership's broker, and what each may do.\n{block}"))?;
+    fs::rename(&temp, dir.join("authorization.conf"))?;
+    fs::write(dir.join("tls.conf"), tls_block(data))?;
+    Ok(())
+}
+
+/// The broker's own configuration for a real partnership (`DATA/broker/server.conf`): one
+/// node listening on `listen` (host:port), its JetStream store, its pid file (so `hub
+/// partnership` can make it reload its rights) and the two included files.
+pub fn write_server_config(data: &Path, listen: &str, store: &Path) -> anyhow::Result<PathBuf> {
+    let dir = transport::broker_dir(data);
+    let path = dir.join("server.conf");
+    let text = format!(
+        "# Made by `hub broker config`: the partnership's broker. Run: nats-server -c {}\nlisten: \"{listen}\"\nserver_name: \"hub-broker\"\npid_file: \"{}\"\njetstream {{\n  store_dir: \"{}\"\n}}\ninclude \"tls.conf\"\ninclude \"authorization.conf\"\n",
+        path.display(),
+        dir.join("nats-server.pid").display(),
+        store.display()
+    );
+    fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// Makes the broker started with [`write_server_config`] read its rights again (a reload:
+/// an identity no longer in them is disconnected and refused from then on). Returns false
+/// when no broker runs from this data directory (no pid file).
+pub fn reload(data: &Path) -> anyhow::Result<bool> {
+    let pid_file = transport::broker_dir(data).join("nats-server.pid");
+    if !pid_file.exists() {
+        return Ok(false);
+    }
+    let nats = crate::nats::ensure_installed()?;
+    let status = std::process::Command::new(nats)
+        .arg("--signal")
+        .arg(format!("reload={}", pid_file.display()))
+        .status()
+        .context("running nats-server --signal reload")?;
+    anyhow::ensure!(status.success(), "nats-server --signal reload failed ({status}): is the broker of {} running?", pid_file.display());
+    Ok(true)
+}
+
 /// A whole single-node configuration for the local broker `hub up` runs.
 pub fn local_server_config(data: &Path, directory: &Directory, port: u16, store: &Path) -> anyhow::Result<String> {
     Ok(format!(
@@ -207,12 +292,12 @@ pub fn local_server_config(data: &Path, directory: &Directory, port: u16, store:
 pub async fn provision(url: &str, auth: &BrokerAuth, directory: &Directory, ack_wait: std::time::Duration) -> anyhow::Result<()> {
     let client = transport::connect(url, ADMIN, auth).await?;
     let js = async_nats::jetstream::new(client);
-    let agencies: Vec<String> = directory.agencies.iter().filter(|a| a.role != Role::Ig).map(|a| a.id.clone()).collect();
-    transport::provision(&js, &agencies, ack_wait).await
+    transport::provision(&js, &agency_identities(directory), ack_wait).await
 }
 
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes a file only its owner may read (mode 0600 from its creation).
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
     let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).with_context(|| format!("writing {}", path.display()))?;
     file.write_all(bytes)?;

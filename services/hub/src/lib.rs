@@ -5,6 +5,8 @@
 //! - [`cluster`]: a local JetStream cluster of N nats-server nodes (`hub up --cluster N`),
 //!   its node configuration and the partnership's replicated streams.
 //! - [`partnership`]: writes a partnership's directory, policy and key files.
+//! - [`membership`]: a real partnership across hosts: `hub partnership init | admit | suspend |
+//!   remove`, `hub agency init | join`.
 //! - [`local`]: starts a whole partnership on one machine: audit service first, then one
 //!   service per agency.
 //! - [`bench`]: `hub bench` (raw JetStream, the crypto limit and the whole hub in one run) and
@@ -27,6 +29,7 @@ pub mod flood_bench;
 pub mod ledger_bench;
 pub mod limits_bench;
 pub mod local;
+pub mod membership;
 pub mod broker;
 pub mod nats;
 pub mod partnership;

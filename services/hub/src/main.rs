@@ -38,6 +38,18 @@ enum Command {
         #[command(subcommand)]
         command: BrokerCommand,
     },
+    /// A real partnership across hosts, at the IG office: create it, admit an agency from its
+    /// join request, suspend or remove one, list them.
+    Partnership {
+        #[command(subcommand)]
+        command: PartnershipCommand,
+    },
+    /// One agency of a real partnership, on its own host: make its keys and join request, take
+    /// its admission up.
+    Agency {
+        #[command(subcommand)]
+        command: AgencyCommand,
+    },
     /// Manage agencies' keys.
     Keys {
         #[command(subcommand)]
@@ -131,6 +143,9 @@ enum BrokerCommand {
         /// localhost and 127.0.0.1). A real CA's certificate may be used instead.
         #[arg(long = "host")]
         hosts: Vec<String>,
+        /// Where the broker listens (host:port), for DATA/broker/server.conf.
+        #[arg(long, default_value = "127.0.0.1:4222")]
+        listen: String,
     },
     /// As the administrator (DATA/broker/admin.nk), create the streams, the consent bucket
     /// and every service's durable consumer on the broker at NATS_URL, where missing.
@@ -143,6 +158,100 @@ enum BrokerCommand {
         /// Copies of each stream: one per node of a JetStream cluster (3 for deploy/nats/).
         #[arg(long, default_value_t = 1)]
         replicas: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum PartnershipCommand {
+    /// Create a partnership at the IG office: its signing keys and the subject key (here
+    /// only), the directory listing the IG office, the signed policy, the broker's credentials
+    /// and configuration (DATA/broker/server.conf). Prints the IG key id agencies must be given.
+    Init {
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
+        /// The partnership's name.
+        #[arg(long)]
+        name: String,
+        /// The IG office's agency id.
+        #[arg(long)]
+        ig_id: String,
+        #[arg(long, default_value = "Information Governance Office")]
+        ig_name: String,
+        /// The information-sharing policy (default: the demo partnership's).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// The broker's host names or addresses for its certificate (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Where the broker listens (host:port).
+        #[arg(long, default_value = "127.0.0.1:4222")]
+        listen: String,
+    },
+    /// Admit an agency from its join request, after checking its key id with the agency out
+    /// of band: the directory update (signed), its broker rights (a broker run from DATA
+    /// reloads them), and the admission bundle to give the agency (OUT). With NATS_URL, also
+    /// provisions its consumer and publishes the partnership's files on the broker.
+    Admit {
+        /// The agency's join-request.json.
+        request: PathBuf,
+        /// The signing key id the agency told you (it must match the request's).
+        #[arg(long)]
+        key_id: String,
+        /// The broker's address as the agency reaches it (repeatable: a cluster's nodes).
+        #[arg(long = "broker-url", required = true)]
+        broker_urls: Vec<String>,
+        /// The admission bundle to write (a new directory).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
+    },
+    /// Suspend an agency now: none of its keys signs anything from now, nothing is sent to it,
+    /// the broker no longer admits it. It comes back only with new keys (a new join request).
+    Suspend {
+        agency: String,
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
+    },
+    /// Remove an agency for good: as suspend, its consumer deleted, its id never used again.
+    Remove {
+        agency: String,
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
+    },
+    /// The partnership's agencies, roles, key ids and status.
+    List {
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgencyCommand {
+    /// Make this agency's keys and broker seed here (never shown, never sent) and its join
+    /// request (DATA/join-request.json: public keys only) for the IG office.
+    Init {
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
+        /// The agency's id: lowercase letters, digits and '-'.
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// housing, idva, marac, reciprocals, perpetrator or partner.
+        #[arg(long)]
+        role: isp::Role,
+    },
+    /// Take the IG office's admission bundle up, after checking it is signed by the IG key id
+    /// you were given out of band.
+    Join {
+        /// The admission bundle (a directory made by `hub partnership admit`).
+        bundle: PathBuf,
+        /// The IG office's signing key id, as `hub partnership init` printed it.
+        #[arg(long)]
+        ig_key: String,
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
     },
 }
 
@@ -400,13 +509,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             hub::bench::serve_one(&agency, data).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Broker { command: BrokerCommand::Config { data, hosts } } => {
+        Command::Broker { command: BrokerCommand::Config { data, hosts, listen } } => {
             let directory = isp::Directory::load(&hub::partnership::directory_path(&data))?;
             let dir = hub::broker::ensure_credentials(&data, &directory, &hosts)?;
-            println!("# The partnership's broker: include in nats-server's configuration (credentials in {}).", dir.display());
+            hub::broker::write_includes(&data, &directory)?;
+            let config = hub::broker::write_server_config(&data, &listen, &dir.join("jetstream"))?;
+            println!("# The partnership's broker: nats-server -c {} (it includes the blocks below; credentials in {}).", config.display(), dir.display());
             print!("{}{}", hub::broker::tls_block(&data), hub::broker::authorization_block(&data, &directory)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Partnership { command } => partnership(command).await,
+        Command::Agency { command } => agency(command),
         Command::Broker { command: BrokerCommand::Provision { data, ack_wait_secs, replicas } } => {
             let url = std::env::var("NATS_URL").context("hub broker provision needs NATS_URL")?;
             let directory = isp::Directory::load(&hub::partnership::directory_path(&data))?;
@@ -416,7 +529,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 hub::cluster::provision(&runtime::transport::connect(&url, hub::broker::ADMIN, &admin).await?, replicas).await?;
             }
             hub::broker::provision(&url, &admin, &directory, std::time::Duration::from_secs(ack_wait_secs)).await?;
-            println!("provisioned: streams HUB, KV_hub-consent and HUB_CHECKPOINTS, consumers audit and {}", directory.agencies.iter().filter(|a| a.role != isp::Role::Ig).map(|a| runtime::transport::agency_consumer_name(&a.id)).collect::<Vec<_>>().join(", "));
+            println!("provisioned: streams HUB, KV_hub-consent and HUB_CHECKPOINTS, consumers audit and {}", hub::broker::agency_identities(&directory).iter().map(|id| runtime::transport::agency_consumer_name(id)).collect::<Vec<_>>().join(", "));
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command: KeysCommand::Rotate { agency, data } } => {
@@ -476,6 +589,93 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+    }
+}
+
+/// `hub partnership ...` at the IG office.
+async fn partnership(command: PartnershipCommand) -> anyhow::Result<ExitCode> {
+    use hub::membership;
+    match command {
+        PartnershipCommand::Init { data, name, ig_id, ig_name, policy, hosts, listen } => {
+            let policy = match policy {
+                Some(p) => std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
+                None => isp::policy::DEMO_POLICY.to_owned(),
+            };
+            let created = membership::partnership_init(&data, &name, &ig_id, &ig_name, &policy, &hosts, &listen)?;
+            println!("partnership {:?} created in {}", created.directory.partnership, data.display());
+            println!("  IG office {ig_id}: signing key {}", created.ig_key_id);
+            println!("  give every agency this key id by a channel you trust (not with files): `hub agency join --ig-key {}`", created.ig_key_id);
+            println!("  broker: nats-server -c {}; then, with NATS_URL set, `hub broker provision --data {}`", created.server_config.display(), data.display());
+            println!("  the audit service: `hub serve --agency audit --data {}`", data.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        PartnershipCommand::Admit { request, key_id, broker_urls, out, data } => {
+            let admitted = membership::admit(&data, &request, &key_id, &broker_urls, &out)?;
+            let a = &admitted.agency;
+            println!("admitted {} ({}, {}) with signing key {}; the directory update is signed", a.id, a.name, a.role, a.signing_key_id());
+            println!("  subject key: {}", if admitted.subject_key { "sealed to the agency in the admission" } else { "none (the policy keeps this role out of matching)" });
+            println!("  broker rights: {}", if admitted.broker_reloaded { "granted; the broker reloaded them" } else { "written to DATA/broker/authorization.conf; reload the broker" });
+            update_broker(&data, None).await?;
+            println!("  give the agency {} (no secret in it); it runs `hub agency join {} --ig-key <the IG key id>`", admitted.bundle.display(), admitted.bundle.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        PartnershipCommand::Suspend { agency, data } => suspend(&data, &agency, false).await,
+        PartnershipCommand::Remove { agency, data } => suspend(&data, &agency, true).await,
+        PartnershipCommand::List { data } => {
+            let directory = isp::Directory::load(&hub::partnership::directory_path(&data))?;
+            println!("{}", directory.partnership);
+            for a in &directory.agencies {
+                println!("  {:<28} {:<12} {:<10} {}  {}", a.id, a.role.as_str(), a.status(), a.signing_key_id(), a.name);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn suspend(data: &std::path::Path, agency: &str, remove: bool) -> anyhow::Result<ExitCode> {
+    let done = hub::membership::suspend(data, agency, remove)?;
+    println!(
+        "{} {} from now: its keys sign nothing more, nothing is sent to it; the directory update is signed",
+        if remove { "removed" } else { "suspended" },
+        done.agency.id
+    );
+    println!("  broker: {}", if done.broker_reloaded { "its identity is revoked; the broker reloaded its rights" } else { "its identity is out of DATA/broker/authorization.conf; reload the broker" });
+    update_broker(data, remove.then_some(agency)).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// With NATS_URL: as the broker's administrator, provisions what the directory now needs (a
+/// new agency's consumer), deletes a removed agency's consumer, and publishes the
+/// partnership's files for every service to take up.
+async fn update_broker(data: &std::path::Path, removed: Option<&str>) -> anyhow::Result<()> {
+    let Some(url) = std::env::var("NATS_URL").ok().filter(|v| !v.is_empty()) else {
+        println!("  NATS_URL is not set: run `hub broker provision` and `hub broker publish` against the broker, or copy the partnership files to every host");
+        return Ok(());
+    };
+    hub::membership::update_broker(data, &url, removed).await?;
+    println!("  on the broker: consumers provisioned{}, the partnership's files published", if removed.is_some() { ", the removed agency's deleted" } else { "" });
+    Ok(())
+}
+
+/// `hub agency ...` on an agency's own host.
+fn agency(command: AgencyCommand) -> anyhow::Result<ExitCode> {
+    use hub::membership;
+    match command {
+        AgencyCommand::Init { data, id, name, role } => {
+            let request = membership::agency_init(&data, &id, &name, role)?;
+            println!("keys for {id} made in {} (owner-only; they never leave this host)", data.join("keys").display());
+            println!("join request: {} (public keys only)", membership::join_request_path(&data).display());
+            println!("  send it to the IG office, and tell them by a channel you trust its key id: {}", request.key_id());
+            Ok(ExitCode::SUCCESS)
+        }
+        AgencyCommand::Join { bundle, ig_key, data } => {
+            let joined = membership::join(&data, &bundle, &ig_key)?;
+            println!("{} joined {:?} as {}", joined.agency.id, joined.partnership, joined.agency.role);
+            println!("  subject key: {}", if joined.subject_key { "taken into the key file" } else { "none for this role" });
+            println!("  broker: {} (kept in {})", joined.broker_urls.join(","), membership::broker_url_path(&data).display());
+            println!("  run: hub serve --agency {} --data {}", joined.agency.id, data.display());
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -74,6 +74,15 @@ pub struct Agency {
     /// readable by the agency, which keeps the old identity.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired_keys: Vec<RetiredKey>,
+    /// When the IG office suspended or removed the agency: from then on no key of it (current
+    /// or retired) signs anything, nothing may be sealed to it, and the broker no longer
+    /// admits it. What it signed before stays verifiable. A suspended agency comes back only
+    /// with new keys (`hub partnership admit` of a new join request); a removed one never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_at_ms: Option<i64>,
+    /// Removed for good (a suspension that cannot be lifted; the id is never reused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
 }
 
 /// A key pair an agency rotated away from.
@@ -85,9 +94,34 @@ pub struct RetiredKey {
 }
 
 impl Agency {
+    /// Whether the agency takes part now: neither suspended nor removed.
+    pub fn is_active(&self) -> bool {
+        self.suspended_at_ms.is_none()
+    }
+
+    /// `active`, `suspended` or `removed`.
+    pub fn status(&self) -> &'static str {
+        match (self.suspended_at_ms, self.removed) {
+            (None, _) => "active",
+            (Some(_), false) => "suspended",
+            (Some(_), true) => "removed",
+        }
+    }
+
+    /// Refuses anything the agency signed at or after its suspension (`at_ms`: when the signed
+    /// thing was made, or when the broker took it in).
+    pub fn check_in_force(&self, at_ms: i64) -> Result<(), crate::OpenError> {
+        match self.suspended_at_ms {
+            Some(since_ms) if at_ms >= since_ms => Err(crate::OpenError::Suspended { sender: self.id.clone(), since_ms }),
+            _ => Ok(()),
+        }
+    }
+
     /// The verifying key a signature names by id, if it was in force at `at_ms` (the time the
-    /// signed thing says it was made). Retired keys sign nothing made after their retirement.
+    /// signed thing says it was made). Retired keys sign nothing made after their retirement;
+    /// no key of a suspended agency signs anything made after its suspension.
     pub fn verifying_key_at(&self, key_id: &str, at_ms: i64) -> Result<VerifyingKey, crate::OpenError> {
+        self.check_in_force(at_ms)?;
         if key_id == self.signing_key_id() {
             return self.verifying_key().map_err(|_| crate::OpenError::BadSignature(self.id.clone()));
         }
@@ -217,6 +251,65 @@ impl Directory {
     pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Agency> {
         self.agencies.iter().filter(move |a| a.role == role)
     }
+
+    /// The agencies that take part now (not suspended, not removed).
+    pub fn active(&self) -> impl Iterator<Item = &Agency> {
+        self.agencies.iter().filter(|a| a.is_active())
+    }
+
+    /// The directory with `agency` admitted: a new agency, or a suspended one coming back with
+    /// new keys (its keys from before become retired ones, retired when it was suspended). A
+    /// removed agency's id is never admitted again, nor an active agency's replaced (its keys
+    /// change by rotation), nor a second IG office.
+    pub fn admitted(&self, agency: Agency) -> Result<Directory, IspError> {
+        let refuse = |detail: String| Err(IspError::Invalid { what: "the admission".into(), detail });
+        let mut agencies = self.agencies.clone();
+        match agencies.iter_mut().find(|a| a.id == agency.id) {
+            None => {
+                if agency.role == Role::Ig && self.with_role(Role::Ig).next().is_some() {
+                    return refuse("the partnership has an IG office already".into());
+                }
+                agencies.push(Agency { retired_keys: Vec::new(), suspended_at_ms: None, removed: false, ..agency });
+            }
+            Some(old) if old.removed => return refuse(format!("{} was removed from the partnership; its id is not used again", old.id)),
+            Some(old) if old.is_active() => return refuse(format!("{} is in the partnership already (its keys change with `hub keys rotate`)", old.id)),
+            Some(old) if old.role != agency.role => return refuse(format!("{} was admitted as {}; a new role means a new agency id", old.id, old.role)),
+            Some(old) => {
+                if old.age_recipient == agency.age_recipient || old.signing_key == agency.signing_key
+                    || old.retired_keys.iter().any(|k| k.signing_key == agency.signing_key || k.age_recipient == agency.age_recipient)
+                {
+                    return refuse(format!("{} must come back with new keys, not those it had when it was suspended", old.id));
+                }
+                let since = old.suspended_at_ms.expect("not active");
+                old.retired_keys.push(RetiredKey { age_recipient: old.age_recipient.clone(), signing_key: old.signing_key.clone(), retired_at_ms: since });
+                old.age_recipient = agency.age_recipient;
+                old.signing_key = agency.signing_key;
+                old.name = agency.name;
+                old.suspended_at_ms = None;
+            }
+        }
+        Directory::new(self.partnership.clone(), agencies)
+    }
+
+    /// The directory with agency `id` suspended (or removed, `remove`) at `at_ms`. The IG
+    /// office is neither: its key signs the directory itself.
+    pub fn suspended(&self, id: &str, at_ms: i64, remove: bool) -> Result<Directory, IspError> {
+        let mut agencies = self.agencies.clone();
+        let agency = agencies.iter_mut().find(|a| a.id == id).ok_or_else(|| IspError::UnknownAgency(id.to_owned()))?;
+        let refuse = |detail: String| Err(IspError::Invalid { what: "the suspension".into(), detail });
+        if agency.role == Role::Ig {
+            return refuse("the IG office signs the directory; it cannot suspend itself".into());
+        }
+        if agency.removed {
+            return refuse(format!("{id} was removed already"));
+        }
+        if agency.suspended_at_ms.is_some() && !remove {
+            return refuse(format!("{id} is suspended already"));
+        }
+        agency.suspended_at_ms = Some(agency.suspended_at_ms.unwrap_or(at_ms));
+        agency.removed = remove;
+        Directory::new(self.partnership.clone(), agencies)
+    }
 }
 
 pub(crate) fn read(path: &Path) -> Result<String, IspError> {
@@ -274,6 +367,35 @@ impl AgencyKeys {
         AgencyKeys { subject_key: None, ..self }
     }
 
+    /// The partnership's subject key sealed (age, hex) to an agency joining it, for the IG
+    /// office to hand over in the admission: only the joining agency's age identity opens it.
+    /// None when this agency holds no subject key.
+    pub fn seal_subject_key(&self, to: &age::x25519::Recipient) -> Result<Option<String>, IspError> {
+        let Some(key) = &self.subject_key else { return Ok(None) };
+        let encrypted = age::encrypt(to, hex::encode(key).as_bytes()).map_err(|e| IspError::Encrypt(e.to_string()))?;
+        Ok(Some(hex::encode(encrypted)))
+    }
+
+    /// These keys with the subject key an admission sealed to this agency
+    /// ([`AgencyKeys::seal_subject_key`]), opened with this agency's age identity.
+    pub fn with_sealed_subject_key(self, sealed_hex: &str) -> Result<AgencyKeys, IspError> {
+        let invalid = |detail: &str| IspError::Invalid { what: "the sealed subject key".into(), detail: detail.into() };
+        let sealed = hex::decode(sealed_hex.trim()).map_err(|_| invalid("not hex"))?;
+        let plain = age::decrypt(&self.age_identity, &sealed).map_err(|_| invalid("not sealed to this agency's age key"))?;
+        let key: [u8; 32] = std::str::from_utf8(&plain)
+            .ok()
+            .and_then(|h| hex::decode(h.trim()).ok())
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| invalid("not a subject key"))?;
+        Ok(AgencyKeys { subject_key: Some(key), ..self })
+    }
+
+    /// Fresh keys for an agency on its own host, without the partnership's subject key (the
+    /// IG office seals that to it on admission, when its role matches people).
+    pub fn generate_alone(agency: &str) -> AgencyKeys {
+        AgencyKeys::generate(agency, [0; 32]).without_subject_key()
+    }
+
     /// Whether this agency can compute subject refs.
     pub fn holds_subject_key(&self) -> bool {
         self.subject_key.is_some()
@@ -309,6 +431,8 @@ impl AgencyKeys {
             age_recipient: self.age_identity.to_public().to_string(),
             signing_key: hex::encode(self.signing.verifying_key().as_bytes()),
             retired_keys: Vec::new(),
+            suspended_at_ms: None,
+            removed: false,
         }
     }
 
@@ -448,6 +572,53 @@ mod tests {
         // Rotation keeps (the absence of) the subject key.
         assert!(!pathway.rotated().holds_subject_key());
         assert_eq!(housing.rotated().subject_ref("Alice O'Neil", "1990-01-02").unwrap(), r);
+    }
+
+    #[test]
+    fn a_suspended_agency_signs_nothing_from_its_suspension_and_comes_back_only_with_new_keys() {
+        let (directory, keys) = generate_partnership("P", &[("ig-p", "IG", Role::Ig), ("housing-p", "Housing", Role::Housing)]).unwrap();
+        let housing = &keys[1];
+        let id = housing.signing_key_id();
+        let suspended = directory.suspended("housing-p", 1_000, false).unwrap();
+        let agency = suspended.get("housing-p").unwrap();
+        assert_eq!((agency.status(), suspended.active().count()), ("suspended", 1));
+        assert!(agency.verifying_key_at(&id, 999).is_ok(), "what it signed before stays verifiable");
+        assert!(matches!(agency.verifying_key_at(&id, 1_000), Err(crate::OpenError::Suspended { since_ms: 1_000, .. })));
+        // The TOML keeps the suspension (a service reading the file sees it).
+        let back = Directory::from_toml(&suspended.to_toml()).unwrap();
+        assert_eq!(back.get("housing-p").unwrap().suspended_at_ms, Some(1_000));
+        // Neither the IG office nor twice.
+        assert!(directory.suspended("ig-p", 1_000, false).is_err());
+        assert!(suspended.suspended("housing-p", 2_000, false).is_err());
+        // Back only with new keys; the old ones retired at the suspension.
+        assert!(suspended.admitted(housing.public("Housing", Role::Housing)).unwrap_err().to_string().contains("new keys"));
+        let fresh = AgencyKeys::generate_alone("housing-p");
+        let back = suspended.admitted(fresh.public("Housing", Role::Housing)).unwrap();
+        let agency = back.get("housing-p").unwrap();
+        assert!(agency.is_active());
+        assert!(agency.verifying_key_at(&id, 999).is_ok());
+        assert!(matches!(agency.verifying_key_at(&id, 1_000), Err(crate::OpenError::RetiredKey { .. })));
+        assert!(agency.verifying_key_at(&fresh.signing_key_id(), 5_000).is_ok());
+        // An active agency is not replaced by an admission, nor a removed one brought back.
+        assert!(back.admitted(AgencyKeys::generate_alone("housing-p").public("Housing", Role::Housing)).is_err());
+        let removed = back.suspended("housing-p", 6_000, true).unwrap();
+        assert_eq!(removed.get("housing-p").unwrap().status(), "removed");
+        assert!(removed.admitted(AgencyKeys::generate_alone("housing-p").public("Housing", Role::Housing)).unwrap_err().to_string().contains("removed"));
+        // A second IG office is refused.
+        assert!(directory.admitted(AgencyKeys::generate_alone("ig-two").public("IG 2", Role::Ig)).is_err());
+    }
+
+    #[test]
+    fn the_subject_key_travels_sealed_to_the_joining_agency_only() {
+        let ig = AgencyKeys::generate("ig-p", AgencyKeys::generate_subject_key());
+        let joining = AgencyKeys::generate_alone("idva-p");
+        let other = AgencyKeys::generate_alone("other-p");
+        assert!(!joining.holds_subject_key());
+        let sealed = ig.seal_subject_key(&joining.age_identity.to_public()).unwrap().unwrap();
+        assert!(other.clone().with_sealed_subject_key(&sealed).is_err());
+        let joined = joining.with_sealed_subject_key(&sealed).unwrap();
+        assert_eq!(joined.subject_ref("A B", "1990-01-01").unwrap(), ig.subject_ref("A B", "1990-01-01").unwrap());
+        assert!(ig.clone().without_subject_key().seal_subject_key(&other.age_identity.to_public()).unwrap().is_none());
     }
 
     #[test]

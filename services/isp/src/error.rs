@@ -27,6 +27,10 @@ pub enum IspError {
     Denied(Denial),
     #[error("unknown agency {0:?}: not in the partnership directory")]
     UnknownAgency(String),
+    /// The agency is suspended from (or removed from) the partnership: nothing is sealed to
+    /// it, and, when it is this agency, nothing is sealed by it.
+    #[error("{agency:?} is {status} from the partnership: nothing is sent to or by it")]
+    Inactive { agency: String, status: &'static str },
     #[error("the payload does not match kind {kind}: {detail}")]
     BadPayload { kind: &'static str, detail: String },
     /// Shared without consent, but without the deciding officer, a rationale code from the
@@ -53,6 +57,10 @@ pub enum OpenError {
     UnknownSigningKey { sender: String, key_id: String },
     #[error("signed by {sender:?} with key {key_id}, which was retired before this was made")]
     RetiredKey { sender: String, key_id: String, retired_at_ms: i64 },
+    /// The sender was suspended from (or removed from) the partnership before the broker took
+    /// this in: none of its keys counts from then on.
+    #[error("{sender:?} is suspended from the partnership since {since_ms} (ms); nothing it sends from then on counts")]
+    Suspended { sender: String, since_ms: i64 },
     #[error("signature does not verify: the header was altered or not signed by {0:?}")]
     BadSignature(String),
     #[error("addressed to {0:?}, not to this agency")]
@@ -100,6 +108,7 @@ impl OpenError {
             OpenError::UnknownSender(_) => "unknown_sender",
             OpenError::UnknownSigningKey { .. } => "unknown_signing_key",
             OpenError::RetiredKey { .. } => "retired_signing_key",
+            OpenError::Suspended { .. } => "suspended_sender",
             OpenError::BadSignature(_) => "bad_signature",
             OpenError::NotAddressedToUs(_) => "not_addressed_to_us",
             OpenError::PayloadDigestMismatch => "payload_digest_mismatch",
@@ -123,6 +132,7 @@ impl OpenError {
             OpenError::Malformed(_) | OpenError::MalformedPayload(_) | OpenError::BadClearField(_) => "wire".into(),
             OpenError::Replayed(_) | OpenError::Misrouted(_) | OpenError::ClockSkew { .. } => "transport".into(),
             OpenError::HandlerPanic => "receiver".into(),
+            OpenError::Suspended { .. } => "directory".into(),
             OpenError::UndeclaredCategories(_) | OpenError::KindMismatch { .. } => "declared-categories".into(),
             _ => "crypto".into(),
         }

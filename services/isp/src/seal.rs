@@ -138,6 +138,11 @@ impl Isp {
             return Err(IspError::Invalid { what: "lawful_basis".into(), detail: "not a lawful basis of the policy; the value is not repeated here".into() });
         }
         let recipient = self.directory.require(&out.recipient)?;
+        for agency in [recipient, self.directory.require(&self.keys.agency)?] {
+            if !agency.is_active() {
+                return Err(IspError::Inactive { agency: agency.id.clone(), status: agency.status() });
+            }
+        }
         let body = body_kind(&self.schema, &out.payload);
         if body != Some(out.kind) {
             return Err(IspError::BadPayload {
@@ -567,6 +572,7 @@ pub(crate) fn check_signature(agency: &crate::Agency, key_id: &str, context: &[u
 /// As [`check_signature`], for something that says it was made at `at_ms`: a retired key of
 /// the agency is accepted only for what was made before its retirement.
 pub(crate) fn check_signature_at(agency: &crate::Agency, key_id: &str, at_ms: i64, context: &[u8], signed: &[u8], signature: &[u8]) -> Result<(), OpenError> {
+    agency.check_in_force(at_ms)?;
     let key = if key_id == agency.signing_key_id() {
         agency.verifying_key().map_err(|_| OpenError::BadSignature(agency.id.clone()))?
     } else {

@@ -76,6 +76,10 @@ impl From<SendError> for ApiError {
             // The agency id asked for is not repeated: it could be anything typed into `to`.
             SendError::Refused(IspError::UnknownAgency(_)) => ApiError::bad_request("to: not an agency of the partnership directory"),
             SendError::Refused(e @ (IspError::BadPayload { .. } | IspError::Invalid { .. })) => ApiError::bad_request(e.to_string()),
+            SendError::Refused(e @ IspError::Inactive { .. }) => ApiError {
+                status: StatusCode::CONFLICT,
+                body: json!({"error": "not_in_partnership", "detail": e.to_string()}),
+            },
             SendError::Refused(e @ IspError::Unjustified(_)) => ApiError {
                 status: StatusCode::BAD_REQUEST,
                 body: json!({"error": "without_consent_unjustified", "detail": e.to_string()}),
