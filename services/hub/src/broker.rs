@@ -222,7 +222,8 @@ pub fn authorization_block(data: &Path, directory: &Directory) -> anyhow::Result
 /// The server configuration's `tls` block: clients must use TLS; they prove who they are with
 /// their nkey, not a client certificate.
 pub fn tls_block(data: &Path) -> String {
-    let dir = transport::broker_dir(data);
+    // Absolute where it can be: the broker may be started from anywhere.
+    let dir = fs::canonicalize(transport::broker_dir(data)).unwrap_or_else(|_| transport::broker_dir(data));
     format!(
         "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 5\n}}\n",
         dir.join("server.pem").display(),
@@ -247,7 +248,9 @@ pub fn write_includes(data: &Path, directory: &Directory) -> anyhow::Result<()> 
 /// node listening on `listen` (host:port), its JetStream store, its pid file (so `hub
 /// partnership` can make it reload its rights) and the two included files.
 pub fn write_server_config(data: &Path, listen: &str, store: &Path) -> anyhow::Result<PathBuf> {
-    let dir = transport::broker_dir(data);
+    // Absolute paths: the broker may be started from anywhere.
+    let dir = fs::canonicalize(transport::broker_dir(data))?;
+    let store = if store.is_absolute() { store.to_owned() } else { std::env::current_dir()?.join(store) };
     let path = dir.join("server.conf");
     let text = format!(
         "# Made by `hub broker config`: the partnership's broker. Run: nats-server -c {}\nlisten: \"{listen}\"\nserver_name: \"hub-broker\"\npid_file: \"{}\"\njetstream {{\n  store_dir: \"{}\"\n}}\ninclude \"tls.conf\"\ninclude \"authorization.conf\"\n",
