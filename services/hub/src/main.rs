@@ -219,6 +219,15 @@ enum PartnershipCommand {
         #[arg(long, default_value = "hub-data")]
         data: PathBuf,
     },
+    /// Sign the directory update an agency's rotation request asks for (made on its host by
+    /// `hub agency rotate`, signed with its key in force and its new one): its old keys are
+    /// retired now. With NATS_URL, publishes the directory on the broker.
+    Rotate {
+        /// The agency's rotation-request.json.
+        request: PathBuf,
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
+    },
     /// The partnership's agencies, roles, key ids and status.
     List {
         #[arg(long, default_value = "hub-data")]
@@ -241,6 +250,16 @@ enum AgencyCommand {
         /// housing, idva, marac, reciprocals, perpetrator or partner.
         #[arg(long)]
         role: isp::Role,
+    },
+    /// Make new keys for this agency here (kept beside its key file until the IG office's
+    /// directory names them, then taken up by its service) and the rotation request for the
+    /// IG office (DATA/rotation-request.json).
+    Rotate {
+        /// This agency's id.
+        #[arg(long)]
+        agency: String,
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
     },
     /// Take the IG office's admission bundle up, after checking it is signed by the IG key id
     /// you were given out of band.
@@ -622,6 +641,12 @@ async fn partnership(command: PartnershipCommand) -> anyhow::Result<ExitCode> {
         }
         PartnershipCommand::Suspend { agency, data } => suspend(&data, &agency, false).await,
         PartnershipCommand::Remove { agency, data } => suspend(&data, &agency, true).await,
+        PartnershipCommand::Rotate { request, data } => {
+            let agency = membership::partnership_rotate(&data, &request)?;
+            println!("{}: signing key {} in force, the old keys retired now; the directory update is signed", agency.id, agency.signing_key_id());
+            update_broker(&data, None).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         PartnershipCommand::List { data } => {
             let directory = isp::Directory::load(&hub::partnership::directory_path(&data))?;
             println!("{}", directory.partnership);
@@ -667,6 +692,12 @@ fn agency(command: AgencyCommand) -> anyhow::Result<ExitCode> {
             println!("keys for {id} made in {} (owner-only; they never leave this host)", data.join("keys").display());
             println!("join request: {} (public keys only)", membership::join_request_path(&data).display());
             println!("  send it to the IG office, and tell them by a channel you trust its key id: {}", request.key_id());
+            Ok(ExitCode::SUCCESS)
+        }
+        AgencyCommand::Rotate { agency, data } => {
+            let request = membership::agency_rotate(&data, &agency)?;
+            println!("new keys for {agency} made (signing key {}); they wait in {} until the IG office's directory names them", request.body.signing_key_id(), membership::next_keys_path(&data, &agency).display());
+            println!("  send {} to the IG office (`hub partnership rotate`)", data.join("rotation-request.json").display());
             Ok(ExitCode::SUCCESS)
         }
         AgencyCommand::Join { bundle, ig_key, data } => {

@@ -348,6 +348,92 @@ pub fn suspend(data: &Path, id: &str, remove: bool) -> anyhow::Result<Suspended>
     Ok(Suspended { agency: updated.require(id)?.clone(), broker_reloaded })
 }
 
+/// The rotation request's format tag.
+pub const ROTATION_FORMAT: &str = "hub.v1.rotation-request";
+const ROTATION_CONTEXT: &[u8] = b"hub.v1.rotation-request\0";
+
+/// Where an agency's next keys wait until the directory names them: beside its key file.
+pub fn next_keys_path(data: &Path, agency: &str) -> PathBuf {
+    data.join("keys").join(format!("{agency}.next.toml"))
+}
+
+/// An agency's new public keys, made on its own host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotationBody {
+    pub format: String,
+    pub agency: String,
+    pub age_recipient: String,
+    pub signing_key: String,
+    pub created_at_ms: i64,
+}
+
+impl RotationBody {
+    /// The id of the new signing key.
+    pub fn signing_key_id(&self) -> String {
+        isp::directory::key_id("ed25519", self.signing_key.as_bytes())
+    }
+}
+
+/// A rotation request: signed with the agency's key in force (it is the agency asking) and
+/// with the new key (it holds it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotationRequest {
+    pub body: RotationBody,
+    pub old_key_id: String,
+    pub old_signature: String,
+    pub new_signature: String,
+}
+
+/// `hub agency rotate`: new age and signing keys for this agency, made here and kept in
+/// `keys/{id}.next.toml` (0600; the old age identity kept in it, retired, so what was sealed
+/// to it stays readable) until the IG office's directory names them, when the service takes
+/// them up; and the request to send the IG office (`DATA/rotation-request.json`).
+pub fn agency_rotate(data: &Path, agency: &str) -> anyhow::Result<RotationRequest> {
+    let keys = AgencyKeys::load(&data.join("keys").join(format!("{agency}.toml"))).with_context(|| format!("this data directory holds no keys of {agency}"))?;
+    let next_path = next_keys_path(data, agency);
+    anyhow::ensure!(!next_path.exists(), "{} exists: a rotation is already waiting for the IG office's directory update", next_path.display());
+    let next = keys.rotated();
+    let public = next.public("", Role::Partner);
+    let body = RotationBody { format: ROTATION_FORMAT.into(), agency: agency.into(), age_recipient: public.age_recipient, signing_key: public.signing_key, created_at_ms: isp::now_ms() };
+    let message = [ROTATION_CONTEXT, &serde_json::to_vec(&body)?].concat();
+    let request = RotationRequest {
+        old_key_id: keys.signing_key_id(),
+        old_signature: hex::encode(keys.signing.sign(&message).to_bytes()),
+        new_signature: hex::encode(next.signing.sign(&message).to_bytes()),
+        body,
+    };
+    broker::write_private(&next_path, next.to_toml().as_bytes())?;
+    fs::write(data.join("rotation-request.json"), serde_json::to_string_pretty(&request)? + "\n")?;
+    Ok(request)
+}
+
+/// `hub partnership rotate`: checks a rotation request (signed by the agency's key in force
+/// in the directory, and by the new key), and signs the directory update that retires the
+/// old keys now. Returns the agency as the directory now lists it.
+pub fn partnership_rotate(data: &Path, request: &Path) -> anyhow::Result<Agency> {
+    let text = fs::read_to_string(request).with_context(|| format!("reading {}", request.display()))?;
+    let request: RotationRequest = serde_json::from_str(&text).with_context(|| format!("{} is not a rotation request", request.display()))?;
+    let b = &request.body;
+    anyhow::ensure!(b.format == ROTATION_FORMAT, "not a rotation request (format {:?})", b.format);
+    let directory = Directory::load(&partnership::directory_path(data))?;
+    let ig = ig_keys(data, &directory)?;
+    let agency = directory.require(&b.agency)?;
+    anyhow::ensure!(
+        agency.signing_key_id() == request.old_key_id,
+        "the request is signed with {}, not with the key of {} in force ({}): it is not from the agency as the directory knows it",
+        request.old_key_id,
+        agency.id,
+        agency.signing_key_id()
+    );
+    let message = [ROTATION_CONTEXT, &serde_json::to_vec(b)?].concat();
+    let signature = |hex_sig: &str| ed25519_dalek::Signature::from_slice(&hex::decode(hex_sig).unwrap_or_default()).context("a signature of the request is malformed");
+    agency.verifying_key()?.verify_strict(&message, &signature(&request.old_signature)?).context("the request's signature by the key in force does not verify")?;
+    let rotated = directory.rotated_to(&b.agency, &b.age_recipient, &b.signing_key, isp::now_ms())?;
+    rotated.require(&b.agency)?.verifying_key()?.verify_strict(&message, &signature(&request.new_signature)?).context("the request's signature by the new key does not verify")?;
+    write_directory(data, &ig, &rotated)?;
+    Ok(rotated.require(&b.agency)?.clone())
+}
+
 /// As the broker's administrator at `url`: a consumer for every active agency (a new one's
 /// included), a removed agency's consumer deleted, and the partnership's files published.
 pub async fn update_broker(data: &Path, url: &str, removed: Option<&str>) -> anyhow::Result<()> {
@@ -446,5 +532,40 @@ mod tests {
         let directory = Directory::load(&partnership::directory_path(&ig_data)).unwrap();
         assert_eq!(isp::signed::next_sequence(fs::read_to_string(runtime::config::signature_path(&partnership::directory_path(&ig_data))).ok().as_deref()), 4);
         assert!(!directory.get("idva-test").unwrap().is_active());
+    }
+
+    #[test]
+    fn an_agency_rotates_its_own_keys_and_takes_them_up_when_the_directory_names_them() {
+        let (ig_dir, agency_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (ig_data, data) = (ig_dir.path().join("ig"), agency_dir.path().join("housing"));
+        let created = partnership_init(&ig_data, "P", "ig-test", "IG", isp::policy::DEMO_POLICY, &[], "127.0.0.1:4222").unwrap();
+        let request = agency_init(&data, "housing-test", "Housing", Role::Housing).unwrap();
+        let bundle = agency_dir.path().join("admission");
+        admit(&ig_data, &join_request_path(&data), &request.key_id(), &["tls://127.0.0.1:4222".into()], &bundle).unwrap();
+        join(&data, &bundle, &created.ig_key_id).unwrap();
+        let key_file = data.join("keys/housing-test.toml");
+        let old = AgencyKeys::load(&key_file).unwrap();
+        let rotation = agency_rotate(&data, "housing-test").unwrap();
+        assert!(agency_rotate(&data, "housing-test").is_err(), "one rotation waits at a time");
+        // Before the directory names them, the service keeps its keys.
+        let before = Directory::load(&partnership::directory_path(&ig_data)).unwrap();
+        assert_eq!(runtime::config::load_own_keys(&key_file, &before).unwrap().signing_key_id(), old.signing_key_id());
+        // A request not signed by the key in force is refused.
+        let mut forged = rotation.clone();
+        forged.body.signing_key = AgencyKeys::generate_alone("x").public("", Role::Housing).signing_key;
+        let forged_path = agency_dir.path().join("forged.json");
+        fs::write(&forged_path, serde_json::to_string(&forged).unwrap()).unwrap();
+        assert!(partnership_rotate(&ig_data, &forged_path).is_err());
+        let agency = partnership_rotate(&ig_data, &data.join("rotation-request.json")).unwrap();
+        assert_eq!(agency.signing_key_id(), rotation.body.signing_key_id());
+        let after = Directory::load(&partnership::directory_path(&ig_data)).unwrap();
+        let now = runtime::config::load_own_keys(&key_file, &after).unwrap();
+        assert_eq!(now.signing_key_id(), rotation.body.signing_key_id());
+        assert!(!next_keys_path(&data, "housing-test").exists(), "the waiting keys replaced the key file");
+        assert_eq!(AgencyKeys::load(&key_file).unwrap().signing_key_id(), now.signing_key_id());
+        assert!(now.holds_subject_key(), "the subject key is kept");
+        assert!(now.age_identities().any(|i| i.to_public().to_string() == old.age_identity.to_public().to_string()), "the old age identity is kept");
+        // The same request twice is refused (its keys are in force now).
+        assert!(partnership_rotate(&ig_data, &data.join("rotation-request.json")).is_err());
     }
 }

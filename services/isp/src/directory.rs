@@ -239,12 +239,27 @@ impl Directory {
     /// The directory after `keys` replaced an agency's keys at `at_ms`: its current keys
     /// become retired ones.
     pub fn rotated(&self, keys: &AgencyKeys, at_ms: i64) -> Result<Directory, IspError> {
+        let public = keys.public("", Role::Partner);
+        self.rotated_to(&keys.agency, &public.age_recipient, &public.signing_key, at_ms)
+    }
+
+    /// The directory after agency `id` replaced its keys with these public ones at `at_ms`
+    /// (a rotation made on the agency's own host): its current keys become retired ones. A
+    /// suspended agency does not rotate; new keys must differ from every key it had.
+    pub fn rotated_to(&self, id: &str, age_recipient: &str, signing_key: &str, at_ms: i64) -> Result<Directory, IspError> {
         let mut agencies = self.agencies.clone();
-        let agency = agencies.iter_mut().find(|a| a.id == keys.agency).ok_or_else(|| IspError::UnknownAgency(keys.agency.clone()))?;
+        let agency = agencies.iter_mut().find(|a| a.id == id).ok_or_else(|| IspError::UnknownAgency(id.to_owned()))?;
+        let refuse = |detail: String| Err(IspError::Invalid { what: "the rotation".into(), detail });
+        if !agency.is_active() {
+            return refuse(format!("{id} is {} and does not rotate; it comes back with new keys through admission", agency.status()));
+        }
+        let used = |k: &str, a: &str| agency.signing_key == k || agency.age_recipient == a || agency.retired_keys.iter().any(|r| r.signing_key == k || r.age_recipient == a);
+        if used(signing_key, age_recipient) {
+            return refuse(format!("the new keys of {id} must differ from every key it had"));
+        }
         agency.retired_keys.push(RetiredKey { age_recipient: agency.age_recipient.clone(), signing_key: agency.signing_key.clone(), retired_at_ms: at_ms });
-        let public = keys.public(&agency.name, agency.role);
-        agency.age_recipient = public.age_recipient;
-        agency.signing_key = public.signing_key;
+        agency.age_recipient = age_recipient.to_owned();
+        agency.signing_key = signing_key.to_owned();
         Directory::new(self.partnership.clone(), agencies)
     }
 

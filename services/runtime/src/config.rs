@@ -137,7 +137,7 @@ impl Config {
         let (directory, _, directory_sig) = self.load_signed_directory(None)?;
         let directory = Arc::new(directory);
         let (policy, _, policy_sig) = self.load_signed_policy(&directory, &schema)?;
-        let keys = AgencyKeys::load(&self.keys_path)?;
+        let keys = load_own_keys(&self.keys_path, &directory)?;
         anyhow::ensure!(keys.agency == self.agency, "the key file {} belongs to {}, not {}", self.keys_path.display(), keys.agency, self.agency);
         Ok((Isp::new(keys, directory, Arc::new(policy), schema)?, Signatures { directory: directory_sig, policy: policy_sig }))
     }
@@ -148,6 +148,25 @@ impl Config {
 pub struct Signatures {
     pub directory: PolicySignature,
     pub policy: PolicySignature,
+}
+
+/// This agency's keys for `directory`: those of its key file, or, once the directory names
+/// the keys waiting beside it (`{agency}.next.toml`, made by `hub agency rotate` on this host),
+/// those, which then replace the key file (they keep the old age identities).
+pub fn load_own_keys(keys_path: &Path, directory: &Directory) -> anyhow::Result<AgencyKeys> {
+    let keys = AgencyKeys::load(keys_path)?;
+    let named = |k: &AgencyKeys| directory.get(&k.agency).is_some_and(|a| a.signing_key_id() == k.signing_key_id());
+    let next_path = keys_path.with_extension("next.toml");
+    if named(&keys) || !next_path.exists() {
+        return Ok(keys);
+    }
+    let next = AgencyKeys::load(&next_path)?;
+    if next.agency != keys.agency || !named(&next) {
+        return Ok(keys);
+    }
+    std::fs::rename(&next_path, keys_path).with_context(|| format!("taking up the rotated keys {}", next_path.display()))?;
+    tracing::info!(signing_key = %next.signing_key_id(), "the directory names this agency's rotated keys; they are in force");
+    Ok(next)
 }
 
 /// Where a signed file's signature is: beside it, `.sig` appended.

@@ -14,7 +14,7 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use isp::{AgencyKeys, Isp, signed::PolicySignature};
+use isp::{Isp, signed::PolicySignature};
 use sqlx::{AnyPool, Row as _};
 use tokio_util::sync::CancellationToken;
 
@@ -136,9 +136,9 @@ pub async fn reload(ctx: &Ctx, policy_text_in_force: &str) -> Option<String> {
         refuse(format!("the policy text changed but kept its version {}; a new protocol needs a new version", policy.version));
         return None;
     }
-    let keys = match AgencyKeys::load(&ctx.config.keys_path) {
+    let keys = match crate::config::load_own_keys(&ctx.config.keys_path, &directory) {
         Ok(k) => k,
-        Err(e) => return keeping(e.into()),
+        Err(e) => return keeping(e),
     };
     match Isp::new(keys, directory, Arc::new(policy), current.schema.clone()) {
         Ok(isp) => {
