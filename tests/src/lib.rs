@@ -5,7 +5,10 @@
 //! PostgreSQL databases named `hubtest_<random>_<service>` on the server of
 //! `HUB_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped when
 //! the test ends, pass or fail. Tests therefore run in parallel and leave nothing behind.
+//! [`netns`] puts a test's hosts in network namespaces of this machine, for a partnership
+//! spread over hosts.
 
+pub mod netns;
 pub mod oidc;
 pub mod raw_http;
 

@@ -17,6 +17,7 @@ mod ledger;
 mod ledger_counting;
 mod limits;
 mod metrics;
+mod netns;
 mod oidc_login;
 mod oversize;
 mod paging;
