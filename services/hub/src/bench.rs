@@ -574,6 +574,9 @@ pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
         config.oidc = runtime::oidc::OidcConfig::from_env()?;
         config.http_limits = runtime::serve::Limits::from_env()?;
         config.tls = runtime::tls::TlsFiles::from_env()?;
+        if let Some(addr) = http_addr() {
+            config.http_addr = addr;
+        }
         audit::start(config, shutdown.clone()).await?
     } else {
         let directory = isp::Directory::load(&partnership::directory_path(&data))?;
@@ -584,6 +587,9 @@ pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
         config.oidc = runtime::oidc::OidcConfig::from_env()?;
         config.http_limits = runtime::serve::Limits::from_env()?;
         config.tls = runtime::tls::TlsFiles::from_env()?;
+        if let Some(addr) = http_addr() {
+            config.http_addr = addr;
+        }
         local::start_agency(role, config, shutdown.clone()).await?
     };
     let scheme = if runtime::tls::TlsFiles::from_env()?.is_some() { "https" } else { "http" };
@@ -596,6 +602,11 @@ pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     Ok(())
+}
+
+/// `HUB_HTTP_ADDR`, when it is set: where `hub serve` listens (a free loopback port else).
+fn http_addr() -> Option<String> {
+    std::env::var("HUB_HTTP_ADDR").ok().filter(|v| !v.is_empty())
 }
 
 /// A whole number of seconds from the environment variable `name`, when it is set.
