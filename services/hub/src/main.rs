@@ -416,7 +416,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 hub::cluster::provision(&runtime::transport::connect(&url, hub::broker::ADMIN, &admin).await?, replicas).await?;
             }
             hub::broker::provision(&url, &admin, &directory, std::time::Duration::from_secs(ack_wait_secs)).await?;
-            println!("provisioned: streams HUB, KV_hub-consent and HUB_CHECKPOINTS, consumers audit and {}", directory.agencies.iter().filter(|a| a.role != isp::Role::Ig).map(|a| runtime::transport::agency_consumer_name(&a.id)).collect::<Vec<_>>().join(", "));
+            println!("provisioned: streams HUB, KV_hub-consent, KV_hub-partnership and HUB_CHECKPOINTS, consumers audit and {}", directory.agencies.iter().filter(|a| a.role != isp::Role::Ig).map(|a| runtime::transport::agency_consumer_name(&a.id)).collect::<Vec<_>>().join(", "));
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command: KeysCommand::Rotate { agency, data } } => {
