@@ -234,7 +234,7 @@ pub fn consent_stream_config_replicated(replicas: usize) -> stream::Config {
 }
 
 /// The partnership's signed public files, as the IG office publishes them for every service
-/// to follow (see `runtime::partnership_feed`): keys `directory` and `policy`, each value the
+/// to follow (see [`crate::partnership_feed`]): keys `directory` and `policy`, each value the
 /// file's text with its signature. Only the broker's administrator writes it.
 pub const PARTNERSHIP_BUCKET: &str = "hub-partnership";
 /// How many revisions of each file the bucket keeps (a service reads only the latest; the
