@@ -8,7 +8,8 @@
 //! event counts once, copies are replays or misroutes, unverifiable messages are aggregated,
 //! gaps and resets of the stream are recorded). Serves: `GET /ledger`,
 //! `GET /ledger?subject_ref=...`, `GET /verify` (with the stream's gaps and resets as
-//! alerts), `GET /health`, `GET /metrics` (for Prometheus).
+//! alerts), `GET /health`, `GET /metrics` (for Prometheus). Follows the IG office's signed
+//! directory and policy in the `hub-partnership` bucket ([`runtime::partnership_feed`]).
 
 pub mod checkpoints;
 pub mod intake;
@@ -198,6 +199,8 @@ struct Ctx {
     policy_path: std::path::PathBuf,
     /// Its broker connection (whether it is up, for `GET /ready`).
     broker: async_nats::Client,
+    /// Values of the partnership bucket it refused (`GET /metrics`).
+    feed_refused: runtime::metrics::FeedRefusals,
 }
 
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<runtime::Running> {
@@ -224,7 +227,24 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         }
     };
     let policy_path = config.directory_path.with_file_name("policy.toml");
-    let ctx = Ctx { pool, directory: Arc::new(arc_swap::ArcSwap::new(directory)), files_refused: Default::default(), ig_keys, policy_path, broker: js.client() };
+    let ctx = Ctx {
+        pool,
+        directory: Arc::new(arc_swap::ArcSwap::new(directory)),
+        files_refused: Default::default(),
+        ig_keys,
+        policy_path,
+        broker: js.client(),
+        feed_refused: Default::default(),
+    };
+    let follower = runtime::partnership_feed::Follower {
+        js: js.clone(),
+        pool: ctx.pool.clone(),
+        directory_path: config.directory_path.clone(),
+        policy_path: ctx.policy_path.clone(),
+        in_force: runtime::partnership_feed::InForce::Audit(ctx.directory.clone()),
+        schema: Arc::new(isp::Schema::load()?),
+        refused: ctx.feed_refused.clone(),
+    };
     let access = Arc::new(AccessLog { pool: ctx.pool.clone(), js: js.clone(), keys: ctx.ig_keys.clone() });
     // Its staff are the IG office's.
     let mut gate = runtime::auth::Gate::new(ig.as_deref().unwrap_or("audit"), ctx.pool.clone(), &[RULES], access);
@@ -256,6 +276,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             tasks.spawn(checkpoints::checkpoint_loop(ctx.pool.clone(), js.clone(), keys_path, partnership, config.checkpoint_every, shutdown.clone()));
         }
         tasks.spawn(watch_directory(ctx.pool.clone(), ctx.directory.clone(), config.directory_path.clone(), ctx.files_refused.clone(), shutdown.clone()));
+        // Brings the IG office's signed updates from the broker to disk, for watch_directory.
+        tasks.spawn(runtime::partnership_feed::follow_loop(follower, shutdown.clone()));
         tasks.spawn(checkpoints::serve_consistency(js.client(), ctx.pool.clone(), shutdown.clone()));
         tasks.spawn(consume(ctx, js, consumer, shutdown.clone()));
         tasks.spawn(runtime::serve::serve(listener, router, limits, tls, shutdown.clone()));

@@ -1,6 +1,7 @@
 //! `GET /metrics` of the audit service: the ledger as Prometheus sees it, read from the
 //! database at each scrape (one query for the entries, one for the latest checkpoint), so
-//! nothing is counted twice across restarts. Labels: entry types only.
+//! nothing is counted twice across restarts. Labels: entry types only; and the partnership
+//! bucket's values it refused since it started, by key and reason.
 
 use std::sync::atomic::AtomicU64;
 
@@ -43,5 +44,6 @@ pub(crate) async fn handler(State(ctx): State<Ctx>) -> Result<Response, runtime:
     registry.register("stream_gaps", "stream_gap entries: stream positions gone before the ledger read them", gaps);
     registry.register("stream_resets", "stream_reset entries: the stream was recreated", resets);
     registry.register("last_checkpoint_age_seconds", "Seconds since the latest signed checkpoint (NaN before the first)", checkpoint_age);
+    runtime::metrics::register_feed_refusals(&mut registry, &ctx.feed_refused);
     Ok(exposition(encode(&registry)))
 }

@@ -25,7 +25,7 @@ use isp::{
     Directory, Role,
     checkpoint::{CHECKPOINT_STREAM, CHECKPOINT_SUBJECT, CONSISTENCY_SUBJECT},
 };
-use runtime::transport::{self, AUDIT_CONSUMER, BrokerAuth, CONSENT_BUCKET, STREAM};
+use runtime::transport::{self, AUDIT_CONSUMER, BrokerAuth, CONSENT_BUCKET, PARTNERSHIP_BUCKET, STREAM};
 
 /// The identity that provisions streams and consumers (`hub up`, `hub broker provision`).
 /// It is the broker's operator: it can do anything, so its seed stays with whoever runs the
@@ -70,6 +70,8 @@ pub fn agency_grant(agency: &str) -> Grant {
             format!("$JS.API.DIRECT.GET.KV_{CONSENT_BUCKET}.>"),
             format!("$JS.API.DIRECT.GET.{CHECKPOINT_STREAM}"),
             format!("$JS.API.DIRECT.GET.{CHECKPOINT_STREAM}.>"),
+            format!("$JS.API.DIRECT.GET.KV_{PARTNERSHIP_BUCKET}"),
+            format!("$JS.API.DIRECT.GET.KV_{PARTNERSHIP_BUCKET}.>"),
             CONSISTENCY_SUBJECT.to_owned(),
         ],
         subscribe: vec![format!("{}.>", transport::inbox_prefix(agency))],
@@ -87,6 +89,8 @@ pub fn audit_grant(directory: &Directory) -> Grant {
         format!("$JS.ACK.{STREAM}.{AUDIT_CONSUMER}.>"),
         format!("$JS.API.STREAM.INFO.{STREAM}"),
         CHECKPOINT_SUBJECT.to_owned(),
+        format!("$JS.API.DIRECT.GET.KV_{PARTNERSHIP_BUCKET}"),
+        format!("$JS.API.DIRECT.GET.KV_{PARTNERSHIP_BUCKET}.>"),
     ];
     for ig in directory.with_role(Role::Ig) {
         publish.push(transport::event_subject(&ig.id, proto::v1::EventKind::Accessed));
@@ -322,5 +326,16 @@ mod tests {
         }
         assert!(g.publish.iter().all(|p| !p.contains("CREATE") && !p.contains("DELETE") && !p.contains("UPDATE") && !p.contains("PURGE")));
         assert_eq!(g.subscribe, ["_INBOX_idva-a.>"]);
+    }
+
+    #[test]
+    fn every_service_reads_the_partnership_files_and_none_writes_them() {
+        let (directory, _) = isp::directory::generate_partnership("P", &[("ig-p", "IG", Role::Ig), ("idva-p", "IDVA", Role::Idva)]).unwrap();
+        for g in [agency_grant("idva-p"), audit_grant(&directory)] {
+            for read in ["$JS.API.DIRECT.GET.KV_hub-partnership", "$JS.API.DIRECT.GET.KV_hub-partnership.>"] {
+                assert!(g.publish.iter().any(|p| p == read), "{}: {read}", g.identity);
+            }
+            assert!(g.publish.iter().all(|p| !p.starts_with("$KV.hub-partnership")), "{} may write the partnership bucket", g.identity);
+        }
     }
 }

@@ -256,12 +256,14 @@ fn log_tail(spec: &NodeSpec) -> String {
 
 
 /// Every stream of the partnership, with `replicas` copies: the hub's stream, the consent
-/// bucket's and the audit service's checkpoints. What an operator provisions before any
-/// service starts (the services find them and leave their configuration alone).
+/// bucket's, the partnership bucket's and the audit service's checkpoints. What an operator
+/// provisions before any service starts (the services find them and leave their configuration
+/// alone).
 pub fn partnership_streams(replicas: usize) -> Vec<stream::Config> {
     vec![
         runtime::transport::stream_config_replicated(replicas),
         runtime::transport::consent_stream_config_replicated(replicas),
+        runtime::transport::partnership_stream_config_replicated(replicas),
         stream::Config { num_replicas: replicas, ..runtime::transport::checkpoint_stream_config() },
     ]
 }

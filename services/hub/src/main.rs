@@ -159,6 +159,13 @@ enum BrokerCommand {
         #[arg(long, default_value_t = 1)]
         replicas: usize,
     },
+    /// As the administrator (DATA/broker/admin.nk), publish the signed directory and policy of
+    /// DATA/partnership/ to the broker at NATS_URL (bucket hub-partnership), from where every
+    /// service takes them, each checking the IG office's signature before writing anything.
+    Publish {
+        #[arg(long, default_value = "hub-data")]
+        data: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -548,7 +555,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 hub::cluster::provision(&runtime::transport::connect(&url, hub::broker::ADMIN, &admin).await?, replicas).await?;
             }
             hub::broker::provision(&url, &admin, &directory, std::time::Duration::from_secs(ack_wait_secs)).await?;
-            println!("provisioned: streams HUB, KV_hub-consent and HUB_CHECKPOINTS, consumers audit and {}", hub::broker::agency_identities(&directory).iter().map(|id| runtime::transport::agency_consumer_name(id)).collect::<Vec<_>>().join(", "));
+            println!("provisioned: streams HUB, KV_hub-consent, KV_hub-partnership and HUB_CHECKPOINTS, consumers audit and {}", hub::broker::agency_identities(&directory).iter().map(|id| runtime::transport::agency_consumer_name(id)).collect::<Vec<_>>().join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Broker { command: BrokerCommand::Publish { data } } => {
+            let url = std::env::var("NATS_URL").context("hub broker publish needs NATS_URL")?;
+            let admin = runtime::transport::BrokerAuth::from_env(&data, hub::broker::ADMIN);
+            let js = async_nats::jetstream::new(runtime::transport::connect(&url, hub::broker::ADMIN, &admin).await?);
+            let folder = runtime::config::partnership_dir(&data);
+            let (directory, policy) = (folder.join("directory.toml"), folder.join("policy.toml"));
+            runtime::partnership_feed::publish(&js, &directory, &policy).await?;
+            let sequence = |path: &std::path::Path| runtime::partnership_feed::SignedFile::read(path).ok().and_then(|f| f.sequence()).unwrap_or_default();
+            println!(
+                "published to {}: directory (sequence {}) and policy (sequence {}); every service checks and takes them up within seconds",
+                runtime::transport::PARTNERSHIP_BUCKET,
+                sequence(&directory),
+                sequence(&policy)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command: KeysCommand::Rotate { agency, data } } => {

@@ -450,6 +450,8 @@ pub async fn update_broker(data: &Path, url: &str, removed: Option<&str>) -> any
             Err(e) => return Err(anyhow::anyhow!("deleting the removed agency's consumer: {e}")),
         }
     }
+    let public = runtime::config::partnership_dir(data);
+    runtime::partnership_feed::publish(&js, &public.join("directory.toml"), &public.join("policy.toml")).await?;
     Ok(())
 }
 

@@ -36,7 +36,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use isp::{AgencyKeys, Directory, Isp, Policy, Schema, signed::PolicySignature};
+use isp::{AgencyKeys, Directory, Isp, IspError, Policy, Schema, signed::PolicySignature};
 
 #[derive(Clone)]
 pub struct Config {
@@ -176,15 +176,45 @@ pub fn signature_path(file: &Path) -> PathBuf {
     PathBuf::from(path)
 }
 
+/// Why a signed partnership file is not accepted, by the check that refused it (the message
+/// says what exactly; it names no content of the file).
+#[derive(Debug, thiserror::Error)]
+pub enum SignedFileError {
+    /// The text is not a directory, or not a policy.
+    #[error(transparent)]
+    Malformed(IspError),
+    /// Not signed by an `ig` agency of the directory it was checked against, not over exactly
+    /// this text, or no signature at all.
+    #[error(transparent)]
+    Signature(IspError),
+}
+
+/// A directory's text and its signature (the `.sig` file's text, None when there is none), as
+/// every service accepts one, from a file or from the broker: a directory, signed by an `ig`
+/// agency of `trusted` (the directory in force; None at start-up: its own) over exactly this
+/// text. The caller compares the signature's sequence with the one in force.
+pub fn verify_signed_directory(text: &str, signature: Option<&str>, trusted: Option<&Directory>) -> Result<(Directory, PolicySignature), SignedFileError> {
+    let directory = Directory::from_toml(text).map_err(SignedFileError::Malformed)?;
+    let signature = isp::signed::verify_directory(text, signature, trusted.unwrap_or(&directory)).map_err(SignedFileError::Signature)?;
+    Ok((directory, signature))
+}
+
+/// A policy's text and its signature as every service accepts one: signed by an `ig` agency
+/// of `directory` (the directory it will be used with) over exactly this text, and a valid
+/// policy.
+pub fn verify_signed_policy(text: &str, signature: Option<&str>, directory: &Directory, schema: &Schema) -> Result<(Policy, PolicySignature), SignedFileError> {
+    let signature = isp::signed::verify(text, signature, directory).map_err(SignedFileError::Signature)?;
+    let policy = Policy::from_toml(text, schema).map_err(SignedFileError::Malformed)?;
+    Ok((policy, signature))
+}
+
 /// Reads a directory file and accepts it only if an IG agency of `trusted` (the directory in
 /// force; None at start-up: the file's own) signed exactly this text. Returns the directory,
 /// its text and its signature (whose sequence the caller compares with the one in force).
 pub fn load_signed_directory(path: &Path, trusted: Option<&Directory>) -> anyhow::Result<(Directory, String, PolicySignature)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading the directory {}", path.display()))?;
-    let directory = Directory::from_toml(&text).with_context(|| format!("refusing the directory {}", path.display()))?;
     let signature = std::fs::read_to_string(signature_path(path)).ok();
-    let signature = isp::signed::verify_directory(&text, signature.as_deref(), trusted.unwrap_or(&directory))
-        .with_context(|| format!("refusing the directory {}", path.display()))?;
+    let (directory, signature) = verify_signed_directory(&text, signature.as_deref(), trusted).with_context(|| format!("refusing the directory {}", path.display()))?;
     Ok((directory, text, signature))
 }
 
@@ -204,9 +234,8 @@ impl Config {
     pub fn load_signed_policy(&self, directory: &Directory, schema: &Schema) -> anyhow::Result<(Policy, String, PolicySignature)> {
         let text = std::fs::read_to_string(&self.policy_path).with_context(|| format!("reading the policy {}", self.policy_path.display()))?;
         let signature = std::fs::read_to_string(self.policy_signature_path()).ok();
-        let signature = isp::signed::verify(&text, signature.as_deref(), directory)
-            .with_context(|| format!("refusing the policy {}", self.policy_path.display()))?;
-        let policy = Policy::from_toml(&text, schema).with_context(|| format!("refusing the policy {}", self.policy_path.display()))?;
+        let (policy, signature) =
+            verify_signed_policy(&text, signature.as_deref(), directory, schema).with_context(|| format!("refusing the policy {}", self.policy_path.display()))?;
         Ok((policy, text, signature))
     }
 }

@@ -9,6 +9,10 @@
 //!   the publisher drains it with the envelope id as the JetStream message id.
 //! - [`inbox`]: the durable consumer loop: open with the isp, store or quarantine, then ack.
 //! - [`api`]: the HTTP JSON API every service has (send, sent, inbox, acknowledge).
+//! - [`policy_watch`]: takes up a newly signed policy or directory found on disk, refusing
+//!   what the IG office did not sign or what is older than the version in force.
+//! - [`partnership_feed`]: brings the IG office's signed directory and policy from the
+//!   broker's `hub-partnership` bucket to disk, checked before anything is written.
 //! - [`consent`]: consent records in the partnership's `hub-consent` bucket: record, read,
 //!   withdraw; looked up before every send, again before publishing, and on receipt.
 //! - [`telemetry`]: tracing set-up. Spans carry ids and kinds, never payload content.
@@ -31,6 +35,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod openapi;
 pub mod outbox;
+pub mod partnership_feed;
 pub mod policy_watch;
 pub mod receipts;
 pub mod serve;
@@ -219,6 +224,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         tasks.spawn(outbox::publish_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(witness::watch_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(policy_watch::watch_loop(ctx.clone(), shutdown.clone()));
+        tasks.spawn(partnership_feed::follow_loop(partnership_feed::Follower::of_agency(&ctx), shutdown.clone()));
         tasks.spawn(consent::republish_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(inbox::consume_loop(ctx.clone(), consumer, agency, shutdown.clone()));
         tasks.spawn(serve::serve(listener, router, limits, tls, shutdown.clone()));

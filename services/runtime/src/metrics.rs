@@ -51,6 +51,26 @@ pub struct RuleLabel {
     pub rule: String,
 }
 
+/// A value of the partnership bucket refused: which file (`directory`, `policy`) and why (a
+/// [`crate::partnership_feed::Refused`] code).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeedLabel {
+    pub key: &'static str,
+    pub reason: &'static str,
+}
+
+/// Values of the partnership bucket refused and not written (the audit service keeps one too).
+pub type FeedRefusals = Family<FeedLabel, Counter>;
+
+/// Registers [`FeedRefusals`] in a registry, under one name for every service.
+pub fn register_feed_refusals(registry: &mut Registry, refusals: &FeedRefusals) {
+    registry.register(
+        "partnership_values_refused",
+        "Values of the partnership bucket (signed directory and policy) refused and not written to disk, by key and reason",
+        refusals.clone(),
+    );
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub method: &'static str,
@@ -69,6 +89,7 @@ pub struct Metrics {
     pub received: Family<KindLabel, Counter>,
     pub quarantined: Family<ReasonLabel, Counter>,
     pub near_misses: Family<RuleLabel, Counter>,
+    pub partnership_refused: FeedRefusals,
     http: Histograms,
     outbox_depth: Gauge,
     outbox_oldest: F64Gauge,
@@ -92,6 +113,7 @@ impl Metrics {
             received: Family::default(),
             quarantined: Family::default(),
             near_misses: Family::default(),
+            partnership_refused: Family::default(),
             http: Family::new_with_constructor(|| Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])),
             outbox_depth: Gauge::default(),
             outbox_oldest: F64Gauge::default(),
@@ -103,6 +125,7 @@ impl Metrics {
         registry.register("disclosures_received", "Envelopes received, verified and stored in the inbox, by kind", m.received.clone());
         registry.register("quarantined", "Received envelopes refused and quarantined, by reason code", m.quarantined.clone());
         registry.register("near_misses", "Sends the sharing policy refused (near misses), by policy rule", m.near_misses.clone());
+        register_feed_refusals(&mut registry, &m.partnership_refused);
         registry.register("http_request_duration_seconds", "HTTP request latency, by method, route template and status class", m.http.clone());
         registry.register("outbox_depth", "Outbox messages not yet published (nor stopped or set aside), at scrape time", m.outbox_depth.clone());
         registry.register("outbox_oldest_unpublished_seconds", "Age of the oldest unpublished outbox message (0 when none), at scrape time", m.outbox_oldest.clone());

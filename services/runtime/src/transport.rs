@@ -233,6 +233,43 @@ pub fn consent_stream_config_replicated(replicas: usize) -> stream::Config {
     }
 }
 
+/// The partnership's signed public files, as the IG office publishes them for every service
+/// to follow (see [`crate::partnership_feed`]): keys `directory` and `policy`, each value the
+/// file's text with its signature. Only the broker's administrator writes it.
+pub const PARTNERSHIP_BUCKET: &str = "hub-partnership";
+/// How many revisions of each file the bucket keeps (a service reads only the latest; the
+/// few before it are for whoever investigates what was published).
+pub const PARTNERSHIP_HISTORY: i64 = 8;
+/// The largest value the bucket's publisher puts or a service reads: a file with its
+/// signature, as JSON. The partnership's files are a few kilobytes; anything near this is not
+/// one of them.
+pub const PARTNERSHIP_MAX_VALUE_BYTES: usize = 256 * 1024;
+
+/// The partnership bucket's stream configuration (written out, as [`consent_stream_config`]
+/// is). Deny delete, deny purge and no roll-up: what the IG office published stays visible.
+pub fn partnership_stream_config() -> stream::Config {
+    partnership_stream_config_replicated(1)
+}
+
+/// [`partnership_stream_config`] with `replicas` copies (see [`stream_config_replicated`]).
+pub fn partnership_stream_config_replicated(replicas: usize) -> stream::Config {
+    stream::Config {
+        num_replicas: replicas,
+        name: format!("KV_{PARTNERSHIP_BUCKET}"),
+        subjects: vec![format!("$KV.{PARTNERSHIP_BUCKET}.>")],
+        storage: stream::StorageType::File,
+        max_messages_per_subject: PARTNERSHIP_HISTORY,
+        // The publisher refuses a value over this; room left for headers.
+        max_message_size: (PARTNERSHIP_MAX_VALUE_BYTES + 4096) as i32,
+        discard: stream::DiscardPolicy::Old,
+        allow_direct: true,
+        allow_rollup: false,
+        deny_delete: true,
+        deny_purge: true,
+        ..Default::default()
+    }
+}
+
 /// Creates the consent bucket if it does not exist, and returns it with its stream.
 pub async fn ensure_consent_bucket(js: &jetstream::Context) -> anyhow::Result<(jetstream::kv::Store, stream::Stream)> {
     let stream = js.get_or_create_stream(consent_stream_config()).await.context("creating the consent bucket")?;
@@ -262,12 +299,13 @@ pub fn checkpoint_stream_config() -> stream::Config {
 
 /// Everything on the broker the partnership needs, made by its administrator (services have
 /// no right to create, change or delete a stream or a consumer): the `HUB` stream, the
-/// consent bucket, the checkpoint stream, a durable consumer for each agency in `agencies`
-/// and the audit service's. What exists already is left as it is, so it may run at every
-/// start and after a broker lost its store (`hub broker provision`).
+/// consent bucket, the partnership bucket, the checkpoint stream, a durable consumer for each
+/// agency in `agencies` and the audit service's. What exists already is left as it is, so it
+/// may run at every start and after a broker lost its store (`hub broker provision`).
 pub async fn provision(js: &jetstream::Context, agencies: &[String], ack_wait: Duration) -> anyhow::Result<()> {
     ensure_stream(js).await?;
     ensure_consent_bucket(js).await?;
+    js.get_or_create_stream(partnership_stream_config()).await.context("creating the partnership bucket")?;
     js.get_or_create_stream(checkpoint_stream_config()).await.context("creating the checkpoint stream")?;
     audit_consumer(js, ack_wait).await?;
     for agency in agencies {

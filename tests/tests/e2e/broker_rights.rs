@@ -1,8 +1,10 @@
 //! The broker enforces each identity's rights (issue #11): with the IDVA's real credentials
 //! against the partnership's real nats-server, every action beyond the IDVA's need is refused
-//! by the broker itself, and has no effect (checked as the administrator afterwards); what the
-//! IDVA needs still works, and so does the whole demo case afterwards. Nobody connects
-//! without credentials, over plain TCP, or with a key the broker does not know.
+//! by the broker itself, and has no effect (checked as the administrator afterwards; neither an
+//! agency nor the audit service can write the partnership's signed files into the bucket
+//! every service follows); what the IDVA needs still works, and so does the whole demo case
+//! afterwards. Nobody connects without credentials, over plain TCP, or with a key the broker
+//! does not know.
 
 use std::{
     sync::{Arc, Mutex},
@@ -135,6 +137,8 @@ async fn the_broker_refuses_what_an_agency_does_not_need(backend: Backend) -> an
         ("reading the stream's traffic by subject", "$JS.API.STREAM.INFO.HUB".to_owned(), r#"{"subjects_filter":">"}"#),
         ("shortening the consent bucket's history", "$JS.API.STREAM.UPDATE.KV_hub-consent".to_owned(), r#"{"name":"KV_hub-consent","max_msgs_per_subject":1}"#),
         ("creating a stream", "$JS.API.STREAM.CREATE.COPY".to_owned(), r#"{"name":"COPY","subjects":["copy.>"]}"#),
+        ("writing the partnership's directory", "$KV.hub-partnership.directory".to_owned(), r#"{"text":"forged","signature":"forged"}"#),
+        ("writing the partnership's policy", "$KV.hub-partnership.policy".to_owned(), r#"{"text":"forged","signature":"forged"}"#),
     ] {
         idva.publish_refused(what, &subject, body).await?;
         refused += 1;
@@ -143,7 +147,8 @@ async fn the_broker_refuses_what_an_agency_does_not_need(backend: Backend) -> an
     let audit = Probe::connect(&p, audit::AUDIT_IDENTITY).await?;
     audit.publish_refused("the audit service publishing a disclosure", &format!("hub.v1.msg.{HOUSING}.{IDVA}.idva_referral"), "forged").await?;
     audit.publish_refused("the audit service writing a consent record", &format!("$KV.hub-consent.{HOUSING}.x"), "forged").await?;
-    refused += 2;
+    audit.publish_refused("the audit service writing the partnership's directory", "$KV.hub-partnership.directory", "forged").await?;
+    refused += 3;
     println!("the broker refused {refused} actions");
     anyhow::ensure!(refused >= 12);
 
@@ -166,6 +171,8 @@ async fn the_broker_refuses_what_an_agency_does_not_need(backend: Backend) -> an
         .map(|m| m.payload.to_vec())
         .unwrap_or_default();
     anyhow::ensure!(checkpoints >= checkpoints_before && checkpoint_subjects != b"{}", "a checkpoint was forged");
+    let partnership_bucket = admin.get_stream(format!("KV_{}", transport::PARTNERSHIP_BUCKET)).await?.info().await?.state.messages;
+    anyhow::ensure!(partnership_bucket == 0, "{partnership_bucket} values were written into the partnership bucket");
 
     // --- What the IDVA needs still works, through the same credentials ---
     let js = jetstream::new(idva.client.clone());
@@ -173,6 +180,8 @@ async fn the_broker_refuses_what_an_agency_does_not_need(backend: Backend) -> an
     anyhow::ensure!(own.cached_info().config.filter_subject == format!("hub.v1.msg.*.{IDVA}.>"));
     let bucket = transport::bind_consent_stream(&js).await?;
     let _ = bucket.direct_get_next_for_subject(format!("$KV.hub-consent.{HOUSING}.>"), None).await;
+    let partnership = js.get_stream_no_info(format!("KV_{}", transport::PARTNERSHIP_BUCKET)).await?;
+    let _ = partnership.direct_get_last_for_subject(format!("$KV.{}.directory", transport::PARTNERSHIP_BUCKET)).await;
     let errors_before = idva.errors.lock().unwrap().len();
     idva.client.flush().await?;
     // And the partnership's whole demo case still plays through again, every disclosure

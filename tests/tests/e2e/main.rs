@@ -22,6 +22,7 @@ mod oidc_login;
 mod oversize;
 mod paging;
 mod panics;
+mod partnership_feed;
 mod policy;
 mod pseudonyms;
 mod ready;
