@@ -262,6 +262,8 @@ async fn a_partnership_runs_across_hosts_and_a_suspended_agency_is_shut_out() ->
     let housing_staff = login(&housing_api.url, &ca_pem, "t.caseworker", &password).await?;
     let password = staff(&net, &idva, IDVA, "t.caseworker", "caseworker", &mut printed)?;
     let idva_staff = login(&idva_api.url, &ca_pem, "t.caseworker", &password).await?;
+    let password = staff(&net, &idva, IDVA, "t.manager", "team-manager", &mut printed)?;
+    let idva_manager = login(&idva_api.url, &ca_pem, "t.manager", &password).await?;
     let password = staff(&net, &ig, "audit", "t.ig-lead", "ig-lead", &mut printed)?;
     let ig_lead = login(&audit.url, &ca_pem, "t.ig-lead", &password).await?;
 
@@ -354,23 +356,36 @@ async fn a_partnership_runs_across_hosts_and_a_suspended_agency_is_shut_out() ->
         std::sync::Arc::new(policy),
         std::sync::Arc::new(isp::Schema::load()?),
     )?;
-    let late = tests::sealed_ack(&housing_isp, IDVA, "HSG-LATE-1")?;
+    let late = tests::sealed_ack(&housing_isp, IDVA, "HSG-9001")?;
     let admin = runtime::transport::connect(&broker_url, hub::broker::ADMIN, &runtime::transport::BrokerAuth::embedded(&ig.data, hub::broker::ADMIN)).await?;
     let js = async_nats::jetstream::new(admin);
     js.publish(runtime::transport::message_subject(HOUSING, IDVA, isp::Kind::ReferralAck), late.into()).await?.await?;
     tests::eventually("the IDVA quarantines housing's late envelope as suspended_sender", PATIENCE, || async {
-        let (_, quarantine) = get(&idva_staff, &format!("{}/quarantine", idva_api.url)).await?;
-        Ok(quarantine.as_array().and_then(|q| q.iter().find(|e| e["reason"] == "suspended_sender")).map(|_| ()))
+        let (status, quarantine) = get(&idva_manager, &format!("{}/quarantine", idva_api.url)).await?;
+        match quarantine.as_array().and_then(|q| q.iter().find(|e| e["reason"] == "suspended_sender")) {
+            Some(_) => Ok(Some(())),
+            None => anyhow::bail!("HTTP {status}: {quarantine}"),
+        }
     })
     .await?;
-    tests::eventually("the ledger records the refusal, and still verifies with housing's earlier referral", PATIENCE, || async {
+    let ledger = tests::eventually("the ledger records the refusal, and still verifies with housing's earlier referral", PATIENCE, || async {
         let (_, verify) = get(&ig_lead, &format!("{}/verify", audit.url)).await?;
         let (_, ledger) = get(&ig_lead, &format!("{}/ledger?limit=1000", audit.url)).await?;
         let refused = ledger.as_array().is_some_and(|l| l.iter().any(|e| e["reason"] == "suspended_sender"));
-        let referral = ledger.as_array().is_some_and(|l| l.iter().any(|e| e["envelope_id"] == envelope_id.as_str() && e["entry_type"] != "rejected"));
-        Ok((verify["ok"] == true && verify["entries"].as_u64().unwrap_or_default() > entries && refused && referral).then_some(()))
+        anyhow::ensure!(verify["ok"] == true && verify["entries"].as_u64().unwrap_or_default() > entries && refused, "refused {refused}: {verify}");
+        Ok(Some(ledger))
     })
     .await?;
+    // Housing's referral, signed before the suspension, still verifies against the directory
+    // that suspends it; the same header judged as made after the suspension does not.
+    let entry = ledger.as_array().and_then(|l| l.iter().find(|e| e["entry_id"] == envelope_id.as_str() && e["entry_type"] == "disclosure")).context("the referral's ledger entry")?;
+    let signed = hex::decode(entry["signed"].as_str().context("signed")?)?;
+    let envelope = <proto::v1::Envelope as prost::Message>::decode(signed.as_slice())?;
+    let now = isp::Directory::load(&ig.data.join("partnership/directory.toml"))?;
+    let header = isp::seal::verify_header(&now, &envelope.header, &envelope.signature).context("housing's earlier referral no longer verifies")?;
+    assert_eq!(header.sender, HOUSING);
+    let since = now.require(HOUSING)?.suspended_at_ms.context("housing is suspended")?;
+    assert!(now.require(HOUSING)?.check_in_force(since).is_err() && header.created_at_ms < since);
     Ok(())
 }
 
