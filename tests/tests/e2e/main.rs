@@ -29,4 +29,5 @@ mod roles;
 mod rollback;
 mod stream_identity;
 mod tls;
+mod upgrade;
 mod witness_junk;
