@@ -45,7 +45,7 @@ pub struct Partnership {
     /// Logged-in clients: each request goes as the demo staff member of the least powerful
     /// role its route allows (see [`hub::staff::Logins`]).
     pub logins: Logins,
-    _cleanup: Option<DropDatabases>,
+    _databases: Option<PostgresDatabases>,
     // Last, so the store outlives everything that writes to it.
     _dir: tempfile::TempDir,
 }
@@ -71,29 +71,32 @@ impl Partnership {
         Partnership::launch(backend, None, Some(limits), None).await
     }
 
+    /// The partnership whose files are in `dir` already (keys, directory, policy, broker
+    /// store; an earlier version's, say), on the SQLite files in `dir/db` or, with
+    /// `databases`, on those PostgreSQL databases. Both are removed with the partnership.
+    pub async fn start_in(dir: tempfile::TempDir, databases: Option<PostgresDatabases>) -> anyhow::Result<Partnership> {
+        Partnership::start_with_options(dir, databases, Options::default()).await
+    }
+
     async fn launch(backend: Backend, ack_wait: Option<Duration>, http_limits: Option<runtime::serve::Limits>, cluster: Option<usize>) -> anyhow::Result<Partnership> {
         let dir = tempfile::Builder::new().prefix("hubtest").tempdir()?;
-        let (database_url, database_prefix, cleanup) = match backend {
-            Backend::Sqlite => (None, None, None),
-            Backend::Postgres => {
-                let prefix = format!("hubtest_{:016x}", rand::random::<u64>());
-                let cleanup = DropDatabases { server: postgres_server(), prefix: prefix.clone() };
-                (Some(postgres_server()), Some(prefix), Some(cleanup))
-            }
-        };
+        let databases = (backend == Backend::Postgres).then(PostgresDatabases::fresh);
+        Partnership::start_with_options(dir, databases, Options { ack_wait, http_limits, cluster, ..Options::default() }).await
+    }
+
+    /// `options` with the test's own data directory, databases and a checkpoint every second.
+    async fn start_with_options(dir: tempfile::TempDir, databases: Option<PostgresDatabases>, options: Options) -> anyhow::Result<Partnership> {
         let options = Options {
             data: dir.path().to_owned(),
             nats_url: None,
-            database_url,
-            ack_wait,
-            database_prefix,
+            database_url: databases.as_ref().map(|d| d.server.clone()),
+            database_prefix: databases.as_ref().map(|d| d.prefix.clone()),
             checkpoint_every: Some(Duration::from_secs(1)),
-            http_limits,
-            cluster,
+            ..options
         };
         let hub = LocalHub::start(options.clone()).await?;
         let logins = Logins::for_hub(&hub);
-        Ok(Partnership { hub, options, logins, _cleanup: cleanup, _dir: dir })
+        Ok(Partnership { hub, options, logins, _databases: databases, _dir: dir })
     }
 
     /// A broker client with the admin's rights: what a compromised broker or its operator

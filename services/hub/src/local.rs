@@ -78,6 +78,19 @@ pub async fn start_agency(role: Role, config: Config, shutdown: CancellationToke
     }
 }
 
+/// Every migration the service of an agency of `role` applies at start (see
+/// [`runtime::migrations`]); the audit service's are [`audit::migrations`].
+pub fn migrations(role: Role) -> Vec<runtime::Migration> {
+    match role {
+        Role::Housing => runtime::migrations(&housing::Housing),
+        Role::Idva => runtime::migrations(&idva::Idva),
+        Role::Marac => runtime::migrations(&marac::Marac),
+        Role::Reciprocals => runtime::migrations(&reciprocals::Reciprocals),
+        Role::Perpetrator => runtime::migrations(&perpetrator::Perpetrator),
+        Role::Partner | Role::Ig => runtime::migrations(&runtime::Plain),
+    }
+}
+
 /// The database URL of one service: its SQLite file, or its own database on the PostgreSQL
 /// server (created when missing).
 pub async fn database_url(options: &Options, service: &str) -> anyhow::Result<String> {

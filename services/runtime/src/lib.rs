@@ -163,6 +163,18 @@ impl Agency for Plain {
     }
 }
 
+/// Every migration a service of `agency` applies at start: the runtime's tables, then the
+/// agency's own. An upgrade test compares a database's applied versions with these.
+pub fn migrations<A: Agency>(agency: &A) -> Vec<Migration> {
+    let mut migrations = db::runtime_migrations();
+    migrations.extend(policy_watch::migrations());
+    migrations.extend(outbox::migrations());
+    migrations.extend(witness::migrations());
+    migrations.extend(auth::local::migrations());
+    migrations.extend(agency.migrations());
+    migrations
+}
+
 /// A started service.
 pub struct Running {
     /// Where its HTTP API listens.
@@ -180,13 +192,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
     let (isp, signatures) = config.load_isp_signed().context("loading the partnership material")?;
     let isp = Arc::new(isp);
     let pool = db::connect(&config.database_url).await?;
-    let mut migrations = db::runtime_migrations();
-    migrations.extend(policy_watch::migrations());
-    migrations.extend(outbox::migrations());
-    migrations.extend(witness::migrations());
-    migrations.extend(auth::local::migrations());
-    migrations.extend(agency.migrations());
-    db::migrate(&pool, migrations).await?;
+    db::migrate(&pool, migrations(&agency)).await?;
     policy_watch::take_up_at_start(&pool, &config, &signatures).await.context("loading the partnership material")?;
     let client = transport::connect(&config.nats_url, isp.agency(), &config.broker).await?;
     let jetstream = async_nats::jetstream::new(client);

@@ -300,17 +300,34 @@ pub fn checkpoint_stream_config() -> stream::Config {
 /// Everything on the broker the partnership needs, made by its administrator (services have
 /// no right to create, change or delete a stream or a consumer): the `HUB` stream, the
 /// consent bucket, the partnership bucket, the checkpoint stream, a durable consumer for each
-/// agency in `agencies` and the audit service's. What exists already is left as it is, so it
-/// may run at every start and after a broker lost its store (`hub broker provision`).
+/// agency in `agencies` and the audit service's. It may run at every start and after a broker
+/// lost its store (`hub broker provision`): what is missing is made, a stream that exists is
+/// brought to the current settings (see [`ensure_current`]), a consumer that exists is left
+/// as it is.
 pub async fn provision(js: &jetstream::Context, agencies: &[String], ack_wait: Duration) -> anyhow::Result<()> {
-    ensure_stream(js).await?;
-    ensure_consent_bucket(js).await?;
-    js.get_or_create_stream(partnership_stream_config()).await.context("creating the partnership bucket")?;
-    js.get_or_create_stream(checkpoint_stream_config()).await.context("creating the checkpoint stream")?;
+    for config in [stream_config(), consent_stream_config(), partnership_stream_config(), checkpoint_stream_config()] {
+        ensure_current(js, config).await?;
+    }
     audit_consumer(js, ack_wait).await?;
     for agency in agencies {
         agency_consumer(js, agency, ack_wait).await?;
     }
+    Ok(())
+}
+
+/// Creates a stream, or brings one that exists to `config`, keeping its replicas and its
+/// messages. A broker provisioned by an earlier version keeps its streams through an upgrade,
+/// with that version's settings: v0.1.0 made the checkpoint stream without direct gets, which
+/// every witness now reads it with (the broker grants agencies nothing else on it), so no
+/// checkpoint after the upgrade would ever be witnessed. The server leaves a stream whose
+/// settings are unchanged as it is.
+async fn ensure_current(js: &jetstream::Context, config: stream::Config) -> anyhow::Result<()> {
+    let name = config.name.clone();
+    let stream = js.get_or_create_stream(config.clone()).await.with_context(|| format!("creating the stream {name}"))?;
+    let replicas = stream.cached_info().config.num_replicas;
+    js.update_stream(stream::Config { num_replicas: replicas, ..config })
+        .await
+        .with_context(|| format!("bringing the stream {name} to the current settings"))?;
     Ok(())
 }
 

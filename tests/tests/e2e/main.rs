@@ -31,4 +31,5 @@ mod roles;
 mod rollback;
 mod stream_identity;
 mod tls;
+mod upgrade;
 mod witness_junk;
