@@ -52,7 +52,7 @@ pub fn service_identities(directory: &Directory) -> Vec<String> {
 
 /// The rights of an agency's service: publish its own messages, its own events and its own
 /// consent records; fetch from and acknowledge its own durable consumer only; read the
-/// consent bucket and the checkpoints (direct gets); ask the audit service for consistency
+/// consent bucket, the partnership bucket and the checkpoints (direct gets); ask the audit service for consistency
 /// proofs; receive replies on its own inbox prefix. Nothing else: no other agency's subjects,
 /// no `>`, no stream or consumer management, no checkpoints.
 pub fn agency_grant(agency: &str) -> Grant {
