@@ -216,14 +216,20 @@ pub fn consent_stream_config() -> stream::Config {
 
 /// [`consent_stream_config`] with `replicas` copies (see [`stream_config_replicated`]).
 pub fn consent_stream_config_replicated(replicas: usize) -> stream::Config {
+    // A signed consent record is well under a kilobyte.
+    kv_stream_config(CONSENT_BUCKET, CONSENT_HISTORY, 64 * 1024, replicas)
+}
+
+/// A key-value bucket's stream, written out: deny delete, deny purge and no roll-up, so
+/// what was put cannot be erased through the broker's API; direct gets for readers.
+fn kv_stream_config(bucket: &str, history: i64, max_message_size: i32, replicas: usize) -> stream::Config {
     stream::Config {
         num_replicas: replicas,
-        name: format!("KV_{CONSENT_BUCKET}"),
-        subjects: vec![format!("$KV.{CONSENT_BUCKET}.>")],
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
         storage: stream::StorageType::File,
-        max_messages_per_subject: CONSENT_HISTORY,
-        // A signed consent record is well under a kilobyte.
-        max_message_size: 64 * 1024,
+        max_messages_per_subject: history,
+        max_message_size,
         discard: stream::DiscardPolicy::Old,
         allow_direct: true,
         allow_rollup: false,
@@ -253,21 +259,8 @@ pub fn partnership_stream_config() -> stream::Config {
 
 /// [`partnership_stream_config`] with `replicas` copies (see [`stream_config_replicated`]).
 pub fn partnership_stream_config_replicated(replicas: usize) -> stream::Config {
-    stream::Config {
-        num_replicas: replicas,
-        name: format!("KV_{PARTNERSHIP_BUCKET}"),
-        subjects: vec![format!("$KV.{PARTNERSHIP_BUCKET}.>")],
-        storage: stream::StorageType::File,
-        max_messages_per_subject: PARTNERSHIP_HISTORY,
-        // The publisher refuses a value over this; room left for headers.
-        max_message_size: (PARTNERSHIP_MAX_VALUE_BYTES + 4096) as i32,
-        discard: stream::DiscardPolicy::Old,
-        allow_direct: true,
-        allow_rollup: false,
-        deny_delete: true,
-        deny_purge: true,
-        ..Default::default()
-    }
+    // The publisher refuses a value over this; room left for headers.
+    kv_stream_config(PARTNERSHIP_BUCKET, PARTNERSHIP_HISTORY, (PARTNERSHIP_MAX_VALUE_BYTES + 4096) as i32, replicas)
 }
 
 /// Creates the consent bucket if it does not exist, and returns it with its stream.
