@@ -386,6 +386,19 @@ async fn a_partnership_runs_across_hosts_and_a_suspended_agency_is_shut_out() ->
     assert_eq!(header.sender, HOUSING);
     let since = now.require(HOUSING)?.suspended_at_ms.context("housing is suspended")?;
     assert!(now.require(HOUSING)?.check_in_force(since).is_err() && header.created_at_ms < since);
+
+    // Removed for good: its consumer is gone from the broker, its id is never admitted again.
+    let stream = js.get_stream(runtime::transport::STREAM).await?;
+    stream.consumer_info(runtime::transport::agency_consumer_name(HOUSING)).await.context("housing's consumer while suspended")?;
+    hub(&net, &ig, &["partnership", "remove", HOUSING, "--data", &path(&ig.data)], &as_admin, &mut printed)?;
+    assert!(stream.consumer_info(runtime::transport::agency_consumer_name(HOUSING)).await.is_err(), "housing's consumer outlived its removal");
+    let listed = hub(&net, &ig, &["partnership", "list", "--data", &path(&ig.data)], &[], &mut printed)?;
+    assert!(listed.lines().any(|l| l.contains(HOUSING) && l.contains("removed")), "{listed}");
+    let again = root.path().join("housing-again");
+    let out = hub(&net, &housing, &["agency", "init", "--data", &path(&again), "--id", HOUSING, "--name", "Test Housing Options", "--role", "housing"], &[], &mut printed)?;
+    let key_id = out.lines().find_map(|l| l.split("its key id: ").nth(1)).context("no key id printed")?.trim().to_owned();
+    let refused = hub(&net, &ig, &["partnership", "admit", &path(&again.join("join-request.json")), "--key-id", &key_id, "--broker-url", &broker_url, "--out", &path(&transfer.join("again")), "--data", &path(&ig.data)], &as_admin, &mut printed);
+    assert!(refused.is_err_and(|e| e.to_string().contains("removed")), "a removed agency was admitted again");
     Ok(())
 }
 
