@@ -131,6 +131,10 @@ pub struct AdmissionBody {
     pub agency: String,
     /// The broker's client URLs (a cluster: several).
     pub broker_urls: Vec<String>,
+    /// SHA-256 (hex) of the broker's CA certificate in the bundle (`ca.pem`), so a CA swapped
+    /// on the way is refused; none when the broker uses a CA of its own the agency trusts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_sha256: Option<String>,
     /// The subject key, age-sealed to the agency's age key (hex); none for a role the policy
     /// keeps out of matching.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,11 +227,13 @@ pub fn admit(data: &Path, request: &Path, key_id: &str, broker_urls: &[String], 
     write_directory(data, &ig, &admitted)?;
     broker::write_includes(data, &admitted)?;
     let broker_reloaded = broker::reload(data)?;
+    let ca = fs::read(runtime::transport::broker_dir(data).join("ca.pem")).ok();
     let body = AdmissionBody {
         format: ADMISSION_FORMAT.into(),
         partnership: admitted.partnership.clone(),
         agency: agency.id.clone(),
         broker_urls: broker_urls.to_vec(),
+        ca_sha256: ca.as_deref().map(sha256_hex),
         sealed_subject_key,
         issued_at_ms: isp::now_ms(),
     };
@@ -300,6 +306,11 @@ pub fn join(data: &Path, bundle: &Path, ig_key: &str) -> anyhow::Result<Joined> 
         Some(sealed) => keys.with_sealed_subject_key(sealed)?,
         None => keys,
     };
+    let ca = fs::read(bundle.join("ca.pem")).ok();
+    anyhow::ensure!(
+        ca.as_deref().map(sha256_hex) == admission.body.ca_sha256,
+        "the broker's CA certificate in the admission is not the one the IG office signed for: do not use this admission"
+    );
     for url in &admission.body.broker_urls {
         anyhow::ensure!(url.starts_with("nats://") || url.starts_with("tls://"), "the broker URL {url:?} is not a nats:// or tls:// URL");
     }
@@ -316,6 +327,11 @@ pub fn join(data: &Path, bundle: &Path, ig_key: &str) -> anyhow::Result<Joined> 
     }
     fs::write(broker_url_path(data), admission.body.broker_urls.join(",") + "\n")?;
     Ok(Joined { agency: entry.clone(), partnership: directory.partnership.clone(), subject_key: keys.holds_subject_key(), broker_urls: admission.body.broker_urls })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Where `hub agency join` keeps the broker's address; `hub serve` uses it when NATS_URL is
@@ -508,6 +524,11 @@ mod tests {
         let keys = AgencyKeys::load(&data.join("keys/idva-test.toml")).unwrap();
         let ig = AgencyKeys::load(&ig_data.join("keys/ig-test.toml")).unwrap();
         assert_eq!(keys.subject_ref("A B", "1990-01-01").unwrap(), ig.subject_ref("A B", "1990-01-01").unwrap());
+        // A swapped CA certificate is refused.
+        let ca = fs::read(bundle.join("ca.pem")).unwrap();
+        fs::write(bundle.join("ca.pem"), b"-----BEGIN CERTIFICATE-----\nnot the partnership's\n-----END CERTIFICATE-----\n").unwrap();
+        assert!(join(&data, &bundle, &created.ig_key_id).unwrap_err().to_string().contains("CA certificate"));
+        fs::write(bundle.join("ca.pem"), ca).unwrap();
         // A tampered admission is refused.
         let mut admission: Admission = serde_json::from_str(&fs::read_to_string(bundle.join("admission.json")).unwrap()).unwrap();
         admission.body.broker_urls = vec!["tls://attacker:4222".into()];
