@@ -139,12 +139,12 @@ pub fn auth(data: &Path, identity: &str) -> BrokerAuth {
 /// service's seed does not change under it.
 pub fn ensure_credentials(data: &Path, directory: &Directory, hosts: &[String]) -> anyhow::Result<PathBuf> {
     let dir = transport::broker_dir(data);
-    crate::nats::create_private_dir(&dir)?;
+    crate::private::create_dir(&dir)?;
     for grant in grants(directory) {
         let path = seed_path(data, &grant.identity);
         if !path.exists() && !public_key_path(data, &grant.identity).exists() {
             let seed = nkeys::KeyPair::new_user().seed().context("making an nkey")?;
-            write_private(&path, format!("{seed}\n").as_bytes())?;
+            crate::private::write(&path, format!("{seed}\n").as_bytes())?;
         }
     }
     let (ca, cert, key) = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
@@ -164,7 +164,7 @@ pub fn ensure_credentials(data: &Path, directory: &Directory, hosts: &[String]) 
         // certificate means a new CA (delete the three files and run again).
         fs::write(&ca, ca_cert.pem())?;
         fs::write(&cert, server_cert.pem())?;
-        write_private(&key, server_key.serialize_pem().as_bytes())?;
+        crate::private::write(&key, server_key.serialize_pem().as_bytes())?;
     }
     Ok(dir)
 }
@@ -192,11 +192,11 @@ pub fn check_user_key(key: &str) -> anyhow::Result<String> {
 /// seed never leaves the host that made it.
 pub fn make_seed(data: &Path, identity: &str) -> anyhow::Result<String> {
     let dir = transport::broker_dir(data);
-    crate::nats::create_private_dir(&dir)?;
+    crate::private::create_dir(&dir)?;
     let path = seed_path(data, identity);
     anyhow::ensure!(!path.exists(), "{} exists already: an identity's seed is never replaced", path.display());
     let pair = nkeys::KeyPair::new_user();
-    write_private(&path, format!("{}\n", pair.seed().context("making an nkey")?).as_bytes())?;
+    crate::private::write(&path, format!("{}\n", pair.seed().context("making an nkey")?).as_bytes())?;
     Ok(pair.public_key())
 }
 
@@ -266,24 +266,6 @@ pub fn write_server_config(data: &Path, listen: &str, store: &Path) -> anyhow::R
     Ok(path)
 }
 
-/// Makes the broker started with [`write_server_config`] read its rights again (a reload:
-/// an identity no longer in them is disconnected and refused from then on). Returns false
-/// when no broker runs from this data directory (no pid file).
-pub fn reload(data: &Path) -> anyhow::Result<bool> {
-    let pid_file = transport::broker_dir(data).join("nats-server.pid");
-    if !pid_file.exists() {
-        return Ok(false);
-    }
-    let nats = crate::nats::ensure_installed()?;
-    let status = std::process::Command::new(nats)
-        .arg("--signal")
-        .arg(format!("reload={}", pid_file.display()))
-        .status()
-        .context("running nats-server --signal reload")?;
-    anyhow::ensure!(status.success(), "nats-server --signal reload failed ({status}): is the broker of {} running?", pid_file.display());
-    Ok(true)
-}
-
 /// A whole single-node configuration for the local broker `hub up` runs.
 pub fn local_server_config(data: &Path, directory: &Directory, port: u16, store: &Path) -> anyhow::Result<String> {
     Ok(format!(
@@ -303,13 +285,6 @@ pub async fn provision(url: &str, auth: &BrokerAuth, directory: &Directory, ack_
 }
 
 
-/// Writes a file only its owner may read (mode 0600 from its creation).
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
-    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes)?;
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

@@ -126,7 +126,7 @@ impl NatsCluster {
         let (mut specs, mut taken) = (Vec::new(), Vec::new());
         for i in 1..=nodes {
             let home = dir.join(format!("hub-{i}"));
-            crate::nats::create_private_dir(&home)?;
+            crate::private::create_dir(&home)?;
             specs.push(NodeSpec {
                 name: format!("hub-{i}"),
                 host: "127.0.0.1".into(),

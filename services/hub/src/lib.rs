@@ -13,6 +13,7 @@
 //!   `hub serve` (one service as its own process).
 //! - [`limits_bench`]: `hub bench limits`, what slow and large clients cost one service.
 //! - [`flood_bench`]: `hub bench flood`, what a flood of junk costs the ledger.
+//! - [`private`]: owner-only files and folders (keys, seeds, stores).
 //! - [`processes`]: a `hub serve` child process: started, killed as a crash would, restarted.
 //! - [`backup`]: `hub backup` and `hub restore`, one service's database and files.
 //! - [`audit_cli`]: `hub audit verify|list|query|prove|verify-proof`.
@@ -33,6 +34,7 @@ pub mod membership;
 pub mod broker;
 pub mod nats;
 pub mod partnership;
+pub mod private;
 pub mod processes;
 pub mod staff;
 

@@ -110,10 +110,10 @@ pub fn agency_init(data: &Path, id: &str, name: &str, role: Role) -> anyhow::Res
     check_details(id, name, role)?;
     let key_file = data.join("keys").join(format!("{id}.toml"));
     anyhow::ensure!(!key_file.exists(), "{} exists already: this host made its keys before (its join request is {})", key_file.display(), join_request_path(data).display());
-    crate::nats::create_private_dir(data)?;
-    crate::nats::create_private_dir(&data.join("keys"))?;
+    crate::private::create_dir(data)?;
+    crate::private::create_dir(&data.join("keys"))?;
     let keys = AgencyKeys::generate_alone(id);
-    broker::write_private(&key_file, keys.to_toml().as_bytes())?;
+    crate::private::write(&key_file, keys.to_toml().as_bytes())?;
     let broker_nkey = broker::make_seed(data, id)?;
     let body = JoinBody { format: JOIN_FORMAT.into(), agency: keys.public(name.trim(), role), broker_nkey, created_at_ms: isp::now_ms() };
     let signature = hex::encode(keys.signing.sign(&[JOIN_CONTEXT, &serde_json::to_vec(&body)?].concat()).to_bytes());
@@ -183,7 +183,7 @@ pub fn partnership_init(data: &Path, name: &str, ig_id: &str, ig_name: &str, pol
     anyhow::ensure!(!partnership::directory_path(data).exists(), "{} holds a partnership already", data.display());
     anyhow::ensure!(!name.trim().is_empty() && name.chars().count() <= 120 && name.chars().all(|c| !c.is_control()), "the partnership's name must be 1 to 120 characters");
     anyhow::ensure!(isp::directory::valid_agency_id(ig_id), "the IG office's id must be 1 to 64 lowercase letters, digits and '-'");
-    crate::nats::create_private_dir(data)?;
+    crate::private::create_dir(data)?;
     let directory = partnership::create(data, name.trim(), &[(ig_id, ig_name, Role::Ig)], policy)?;
     let ig = ig_keys(data, &directory)?;
     broker::ensure_credentials(data, &directory, hosts)?;
@@ -226,7 +226,7 @@ pub fn admit(data: &Path, request: &Path, key_id: &str, broker_urls: &[String], 
     fs::write(broker::public_key_path(data, &agency.id), format!("{}\n", request.body.broker_nkey))?;
     write_directory(data, &ig, &admitted)?;
     broker::write_includes(data, &admitted)?;
-    let broker_reloaded = broker::reload(data)?;
+    let broker_reloaded = crate::nats::reload(data)?;
     let ca = fs::read(runtime::transport::broker_dir(data).join("ca.pem")).ok();
     let body = AdmissionBody {
         format: ADMISSION_FORMAT.into(),
@@ -315,7 +315,7 @@ pub fn join(data: &Path, bundle: &Path, ig_key: &str) -> anyhow::Result<Joined> 
         anyhow::ensure!(url.starts_with("nats://") || url.starts_with("tls://"), "the broker URL {url:?} is not a nats:// or tls:// URL");
     }
     // The key file first (with the subject key), then the public files.
-    broker::write_private(&key_file, keys.to_toml().as_bytes())?;
+    crate::private::write(&key_file, keys.to_toml().as_bytes())?;
     let public = runtime::config::partnership_dir(data);
     fs::create_dir_all(&public)?;
     for file in BUNDLE_FILES {
@@ -360,7 +360,7 @@ pub fn suspend(data: &Path, id: &str, remove: bool) -> anyhow::Result<Suspended>
         }
     }
     broker::write_includes(data, &updated)?;
-    let broker_reloaded = broker::reload(data)?;
+    let broker_reloaded = crate::nats::reload(data)?;
     Ok(Suspended { agency: updated.require(id)?.clone(), broker_reloaded })
 }
 
@@ -418,7 +418,7 @@ pub fn agency_rotate(data: &Path, agency: &str) -> anyhow::Result<RotationReques
         new_signature: hex::encode(next.signing.sign(&message).to_bytes()),
         body,
     };
-    broker::write_private(&next_path, next.to_toml().as_bytes())?;
+    crate::private::write(&next_path, next.to_toml().as_bytes())?;
     fs::write(data.join("rotation-request.json"), serde_json::to_string_pretty(&request)? + "\n")?;
     Ok(request)
 }

@@ -81,7 +81,7 @@ impl NatsChild {
         crate::broker::ensure_credentials(data, &directory, &[])?;
         let port = free_port()?;
         let store = data.join("nats");
-        create_private_dir(&store)?;
+        crate::private::create_dir(&store)?;
         let conf = runtime::transport::broker_dir(data).join("nats-server.conf");
         std::fs::write(&conf, crate::broker::local_server_config(data, &directory, port, &store)?)?;
         let child = spawn_server(&binary, &conf, Some(&store.join("nats-server.log")))?;
@@ -150,14 +150,6 @@ pub async fn connect_admin(url: &str, data: &Path) -> anyhow::Result<async_nats:
     runtime::transport::connect(url, crate::broker::ADMIN, &crate::broker::auth(data, crate::broker::ADMIN)).await
 }
 
-/// Creates `dir` (and its parents) readable by this user only: a broker's store holds every
-/// clear header and ciphertext, its credentials directory every identity's seed.
-pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    Ok(())
-}
 
 /// Starts nats-server on the configuration file `conf`, logging to `log` when given (else
 /// where the configuration says).
@@ -177,4 +169,22 @@ pub(crate) fn spawn_server(binary: &Path, conf: &Path, log: Option<&Path>) -> an
         .process_group(0)
         .spawn()
         .with_context(|| format!("starting {} on {}", binary.display(), conf.display()))
+}
+
+/// Makes the broker started with [`crate::broker::write_server_config`] read its rights
+/// again (a reload: an identity no longer in them is disconnected and refused from then on).
+/// Returns false when no broker runs from this data directory (no pid file).
+pub fn reload(data: &Path) -> anyhow::Result<bool> {
+    let pid_file = runtime::transport::broker_dir(data).join("nats-server.pid");
+    if !pid_file.exists() {
+        return Ok(false);
+    }
+    let nats = ensure_installed()?;
+    let status = std::process::Command::new(nats)
+        .arg("--signal")
+        .arg(format!("reload={}", pid_file.display()))
+        .status()
+        .context("running nats-server --signal reload")?;
+    anyhow::ensure!(status.success(), "nats-server --signal reload failed ({status}): is the broker of {} running?", pid_file.display());
+    Ok(true)
 }
