@@ -65,6 +65,11 @@ pub enum OpenError {
     BadSignature(String),
     #[error("addressed to {0:?}, not to this agency")]
     NotAddressedToUs(String),
+    /// The signed header names a recipient age key that is none of this agency's (current or
+    /// retired): the sender sealed to a key it should not have used. The id is not repeated:
+    /// whoever signed the header chose its text.
+    #[error("the header names a recipient key that is not one of this agency's age keys")]
+    UnknownRecipientKey,
     #[error("sealed payload does not match the signed digest: the ciphertext was altered")]
     PayloadDigestMismatch,
     #[error("cannot decrypt the payload with this agency's keys: {0}")]
@@ -111,6 +116,7 @@ impl OpenError {
             OpenError::Suspended { .. } => "suspended_sender",
             OpenError::BadSignature(_) => "bad_signature",
             OpenError::NotAddressedToUs(_) => "not_addressed_to_us",
+            OpenError::UnknownRecipientKey => "unknown_recipient_key",
             OpenError::PayloadDigestMismatch => "payload_digest_mismatch",
             OpenError::Decrypt(_) => "decrypt_failed",
             OpenError::MalformedPayload(_) => "malformed_payload",

@@ -421,6 +421,10 @@ impl Isp {
         if header.recipient != self.keys.agency {
             return Err(fail(OpenError::NotAddressedToUs(header.recipient.clone())));
         }
+        let own_key = |i: &age::x25519::Identity| crate::directory::key_id("age", i.to_public().to_string().as_bytes()) == header.recipient_key_id;
+        if !self.keys.age_identities().any(own_key) {
+            return Err(fail(OpenError::UnknownRecipientKey));
+        }
         let sender = self.directory.get(&header.sender).expect("verify_envelope checked the sender");
         let header_kind = Kind::try_from(header.kind).unwrap_or(Kind::Unspecified);
         let declared: BTreeSet<String> = header.data_categories.iter().cloned().collect();

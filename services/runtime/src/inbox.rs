@@ -319,9 +319,8 @@ async fn prepare(
         Err((header, error)) => return refuse(header, error).await,
     };
     let h = &opened.header;
-    if transport::parse_message_subject(subject) != Some((h.sender.as_str(), h.recipient.as_str())) {
-        let error = OpenError::Misrouted(format!("the subject does not name {} -> {}", h.sender, h.recipient));
-        return refuse(Some(h.clone()), error).await;
+    if let Some(why) = transport::subject_mismatch(subject, &h.sender, &h.recipient, h.kind()) {
+        return refuse(Some(h.clone()), OpenError::Misrouted(why.to_owned())).await;
     }
     // Consent is re-checked against the record as it is now: a withdrawal since the send
     // stops the disclosure here too. Expiry is judged at the envelope's creation. A bucket

@@ -36,6 +36,22 @@ pub fn event_subject(agency: &str, kind: EventKind) -> String {
     format!("hub.v1.evt.{agency}.{token}")
 }
 
+/// Why `subject` is not the one an envelope whose signed header says `sender`, `recipient`
+/// and `kind` travels on ([`message_subject`]), or None when it is. The subject's tokens are
+/// not repeated: the publisher chose them.
+pub fn subject_mismatch(subject: &str, sender: &str, recipient: &str, kind: Kind) -> Option<&'static str> {
+    if subject == message_subject(sender, recipient, kind) {
+        return None;
+    }
+    let tokens: Vec<&str> = subject.strip_prefix("hub.v1.msg.").map(|rest| rest.split('.').collect()).unwrap_or_default();
+    Some(match tokens.as_slice() {
+        [s, _, _] if *s != sender => "the subject's sender token is not the signed header's sender",
+        [_, r, _] if *r != recipient => "the subject's recipient token is not the signed header's recipient",
+        [_, _, _] => "the subject's kind token is not the signed header's kind (its name with '.' as '_')",
+        _ => "the subject is not hub.v1.msg.SENDER.RECIPIENT.KIND",
+    })
+}
+
 /// What a message subject says: (sender, recipient), or None for an event or a stray subject.
 pub fn parse_message_subject(subject: &str) -> Option<(&str, &str)> {
     let mut parts = subject.strip_prefix("hub.v1.msg.")?.split('.');
@@ -420,5 +436,17 @@ mod tests {
         assert_eq!(parse_message_subject(&s), Some(("housing-a", "idva-b")));
         assert_eq!(parse_message_subject("hub.v1.evt.housing-a.send_denied"), None);
         assert_eq!(parse_message_subject("hub.v1.msg.a.b.c.d"), None);
+    }
+
+    #[test]
+    fn a_subject_that_is_not_the_headers_says_which_token_is_wrong() {
+        let kind = Kind::IdvaReferral;
+        assert_eq!(subject_mismatch(&message_subject("h", "i", kind), "h", "i", kind), None);
+        let why = |subject: &str| subject_mismatch(subject, "h", "i", kind).unwrap();
+        assert!(why(&message_subject("x", "i", kind)).contains("sender token"));
+        assert!(why(&message_subject("h", "x", kind)).contains("recipient token"));
+        assert!(why(&message_subject("h", "i", Kind::ReferralAck)).contains("kind token"));
+        assert!(why("hub.v1.msg.h.i.housing_idva_referral.extra").contains("not hub.v1.msg.SENDER.RECIPIENT.KIND"));
+        assert!(why("hub.v1.evt.h.send_denied").contains("not hub.v1.msg"));
     }
 }

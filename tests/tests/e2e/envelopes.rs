@@ -104,25 +104,34 @@ async fn bad_envelopes_on(backend: Backend) -> anyhow::Result<()> {
         Body::MaracReferral(MaracReferral { survivor: person(), survivor_aware: true, consent_given: true, ..Default::default() }))?;
     let id_of = |b: &[u8]| Header::decode(Envelope::decode(b).unwrap().header.as_slice()).unwrap().envelope_id;
 
-    // (what, body, the reason the IDVA must give)
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("valid", valid.clone(), ""),
-        ("tampered header", with_header(&valid, None, |h| h.purpose = "marac".into()), "bad_signature"),
-        ("tampered ciphertext", tampered_ciphertext.encode_to_vec(), "payload_digest_mismatch"),
-        ("wrong signature", with_header(&valid, Some(&stranger), |_| {}), "bad_signature"),
-        ("unknown sender", with_header(&valid, Some(&stranger), |h| h.sender = "stranger-agency".into()), "unknown_sender"),
-        ("addressed to MARAC", to_marac, "not_addressed_to_us"),
-        ("replay of the valid envelope", valid.clone(), "replayed"),
-        ("malformed protobuf", b"\xff\xff\xff not a protobuf envelope".to_vec(), "malformed"),
-        ("valid after the bad ones", valid_after.clone(), ""),
+    // Signed honestly by housing, but naming MARAC's age key as the one it sealed to.
+    let marac_key = isp.directory.require("marac-northbridge")?.age_key_id();
+    let wrong_key = with_header(&referral(&isp, &consent)?, Some(&isp.keys.signing), |h| h.recipient_key_id = marac_key);
+    let other_kind_subject = transport::message_subject(HOUSING, IDVA, Kind::ReferralAck);
+    let on_other_kind = referral(&isp, &consent)?;
+
+    // (what, subject, body, the reason the IDVA must give)
+    let s = || subject.clone();
+    let cases: Vec<(&str, String, Vec<u8>, &str)> = vec![
+        ("valid", s(), valid.clone(), ""),
+        ("tampered header", s(), with_header(&valid, None, |h| h.purpose = "marac".into()), "bad_signature"),
+        ("tampered ciphertext", s(), tampered_ciphertext.encode_to_vec(), "payload_digest_mismatch"),
+        ("wrong signature", s(), with_header(&valid, Some(&stranger), |_| {}), "bad_signature"),
+        ("unknown sender", s(), with_header(&valid, Some(&stranger), |h| h.sender = "stranger-agency".into()), "unknown_sender"),
+        ("addressed to MARAC", s(), to_marac, "not_addressed_to_us"),
+        ("replay of the valid envelope", s(), valid.clone(), "replayed"),
+        ("malformed protobuf", s(), b"\xff\xff\xff not a protobuf envelope".to_vec(), "malformed"),
+        ("sealed to a key the IDVA never had", s(), wrong_key, "unknown_recipient_key"),
+        ("a referral on the receipt kind's subject", other_kind_subject, on_other_kind, "misrouted"),
+        ("valid after the bad ones", s(), valid_after.clone(), ""),
     ];
-    for (i, (_, body, _)) in cases.iter().enumerate() {
+    for (i, (_, subject, body, _)) in cases.iter().enumerate() {
         // A distinct JetStream message id each, so the broker's deduplication does not hide
         // the replay: the recipient must catch it itself.
         publish(&js, subject.clone(), &format!("test-{i}"), body.clone()).await?;
     }
 
-    let expected_refusals: Vec<&str> = cases.iter().map(|c| c.2).filter(|r| !r.is_empty()).collect();
+    let expected_refusals: Vec<&str> = cases.iter().map(|c| c.3).filter(|r| !r.is_empty()).collect();
     let quarantined: Vec<Value> = eventually("the IDVA quarantines every bad envelope", Duration::from_secs(30), || async {
         let q = p.get(IDVA, "/quarantine").await?;
         Ok(q.as_array().filter(|q| q.len() >= expected_refusals.len()).cloned())
@@ -133,6 +142,9 @@ async fn bad_envelopes_on(backend: Backend) -> anyhow::Result<()> {
     for q in &quarantined {
         assert!(!q["detail"].as_str().unwrap().is_empty(), "a refusal without a readable detail: {q}");
     }
+    // The misrouted one says what was wrong: the kind, not the sender or recipient.
+    let misrouted = quarantined.iter().find(|q| q["reason"] == "misrouted").expect("misrouted");
+    assert!(misrouted["detail"].as_str().unwrap().contains("kind token"), "{misrouted}");
 
     // Only the two valid envelopes are stored as referrals, once each.
     let inbox = eventually("the valid envelope after the bad ones arrives", Duration::from_secs(30), || async {

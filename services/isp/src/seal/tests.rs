@@ -173,6 +173,26 @@ fn every_kind_of_bad_envelope_is_refused_specifically() {
     assert!(matches!(idva.open(b"\xff\xff\xff not protobuf").unwrap_err().1, OpenError::Malformed(_)));
 }
 
+#[test]
+fn an_envelope_naming_a_recipient_key_the_recipient_never_had_is_refused() {
+    let p = Partnership::new();
+    let housing = p.get("housing-northbridge");
+    let idva = p.get("idva-northbridge");
+    let good = housing.seal(&idva_referral(), Some(&given(housing))).unwrap().envelope;
+    assert!(idva.open(&good).is_ok());
+    // Signed honestly by housing, but naming a key that is not the IDVA's (here, MARAC's).
+    let marac_key = p.get("marac-northbridge").directory.require("marac-northbridge").unwrap().age_key_id();
+    let wrong = resigned(&good, &housing.keys, |h| h.recipient_key_id = marac_key.clone());
+    assert_eq!(idva.open(&wrong).unwrap_err().1, OpenError::UnknownRecipientKey);
+    let empty = resigned(&good, &housing.keys, |h| h.recipient_key_id.clear());
+    assert_eq!(idva.open(&empty).unwrap_err().1, OpenError::UnknownRecipientKey);
+    // A key the IDVA rotated away from still counts: it keeps the identity.
+    let new_keys = idva.keys.rotated();
+    let directory = std::sync::Arc::new(idva.directory.rotated(&new_keys, crate::now_ms()).unwrap());
+    let rotated = crate::Isp::new(new_keys, directory, idva.policy.clone(), idva.schema.clone()).unwrap();
+    assert!(rotated.open(&good).is_ok(), "sealed to the IDVA's key before it rotated");
+}
+
 /// A sender that lies about what it carries: it declares only allowed categories and signs
 /// honestly, but the sealed payload holds the survivor's address. The pathway catches it.
 #[test]
