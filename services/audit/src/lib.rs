@@ -86,7 +86,14 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Config> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let data = std::path::PathBuf::from(var("HUB_DATA").unwrap_or_else(|| "hub-data".into()));
-        let mut c = Config::embedded(&data, &var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()));
+        Config::from_env_at(&data, &var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()))
+    }
+
+    /// The embedded layout of `data` on the broker at `nats_url`, with every other setting
+    /// the environment gives (what `hub serve --agency audit` runs with).
+    pub fn from_env_at(data: &std::path::Path, nats_url: &str) -> anyhow::Result<Config> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let mut c = Config::embedded(data, nats_url);
         if let Some(v) = var("DATABASE_URL") {
             c.database_url = v;
         }
@@ -99,13 +106,13 @@ impl Config {
         if let Some(v) = var("HUB_KEYS_DIR") {
             c.keys_dir = v.into();
         }
-        if let Some(v) = var("HUB_CHECKPOINT_SECS").and_then(|v| v.parse().ok()) {
-            c.checkpoint_every = Duration::from_secs(v);
+        if let Some(v) = var("HUB_CHECKPOINT_SECS") {
+            c.checkpoint_every = Duration::from_secs(v.parse().context("HUB_CHECKPOINT_SECS must be a whole number of seconds")?);
         }
         c.oidc = runtime::oidc::OidcConfig::from_env()?;
         c.http_limits = runtime::serve::Limits::from_env()?;
         c.tls = runtime::tls::TlsFiles::from_env()?;
-        c.broker = transport::BrokerAuth::from_env(&data, AUDIT_IDENTITY);
+        c.broker = transport::BrokerAuth::from_env(data, AUDIT_IDENTITY);
         Ok(c)
     }
 }

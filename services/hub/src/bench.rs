@@ -564,35 +564,23 @@ pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
             .context("hub serve needs NATS_URL (or DATA/broker/url, which `hub agency join` writes)")?,
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let running = if agency == "audit" {
-        let mut config = audit::Config::embedded(&data, &nats_url);
+    // Every setting of the environment (TLS, HTTP address and limits, identity provider,
+    // broker credentials, clock skew...) as the services read it; the database as `hub up`
+    // names it (DATABASE_URL a server, DATABASE_PREFIX the names' prefix).
+    let (running, tls) = if agency == "audit" {
+        let mut config = audit::Config::from_env_at(&data, &nats_url)?;
         config.database_url = local::database_url(&options, "audit").await?;
-        config.broker = runtime::transport::BrokerAuth::from_env(&data, audit::AUDIT_IDENTITY);
-        if let Some(c) = env_seconds("HUB_CHECKPOINT_SECS")? {
-            config.checkpoint_every = c;
-        }
-        config.oidc = runtime::oidc::OidcConfig::from_env()?;
-        config.http_limits = runtime::serve::Limits::from_env()?;
-        config.tls = runtime::tls::TlsFiles::from_env()?;
-        if let Some(addr) = http_addr() {
-            config.http_addr = addr;
-        }
-        audit::start(config, shutdown.clone()).await?
+        let tls = config.tls.is_some();
+        (audit::start(config, shutdown.clone()).await?, tls)
     } else {
         let directory = isp::Directory::load(&partnership::directory_path(&data))?;
         let role = directory.require(agency)?.role;
-        let mut config = runtime::Config::embedded(&data, agency, &nats_url);
+        let mut config = runtime::Config::from_env_at(&data, agency, &nats_url)?;
         config.database_url = local::database_url(&options, agency).await?;
-        config.broker = runtime::transport::BrokerAuth::from_env(&data, agency);
-        config.oidc = runtime::oidc::OidcConfig::from_env()?;
-        config.http_limits = runtime::serve::Limits::from_env()?;
-        config.tls = runtime::tls::TlsFiles::from_env()?;
-        if let Some(addr) = http_addr() {
-            config.http_addr = addr;
-        }
-        local::start_agency(role, config, shutdown.clone()).await?
+        let tls = config.tls.is_some();
+        (local::start_agency(role, config, shutdown.clone()).await?, tls)
     };
-    let scheme = if runtime::tls::TlsFiles::from_env()?.is_some() { "https" } else { "http" };
+    let scheme = if tls { "https" } else { "http" };
     println!("listening {scheme}://{}", running.addr);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -604,15 +592,3 @@ pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `HUB_HTTP_ADDR`, when it is set: where `hub serve` listens (a free loopback port else).
-fn http_addr() -> Option<String> {
-    std::env::var("HUB_HTTP_ADDR").ok().filter(|v| !v.is_empty())
-}
-
-/// A whole number of seconds from the environment variable `name`, when it is set.
-fn env_seconds(name: &str) -> anyhow::Result<Option<Duration>> {
-    match std::env::var(name).ok().filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => Ok(Some(Duration::from_secs(v.parse().with_context(|| format!("{name} must be a whole number of seconds"))?))),
-    }
-}

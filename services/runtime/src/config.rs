@@ -99,7 +99,14 @@ impl Config {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let agency = var("HUB_AGENCY").context("HUB_AGENCY must name this service's agency id")?;
         let data = PathBuf::from(var("HUB_DATA").unwrap_or_else(|| "hub-data".into()));
-        let mut config = Config::embedded(&data, &agency, &var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()));
+        Config::from_env_at(&data, &agency, &var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()))
+    }
+
+    /// The embedded layout of `data` for `agency` on the broker at `nats_url`, with every other
+    /// setting of the table above the environment gives (what `hub serve` runs with).
+    pub fn from_env_at(data: &Path, agency: &str, nats_url: &str) -> anyhow::Result<Config> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let mut config = Config::embedded(data, agency, nats_url);
         if let Some(url) = var("DATABASE_URL") {
             config.database_url = url;
         }
@@ -117,7 +124,7 @@ impl Config {
         }
         config.oidc = crate::oidc::OidcConfig::from_env()?;
         config.tls = crate::tls::TlsFiles::from_env()?;
-        config.broker = crate::transport::BrokerAuth::from_env(&data, &agency);
+        config.broker = crate::transport::BrokerAuth::from_env(data, agency);
         if let Some(s) = var("HUB_CLOCK_SKEW_SECS") {
             config.clock_skew = Duration::from_secs(s.parse().context("HUB_CLOCK_SKEW_SECS must be a whole number of seconds")?);
         }
