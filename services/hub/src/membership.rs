@@ -79,12 +79,8 @@ impl JoinRequest {
         // The entry must parse as one of a directory (keys well formed).
         Directory::new("check", vec![b.agency.clone()]).context("the join request's keys")?;
         broker::check_user_key(&b.broker_nkey).context("the join request's broker key")?;
-        let signature = ed25519_dalek::Signature::from_slice(&hex::decode(&self.signature).unwrap_or_default()).context("the join request's signature is malformed")?;
-        b.agency
-            .verifying_key()?
-            .verify_strict(&[JOIN_CONTEXT, &serde_json::to_vec(b)?].concat(), &signature)
-            .context("the join request's signature does not verify: it was altered, or not made with the key it names")?;
-        Ok(())
+        verify_body(&b.agency.verifying_key()?, JOIN_CONTEXT, b, &self.signature)
+            .context("the join request's signature does not verify: it was altered, or not made with the key it names")
     }
 
     /// The id of the signing key the request names, to check with the agency out of band.
@@ -97,10 +93,24 @@ impl JoinRequest {
 fn check_details(id: &str, name: &str, role: Role) -> anyhow::Result<()> {
     anyhow::ensure!(isp::directory::valid_agency_id(id), "the agency id must be 1 to 64 lowercase letters, digits and '-'");
     anyhow::ensure!(role != Role::Ig, "the IG office is made by `hub partnership init`, not admitted");
-    anyhow::ensure!(
-        !name.trim().is_empty() && name.chars().count() <= 120 && name.chars().all(|c| !c.is_control()),
-        "the agency's name must be 1 to 120 characters, without control characters"
-    );
+    anyhow::ensure!(valid_name(name), "the agency's name must be 1 to 120 characters, without control characters");
+    Ok(())
+}
+
+/// A name of an agency or of the partnership: 1 to 120 characters, none a control character.
+fn valid_name(name: &str) -> bool {
+    !name.trim().is_empty() && name.chars().count() <= 120 && name.chars().all(|c| !c.is_control())
+}
+
+/// An ed25519 signature (hex) over `context` and the JSON of `body`.
+fn sign_body<T: Serialize>(key: &ed25519_dalek::SigningKey, context: &[u8], body: &T) -> anyhow::Result<String> {
+    Ok(hex::encode(key.sign(&[context, &serde_json::to_vec(body)?].concat()).to_bytes()))
+}
+
+/// Checks a signature [`sign_body`] made with the signing half of `key`.
+fn verify_body<T: Serialize>(key: &ed25519_dalek::VerifyingKey, context: &[u8], body: &T, signature_hex: &str) -> anyhow::Result<()> {
+    let signature = ed25519_dalek::Signature::from_slice(&hex::decode(signature_hex).unwrap_or_default()).context("the signature is malformed")?;
+    key.verify_strict(&[context, &serde_json::to_vec(body)?].concat(), &signature).context("the signature does not verify")?;
     Ok(())
 }
 
@@ -116,7 +126,7 @@ pub fn agency_init(data: &Path, id: &str, name: &str, role: Role) -> anyhow::Res
     crate::private::write(&key_file, keys.to_toml().as_bytes())?;
     let broker_nkey = broker::make_seed(data, id)?;
     let body = JoinBody { format: JOIN_FORMAT.into(), agency: keys.public(name.trim(), role), broker_nkey, created_at_ms: isp::now_ms() };
-    let signature = hex::encode(keys.signing.sign(&[JOIN_CONTEXT, &serde_json::to_vec(&body)?].concat()).to_bytes());
+    let signature = sign_body(&keys.signing, JOIN_CONTEXT, &body)?;
     let request = JoinRequest { body, signature };
     fs::write(join_request_path(data), serde_json::to_string_pretty(&request)? + "\n")?;
     Ok(request)
@@ -156,17 +166,6 @@ fn ig_keys(data: &Path, directory: &Directory) -> anyhow::Result<AgencyKeys> {
     AgencyKeys::load(&data.join("keys").join(format!("{}.toml", ig.id))).with_context(|| format!("this data directory holds no key of the IG office {}: run this at the IG office", ig.id))
 }
 
-/// Signs and writes a new directory (the next sequence) at the IG office.
-fn write_directory(data: &Path, ig: &AgencyKeys, directory: &Directory) -> anyhow::Result<()> {
-    let path = partnership::directory_path(data);
-    let text = directory.to_toml();
-    let sequence = partnership::next_sequence(&path);
-    let temp = path.with_extension("toml.new");
-    fs::write(&temp, &text)?;
-    fs::rename(&temp, &path)?;
-    fs::write(runtime::config::signature_path(&path), serde_json::to_string_pretty(&isp::signed::sign_directory(ig, sequence, &text))?)?;
-    Ok(())
-}
 
 /// What `hub partnership init` made.
 pub struct Created {
@@ -181,7 +180,7 @@ pub struct Created {
 /// `hosts`) and configuration (listening on `listen`).
 pub fn partnership_init(data: &Path, name: &str, ig_id: &str, ig_name: &str, policy: &str, hosts: &[String], listen: &str) -> anyhow::Result<Created> {
     anyhow::ensure!(!partnership::directory_path(data).exists(), "{} holds a partnership already", data.display());
-    anyhow::ensure!(!name.trim().is_empty() && name.chars().count() <= 120 && name.chars().all(|c| !c.is_control()), "the partnership's name must be 1 to 120 characters");
+    anyhow::ensure!(valid_name(name), "the partnership's name must be 1 to 120 characters, without control characters");
     anyhow::ensure!(isp::directory::valid_agency_id(ig_id), "the IG office's id must be 1 to 64 lowercase letters, digits and '-'");
     crate::private::create_dir(data)?;
     let directory = partnership::create(data, name.trim(), &[(ig_id, ig_name, Role::Ig)], policy)?;
@@ -224,7 +223,7 @@ pub fn admit(data: &Path, request: &Path, key_id: &str, broker_urls: &[String], 
     let sealed_subject_key = if policy.holds_subject_key(agency.role) { ig.seal_subject_key(&agency.recipient()?)? } else { None };
     // The broker key first, then the directory that admits the agency.
     fs::write(broker::public_key_path(data, &agency.id), format!("{}\n", request.body.broker_nkey))?;
-    write_directory(data, &ig, &admitted)?;
+    partnership::write_signed_directory(data, &ig, &admitted)?;
     broker::write_includes(data, &admitted)?;
     let broker_reloaded = crate::nats::reload(data)?;
     let ca = fs::read(runtime::transport::broker_dir(data).join("ca.pem")).ok();
@@ -237,7 +236,7 @@ pub fn admit(data: &Path, request: &Path, key_id: &str, broker_urls: &[String], 
         sealed_subject_key,
         issued_at_ms: isp::now_ms(),
     };
-    let signature = hex::encode(ig.signing.sign(&[ADMISSION_CONTEXT, &serde_json::to_vec(&body)?].concat()).to_bytes());
+    let signature = sign_body(&ig.signing, ADMISSION_CONTEXT, &body)?;
     let subject_key = body.sealed_subject_key.is_some();
     let admission = Admission { body, key_id: ig.signing_key_id(), signature };
     write_bundle(data, out, &admission)?;
@@ -290,9 +289,7 @@ pub fn join(data: &Path, bundle: &Path, ig_key: &str) -> anyhow::Result<Joined> 
     isp::Policy::from_toml(&policy_text, &isp::Schema::load()?)?;
     let ig = directory.with_role(Role::Ig).next().context("the directory has no IG office")?;
     anyhow::ensure!(admission.key_id == ig_key && ig.signing_key_id() == ig_key, "admission.json is not signed by the IG office's key {ig_key}");
-    let signature = ed25519_dalek::Signature::from_slice(&hex::decode(&admission.signature).unwrap_or_default()).context("admission.json's signature is malformed")?;
-    ig.verifying_key()?
-        .verify_strict(&[ADMISSION_CONTEXT, &serde_json::to_vec(&admission.body)?].concat(), &signature)
+    verify_body(&ig.verifying_key()?, ADMISSION_CONTEXT, &admission.body, &admission.signature)
         .context("admission.json's signature does not verify: it was altered")?;
     let id = &admission.body.agency;
     let key_file = data.join("keys").join(format!("{id}.toml"));
@@ -353,7 +350,7 @@ pub fn suspend(data: &Path, id: &str, remove: bool) -> anyhow::Result<Suspended>
     let directory = Directory::load(&partnership::directory_path(data))?;
     let ig = ig_keys(data, &directory)?;
     let updated = directory.suspended(id, isp::now_ms(), remove)?;
-    write_directory(data, &ig, &updated)?;
+    partnership::write_signed_directory(data, &ig, &updated)?;
     for file in [broker::public_key_path(data, id), broker::seed_path(data, id)] {
         if file.exists() {
             fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
@@ -411,11 +408,10 @@ pub fn agency_rotate(data: &Path, agency: &str) -> anyhow::Result<RotationReques
     let next = keys.rotated();
     let public = next.public("", Role::Partner);
     let body = RotationBody { format: ROTATION_FORMAT.into(), agency: agency.into(), age_recipient: public.age_recipient, signing_key: public.signing_key, created_at_ms: isp::now_ms() };
-    let message = [ROTATION_CONTEXT, &serde_json::to_vec(&body)?].concat();
     let request = RotationRequest {
         old_key_id: keys.signing_key_id(),
-        old_signature: hex::encode(keys.signing.sign(&message).to_bytes()),
-        new_signature: hex::encode(next.signing.sign(&message).to_bytes()),
+        old_signature: sign_body(&keys.signing, ROTATION_CONTEXT, &body)?,
+        new_signature: sign_body(&next.signing, ROTATION_CONTEXT, &body)?,
         body,
     };
     crate::private::write(&next_path, next.to_toml().as_bytes())?;
@@ -441,12 +437,10 @@ pub fn partnership_rotate(data: &Path, request: &Path) -> anyhow::Result<Agency>
         agency.id,
         agency.signing_key_id()
     );
-    let message = [ROTATION_CONTEXT, &serde_json::to_vec(b)?].concat();
-    let signature = |hex_sig: &str| ed25519_dalek::Signature::from_slice(&hex::decode(hex_sig).unwrap_or_default()).context("a signature of the request is malformed");
-    agency.verifying_key()?.verify_strict(&message, &signature(&request.old_signature)?).context("the request's signature by the key in force does not verify")?;
+    verify_body(&agency.verifying_key()?, ROTATION_CONTEXT, b, &request.old_signature).context("the request's signature by the key in force")?;
     let rotated = directory.rotated_to(&b.agency, &b.age_recipient, &b.signing_key, isp::now_ms())?;
-    rotated.require(&b.agency)?.verifying_key()?.verify_strict(&message, &signature(&request.new_signature)?).context("the request's signature by the new key does not verify")?;
-    write_directory(data, &ig, &rotated)?;
+    verify_body(&rotated.require(&b.agency)?.verifying_key()?, ROTATION_CONTEXT, b, &request.new_signature).context("the request's signature by the new key")?;
+    partnership::write_signed_directory(data, &ig, &rotated)?;
     Ok(rotated.require(&b.agency)?.clone())
 }
 

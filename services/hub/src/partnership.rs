@@ -77,13 +77,10 @@ pub fn rotate(data: &Path, agency: &str) -> anyhow::Result<(AgencyKeys, AgencyKe
     let old = AgencyKeys::load(&key_file(agency)).with_context(|| format!("no key file for {agency}"))?;
     let new = old.rotated();
     let updated = directory.rotated(&new, isp::now_ms())?;
-    let text = updated.to_toml();
     // Keys first, then the directory that names them, then its signature.
     fs::write(key_file(agency), new.to_toml())?;
     restrict(&key_file(agency), 0o600)?;
-    fs::write(&path, &text)?;
-    let sequence = next_sequence(&path);
-    fs::write(runtime::config::signature_path(&path), serde_json::to_string_pretty(&isp::signed::sign_directory(&ig_keys, sequence, &text))?)?;
+    write_signed_directory(data, &ig_keys, &updated)?;
     if agency == ig {
         let policy_path = runtime::config::partnership_dir(data).join("policy.toml");
         let policy = fs::read_to_string(&policy_path)?;
@@ -92,6 +89,18 @@ pub fn rotate(data: &Path, agency: &str) -> anyhow::Result<(AgencyKeys, AgencyKe
         fs::write(runtime::config::signature_path(&policy_path), serde_json::to_string_pretty(&isp::signed::sign(&new, &version, sequence, &policy))?)?;
     }
     Ok((old, new))
+}
+
+/// Signs and writes a new directory at the IG office, with the next sequence.
+pub fn write_signed_directory(data: &Path, ig: &AgencyKeys, directory: &Directory) -> anyhow::Result<()> {
+    let path = directory_path(data);
+    let text = directory.to_toml();
+    let sequence = next_sequence(&path);
+    let temp = path.with_extension("toml.new");
+    fs::write(&temp, &text)?;
+    fs::rename(&temp, &path)?;
+    fs::write(runtime::config::signature_path(&path), serde_json::to_string_pretty(&isp::signed::sign_directory(ig, sequence, &text))?)?;
+    Ok(())
 }
 
 /// The sequence to sign the next version of a partnership file with: one more than that of

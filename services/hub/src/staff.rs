@@ -58,16 +58,25 @@ pub fn least_role(rule: &Rule) -> Option<Role> {
 /// Logs in to a service and returns an HTTP client that sends the session cookie and CSRF
 /// token with every request.
 pub async fn login(base_url: &str, staff_id: &str, password: &str) -> anyhow::Result<reqwest::Client> {
-    let (cookie, csrf) = session(base_url, staff_id, password).await?;
+    login_with(reqwest::Client::builder, base_url, staff_id, password).await
+}
+
+/// As [`login`], with clients made by `builder` (one that trusts a partnership's own CA, say).
+pub async fn login_with(builder: impl Fn() -> reqwest::ClientBuilder, base_url: &str, staff_id: &str, password: &str) -> anyhow::Result<reqwest::Client> {
+    let (cookie, csrf) = session_with(&builder().build()?, base_url, staff_id, password).await?;
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::COOKIE, cookie.parse()?);
     headers.insert("x-csrf-token", csrf.parse()?);
-    Ok(reqwest::Client::builder().default_headers(headers).build()?)
+    Ok(builder().default_headers(headers).build()?)
 }
 
 /// Logs in to a service: the session cookie (`hub_session=…`) and its CSRF token.
 pub async fn session(base_url: &str, staff_id: &str, password: &str) -> anyhow::Result<(String, String)> {
-    let response = reqwest::Client::new()
+    session_with(&reqwest::Client::new(), base_url, staff_id, password).await
+}
+
+async fn session_with(http: &reqwest::Client, base_url: &str, staff_id: &str, password: &str) -> anyhow::Result<(String, String)> {
+    let response = http
         .post(format!("{base_url}/login"))
         .json(&serde_json::json!({"staff_id": staff_id, "password": password}))
         .send()

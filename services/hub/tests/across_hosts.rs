@@ -111,42 +111,15 @@ fn certificate(ca: &(rcgen::Certificate, rcgen::KeyPair), addr: std::net::Ipv4Ad
     let cert = rcgen::CertificateParams::new(vec![addr.to_string()])?.signed_by(&key, &ca.0, &ca.1)?;
     let (cert_path, key_path) = (dir.join("https.pem"), dir.join("https.key"));
     std::fs::write(&cert_path, cert.pem())?;
-    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    hub::private::write(&key_path, key.serialize_pem().as_bytes())?;
     Ok((cert_path, key_path))
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(())
-}
 
-/// Logs in at a service over HTTPS (trusting the test's CA): a client sending the session
-/// cookie and CSRF token.
+/// Logs in at a service over HTTPS, trusting the test's CA.
 async fn login(base: &str, ca_pem: &str, staff_id: &str, password: &str) -> anyhow::Result<reqwest::Client> {
     let root = reqwest::Certificate::from_pem(ca_pem.as_bytes())?;
-    let response = reqwest::Client::builder()
-        .add_root_certificate(root.clone())
-        .build()?
-        .post(format!("{base}/login"))
-        .json(&json!({"staff_id": staff_id, "password": password}))
-        .send()
-        .await?;
-    anyhow::ensure!(response.status().is_success(), "login {staff_id} at {base}: HTTP {}", response.status());
-    let cookie = response
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("hub_session="))
-        .and_then(|v| v.split(';').next())
-        .context("no session cookie")?
-        .to_owned();
-    let body: Value = response.json().await?;
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::COOKIE, cookie.parse()?);
-    headers.insert("x-csrf-token", body["csrf_token"].as_str().context("no csrf token")?.parse()?);
-    Ok(reqwest::Client::builder().add_root_certificate(root).default_headers(headers).build()?)
+    hub::staff::login_with(|| reqwest::Client::builder().add_root_certificate(root.clone()), base, staff_id, password).await
 }
 
 /// Adds a staff member at a service and returns the password `hub` made for them.
