@@ -65,7 +65,7 @@ impl JoinRequest {
     /// Reads and checks a join request: its format, the agency's id, name and role, its keys
     /// and its signature.
     pub fn load(path: &Path) -> anyhow::Result<JoinRequest> {
-        let text = fs::read_to_string(path).with_context(|| format!("reading the join request {}", path.display()))?;
+        let text = read_handed_over(path)?;
         let request: JoinRequest = serde_json::from_str(&text).with_context(|| format!("{} is not a join request", path.display()))?;
         request.check()?;
         Ok(request)
@@ -95,6 +95,18 @@ fn check_details(id: &str, name: &str, role: Role) -> anyhow::Result<()> {
     anyhow::ensure!(role != Role::Ig, "the IG office is made by `hub partnership init`, not admitted");
     anyhow::ensure!(valid_name(name), "the agency's name must be 1 to 120 characters, without control characters");
     Ok(())
+}
+
+/// The largest file one organisation hands another (a join request, an admission's files, a
+/// rotation request): the partnership's files are a few kilobytes; the policy the largest.
+const MAX_HANDED_OVER_BYTES: u64 = 256 * 1024;
+
+/// Reads a file handed over from another organisation, refusing one larger than
+/// [`MAX_HANDED_OVER_BYTES`] before reading it.
+fn read_handed_over(path: &Path) -> anyhow::Result<String> {
+    let size = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+    anyhow::ensure!(size <= MAX_HANDED_OVER_BYTES, "{} is {size} bytes, more than the {MAX_HANDED_OVER_BYTES} a file of a partnership's membership may be", path.display());
+    fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// A name of an agency or of the partnership: 1 to 120 characters, none a control character.
@@ -273,7 +285,7 @@ pub struct Joined {
 /// given out of band) and this agency's own keys, then takes it up into `data`: the
 /// partnership's files, the broker's CA and address, and the subject key into the key file.
 pub fn join(data: &Path, bundle: &Path, ig_key: &str) -> anyhow::Result<Joined> {
-    let read = |name: &str| fs::read_to_string(bundle.join(name)).with_context(|| format!("reading {name} of the admission {}", bundle.display()));
+    let read = |name: &str| read_handed_over(&bundle.join(name));
     let admission: Admission = serde_json::from_str(&read("admission.json")?).context("admission.json is not an admission")?;
     anyhow::ensure!(admission.body.format == ADMISSION_FORMAT, "not an admission (format {:?})", admission.body.format);
     let directory_text = read("directory.toml")?;
@@ -423,7 +435,7 @@ pub fn agency_rotate(data: &Path, agency: &str) -> anyhow::Result<RotationReques
 /// in the directory, and by the new key), and signs the directory update that retires the
 /// old keys now. Returns the agency as the directory now lists it.
 pub fn partnership_rotate(data: &Path, request: &Path) -> anyhow::Result<Agency> {
-    let text = fs::read_to_string(request).with_context(|| format!("reading {}", request.display()))?;
+    let text = read_handed_over(request)?;
     let request: RotationRequest = serde_json::from_str(&text).with_context(|| format!("{} is not a rotation request", request.display()))?;
     let b = &request.body;
     anyhow::ensure!(b.format == ROTATION_FORMAT, "not a rotation request (format {:?})", b.format);
@@ -511,6 +523,9 @@ mod tests {
         let tampered_path = agency_dir.path().join("tampered.json");
         fs::write(&tampered_path, serde_json::to_string(&tampered).unwrap()).unwrap();
         assert!(JoinRequest::load(&tampered_path).unwrap_err().to_string().contains("does not verify"));
+        let huge = agency_dir.path().join("huge.json");
+        fs::write(&huge, vec![b' '; 300 * 1024]).unwrap();
+        assert!(JoinRequest::load(&huge).unwrap_err().to_string().contains("more than"));
         // The agency refuses a bundle under another IG key, then takes the right one up.
         assert!(join(&data, &bundle, &request.key_id()).is_err());
         let joined = join(&data, &bundle, &created.ig_key_id).unwrap();
