@@ -182,14 +182,14 @@ fn bars(title: &str, rows: &[(String, f64)], unit: &str, colour: &str) -> String
         return format!("<h2>{}</h2><p class=none>None in this period.</p>", esc(title));
     }
     let max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1e-9);
-    // Wide enough for the longest flow label ("housing-northbridge → marac-northbridge
-    // (marac.research_response)") at 13 px.
-    let (label_w, bar_w, row_h) = (500.0, 340.0, 26.0);
+    // Wide enough for the longest label at 13 px (about 7.5 px a character, generously);
+    // the drawing scales down to the page's width (its viewBox) rather than cutting one off.
+    let longest = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0) as f64;
+    let (label_w, bar_w, row_h) = ((longest * 7.5 + 16.0).max(160.0), 340.0, 26.0);
+    let (width, height) = (label_w + bar_w + 90.0, rows.len() as f64 * row_h + 8.0);
     let mut svg = format!(
-        "<svg role=img aria-label=\"{}\" width=\"{}\" height=\"{}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        "<svg role=img aria-label=\"{}\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" style=\"max-width:100%;height:auto\" xmlns=\"http://www.w3.org/2000/svg\">",
         esc(title),
-        label_w + bar_w + 90.0,
-        rows.len() as f64 * row_h + 8.0
     );
     for (i, (label, value)) in rows.iter().enumerate() {
         let y = i as f64 * row_h + 4.0;
@@ -204,8 +204,17 @@ fn bars(title: &str, rows: &[(String, f64)], unit: &str, colour: &str) -> String
             row_h - 8.0,
             label_w + w + 6.0,
             y + 15.0,
-            // A fraction under a tenth keeps its first digits (0.004 h, not 0.0 h).
-            if value.fract() == 0.0 { format!("{value:.0}") } else if *value < 0.1 { format!("{value:.3}") } else { format!("{value:.1}") }
+            // A fraction under a tenth keeps its first digits (0.004 h, not 0.0 h); under a
+            // thousandth it says so rather than showing 0.
+            if value.fract() == 0.0 {
+                format!("{value:.0}")
+            } else if *value < 0.001 {
+                "< 0.001".to_owned()
+            } else if *value < 0.1 {
+                format!("{value:.3}")
+            } else {
+                format!("{value:.1}")
+            }
         ));
     }
     svg.push_str("</svg>");
@@ -220,7 +229,7 @@ pub fn to_html(r: &Report, partnership: &str) -> String {
     let near: Vec<(String, f64)> = r.near_misses_by_rule.iter().map(|(b, c)| (b.clone(), *c as f64)).collect();
     let refused: Vec<(String, f64)> = r.refused_on_receipt.iter().map(|(b, c)| (b.clone(), *c as f64)).collect();
     let withdrawals: Vec<(String, f64)> = r.withdrawals.iter().map(|(o, id, n)| (format!("{o}: {id}"), *n as f64)).collect();
-    let acks: Vec<(String, f64)> = r.acknowledgement.iter().map(|(rc, (c, m, _))| (format!("{rc} ({c} referrals)"), *m)).collect();
+    let acks: Vec<(String, f64)> = r.acknowledgement.iter().map(|(rc, (c, m, _))| (format!("{rc} ({c} referral{})", if *c == 1 { "" } else { "s" }), *m)).collect();
     let mut outstanding = String::from("<h2>Referrals unacknowledged after the SLA</h2>");
     if r.outstanding.is_empty() {
         outstanding.push_str("<p class=none>None.</p>");
