@@ -120,7 +120,7 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
     let sig = std::fs::read_to_string(dir.path().join("draft-policy.toml.sig")).unwrap();
     let checked = isp::signed::verify(&std::fs::read_to_string(&draft).unwrap(), Some(&sig), &directory).unwrap();
     assert_eq!(checked.signer, "ig-northbridge");
-    assert!(checked.policy_version.starts_with("2027-"));
+    assert!(checked.version.starts_with("2027-"));
     std::fs::write(&draft, std::fs::read_to_string(&draft).unwrap().replacen("to = [\"idva\"]", "to = [\"idvaa\"]", 1)).unwrap();
     let refused = hub(&["policy", "sign", draft.to_str().unwrap(), "--data", data], "warn");
     assert!(!refused.status.success() && text(&refused.stderr).contains("not signed"), "{}", text(&refused.stderr));

@@ -11,6 +11,9 @@
 //! | envelope id, `in_reply_to` | a UUID, lowercase, hyphenated | `0192f3c4-…` |
 //! | consent id | a UUID, or a case ref | `CON-T-7` |
 //! | staff id | 2-64 of lowercase letters, digits, `.`, `_`, `-`, starting with a letter or digit | `j.bloggs` |
+//! | agency id (sender, recipient, `consent.recorded_by`) | 1-64 of lowercase letters, digits, `-` | `idva-northbridge` |
+//! | key id (`signing_key_id`, `recipient_key_id`) | `ed25519:` or `age:`, then 16 lowercase hex digits | `ed25519:9f86d081884c7d65` |
+//! | policy token (purpose, lawful basis, policy version, rule, rationale code, data category) | 1-64 of ASCII letters, digits, `.`, `_`, `-` | `uk-gdpr-6-1-e` |
 //!
 //! A case ref of capital letters and digits can still spell a short surname in its prefix
 //! (`SMITH-1`); agencies' case systems make these references, and the README's security
@@ -35,6 +38,31 @@ pub const CASE_REF: &str = "a case reference: 2-8 capital letters, then 1-4 '-'-
 pub const ENVELOPE_ID: &str = "an envelope id: a lowercase hyphenated UUID";
 pub const CONSENT_ID: &str = "a consent id: a lowercase hyphenated UUID or a reference like a case reference (e.g. CON-2026-7)";
 pub const STAFF_ID: &str = "a staff id: 2-64 of lowercase letters, digits, '.', '_' or '-', starting with a letter or digit";
+pub const AGENCY_ID: &str = "an agency id: 1-64 of lowercase letters, digits and '-'";
+pub const KEY_ID: &str = "a key id: ed25519: or age: and 16 lowercase hex digits";
+pub const TOKEN: &str = "a policy token: 1-64 of ASCII letters, digits, '.', '_' or '-'";
+
+pub fn is_agency_id(s: &str) -> bool {
+    crate::directory::valid_agency_id(s)
+}
+
+/// A key id as [`crate::directory::key_id`] makes them.
+pub fn is_key_id(s: &str) -> bool {
+    let hex = s.strip_prefix("ed25519:").or_else(|| s.strip_prefix("age:"));
+    hex.is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// An id from the policy's catalogues (purposes, lawful bases, rules, rationales), its version
+/// or a data category.
+pub fn is_token(s: &str) -> bool {
+    crate::consent::valid_token(s, 64)
+}
+
+/// An agency id or key id an unverified header named, fit for an error message: the value
+/// when it is of its grammar (then it cannot carry free text), otherwise a placeholder.
+pub fn shown(value: &str, valid: fn(&str) -> bool) -> String {
+    if valid(value) { value.to_owned() } else { "(not of its grammar; not repeated)".to_owned() }
+}
 
 /// `s-` or `l-` and 32 lowercase hex digits.
 pub fn is_subject_ref(s: &str) -> bool {

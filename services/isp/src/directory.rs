@@ -129,7 +129,7 @@ impl Agency {
             .retired_keys
             .iter()
             .find(|k| key_id == key_id_of_signing(&k.signing_key))
-            .ok_or_else(|| crate::OpenError::UnknownSigningKey { sender: self.id.clone(), key_id: key_id.to_owned() })?;
+            .ok_or_else(|| crate::OpenError::UnknownSigningKey { sender: self.id.clone(), key_id: crate::clear::shown(key_id, crate::clear::is_key_id) })?;
         if at_ms >= retired.retired_at_ms {
             return Err(crate::OpenError::RetiredKey { sender: self.id.clone(), key_id: key_id.to_owned(), retired_at_ms: retired.retired_at_ms });
         }
@@ -164,7 +164,10 @@ fn key_id_of_signing(hex_key: &str) -> String {
     key_id("ed25519", hex_key.as_bytes())
 }
 
-/// A short, stable id for a public key: `ed25519:` + 16 hex digits of its SHA-256.
+/// A short, stable id for a public key (SPEC.md, "Key ids"): the scheme, `:`, and the first 8
+/// bytes, as 16 lowercase hex digits, of the SHA-256 of the key's TEXT form as the directory
+/// writes it (`public`): the 64 lowercase hex digits of an ed25519 key, the `age1…` string of
+/// an age recipient. Not the raw key bytes.
 pub fn key_id(scheme: &str, public: &[u8]) -> String {
     let digest = Sha256::digest(public);
     format!("{scheme}:{}", hex::encode(&digest[..8]))
@@ -491,16 +494,29 @@ impl AgencyKeys {
         AgencyKeys::from_toml(&read(path)?)
     }
 
-    /// The pseudonymous subject reference for a person: HMAC-SHA-256 under the partnership
-    /// subject key of the normalised name and date of birth. Every agency computes the same
-    /// ref for the same person, so repeats and subject access requests work with no name in
-    /// clear; without the key the ref cannot be tested against a guessed identity.
-    /// An agency the policy keeps out of matching holds no key and gets an error.
+    /// The pseudonymous subject reference for a person (SPEC.md, "Subject references"):
+    /// `s-` and the first 16 bytes, hex, of HMAC-SHA-256 under the partnership subject key of
+    /// the folded name ([`normalise_name`]), a zero byte and the date of birth (`YYYY-MM-DD`).
+    /// Every agency computes the same ref for the same person, so repeats and subject access
+    /// requests work with no name in clear; without the key the ref cannot be tested against
+    /// a guessed identity. A name with no letters or digits, or a date of birth that is not a
+    /// calendar date as `YYYY-MM-DD`, is refused: either would give one ref to many people,
+    /// or two to one. An agency the policy keeps out of matching holds no key and gets an
+    /// error.
     pub fn subject_ref(&self, full_name: &str, date_of_birth: &str) -> Result<String, IspError> {
+        let invalid = |detail: &str| IspError::Invalid { what: "the subject".into(), detail: detail.into() };
+        let name = normalise_name(full_name);
+        if name.is_empty() {
+            return Err(invalid("full_name has no letters or digits; the value is not repeated here"));
+        }
+        let date_of_birth = date_of_birth.trim_matches(|c: char| c.is_ascii_whitespace());
+        if !is_date(date_of_birth) {
+            return Err(invalid("date_of_birth must be a calendar date written YYYY-MM-DD (e.g. 1990-01-31); the value is not repeated here"));
+        }
         let mut mac = self.subject_mac()?;
-        mac.update(normalise_name(full_name).as_bytes());
+        mac.update(name.as_bytes());
         mac.update(b"\0");
-        mac.update(date_of_birth.trim().as_bytes());
+        mac.update(date_of_birth.as_bytes());
         let tag = mac.finalize().into_bytes();
         Ok(format!("s-{}", hex::encode(&tag[..16])))
     }
@@ -530,14 +546,43 @@ impl AgencyKeys {
     }
 }
 
-/// Lowercase letters and digits, words separated by one space: "  Alice  O'Neil" and
-/// "alice oneil" are the same person to the subject ref.
+/// The name as the subject ref folds it (SPEC.md, "Name folding"), so that the spellings
+/// agencies' systems make of one name give one ref: "  Zoë  O'Neil", "ZOE ONEIL" and
+/// "zoe o-neil" all fold to "zoe oneil".
+///
+/// 1. The compatibility caseless form of Unicode §3.13 (D146):
+///    NFKD(casefold(NFKD(casefold(NFD(name))))), full case folding (`Σ`, `ς` and `σ` are all
+///    `σ`; `ß` is `ss`; `İ` is `i` and a combining dot).
+/// 2. Nonspacing marks (general category Mn) are removed: accents, the dot of `İ`.
+/// 3. Separators (Zs, Zl, Zp) and controls (Cc) split words; letters (L*), spacing and
+///    enclosing marks (Mc, Me) and numbers (N*) are kept; everything else (punctuation,
+///    symbols, format characters) is removed, so `O'Neil` is `oneil`.
+/// 4. The non-empty words, joined by one space.
+///
+/// ASCII names fold as before this rule was written down (lowercase letters and digits,
+/// words separated by one space), so their refs did not change.
 pub fn normalise_name(name: &str) -> String {
-    name.split_whitespace()
-        .map(|w| w.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>())
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    use caseless::Caseless as _;
+    use unicode_normalization::UnicodeNormalization as _;
+    use unicode_properties::{GeneralCategory as G, GeneralCategoryGroup as Group, UnicodeGeneralCategory as _};
+    let folded = name.chars().nfd().default_case_fold().nfkd().default_case_fold().nfkd();
+    let mut words: Vec<String> = vec![String::new()];
+    for c in folded {
+        match (c.general_category(), c.general_category_group()) {
+            (G::NonspacingMark, _) => {}
+            (G::Control, _) | (_, Group::Separator) => words.push(String::new()),
+            (_, Group::Letter | Group::Mark | Group::Number) => words.last_mut().expect("never empty").push(c),
+            _ => {}
+        }
+    }
+    words.retain(|w| !w.is_empty());
+    words.join(" ")
+}
+
+/// A calendar date written `YYYY-MM-DD` (four-digit year, leap years counted).
+fn is_date(s: &str) -> bool {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    s.len() == 10 && time::Date::parse(s, &format).is_ok()
 }
 
 #[cfg(test)]
@@ -565,6 +610,30 @@ mod tests {
         assert_ne!(r, a.subject_ref("Alice O'Neil", "1990-01-03").unwrap());
         assert_ne!(r, other.subject_ref("Alice O'Neil", "1990-01-02").unwrap());
         assert!(!r.contains("alice"));
+        // Nothing to tell people apart by: refused, not one ref for everybody.
+        for (name, dob) in [("", "1990-01-02"), (" -' ", "1990-01-02"), ("Alice", "02/01/1990"), ("Alice", "1990-02-30"), ("Alice", "1990-1-2")] {
+            assert!(a.subject_ref(name, dob).is_err(), "{name:?} {dob:?}");
+        }
+        assert_eq!(a.subject_ref("Alice O'Neil", " 1990-01-02\n").unwrap(), r);
+    }
+
+    #[test]
+    fn names_fold_as_the_spec_says() {
+        for (name, folded) in [
+            ("  Alice  O'Neil", "alice oneil"),
+            ("Zoë Brontë", "zoe bronte"),
+            ("Zoe\u{0308} Bronte\u{0308}", "zoe bronte"),
+            ("ΟΔΥΣΣΕΑΣ", "οδυσσεασ"),
+            ("Οδυσσέας", "οδυσσεασ"),
+            ("Strauß", "strauss"),
+            ("İpek Yılmaz", "ipek yılmaz"),
+            ("Jean-Luc\tPicard", "jeanluc picard"),
+            ("ﬁona", "fiona"),
+            ("Anna\u{00a0}Maria\u{2003}Smith", "anna maria smith"),
+            ("Ann\u{200d}e", "anne"),
+        ] {
+            assert_eq!(normalise_name(name), folded, "{name:?}");
+        }
     }
 
     #[test]

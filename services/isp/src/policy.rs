@@ -214,6 +214,14 @@ impl Policy {
                 }
             }
         }
+        // What travels in clear headers is a policy token (crate::clear::is_token).
+        let named = std::iter::once(("version", &self.version))
+            .chain(self.purposes.keys().map(|k| ("purposes", k)))
+            .chain(self.lawful_bases.keys().map(|k| ("lawful_bases", k)))
+            .chain(self.rules.iter().map(|r| ("rules", &r.id)));
+        for (section, v) in named.filter(|(_, v)| !crate::clear::is_token(v)) {
+            problems.push(format!("{section}: {v:?} must be 1-64 letters, digits, '-', '_' or '.' (it travels in clear headers)"));
+        }
         for code in self.rationales.keys() {
             if !crate::consent::valid_token(code, 64) {
                 problems.push(format!("rationales: code {code:?} must be letters, digits, '-', '_' or '.' (it travels in clear)"));

@@ -506,7 +506,7 @@ fn verify_envelope_judged(directory: &Directory, bytes: &[u8], at_ms: Option<i64
     if header.envelope_id.is_empty() || header.sender.is_empty() || header.recipient.is_empty() {
         return Err(OpenError::Malformed("the header lacks an envelope id, sender or recipient".into()));
     }
-    let sender = directory.get(&header.sender).ok_or_else(|| OpenError::UnknownSender(header.sender.clone()))?;
+    let sender = directory.get(&header.sender).ok_or_else(|| OpenError::UnknownSender(crate::clear::shown(&header.sender, crate::clear::is_agency_id)))?;
     check_signature_at(sender, &header.signing_key_id, at_ms.unwrap_or(header.created_at_ms), ENVELOPE_CONTEXT, &envelope.header, &envelope.signature)?;
     if Sha256::digest(&envelope.sealed_payload).as_slice() != header.payload_digest.as_slice() {
         return Err(OpenError::PayloadDigestMismatch);
@@ -522,11 +522,24 @@ fn verify_envelope_judged(directory: &Directory, bytes: &[u8], at_ms: Option<i64
 pub fn check_header(h: &Header) -> Result<(), crate::clear::ClearFieldError> {
     use crate::clear::*;
     required("envelope_id", &h.envelope_id, is_envelope_id, ENVELOPE_ID)?;
+    required("sender", &h.sender, is_agency_id, AGENCY_ID)?;
+    required("recipient", &h.recipient, is_agency_id, AGENCY_ID)?;
+    required("signing_key_id", &h.signing_key_id, is_key_id, KEY_ID)?;
+    required("recipient_key_id", &h.recipient_key_id, is_key_id, KEY_ID)?;
+    required("purpose", &h.purpose, is_token, TOKEN)?;
+    required("lawful_basis", &h.lawful_basis, is_token, TOKEN)?;
+    required("policy_version", &h.policy_version, is_token, TOKEN)?;
+    required("policy_rule", &h.policy_rule, is_token, TOKEN)?;
+    optional("without_consent_rationale", &h.without_consent_rationale, is_token, TOKEN)?;
+    if h.data_categories.iter().any(|c| !is_token(c)) {
+        return Err(ClearFieldError { field: "data_categories", grammar: TOKEN });
+    }
     optional("subject_ref", &h.subject_ref, is_subject_ref, SUBJECT_REF)?;
     optional("case_ref", &h.case_ref, is_case_ref, CASE_REF)?;
     optional("in_reply_to", &h.in_reply_to, is_envelope_id, ENVELOPE_ID)?;
     if let Some(c) = &h.consent {
         optional("consent.id", &c.consent_id, is_consent_id, CONSENT_ID)?;
+        optional("consent.recorded_by", &c.recorded_by, is_agency_id, AGENCY_ID)?;
     }
     optional("without_consent_officer", &h.without_consent_officer, is_staff_id, STAFF_ID)
 }
@@ -547,7 +560,7 @@ pub fn check_outgoing(out: &Outgoing) -> Result<(), crate::clear::ClearFieldErro
 /// Verifies a signed header on its own (the payload gone, as the ledger keeps it).
 pub fn verify_header(directory: &Directory, header_bytes: &[u8], signature: &[u8]) -> Result<Header, OpenError> {
     let header = Header::decode(header_bytes).map_err(|_| OpenError::Malformed("the header is not a hub.v1.Header".into()))?;
-    let sender = directory.get(&header.sender).ok_or_else(|| OpenError::UnknownSender(header.sender.clone()))?;
+    let sender = directory.get(&header.sender).ok_or_else(|| OpenError::UnknownSender(crate::clear::shown(&header.sender, crate::clear::is_agency_id)))?;
     check_signature_at(sender, &header.signing_key_id, header.created_at_ms, ENVELOPE_CONTEXT, header_bytes, signature)?;
     Ok(header)
 }
@@ -564,7 +577,7 @@ pub fn sign_event_as(keys: &crate::AgencyKeys, event: &Event) -> Vec<u8> {
 pub fn verify_event(directory: &Directory, bytes: &[u8]) -> Result<Event, OpenError> {
     let signed = SignedEvent::decode(bytes).map_err(|_| OpenError::Malformed("not a hub.v1.SignedEvent".into()))?;
     let event = Event::decode(signed.event.as_slice()).map_err(|_| OpenError::Malformed("not a hub.v1.Event".into()))?;
-    let agency = directory.get(&event.agency).ok_or_else(|| OpenError::UnknownSender(event.agency.clone()))?;
+    let agency = directory.get(&event.agency).ok_or_else(|| OpenError::UnknownSender(crate::clear::shown(&event.agency, crate::clear::is_agency_id)))?;
     check_signature_at(agency, &signed.signing_key_id, event.occurred_at_ms, EVENT_CONTEXT, &signed.event, &signed.signature)?;
     Ok(event)
 }

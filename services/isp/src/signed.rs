@@ -31,9 +31,11 @@ pub const DIRECTORY_SEQ_CONTEXT: &[u8] = b"hub.v1.directory.seq\0";
 /// The signature file's content (JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicySignature {
-    /// The signed file's version (the policy's `version`; the directory's digest), for people
-    /// reading the file.
-    pub policy_version: String,
+    /// The signed file's version, for people reading the file: the policy's `version`, or
+    /// for the directory its digest (16 hex digits of the SHA-256 of its text). Not signed.
+    /// Written as `policy_version` before 0.2 (for both files), which is still read.
+    #[serde(alias = "policy_version")]
+    pub version: String,
     /// The file's place among the versions the IG office signed, each new one higher; signed
     /// with the text. 0: signed before sequences existed.
     #[serde(default)]
@@ -87,7 +89,7 @@ fn message(kind: Kind, sequence: u64, text: &str) -> Vec<u8> {
 fn sign_with(keys: &AgencyKeys, kind: Kind, version: &str, sequence: u64, text: &str) -> PolicySignature {
     let signature = keys.signing.sign(&message(kind, sequence, text));
     PolicySignature {
-        policy_version: version.to_owned(),
+        version: version.to_owned(),
         sequence,
         sha256: hex::encode(Sha256::digest(text.as_bytes())),
         signer: keys.agency.clone(),

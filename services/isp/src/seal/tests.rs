@@ -185,7 +185,7 @@ fn an_envelope_naming_a_recipient_key_the_recipient_never_had_is_refused() {
     let wrong = resigned(&good, &housing.keys, |h| h.recipient_key_id = marac_key.clone());
     assert_eq!(idva.open(&wrong).unwrap_err().1, OpenError::UnknownRecipientKey);
     let empty = resigned(&good, &housing.keys, |h| h.recipient_key_id.clear());
-    assert_eq!(idva.open(&empty).unwrap_err().1, OpenError::UnknownRecipientKey);
+    assert_eq!(idva.open(&empty).unwrap_err().1, OpenError::BadClearField("recipient_key_id"));
     // A key the IDVA rotated away from still counts: it keeps the identity.
     let new_keys = idva.keys.rotated();
     let directory = std::sync::Arc::new(idva.directory.rotated(&new_keys, crate::now_ms()).unwrap());
@@ -408,4 +408,36 @@ fn a_retired_key_is_judged_at_the_brokers_time_not_the_claimed_one() {
     assert!(idva.open(&sealed.envelope).is_ok(), "judged at the claimed time the retired key passes");
     let (header, err) = idva.open_at(&sealed.envelope, broker_ms, WINDOW_MS).unwrap_err();
     assert_eq!((header, err.code()), (None, "retired_signing_key"));
+}
+
+#[test]
+fn every_clear_header_field_is_of_its_grammar_and_an_unverified_one_is_never_repeated() {
+    let p = Partnership::new();
+    let housing = p.get("housing-northbridge");
+    let idva = p.get("idva-northbridge");
+    let good = housing.seal(&idva_referral(), Some(&given(housing))).unwrap().envelope;
+    // Signed by a partner, but carrying free text where a token belongs: refused by name.
+    type Edit = fn(&mut Header);
+    let edits: [(&str, Edit); 6] = [
+        ("purpose", |h| h.purpose = "Jane Smith".into()),
+        ("lawful_basis", |h| h.lawful_basis = "17 Synthetic Lane".into()),
+        ("policy_rule", |h| h.policy_rule = "called Jane".into()),
+        ("policy_version", |h| h.policy_version = String::new()),
+        ("data_categories", |h| h.data_categories.push("Jane Smith".into())),
+        ("signing_key_id", |h| h.signing_key_id = "ed25519:ABC".into()),
+    ];
+    for (field, edit) in edits {
+        let bad = resigned(&good, &housing.keys, edit);
+        let err = idva.open(&bad).unwrap_err().1;
+        // The signing key id is checked before the grammar: a made-up one is no key of the sender.
+        if field == "signing_key_id" {
+            assert!(matches!(&err, OpenError::UnknownSigningKey { key_id, .. } if !key_id.contains("ABC")), "{err:?}");
+        } else {
+            assert_eq!(err, OpenError::BadClearField(field), "{field}");
+        }
+    }
+    // An unknown sender is named only when it is an agency id at all.
+    let stranger = resigned(&good, &housing.keys, |h| h.sender = "Jane Smith".into());
+    let err = idva.open(&stranger).unwrap_err().1;
+    assert!(matches!(err, OpenError::UnknownSender(_)) && !err.to_string().contains("Jane"), "{err}");
 }
