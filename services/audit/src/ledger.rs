@@ -140,7 +140,7 @@ const TAG: &[u8] = b"hub.v1.ledger-entry\0";
 
 impl Entry {
     /// The content in a fixed encoding: every field, length-prefixed, in declaration order.
-    fn canonical(&self) -> Vec<u8> {
+    pub fn canonical(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512 + self.signed.len());
         let mut put = |bytes: &[u8]| {
             out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());

@@ -1,0 +1,593 @@
+//! The test vectors of SPEC.md (`tests/vectors/*.json`): what an implementation in another
+//! language checks itself against. Each is made here from fixed inputs (seeds, texts) by the
+//! hub's own code, and this test checks, on every run, that the code still makes exactly
+//! what the files say: a change to any construction of the wire format fails here until the
+//! spec, the vectors and the second implementation (`tests/conformance/`) follow it.
+//!
+//! `HUB_WRITE_VECTORS=1 cargo test -p tests --test vectors` writes them afresh. Only the age
+//! ciphertext of `envelope.json` is random (age encryption is); a rewrite keeps the one in
+//! the file, so the files change only when a construction does.
+
+use std::{path::PathBuf, sync::Arc};
+
+use audit::ledger::{self, Entry};
+use ed25519_dalek::Signer as _;
+use isp::{
+    AgencyKeys, Directory, Isp, Policy, Role, Schema,
+    consent::{self, ConsentRecord, Scope, State},
+    merkle::{self, MemoryTree},
+    seal::{ENVELOPE_CONTEXT, check_header},
+    signed,
+};
+use prost::Message as _;
+use proto::v1::{
+    ConsentState, ConsentTag, Envelope, Event, EventKind, Header, IdvaReferral, Kind, Payload, Person, RiskLevel, payload::Body,
+};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+/// The partnership every vector is made in: its agencies, with the seed of their signing key
+/// and their age identity. Test keys: published here, never used for anything real.
+const AGENCIES: [(&str, &str, Role, u8, &str); 4] = [
+    ("ig-vector", "Vector IG Office", Role::Ig, 0x01, "AGE-SECRET-KEY-1ZQG3YYC5Z5TPQYGJZV2P29SSZYFPX9Q4ZCGPZYSNZS23VYQ3ZGFS26XT3H"),
+    ("housing-vector", "Vector Housing", Role::Housing, 0x02, "AGE-SECRET-KEY-1YQSJYGEYY5NZQGFZYVJZ2F3QYY3ZXFP9YCSZZG3RYSJJVGPPYG3S5CLEAN"),
+    ("idva-vector", "Vector IDVA", Role::Idva, 0x03, "AGE-SECRET-KEY-1XQCNYVE5X5MRQVFJXV6R2D3SXYERXDP4XCCRZV3NXS6NVVP3XGES2L2WPL"),
+    ("pathway-vector", "Vector Perpetrator Pathway", Role::Perpetrator, 0x04, "AGE-SECRET-KEY-1GPQ5YS6YG4RYQS2ZGDZY23JQG9PYX3Z9GEQYZSJRG3Z5VSZPGFPSWH2NEX"),
+];
+/// Housing's keys before it rotated (retired at [`RETIRED_AT_MS`]).
+const HOUSING_OLD: (u8, &str) = (0x06, "AGE-SECRET-KEY-12PG4Y56524T9Q52J2D2924JS29F9X4Z42EG9Z5JN2324V5Z32FFSSSLY92");
+const RETIRED_AT_MS: i64 = 1_790_000_000_000;
+const SUBJECT_KEY: [u8; 32] = [0x5a; 32];
+/// When the vector envelope, event and consent record were made.
+const AT_MS: i64 = 1_795_000_000_000;
+const PARTNERSHIP: &str = "Vector Partnership";
+
+fn vectors_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vectors")
+}
+
+fn writing() -> bool {
+    std::env::var_os("HUB_WRITE_VECTORS").is_some()
+}
+
+fn stored(name: &str) -> Option<Value> {
+    let text = std::fs::read_to_string(vectors_dir().join(name)).ok()?;
+    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("tests/vectors/{name} is not JSON: {e}")))
+}
+
+/// Writes the vector file (HUB_WRITE_VECTORS) or checks the stored one is exactly `made`.
+fn write_or_check(name: &str, made: Value) {
+    if writing() {
+        std::fs::create_dir_all(vectors_dir()).unwrap();
+        std::fs::write(vectors_dir().join(name), serde_json::to_string_pretty(&made).unwrap() + "\n").unwrap();
+        return;
+    }
+    let stored = stored(name).unwrap_or_else(|| panic!("tests/vectors/{name} is missing: HUB_WRITE_VECTORS=1 cargo test -p tests --test vectors"));
+    assert!(
+        stored == made,
+        "tests/vectors/{name} is not what the code makes now: a wire construction changed. If that is meant, change SPEC.md, rewrite the vectors \
+         (HUB_WRITE_VECTORS=1) and make tests/conformance follow.\nstored: {}\nmade:   {}",
+        serde_json::to_string(&stored).unwrap(),
+        serde_json::to_string(&made).unwrap()
+    );
+}
+
+fn key_file(agency: &str, seed: u8, age: &str, subject_key: bool) -> AgencyKeys {
+    let mut text = format!("agency = \"{agency}\"\nage_identity = \"{age}\"\nsigning_key = \"{}\"\n", hex::encode([seed; 32]));
+    if subject_key {
+        text += &format!("subject_key = \"{}\"\n", hex::encode(SUBJECT_KEY));
+    }
+    AgencyKeys::from_toml(&text).unwrap()
+}
+
+struct Fixture {
+    schema: Arc<Schema>,
+    policy: Arc<Policy>,
+    directory: Arc<Directory>,
+    keys: Vec<AgencyKeys>,
+    housing_old: AgencyKeys,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let schema = Arc::new(Schema::load().unwrap());
+        let policy = Arc::new(Policy::from_toml(isp::policy::DEMO_POLICY, &schema).unwrap());
+        let keys: Vec<AgencyKeys> =
+            AGENCIES.iter().map(|(id, _, role, seed, age)| key_file(id, *seed, age, policy.holds_subject_key(*role))).collect();
+        let housing_old = key_file("housing-vector", HOUSING_OLD.0, HOUSING_OLD.1, true);
+        let agencies = AGENCIES.iter().zip(&keys).map(|((_, name, role, _, _), k)| k.public(name, *role)).collect();
+        let mut directory = Directory::new(PARTNERSHIP, agencies).unwrap();
+        // Housing rotated once: its old keys are retired keys of the directory.
+        let old = housing_old.public("", Role::Housing);
+        let current = keys[1].public("", Role::Housing);
+        let before = Directory::new(
+            PARTNERSHIP,
+            directory.agencies.iter().map(|a| if a.id == "housing-vector" { Agency { age_recipient: old.age_recipient.clone(), signing_key: old.signing_key.clone(), ..a.clone() } } else { a.clone() }).collect(),
+        )
+        .unwrap();
+        directory = before.rotated_to("housing-vector", &current.age_recipient, &current.signing_key, RETIRED_AT_MS).unwrap();
+        Fixture { schema, policy, directory: Arc::new(directory), keys, housing_old }
+    }
+
+    fn keys(&self, agency: &str) -> &AgencyKeys {
+        self.keys.iter().find(|k| k.agency == agency).unwrap()
+    }
+
+    fn isp(&self, agency: &str) -> Isp {
+        Isp::new(self.keys(agency).clone(), self.directory.clone(), self.policy.clone(), self.schema.clone()).unwrap()
+    }
+}
+
+use isp::Agency;
+
+#[test]
+fn key_ids() {
+    let f = Fixture::new();
+    let all = f.keys.iter().chain([&f.housing_old]);
+    let ed25519: Vec<Value> = AGENCIES
+        .iter()
+        .map(|a| a.3)
+        .chain([HOUSING_OLD.0])
+        .zip(all.clone())
+        .map(|(seed, k)| {
+            let public = hex::encode(k.signing.verifying_key().as_bytes());
+            json!({"seed": hex::encode([seed; 32]), "public": public, "key_id": isp::directory::key_id("ed25519", public.as_bytes())})
+        })
+        .collect();
+    let age: Vec<Value> = all
+        .map(|k| {
+            use age::secrecy::ExposeSecret as _;
+            let recipient = k.age_identity.to_public().to_string();
+            json!({"identity": k.age_identity.to_string().expose_secret(), "recipient": recipient, "key_id": isp::directory::key_id("age", recipient.as_bytes())})
+        })
+        .collect();
+    for v in &ed25519 {
+        assert!(isp::clear::is_key_id(v["key_id"].as_str().unwrap()));
+    }
+    write_or_check(
+        "key_ids.json",
+        json!({"spec": "SPEC.md 3.2: key_id = scheme ':' hex(SHA-256(text form)[0..8])", "ed25519": ed25519, "age": age}),
+    );
+}
+
+/// Names that fold in ways a careless implementation gets wrong: combining marks, Greek final
+/// sigma, Turkish dotted capital I, German sharp s, ligatures, full-width letters, Roman
+/// numerals, Unicode spaces, joiners, apostrophes, hyphens, emoji.
+const NAMES: [&str; 18] = [
+    "  Alice  O'Neil",
+    "ALICE O\u{2019}NEIL",
+    "Zoë Brontë",
+    "Zoe\u{0308} Bronte\u{0308}",
+    "ΟΔΥΣΣΕΑΣ",
+    "Οδυσσέας",
+    "ὈΔΥΣΣΕΎΣ",
+    "Strauß",
+    "STRAUẞ",
+    "İpek Yılmaz",
+    "IPEK YILMAZ",
+    "Jean-Luc\tPicard\n",
+    "ﬁona ＭＡＣＤＯＮＡＬＤ",
+    "Anna\u{00a0}Maria\u{2003}Smith",
+    "Ann\u{200d}e 👩 Lee",
+    "Henry Ⅷ",
+    "مُحَمَّد عَلِي",
+    "김민준",
+];
+
+#[test]
+fn subject_refs() {
+    let f = Fixture::new();
+    let housing = f.keys("housing-vector");
+    let folding: Vec<Value> = NAMES.iter().map(|n| json!({"name": n, "folded": isp::directory::normalise_name(n)})).collect();
+    let dobs = ["1990-01-02", "1990-01-02", "1985-12-31", "1985-12-31", "2000-02-29", "2000-02-29", "2000-02-29", "1971-06-30"];
+    let refs: Vec<Value> = NAMES
+        .iter()
+        .zip(dobs.iter().cycle())
+        .map(|(n, d)| json!({"full_name": n, "date_of_birth": d, "subject_ref": housing.subject_ref(n, d).unwrap()}))
+        .collect();
+    // Spellings of one person give one ref.
+    assert_eq!(refs[0]["subject_ref"], refs[1]["subject_ref"]);
+    assert_eq!(refs[2]["subject_ref"], refs[3]["subject_ref"]);
+    assert_eq!(refs[4]["subject_ref"], refs[5]["subject_ref"]);
+    let refused: Vec<Value> = [("", "1990-01-02"), ("-- ' --", "1990-01-02"), ("👩", "1990-01-02"), ("Alice", "02/01/1990"), ("Alice", "1990-02-30"), ("Alice", "1990-1-2"), ("Alice", "")]
+        .iter()
+        .map(|(n, d)| {
+            assert!(housing.subject_ref(n, d).is_err(), "{n:?} {d:?}");
+            json!({"full_name": n, "date_of_birth": d})
+        })
+        .collect();
+    let padded = housing.subject_ref("Alice O'Neil", " 1990-01-02\n").unwrap();
+    let links: Vec<Value> = refs
+        .iter()
+        .take(3)
+        .map(|r| {
+            let s = r["subject_ref"].as_str().unwrap();
+            json!({"recipient": "pathway-vector", "subject_ref": s, "link_token": housing.link_ref("pathway-vector", s).unwrap()})
+        })
+        .collect();
+    write_or_check(
+        "subject_refs.json",
+        json!({
+            "spec": "SPEC.md 5",
+            "subject_key": hex::encode(SUBJECT_KEY),
+            "folding": folding,
+            "subject_refs": refs,
+            "date_of_birth_trimmed": {"full_name": "Alice O'Neil", "date_of_birth": " 1990-01-02\n", "subject_ref": padded},
+            "refused": refused,
+            "link_tokens": links,
+        }),
+    );
+}
+
+#[test]
+fn signed_files() {
+    let f = Fixture::new();
+    let ig = f.keys("ig-vector");
+    let directory_text = f.directory.to_toml();
+    let policy_text = isp::policy::DEMO_POLICY;
+    let directory_sig = signed::sign_directory(ig, 1, &directory_text);
+    let policy_sig = signed::sign(ig, &f.policy.version, 2, policy_text);
+    assert!(signed::verify_directory(&directory_text, Some(&serde_json::to_string(&directory_sig).unwrap()), &f.directory).is_ok());
+    assert!(signed::verify(policy_text, Some(&serde_json::to_string(&policy_sig).unwrap()), &f.directory).is_ok());
+    // From before sequences: the member was named policy_version and the prefix had no sequence.
+    let legacy = ig.signing.sign(&[signed::POLICY_CONTEXT, policy_text.as_bytes()].concat());
+    let legacy_sig = json!({
+        "policy_version": f.policy.version, "sha256": policy_sig.sha256, "signer": "ig-vector", "key_id": ig.signing_key_id(),
+        "signature": hex::encode(legacy.to_bytes()),
+    });
+    assert_eq!(signed::verify(policy_text, Some(&legacy_sig.to_string()), &f.directory).unwrap().sequence, 0);
+    // Signed by an agency that is not the IG office, with its own valid key: refused.
+    let by_housing = serde_json::to_value(signed::sign(f.keys("housing-vector"), &f.policy.version, 2, policy_text)).unwrap();
+    assert!(signed::verify(policy_text, Some(&by_housing.to_string()), &f.directory).is_err());
+    write_or_check(
+        "signed_files.json",
+        json!({
+            "spec": "SPEC.md 4",
+            "directory": {
+                "text": directory_text,
+                "digest": f.directory.digest(),
+                "sig": directory_sig,
+                "signed_message_prefix": hex::encode([signed::DIRECTORY_SEQ_CONTEXT, &1u64.to_be_bytes()].concat()),
+            },
+            "policy": {
+                "text": policy_text,
+                "sig": policy_sig,
+                "signed_message_prefix": hex::encode([signed::POLICY_SEQ_CONTEXT, &2u64.to_be_bytes()].concat()),
+            },
+            "policy_legacy_sig": legacy_sig,
+            "refused": [{"file": "policy", "why": "signed by a housing agency, not the IG office", "sig": by_housing}],
+        }),
+    );
+}
+
+fn person() -> Person {
+    Person { full_name: "Zoë Ὀδυσσεύς-Smith".into(), date_of_birth: "1988-03-14".into(), address: "17 Synthetic Lane".into(), phone: "07000 000001".into(), ..Default::default() }
+}
+
+/// The vector disclosure's header, before its digest, key ids and signature.
+fn header(f: &Fixture, subject_ref: &str) -> Header {
+    Header {
+        envelope_id: "01937a4e-7a00-7000-8000-00000000c0de".into(),
+        sender: "housing-vector".into(),
+        recipient: "idva-vector".into(),
+        kind: Kind::IdvaReferral as i32,
+        purpose: "safeguarding".into(),
+        lawful_basis: "uk-gdpr-6-1-a".into(),
+        consent: Some(ConsentTag { consent_id: "CON-2026-7".into(), state: ConsentState::Given as i32, recorded_by: "housing-vector".into() }),
+        risk: RiskLevel::High as i32,
+        subject_ref: subject_ref.into(),
+        case_ref: "HSG-2026-0042".into(),
+        data_categories: Vec::new(),
+        payload_digest: Vec::new(),
+        policy_version: f.policy.version.clone(),
+        policy_rule: "idva-referral".into(),
+        created_at_ms: AT_MS,
+        signing_key_id: f.keys("housing-vector").signing_key_id(),
+        recipient_key_id: f.directory.require("idva-vector").unwrap().age_key_id(),
+        in_reply_to: String::new(),
+        shared_without_consent: false,
+        without_consent_officer: String::new(),
+        without_consent_rationale: String::new(),
+    }
+}
+
+fn sign_envelope(key: &ed25519_dalek::SigningKey, header: &Header, sealed_payload: &[u8]) -> Vec<u8> {
+    let header = header.encode_to_vec();
+    let signature = key.sign(&[ENVELOPE_CONTEXT, &header].concat()).to_bytes().to_vec();
+    Envelope { header, sealed_payload: sealed_payload.to_vec(), signature }.encode_to_vec()
+}
+
+#[test]
+fn envelope() {
+    let f = Fixture::new();
+    let housing = f.isp("housing-vector");
+    let idva = f.isp("idva-vector");
+    let subject_ref = housing.keys.subject_ref(&person().full_name, &person().date_of_birth).unwrap();
+    let full = Payload {
+        body: Some(Body::IdvaReferral(IdvaReferral { survivor: Some(person()), reason: "Threats after separation".into(), survivor_aware: true, ..Default::default() })),
+    };
+    let (payload, removed) = f.schema.minimise(&full, &|c| f.policy.receivable(Role::Idva, c));
+    assert!(removed.is_empty(), "an IDVA receives all of it: {removed:?}");
+    let plaintext = payload.encode_to_vec();
+    // The ciphertext is the one input a rewrite keeps (age encryption is random).
+    let sealed_payload = match stored("envelope.json") {
+        Some(v) => hex::decode(v["sealed_payload"].as_str().unwrap()).unwrap(),
+        None => age::encrypt(&f.directory.require("idva-vector").unwrap().recipient().unwrap(), &plaintext).unwrap(),
+    };
+    let mut h = header(&f, &subject_ref);
+    h.data_categories = f.schema.present(&payload).into_iter().collect();
+    h.payload_digest = Sha256::digest(&sealed_payload).to_vec();
+    check_header(&h).unwrap();
+    let housing_key = &housing.keys.signing;
+    let envelope = sign_envelope(housing_key, &h, &sealed_payload);
+    let subject = runtime::transport::message_subject("housing-vector", "idva-vector", Kind::IdvaReferral);
+    let broker_ms = AT_MS + 1_500;
+    let window_ms = 600_000;
+    let opened = idva.open_at(&envelope, broker_ms, window_ms).unwrap_or_else(|(_, e)| panic!("the vector envelope does not open: {e}"));
+    assert_eq!(opened.payload, payload);
+    assert_eq!(opened.decision.rule, "idva-referral");
+
+    // Each refusal of SPEC.md 8 that a single change makes, with its reason code.
+    let resigned = |edit: &dyn Fn(&mut Header)| {
+        let mut bad = h.clone();
+        edit(&mut bad);
+        sign_envelope(housing_key, &bad, &sealed_payload)
+    };
+    let mut flipped = Envelope::decode(envelope.as_slice()).unwrap();
+    flipped.signature[0] ^= 1;
+    let mut altered = Envelope::decode(envelope.as_slice()).unwrap();
+    let last = altered.sealed_payload.len() - 1;
+    altered.sealed_payload[last] ^= 1;
+    let by_retired_key = {
+        let mut old = h.clone();
+        old.signing_key_id = f.housing_old.signing_key_id();
+        sign_envelope(&f.housing_old.signing, &old, &sealed_payload)
+    };
+    let housing_age_key = f.directory.require("housing-vector").unwrap().age_key_id();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("the signature's first byte flipped", flipped.encode_to_vec(), "bad_signature"),
+        ("the sealed payload's last byte flipped", altered.encode_to_vec(), "payload_digest_mismatch"),
+        ("signed by the sender's key retired before the broker took it in", by_retired_key, "retired_signing_key"),
+        ("a sender not in the directory", resigned(&|h| h.sender = "stranger-agency".into()), "unknown_sender"),
+        ("free text in the purpose, re-signed by the sender", resigned(&|h| h.purpose = "Jane Smith".into()), "bad_clear_field"),
+        ("created an hour before the broker took it in", resigned(&|h| h.created_at_ms = AT_MS - 3_600_000), "clock_skew"),
+        ("addressed to another agency", resigned(&|h| h.recipient = "pathway-vector".into()), "not_addressed_to_us"),
+        ("naming the sender's age key as the recipient key", resigned(&|h| h.recipient_key_id = housing_age_key.clone()), "unknown_recipient_key"),
+        ("declaring a category the IDVA may not receive", resigned(&|h| h.data_categories.push("move.areas".into())), "not_receivable"),
+        ("declaring fewer categories than the payload carries", resigned(&|h| h.data_categories.retain(|c| c != "survivor.address")), "undeclared_categories"),
+        ("a kind the policy does not let housing send the IDVA", resigned(&|h| h.kind = Kind::ReciprocalOffer as i32), "no_flow"),
+    ];
+    let refused: Vec<Value> = cases
+        .into_iter()
+        .map(|(case, bytes, reason)| {
+            let (_, error) = idva.open_at(&bytes, broker_ms, window_ms).expect_err(case);
+            assert_eq!(error.code(), reason, "{case}: {error}");
+            json!({"case": case, "envelope": hex::encode(&bytes), "reason": reason})
+        })
+        .collect();
+    write_or_check(
+        "envelope.json",
+        json!({
+            "spec": "SPEC.md 6 and 8; the partnership of signed_files.json, keys of key_ids.json",
+            "sender": "housing-vector",
+            "recipient": "idva-vector",
+            "recipient_age_identity": AGENCIES[2].4,
+            "subject": subject,
+            "broker_ms": broker_ms,
+            "clock_skew_window_ms": window_ms,
+            "payload": hex::encode(&plaintext),
+            "payload_categories": h.data_categories,
+            "header_fields": {
+                "envelope_id": h.envelope_id, "sender": h.sender, "recipient": h.recipient, "kind": h.kind, "purpose": h.purpose,
+                "lawful_basis": h.lawful_basis, "consent": {"consent_id": "CON-2026-7", "state": ConsentState::Given as i32, "recorded_by": "housing-vector"},
+                "risk": h.risk, "subject_ref": h.subject_ref, "case_ref": h.case_ref, "data_categories": h.data_categories,
+                "payload_digest": hex::encode(&h.payload_digest), "policy_version": h.policy_version, "policy_rule": h.policy_rule,
+                "created_at_ms": h.created_at_ms, "signing_key_id": h.signing_key_id, "recipient_key_id": h.recipient_key_id,
+            },
+            "header": hex::encode(h.encode_to_vec()),
+            "sealed_payload": hex::encode(&sealed_payload),
+            "signed_message": hex::encode([ENVELOPE_CONTEXT, &h.encode_to_vec()].concat()),
+            "signature": hex::encode(&Envelope::decode(envelope.as_slice()).unwrap().signature),
+            "envelope": hex::encode(&envelope),
+            "refused": refused,
+        }),
+    );
+}
+
+fn vector_event() -> Event {
+    Event {
+        event_id: "01937a4e-7a00-7000-8000-0000000e7e47".into(),
+        agency: "housing-vector".into(),
+        kind: EventKind::SendDenied as i32,
+        occurred_at_ms: AT_MS,
+        policy_version: "2026-11-demo.1".into(),
+        rule: "roles.perpetrator.never".into(),
+        reason: "never_allowed_field".into(),
+        counterpart: "pathway-vector".into(),
+        message_kind: Kind::PerpetratorReferral as i32,
+        purpose: "perpetrator-engagement".into(),
+        lawful_basis: "uk-gdpr-6-1-e".into(),
+        risk: RiskLevel::High as i32,
+        subject_ref: "s-5f3c0e7a1d2b4c6e8f9a0b1c2d3e4f5a".into(),
+        case_ref: "HSG-2026-0042".into(),
+        data_categories: vec!["survivor.address".into(), "perpetrator.identity".into()],
+        forbidden_categories: vec!["survivor.address".into()],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn events() {
+    let f = Fixture::new();
+    let event = vector_event();
+    let signed = isp::seal::sign_event_as(f.keys("housing-vector"), &event);
+    assert_eq!(isp::seal::verify_event(&f.directory, &signed).unwrap(), event);
+    let decoded = proto::v1::SignedEvent::decode(signed.as_slice()).unwrap();
+    write_or_check(
+        "events.json",
+        json!({
+            "spec": "SPEC.md 10",
+            "agency": "housing-vector",
+            "subject": runtime::transport::event_subject("housing-vector", EventKind::SendDenied),
+            "event": hex::encode(&decoded.event),
+            "signed_message": hex::encode([isp::seal::EVENT_CONTEXT, &decoded.event].concat()),
+            "signature": hex::encode(&decoded.signature),
+            "signing_key_id": decoded.signing_key_id,
+            "signed_event": hex::encode(&signed),
+        }),
+    );
+}
+
+fn record(revision: u64, state: State, recorded_at_ms: i64) -> ConsentRecord {
+    ConsentRecord {
+        consent_id: "CON-2026-7".into(),
+        agency: "housing-vector".into(),
+        revision,
+        subject_ref: "s-5f3c0e7a1d2b4c6e8f9a0b1c2d3e4f5a".into(),
+        state,
+        reason: String::new(),
+        scope: Scope { roles: vec![Role::Idva], agencies: vec![], purposes: vec!["safeguarding".into()] },
+        recorded_by: "hsg.caseworker".into(),
+        recorded_at_ms,
+        created_at_ms: AT_MS - 10_000,
+        expires_at_ms: Some(AT_MS + 86_400_000),
+    }
+}
+
+#[test]
+fn consent_records() {
+    let f = Fixture::new();
+    let housing = f.isp("housing-vector");
+    let idva = f.isp("idva-vector");
+    let sign = |r: &ConsentRecord| String::from_utf8(housing.sign_consent(r).unwrap()).unwrap();
+    let given = sign(&record(1, State::Given, AT_MS - 10_000));
+    let widened = sign(&ConsentRecord { scope: Scope { roles: vec![Role::Idva, Role::Marac], ..record(2, State::Given, AT_MS - 5_000).scope }, ..record(2, State::Given, AT_MS - 5_000) });
+    let withdrawn = sign(&record(3, State::Withdrawn, AT_MS - 1_000));
+    // A later revision "given" after the withdrawal: a withdrawal is final, this loses.
+    let after = sign(&record(4, State::Given, AT_MS));
+    // The IDVA signing a value under housing's key: not signed by the owner, ignored.
+    let forged = {
+        let text = serde_json::to_string(&record(9, State::Given, AT_MS)).unwrap();
+        let signature = idva.keys.signing.sign(&[consent::CONSENT_CONTEXT, text.as_bytes()].concat());
+        json!({"record": text, "signature": hex::encode(signature.to_bytes()), "signing_key_id": idva.keys.signing_key_id()}).to_string()
+    };
+    let values = [&given, &widened, &withdrawn, &after, &forged];
+    let (current, rejected) = consent::current(&f.directory, "housing-vector", "CON-2026-7", values.iter().map(|v| v.as_bytes()));
+    let current = current.unwrap();
+    assert_eq!((current.record().revision, current.record().state, rejected), (3, State::Withdrawn, 1));
+    let (first, _) = consent::current(&f.directory, "housing-vector", "CON-2026-7", [given.as_bytes()]);
+    let tag = ConsentTag { consent_id: "CON-2026-7".into(), state: ConsentState::Given as i32, recorded_by: "housing-vector".into() };
+    let use_ = |purpose, at| consent::Use { recipient: "idva-vector", recipient_role: Role::Idva, purpose, subject_ref: "s-5f3c0e7a1d2b4c6e8f9a0b1c2d3e4f5a", expiry_at_ms: at };
+    let checks: Vec<Value> = [
+        ("the given revision, in scope", vec![&given], "safeguarding", AT_MS, ""),
+        ("the given revision, for a purpose it does not name", vec![&given], "marac", AT_MS, "consent_out_of_scope"),
+        ("the given revision, after it expired", vec![&given], "safeguarding", AT_MS + 86_400_000, "consent_expired"),
+        ("every revision: the withdrawal is current", values.to_vec(), "safeguarding", AT_MS, "consent_withdrawn"),
+        ("only the forged value: no consent", vec![&forged], "safeguarding", AT_MS, "consent_unknown"),
+    ]
+    .into_iter()
+    .map(|(case, vals, purpose, at, reason)| {
+        let (current, _) = consent::current(&f.directory, "housing-vector", "CON-2026-7", vals.iter().map(|v| v.as_bytes()));
+        let got = consent::check(Some(&tag), current.as_ref(), use_(purpose, at)).err().map(|d| d.reason).unwrap_or("");
+        assert_eq!(got, reason, "{case}");
+        json!({"case": case, "values": vals.iter().map(|v| values.iter().position(|x| x == v).unwrap()).collect::<Vec<_>>(), "purpose": purpose, "judged_at_ms": at, "reason": reason})
+    })
+    .collect();
+    assert!(first.is_some());
+    write_or_check(
+        "consent.json",
+        json!({
+            "spec": "SPEC.md 13",
+            "owner": "housing-vector",
+            "key": consent::key("housing-vector", "CON-2026-7"),
+            "values": values,
+            "current": {"index": 2, "revision": 3, "state": "withdrawn", "rejected": 1},
+            "tag": {"consent_id": "CON-2026-7", "state": "given", "recorded_by": "housing-vector"},
+            "recipient": "idva-vector",
+            "recipient_role": "idva",
+            "subject_ref": "s-5f3c0e7a1d2b4c6e8f9a0b1c2d3e4f5a",
+            "checks": checks,
+        }),
+    );
+}
+
+#[test]
+fn ledger_entries() {
+    let f = Fixture::new();
+    let stored = stored("envelope.json");
+    let envelope = match (&stored, writing()) {
+        (Some(v), _) => hex::decode(v["envelope"].as_str().unwrap()).unwrap(),
+        (None, true) => return, // written by `envelope` first; run the writer again
+        (None, false) => panic!("tests/vectors/envelope.json is missing"),
+    };
+    let subject = runtime::transport::message_subject("housing-vector", "idva-vector", Kind::IdvaReferral);
+    let event = isp::seal::sign_event_as(f.keys("housing-vector"), &vector_event());
+    // As the audit service makes them (recorded_at_ms fixed), then two of the shapes of
+    // older ledgers: without stream facts, with and without a staff id.
+    let mut disclosure = ledger::classify_at(&f.directory, &subject, &envelope, 41, Some(AT_MS + 1_500));
+    disclosure.recorded_at_ms = AT_MS + 2_000;
+    disclosure.stream_epoch = 1_794_999_000_000_000_000;
+    let mut near_miss = ledger::classify_at(&f.directory, &runtime::transport::event_subject("housing-vector", EventKind::SendDenied), &event, 42, None);
+    near_miss.recorded_at_ms = AT_MS + 2_100;
+    near_miss.stream_epoch = disclosure.stream_epoch;
+    let old_access = Entry {
+        stream_seq: 7, entry_type: "accessed".into(), entry_id: "01937a4e-7a00-7000-8000-0000000acce5".into(), recorded_by: "ig-vector".into(),
+        sender: "ig-vector".into(), rule: "GET /ledger".into(), reason: "allowed".into(), staff_id: "ig.lead".into(),
+        occurred_at_ms: AT_MS - 90_000, recorded_at_ms: AT_MS - 89_000, verified: false, signed: vec![0xaa; 4], ..Default::default()
+    };
+    let oldest = Entry {
+        stream_seq: 3, entry_type: "unverifiable".into(), entry_id: "stream-3".into(), reason: "bad_signature".into(), rule: "crypto".into(),
+        occurred_at_ms: AT_MS - 100_000, recorded_at_ms: AT_MS - 100_000, signed: Sha256::digest(b"junk").to_vec(), ..Default::default()
+    };
+    let mut prev = vec![0u8; 32];
+    let entries: Vec<Value> = [oldest, old_access, disclosure, near_miss]
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut e)| {
+            e.seq = i as i64 + 1;
+            e.prev_hash = std::mem::take(&mut prev);
+            e.hash = e.compute_hash(&e.prev_hash);
+            prev = e.hash.clone();
+            json!({"entry": e, "canonical": hex::encode(e.canonical())})
+        })
+        .collect();
+    assert_eq!(entries[2]["entry"]["entry_type"], "disclosure");
+    assert_eq!(entries[3]["entry"]["entry_type"], "near_miss");
+    write_or_check("ledger.json", json!({"spec": "SPEC.md 11; the envelope of envelope.json, the event of events.json", "entries": entries}));
+}
+
+#[test]
+fn merkle_proofs() {
+    let leaves: Vec<Vec<u8>> = (0u8..7).map(|i| Sha256::digest([b'l', b'e', b'a', b'f', i]).to_vec()).collect();
+    let mut tree = MemoryTree::default();
+    let mut roots = vec![json!({"size": 0, "root": hex::encode(merkle::empty_root())})];
+    for (n, leaf) in leaves.iter().enumerate() {
+        tree.push(merkle::leaf_hash(leaf));
+        roots.push(json!({"size": n + 1, "root": hex::encode(merkle::root(&tree, n as u64 + 1))}));
+    }
+    let root = |n: u64| merkle::root(&tree, n);
+    let mut inclusion = Vec::new();
+    let mut consistency = Vec::new();
+    for size in 1..=7u64 {
+        for index in 0..size {
+            let proof = merkle::inclusion_proof(&tree, index, size);
+            assert!(merkle::verify_inclusion(index, size, &merkle::leaf_hash(&leaves[index as usize]), &proof, &root(size)));
+            inclusion.push(json!({"index": index, "size": size, "path": proof.iter().map(hex::encode).collect::<Vec<_>>()}));
+        }
+        for first in 1..=size {
+            let proof = merkle::consistency_proof(&tree, first, size);
+            assert!(merkle::verify_consistency(first, size, &root(first), &root(size), &proof));
+            consistency.push(json!({"first": first, "second": size, "proof": proof.iter().map(hex::encode).collect::<Vec<_>>()}));
+        }
+    }
+    write_or_check(
+        "merkle.json",
+        json!({
+            "spec": "SPEC.md 12.1-12.3 (RFC 9162 2.1): a leaf's data is a ledger entry's hash",
+            "leaves": leaves.iter().map(hex::encode).collect::<Vec<_>>(),
+            "roots": roots,
+            "inclusion": inclusion,
+            "consistency": consistency,
+        }),
+    );
+}
