@@ -36,7 +36,8 @@ def cosignature_key_hash(name: str, public: bytes) -> bytes:
 
 def verifier_key(name: str, public: bytes) -> str:
     """The signed-note verifier key `<name>+<hex key hash>+<base64(0x01 || key)>`."""
-    return f"{name}+{note_key_hash(name, public).hex()}+{base64.b64encode(b'\x01' + public).decode()}"
+    key = base64.b64encode(b"\x01" + public).decode()
+    return f"{name}+{note_key_hash(name, public).hex()}+{key}"
 
 
 def parse_verifier_key(vkey: str) -> tuple[str, bytes]:
@@ -189,7 +190,3 @@ def verify_legacy_checkpoint(cp: dict, public: bytes) -> tuple[int, bytes]:
     if not verify_strict(public, message, unhex(cp["signature"], 64, "signature")):
         raise ValueError("the legacy checkpoint's signature does not verify")
     return cp["tree_size"], unhex(cp["root"], 32, "root")
-
-
-def checkpoint_from_json_text(text: str) -> dict:
-    return json.loads(text)

@@ -87,3 +87,85 @@ def verify_chain(entries: list[dict]) -> None:
         if entry_hash(e, prev) != _bytes(e, "hash"):
             raise ValueError(f"entry {e.get('seq')}: hash does not recompute")
         prev = _bytes(e, "hash")
+
+
+# ---------------------------------------------------------------- §11.1: fields from the record
+
+
+def fields_from_envelope(header, header_bytes: bytes, signature: bytes) -> dict:
+    """The fields §11.1 says a verified envelope gives its `disclosure` entry."""
+    from .protos import CONSENT_STATES, KIND_NAMES, RISKS, Envelope
+
+    return {
+        "entry_type": "disclosure",
+        "entry_id": header.envelope_id,
+        "recorded_by": header.sender,
+        "sender": header.sender,
+        "recipient": header.recipient,
+        "kind": KIND_NAMES.get(header.kind, ""),
+        "purpose": header.purpose,
+        "lawful_basis": header.lawful_basis,
+        "consent_id": header.consent.consent_id,
+        "consent_state": CONSENT_STATES.get(header.consent.state, "unspecified"),
+        "risk": RISKS.get(header.risk, "unspecified"),
+        "subject_ref": header.subject_ref,
+        "case_ref": header.case_ref,
+        "categories": ",".join(header.data_categories),
+        "policy_version": header.policy_version,
+        "rule": header.policy_rule,
+        "without_consent": header.shared_without_consent,
+        "in_reply_to": header.in_reply_to,
+        "occurred_at_ms": header.created_at_ms,
+        "verified": True,
+        # The payload never reaches the ledger: the envelope with sealed_payload emptied.
+        "signed": Envelope(header=header_bytes, sealed_payload=b"", signature=signature).SerializeToString().hex(),
+    }
+
+
+def fields_from_event(event, signed_event: bytes) -> dict:
+    """The fields §11.1 says a verified event gives its entry."""
+    from .events import ENTRY_TYPES
+    from .protos import CONSENT_STATES, KIND_NAMES, RISKS
+
+    entry_type = ENTRY_TYPES.get(event.kind, "")
+    if entry_type in ("rejected", "violation"):
+        sender, recipient = event.counterpart, event.agency  # the claimed sender, the rejecting agency
+    else:
+        sender, recipient = event.agency, event.counterpart
+    return {
+        "entry_type": entry_type,
+        "entry_id": event.event_id,
+        "recorded_by": event.agency,
+        "sender": sender,
+        "recipient": recipient,
+        "kind": KIND_NAMES.get(event.message_kind, ""),
+        "purpose": event.purpose,
+        "lawful_basis": event.lawful_basis,
+        "consent_id": event.consent.consent_id,
+        "consent_state": CONSENT_STATES.get(event.consent.state, "unspecified"),
+        "risk": RISKS.get(event.risk, "unspecified"),
+        "subject_ref": event.subject_ref,
+        "case_ref": event.case_ref,
+        "categories": ",".join(event.data_categories),
+        "forbidden": ",".join(event.forbidden_categories),
+        "policy_version": event.policy_version,
+        "rule": event.rule,
+        "reason": event.reason,
+        "in_reply_to": event.envelope_id,
+        "staff_id": event.staff_id,
+        "occurred_at_ms": event.occurred_at_ms,
+        "verified": True,
+        "signed": signed_event.hex(),
+    }
+
+
+def mismatches(entry: dict, expected: dict) -> list[str]:
+    """The names of the entry's fields that are not what its signed record gives."""
+    out = []
+    for name, want in expected.items():
+        got = entry.get(name)
+        if isinstance(got, list):
+            got = ",".join(got)
+        if got != want:
+            out.append(name)
+    return out
