@@ -20,7 +20,7 @@ Exit 0 on success, 1 naming the step that failed.
 import argparse
 import asyncio
 import json
-import os
+import logging
 import ssl
 import sys
 import time
@@ -95,11 +95,17 @@ class Live:
             raise StepFailed("step a: the key file's signing key is not the directory's for this agency")
         self.agent = envelope.Agent(self.keys, self.directory, self.policy)
         # The bucket's copies: each must verify too, and be no older than what is on disk.
+        # A partnership whose files never changed since it started may have none there yet
+        # (`hub up` publishes only updates): that is said, not failed.
         for name, kind, sig in (("directory", "directory", dir_sig), ("policy", "policy", pol_sig)):
             raw = await self.direct_get("KV_hub-partnership", f"$KV.hub-partnership.{name}")
             if raw is None:
-                raise StepFailed(f"step a: the hub-partnership bucket has no {name}")
+                say(f"the hub-partnership bucket holds no {name} (no update published yet); the file on disk verified")
+                self.summary[f"{name}_sequence"] = sig.sequence
+                self.summary[f"{name}_in_bucket"] = False
+                continue
             value = json.loads(raw.data)
+            self.summary[f"{name}_in_bucket"] = True
             trusted = None if kind == "directory" else self.directory
             bucket_sig = verify_file(kind, value["text"].encode(), value["signature"], trusted=trusted, in_force=(sig.sequence, sig.sha256))
             self.summary[f"{name}_sequence"] = bucket_sig.sequence
@@ -168,6 +174,19 @@ class Live:
             raise StepFailed("step b: the consent bucket does not hold the record just put")
         self.summary["consent_id"] = self.consent_id
         say(f"consent record {self.consent_id} stored (stream {ack.stream}, seq {ack.seq})")
+        # §10: the owner of a consent record publishes a consent_changed event for each
+        # revision it records (ids and codes only), so the ledger has it.
+        event = protos.Event(
+            event_id=envelope.uuid7(), agency=self.me, kind=4, occurred_at_ms=envelope.now_ms(),
+            policy_version=self.policy.version, subject_ref=self.subject_ref,
+            case_ref=f"revision-{self.consent_record['revision']}",
+        )
+        event.consent.consent_id = self.consent_id
+        event.consent.state = protos.CONSENT_STATE_NUMBERS["given"]
+        event.consent.recorded_by = self.me
+        ack = await self.js.publish(events.event_subject(self.me, event.kind), events.sign_event(event, self.keys.signing_key), headers={"Nats-Msg-Id": event.event_id})
+        self.summary["consent_event_id"] = event.event_id
+        say(f"consent_changed event {event.event_id} published (HUB seq {ack.seq})")
 
     # ------------------------------------------------------------------ c. the referral
     @step("c (seal and publish a housing.idva_referral, SPEC 6.3 and 7)")
@@ -290,56 +309,60 @@ class Live:
         await self.js.publish(events.event_subject(self.me, ev.kind), data, headers={"Nats-Msg-Id": ev.event_id})
 
     # ------------------------------------------------------------------ e. checkpoints
-    @step("e (checkpoint note and consistency proof, SPEC 12.3 and 12.4)")
-    async def checkpoints(self):
+    def verify_checkpoint_message(self, raw):
+        """(size, root) of one message on hub.v1.checkpoint: a C2SP signed note verified with
+        the IG office's keys (§12.4); a 0.1 JSON checkpoint is accepted too, as §12.4 says
+        readers SHOULD for old ledgers. Raises ValueError for anything else."""
         ig = self.directory.ig()
-        origin = checkpoint.origin_for(ig.id)
-        ig_keys = [bytes.fromhex(k) for k in ig.signing_keys()]
+        text = raw.data.decode("utf-8", "replace")
+        if text.lstrip().startswith("{"):
+            cp = json.loads(text)
+            if cp.get("signer") != ig.id:
+                raise ValueError("a 0.1 checkpoint not signed by the IG office")
+            key = ig.signing_key_named(cp.get("key_id", ""))
+            if key is None:
+                raise ValueError("a 0.1 checkpoint signed with no key of the IG office")
+            self.summary["checkpoint_format"] = "0.1-json"
+            return checkpoint.verify_legacy_checkpoint(cp, bytes.fromhex(key[0]))
+        cp = checkpoint.verify_checkpoint(text, checkpoint.origin_for(ig.id), [bytes.fromhex(k) for k in ig.signing_keys()])
+        self.summary["checkpoint_format"] = "c2sp-signed-note"
+        return cp.tree_size, cp.root
 
-        def verify(raw):
-            """(size, root) of one checkpoint message: a C2SP note; a 0.1 JSON checkpoint is
-            accepted too, as §12.4 says readers SHOULD for old ledgers."""
-            text = raw.data.decode()
-            if text.lstrip().startswith("{"):
-                cp = json.loads(text)
-                if cp.get("signer") != ig.id:
-                    raise ValueError("a 0.1 checkpoint not signed by the IG office")
-                key = ig.signing_key_named(cp.get("key_id", ""))
-                if key is None:
-                    raise ValueError("a 0.1 checkpoint signed with no key of the IG office")
-                self.summary["checkpoint_format"] = "0.1-json"
-                return checkpoint.verify_legacy_checkpoint(cp, bytes.fromhex(key[0]))
-            cp = checkpoint.verify_checkpoint(text, origin, ig_keys)
-            self.summary["checkpoint_format"] = "c2sp-signed-note"
-            return cp.tree_size, cp.root
+    async def latest_checkpoint(self):
+        """The latest IG-signed checkpoint (size, root), or None. Messages on the subject that
+        do not verify (anyone's junk) are skipped backwards, as a witness ignores them."""
+        raw = await self.direct_get("HUB_CHECKPOINTS", "hub.v1.checkpoint")
+        while raw is not None:
+            try:
+                return self.verify_checkpoint_message(raw)
+            except (ValueError, KeyError, UnicodeError) as e:
+                say(f"ignored a message on hub.v1.checkpoint that is no IG checkpoint: {e}")
+                seq = int(raw.headers["Nats-Sequence"]) - 1
+                raw = None
+                while seq >= 1 and raw is None:
+                    raw = await self.direct_get("HUB_CHECKPOINTS", seq=seq)
+                    if raw is not None and raw.headers.get("Nats-Subject") != "hub.v1.checkpoint":
+                        raw = None
+                    seq -= 1
+        return None
 
-        # The latest checkpoint, then the earliest IG-signed one of a smaller non-zero size
-        # (anyone's junk on the subject is skipped, as a witness does).
+    async def checkpoint_beyond(self, size, what):
+        """Waits for an IG checkpoint larger than `size` (None: any)."""
         deadline = time.monotonic() + self.args.timeout
         while True:
-            latest = await self.direct_get("HUB_CHECKPOINTS", "hub.v1.checkpoint")
-            if latest is None:
-                raise StepFailed("step e: no checkpoint on hub.v1.checkpoint")
-            size, root = verify(latest)
-            earlier, seq = None, 1
-            while seq < int(latest.headers["Nats-Sequence"]):
-                raw = await self.direct_get("HUB_CHECKPOINTS", "hub.v1.checkpoint", seq=seq, next_by_subject=True)
-                if raw is None:
-                    break
-                seq = int(raw.headers["Nats-Sequence"]) + 1
-                try:
-                    first = verify(raw)
-                except ValueError:
-                    continue
-                if 0 < first[0] < size:
-                    earlier = first
-                    break
-            if earlier is not None:
-                break
+            cp = await self.latest_checkpoint()
+            if cp is not None and (size is None or cp[0] > size):
+                return cp
             if time.monotonic() > deadline:
-                raise StepFailed("step e: no two checkpoints of different sizes within the timeout")
-            await asyncio.sleep(1)
-        first_size, first_root = earlier
+                raise StepFailed(f"no checkpoint beyond size {size} {what} within {self.args.timeout} s")
+            await asyncio.sleep(0.5)
+
+    @step("e (checkpoint note and consistency proof, SPEC 12.3 and 12.4)")
+    async def checkpoints(self):
+        """The checkpoint after our referral and its receipt, and a consistency proof from the
+        one taken after the consent event (step b), so the two sizes always differ."""
+        first_size, first_root = self.first_checkpoint
+        size, root = await self.checkpoint_beyond(first_size, "after the referral and its receipt")
         reply = await self.nc.request("hub.v1.audit.consistency", json.dumps({"first": first_size, "second": size}).encode(), timeout=10)
         answer = json.loads(reply.data)
         if "error" in answer:
@@ -347,15 +370,22 @@ class Live:
         proof = [unhex(h, 32, "a consistency proof hash") for h in answer["proof"]]
         if not merkle.verify_consistency(first_size, size, first_root, root, proof):
             raise StepFailed(f"step e: the consistency proof from {first_size} to {size} does not verify")
-        # And a tampered proof must not: a verifier that accepts anything proves nothing.
-        if proof and merkle.verify_consistency(first_size, size, first_root, root, proof[:-1] + [bytes(32)]):
+        # A tampered proof must not verify: a verifier that accepts anything proves nothing.
+        if merkle.verify_consistency(first_size, size, first_root, root, proof[:-1] + [bytes(32)]):
             raise StepFailed("step e: a tampered consistency proof verified")
         self.summary.update(checkpoint_size=size, checkpoint_root=root.hex(), consistency_from=first_size, consistency_proof_len=len(proof))
         say(f"checkpoint {size} verifies with the IG key; consistent with checkpoint {first_size}")
 
+    @step("b' (a checkpoint covering the consent event, SPEC 12.4)")
+    async def checkpoint_after_consent(self):
+        self.first_checkpoint = await self.checkpoint_beyond(self.start_checkpoint[0] if self.start_checkpoint else None, "after the consent event")
+        say(f"checkpoint {self.first_checkpoint[0]} verifies with the IG key")
+
     async def run(self):
         await self.files_after_connect()
+        self.start_checkpoint = await self.latest_checkpoint()
         await self.record_consent()
+        await self.checkpoint_after_consent()
         await self.send_referral()
         await self.await_receipt()
         await self.checkpoints()
@@ -384,6 +414,8 @@ def grammar_ok(header):
 
 
 def main():
+    # asyncio's note that a TLS transport ignores eof_received() is noise at every close.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nats-url", required=True)
     ap.add_argument("--ca", required=True, help="the partnership's CA certificate (PEM)")

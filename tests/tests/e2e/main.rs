@@ -7,6 +7,7 @@ mod broker_rights;
 mod clear_fields;
 mod cluster;
 mod confidentiality;
+mod conformance;
 mod consent;
 mod consent_rollback;
 mod demo;
