@@ -12,7 +12,10 @@
 #     throwaway cluster (initdb, trust auth, free port) started here and stopped on exit,
 #     installing Debian's postgresql package first when needed;
 #   - Node.js and npm (Debian's packages when absent) and the test OpenID provider's packages
-#     (deploy/oidc, npm ci) for the OIDC tests.
+#     (deploy/oidc, npm ci) for the OIDC tests;
+#   - a Python venv with tests/conformance/requirements.txt (Debian's python3-venv when
+#     `python3 -m venv` cannot run) for the second implementation of the wire protocol, whose
+#     test vector check runs here and whose live run is the e2e test `conformance`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,6 +86,32 @@ say "node: $(node --version), npm: $(npm --version)"
 if [ ! -d deploy/oidc/node_modules ]; then
     npm ci --prefix deploy/oidc --no-audit --no-fund
 fi
+
+# --- the conformance suite's Python (tests/conformance) --------------------------------
+# A venv under the cargo target directory, made when absent or older than requirements.txt;
+# the e2e test `conformance` finds it through HUB_CONFORMANCE_PYTHON.
+if ! command -v python3 >/dev/null; then
+    apt_install python3 || { say "cannot install python3"; exit 1; }
+fi
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    apt_install python3-venv || { say "cannot install python3-venv (python3 -m venv needs it)"; exit 1; }
+fi
+venv="$(realpath -m "${CARGO_TARGET_DIR:-target}")/conformance-venv"
+if [ ! -x "$venv/bin/python" ] || [ tests/conformance/requirements.txt -nt "$venv/.requirements-installed" ]; then
+    say "making the conformance venv at $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/conformance/requirements.txt
+    touch "$venv/.requirements-installed"
+fi
+export HUB_CONFORMANCE_PYTHON="$venv/bin/python"
+say "conformance: $("$HUB_CONFORMANCE_PYTHON" --version) in $venv"
+if ! vectors="$("$HUB_CONFORMANCE_PYTHON" tests/conformance/check_vectors.py tests/vectors)"; then
+    printf '%s\n' "$vectors" | grep -v '^ok ' >&2
+    say "the test vectors do not check against tests/conformance (the lines above say which)"
+    exit 1
+fi
+say "test vectors: $(printf '%s\n' "$vectors" | tail -1)"
 
 # --- the tests -------------------------------------------------------------------------
 cargo test --workspace --locked "$@"
