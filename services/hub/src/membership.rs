@@ -461,7 +461,20 @@ pub fn partnership_rotate(data: &Path, request: &Path) -> anyhow::Result<Agency>
 pub async fn update_broker(data: &Path, url: &str, removed: Option<&str>) -> anyhow::Result<()> {
     let directory = Directory::load(&partnership::directory_path(data))?;
     let admin = runtime::transport::BrokerAuth::from_env(data, broker::ADMIN);
-    let client = runtime::transport::connect(url, broker::ADMIN, &admin).await?;
+    // The broker was just told to reload its rights (a signal it acts on in its own time); a
+    // connection in the moment it swaps them can be refused. Seen once on a loaded machine:
+    // try again for a few seconds before calling it a wrong credential.
+    let mut attempt = 0;
+    let client = loop {
+        match runtime::transport::connect(url, broker::ADMIN, &admin).await {
+            Ok(client) => break client,
+            Err(e) if attempt < 10 && format!("{e:#}").contains("authorization violation") => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let js = async_nats::jetstream::new(client);
     runtime::transport::provision(&js, &broker::agency_identities(&directory), std::time::Duration::from_secs(10)).await?;
     if let Some(id) = removed {
