@@ -123,6 +123,16 @@ def check_key_ids(v: Vectors, c: Checker):
         recipient = str(x25519.Identity.from_str(k["identity"]).to_public())
         c.equal(f"key_ids age[{i}] recipient from identity", recipient, k["recipient"])
         c.equal(f"key_ids age[{i}] key id", key_id("age", k["recipient"]), k["key_id"])
+    # §1's strict verification, which no vector pins: with the neutral element as public key
+    # and as R, and S = 0, the cofactorless equation holds for every message (OpenSSL, behind
+    # `cryptography`, accepts it); and S + L is the same signature in a non-canonical form.
+    neutral = bytes([1]) + bytes(31)
+    c.check("strict Ed25519: a small-order public key and R are refused", not verify_strict(neutral, b"any message", neutral + bytes(32)))
+    key = SigningKey.from_hex(data["ed25519"][0]["seed"])
+    good = key.sign(b"m")
+    big_s = (int.from_bytes(good[32:], "little") + 2**252 + 27742317777372353535851937790883648493).to_bytes(32, "little")
+    c.check("strict Ed25519: a genuine signature verifies", verify_strict(key.public, b"m", good))
+    c.check("strict Ed25519: a non-canonical S (S + L) is refused", not verify_strict(key.public, b"m", good[:32] + big_s))
     # The id is of the text form, not the 32 bytes: hashing the bytes must give another id.
     k = data["ed25519"][0]
     c.check("key_ids negative: the id of the raw bytes differs", "ed25519:" + sha256(bytes.fromhex(k["public"])).hex()[:16] != k["key_id"])

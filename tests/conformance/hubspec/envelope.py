@@ -24,16 +24,16 @@ from .protos import (
 ENVELOPE_TAG = b"hub.v1.envelope\0"
 DEFAULT_CLOCK_SKEW_MS = 600_000
 
-# §10: the layer that refused before the policy, by reason code. The policy's own refusals
-# name the policy rule that decided.
+# §8's table of every reason code (§10): the layer that refused, by reason code. The policy's
+# own refusals name the policy rule that decided; not_receivable names roles.<role>.receives.
 _RULES = {
     "malformed": "wire", "malformed_payload": "wire", "bad_clear_field": "wire",
     "unknown_sender": "crypto", "unknown_signing_key": "crypto", "retired_signing_key": "crypto",
     "bad_signature": "crypto", "payload_digest_mismatch": "crypto", "decrypt_failed": "crypto",
     "unknown_recipient_key": "crypto",
     "suspended_sender": "directory",
+    "not_addressed_to_us": "crypto",
     "misrouted": "transport", "replayed": "transport", "clock_skew": "transport",
-    "not_addressed_to_us": "transport",
     "kind_mismatch": "declared-categories", "undeclared_categories": "declared-categories",
     "handler_panic": "receiver",
 }
@@ -279,7 +279,7 @@ class Receiver:
             raise Rejected("without_consent_unjustified", "shared without consent with no officer or no rationale code of our policy", decision.rule, header=verified)
         not_receivable = sorted(c for c in declared if not policy.receivable(agent.role, c))
         if not_receivable:
-            raise Rejected("not_receivable", f"{agent.role} may not receive {', '.join(not_receivable)}", decision.rule, header=verified)
+            raise Rejected("not_receivable", f"{agent.role} may not receive {', '.join(not_receivable)}", f"roles.{agent.role}.receives", header=verified)
         # 10. open, decode, the body's kind, nothing undeclared.
         try:
             plain = pyrage.decrypt(envelope.sealed_payload, agent.keys.age_identities())
