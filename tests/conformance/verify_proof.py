@@ -98,7 +98,7 @@ def verify(proof: dict, directory: Directory) -> dict:
             raise ValueError("it does not")
     except (ValueError, KeyError, TypeError) as e:
         raise Failed(f"step {step}: {e}") from e
-    return {"ok": True, "seq": entry["seq"], "entry_type": entry["entry_type"], "tree_size": size, "root": root.hex()}
+    return {"ok": True, "checkpoint_format": "c2sp-signed-note" if "note" in proof["checkpoint"] else "0.1-json", "seq": entry["seq"], "entry_type": entry["entry_type"], "tree_size": size, "root": root.hex()}
 
 
 def main():
