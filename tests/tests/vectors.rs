@@ -591,3 +591,47 @@ fn merkle_proofs() {
         }),
     );
 }
+
+/// Ed25519 as the hub verifies it (SPEC.md 1: strict): what a lenient verifier accepts and the
+/// hub refuses. A forgery with the identity point as key and as R, and S = 0, "verifies" for
+/// every message under the cofactored or lenient equation; a signature with S + L (the group
+/// order) added is the same signature in a second encoding.
+#[test]
+fn ed25519_strict() {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0x10,
+    ];
+    let f = Fixture::new();
+    let key = &f.keys("housing-vector").signing;
+    let message = [ENVELOPE_CONTEXT, b"an example header"].concat();
+    let good = key.sign(&message).to_bytes();
+    // S + L, little-endian.
+    let mut malleated = good;
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = malleated[32 + i] as u16 + L[i] as u16 + carry;
+        malleated[32 + i] = sum as u8;
+        carry = sum >> 8;
+    }
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut forged = [0u8; 64];
+    forged[..32].copy_from_slice(&identity);
+    let public = key.verifying_key().to_bytes();
+    let cases = [
+        ("a valid signature", public, good, true),
+        ("S + L: a second encoding of the same signature", public, malleated, false),
+        ("the identity point as key and as R, S = 0: a forgery lenient verifiers accept", identity, forged, false),
+    ];
+    let cases: Vec<Value> = cases
+        .into_iter()
+        .map(|(case, public, signature, valid)| {
+            let verified = VerifyingKey::from_bytes(&public).is_ok_and(|k| k.verify_strict(&message, &Signature::from_bytes(&signature)).is_ok());
+            assert_eq!(verified, valid, "{case}");
+            json!({"case": case, "public": hex::encode(public), "message": hex::encode(&message), "signature": hex::encode(signature), "valid": valid})
+        })
+        .collect();
+    write_or_check("ed25519.json", json!({"spec": "SPEC.md 1: Ed25519 verified strictly (RFC 8032, canonical S, no small-order key or R)", "cases": cases}));
+}
