@@ -92,6 +92,10 @@ pub enum AuditCommand {
     Vkey {
         #[command(flatten)]
         at: At,
+        /// Print instead the vkey of each active agency's witness cosignatures
+        /// (cosignature/v1), one a line: what a verifier counting cosignatures is given.
+        #[arg(long)]
+        witnesses: bool,
     },
     /// Check an inclusion proof or a subject access bundle offline against the partnership
     /// directory.
@@ -284,8 +288,14 @@ pub async fn run(command: AuditCommand, options: impl Fn(PathBuf) -> Options) ->
             println!("{}", serde_json::to_string_pretty(&proof)?);
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Vkey { at } => {
+        AuditCommand::Vkey { at, witnesses } => {
             let directory = isp::Directory::load(&crate::partnership::directory_path(&at.data))?;
+            if witnesses {
+                for agency in directory.active() {
+                    println!("{}", isp::checkpoint::cosigner_verifier_key(&agency.id, &agency.verifying_key()?));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let ig = directory.with_role(isp::Role::Ig).next().context("the directory has no ig agency, whose key signs the checkpoints")?;
             println!("{}", isp::checkpoint::verifier_key(&isp::checkpoint::origin(&ig.id), &ig.verifying_key()?));
             Ok(ExitCode::SUCCESS)

@@ -74,7 +74,8 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
     let vkey = hub(&["audit", "vkey", "--data", data], "warn");
     assert!(vkey.status.success(), "{}", text(&vkey.stderr));
     let vkey = text(&vkey.stdout);
-    let [name, hash, key] = vkey.trim_end().split('+').collect::<Vec<_>>().try_into().expect("a vkey is name+hash+key");
+    // (The key's base64 may hold '+' too: a name may not, and the hash is hex.)
+    let [name, hash, key] = vkey.trim_end().splitn(3, '+').collect::<Vec<_>>().try_into().expect("a vkey is name+hash+key");
     assert_eq!(name, "referral-hub/ig-northbridge/ledger");
     let key = STANDARD.decode(key).unwrap();
     let directory = isp::Directory::load(&dir.path().join("partnership/directory.toml")).unwrap();
@@ -83,6 +84,13 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
     assert!(note.starts_with(&format!("{name}\n")), "{note}");
     let line = note.lines().last().unwrap().strip_prefix(&format!("\u{2014} {name} ")).expect("a signature line under the origin");
     assert_eq!(hex::encode(&STANDARD.decode(line).unwrap()[..4]), hash);
+    // The witnesses' cosigner vkeys: one for each agency, of the key its witness cosigns with.
+    let witnesses = hub(&["audit", "vkey", "--data", data, "--witnesses"], "warn");
+    let witnesses = text(&witnesses.stdout);
+    assert_eq!(witnesses.lines().count(), directory.agencies.len(), "{witnesses}");
+    let idva = witnesses.lines().find(|l| l.starts_with("idva-northbridge+")).expect("the IDVA's witness");
+    let key = STANDARD.decode(idva.splitn(3, '+').nth(2).unwrap()).unwrap();
+    assert_eq!((key[0], hex::encode(&key[1..])), (0x04, directory.get("idva-northbridge").unwrap().signing_key.clone()), "{idva}");
     proof["entry"]["lawful_basis"] = "cda-1998-s115".into();
     std::fs::write(&proof_file, proof.to_string()).unwrap();
     let checked = hub(&["audit", "verify-proof", proof_file.to_str().unwrap(), "--data", data], "warn");

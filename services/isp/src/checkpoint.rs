@@ -68,9 +68,18 @@ pub fn key_hash(name: &str, signature_type: u8, key: &VerifyingKey) -> [u8; 4] {
 /// `<name>+<key hash, 8 hex digits>+<base64(0x01 || public key)>`. With the origin as the
 /// name and the IG office's key, it is what an outside witness or monitor is configured with.
 pub fn verifier_key(name: &str, key: &VerifyingKey) -> String {
-    let hash = key_hash(name, SIGNATURE_TYPE_ED25519, key);
-    let material = [&[SIGNATURE_TYPE_ED25519][..], key.as_bytes()].concat();
-    format!("{name}+{}+{}", hex::encode(hash), STANDARD.encode(material))
+    vkey(name, SIGNATURE_TYPE_ED25519, key)
+}
+
+/// The vkey of a witness's cosignatures (signature type 0x04, as tlog-cosignature allows):
+/// what a verifier counting the agencies' cosignatures is configured with.
+pub fn cosigner_verifier_key(name: &str, key: &VerifyingKey) -> String {
+    vkey(name, SIGNATURE_TYPE_COSIGNATURE_V1, key)
+}
+
+fn vkey(name: &str, signature_type: u8, key: &VerifyingKey) -> String {
+    let material = [&[signature_type][..], key.as_bytes()].concat();
+    format!("{name}+{}+{}", hex::encode(key_hash(name, signature_type, key)), STANDARD.encode(material))
 }
 
 /// A checkpoint that is not one the IG office signed, or not of the grammar; the reason is

@@ -285,6 +285,7 @@ fn known_answer_cosignature() {
     let witness = fixed_keys("idva-northbridge", 9);
     let key = witness.signing.verifying_key();
     assert_eq!(key_hash("idva-northbridge", SIGNATURE_TYPE_COSIGNATURE_V1, &key), [0xfe, 0x26, 0x65, 0xc2]);
+    assert_eq!(cosigner_verifier_key("idva-northbridge", &key), "idva-northbridge+fe2665c2+BP0XJDhaoMdbZPt4zWAvodmR/ev3axPFjtcC6sg16fYY");
     assert_eq!(cosign(&witness, KAT_NOTE, KAT_TIME).unwrap(), KAT_COSIGNATURE);
     assert_eq!(verify_cosignature(KAT_NOTE, KAT_COSIGNATURE, "idva-northbridge", &key).unwrap(), KAT_TIME);
 }
