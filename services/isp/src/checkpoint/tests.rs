@@ -191,6 +191,27 @@ fn notes_off_the_grammar_are_refused_saying_what_is_wrong_and_never_repeating_th
 }
 
 #[test]
+fn no_changed_byte_or_truncation_passes_for_another_checkpoint() {
+    let (directory, ig, _) = partnership();
+    let c = Checkpoint::sign(&ig, 42, &[7; 32], 1);
+    let bytes = c.note.as_bytes();
+    for i in 0..bytes.len() {
+        for mask in [0x01u8, 0x20, 0x80] {
+            let mut changed = bytes.to_vec();
+            changed[i] ^= mask;
+            // (Not UTF-8: the witness refuses it before it is a `&str`.)
+            let Ok(note) = String::from_utf8(changed) else { continue };
+            if let Ok(read) = Checkpoint::from_note(&note, &directory) {
+                assert_eq!((read.tree_size, read.root.as_str()), (42, c.root.as_str()), "byte {i} ^ {mask:#x}");
+            }
+        }
+        if let Ok(truncated) = std::str::from_utf8(&bytes[..i]) {
+            assert!(Checkpoint::from_note(truncated, &directory).is_err(), "cut at {i}");
+        }
+    }
+}
+
+#[test]
 fn a_checkpoint_signed_before_the_ig_office_rotated_its_key_still_verifies() {
     let (directory, ig, _) = partnership();
     let old = Checkpoint::sign(&ig, 42, &[7; 32], 1);
