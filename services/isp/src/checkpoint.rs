@@ -166,8 +166,9 @@ struct Head {
 /// refused: this log never writes them, and nobody could audit them.
 fn parse_text(text: &str) -> Result<Head, OpenError> {
     let lines: Vec<&str> = text.strip_suffix('\n').unwrap_or(text).split('\n').collect();
-    if lines.len() != 3 || lines.iter().any(|l| l.is_empty()) {
-        return Err(bad(format!("the checkpoint text has {} line(s), {} of them empty; it must have exactly 3 non-empty lines", lines.len(), lines.iter().filter(|l| l.is_empty()).count())));
+    let empty = lines.iter().filter(|l| l.is_empty()).count();
+    if lines.len() != 3 || empty > 0 {
+        return Err(bad(format!("the checkpoint text has {} line(s), {empty} of them empty; it must have exactly 3 non-empty lines", lines.len())));
     }
     let size = lines[1];
     if !size.bytes().all(|b| b.is_ascii_digit()) || (size.len() > 1 && size.starts_with('0')) {
@@ -416,7 +417,9 @@ pub fn verify_cosignature(note: &str, line: &str, name: &str, key: &VerifyingKey
     if line.key_hash != key_hash(name, SIGNATURE_TYPE_COSIGNATURE_V1, key) {
         return Err(bad("the cosignature's key hash is not that of the cosigner's key"));
     }
-    let (Ok(timestamp), Ok(signature)) = (<[u8; 8]>::try_from(line.signature.get(..8).unwrap_or_default()), Signature::from_slice(line.signature.get(8..).unwrap_or_default())) else {
+    let timestamp = line.signature.get(..8).and_then(|t| <[u8; 8]>::try_from(t).ok());
+    let signature = line.signature.get(8..).and_then(|s| Signature::from_slice(s).ok());
+    let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
         return Err(bad("the cosignature is not an 8-byte time and a 64-byte Ed25519 signature"));
     };
     let timestamp = u64::from_be_bytes(timestamp);
