@@ -370,7 +370,7 @@ fn legacy_signed_bytes(partnership: &str, tree_size: u64, root: &str, at_ms: i64
 /// v0.1.0 did: the signer holds the `ig` role in this partnership and its key, in force at the
 /// signed `at_ms`, signed the fields. New checkpoints are never of this form.
 pub fn verify_legacy(c: &Checkpoint, directory: &Directory) -> Result<[u8; 32], OpenError> {
-    let signer = directory.get(&c.signer).ok_or_else(|| OpenError::UnknownSender(c.signer.clone()))?;
+    let signer = directory.get(&c.signer).ok_or_else(|| OpenError::UnknownSender(crate::clear::shown(&c.signer, crate::clear::is_agency_id)))?;
     let partnership = c.partnership.as_deref().ok_or_else(|| bad("it has neither a note nor a legacy partnership field"))?;
     if signer.role != Role::Ig || partnership != directory.partnership {
         return Err(OpenError::BadSignature(c.signer.clone()));
