@@ -249,7 +249,7 @@ fn main() -> Result<()> {
     for m in &stream {
         seeds.write("classify", m.subject.rsplit('.').next().unwrap_or("message"), &[m.subject.as_bytes(), b"\n", &m.body].concat())?;
     }
-    write_ledger_seeds(&mut seeds, &directory, &ig, &stream, &subject_ref)?;
+    write_ledger_seeds(&mut seeds, &directory, &ig, &idva.keys, &stream, &subject_ref)?;
 
     // Acknowledgement and revocation bodies.
     for (name, body) in [
@@ -311,8 +311,9 @@ impl Sender<'_> {
 }
 
 /// The ledger the audit service would make of `stream`, a checkpoint over it signed by the IG
-/// office, inclusion proofs, a subject access bundle, and a witness's consistency check.
-fn write_ledger_seeds(seeds: &mut Seeds, directory: &Directory, ig: &AgencyKeys, stream: &[Message], subject_ref: &str) -> Result<()> {
+/// office (its JSON view, its note, the note cosigned by `witness`), inclusion proofs, a subject
+/// access bundle, and a witness's consistency check.
+fn write_ledger_seeds(seeds: &mut Seeds, directory: &Directory, ig: &AgencyKeys, witness: &AgencyKeys, stream: &[Message], subject_ref: &str) -> Result<()> {
     let mut entries: Vec<Entry> = Vec::new();
     let mut tree = merkle::MemoryTree::default();
     let mut prev = vec![0u8; 32];
@@ -327,8 +328,12 @@ fn write_ledger_seeds(seeds: &mut Seeds, directory: &Directory, ig: &AgencyKeys,
         entries.push(e);
     }
     let size = tree.size();
-    let checkpoint = Checkpoint::sign(ig, &directory.partnership, size, &tree.root(), NOW_MS);
+    let checkpoint = Checkpoint::sign(ig, size, &tree.root(), NOW_MS);
     seeds.write("verify_proof", "checkpoint", serde_json::to_string_pretty(&checkpoint)?.as_bytes())?;
+    // What a witness reads off the stream: the note, alone and with a witness's cosignature.
+    seeds.write("verify_proof", "checkpoint-note", checkpoint.note.as_bytes())?;
+    let cosigned = format!("{}{}", checkpoint.note, isp::checkpoint::cosign(witness, &checkpoint.note, (NOW_MS / 1000) as u64)?);
+    seeds.write("verify_proof", "checkpoint-cosigned", cosigned.as_bytes())?;
     let prove = |e: &Entry| InclusionProof {
         entry: e.clone(),
         leaf_index: e.seq as u64 - 1,

@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     if entry.verified {
         let ig = p.isp("ig-northbridge").expect("the fuzz partnership has an IG office");
         let root = merkle::leaf_hash(&entry.hash);
-        let checkpoint = Checkpoint::sign(&ig.keys, &p.directory.partnership, 1, &root, NOW_MS);
+        let checkpoint = Checkpoint::sign(&ig.keys, 1, &root, NOW_MS);
         let proof = InclusionProof { entry, leaf_index: 0, tree_size: 1, path: Vec::new(), checkpoint };
         let file: InclusionProof = serde_json::from_str(&serde_json::to_string(&proof).expect("a proof serialises")).expect("a proof reads back");
         if let Err(e) = audit::checkpoints::verify_proof(&file, &p.directory) {

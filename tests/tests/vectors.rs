@@ -511,19 +511,17 @@ fn consent_records() {
     );
 }
 
-#[test]
-fn ledger_entries() {
-    let f = Fixture::new();
-    let stored = stored("envelope.json");
-    let envelope = match (&stored, writing()) {
-        (Some(v), _) => hex::decode(v["envelope"].as_str().unwrap()).unwrap(),
-        (None, true) => return, // written by `envelope` first; run the writer again
-        (None, false) => panic!("tests/vectors/envelope.json is missing"),
+/// The entries of `ledger.json`, chained: the vector envelope and event as the audit service
+/// records them (recorded_at_ms fixed), after two of the shapes of older ledgers (without
+/// stream facts, with and without a staff id). None while the vectors are first written.
+fn vector_entries(f: &Fixture) -> Option<Vec<Entry>> {
+    let envelope = match stored("envelope.json") {
+        Some(v) => hex::decode(v["envelope"].as_str().unwrap()).unwrap(),
+        None if writing() => return None, // written by `envelope` first; run the writer again
+        None => panic!("tests/vectors/envelope.json is missing"),
     };
     let subject = runtime::transport::message_subject("housing-vector", "idva-vector", Kind::IdvaReferral);
     let event = isp::seal::sign_event_as(f.keys("housing-vector"), &vector_event());
-    // As the audit service makes them (recorded_at_ms fixed), then two of the shapes of
-    // older ledgers: without stream facts, with and without a staff id.
     let mut disclosure = ledger::classify_at(&f.directory, &subject, &envelope, 41, Some(AT_MS + 1_500));
     disclosure.recorded_at_ms = AT_MS + 2_000;
     disclosure.stream_epoch = 1_794_999_000_000_000_000;
@@ -540,20 +538,111 @@ fn ledger_entries() {
         occurred_at_ms: AT_MS - 100_000, recorded_at_ms: AT_MS - 100_000, signed: Sha256::digest(b"junk").to_vec(), ..Default::default()
     };
     let mut prev = vec![0u8; 32];
-    let entries: Vec<Value> = [oldest, old_access, disclosure, near_miss]
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut e)| {
-            e.seq = i as i64 + 1;
-            e.prev_hash = std::mem::take(&mut prev);
-            e.hash = e.compute_hash(&e.prev_hash);
-            prev = e.hash.clone();
-            json!({"entry": e, "canonical": hex::encode(e.canonical())})
-        })
-        .collect();
-    assert_eq!(entries[2]["entry"]["entry_type"], "disclosure");
-    assert_eq!(entries[3]["entry"]["entry_type"], "near_miss");
+    Some(
+        [oldest, old_access, disclosure, near_miss]
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut e)| {
+                e.seq = i as i64 + 1;
+                e.prev_hash = std::mem::take(&mut prev);
+                e.hash = e.compute_hash(&e.prev_hash);
+                prev = e.hash.clone();
+                e
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn ledger_entries() {
+    let f = Fixture::new();
+    let Some(entries) = vector_entries(&f) else { return };
+    assert_eq!(entries[2].entry_type, "disclosure");
+    assert_eq!(entries[3].entry_type, "near_miss");
+    let entries: Vec<Value> = entries.iter().map(|e| json!({"entry": e, "canonical": hex::encode(e.canonical())})).collect();
     write_or_check("ledger.json", json!({"spec": "SPEC.md 11; the envelope of envelope.json, the event of events.json", "entries": entries}));
+}
+
+/// A checkpoint of the tree of `ledger.json`'s four entries, a witness's cosignature of it, an
+/// inclusion proof of the disclosure as the audit service gives one, notes that must be
+/// refused, and a checkpoint of the form before 0.2.
+#[test]
+fn checkpoints() {
+    use isp::checkpoint::{self, Checkpoint};
+    let f = Fixture::new();
+    let Some(entries) = vector_entries(&f) else { return };
+    let ig = f.keys("ig-vector");
+    let housing = f.keys("housing-vector");
+    let mut tree = MemoryTree::default();
+    for e in &entries {
+        tree.push(merkle::leaf_hash(&e.hash));
+    }
+    let root = merkle::root(&tree, 4);
+    let made = Checkpoint::sign(ig, 4, &root, AT_MS + 5_000);
+    assert_eq!(made.verify(&f.directory).unwrap(), root);
+    let cosigned_at = (AT_MS / 1000 + 7) as u64;
+    let cosignature = checkpoint::cosign(housing, &made.note, cosigned_at).unwrap();
+    let housing_key = housing.signing.verifying_key();
+    assert_eq!(checkpoint::verify_cosignature(&made.note, &cosignature, "housing-vector", &housing_key).unwrap(), cosigned_at);
+    let cosigned = format!("{}{cosignature}", made.note);
+    assert_eq!(Checkpoint::from_note(&cosigned, &f.directory).unwrap().tree_size, 4, "a cosignature line is ignored by the log's verifier");
+    let proof = audit::checkpoints::InclusionProof {
+        entry: entries[2].clone(),
+        leaf_index: 2,
+        tree_size: 4,
+        path: merkle::inclusion_proof(&tree, 2, 4).iter().map(hex::encode).collect(),
+        checkpoint: made.clone(),
+    };
+    audit::checkpoints::verify_proof(&proof, &f.directory).unwrap();
+    // Refused: what anyone with publish rights could put on the checkpoint subject.
+    let by_housing = Checkpoint::sign(housing, 4, &root, 0).note;
+    let resized = made.note.replacen("\n4\n", "\n5\n", 1);
+    let extended = made.note.replacen("=\n\n", "=\nextension\n\n", 1);
+    let refused: Vec<Value> = [
+        ("signed by a housing agency, under its own origin", by_housing),
+        ("the tree size changed after signing", resized),
+        ("an extension line added after signing", extended),
+        ("no signature line", format!("{}\n", made.note.split("\n\n").next().unwrap())),
+    ]
+    .into_iter()
+    .map(|(case, note)| {
+        assert!(Checkpoint::from_note(&note, &f.directory).is_err(), "{case}");
+        json!({"case": case, "note": note})
+    })
+    .collect();
+    let legacy = {
+        let root_hex = hex::encode(root);
+        let mut signed = b"hub.v1.checkpoint\0".to_vec();
+        for part in [PARTNERSHIP.as_bytes(), &4u64.to_be_bytes(), root_hex.as_bytes(), &AT_MS.to_be_bytes(), b"ig-vector"] {
+            signed.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            signed.extend_from_slice(part);
+        }
+        json!({
+            "partnership": PARTNERSHIP, "tree_size": 4, "root": root_hex, "at_ms": AT_MS, "signer": "ig-vector", "key_id": ig.signing_key_id(),
+            "signature": hex::encode(ig.signing.sign(&signed).to_bytes()),
+        })
+    };
+    let legacy_checkpoint: Checkpoint = serde_json::from_value(legacy.clone()).unwrap();
+    assert_eq!(legacy_checkpoint.verify(&f.directory).unwrap(), root);
+    write_or_check(
+        "checkpoint.json",
+        json!({
+            "spec": "SPEC.md 12.4 (C2SP signed-note, tlog-checkpoint, tlog-cosignature) and 12.2; the tree of ledger.json's entries",
+            "origin": checkpoint::origin("ig-vector"),
+            "tree_size": 4,
+            "root": hex::encode(root),
+            "vkey": checkpoint::verifier_key(&made.origin, &ig.signing.verifying_key()),
+            "checkpoint": made,
+            "cosigner": "housing-vector",
+            "cosigner_vkey": checkpoint::cosigner_verifier_key("housing-vector", &housing_key),
+            "cosigned_at": cosigned_at,
+            "cosignature": cosignature,
+            "cosigned_note": cosigned,
+            "inclusion_proof": proof,
+            "refused": refused,
+            "legacy_checkpoint": legacy,
+        }),
+    );
 }
 
 #[test]
@@ -590,4 +679,48 @@ fn merkle_proofs() {
             "consistency": consistency,
         }),
     );
+}
+
+/// Ed25519 as the hub verifies it (SPEC.md 1: strict): what a lenient verifier accepts and the
+/// hub refuses. A forgery with the identity point as key and as R, and S = 0, "verifies" for
+/// every message under the cofactored or lenient equation; a signature with S + L (the group
+/// order) added is the same signature in a second encoding.
+#[test]
+fn ed25519_strict() {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0x10,
+    ];
+    let f = Fixture::new();
+    let key = &f.keys("housing-vector").signing;
+    let message = [ENVELOPE_CONTEXT, b"an example header"].concat();
+    let good = key.sign(&message).to_bytes();
+    // S + L, little-endian.
+    let mut malleated = good;
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = malleated[32 + i] as u16 + L[i] as u16 + carry;
+        malleated[32 + i] = sum as u8;
+        carry = sum >> 8;
+    }
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut forged = [0u8; 64];
+    forged[..32].copy_from_slice(&identity);
+    let public = key.verifying_key().to_bytes();
+    let cases = [
+        ("a valid signature", public, good, true),
+        ("S + L: a second encoding of the same signature", public, malleated, false),
+        ("the identity point as key and as R, S = 0: a forgery lenient verifiers accept", identity, forged, false),
+    ];
+    let cases: Vec<Value> = cases
+        .into_iter()
+        .map(|(case, public, signature, valid)| {
+            let verified = VerifyingKey::from_bytes(&public).is_ok_and(|k| k.verify_strict(&message, &Signature::from_bytes(&signature)).is_ok());
+            assert_eq!(verified, valid, "{case}");
+            json!({"case": case, "public": hex::encode(public), "message": hex::encode(&message), "signature": hex::encode(signature), "valid": valid})
+        })
+        .collect();
+    write_or_check("ed25519.json", json!({"spec": "SPEC.md 1: Ed25519 verified strictly (RFC 8032, canonical S, no small-order key or R)", "cases": cases}));
 }

@@ -1,10 +1,12 @@
 //! Signed checkpoints of the ledger's Merkle tree, and the proofs behind them.
 //!
-//! While entries arrive, the audit service signs a checkpoint (tree size, root, time) with
-//! the partnership IG key at least every `checkpoint_every`, stores it, and publishes it on
-//! the `HUB_CHECKPOINTS` stream, where every agency's witness reads it. A witness asks for a
-//! consistency proof from its last checkpoint to the new one on [`CONSISTENCY_SUBJECT`]; the
-//! answer is computed from the stored tree, so an operator who rewrote history cannot give
+//! While entries arrive, the audit service signs a checkpoint (tree size and root, a C2SP
+//! signed note: see [`isp::checkpoint`]) with the partnership IG key at least every
+//! `checkpoint_every`, stores it (its JSON view: the note and the time it was made), and
+//! publishes the note itself on the `HUB_CHECKPOINTS` stream, where every agency's witness
+//! reads it (as could any transparency-log witness given the IG office's vkey). A witness asks
+//! for a consistency proof from its last checkpoint to the new one on [`CONSISTENCY_SUBJECT`];
+//! the answer is computed from the stored tree, so an operator who rewrote history cannot give
 //! one that verifies.
 
 use std::time::Duration;
@@ -68,14 +70,15 @@ pub async fn covering(pool: &AnyPool, size: u64) -> anyhow::Result<Option<Checkp
     row.map(|r| Ok(serde_json::from_str(&r.try_get::<String, _>("body")?)?)).transpose()
 }
 
-/// Signs and stores a checkpoint of the current tree if it grew since the last one.
-pub async fn make(pool: &AnyPool, keys: &AgencyKeys, partnership: &str) -> anyhow::Result<Option<Checkpoint>> {
+/// Signs and stores a checkpoint of the current tree if it grew since the last one. Its
+/// origin is the ledger of the IG office whose keys sign it.
+pub async fn make(pool: &AnyPool, keys: &AgencyKeys) -> anyhow::Result<Option<Checkpoint>> {
     let (size, root) = tree_head(pool).await?;
     let last = latest(pool).await?;
     if size == 0 || last.as_ref().is_some_and(|l| l.tree_size >= size) {
         return Ok(None);
     }
-    let checkpoint = Checkpoint::sign(keys, partnership, size, &root, isp::now_ms());
+    let checkpoint = Checkpoint::sign(keys, size, &root, isp::now_ms());
     sqlx::query("INSERT INTO checkpoint (tree_size, root, at_ms, body) VALUES ($1, $2, $3, $4)")
         .bind(size as i64)
         .bind(&checkpoint.root)
@@ -86,8 +89,18 @@ pub async fn make(pool: &AnyPool, keys: &AgencyKeys, partnership: &str) -> anyho
     Ok(Some(checkpoint))
 }
 
+/// What is published of a checkpoint: the signed note's text, what a transparency-log witness
+/// reads. A checkpoint stored before notes existed (only the latest is published again, at
+/// start) goes out in the JSON form it had, which the agencies' witnesses still read.
+fn published_form(checkpoint: &Checkpoint) -> serde_json::Result<Vec<u8>> {
+    match checkpoint.is_legacy() {
+        false => Ok(checkpoint.note.clone().into_bytes()),
+        true => serde_json::to_vec(checkpoint),
+    }
+}
+
 async fn publish(js: &jetstream::Context, checkpoint: &Checkpoint) -> anyhow::Result<()> {
-    let body = serde_json::to_vec(checkpoint)?;
+    let body = published_form(checkpoint)?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", format!("checkpoint-{}", checkpoint.tree_size).as_str());
     js.publish_with_headers(CHECKPOINT_SUBJECT, headers, body.into()).await?.await?;
@@ -101,7 +114,6 @@ pub async fn checkpoint_loop(
     pool: AnyPool,
     js: jetstream::Context,
     keys_path: std::path::PathBuf,
-    partnership: String,
     every: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -121,7 +133,7 @@ pub async fn checkpoint_loop(
                 continue;
             }
         };
-        match make(&pool, &keys, &partnership).await {
+        match make(&pool, &keys).await {
             Ok(Some(c)) => {
                 tracing::info!(tree_size = c.tree_size, root = %c.root, "ledger checkpoint signed");
                 unpublished = Some(c);
@@ -230,4 +242,55 @@ pub fn verify_proof(proof: &InclusionProof, directory: &isp::Directory) -> Resul
         return Err(format!("entry {} is not in the tree of checkpoint {}", e.seq, proof.tree_size));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use isp::Role;
+
+    use super::*;
+
+    /// A fresh ledger (SQLite in memory) of `n` entries.
+    async fn ledger_of(n: u64) -> AnyPool {
+        let pool = crate::open_ledger("sqlite::memory:").await.unwrap();
+        let entries = (1..=n).map(|seq| crate::ledger::unclassifiable("hub.v1.msg.x.y.z", b"junk", seq, "test")).collect();
+        let mut tx = pool.begin().await.unwrap();
+        crate::ledger::append(&mut tx, entries).await.unwrap();
+        tx.commit().await.unwrap();
+        pool
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_is_a_note_of_the_stored_tree_that_proofs_and_verification_use() {
+        let (directory, keys) = isp::directory::generate_partnership("P", &[("ig-p", "IG", Role::Ig)]).unwrap();
+        let pool = ledger_of(5).await;
+        let made = make(&pool, &keys[0]).await.unwrap().expect("the tree grew");
+        let (size, root) = tree_head(&pool).await.unwrap();
+        assert_eq!(made.verify(&directory).unwrap(), root);
+        assert_eq!(made.tree_size, size);
+        assert!(made.note.starts_with(&format!("referral-hub/ig-p/ledger\n{size}\n")), "{}", made.note);
+        // Published as the bare note; stored as its JSON view, which reads back the same.
+        assert_eq!(published_form(&made).unwrap(), made.note.as_bytes());
+        assert_eq!(Checkpoint::from_note(&made.note, &directory).unwrap(), Checkpoint { at_ms: 0, ..made.clone() });
+        assert_eq!(latest(&pool).await.unwrap(), Some(made.clone()));
+        assert!(make(&pool, &keys[0]).await.unwrap().is_none(), "nothing new, no checkpoint");
+        let proof = prove_entry(&pool, 3).await.unwrap();
+        assert_eq!(proof.checkpoint, made);
+        verify_proof(&proof, &directory).unwrap();
+        let report = crate::ledger::verify(&pool, Some(&directory)).await.unwrap();
+        assert!(report.first_bad.is_none() && report.checkpoints == 1, "{report:?}");
+        // The stored note rewritten to another root: verification names the checkpoint.
+        let forged = Checkpoint::sign(&keys[0], size, &[9; 32], made.at_ms);
+        sqlx::query("UPDATE checkpoint SET body = $1").bind(serde_json::to_string(&forged).unwrap()).execute(&pool).await.unwrap();
+        let report = crate::ledger::verify(&pool, Some(&directory)).await.unwrap();
+        assert_eq!(report.first_bad.map(|p| p.checkpoint), Some(Some(size)));
+    }
+
+    #[test]
+    fn a_legacy_checkpoint_is_published_in_the_json_form_it_had() {
+        let legacy: Checkpoint = serde_json::from_str(r#"{"partnership":"P","tree_size":3,"root":"00","at_ms":1,"signer":"ig-p","key_id":"k","signature":"00"}"#).unwrap();
+        let published = published_form(&legacy).unwrap();
+        assert_eq!(serde_json::from_slice::<Checkpoint>(&published).unwrap(), legacy);
+        assert!(published.starts_with(b"{"));
+    }
 }

@@ -279,8 +279,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let task = tokio::spawn(async move {
         let mut tasks = JoinSet::new();
         if let Some(keys_path) = signer {
-            let partnership = ctx.directory.load().partnership.clone();
-            tasks.spawn(checkpoints::checkpoint_loop(ctx.pool.clone(), js.clone(), keys_path, partnership, config.checkpoint_every, shutdown.clone()));
+            tasks.spawn(checkpoints::checkpoint_loop(ctx.pool.clone(), js.clone(), keys_path, config.checkpoint_every, shutdown.clone()));
         }
         tasks.spawn(watch_directory(ctx.pool.clone(), ctx.directory.clone(), config.directory_path.clone(), ctx.files_refused.clone(), shutdown.clone()));
         // Brings the IG office's signed updates from the broker to disk, for watch_directory.

@@ -85,6 +85,18 @@ pub enum AuditCommand {
     /// Build a fresh ledger of N synthetic entries (SQLite, or PostgreSQL with DATABASE_URL)
     /// and print ingestion, verification and query figures.
     Bench(crate::ledger_bench::BenchArgs),
+    /// Print the IG office's checkpoint verifier key: a C2SP signed-note vkey
+    /// (`<origin>+<key hash>+<base64 key>`), what an outside transparency-log witness or
+    /// monitor is given to check the ledger's checkpoints. It is of the IG office's current
+    /// key; checkpoints signed before a rotation name the key of their time.
+    Vkey {
+        #[command(flatten)]
+        at: At,
+        /// Print instead the vkey of each active agency's witness cosignatures
+        /// (cosignature/v1), one a line: what a verifier counting cosignatures is given.
+        #[arg(long)]
+        witnesses: bool,
+    },
     /// Check an inclusion proof or a subject access bundle offline against the partnership
     /// directory.
     VerifyProof {
@@ -274,6 +286,18 @@ pub async fn run(command: AuditCommand, options: impl Fn(PathBuf) -> Options) ->
             let pool = open(&at.data, &options(at.data.clone())).await?;
             let proof = checkpoints::prove_entry(&pool, entry).await?;
             println!("{}", serde_json::to_string_pretty(&proof)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Vkey { at, witnesses } => {
+            let directory = isp::Directory::load(&crate::partnership::directory_path(&at.data))?;
+            if witnesses {
+                for agency in directory.active() {
+                    println!("{}", isp::checkpoint::cosigner_verifier_key(&agency.id, &agency.verifying_key()?));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let ig = directory.with_role(isp::Role::Ig).next().context("the directory has no ig agency, whose key signs the checkpoints")?;
+            println!("{}", isp::checkpoint::verifier_key(&isp::checkpoint::origin(&ig.id), &ig.verifying_key()?));
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::VerifyProof { file, directory, data } => {

@@ -134,7 +134,7 @@ async fn bench(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
         since_checkpoint += n;
         if since_checkpoint >= args.checkpoint_every || done == args.entries {
             let t = Instant::now();
-            checkpoints::make(&pool, ig, "bench").await?;
+            checkpoints::make(&pool, ig).await?;
             checkpoint_time += t.elapsed();
             checkpoints_made += 1;
             since_checkpoint = 0;

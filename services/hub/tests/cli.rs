@@ -5,6 +5,7 @@
 
 use std::process::{Command, Output};
 
+use base64::{Engine as _, engine::general_purpose::STANDARD};
 use hub::demo::{SURVIVOR_ADDRESS, SURVIVOR_DOB, SURVIVOR_NAME, SURVIVOR_PHONE};
 
 fn hub(args: &[&str], log: &str) -> Output {
@@ -67,6 +68,29 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
     assert!(checked.status.success(), "{}{}", text(&checked.stdout), text(&checked.stderr));
     assert!(text(&checked.stdout).starts_with("proof OK: entry 5"), "{}", text(&checked.stdout));
     let mut proof: serde_json::Value = serde_json::from_slice(&prove.stdout).unwrap();
+
+    // The IG office's verifier key, for an outside witness: the checkpoint note of the proof is
+    // signed under its name, by the key it names (its key hash), which is the directory's.
+    let vkey = hub(&["audit", "vkey", "--data", data], "warn");
+    assert!(vkey.status.success(), "{}", text(&vkey.stderr));
+    let vkey = text(&vkey.stdout);
+    // (The key's base64 may hold '+' too: a name may not, and the hash is hex.)
+    let [name, hash, key] = vkey.trim_end().splitn(3, '+').collect::<Vec<_>>().try_into().expect("a vkey is name+hash+key");
+    assert_eq!(name, "referral-hub/ig-northbridge/ledger");
+    let key = STANDARD.decode(key).unwrap();
+    let directory = isp::Directory::load(&dir.path().join("partnership/directory.toml")).unwrap();
+    assert_eq!((key[0], hex::encode(&key[1..])), (0x01, directory.get("ig-northbridge").unwrap().signing_key.clone()), "an Ed25519 vkey of the IG key");
+    let note = proof["checkpoint"]["note"].as_str().expect("the proof's checkpoint is a note");
+    assert!(note.starts_with(&format!("{name}\n")), "{note}");
+    let line = note.lines().last().unwrap().strip_prefix(&format!("\u{2014} {name} ")).expect("a signature line under the origin");
+    assert_eq!(hex::encode(&STANDARD.decode(line).unwrap()[..4]), hash);
+    // The witnesses' cosigner vkeys: one for each agency, of the key its witness cosigns with.
+    let witnesses = hub(&["audit", "vkey", "--data", data, "--witnesses"], "warn");
+    let witnesses = text(&witnesses.stdout);
+    assert_eq!(witnesses.lines().count(), directory.agencies.len(), "{witnesses}");
+    let idva = witnesses.lines().find(|l| l.starts_with("idva-northbridge+")).expect("the IDVA's witness");
+    let key = STANDARD.decode(idva.splitn(3, '+').nth(2).unwrap()).unwrap();
+    assert_eq!((key[0], hex::encode(&key[1..])), (0x04, directory.get("idva-northbridge").unwrap().signing_key.clone()), "{idva}");
     proof["entry"]["lawful_basis"] = "cda-1998-s115".into();
     std::fs::write(&proof_file, proof.to_string()).unwrap();
     let checked = hub(&["audit", "verify-proof", proof_file.to_str().unwrap(), "--data", data], "warn");

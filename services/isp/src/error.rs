@@ -103,6 +103,12 @@ pub enum OpenError {
     /// held back for longer than the window.
     #[error("the header claims a creation time {skew_secs} s from when the broker received it, more than the {window_secs} s allowed")]
     ClockSkew { skew_secs: i64, window_secs: i64 },
+    /// A ledger checkpoint (a signed note, or its JSON view) that is not of the C2SP grammar,
+    /// not signed by the partnership's IG office, or whose JSON fields disagree with its note.
+    /// The reason is fixed text: anyone who may publish on the checkpoint subject chose the
+    /// note's content, so none of it is repeated.
+    #[error("not a valid ledger checkpoint: {0}")]
+    BadCheckpoint(String),
 }
 
 impl OpenError {
@@ -128,6 +134,7 @@ impl OpenError {
             OpenError::HandlerPanic => "handler_panic",
             OpenError::BadClearField(_) => "bad_clear_field",
             OpenError::ClockSkew { .. } => "clock_skew",
+            OpenError::BadCheckpoint(_) => "bad_checkpoint",
         }
     }
 

@@ -11,7 +11,8 @@
 //!   expiry), signed by the agency that took consent and checked before every disclosure
 //!   that relies on one.
 //! - [`merkle`]: RFC 6962 Merkle tree heads and proofs, and their verification.
-//! - [`checkpoint`]: signed checkpoints (tree size, Merkle root) of the disclosure ledger.
+//! - [`checkpoint`]: signed checkpoints (tree size, Merkle root) of the disclosure ledger, as
+//!   C2SP signed notes; witness cosignatures.
 //! - [`signed`]: the IG signatures over the policy and directory files, without which no
 //!   service uses them.
 //! - [`seal`]: [`Isp::seal`] (decide, minimise, encode, encrypt, sign) and [`Isp::open`]

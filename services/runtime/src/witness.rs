@@ -1,13 +1,17 @@
 //! The agency as a witness of the audit ledger. It reads every message on the checkpoint
 //! subject, in stream order from where it stopped (its position is kept in its database), so
-//! nothing published after a real checkpoint can hide it. A message that is not a checkpoint
-//! signed by the partnership's IG office (not JSON of one, a bad signature, another signer)
-//! proves nothing: anyone with publish rights could have sent it, so it is ignored and counted
-//! (`ignored` in `GET /witness`), never alerted on. For each IG-signed checkpoint the witness
-//! asks the audit service for a consistency proof from the last checkpoint it accepted. One
-//! that shrinks the tree, forks it at the same size or has no valid proof means the audit
-//! operator rewrote history: the witness keeps the evidence, raises an alert (`GET /witness`,
-//! an error log line) and keeps its last good checkpoint.
+//! nothing published after a real checkpoint can hide it. A checkpoint is a C2SP signed note
+//! ([`isp::checkpoint`]); streams from before notes also hold the legacy JSON form, which it
+//! still reads. A message that is not a checkpoint signed by the partnership's IG office (not
+//! of the grammar, a bad signature, another signer) proves nothing: anyone with publish rights
+//! could have sent it, so it is ignored and counted (`ignored` in `GET /witness`), never
+//! alerted on. For each IG-signed checkpoint the witness asks the audit service for a
+//! consistency proof from the last checkpoint it accepted. One that shrinks the tree, forks it
+//! at the same size or has no valid proof means the audit operator rewrote history: the
+//! witness keeps the evidence (the note), raises an alert (`GET /witness`, an error log line)
+//! and keeps its last good checkpoint. A checkpoint it accepts it cosigns (C2SP
+//! cosignature/v1, with the agency's signing key under the agency id): `GET /witness` shows it
+//! as `last_accepted.cosigned`, the note with the witness's signature line appended.
 
 use std::time::Duration;
 
@@ -15,7 +19,8 @@ use anyhow::Context as _;
 use axum::{Json, Router, extract::State, routing::get};
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use isp::{
-    checkpoint::{CHECKPOINT_STREAM, CHECKPOINT_SUBJECT, CONSISTENCY_SUBJECT, Checkpoint},
+    Directory,
+    checkpoint::{self, CHECKPOINT_STREAM, CHECKPOINT_SUBJECT, CONSISTENCY_SUBJECT, Checkpoint},
     merkle,
 };
 use serde_json::{Value, json};
@@ -31,6 +36,7 @@ pub fn migrations() -> Vec<Migration> {
     vec![
         Migration { version: 50, description: "witness", sql: include_str!("../migrations/0050_witness.sql") },
         Migration { version: 51, description: "witness position", sql: include_str!("../migrations/0051_witness_position.sql") },
+        Migration { version: 52, description: "witness cosignature", sql: include_str!("../migrations/0052_witness_cosignature.sql") },
     ]
 }
 
@@ -83,10 +89,9 @@ pub async fn check_new(ctx: &Ctx) -> anyhow::Result<Vec<Outcome>> {
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
             Err(e) => return Err(anyhow::Error::new(e).context("reading the checkpoint stream")),
         };
-        let body = String::from_utf8_lossy(&message.payload).into_owned();
         // An error (the audit service not answering, the database) leaves the position here:
         // the same message is checked again next time.
-        let outcome = check(ctx, &body).await?;
+        let outcome = check(ctx, &message.payload).await?;
         next = message.sequence + 1;
         save_position(ctx, next, match &outcome {
             Outcome::Ignored(why) => Some(why),
@@ -142,17 +147,31 @@ async fn save_position(ctx: &Ctx, next: u64, ignored: Option<&String>) -> anyhow
     Ok(())
 }
 
-/// Checks one checkpoint (its JSON) against the last accepted one.
-pub async fn check(ctx: &Ctx, body: &str) -> anyhow::Result<Outcome> {
+/// A message on the checkpoint subject read as a checkpoint the IG office signed: the
+/// checkpoint, its root, and the evidence to keep of it (the note; for the legacy form, the
+/// JSON as received). Otherwise why it is not one, without any of its content.
+fn read(payload: &[u8], directory: &Directory) -> Result<(Checkpoint, merkle::Hash, String), String> {
+    let text = std::str::from_utf8(payload).map_err(|_| "not a checkpoint: not valid UTF-8".to_owned())?;
+    if text.starts_with('{') {
+        let checkpoint = serde_json::from_str::<Checkpoint>(text).map_err(|_| "not a checkpoint".to_owned())?;
+        let root = checkpoint.verify(directory).map_err(|e| format!("not signed by the partnership's IG office: {e}"))?;
+        let evidence = if checkpoint.is_legacy() { text.to_owned() } else { checkpoint.note.clone() };
+        return Ok((checkpoint, root, evidence));
+    }
+    let checkpoint = Checkpoint::from_note(text, directory).map_err(|e| e.to_string())?;
+    let root = checkpoint.root_bytes().map_err(|e| e.to_string())?;
+    Ok((checkpoint, root, text.to_owned()))
+}
+
+/// Checks one message of the checkpoint subject against the last accepted checkpoint.
+pub async fn check(ctx: &Ctx, payload: &[u8]) -> anyhow::Result<Outcome> {
     // What the IG office did not sign proves nothing about the ledger: ignored, not alerted.
-    let Ok(checkpoint) = serde_json::from_str::<Checkpoint>(body) else {
-        return Ok(Outcome::Ignored("not a checkpoint".into()));
+    let (checkpoint, new_root, body) = match read(payload, &ctx.isp().directory) {
+        Ok(read) => read,
+        Err(why) => return Ok(Outcome::Ignored(why)),
     };
+    let body = body.as_str();
     let size = checkpoint.tree_size;
-    let new_root = match checkpoint.verify(&ctx.isp().directory) {
-        Ok(r) => r,
-        Err(e) => return Ok(Outcome::Ignored(format!("not signed by the partnership's IG office: {e}"))),
-    };
     let last = sqlx::query("SELECT tree_size, root FROM witnessed_checkpoint ORDER BY tree_size DESC LIMIT 1").fetch_optional(&ctx.pool).await?;
     let Some(last) = last else { return accept(ctx, &checkpoint, body).await };
     let last_size = last.try_get::<i64, _>("tree_size")? as u64;
@@ -200,12 +219,20 @@ pub async fn check(ctx: &Ctx, body: &str) -> anyhow::Result<Outcome> {
     accept(ctx, &checkpoint, body).await
 }
 
+/// Keeps an accepted checkpoint and cosigns it: the witness's statement (cosignature/v1)
+/// that, at this time, this is the largest tree head of the IG office's ledger it has seen
+/// consistent. A legacy checkpoint has no note to cosign.
 async fn accept(ctx: &Ctx, checkpoint: &Checkpoint, body: &str) -> anyhow::Result<Outcome> {
-    sqlx::query("INSERT INTO witnessed_checkpoint (tree_size, root, body, checked_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+    let cosignature = match checkpoint.is_legacy() {
+        true => String::new(),
+        false => checkpoint::cosign(&ctx.isp().keys, &checkpoint.note, (isp::now_ms() / 1000) as u64)?,
+    };
+    sqlx::query("INSERT INTO witnessed_checkpoint (tree_size, root, body, checked_at_ms, cosignature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
         .bind(checkpoint.tree_size as i64)
         .bind(&checkpoint.root)
         .bind(body)
         .bind(isp::now_ms())
+        .bind(&cosignature)
         .execute(&ctx.pool)
         .await?;
     tracing::debug!(tree_size = checkpoint.tree_size, "ledger checkpoint witnessed");
@@ -234,12 +261,33 @@ async fn alert(ctx: &Ctx, tree_size: u64, what: &str, body: &str) -> anyhow::Res
     Ok(Outcome::Alert(what.to_owned()))
 }
 
+/// What the witness keeps of a checkpoint, for a reader: the note's text as it is (a
+/// transparency-log tool reads it), or, for one of the legacy form, its JSON.
+fn evidence(body: &str) -> Value {
+    match body.starts_with('{') {
+        true => serde_json::from_str::<Value>(body).unwrap_or(Value::Null),
+        false => Value::String(body.to_owned()),
+    }
+}
+
+/// `GET /witness`: the last accepted checkpoint (with its note and the note cosigned by this
+/// witness, null for a legacy one), the alerts (each with the checkpoint it is about: the note,
+/// or the legacy JSON), and the position and count of ignored messages.
 async fn status(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    let last = sqlx::query("SELECT tree_size, root, checked_at_ms FROM witnessed_checkpoint ORDER BY tree_size DESC LIMIT 1")
+    let last = sqlx::query("SELECT tree_size, root, body, checked_at_ms, cosignature FROM witnessed_checkpoint ORDER BY tree_size DESC LIMIT 1")
         .fetch_optional(&ctx.pool)
         .await?;
     let last = match last {
-        Some(r) => json!({"tree_size": r.try_get::<i64, _>("tree_size")?, "root": r.try_get::<String, _>("root")?, "checked_at_ms": r.try_get::<i64, _>("checked_at_ms")?}),
+        Some(r) => {
+            let body: String = r.try_get("body")?;
+            let cosignature: String = r.try_get("cosignature")?;
+            let note = (!body.starts_with('{')).then(|| body.clone());
+            let cosigned = note.as_ref().filter(|_| !cosignature.is_empty()).map(|n| format!("{n}{cosignature}"));
+            json!({
+                "tree_size": r.try_get::<i64, _>("tree_size")?, "root": r.try_get::<String, _>("root")?,
+                "checked_at_ms": r.try_get::<i64, _>("checked_at_ms")?, "note": note, "cosigned": cosigned,
+            })
+        }
         None => Value::Null,
     };
     let alerts = sqlx::query("SELECT id, raised_at_ms, tree_size, what, checkpoint FROM witness_alert ORDER BY id").fetch_all(&ctx.pool).await?;
@@ -249,7 +297,7 @@ async fn status(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
             Ok::<_, sqlx::Error>(json!({
                 "id": r.try_get::<i64, _>("id")?, "raised_at_ms": r.try_get::<i64, _>("raised_at_ms")?,
                 "tree_size": r.try_get::<i64, _>("tree_size")?, "what": r.try_get::<String, _>("what")?,
-                "checkpoint": serde_json::from_str::<Value>(&r.try_get::<String, _>("checkpoint")?).unwrap_or(Value::Null),
+                "checkpoint": evidence(&r.try_get::<String, _>("checkpoint")?),
             }))
         })
         .collect::<Result<_, _>>()?;
@@ -263,4 +311,48 @@ async fn status(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
         None => (1, 0, None),
     };
     Ok(Json(json!({"last_accepted": last, "alerts": alerts, "ignored": ignored, "last_ignored": last_ignored, "next_stream_seq": next_seq})))
+}
+
+#[cfg(test)]
+mod tests {
+    use isp::{AgencyKeys, Role, directory::generate_partnership};
+
+    use super::*;
+
+    fn partnership() -> (Directory, AgencyKeys, AgencyKeys) {
+        let (directory, mut keys) = generate_partnership("P", &[("ig-p", "IG", Role::Ig), ("housing-p", "Housing", Role::Housing)]).unwrap();
+        let housing = keys.pop().unwrap();
+        (directory, keys.pop().unwrap(), housing)
+    }
+
+    #[test]
+    fn a_note_signed_by_the_ig_office_is_read_and_kept_as_its_text() {
+        let (directory, ig, _) = partnership();
+        let c = Checkpoint::sign(&ig, 7, &[3; 32], 1);
+        let (read_back, root, evidence) = read(c.note.as_bytes(), &directory).unwrap();
+        assert_eq!((read_back.tree_size, root, evidence.as_str()), (7, [3; 32], c.note.as_str()));
+        assert_eq!(super::evidence(&evidence), Value::String(c.note.clone()));
+        // Its JSON view (as the audit service stores it) is read too, and kept as the note.
+        let (_, root, evidence) = read(&serde_json::to_vec(&c).unwrap(), &directory).unwrap();
+        assert_eq!((root, evidence), ([3; 32], c.note));
+    }
+
+    #[test]
+    fn what_the_ig_office_did_not_sign_is_not_read_and_the_reason_repeats_none_of_it() {
+        let (directory, ig, housing) = partnership();
+        let c = Checkpoint::sign(&ig, 7, &[3; 32], 1);
+        let by_housing = Checkpoint::sign(&housing, 8, &[3; 32], 1);
+        for (payload, why) in [
+            (b"not a checkpoint {".to_vec(), "not a valid ledger checkpoint"),
+            (b"{\"Jane Doe\": 1}".to_vec(), "not a checkpoint"),
+            ([c.note.as_bytes(), &[0xff]].concat(), "not valid UTF-8"),
+            (by_housing.note.clone().into_bytes(), "origin is not the ledger of the partnership's IG office"),
+            (serde_json::to_vec(&by_housing).unwrap(), "not signed by the partnership's IG office"),
+            (c.note.replace("\n7\n", "\n8\n").into_bytes(), "does not verify"),
+            (format!("{}\n", c.note).into_bytes(), "no signature line"),
+        ] {
+            let reason = read(&payload, &directory).map(|_| ()).unwrap_err();
+            assert!(reason.contains(why) && !reason.contains("Jane"), "{reason}");
+        }
+    }
 }

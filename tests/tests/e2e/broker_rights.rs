@@ -17,6 +17,9 @@ use tests::{Backend, Partnership, eventually};
 
 const IDVA: &str = "idva-northbridge";
 const HOUSING: &str = "housing-northbridge";
+/// A checkpoint note another agency has no right to publish (its signature is zeros: what
+/// counts here is that the broker refuses it, before any witness would).
+const FORGED_CHECKPOINT: &str = "referral-hub/ig-northbridge/ledger\n1000000\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} referral-hub/ig-northbridge/ledger AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
 
 /// A broker connection as one identity that keeps every error the server sends it.
 struct Probe {
@@ -121,7 +124,7 @@ async fn the_broker_refuses_what_an_agency_does_not_need(backend: Backend) -> an
         ("publishing a disclosure as housing", format!("hub.v1.msg.{HOUSING}.marac-northbridge.marac_referral"), "forged"),
         ("publishing an event as housing", format!("hub.v1.evt.{HOUSING}.consent_changed"), "forged"),
         ("writing housing's consent record", format!("$KV.hub-consent.{HOUSING}.0190c2f6-0000-7000-8000-000000000000"), "forged"),
-        ("publishing a checkpoint", isp::checkpoint::CHECKPOINT_SUBJECT.to_owned(), "{}"),
+        ("publishing a checkpoint", isp::checkpoint::CHECKPOINT_SUBJECT.to_owned(), FORGED_CHECKPOINT),
         ("redefining housing's consumer", format!("$JS.API.CONSUMER.DURABLE.CREATE.HUB.agency-{HOUSING}"), r#"{"stream_name":"HUB","config":{"durable_name":"agency-housing-northbridge","filter_subject":"hub.v1.msg.nobody.>","ack_policy":"explicit"}}"#),
         ("creating a consumer on housing's messages", format!("$JS.API.CONSUMER.CREATE.HUB.spy.hub.v1.msg.*.{HOUSING}.>"), r#"{"stream_name":"HUB","config":{"name":"spy","ack_policy":"none"}}"#),
         ("deleting housing's consumer", format!("$JS.API.CONSUMER.DELETE.HUB.agency-{HOUSING}"), ""),
@@ -170,7 +173,7 @@ async fn the_broker_refuses_what_an_agency_does_not_need(backend: Backend) -> an
         .await
         .map(|m| m.payload.to_vec())
         .unwrap_or_default();
-    anyhow::ensure!(checkpoints >= checkpoints_before && checkpoint_subjects != b"{}", "a checkpoint was forged");
+    anyhow::ensure!(checkpoints >= checkpoints_before && checkpoint_subjects != FORGED_CHECKPOINT.as_bytes(), "a checkpoint was forged");
     let partnership_bucket = admin.get_stream(format!("KV_{}", transport::PARTNERSHIP_BUCKET)).await?.info().await?.state.messages;
     anyhow::ensure!(partnership_bucket == 0, "{partnership_bucket} values were written into the partnership bucket");
 

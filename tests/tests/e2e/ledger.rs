@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use audit::ledger::{self, Entry};
 use sqlx::AnyPool;
 use tests::{Backend, Partnership, eventually, send_referrals};
@@ -148,6 +149,15 @@ async fn inclusion_proofs_verify_offline_and_changed_ones_do_not() -> anyhow::Re
         forged_checkpoint.checkpoint.tree_size += 1;
         forged_checkpoint.tree_size += 1;
         assert!(audit::checkpoints::verify_proof(&forged_checkpoint, &directory).unwrap_err().contains("checkpoint does not verify"));
+
+        // The signed note is what counts: it reads alone, and one rewritten (with its JSON view
+        // to match) does not verify.
+        let alone = isp::checkpoint::Checkpoint::from_note(&proof.checkpoint.note, &directory)?;
+        assert_eq!((alone.tree_size, &alone.root), (proof.tree_size, &proof.checkpoint.root));
+        let mut forged_note = forged_checkpoint.clone();
+        forged_note.checkpoint.note = proof.checkpoint.note.replacen(&format!("\n{}\n", proof.tree_size), &format!("\n{}\n", proof.tree_size + 1), 1);
+        let e = audit::checkpoints::verify_proof(&forged_note, &directory).unwrap_err();
+        assert!(e.contains("checkpoint does not verify") && e.contains("the note was altered"), "{e}");
     }
     Ok(())
 }
@@ -220,24 +230,36 @@ async fn a_forked_checkpoint_is_caught_by_the_agencies_witnesses() -> anyhow::Re
     // The audit operator (who holds the IG key) publishes a second checkpoint at the same
     // size with another root: a fork.
     let ig = isp::AgencyKeys::load(&p.data().join("keys").join("ig-northbridge.toml"))?;
-    let partnership = isp::Directory::load(&hub::partnership::directory_path(p.data()))?.partnership;
+    let directory = isp::Directory::load(&hub::partnership::directory_path(p.data()))?;
     let js = async_nats::jetstream::new(p.broker().await?);
     let publish = |c: Checkpoint| {
         let js = js.clone();
-        async move { js.publish(CHECKPOINT_SUBJECT, serde_json::to_vec(&c).unwrap().into()).await?.await.map(|_| ()).map_err(anyhow::Error::from) }
+        async move { js.publish(CHECKPOINT_SUBJECT, c.note.into()).await?.await.map(|_| ()).map_err(anyhow::Error::from) }
     };
-    publish(Checkpoint::sign(&ig, &partnership, 9, &[9; 32], isp::now_ms())).await?;
+    let fork = Checkpoint::sign(&ig, 9, &[9; 32], isp::now_ms());
+    publish(fork.clone()).await?;
     for (agency, w) in every_witness_alerts(&p, "FORK").await? {
         assert_eq!(w["last_accepted"]["tree_size"].as_u64(), Some(9), "{agency} kept its last good checkpoint: {w}");
+        assert_eq!(w["alerts"][0]["checkpoint"], fork.note.as_str(), "{agency} keeps the forged note as evidence: {w}");
     }
 
-    // More real entries: the next real checkpoint is consistent, and every witness accepts it.
+    // More real entries: the next real checkpoint is consistent, and every witness accepts it
+    // and cosigns it: its cosignature, appended to the note, verifies with the agency's key,
+    // and the cosigned note is still the IG office's checkpoint.
     send_referrals(p.caseworker("housing-northbridge").await?, p.url("housing-northbridge"), 3, 2, 1, sent).await?;
     settled_at(&p, 15).await?;
+    for (agency, w) in every_witness_at(&p, 15).await? {
+        let (note, cosigned) = (w["last_accepted"]["note"].as_str().unwrap_or_default(), w["last_accepted"]["cosigned"].as_str().unwrap_or_default());
+        let line = cosigned.strip_prefix(note).filter(|l| !note.is_empty() && !l.is_empty()).with_context(|| format!("{agency}: the cosigned note is not the note and a line: {w}"))?;
+        let key = directory.require(&agency)?.verifying_key()?;
+        let at = isp::checkpoint::verify_cosignature(note, line, &agency, &key)?;
+        assert!(at.abs_diff(isp::now_ms() as u64 / 1000) < 600, "{agency} cosigned at {at}");
+        assert_eq!(Checkpoint::from_note(cosigned, &directory)?.tree_size, 15);
+    }
 
     // A checkpoint claiming entries the ledger never had, with a made-up root: no
     // consistency proof can exist, and every witness says so.
-    publish(Checkpoint::sign(&ig, &partnership, 25, &[7; 32], isp::now_ms())).await?;
+    publish(Checkpoint::sign(&ig, 25, &[7; 32], isp::now_ms())).await?;
     for (agency, w) in every_witness_alerts(&p, "INCONSISTENT").await? {
         let alerts: Vec<&str> = w["alerts"].as_array().unwrap().iter().map(|a| &a["what"].as_str().unwrap()[..4]).collect();
         assert_eq!(alerts, ["FORK", "INCO"], "{agency}: one fork and one inconsistency: {w}");

@@ -1,7 +1,8 @@
 //! Witnesses read every checkpoint: junk published on the checkpoint subject right after each
-//! real checkpoint (not JSON; a checkpoint signed by another agency; one whose signature does
-//! not verify) hides none of them. Every witness accepts every real checkpoint, raises no
-//! alert, and counts what it ignored.
+//! real checkpoint note (not a note; a note signed by another agency, of its own origin or of
+//! the IG office's; the real note with its tree size changed, whose signature no longer
+//! verifies; the JSON of another agency's checkpoint) hides none of them. Every witness
+//! accepts every real checkpoint, raises no alert, and counts what it ignored.
 
 use std::{
     collections::BTreeSet,
@@ -16,6 +17,8 @@ use tests::{Backend, Partnership, eventually, send_referrals};
 
 const HOUSING: &str = "housing-northbridge";
 const DEADLINE: Duration = Duration::from_secs(60);
+/// The junk messages published after each real checkpoint.
+const JUNK_PER_CHECKPOINT: usize = 5;
 
 async fn junk_after_every_checkpoint_hides_none(backend: Backend) -> anyhow::Result<()> {
     let p = Partnership::start(backend).await?;
@@ -32,14 +35,22 @@ async fn junk_after_every_checkpoint_hides_none(backend: Backend) -> anyhow::Res
         let (real, junk, directory) = (real.clone(), junk.clone(), directory.clone());
         async move {
             while let Some(m) = checkpoints.next().await {
-                let Ok(c) = serde_json::from_slice::<Checkpoint>(&m.payload) else { continue };
-                if c.verify(&directory).is_err() {
+                let Some(c) = std::str::from_utf8(&m.payload).ok().and_then(|note| Checkpoint::from_note(note, &directory).ok()) else {
                     continue; // our own junk, coming back
-                }
+                };
                 real.lock().unwrap().insert(c.tree_size);
-                let by_housing = Checkpoint::sign(&housing, &c.partnership, c.tree_size + 1, &[1; 32], isp::now_ms());
-                let bad_signature = Checkpoint { tree_size: c.tree_size + 100, ..c.clone() };
-                for body in [b"not a checkpoint {".to_vec(), serde_json::to_vec(&by_housing)?, serde_json::to_vec(&bad_signature)?] {
+                let by_housing = Checkpoint::sign(&housing, c.tree_size + 1, &[1; 32], isp::now_ms());
+                let mut impostor = housing.clone();
+                impostor.agency = "ig-northbridge".into();
+                let under_ig_origin = Checkpoint::sign(&impostor, c.tree_size + 2, &[1; 32], isp::now_ms());
+                let bad_signature = c.note.replacen(&format!("\n{}\n", c.tree_size), &format!("\n{}\n", c.tree_size + 100), 1);
+                for body in [
+                    b"not a checkpoint {".to_vec(),
+                    by_housing.note.clone().into_bytes(),
+                    under_ig_origin.note.into_bytes(),
+                    bad_signature.into_bytes(),
+                    serde_json::to_vec(&by_housing)?,
+                ] {
                     js.publish(CHECKPOINT_SUBJECT, body.into()).await?.await?;
                     junk.fetch_add(1, Ordering::SeqCst);
                 }
@@ -67,7 +78,7 @@ async fn junk_after_every_checkpoint_hides_none(backend: Backend) -> anyhow::Res
     }
     let published = junk.load(Ordering::SeqCst);
     let real: BTreeSet<u64> = real.lock().unwrap().clone();
-    assert!(real.len() >= 3 && published == 3 * real.len(), "junk after each of {real:?}: {published}");
+    assert!(real.len() >= 3 && published == JUNK_PER_CHECKPOINT * real.len(), "junk after each of {real:?}: {published}");
     for agency in p.hub.services.keys() {
         let w = eventually(&format!("{agency}'s witness counting the junk"), DEADLINE, || async {
             let w = p.get(agency, "/witness").await?;
