@@ -5,12 +5,13 @@ implementation written from SPEC.md.
     check_vectors.py DIR
 
 Prints one line per vector (`ok` or `FAIL`, what and why) and a total. Exits non-zero on any
-mismatch, on a vector file it does not know, and on a file the vectors' README.md lists that
-is missing: a checker that skips silently would prove nothing. Besides reproducing each
+mismatch, on a vector file it does not know, and on a file that the vectors' README.md or
+SPEC.md §14 lists and that is missing: a checker that skips silently would prove nothing. Besides reproducing each
 expected output, every file gets a few negative checks (a flipped byte, a wrong key) that must
 fail, so a verifier that accepts everything cannot pass.
 """
 
+import base64
 import json
 import re
 import sys
@@ -406,46 +407,94 @@ def check_merkle(v: Vectors, c: Checker):
             c.check(f"merkle consistency {m} to {n} negative: another first root fails", not merkle.verify_consistency(m, n, flip(roots[m]), roots[n], proof))
 
 
+def check_ed25519(v: Vectors, c: Checker):
+    for i, case in enumerate(v.load("ed25519.json")["cases"]):
+        got = verify_strict(bytes.fromhex(case["public"]), bytes.fromhex(case["message"]), bytes.fromhex(case["signature"]))
+        c.equal(f"ed25519 cases[{i}] {case['case']}", got, case["valid"])
+
+
 def check_checkpoint(v: Vectors, c: Checker):
-    """§12.4: a checkpoint note and a witness cosignature. The file's layout is not in the
-    vectors' README yet: its members are read as SPEC §12.4 names things, and a member that
-    is not there fails loudly."""
     data = v.load("checkpoint.json")
     directory = v.directory
     ig = directory.ig()
-    origin = cpmod.origin_for(ig.id)
+    ig_public = bytes.fromhex(ig.signing_key)
     ig_keys = [bytes.fromhex(k) for k in ig.signing_keys()]
-    note = data["note"]
-    cp = cpmod.verify_checkpoint(note, origin, ig_keys)
-    c.check("checkpoint note verifies with the IG office's key", True)
-    for member, got in (("origin", cp.origin), ("tree_size", cp.tree_size), ("root", cp.root.hex())):
-        if member in data:
-            c.equal(f"checkpoint {member}", got, data[member])
-    if "vkey" in data:
-        c.equal("checkpoint vkey", cpmod.verifier_key(origin, bytes.fromhex(ig.signing_key)), data["vkey"])
-    c.equal("checkpoint note reproduced with the IG seed", cpmod.sign_checkpoint(cp.origin, cp.tree_size, cp.root, v.seed_of(ig.signing_key)), note)
-    c.raises("checkpoint negative: another root does not verify", lambda: cpmod.verify_checkpoint(note.replace(note.split("\n")[2], cpmod.checkpoint_text("", 0, flip(cp.root)).split("\n")[2]), origin, ig_keys), ValueError)
-    cos = data.get("cosignature") or data.get("cosigned")
-    if cos is None:
-        c.check("checkpoint cosignature", False, "no member cosignature in checkpoint.json")
-        return
-    cosigned = cos["note"] if isinstance(cos, dict) else cos
-    witness = cos.get("witness") or cos.get("name") if isinstance(cos, dict) else None
-    candidates = [witness] if witness else [a for a in directory.agencies if a != ig.id]
-    found = None
-    for name in candidates:
-        agency = directory.agencies[name]
-        try:
-            found = (name, cpmod.verify_cosignature(cosigned, name, bytes.fromhex(agency.signing_key)))
-            break
-        except ValueError:
-            continue
-    c.check("checkpoint cosignature verifies (cosignature/v1)", found is not None)
-    if found and isinstance(cos, dict) and "timestamp" in cos:
-        c.equal("checkpoint cosignature timestamp", found[1], cos["timestamp"])
-    if found:
-        name, ts = found
-        c.equal("checkpoint cosignature reproduced", cpmod.cosign(note, name, v.seed_of(directory.agencies[name].signing_key), ts), cosigned)
+    origin = cpmod.origin_for(ig.id)
+    c.equal("checkpoint origin", origin, data["origin"])
+    c.equal("checkpoint vkey", cpmod.verifier_key(origin, ig_public), data["vkey"])
+    name, public = cpmod.parse_verifier_key(data["vkey"])
+    c.check("checkpoint vkey parses to the IG office's key", (name, public) == (origin, ig_public))
+    # The tree is ledger.json's entries.
+    entries = [e["entry"] for e in v.load("ledger.json")["entries"]]
+    leaves = [merkle.leaf_hash(bytes.fromhex(e["hash"])) for e in entries[: data["tree_size"]]]
+    c.equal("checkpoint root is the tree of ledger.json's entries", merkle.root(leaves).hex(), data["root"])
+    try:
+        cp = cpmod.verify_checkpoint_json(data["checkpoint"], origin, ig_keys)
+        c.equal("checkpoint (API form) verifies: tree_size", cp.tree_size, data["tree_size"])
+        c.equal("checkpoint (API form) verifies: root", cp.root.hex(), data["root"])
+        c.equal("checkpoint note reproduced with the IG seed", cpmod.sign_checkpoint(origin, cp.tree_size, cp.root, v.seed_of(ig.signing_key)), data["checkpoint"]["note"])
+    except ValueError as e:
+        c.check("checkpoint (API form) verifies", False, str(e))
+    wrong_size = dict(data["checkpoint"], tree_size=data["tree_size"] + 1)
+    c.raises("checkpoint negative: an API form whose tree_size is not the note's", lambda: cpmod.verify_checkpoint_json(wrong_size, origin, ig_keys), ValueError)
+    for i, r in enumerate(data["refused"]):
+        c.raises(f"checkpoint refused[{i}] {r['case']}", lambda r=r: cpmod.verify_checkpoint(r["note"], origin, ig_keys), ValueError)
+    # A line of the IG office's name and key hash that does not verify voids the note, even
+    # beside one that does (SPEC 12.4).
+    note = data["checkpoint"]["note"]
+    sig_line = note.split("\n")[-2]
+    raw = base64.b64decode(sig_line.split(" ")[2])
+    bad_line = f"{cpmod.EM_DASH} {origin} {base64.b64encode(raw[:4] + flip(raw[4:])).decode()}"
+    c.raises("checkpoint negative: a failing IG line beside a good one voids the note", lambda: cpmod.verify_checkpoint(note + bad_line + "\n", origin, ig_keys), ValueError)
+    # The witness's cosignature.
+    cosigner = directory.agencies[data["cosigner"]]
+    co_public = bytes.fromhex(cosigner.signing_key)
+    c.equal("checkpoint cosigner_vkey", cpmod.cosigner_verifier_key(cosigner.id, co_public), data["cosigner_vkey"])
+    try:
+        c.equal("checkpoint cosignature verifies, at cosigned_at", cpmod.verify_cosignature(data["cosigned_note"], cosigner.id, co_public), data["cosigned_at"])
+    except ValueError as e:
+        c.check("checkpoint cosignature verifies", False, str(e))
+    cosigned = cpmod.cosign(note, cosigner.id, v.seed_of(cosigner.signing_key), data["cosigned_at"])
+    c.equal("checkpoint cosigned note reproduced", cosigned, data["cosigned_note"])
+    c.equal("checkpoint cosignature line", cosigned[len(note) :], data["cosignature"])
+    try:
+        cpmod.verify_checkpoint(data["cosigned_note"], origin, ig_keys)
+        c.check("checkpoint cosigned note still verifies as the IG checkpoint", True)
+    except ValueError as e:
+        c.check("checkpoint cosigned note still verifies as the IG checkpoint", False, str(e))
+    c.check("checkpoint cosignature negative: another witness's name does not verify", _refuses(lambda: cpmod.verify_cosignature(data["cosigned_note"], "idva-vector", bytes.fromhex(directory.agencies["idva-vector"].signing_key))))
+    # The same cosignature line claiming a time one second later: key hash || u64be(T) || sig.
+    blob = base64.b64decode(data["cosignature"].split(" ")[2])
+    moved = blob[:4] + (int.from_bytes(blob[4:12], "big") + 1).to_bytes(8, "big") + blob[12:]
+    moved_line = f"{cpmod.EM_DASH} {cosigner.id} {base64.b64encode(moved).decode()}\n"
+    c.check("checkpoint cosignature negative: a changed time does not verify", _refuses(lambda: cpmod.verify_cosignature(note + moved_line, cosigner.id, co_public)))
+    # The inclusion proof of entry 3, exactly as SPEC 12.2 says (verify_proof.py's steps).
+    import verify_proof
+
+    try:
+        result = verify_proof.verify(data["inclusion_proof"], directory)
+        c.check("checkpoint inclusion_proof verifies (SPEC 12.2)", result["ok"])
+    except verify_proof.Failed as e:
+        c.check("checkpoint inclusion_proof verifies (SPEC 12.2)", False, str(e))
+    changed = json.loads(json.dumps(data["inclusion_proof"]))
+    changed["entry"]["recipient"] = "pathway-vector"
+    c.check("checkpoint inclusion_proof negative: a changed entry fails", _refuses(lambda: verify_proof.verify(changed, directory), verify_proof.Failed))
+    # The form before 0.2.
+    legacy = data["legacy_checkpoint"]
+    try:
+        size, root = cpmod.verify_legacy_checkpoint(legacy, ig_public)
+        c.check("checkpoint legacy_checkpoint verifies", (size, root.hex()) == (data["tree_size"], data["root"]))
+    except ValueError as e:
+        c.check("checkpoint legacy_checkpoint verifies", False, str(e))
+    c.check("checkpoint legacy negative: another at_ms fails", _refuses(lambda: cpmod.verify_legacy_checkpoint(dict(legacy, at_ms=legacy["at_ms"] + 1), ig_public)))
+
+
+def _refuses(fn, exc=ValueError) -> bool:
+    try:
+        fn()
+    except exc:
+        return True
+    return False
 
 
 CHECKERS = {
@@ -458,6 +507,7 @@ CHECKERS = {
     "ledger.json": check_ledger,
     "merkle.json": check_merkle,
     "checkpoint.json": check_checkpoint,
+    "ed25519.json": check_ed25519,
 }
 
 
@@ -466,7 +516,7 @@ def listed_files(readme: Path, table_heading: str = "| File |") -> set[str]:
     if not readme.exists():
         return set()
     text = readme.read_text(encoding="utf-8")
-    return set(re.findall(r"^\|\s*`([a-z_]+\.json)`\s*\|", text, flags=re.M))
+    return set(re.findall(r"^\|\s*`([a-z0-9_]+\.json)`\s*\|", text, flags=re.M))
 
 
 def main():
@@ -489,8 +539,7 @@ def main():
             continue
         c.check(f"{name}", False, "listed in the vectors' README.md and unknown to this checker")
     for name in sorted(spec_listed - present - expected):
-        # SPEC.md §14 names it, the vectors' README does not and the directory lacks it.
-        print(f"WARN  {name}: named by SPEC.md §14 but neither in {root} nor in its README.md; not checked")
+        c.check(f"{name}", False, f"named by SPEC.md §14 but missing from {root} (and its README.md)")
     for name in sorted(present & set(CHECKERS)):
         v = Vectors(root, c)
         try:

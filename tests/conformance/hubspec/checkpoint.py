@@ -4,14 +4,16 @@ checkpoints of hub 0.1."""
 
 import base64
 import binascii
-import json
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from .common import field, i64be, sha256, u64be, unhex
 from .keys import SigningKey, verify_strict
 
 EM_DASH = "\u2014"
+MAX_NOTE_BYTES = 1 << 20
+MAX_SIGNATURES = 100
 _SIG_LINE = re.compile(r"\u2014 ([^ \n]+) ([A-Za-z0-9+/=]+)")
 _SIZE = re.compile(r"0|[1-9][0-9]*")
 
@@ -22,6 +24,17 @@ def origin_for(ig_agency: str) -> str:
 
 def _b64decode(text: str) -> bytes:
     return base64.b64decode(text, validate=True)
+
+
+def _strict_b64decode(text: str) -> bytes:
+    """Standard base64 with padding, and the only encoding of its bytes (no stray bits)."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise ValueError("a signature line's signature is not base64") from None
+    if base64.b64encode(raw).decode() != text:
+        raise ValueError("a signature line's base64 is not in its canonical form")
+    return raw
 
 
 def note_key_hash(name: str, public: bytes) -> bytes:
@@ -38,6 +51,12 @@ def verifier_key(name: str, public: bytes) -> str:
     """The signed-note verifier key `<name>+<hex key hash>+<base64(0x01 || key)>`."""
     key = base64.b64encode(b"\x01" + public).decode()
     return f"{name}+{note_key_hash(name, public).hex()}+{key}"
+
+
+def cosigner_verifier_key(name: str, public: bytes) -> str:
+    """A witness's cosigner key `<agency id>+<hex key hash>+<base64(0x04 || key)>`."""
+    key = base64.b64encode(b"\x04" + public).decode()
+    return f"{name}+{cosignature_key_hash(name, public).hex()}+{key}"
 
 
 def parse_verifier_key(vkey: str) -> tuple[str, bytes]:
@@ -63,28 +82,42 @@ class Note:
     signatures: list[Signature]
 
     @classmethod
-    def parse(cls, note: str) -> "Note":
-        """A C2SP signed note: text lines, a blank line, signature lines `— name base64`."""
+    def parse(cls, note: str | bytes) -> "Note":
+        """A C2SP signed note, with SPEC §12.4's parsing rules: UTF-8, no control character
+        but newline, ending in a newline, at most 1 MiB; split at its last blank line into
+        text and at most 100 signature lines `— <name> <base64>`, the base64 strict and of
+        at least 5 bytes (a 4-byte key hash and a signature)."""
+        if isinstance(note, bytes):
+            if len(note) > MAX_NOTE_BYTES:
+                raise ValueError("a signed note over 1 MiB")
+            try:
+                note = note.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError("a signed note is UTF-8") from None
+        if len(note.encode("utf-8")) > MAX_NOTE_BYTES:
+            raise ValueError("a signed note over 1 MiB")
+        if any(unicodedata.category(ch) == "Cc" and ch != "\n" for ch in note):
+            raise ValueError("a signed note has no control character but newline")
         if not note.endswith("\n"):
             raise ValueError("a signed note ends with a newline")
-        cut = note.find("\n\n")
+        cut = note.rfind("\n\n")
         if cut < 0:
             raise ValueError("a signed note has a blank line before its signatures")
         text, rest = note[: cut + 1], note[cut + 2 :]
+        lines = rest.split("\n")[:-1]
+        if not lines:
+            raise ValueError("a signed note has at least one signature")
+        if len(lines) > MAX_SIGNATURES:
+            raise ValueError(f"a signed note with more than {MAX_SIGNATURES} signature lines")
         signatures = []
-        for line in rest.split("\n")[:-1]:
+        for line in lines:
             m = _SIG_LINE.fullmatch(line)
             if not m:
                 raise ValueError("a signature line is not `— <name> <base64>`")
-            try:
-                raw = _b64decode(m.group(2))
-            except binascii.Error:
-                raise ValueError("a signature line's signature is not base64") from None
+            raw = _strict_b64decode(m.group(2))
             if len(raw) < 5:
                 raise ValueError("a signature line is too short for a key hash and a signature")
             signatures.append(Signature(m.group(1), raw[:4], raw[4:]))
-        if not signatures:
-            raise ValueError("a signed note has at least one signature")
         return cls(text, signatures)
 
     def render(self) -> str:
@@ -134,13 +167,21 @@ def verify_checkpoint(note_text: str, origin: str, ig_public_keys: list[bytes]) 
     cp = parse_checkpoint(note_text)
     if cp.origin != origin:
         raise ValueError("the checkpoint's origin is not the IG office's log")
+    verified = False
     for s in cp.note.signatures:
         if s.name != origin:
             continue
         for public in ig_public_keys:
-            if s.key_hash == note_key_hash(origin, public) and len(s.blob) == 64 and verify_strict(public, cp.note.text.encode(), s.blob):
-                return cp
-    raise ValueError("no signature of the IG office's key verifies the checkpoint")
+            if s.key_hash != note_key_hash(origin, public):
+                continue
+            # A line of the IG office's name and key hash that does not verify makes the
+            # whole note invalid, whatever other lines say.
+            if len(s.blob) != 64 or not verify_strict(public, cp.note.text.encode(), s.blob):
+                raise ValueError("a signature line of the IG office's key does not verify")
+            verified = True
+    if not verified:
+        raise ValueError("no signature of the IG office's key verifies the checkpoint")
+    return cp
 
 
 def cosignature_message(signed_text: str, timestamp: int) -> bytes:

@@ -103,6 +103,7 @@ async fn a_python_implementation_written_from_the_spec_takes_part_in_a_partnersh
     eprintln!("live.py: {summary}\n{}", String::from_utf8_lossy(&output.stderr));
     let envelope_id = summary["envelope_id"].as_str().context("no envelope_id in live.py's summary")?.to_owned();
     assert!(summary["receipt_envelope_id"].is_string(), "no receipt opened: {summary}");
+    assert_eq!(summary["checkpoint_format"], "c2sp-signed-note", "the checkpoint on hub.v1.checkpoint is not a C2SP note: {summary}");
     assert!(summary["checkpoint_size"].as_u64().unwrap_or(0) > summary["consistency_from"].as_u64().unwrap_or(u64::MAX), "{summary}");
 
     // 3. The IDVA's Rust service stored the Python-sealed referral and reads it back.
@@ -144,6 +145,8 @@ async fn a_python_implementation_written_from_the_spec_takes_part_in_a_partnersh
     let output = verify_proof(&proof, &directory, temp.path(), "proof.json").await?;
     assert!(output.status.success(), "verify_proof.py refused a genuine proof:\n{}", show(&output));
     eprintln!("verify_proof.py: {}", String::from_utf8_lossy(&output.stdout).trim());
+    let verified: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(verified["checkpoint_format"], "c2sp-signed-note", "{verified}");
 
     let mut changed = proof.clone();
     changed["entry"]["purpose"] = Value::String("marac".into());
@@ -159,6 +162,21 @@ async fn a_python_implementation_written_from_the_spec_takes_part_in_a_partnersh
     let output = verify_proof(&serde_json::to_value(&rehashed)?, &directory, temp.path(), "rehashed.json").await?;
     assert_eq!(output.status.code(), Some(1), "a rehashed proof with a changed purpose verified:\n{}", show(&output));
     assert!(String::from_utf8_lossy(&output.stderr).contains("step 4"), "the failure should name the signed-record step:\n{}", show(&output));
+
+    // 6. The IDVA's witness accepted a checkpoint and cosigned it (cosignature/v1): the
+    // Python verifier checks the IG office's signature and the IDVA's cosignature, and
+    // refuses a witness that did not cosign.
+    let cosigned = eventually("a checkpoint cosigned by the IDVA's witness", Duration::from_secs(30), || async {
+        Ok(p.get(IDVA, "/witness").await?["last_accepted"]["cosigned"].as_str().map(str::to_owned))
+    })
+    .await?;
+    let note = temp.path().join("cosigned.note");
+    std::fs::write(&note, &cosigned)?;
+    let (note, directory_arg) = (path(&note), path(&directory));
+    let output = run_python("verify_checkpoint.py", &[&note, &directory_arg, "--witness", IDVA], Duration::from_secs(60)).await?;
+    assert!(output.status.success(), "verify_checkpoint.py refused the IDVA's cosigned checkpoint:\n{}", show(&output));
+    let output = run_python("verify_checkpoint.py", &[&note, &directory_arg, "--witness", "housing-northbridge"], Duration::from_secs(60)).await?;
+    assert_eq!(output.status.code(), Some(1), "a cosignature nobody made verified:\n{}", show(&output));
 
     let mut bad_path = proof.clone();
     if let Some(first) = bad_path["path"].get_mut(0) {
