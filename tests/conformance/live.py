@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nats  # noqa: E402
 from nats.errors import TimeoutError as NatsTimeout  # noqa: E402
 
-from hubspec import checkpoint, consent, envelope, events, merkle, names, protos  # noqa: E402
+from hubspec import checkpoint, consent, envelope, events, grammar, merkle, names, protos  # noqa: E402
 from hubspec.common import Refused, unhex  # noqa: E402
 from hubspec.directory import Directory  # noqa: E402
 from hubspec.keys import KeyFile  # noqa: E402
@@ -408,8 +408,7 @@ def _peek_header(data):
 
 
 def grammar_ok(header):
-    from hubspec import grammar
-
+    """Only a consent tag of its grammar is looked up (its text is never shown either way)."""
     return grammar.is_agency_id(header.consent.recorded_by) and grammar.is_consent_id(header.consent.consent_id)
 
 
