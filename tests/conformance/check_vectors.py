@@ -124,9 +124,10 @@ def check_key_ids(v: Vectors, c: Checker):
         recipient = str(x25519.Identity.from_str(k["identity"]).to_public())
         c.equal(f"key_ids age[{i}] recipient from identity", recipient, k["recipient"])
         c.equal(f"key_ids age[{i}] key id", key_id("age", k["recipient"]), k["key_id"])
-    # §1's strict verification, which no vector pins: with the neutral element as public key
-    # and as R, and S = 0, the cofactorless equation holds for every message (OpenSSL, behind
-    # `cryptography`, accepts it); and S + L is the same signature in a non-canonical form.
+    # §1's strict verification, again with keys of this file (ed25519.json has the vectors):
+    # with the neutral element as public key and as R, and S = 0, the cofactorless equation
+    # holds for every message (OpenSSL, behind `cryptography`, accepts it); and S + L is the
+    # same signature in a non-canonical form.
     neutral = bytes([1]) + bytes(31)
     c.check("strict Ed25519: a small-order public key and R are refused", not verify_strict(neutral, b"any message", neutral + bytes(32)))
     key = SigningKey.from_hex(data["ed25519"][0]["seed"])
