@@ -438,12 +438,17 @@ fn events() {
     );
 }
 
-fn record(revision: u64, state: State, recorded_at_ms: i64) -> ConsentRecord {
+/// The subject ref of the vector envelope's survivor: the consent record is about them.
+fn vector_subject_ref(f: &Fixture) -> String {
+    f.keys("housing-vector").subject_ref(&person().full_name, &person().date_of_birth).unwrap()
+}
+
+fn record(f: &Fixture, revision: u64, state: State, recorded_at_ms: i64) -> ConsentRecord {
     ConsentRecord {
         consent_id: "CON-2026-7".into(),
         agency: "housing-vector".into(),
         revision,
-        subject_ref: "s-5f3c0e7a1d2b4c6e8f9a0b1c2d3e4f5a".into(),
+        subject_ref: vector_subject_ref(f),
         state,
         reason: String::new(),
         scope: Scope { roles: vec![Role::Idva], agencies: vec![], purposes: vec!["safeguarding".into()] },
@@ -460,14 +465,14 @@ fn consent_records() {
     let housing = f.isp("housing-vector");
     let idva = f.isp("idva-vector");
     let sign = |r: &ConsentRecord| String::from_utf8(housing.sign_consent(r).unwrap()).unwrap();
-    let given = sign(&record(1, State::Given, AT_MS - 10_000));
-    let widened = sign(&ConsentRecord { scope: Scope { roles: vec![Role::Idva, Role::Marac], ..record(2, State::Given, AT_MS - 5_000).scope }, ..record(2, State::Given, AT_MS - 5_000) });
-    let withdrawn = sign(&record(3, State::Withdrawn, AT_MS - 1_000));
+    let given = sign(&record(&f, 1, State::Given, AT_MS - 10_000));
+    let widened = sign(&ConsentRecord { scope: Scope { roles: vec![Role::Idva, Role::Marac], ..record(&f, 2, State::Given, AT_MS - 5_000).scope }, ..record(&f, 2, State::Given, AT_MS - 5_000) });
+    let withdrawn = sign(&record(&f, 3, State::Withdrawn, AT_MS - 1_000));
     // A later revision "given" after the withdrawal: a withdrawal is final, this loses.
-    let after = sign(&record(4, State::Given, AT_MS));
+    let after = sign(&record(&f, 4, State::Given, AT_MS));
     // The IDVA signing a value under housing's key: not signed by the owner, ignored.
     let forged = {
-        let text = serde_json::to_string(&record(9, State::Given, AT_MS)).unwrap();
+        let text = serde_json::to_string(&record(&f, 9, State::Given, AT_MS)).unwrap();
         let signature = idva.keys.signing.sign(&[consent::CONSENT_CONTEXT, text.as_bytes()].concat());
         json!({"record": text, "signature": hex::encode(signature.to_bytes()), "signing_key_id": idva.keys.signing_key_id()}).to_string()
     };
@@ -477,7 +482,8 @@ fn consent_records() {
     assert_eq!((current.record().revision, current.record().state, rejected), (3, State::Withdrawn, 1));
     let (first, _) = consent::current(&f.directory, "housing-vector", "CON-2026-7", [given.as_bytes()]);
     let tag = ConsentTag { consent_id: "CON-2026-7".into(), state: ConsentState::Given as i32, recorded_by: "housing-vector".into() };
-    let use_ = |purpose, at| consent::Use { recipient: "idva-vector", recipient_role: Role::Idva, purpose, subject_ref: "s-5f3c0e7a1d2b4c6e8f9a0b1c2d3e4f5a", expiry_at_ms: at };
+    let subject_ref = vector_subject_ref(&f);
+    let use_ = |purpose, at| consent::Use { recipient: "idva-vector", recipient_role: Role::Idva, purpose, subject_ref: &subject_ref, expiry_at_ms: at };
     let checks: Vec<Value> = [
         ("the given revision, in scope", vec![&given], "safeguarding", AT_MS, ""),
         ("the given revision, for a purpose it does not name", vec![&given], "marac", AT_MS, "consent_out_of_scope"),
@@ -494,6 +500,14 @@ fn consent_records() {
     })
     .collect();
     assert!(first.is_some());
+    // The vector envelope relies on this record: covered by the given revision alone, refused
+    // once the withdrawal is in the bucket (SPEC.md 8, step 12).
+    if let Some(v) = stored("envelope.json") {
+        let header = Header::decode(hex::decode(v["header"].as_str().unwrap()).unwrap().as_slice()).unwrap();
+        assert!(idva.recheck_consent(&header, first.as_ref(), header.created_at_ms).is_ok());
+        let (now, _) = consent::current(&f.directory, "housing-vector", "CON-2026-7", values.iter().map(|v| v.as_bytes()));
+        assert_eq!(idva.recheck_consent(&header, now.as_ref(), header.created_at_ms).unwrap_err().reason, "consent_withdrawn");
+    }
     write_or_check(
         "consent.json",
         json!({
@@ -505,7 +519,7 @@ fn consent_records() {
             "tag": {"consent_id": "CON-2026-7", "state": "given", "recorded_by": "housing-vector"},
             "recipient": "idva-vector",
             "recipient_role": "idva",
-            "subject_ref": "s-5f3c0e7a1d2b4c6e8f9a0b1c2d3e4f5a",
+            "subject_ref": subject_ref,
             "checks": checks,
         }),
     );

@@ -266,9 +266,8 @@ class Receiver:
         if header.recipient_key_id not in directory.age_key_ids(agent.id):
             raise Rejected("unknown_recipient_key", f"{header.recipient_key_id} is none of our age keys", header=verified)
         # 9. our own policy decision on the declared facts.
-        if header.kind not in KIND_NAMES:
-            raise Rejected("malformed", "the header's kind is not a kind of §6.1", header=verified)
-        kind_name = KIND_NAMES[header.kind]
+        # A kind outside §6.1 is decided as "unspecified", which no rule names.
+        kind_name = KIND_NAMES.get(header.kind, "unspecified")
         consent_state = CONSENT_STATES.get(header.consent.state, "unspecified")
         risk = RISKS.get(header.risk, "unspecified")
         declared = set(header.data_categories)
