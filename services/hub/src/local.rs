@@ -138,14 +138,6 @@ impl LocalHub {
                 .await
                 .context("provisioning the broker at NATS_URL as its administrator")?;
         }
-        // The partnership's signed files on the broker from the first start, where an agency
-        // run elsewhere (or an implementation of SPEC.md) reads them (section 4.3); before,
-        // they appeared there only with the first change.
-        let admin = crate::nats::connect_admin(&nats_url, &options.data).await.context("connecting to the broker as its administrator")?;
-        let folder = runtime::config::partnership_dir(&options.data);
-        runtime::partnership_feed::publish(&async_nats::jetstream::new(admin), &folder.join("directory.toml"), &folder.join("policy.toml"))
-            .await
-            .context("publishing the partnership's signed files on the broker")?;
         let mut audit_config = audit::Config::embedded(&options.data, &nats_url);
         audit_config.database_url = database_url(&options, "audit").await?;
         if let Some(c) = options.checkpoint_every {
