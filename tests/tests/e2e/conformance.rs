@@ -67,7 +67,16 @@ async fn verify_proof(proof: &Value, directory: &Path, dir: &Path, name: &str) -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_python_implementation_written_from_the_spec_takes_part_in_a_partnership() -> anyhow::Result<()> {
+async fn a_python_implementation_written_from_the_spec_takes_part_in_a_partnership_on_sqlite() -> anyhow::Result<()> {
+    python_takes_part(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_python_implementation_written_from_the_spec_takes_part_in_a_partnership_on_postgres() -> anyhow::Result<()> {
+    python_takes_part(Backend::Postgres).await
+}
+
+async fn python_takes_part(backend: Backend) -> anyhow::Result<()> {
     require_packages().await?;
 
     // 1. Every vector file, through the second implementation.
@@ -77,7 +86,7 @@ async fn a_python_implementation_written_from_the_spec_takes_part_in_a_partnersh
     eprintln!("check_vectors.py: {}", String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default());
 
     // 2. Python becomes riverside-homes: its Rust service stops, its consumer stays.
-    let mut p = Partnership::start(Backend::Sqlite).await?;
+    let mut p = Partnership::start(backend).await?;
     p.hub.kill(PYTHON_AGENCY).await;
     let data = p.data().to_owned();
     let directory = data.join("partnership").join("directory.toml");
