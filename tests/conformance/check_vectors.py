@@ -315,6 +315,12 @@ def check_events(v: Vectors, c: Checker):
         c.check("events signed event verifies", False, f"{e.reason}: {e.detail}")
     tampered = protos.SignedEvent(event=flip(event_bytes, len(event_bytes) - 1), signature=signed.signature, signing_key_id=signed.signing_key_id)
     c.raises("events negative: a changed event does not verify", lambda: events.verify_event(tampered.SerializeToString(), v.directory))
+    for i, case in enumerate(data["refused"]):
+        try:
+            events.verify_event(bytes.fromhex(case["signed_event"]), v.directory)
+            c.check(f"events refused[{i}] ({case['case']})", False, "verified")
+        except Refused as e:
+            c.equal(f"events refused[{i}] ({case['case']})", e.reason, case["reason"])
 
 
 def check_consent(v: Vectors, c: Checker):

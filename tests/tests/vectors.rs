@@ -423,6 +423,19 @@ fn events() {
     let signed = isp::seal::sign_event_as(f.keys("housing-vector"), &event);
     assert_eq!(isp::seal::verify_event(&f.directory, &signed).unwrap(), event);
     let decoded = proto::v1::SignedEvent::decode(signed.as_slice()).unwrap();
+    // Signed by the agency, but with free text where a token belongs: refused by name.
+    let refused: Vec<Value> = [
+        ("free text as the rule", Event { rule: "asked about Jane Smith".into(), ..vector_event() }, "rule"),
+        ("a name as the staff id", Event { staff_id: "Jane Smith".into(), ..vector_event() }, "staff_id"),
+        ("an address as the case ref", Event { case_ref: "17 Synthetic Lane".into(), ..vector_event() }, "case_ref"),
+    ]
+    .into_iter()
+    .map(|(case, event, field)| {
+        let bytes = isp::seal::sign_event_as(f.keys("housing-vector"), &event);
+        assert_eq!(isp::seal::verify_event(&f.directory, &bytes), Err(isp::OpenError::BadClearField(field)), "{case}");
+        json!({"case": case, "signed_event": hex::encode(&bytes), "reason": "bad_clear_field", "field": field})
+    })
+    .collect();
     write_or_check(
         "events.json",
         json!({
@@ -434,6 +447,7 @@ fn events() {
             "signature": hex::encode(&decoded.signature),
             "signing_key_id": decoded.signing_key_id,
             "signed_event": hex::encode(&signed),
+            "refused": refused,
         }),
     );
 }

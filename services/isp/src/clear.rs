@@ -42,6 +42,23 @@ pub const AGENCY_ID: &str = "an agency id: 1-64 of lowercase letters, digits and
 pub const KEY_ID: &str = "a key id: ed25519: or age: and 16 lowercase hex digits";
 pub const TOKEN: &str = "a policy token: 1-64 of ASCII letters, digits, '.', '_' or '-'";
 
+pub const ROUTE: &str = "a route: an HTTP method in capitals, a space and a path pattern of letters, digits, '/', '{', '}', '_', '.' or '-'";
+
+/// The route pattern an `accessed` event names as its rule, e.g. `GET /inbox/{id}`.
+pub fn is_route(s: &str) -> bool {
+    let Some((method, path)) = s.split_once(' ') else { return false };
+    s.len() <= 128
+        && (3..=7).contains(&method.len())
+        && method.bytes().all(|b| b.is_ascii_uppercase())
+        && path.starts_with('/')
+        && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/{}_.-".contains(&b))
+}
+
+/// What a `consent_changed` event carries in `case_ref`: `revision-` and the revision number.
+pub fn is_revision(s: &str) -> bool {
+    s.strip_prefix("revision-").is_some_and(|n| (1..=20).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 pub fn is_agency_id(s: &str) -> bool {
     crate::directory::valid_agency_id(s)
 }

@@ -579,7 +579,36 @@ pub fn verify_event(directory: &Directory, bytes: &[u8]) -> Result<Event, OpenEr
     let event = Event::decode(signed.event.as_slice()).map_err(|_| OpenError::Malformed("not a hub.v1.Event".into()))?;
     let agency = directory.get(&event.agency).ok_or_else(|| OpenError::UnknownSender(crate::clear::shown(&event.agency, crate::clear::is_agency_id)))?;
     check_signature_at(agency, &signed.signing_key_id, event.occurred_at_ms, EVENT_CONTEXT, &signed.event, &signed.signature)?;
+    check_event(&event).map_err(|e| OpenError::BadClearField(e.field))?;
     Ok(event)
+}
+
+/// Every clear field of an event is of its grammar ([`crate::clear`]), as a header's are: an
+/// agency's signature does not make its free text fit for the ledger.
+pub fn check_event(e: &Event) -> Result<(), crate::clear::ClearFieldError> {
+    use crate::clear::*;
+    required("event_id", &e.event_id, is_envelope_id, ENVELOPE_ID)?;
+    optional("counterpart", &e.counterpart, is_agency_id, AGENCY_ID)?;
+    for (field, value) in [("policy_version", &e.policy_version), ("reason", &e.reason), ("purpose", &e.purpose), ("lawful_basis", &e.lawful_basis)] {
+        optional(field, value, is_token, TOKEN)?;
+    }
+    // The rule that decided, or for an access the route.
+    if !(e.rule.is_empty() || is_token(&e.rule) || is_route(&e.rule)) {
+        return Err(ClearFieldError { field: "rule", grammar: TOKEN });
+    }
+    // The envelope concerned, or for an access the consent record a route names.
+    optional("envelope_id", &e.envelope_id, is_consent_id, CONSENT_ID)?;
+    optional("subject_ref", &e.subject_ref, is_subject_ref, SUBJECT_REF)?;
+    let consent_changed = e.kind == proto::v1::EventKind::ConsentChanged as i32;
+    optional("case_ref", &e.case_ref, if consent_changed { is_revision } else { is_case_ref }, CASE_REF)?;
+    if let Some(c) = &e.consent {
+        optional("consent.id", &c.consent_id, is_consent_id, CONSENT_ID)?;
+        optional("consent.recorded_by", &c.recorded_by, is_agency_id, AGENCY_ID)?;
+    }
+    if e.data_categories.iter().chain(&e.forbidden_categories).any(|c| !is_token(c)) {
+        return Err(ClearFieldError { field: "data_categories", grammar: TOKEN });
+    }
+    optional("staff_id", &e.staff_id, is_staff_id, STAFF_ID)
 }
 
 pub(crate) fn check_signature(agency: &crate::Agency, key_id: &str, context: &[u8], signed: &[u8], signature: &[u8]) -> Result<(), OpenError> {

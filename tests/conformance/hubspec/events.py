@@ -30,4 +30,30 @@ def verify_event(data: bytes, directory: Directory):
     if not grammar.is_agency_id(event.agency) or not grammar.is_envelope_id(event.event_id):
         raise Refused("bad_clear_field", "the event's agency or event id is not of its grammar")
     directory.verify_signature(event.agency, signed.signing_key_id, EVENT_TAG + signed.event, signed.signature, event.occurred_at_ms)
+    bad = bad_clear_field(event)
+    if bad:
+        raise Refused("bad_clear_field", f"the event's {bad} is not of its grammar")
     return event
+
+
+def bad_clear_field(event) -> str | None:
+    """The first clear field of a verified event that is not of its grammar (§10), or None."""
+    g = grammar
+    empty_or = lambda check: lambda v: v == "" or check(v)  # noqa: E731
+    consent_changed = event.kind == 4
+    checks = [
+        ("counterpart", event.counterpart, empty_or(g.is_agency_id)),
+        ("policy_version", event.policy_version, empty_or(g.is_policy_token)),
+        ("reason", event.reason, empty_or(g.is_policy_token)),
+        ("purpose", event.purpose, empty_or(g.is_policy_token)),
+        ("lawful_basis", event.lawful_basis, empty_or(g.is_policy_token)),
+        ("rule", event.rule, empty_or(lambda v: g.is_policy_token(v) or g.is_route(v))),
+        ("envelope_id", event.envelope_id, empty_or(g.is_consent_id)),
+        ("subject_ref", event.subject_ref, empty_or(g.is_subject_ref)),
+        ("case_ref", event.case_ref, empty_or(g.is_revision if consent_changed else g.is_case_ref)),
+        ("consent.id", event.consent.consent_id, empty_or(g.is_consent_id)),
+        ("consent.recorded_by", event.consent.recorded_by, empty_or(g.is_agency_id)),
+        ("data_categories", list(event.data_categories) + list(event.forbidden_categories), lambda vs: all(g.is_policy_token(c) for c in vs)),
+        ("staff_id", event.staff_id, empty_or(g.is_staff_id)),
+    ]
+    return next((name for name, value, ok in checks if not ok(value)), None)

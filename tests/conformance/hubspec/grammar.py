@@ -63,3 +63,17 @@ def is_staff_id(v) -> bool:
 
 def is_policy_token(v) -> bool:
     return _full(POLICY_TOKEN, v)
+
+
+ROUTE = re.compile(r"[A-Z]{3,7} /[A-Za-z0-9/{}_.-]*")
+REVISION = re.compile(r"revision-[0-9]{1,20}")
+
+
+def is_route(v) -> bool:
+    """The rule of an `accessed` event: a method, a space and a route pattern (§10)."""
+    return isinstance(v, str) and len(v) <= 128 and _full(ROUTE, v)
+
+
+def is_revision(v) -> bool:
+    """The case_ref of a `consent_changed` event (§10)."""
+    return _full(REVISION, v)

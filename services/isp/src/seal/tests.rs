@@ -441,3 +441,32 @@ fn every_clear_header_field_is_of_its_grammar_and_an_unverified_one_is_never_rep
     let err = idva.open(&stranger).unwrap_err().1;
     assert!(matches!(err, OpenError::UnknownSender(_)) && !err.to_string().contains("Jane"), "{err}");
 }
+
+#[test]
+fn an_event_carrying_free_text_is_refused_though_signed() {
+    let p = Partnership::new();
+    let housing = p.get("housing-northbridge");
+    let access = crate::access::Access { staff_id: "hsg.caseworker".into(), route: "GET /inbox/{id}".into(), target: "CON-2026-7".into(), outcome: "allowed".into(), at_ms: crate::now_ms() };
+    let (event, bytes) = housing.access_event(&access);
+    assert_eq!(verify_event(&housing.directory, &bytes).unwrap(), event, "a route is a rule an access event may name");
+    type Edit = fn(&mut proto::v1::Event);
+    let edits: [(&str, Edit); 5] = [
+        ("rule", |e| e.rule = "asked about Jane Smith".into()),
+        ("reason", |e| e.reason = "Jane Smith".into()),
+        ("staff_id", |e| e.staff_id = "Jane Smith".into()),
+        ("case_ref", |e| e.case_ref = "17 Synthetic Lane".into()),
+        ("envelope_id", |e| e.envelope_id = "jane smith".into()),
+    ];
+    for (field, edit) in edits {
+        let mut bad = event.clone();
+        edit(&mut bad);
+        let err = verify_event(&housing.directory, &housing.sign_event(&bad)).unwrap_err();
+        assert_eq!(err, OpenError::BadClearField(field), "{field}");
+    }
+    // A consent revision's event names its revision where a case ref would be.
+    let mut consent = event.clone();
+    consent.kind = proto::v1::EventKind::ConsentChanged as i32;
+    consent.rule = "consent-record".into();
+    consent.case_ref = "revision-3".into();
+    assert!(verify_event(&housing.directory, &housing.sign_event(&consent)).is_ok());
+}
