@@ -291,7 +291,7 @@ async fn publish_old_near_misses(p: &Partnership, subject_ref: &str, times: &[i6
             lawful_basis: "cda-1998-s115".into(),
             risk: RiskLevel::High as i32,
             subject_ref: subject_ref.into(),
-            case_ref: format!("Q-OLD-{n}"),
+            case_ref: format!("QRY-OLD-{n}"),
             ..Default::default()
         };
         let mut headers = async_nats::HeaderMap::new();
