@@ -13,7 +13,7 @@ use std::{path::PathBuf, sync::Arc};
 use audit::ledger::{self, Entry};
 use ed25519_dalek::Signer as _;
 use isp::{
-    AgencyKeys, Directory, Isp, Policy, Role, Schema,
+    Agency, AgencyKeys, Directory, Isp, Policy, Role, Schema,
     consent::{self, ConsentRecord, Scope, State},
     merkle::{self, MemoryTree},
     seal::{ENVELOPE_CONTEXT, check_header},
@@ -118,7 +118,6 @@ impl Fixture {
     }
 }
 
-use isp::Agency;
 
 #[test]
 fn key_ids() {

@@ -92,7 +92,8 @@ pub enum AuditCommand {
     Vkey {
         #[command(flatten)]
         at: At,
-        /// Print instead the vkey of each active agency's witness cosignatures
+        /// Print instead the vkey of each active agency's witness cosignatures (the IG office
+        /// runs no witness)
         /// (cosignature/v1), one a line: what a verifier counting cosignatures is given.
         #[arg(long)]
         witnesses: bool,
@@ -291,7 +292,8 @@ pub async fn run(command: AuditCommand, options: impl Fn(PathBuf) -> Options) ->
         AuditCommand::Vkey { at, witnesses } => {
             let directory = isp::Directory::load(&crate::partnership::directory_path(&at.data))?;
             if witnesses {
-                for agency in directory.active() {
+                // Every agency's service runs a witness; the IG office's audit service does not.
+                for agency in directory.active().filter(|a| a.role != isp::Role::Ig) {
                     println!("{}", isp::checkpoint::cosigner_verifier_key(&agency.id, &agency.verifying_key()?));
                 }
                 return Ok(ExitCode::SUCCESS);

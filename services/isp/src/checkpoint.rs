@@ -22,7 +22,7 @@ use ed25519_dalek::{Signature, Signer as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::{Agency, AgencyKeys, Directory, OpenError, Role, directory::key_id, seal::check_signature_at};
+use crate::{Agency, AgencyKeys, Directory, OpenError, Role, seal::check_signature_at};
 
 /// The JetStream stream that keeps every published checkpoint (deny delete, deny purge).
 pub const CHECKPOINT_STREAM: &str = "HUB_CHECKPOINTS";
@@ -183,12 +183,6 @@ fn parse_text(text: &str) -> Result<Head, OpenError> {
     Ok(Head { origin: lines[0].to_owned(), tree_size, root })
 }
 
-/// An agency's ed25519 key from its hex form in the directory.
-fn ed25519_key(hex_key: &str) -> Option<VerifyingKey> {
-    let bytes: [u8; 32] = hex::decode(hex_key).ok()?.try_into().ok()?;
-    VerifyingKey::from_bytes(&bytes).ok()
-}
-
 /// A note the IG office signed: what its text says, the IG agency and the hub key ids of
 /// its keys whose signature lines verified.
 struct Opened<'d> {
@@ -212,10 +206,7 @@ fn open_note<'d>(note: &str, directory: &'d Directory) -> Result<Opened<'d>, Ope
         .with_role(Role::Ig)
         .find(|a| origin(&a.id) == head.origin)
         .ok_or_else(|| bad("its origin is not the ledger of the partnership's IG office"))?;
-    let keys: Vec<(String, VerifyingKey)> = std::iter::once(ig.signing_key.as_str())
-        .chain(ig.retired_keys.iter().map(|k| k.signing_key.as_str()))
-        .filter_map(|hex_key| Some((key_id("ed25519", hex_key.as_bytes()), ed25519_key(hex_key)?)))
-        .collect();
+    let keys: Vec<(String, VerifyingKey)> = ig.signing_keys().collect();
     let mut key_ids = Vec::new();
     for line in parsed.signatures.iter().filter(|l| l.name == head.origin) {
         let Some((id, key)) = keys.iter().find(|(_, k)| key_hash(&head.origin, SIGNATURE_TYPE_ED25519, k) == line.key_hash) else { continue };

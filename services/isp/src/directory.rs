@@ -136,6 +136,15 @@ impl Agency {
         parse_verifying_key(&self.id, &retired.signing_key).map_err(|_| crate::OpenError::BadSignature(self.id.clone()))
     }
 
+    /// Every signing key the agency has had, current first, each with its key id. (The
+    /// directory refuses a current key that is not one; a retired one that is not is left
+    /// out.)
+    pub fn signing_keys(&self) -> impl Iterator<Item = (String, VerifyingKey)> + '_ {
+        std::iter::once(self.signing_key.as_str())
+            .chain(self.retired_keys.iter().map(|k| k.signing_key.as_str()))
+            .filter_map(|hex_key| Some((key_id_of_signing(hex_key), parse_verifying_key(&self.id, hex_key).ok()?)))
+    }
+
     pub fn verifying_key(&self) -> Result<VerifyingKey, IspError> {
         parse_verifying_key(&self.id, &self.signing_key)
     }
