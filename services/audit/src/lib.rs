@@ -271,7 +271,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .route("/proof/inclusion", get(prove_inclusion))
         .route("/proof/consistency", get(prove_consistency))
         .with_state(ctx.clone());
-    let router = runtime::auth::protect(router, gate);
+    let router = runtime::auth::protect(router, gate, "Information governance", Vec::new());
     let listener = tokio::net::TcpListener::bind(&config.http_addr).await.with_context(|| format!("binding {}", config.http_addr))?;
     let addr = listener.local_addr()?;
     let limits = config.http_limits.fit_broker(js.client().server_info().max_payload);

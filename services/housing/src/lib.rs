@@ -9,6 +9,7 @@
 //!   as open property requests a landlord can offer against), `reciprocal.offer_response`,
 //!   `perpetrator.engagement_update`, `referral.ack`.
 
+pub mod console;
 pub mod dash;
 
 use runtime::auth::{Allow, Role, Rule, content, rule};
@@ -60,6 +61,11 @@ impl Agency for Housing {
         Router::new()
             .route("/dash-assessments", axum::routing::post(dash::record).get(dash::list))
             .route("/property-requests", get(property_requests))
+            .route("/console/dash", get(console::page).post(console::record))
+    }
+
+    fn nav(&self) -> &'static [runtime::console::Nav] {
+        &[runtime::console::Nav { href: "/console/dash", label: "DASH checklist" }]
     }
 
     fn rules(&self) -> &'static [Rule] {
@@ -67,6 +73,8 @@ impl Agency for Housing {
             rule("POST", "/dash-assessments", Allow::Roles(&[Role::Caseworker, Role::TeamManager])),
             content("GET", "/dash-assessments", Allow::Roles(&[Role::Caseworker, Role::TeamManager])),
             content("GET", "/property-requests", Allow::Roles(&[Role::Caseworker, Role::TeamManager, Role::ReciprocalsCoordinator])),
+            rule("GET", "/console/dash", Allow::Roles(&[Role::Caseworker, Role::TeamManager])),
+            rule("POST", "/console/dash", Allow::Roles(&[Role::Caseworker, Role::TeamManager])),
         ];
         RULES
     }

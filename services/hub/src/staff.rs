@@ -32,8 +32,8 @@ pub fn rules_for(role: Option<AgencyRole>) -> Vec<Rule> {
         Some(AgencyRole::Perpetrator) => perpetrator::Perpetrator.rules(),
         Some(AgencyRole::Partner | AgencyRole::Ig) => &[],
     };
-    let generic: &[Rule] = if role.is_some() { runtime::auth::GENERIC } else { &[] };
-    runtime::auth::LOGIN.iter().chain(generic).chain(own).copied().collect()
+    let generic: &[&[Rule]] = if role.is_some() { &[runtime::auth::GENERIC, runtime::console::pages::RULES] } else { &[] };
+    runtime::auth::LOGIN.iter().chain(generic.iter().copied().flatten()).chain(own).copied().collect()
 }
 
 /// The rule of a concrete request path (`/inbox/0192...`), matching `{param}` segments.

@@ -107,6 +107,22 @@ impl Schema {
         out
     }
 
+    /// The message of one kind's body (`hub.v1.IdvaReferral` for `housing.idva_referral`) and
+    /// its category: what the console builds its forms from.
+    pub fn body(&self, kind: crate::Kind) -> Option<(MessageDescriptor, String)> {
+        let field = self.payload.get_field(kind as u32)?;
+        let category = compose("", self.segments.get(field.full_name()));
+        match field.kind() {
+            FieldKind::Message(inner) => Some((inner, category)),
+            _ => None,
+        }
+    }
+
+    /// The category of `field` inside a message whose category is `prefix`.
+    pub fn field_category(&self, prefix: &str, field: &FieldDescriptor) -> String {
+        compose(prefix, self.segments.get(field.full_name()))
+    }
+
     /// The payload as a dynamic message, for walking by category.
     pub fn to_dynamic(&self, payload: &Payload) -> DynamicMessage {
         let mut dynamic = DynamicMessage::new(self.payload.clone());

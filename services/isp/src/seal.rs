@@ -93,6 +93,17 @@ pub struct Opened {
 }
 
 /// The kind a payload body is, from its oneof member number (which equals the kind).
+/// The answer of [`Isp::preview`].
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// The rule that would allow it, or the refusal (a near miss if sent).
+    pub decision: Result<Decision, Denial>,
+    /// Categories that would reach the recipient.
+    pub flows: Vec<String>,
+    /// Categories that would be removed before sealing.
+    pub removed: Vec<String>,
+}
+
 pub fn body_kind(schema: &Schema, payload: &Payload) -> Option<Kind> {
     let dynamic = schema.to_dynamic(payload);
     let (field, _) = dynamic.fields().next()?;
@@ -219,6 +230,34 @@ impl Isp {
         let signature = self.keys.signing.sign(&[ENVELOPE_CONTEXT, &header_bytes].concat());
         let envelope = Envelope { header: header_bytes, sealed_payload, signature: signature.to_bytes().to_vec() };
         Ok(Sealed { header, envelope: envelope.encode_to_vec(), decision, removed })
+    }
+
+    /// What [`Isp::seal`] would decide for `out`, without sealing anything: the console's
+    /// preview before a send. Which categories of this payload would reach the recipient,
+    /// which would be removed first, and which would refuse the whole send. The consent
+    /// record and the justification are checked at the send itself, not here.
+    pub fn preview(&self, out: &Outgoing) -> Result<Preview, IspError> {
+        let recipient = self.directory.require(&out.recipient)?;
+        let present = self.schema.present(&out.payload);
+        let consent = out.consent.clone().unwrap_or_default();
+        let request = Request {
+            from: self.role,
+            to: recipient.role,
+            kind: out.kind,
+            purpose: &out.purpose,
+            lawful_basis: &out.lawful_basis,
+            consent: consent.state(),
+            risk: out.risk,
+            categories: &present,
+        };
+        Ok(match self.policy.decide(&request) {
+            Ok(decision) => {
+                let (_, removed) = self.schema.minimise(&out.payload, &|c| self.policy.receivable(recipient.role, c));
+                let flows = present.iter().filter(|c| !removed.contains(*c)).cloned().collect();
+                Preview { decision: Ok(decision), flows, removed: removed.into_iter().collect() }
+            }
+            Err(denial) => Preview { decision: Err(denial), flows: Vec::new(), removed: Vec::new() },
+        })
     }
 
     /// The same envelope (id, sealed payload, every header field) signed again with the time

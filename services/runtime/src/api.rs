@@ -388,7 +388,7 @@ async fn send(State(ctx): State<Ctx>, staff: Staff, headers: HeaderMap, body: By
     answer
 }
 
-async fn send_once(ctx: &Ctx, staff: &Staff, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub(crate) async fn send_once(ctx: &Ctx, staff: &Staff, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: SendRequest = json_body(&body)?;
     // A body may be a megabyte: not held while the send waits to be sealed and written.
     drop(body);
@@ -402,7 +402,7 @@ async fn send_once(ctx: &Ctx, staff: &Staff, body: Bytes) -> Result<(StatusCode,
     Ok((StatusCode::CREATED, Json(serde_json::to_value(outcome).expect("serialisable"))))
 }
 
-const SENT_COLUMNS: &str = "envelope_id, recipient, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
+pub(crate) const SENT_COLUMNS: &str = "envelope_id, recipient, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
     categories, removed, rule, reason, policy_version, without_consent, in_reply_to, status, status_reason, created_at_ms, updated_at_ms, \
     consent_id, consent_recorded_by, officer, rationale_code, rationale, sent_by, opened_by, status_by";
 
@@ -443,7 +443,7 @@ pub fn opened_list(ctx: &Ctx, row: &AnyRow, column: &str) -> Result<Value, ApiEr
 }
 
 /// A disclosure as JSON, its rationale opened with the agency's key.
-fn sent_json_opened(ctx: &Ctx, row: &AnyRow) -> Result<Value, ApiError> {
+pub(crate) fn sent_json_opened(ctx: &Ctx, row: &AnyRow) -> Result<Value, ApiError> {
     let mut v = sent_json(row);
     let stored: String = row.try_get("rationale").unwrap_or_default();
     v["rationale"] = json!(ctx.isp().keys.open_at_rest(&stored).map_err(ApiError::internal)?);
@@ -465,10 +465,10 @@ async fn get_sent(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json
     Ok(Json(sent_json_opened(&ctx, &row)?))
 }
 
-const INBOX_COLUMNS: &str = "envelope_id, stream_seq, sender, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
+pub(crate) const INBOX_COLUMNS: &str = "envelope_id, stream_seq, sender, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
     categories, rule, policy_version, in_reply_to, status, created_at_ms, received_at_ms, opened_at_ms, revoked_at_ms, revoked_reason, opened_by, status_by";
 
-fn inbox_json(row: &AnyRow) -> Value {
+pub(crate) fn inbox_json(row: &AnyRow) -> Value {
     row_json(
         row,
         &["envelope_id", "sender", "kind", "purpose", "lawful_basis", "consent_state", "risk", "subject_ref", "case_ref", "rule", "policy_version", "in_reply_to", "status", "revoked_reason",
@@ -486,6 +486,15 @@ async fn list_inbox(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<
 
 /// Reading an envelope opens it with the agency's key; the first read marks it opened.
 async fn read_inbox(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff) -> Result<Json<Value>, ApiError> {
+    let (mut v, opened) = open_inbox(&ctx, &id, &staff).await?;
+    v["payload"] = ctx.isp().schema.payload_to_json(&opened.payload);
+    Ok(Json(v))
+}
+
+/// Opens a received envelope for `staff`: its row as JSON and the opened envelope. The first
+/// read marks it opened and tells the sender; a revoked one is gone.
+pub(crate) async fn open_inbox(ctx: &Ctx, id: &str, staff: &Staff) -> Result<(Value, isp::Opened), ApiError> {
+    let id = id.to_owned();
     let row = sqlx::query(&format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE envelope_id = $1"))
         .bind(&id)
         .fetch_optional(&ctx.pool)
@@ -498,7 +507,7 @@ async fn read_inbox(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff
                 "revoked_at_ms": at, "envelope_id": id}),
         });
     }
-    let (opened, _) = inbox::read(&ctx, &id).await?.ok_or_else(|| ApiError::not_found("inbox envelope"))?;
+    let (opened, _) = inbox::read(ctx, &id).await?.ok_or_else(|| ApiError::not_found("inbox envelope"))?;
     // The first read marks it opened and tells the sender, in one transaction.
     let mut tx = ctx.pool.begin().await?;
     let first = sqlx::query(
@@ -512,14 +521,12 @@ async fn read_inbox(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff
         .rows_affected()
         == 1;
     if first && inbox::acknowledgeable(kind::name(opened.header.kind())) {
-        crate::receipts::auto_receipt(&ctx, &mut tx, &opened, AckStatus::Opened, &staff.id).await?;
+        crate::receipts::auto_receipt(ctx, &mut tx, &opened, AckStatus::Opened, &staff.id).await?;
     }
     tx.commit().await?;
     ctx.outbox_ready.notify_one();
     let row = sqlx::query(&format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE envelope_id = $1")).bind(&id).fetch_one(&ctx.pool).await?;
-    let mut v = inbox_json(&row);
-    v["payload"] = ctx.isp().schema.payload_to_json(&opened.payload);
-    Ok(Json(v))
+    Ok((inbox_json(&row), opened))
 }
 
 /// `POST /inbox/{id}/ack`.
@@ -536,7 +543,7 @@ pub struct AckRequest {
 
 /// Accepts, declines or closes a received referral: updates the inbox and sends a
 /// `referral.ack` back to the sender under the policy's rule for acknowledgements.
-async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub(crate) async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: AckRequest = json_body(&body)?;
     let status = match request.status.as_str() {
         "received" => AckStatus::Received,

@@ -403,7 +403,7 @@ fn answer(v: &Verified, shared: bool) -> Json<Value> {
     Json(value)
 }
 
-async fn record(State(ctx): State<Ctx>, staff: Staff, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub(crate) async fn record(State(ctx): State<Ctx>, staff: Staff, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: RecordRequest = json_body(&body)?;
     let mut record = new_record(&ctx.isp(), request, isp::now_ms())?;
     record.recorded_by = staff.id;
@@ -466,7 +466,7 @@ async fn read(State(ctx): State<Ctx>, Path(id): Path<String>, Query(q): Query<Re
 /// Withdraws one of this agency's records: a new signed revision in state withdrawn. Every
 /// later disclosure relying on it is refused, at every agency, including those still in an
 /// outbox. What was already shared stays, and so do the earlier revisions.
-async fn withdraw(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn withdraw(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff, body: Bytes) -> Result<Json<Value>, ApiError> {
     let request: WithdrawRequest = json_body(&body)?;
     let current = ctx.consent_record(ctx.agency(), &id).await?.ok_or_else(|| {
         ApiError::not_found("consent record of this agency (only the agency that recorded consent can withdraw it)")

@@ -28,6 +28,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod consent;
+pub mod console;
 pub mod db;
 pub mod idempotency;
 pub mod inbox;
@@ -151,6 +152,12 @@ pub trait Agency: Send + Sync + 'static {
     fn rules(&self) -> &'static [auth::Rule] {
         &[]
     }
+
+    /// The service's own console pages (among [`Agency::routes`]) for the navigation, after
+    /// the pages every agency has ([`console::pages::NAV`]).
+    fn nav(&self) -> &'static [console::Nav] {
+        &[]
+    }
 }
 
 /// An agency with no domain behaviour beyond the generic inbox (used where a partnership
@@ -210,11 +217,14 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         metrics: Arc::new(metrics::Metrics::new()),
     };
     let agency = Arc::new(agency);
-    let mut gate = auth::Gate::new(ctx.agency(), ctx.pool.clone(), &[auth::GENERIC, agency.rules()], Arc::new(auth::access::Outboxed(ctx.clone())));
+    let mut gate = auth::Gate::new(ctx.agency(), ctx.pool.clone(), &[auth::GENERIC, console::pages::RULES, agency.rules()], Arc::new(auth::access::Outboxed(ctx.clone())));
     if let Some(oidc) = &ctx.config.oidc {
         gate.oidc = Some(oidc::Oidc::discover(oidc.clone()).await.context("reaching the identity provider (HUB_OIDC_ISSUER)")?);
     }
-    let router = auth::protect(api::router(agency.routes().merge(witness::routes())).with_state(ctx.clone()), gate)
+    let title = ctx.isp().directory.get(ctx.agency()).map(|a| a.name.clone()).unwrap_or_else(|| ctx.agency().to_owned());
+    let nav = console::pages::NAV.iter().chain(agency.nav()).copied().collect();
+    let routes = agency.routes().merge(witness::routes()).merge(console::pages::routes());
+    let router = auth::protect(api::router(routes).with_state(ctx.clone()), gate, &title, nav)
         .route_layer(axum::middleware::from_fn_with_state(ctx.metrics.clone(), metrics::track));
     let listener = tokio::net::TcpListener::bind(&ctx.config.http_addr)
         .await

@@ -87,9 +87,10 @@ fn operation(rule: &Rule) -> Value {
 }
 
 /// The OpenAPI document of a service serving `rules`.
-pub fn document(title: &str, rules: &[Rule]) -> Value {
+/// The console's pages ([`crate::console`]) are HTML for browsers, not API: left out.
+pub fn document(title: &str, agency: &str, rules: &[Rule]) -> Value {
     let mut paths = Map::new();
-    for rule in rules {
+    for rule in rules.iter().filter(|r| !crate::console::is_page(r.path)) {
         let entry = paths.entry(rule.path.to_owned()).or_insert_with(|| json!({}));
         entry[rule.method.to_lowercase()] = operation(rule);
     }
@@ -99,7 +100,7 @@ pub fn document(title: &str, rules: &[Rule]) -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "session": {"type": "apiKey", "in": "cookie", "name": crate::auth::local::SESSION_COOKIE,
+                "session": {"type": "apiKey", "in": "cookie", "name": crate::auth::local::cookie_name(agency),
                     "description": "The session of POST /login or GET /login/oidc"},
                 "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token",
                     "description": "The session's csrf_token; required with the cookie on every request that changes something"},
@@ -120,7 +121,7 @@ mod tests {
     #[test]
     fn every_rule_is_a_documented_operation_with_its_security() {
         let rules: Vec<_> = LOGIN.iter().chain(GENERIC).copied().collect();
-        let doc = super::document("test", &rules);
+        let doc = super::document("test", "housing-riverside", &rules);
         for rule in &rules {
             let op = &doc["paths"][rule.path][rule.method.to_lowercase()];
             assert!(op.is_object(), "{} {} is not documented", rule.method, rule.path);

@@ -29,7 +29,14 @@ use sqlx::{AnyPool, Row as _};
 use super::{Gate, Role, Staff, session_json};
 use crate::{Migration, api::json_body};
 
-pub const SESSION_COOKIE: &str = "hub_session";
+/// The session cookie of a service is `hub_session_<agency id>`: services of one partnership
+/// on one host (the demo's, on one address and several ports) share a browser's cookies,
+/// which are per host, not per port; one cookie name each keeps their sessions apart.
+pub const SESSION_COOKIE_PREFIX: &str = "hub_session_";
+
+pub fn cookie_name(agency: &str) -> String {
+    format!("{SESSION_COOKIE_PREFIX}{agency}")
+}
 /// Wrong passwords in a row before the account locks.
 pub const LOCKOUT_AFTER: i64 = 5;
 pub const LOCKOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
@@ -299,19 +306,20 @@ pub async fn session(pool: &AnyPool, token: &str) -> Result<Option<(Staff, Strin
 }
 
 /// The session token of a request's cookie, if it has one.
-pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+pub fn session_cookie(headers: &HeaderMap, agency: &str) -> Option<String> {
+    let name = cookie_name(agency);
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == SESSION_COOKIE)
+        .find(|c| c.name() == name)
         .map(|c| c.value().to_owned())
 }
 
-fn set_cookie(token: &str, max_age: std::time::Duration) -> HeaderValue {
-    let cookie = cookie::Cookie::build((SESSION_COOKIE, token))
+pub(crate) fn set_cookie(agency: &str, token: &str, max_age: std::time::Duration) -> HeaderValue {
+    let cookie = cookie::Cookie::build((cookie_name(agency), token))
         .path("/")
         .secure(true)
         .http_only(true)
@@ -401,7 +409,8 @@ struct Callback {
 
 /// `GET /login/oidc/callback`: the login's state is used once; the code is exchanged, the ID
 /// token verified (issuer, audience, expiry, signature, nonce), and a session starts.
-async fn oidc_callback(State(gate): State<Gate>, axum::extract::Query(callback): axum::extract::Query<Callback>) -> Response {
+async fn oidc_callback(State(gate): State<Gate>, headers: HeaderMap, axum::extract::Query(callback): axum::extract::Query<Callback>) -> Response {
+    let browser = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"));
     let Some(oidc) = &gate.oidc else { return no_provider() };
     let mut record = isp::access::Access {
         staff_id: String::new(),
@@ -447,8 +456,10 @@ async fn oidc_callback(State(gate): State<Gate>, axum::extract::Query(callback):
     match start_session(&gate.pool, &staff, Via::Oidc).await {
         Ok((token, csrf, expires)) => {
             record.outcome = "login".into();
-            let mut response = (StatusCode::OK, Json(session_json(&staff, &csrf, expires))).into_response();
-            response.headers_mut().insert(header::SET_COOKIE, set_cookie(&token, SESSION_MAX));
+            // A browser (the console's "sign in with your organisation") goes on to the
+            // console; a case-management system gets the session as JSON.
+            let mut response = if browser { crate::console::see_other("/console") } else { (StatusCode::OK, Json(session_json(&staff, &csrf, expires))).into_response() };
+            response.headers_mut().insert(header::SET_COOKIE, set_cookie(&gate.agency, &token, SESSION_MAX));
             super::finish(&gate, record, false, response).await
         }
         Err(e) => {
@@ -458,66 +469,112 @@ async fn oidc_callback(State(gate): State<Gate>, axum::extract::Query(callback):
     }
 }
 
+/// What came of a login at `POST /login` or the console's login form.
+pub(crate) enum Attempt {
+    /// A new session: (staff, cookie token, CSRF token, expiry).
+    Ok(Staff, String, String, i64),
+    Refused,
+    Locked,
+    Unavailable,
+}
+
+impl Attempt {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Attempt::Ok(..) => "login",
+            Attempt::Refused => "login_failed",
+            Attempt::Locked => "locked",
+            Attempt::Unavailable => "failed",
+        }
+    }
+}
+
+/// Checks a login and starts its session; the access record to keep of it, whatever came of it.
+pub(crate) async fn attempt(gate: &Gate, route: &str, staff_id: &str, password: &str) -> (Attempt, isp::access::Access) {
+    let mut record = isp::access::Access { staff_id: String::new(), route: route.into(), target: String::new(), outcome: String::new(), at_ms: isp::now_ms() };
+    let attempt = match login(&gate.pool, staff_id, password).await {
+        Err(e) => {
+            tracing::error!(error = %e, "login failed");
+            Attempt::Unavailable
+        }
+        Ok(Login::Refused(known)) => {
+            record.staff_id = known.unwrap_or_default();
+            Attempt::Refused
+        }
+        Ok(Login::Locked(id)) => {
+            record.staff_id = id;
+            Attempt::Locked
+        }
+        Ok(Login::Ok(staff)) => match start_session(&gate.pool, &staff, Via::Local).await {
+            Ok((token, csrf, expires)) => {
+                record.staff_id = staff.id.clone();
+                Attempt::Ok(staff, token, csrf, expires)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a session could not be stored");
+                Attempt::Unavailable
+            }
+        },
+    };
+    record.outcome = attempt.outcome().into();
+    (attempt, record)
+}
+
+/// Keeps the record of a login attempt, then answers: a login in the service's access log; a
+/// refused one of a known account in the ledger too.
+pub(crate) async fn keep(gate: &Gate, record: isp::access::Access, answer: Response) -> Response {
+    if record.outcome == "login" { super::finish(gate, record, false, answer).await } else { super::refused(gate, record, answer).await }
+}
+
+/// The sentence for a locked account.
+pub(crate) fn locked_detail() -> String {
+    format!("too many wrong passwords: the account is locked for {} minutes, or until an agency admin resets its password", LOCKOUT.as_secs() / 60)
+}
+
 async fn login_route(State(gate): State<Gate>, body: Bytes) -> Response {
     let request: LoginRequest = match json_body(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let mut record = isp::access::Access {
-        staff_id: String::new(),
-        route: "POST /login".into(),
-        target: String::new(),
-        outcome: String::new(),
-        at_ms: isp::now_ms(),
+    let (attempt, record) = attempt(&gate, "POST /login", &request.staff_id, &request.password).await;
+    let answer = match attempt {
+        Attempt::Unavailable => unavailable("logins cannot be checked now; try again"),
+        Attempt::Refused => (StatusCode::UNAUTHORIZED, Json(json!({"error": "login_failed", "detail": "unknown staff id or wrong password"}))).into_response(),
+        Attempt::Locked => (StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": "locked", "detail": locked_detail()}))).into_response(),
+        Attempt::Ok(staff, token, csrf, expires) => {
+            let mut response = (StatusCode::OK, Json(session_json(&staff, &csrf, expires))).into_response();
+            response.headers_mut().insert(header::SET_COOKIE, set_cookie(&gate.agency, &token, SESSION_MAX));
+            response
+        }
     };
-    let (answer, outcome) = match login(&gate.pool, &request.staff_id, &request.password).await {
-        Err(e) => {
-            tracing::error!(error = %e, "login failed");
-            ((StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "unavailable", "detail": "logins cannot be checked now; try again"}))).into_response(), "failed")
-        }
-        Ok(Login::Refused(known)) => {
-            record.staff_id = known.unwrap_or_default();
-            let body = json!({"error": "login_failed", "detail": "unknown staff id or wrong password"});
-            ((StatusCode::UNAUTHORIZED, Json(body)).into_response(), "login_failed")
-        }
-        Ok(Login::Locked(id)) => {
-            record.staff_id = id;
-            let body = json!({"error": "locked", "detail": format!("too many wrong passwords: the account is locked for {} minutes, or until an agency admin resets its password", LOCKOUT.as_secs() / 60)});
-            ((StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response(), "locked")
-        }
-        Ok(Login::Ok(staff)) => match start_session(&gate.pool, &staff, Via::Local).await {
-            Ok((token, csrf, expires)) => {
-                record.staff_id = staff.id.clone();
-                let mut response = (StatusCode::OK, Json(session_json(&staff, &csrf, expires))).into_response();
-                response.headers_mut().insert(header::SET_COOKIE, set_cookie(&token, SESSION_MAX));
-                (response, "login")
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "a session could not be stored");
-                ((StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "unavailable", "detail": "logins cannot be checked now; try again"}))).into_response(), "failed")
-            }
-        },
-    };
-    // A login is kept in the service's access log; a refused one of a known account in the
-    // ledger too.
-    record.outcome = outcome.into();
-    if outcome == "login" { super::finish(&gate, record, false, answer).await } else { super::refused(&gate, record, answer).await }
+    keep(&gate, record, answer).await
+}
+
+/// Ends the session of a request's cookie, if it has one.
+pub(crate) async fn end_session(gate: &Gate, headers: &HeaderMap) -> Result<(), sqlx::Error> {
+    if let Some(token) = session_cookie(headers, &gate.agency) {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash(&token)).execute(&gate.pool).await?;
+    }
+    Ok(())
+}
+
+/// The header that removes the session cookie from the browser.
+pub(crate) fn clear_cookie(agency: &str) -> HeaderValue {
+    set_cookie(agency, "", std::time::Duration::ZERO)
 }
 
 async fn logout_route(State(gate): State<Gate>, headers: HeaderMap) -> Response {
-    if let Some(token) = session_cookie(&headers) {
-        if let Err(e) = sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash(&token)).execute(&gate.pool).await {
-            tracing::error!(error = %e, "a session could not be ended");
-            return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "unavailable", "detail": "the session could not be ended; try again"}))).into_response();
-        }
+    if let Err(e) = end_session(&gate, &headers).await {
+        tracing::error!(error = %e, "a session could not be ended");
+        return unavailable("the session could not be ended; try again");
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(header::SET_COOKIE, set_cookie("", std::time::Duration::ZERO));
+    response.headers_mut().insert(header::SET_COOKIE, clear_cookie(&gate.agency));
     response
 }
 
 async fn session_route(State(gate): State<Gate>, headers: HeaderMap, staff: Staff) -> Response {
-    let Some(token) = session_cookie(&headers) else { return StatusCode::UNAUTHORIZED.into_response() };
+    let Some(token) = session_cookie(&headers, &gate.agency) else { return StatusCode::UNAUTHORIZED.into_response() };
     match sqlx::query("SELECT csrf, expires_at_ms FROM sessions WHERE token_hash = $1").bind(token_hash(&token)).fetch_optional(&gate.pool).await {
         Ok(Some(row)) => Json(session_json(&staff, &row.get::<String, _>("csrf"), row.get("expires_at_ms"))).into_response(),
         Ok(None) => StatusCode::UNAUTHORIZED.into_response(),

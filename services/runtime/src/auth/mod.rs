@@ -181,8 +181,13 @@ const CASEWORK_AND_IG: &[Role] = &[Caseworker, TeamManager, MaracCoordinator, Re
 const OVERSIGHT: &[Role] = &[TeamManager, AgencyAdmin, IgLead];
 const ADMIN_AND_IG: &[Role] = &[AgencyAdmin, IgLead];
 
-/// The login routes every service has.
+/// The login routes every service has, and the console's own.
 pub const LOGIN: &[Rule] = &[
+    rule("GET", "/", Allow::Public),
+    rule("GET", crate::console::CSS_PATH, Allow::Public),
+    rule("GET", crate::console::login::PATH, Allow::Public),
+    rule("POST", crate::console::login::PATH, Allow::Public),
+    rule("POST", "/console/logout", Allow::AnyStaff),
     rule("GET", "/health", Allow::Public),
     rule("GET", "/ready", Allow::Public),
     rule("GET", "/openapi.json", Allow::AnyStaff),
@@ -294,15 +299,23 @@ impl Gate {
     }
 }
 
-/// The service's routes behind the guard, with the login routes added.
-pub fn protect(app: Router, gate: Gate) -> Router {
-    let own = local::routes().merge(access::routes()).route("/openapi.json", axum::routing::get(openapi));
-    app.merge(own.with_state(gate.clone())).route_layer(middleware::from_fn_with_state(gate, guard))
+/// The service's routes behind the guard, with the login routes and the console's shell
+/// added: `title` is the service's name in its pages, `nav` its pages' navigation.
+pub fn protect(app: Router, gate: Gate, title: &str, nav: Vec<crate::console::Nav>) -> Router {
+    let shell = Arc::new(crate::console::Shell { title: title.to_owned(), agency: gate.agency.clone(), nav, rules: gate.rules.clone() });
+    let own = local::routes()
+        .merge(access::routes())
+        .merge(crate::console::login::routes())
+        .route("/openapi.json", axum::routing::get(openapi));
+    app.merge(own.with_state(gate.clone()))
+        .route_layer(middleware::from_fn_with_state(gate, guard))
+        .layer(axum::Extension(shell))
+        .layer(middleware::from_fn(crate::console::security_headers))
 }
 
 /// `GET /openapi.json`: this service's API, from its rule table.
 async fn openapi(State(gate): State<Gate>) -> Json<Value> {
-    Json(gate.openapi.get_or_init(|| crate::openapi::document(&format!("{} (referral hub)", gate.agency), &gate.rules)).clone())
+    Json(gate.openapi.get_or_init(|| crate::openapi::document(&format!("{} (referral hub)", gate.agency), &gate.agency, &gate.rules)).clone())
 }
 
 const LOG_IN: &str = "log in first: POST /login with your staff id and password, then send the session cookie (and X-CSRF-Token on every POST)";
@@ -341,7 +354,7 @@ async fn credential(gate: &Gate, headers: &HeaderMap) -> anyhow::Result<Credenti
             }
         });
     }
-    let Some(token) = local::session_cookie(headers) else { return Ok(Credential::None) };
+    let Some(token) = local::session_cookie(headers, &gate.agency) else { return Ok(Credential::None) };
     Ok(match local::session(&gate.pool, &token).await? {
         Some((staff, csrf)) => Credential::Session { staff, csrf },
         None => Credential::Refused("the session has ended or is not known; log in again"),
@@ -349,11 +362,7 @@ async fn credential(gate: &Gate, headers: &HeaderMap) -> anyhow::Result<Credenti
 }
 
 fn csrf_ok(headers: &HeaderMap, expected: &str) -> bool {
-    use subtle::ConstantTimeEq as _;
-    headers
-        .get("x-csrf-token")
-        .map(|v| v.as_bytes().ct_eq(expected.as_bytes()).into())
-        .unwrap_or(false)
+    headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).is_some_and(|v| same_token(v, expected))
 }
 
 /// The id a route names (`{id}`, `{reference}`), when it is an envelope id, a consent id or
@@ -363,14 +372,51 @@ fn target(params: &RawPathParams) -> String {
     params.iter().map(|(_, v)| v).find(|v| isp::clear::is_consent_id(v)).unwrap_or_default().to_owned()
 }
 
+/// Whether the `Origin` of a request, when it has one, is the service's own (`Host`): a form
+/// of the console posts from the service's own pages, never from another site's.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let authority = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, rest)| rest).unwrap_or_default();
+    !host.is_empty() && authority.eq_ignore_ascii_case(host)
+}
+
+/// The largest console form the guard reads for its CSRF field; the service's body limit
+/// applies before this.
+const FORM_MAX: usize = 2 * 1024 * 1024;
+
+/// A console form's CSRF field, read from its body; the request is rebuilt with the same body.
+async fn form_csrf(request: Request) -> Result<(Request, Option<String>), Response> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, FORM_MAX)
+        .await
+        .map_err(|_| refusal(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the form is larger than the service takes"))?;
+    let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+        .ok()
+        .and_then(|fields| fields.into_iter().find(|(k, _)| k == crate::console::CSRF_FIELD).map(|(_, v)| v));
+    Ok((Request::from_parts(parts, axum::body::Body::from(bytes)), token))
+}
+
+fn same_token(given: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    given.as_bytes().ct_eq(expected.as_bytes()).into()
+}
+
 /// Checks the login and the role for every request, then records what must be recorded.
+/// Console pages ([`crate::console::is_page`]) answer as pages: a login page instead of 401,
+/// a "not allowed" page instead of 403; their forms carry the CSRF token as a field.
 async fn guard(State(gate): State<Gate>, matched: Option<MatchedPath>, params: RawPathParams, mut request: Request, next: Next) -> Response {
     let path = matched.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default();
     let method = request.method().clone();
+    let page = crate::console::is_page(&path);
     let Some(rule) = gate.rule(&method, &path).copied() else {
         tracing::error!(%method, route = %path, "a route has no rule in the role table; nobody may call it");
         return refusal(StatusCode::FORBIDDEN, "forbidden", "this route is not open to any role");
     };
+    let changes = !matches!(method, Method::GET | Method::HEAD);
+    if page && changes && !same_origin(request.headers()) {
+        return crate::console::form_expired(&gate.agency);
+    }
     if matches!(rule.allow, Allow::Public) {
         return next.run(request).await;
     }
@@ -391,19 +437,40 @@ async fn guard(State(gate): State<Gate>, matched: Option<MatchedPath>, params: R
                 _ => LOG_IN,
             };
             record.outcome = "unauthenticated".into();
-            return refused(&gate, record, refusal(StatusCode::UNAUTHORIZED, "unauthenticated", detail)).await;
+            let answer = if page { crate::console::see_other(crate::console::login::PATH) } else { refusal(StatusCode::UNAUTHORIZED, "unauthenticated", detail) };
+            return refused(&gate, record, answer).await;
         }
     };
     record.staff_id = staff.id.clone();
-    let changes = !matches!(method, Method::GET | Method::HEAD);
-    if changes && csrf.as_deref().is_some_and(|csrf| !csrf_ok(request.headers(), csrf)) {
-        record.outcome = "csrf".into();
-        return finish(&gate, record, true, refusal(StatusCode::FORBIDDEN, "csrf", "a request that changes something needs the X-CSRF-Token header of the session")).await;
+    if let (true, Some(expected)) = (changes, csrf.as_deref()) {
+        let good = if csrf_ok(request.headers(), expected) {
+            true
+        } else if page {
+            let (rebuilt, token) = match form_csrf(request).await {
+                Ok(read) => read,
+                Err(response) => return response,
+            };
+            request = rebuilt;
+            token.is_some_and(|t| same_token(&t, expected))
+        } else {
+            false
+        };
+        if !good {
+            record.outcome = "csrf".into();
+            let answer = if page {
+                crate::console::form_expired(&gate.agency)
+            } else {
+                refusal(StatusCode::FORBIDDEN, "csrf", "a request that changes something needs the X-CSRF-Token header of the session")
+            };
+            return finish(&gate, record, true, answer).await;
+        }
     }
     if !rule.allows(&staff.roles) {
         record.outcome = "forbidden".into();
-        return finish(&gate, record, true, refusal(StatusCode::FORBIDDEN, "forbidden", "none of your roles may do this")).await;
+        let answer = if page { crate::console::not_allowed(&gate.agency) } else { refusal(StatusCode::FORBIDDEN, "forbidden", "none of your roles may do this") };
+        return finish(&gate, record, true, answer).await;
     }
+    request.extensions_mut().insert(crate::console::Csrf(csrf.unwrap_or_default()));
     request.extensions_mut().insert(staff);
     let response = next.run(request).await;
     let status = response.status();
