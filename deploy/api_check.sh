@@ -40,7 +40,7 @@ while read -r service role url; do
     password="$(awk -v s="$service" -v id="$staff" '$1 == s && $2 == id { print $3 }' "$data/demo-staff.txt")"
     login="$(curl -s -i -X POST "$url/login" -H 'content-type: application/json' \
         -d "{\"staff_id\":\"$staff\",\"password\":\"$password\"}")"
-    cookie="$(printf '%s' "$login" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(hub_session=[^;]*\).*/\1/p')"
+    cookie="$(printf '%s' "$login" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(hub_session_[^=]*=[^;]*\).*/\1/p')"
     csrf="$(printf '%s' "$login" | tail -n 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["csrf_token"])')"
     # The login must work, or every request would be a (declared) 401 and prove nothing.
     whoami="$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "$url/session")"

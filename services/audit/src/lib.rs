@@ -12,6 +12,7 @@
 //! directory and policy in the `hub-partnership` bucket ([`runtime::partnership_feed`]).
 
 pub mod checkpoints;
+pub mod console;
 pub mod intake;
 pub mod ledger;
 mod metrics;
@@ -254,7 +255,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     };
     let access = Arc::new(AccessLog { pool: ctx.pool.clone(), js: js.clone(), keys: ctx.ig_keys.clone() });
     // Its staff are the IG office's.
-    let mut gate = runtime::auth::Gate::new(ig.as_deref().unwrap_or("audit"), ctx.pool.clone(), &[RULES], access);
+    let mut gate = runtime::auth::Gate::new(ig.as_deref().unwrap_or("audit"), ctx.pool.clone(), &[RULES, console::RULES], access);
     if let Some(oidc) = &config.oidc {
         gate.oidc = Some(runtime::oidc::Oidc::discover(oidc.clone()).await.context("reaching the identity provider (HUB_OIDC_ISSUER)")?);
     }
@@ -270,8 +271,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .route("/subject-access", axum::routing::post(subject_access_bundle))
         .route("/proof/inclusion", get(prove_inclusion))
         .route("/proof/consistency", get(prove_consistency))
+        .merge(console::routes())
         .with_state(ctx.clone());
-    let router = runtime::auth::protect(router, gate, "Information governance", Vec::new());
+    let router = runtime::auth::protect(router, gate, "Information governance", console::nav());
     let listener = tokio::net::TcpListener::bind(&config.http_addr).await.with_context(|| format!("binding {}", config.http_addr))?;
     let addr = listener.local_addr()?;
     let limits = config.http_limits.fit_broker(js.client().server_info().max_payload);
@@ -551,7 +553,7 @@ struct ReportParams {
 /// person (every entry about them, under their reference and the link tokens that stood for
 /// them, with inclusion proofs and a summary), as `hub audit subject-access` makes it. The
 /// name travels in the body only; the read is recorded in the ledger with the IG lead's id.
-async fn subject_access_bundle(State(ctx): State<Ctx>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn subject_access_bundle(State(ctx): State<Ctx>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
     let person: runtime::api::SubjectIdentity = runtime::api::json_body(&body)?;
     let keys = ctx.ig_keys.as_ref().ok_or_else(|| ApiError::conflict("the directory has no IG office whose key makes subject references"))?;
     let subject_ref = keys.subject_ref(&person.full_name, &person.date_of_birth).map_err(ApiError::internal)?;

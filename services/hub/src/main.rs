@@ -848,7 +848,20 @@ async fn print_demo_staff(hub: &LocalHub, logins: &hub::staff::Logins, data: &st
         let password = logins.account(agency, "demo.caseworker", &[runtime::auth::Role::Caseworker]).await?;
         println!("log in, e.g. as {agency}'s caseworker:");
         println!("  curl -i -X POST {url}/login -H 'content-type: application/json' -d '{{\"staff_id\":\"demo.caseworker\",\"password\":\"{password}\"}}'");
-        println!("then send the hub_session cookie it sets, and its csrf_token as X-CSRF-Token on every POST.");
+        println!("then send the hub_session_{agency} cookie it sets, and its csrf_token as X-CSRF-Token on every POST.");
+    }
+    println!("\nthe web console, in a browser (sign in with a demo staff id and its password from {}):", path.display());
+    for s in hub.services.values() {
+        println!("  {:<24}  {}/console", s.agency, s.url);
+    }
+    println!("  {:<24}  {}/console   (ig-lead, auditor)", "audit", hub.audit_url);
+    if let Some((agency, _)) = housing {
+        let password = logins.account(agency, "demo.caseworker", &[runtime::auth::Role::Caseworker]).await?;
+        println!("  e.g. {agency}: staff id demo.caseworker, password {password}");
+    }
+    if let Some(ig) = hub.directory.agencies.iter().find(|a| a.role == isp::Role::Ig) {
+        let password = logins.account("audit", "demo.ig-lead", &[runtime::auth::Role::IgLead]).await?;
+        println!("  e.g. audit ({}): staff id demo.ig-lead, password {password}", ig.id);
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ pub fn demo_id(role: Role) -> String {
 pub fn rules_for(role: Option<AgencyRole>) -> Vec<Rule> {
     use runtime::Agency as _;
     let own: &[Rule] = match role {
-        None => audit::RULES,
+        None => &[],
         Some(AgencyRole::Housing) => housing::Housing.rules(),
         Some(AgencyRole::Idva) => idva::Idva.rules(),
         Some(AgencyRole::Marac) => marac::Marac.rules(),
@@ -32,7 +32,7 @@ pub fn rules_for(role: Option<AgencyRole>) -> Vec<Rule> {
         Some(AgencyRole::Perpetrator) => perpetrator::Perpetrator.rules(),
         Some(AgencyRole::Partner | AgencyRole::Ig) => &[],
     };
-    let generic: &[&[Rule]] = if role.is_some() { &[runtime::auth::GENERIC, runtime::console::pages::RULES] } else { &[] };
+    let generic: &[&[Rule]] = if role.is_some() { &[runtime::auth::GENERIC, runtime::console::pages::RULES] } else { &[audit::RULES, audit::console::RULES] };
     runtime::auth::LOGIN.iter().chain(generic.iter().copied().flatten()).chain(own).copied().collect()
 }
 
@@ -70,7 +70,7 @@ pub async fn login_with(builder: impl Fn() -> reqwest::ClientBuilder, base_url: 
     Ok(builder().default_headers(headers).build()?)
 }
 
-/// Logs in to a service: the session cookie (`hub_session=…`) and its CSRF token.
+/// Logs in to a service: the session cookie (`hub_session_<agency>=…`) and its CSRF token.
 pub async fn session(base_url: &str, staff_id: &str, password: &str) -> anyhow::Result<(String, String)> {
     session_with(&reqwest::Client::new(), base_url, staff_id, password).await
 }

@@ -9,6 +9,7 @@ mod cluster;
 mod confidentiality;
 mod conformance;
 mod consent;
+mod console;
 mod consent_rollback;
 mod demo;
 mod envelopes;

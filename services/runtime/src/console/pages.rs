@@ -733,7 +733,10 @@ async fn compose_send(State(ctx): State<Ctx>, viewer: Viewer, Form(fields): Post
         Ok(r) => r,
         Err(problems) => return compose_page(&ctx, &viewer, &values, &problems),
     };
-    if values.get("consent") == "record" || values.get("consent").is_empty() {
+    // Consent is recorded for a send the protocol allows; one it refuses is refused whole
+    // (and recorded as a near miss) without a consent record made for nothing.
+    let allowed = serde_json::from_value(request.clone()).ok().and_then(|r| ctx.outgoing_by(r, &viewer.staff).ok()).and_then(|out| ctx.isp().preview(&out).ok()).is_some_and(|p| p.decision.is_ok());
+    if allowed && (values.get("consent") == "record" || values.get("consent").is_empty()) {
         let recorded = crate::consent::record(State(ctx.clone()), viewer.staff.clone(), Bytes::from(consent_request(&ctx, &values).to_string())).await;
         match recorded {
             Ok((_, axum::Json(record))) => request["consent"] = json!({"id": record["consent_id"], "state": "given"}),

@@ -1,0 +1,210 @@
+//! The web console in a real headless Chromium, against a real partnership on its own
+//! nats-server: every page visited is screenshotted and checked with axe-core (WCAG 2.2 AA),
+//! and each person is a browser session of their own (see `tests::browser`).
+//!
+//! One partnership, the four flows in order, since each builds on the one before:
+//! 1. a housing caseworker records a DASH checklist, carries it into an IDVA referral,
+//!    records consent on the way, previews and sends; the IDVA caseworker finds it in the
+//!    inbox, opens it and accepts it (with the keyboard alone); housing's timeline then shows
+//!    it opened by that caseworker and accepted;
+//! 2. a perpetrator referral with the survivor's address: the preview says it would be
+//!    refused, sending anyway is refused with the reason, and it is a near miss in the ledger;
+//! 3. the IG lead finds the near miss in the ledger search, opens its proof, takes the
+//!    month's report and its CSV, and sees in the access log who opened the referral;
+//! 4. a caseworker going to an IG page (at the audit service, and at their own service) gets
+//!    "not allowed", and the attempt is in the access log.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tests::{Backend, Partnership, Role, browser::{Browser, User}, eventually};
+
+const HOUSING: &str = "housing-northbridge";
+const IDVA: &str = "idva-northbridge";
+const PERPETRATOR: &str = "perpetrator-pathways";
+
+/// Signs in at a service's console with the keyboard alone: the login page comes first.
+async fn sign_in(user: &User, url: &str, staff: &str, password: &str) -> anyhow::Result<()> {
+    user.goto(&format!("{url}/console")).await?;
+    anyhow::ensure!(user.url().await?.ends_with("/console/login"), "{staff}: the console did not ask for a login first");
+    user.page("sign-in").await?;
+    user.tab_to("#staff_id").await?;
+    user.type_text(staff).await?;
+    user.tab_to("#password").await?;
+    user.type_text(password).await?;
+    user.press_enter().await?;
+    anyhow::ensure!(user.url().await?.ends_with("/console"), "{staff}: signing in did not lead to the dashboard: {}", user.url().await?);
+    Ok(())
+}
+
+/// The text of the page's main part.
+async fn main_text(user: &User) -> anyhow::Result<String> {
+    user.text("main").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_flows_in_a_browser() -> anyhow::Result<()> {
+    let p = Partnership::start(Backend::Sqlite).await?;
+    let browser = Browser::start("console").await?;
+    let (housing, idva, audit) = (p.url(HOUSING), p.url(IDVA), p.url("audit"));
+    let password = |service: &'static str, role: Role| {
+        let logins = &p.logins;
+        async move { logins.account(service, &format!("demo.{}", role.name()), &[role]).await }
+    };
+
+    // ---------------------------------------------------------------- 1. a referral
+    let hsg = browser.user("housing caseworker").await?;
+    sign_in(&hsg, &housing, "demo.caseworker", &password(HOUSING, Role::Caseworker).await?).await?;
+    hsg.page("housing-dashboard").await?;
+    hsg.click("nav a[href='/console/dash']").await?;
+    hsg.page("dash-checklist").await?;
+    hsg.fill("#case_ref", "HSG-2026-0101").await?;
+    hsg.fill("#subject_name", "Synthetic Survivor One").await?;
+    hsg.fill("#subject_dob", "1990-02-03").await?;
+    for q in 1..=24 {
+        hsg.check(&format!("#q{q}-{}", if q <= 15 { "yes" } else { "no" })).await?;
+    }
+    hsg.submit("main form button[type=submit]").await?;
+    hsg.page("dash-recorded").await?;
+    let recorded = main_text(&hsg).await?;
+    anyhow::ensure!(recorded.contains("Score 15") && recorded.contains("high"), "the DASH result: {recorded}");
+    hsg.select("#to", IDVA).await?;
+    hsg.submit("main form button[type=submit]").await?;
+    hsg.page("compose-idva").await?;
+    anyhow::ensure!(hsg.page_source().await?.contains("category: survivor.address"), "the compose form labels each field with its data category");
+    hsg.select("#purpose", "safeguarding").await?;
+    hsg.select("#lawful_basis", "uk-gdpr-6-1-a").await?;
+    hsg.check("#consent-record").await?;
+    hsg.fill("#p-reason", "Synthetic test referral: wants support with safety planning").await?;
+    hsg.check("#p-survivorAware").await?;
+    hsg.submit("main form button[type=submit]").await?;
+    hsg.page("preview-idva").await?;
+    let preview = main_text(&hsg).await?;
+    anyhow::ensure!(preview.contains("The protocol allows this referral") && preview.contains("survivor.identity"), "the preview: {preview}");
+    hsg.tab_to("Send referral").await?;
+    hsg.press_enter().await?;
+    let sent_url = hsg.url().await?;
+    let envelope_id = sent_url.rsplit('/').next().unwrap_or_default().to_owned();
+    anyhow::ensure!(isp::clear::is_envelope_id(&envelope_id), "sending did not lead to the disclosure's page: {sent_url}");
+    hsg.page("sent-timeline").await?;
+
+    let idv = browser.user("IDVA caseworker").await?;
+    sign_in(&idv, &idva, "demo.caseworker", &password(IDVA, Role::Caseworker).await?).await?;
+    let link = format!("a[href='/console/inbox/{envelope_id}']");
+    eventually("the referral in the IDVA inbox", Duration::from_secs(20), || async {
+        idv.goto(&format!("{idva}/console/inbox")).await?;
+        Ok(idv.exists(&link).await?.then_some(()))
+    })
+    .await?;
+    idv.page("idva-inbox").await?;
+    idv.click(&link).await?;
+    idv.page("idva-referral").await?;
+    let shown = main_text(&idv).await?;
+    anyhow::ensure!(shown.contains("Synthetic Survivor One") && shown.contains("HSG-2026-0101"), "the referral as the IDVA reads it: {shown}");
+    // Accepting with the keyboard alone.
+    idv.tab_to("#answer-accepted").await?;
+    idv.press_space().await?;
+    idv.tab_to("Send answer").await?;
+    idv.press_enter().await?;
+    idv.page("idva-answered").await?;
+    anyhow::ensure!(main_text(&idv).await?.contains("The referral was accepted"), "no confirmation of the answer");
+
+    let timeline = eventually("housing's timeline showing the referral opened by the IDVA caseworker and accepted", Duration::from_secs(20), || async {
+        hsg.goto(&sent_url).await?;
+        let text = main_text(&hsg).await?;
+        Ok((text.contains("Opened") && text.contains("by demo.caseworker at") && text.contains("Accepted")).then_some(text))
+    })
+    .await?;
+    anyhow::ensure!(timeline.contains("Published to the partnership") && timeline.contains("Delivered"), "the timeline: {timeline}");
+    hsg.page("sent-timeline-accepted").await?;
+
+    // ---------------------------------------------------------------- 2. a near miss
+    hsg.click("nav a[href='/console/compose']").await?;
+    hsg.page("compose-start").await?;
+    hsg.select("#to", PERPETRATOR).await?;
+    hsg.select("#kind", "perpetrator.referral").await?;
+    hsg.submit("main form button[type=submit]").await?;
+    hsg.fill("#case_ref", "HSG-2026-0102").await?;
+    hsg.fill("#subject_name", "Synthetic Harmer Two").await?;
+    hsg.fill("#subject_dob", "1985-06-07").await?;
+    hsg.fill("#p-perpetrator-fullName", "Synthetic Harmer Two").await?;
+    hsg.fill("#p-survivor-fullName", "Synthetic Survivor One").await?;
+    hsg.fill("#p-survivor-address", "1 Synthetic Lane").await?;
+    hsg.submit("main form button[type=submit]").await?;
+    hsg.page("preview-perpetrator").await?;
+    let preview = main_text(&hsg).await?;
+    anyhow::ensure!(preview.contains("The protocol would refuse this referral") && preview.contains("survivor.address"), "the preview: {preview}");
+    hsg.submit("form[action='/console/compose/send'] button").await?;
+    hsg.page("perpetrator-refused").await?;
+    let refused = main_text(&hsg).await?;
+    anyhow::ensure!(refused.contains("Nothing was sent") && refused.contains("survivor.address") && refused.contains("near miss"), "the refusal: {refused}");
+    let near_miss_id = hsg.texts(".refused span.mono").await?.last().cloned().context("no near miss id on the page")?;
+    eventually("the near miss in the ledger", Duration::from_secs(20), || async {
+        Ok(p.ledger().await?.iter().any(|e| e["entry_type"] == "near_miss" && e["entry_id"] == near_miss_id.as_str()).then_some(()))
+    })
+    .await?;
+
+    // ---------------------------------------------------------------- 3. the IG lead
+    let ig = browser.user("IG lead").await?;
+    sign_in(&ig, &audit, "demo.ig-lead", &password("audit", Role::IgLead).await?).await?;
+    ig.page("ig-overview").await?;
+    anyhow::ensure!(main_text(&ig).await?.contains("every entry, link and checkpoint"), "the ledger does not show as verified");
+    ig.click("nav a[href='/console/ledger']").await?;
+    ig.select("#entry_type", "near_miss").await?;
+    ig.submit("main form button[type=submit]").await?;
+    ig.page("ig-ledger-search").await?;
+    let row = eventually("the near miss's row with a link", Duration::from_secs(5), || async {
+        let found = ig.texts("tbody tr").await?.into_iter().find(|r| r.contains("perpetrator.referral"));
+        Ok(found)
+    })
+    .await?;
+    let seq = row.split_whitespace().next().context("no entry number")?.to_owned();
+    ig.click(&format!("a[href='/console/ledger/{seq}']")).await?;
+    let entry = eventually("the entry's inclusion proof", Duration::from_secs(20), || async {
+        ig.goto(&format!("{audit}/console/ledger/{seq}")).await?;
+        let text = main_text(&ig).await?;
+        Ok(text.contains("The path leads from this entry to the checkpoint's signed root").then_some(text))
+    })
+    .await?;
+    anyhow::ensure!(entry.contains("survivor.address") && entry.contains("near miss"), "the entry page: {entry}");
+    ig.page("ig-entry-proof").await?;
+    ig.click("nav a[href='/console/report']").await?;
+    ig.page("ig-report").await?;
+    let report = main_text(&ig).await?;
+    anyhow::ensure!(report.contains("Near misses by rule") && report.contains("roles.perpetrator.never"), "the report: {report}");
+    anyhow::ensure!(ig.exists("a[download][href^='/console/report.csv']").await?, "no CSV download on the report");
+    // The CSV as the link gives it (a download leaves the page as it is), with the IG lead's login.
+    let href = ig.page_source().await?.split("href=\"/console/report.csv").nth(1).and_then(|t| t.split('"').next()).map(|q| q.replace("&amp;", "&")).context("no CSV link")?;
+    let csv = p.ig_lead().await?.get(format!("{audit}/console/report.csv{href}")).send().await?;
+    anyhow::ensure!(csv.headers()["content-type"].to_str()?.starts_with("text/csv"), "the CSV answer is not CSV");
+    anyhow::ensure!(csv.text().await?.contains("roles.perpetrator.never"), "the CSV lacks the near miss");
+    let opened = eventually("the IDVA caseworker's opening in the IG access log", Duration::from_secs(20), || async {
+        ig.goto(&format!("{audit}/console/access-log?envelope_id={envelope_id}")).await?;
+        let text = main_text(&ig).await?;
+        Ok((text.contains(IDVA) && text.contains("demo.caseworker") && text.contains("GET /console/inbox/{id}")).then_some(text))
+    })
+    .await?;
+    anyhow::ensure!(opened.contains("allowed"), "the access log: {opened}");
+    ig.page("ig-access-log").await?;
+
+    // ---------------------------------------------------------------- 4. not allowed
+    hsg.goto(&format!("{housing}/console/access-log")).await?;
+    hsg.page("housing-not-allowed").await?;
+    anyhow::ensure!(main_text(&hsg).await?.contains("None of your roles may open this page"), "a caseworker opened the access log");
+    let cw = browser.user("caseworker at the audit service").await?;
+    sign_in(&cw, &audit, "demo.caseworker", &password("audit", Role::Caseworker).await?).await?;
+    cw.goto(&format!("{audit}/console/ledger")).await?;
+    cw.page("audit-not-allowed").await?;
+    anyhow::ensure!(cw.text("h1").await? == "You are not allowed to see this page", "a caseworker opened the ledger");
+    eventually("the refused attempt in the IG access log", Duration::from_secs(20), || async {
+        ig.goto(&format!("{audit}/console/access-log?staff_id=demo.caseworker")).await?;
+        let text = main_text(&ig).await?;
+        Ok((text.contains("GET /console/access-log") && text.contains("forbidden")).then_some(()))
+    })
+    .await?;
+
+    for user in [hsg, idv, ig, cw] {
+        user.close().await?;
+    }
+    Ok(())
+}
