@@ -15,7 +15,9 @@
 #     (deploy/oidc, npm ci) for the OIDC tests;
 #   - a Python venv with tests/conformance/requirements.txt (Debian's python3-venv when
 #     `python3 -m venv` cannot run) for the second implementation of the wire protocol, whose
-#     test vector check runs here and whose live run is the e2e test `conformance`.
+#     test vector check runs here and whose live run is the e2e test `conformance`;
+#   - Chromium and chromedriver (Debian's chromium and chromium-driver when absent) and
+#     axe-core (deploy/browser, npm ci) for the browser tests of the web consoles.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -112,6 +114,24 @@ if ! vectors="$("$HUB_CONFORMANCE_PYTHON" tests/conformance/check_vectors.py tes
     exit 1
 fi
 say "test vectors: $(printf '%s\n' "$vectors" | tail -1)"
+
+# --- a headless browser and axe-core for the console tests -----------------------------
+# tests/src/browser.rs drives Chromium through chromedriver (WebDriver) and checks every page
+# it visits with axe-core; it finds them through HUB_CHROMIUM, HUB_CHROMEDRIVER, HUB_AXE_JS.
+# Debian's two packages come from one source package, so their versions always match.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt_install chromium chromium-driver || { say "cannot install chromium and chromium-driver"; exit 1; }
+fi
+export HUB_CHROMIUM="${HUB_CHROMIUM:-$(command -v chromium)}"
+export HUB_CHROMEDRIVER="${HUB_CHROMEDRIVER:-$(command -v chromedriver)}"
+say "browser: $("$HUB_CHROMIUM" --version 2>/dev/null), $("$HUB_CHROMEDRIVER" --version | cut -d' ' -f1-2)"
+# Again when the lock is newer than what npm ci last installed (a new pinned axe-core).
+if [ deploy/browser/package-lock.json -nt deploy/browser/node_modules/.package-lock.json ]; then
+    npm ci --prefix deploy/browser --no-audit --no-fund
+fi
+export HUB_AXE_JS="${HUB_AXE_JS:-$(realpath deploy/browser/node_modules/axe-core/axe.min.js)}"
+[ -f "$HUB_AXE_JS" ] || { say "axe-core is not at $HUB_AXE_JS"; exit 1; }
+say "axe-core: $(node -p "require('$(dirname "$HUB_AXE_JS")/package.json').version")"
 
 # --- the tests -------------------------------------------------------------------------
 cargo test --workspace --locked "$@"

@@ -8,6 +8,7 @@
 //! [`netns`] puts a test's hosts in network namespaces of this machine, for a partnership
 //! spread over hosts.
 
+pub mod browser;
 pub mod netns;
 pub mod oidc;
 pub mod raw_http;

@@ -4,6 +4,7 @@
 
 mod batching;
 mod broker_rights;
+mod browser_harness;
 mod clear_fields;
 mod cluster;
 mod confidentiality;
