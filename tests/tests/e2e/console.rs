@@ -33,7 +33,9 @@ async fn sign_in(user: &User, url: &str, staff: &str, password: &str) -> anyhow:
     user.tab_to("#password").await?;
     user.type_text(password).await?;
     user.press_enter().await?;
-    anyhow::ensure!(user.url().await?.ends_with("/console"), "{staff}: signing in did not lead to the dashboard: {}", user.url().await?);
+    if !user.url().await?.ends_with("/console") {
+        anyhow::bail!("{staff}: signing in did not lead to the dashboard but to {}: {}", user.url().await?, main_text(user).await.unwrap_or_default());
+    }
     Ok(())
 }
 

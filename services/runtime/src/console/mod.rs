@@ -237,7 +237,8 @@ pub async fn stylesheet() -> Response {
 }
 
 /// The headers every answer of a service carries (pages, JSON and errors alike): the strict
-/// CSP, no sniffing, no referrer, no framing, and nothing kept in caches (answers carry
+/// CSP, no sniffing, no referrer to other sites (same-origin: with none at all a browser
+/// sends `Origin: null` on forms, which the guard refuses), no framing, and nothing kept in caches (answers carry
 /// referrals), but for the stylesheet.
 pub async fn security_headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let cacheable = request.uri().path() == CSS_PATH;
@@ -245,7 +246,7 @@ pub async fn security_headers(request: axum::extract::Request, next: axum::middl
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !cacheable {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
