@@ -30,6 +30,16 @@ fn expected(service_role: Option<isp::Role>, method: &str, path: &str) -> Option
         (Some(_), "POST", "/disclosures/{id}/revoke") => &["team-manager", "ig-lead"],
         (Some(_), "GET", "/quarantine") => &["team-manager", "agency-admin", "ig-lead"],
         (Some(_), "GET", "/witness" | "/access-log" | "/metrics") => &["agency-admin", "ig-lead"],
+        (_, "POST", "/console/logout") | (Some(_), "GET", "/console") => &["caseworker", "team-manager", "agency-admin", "marac-coordinator", "reciprocals-coordinator", "ig-lead", "auditor"],
+        (None, "GET", "/console" | "/console/ledger" | "/console/ledger/{seq}" | "/console/report" | "/console/report.csv" | "/console/access-log" | "/console/policy") => IG,
+        (None, "POST", "/console/policy") => IG,
+        (None, "GET" | "POST", "/console/subject-access") => &["ig-lead"],
+        (Some(_), "GET", "/console/inbox" | "/console/inbox/{id}" | "/console/compose" | "/console/consents") => CASEWORK,
+        (Some(_), "POST", "/console/inbox/{id}/answer" | "/console/compose/form" | "/console/compose/preview" | "/console/compose/send" | "/console/consents" | "/console/consents/withdraw") => CASEWORK,
+        (Some(_), "GET", "/console/sent" | "/console/sent/{id}") => CASEWORK_IG,
+        (Some(_), "POST", "/console/sent/{id}/revoke") => &["team-manager", "ig-lead"],
+        (Some(_), "GET", "/console/access-log") => &["agency-admin", "ig-lead"],
+        (Some(R::Housing), "GET" | "POST", "/console/dash") => &["caseworker", "team-manager"],
         (Some(R::Housing), "POST" | "GET", "/dash-assessments") => &["caseworker", "team-manager"],
         (Some(R::Housing), "GET", "/property-requests") => &["caseworker", "team-manager", "reciprocals-coordinator"],
         (Some(R::Idva | R::Perpetrator), "GET", "/cases") | (Some(R::Idva), "GET", "/engagement") => &["caseworker", "team-manager"],
@@ -62,25 +72,58 @@ async fn every_route_and_role_on(backend: Backend) -> anyhow::Result<()> {
     let mut services: Vec<(String, Option<isp::Role>)> = p.hub.services.values().map(|s| (s.agency.clone(), Some(s.role))).collect();
     services.push(("audit".into(), None));
     let anonymous = reqwest::Client::new();
+    // A console page answers someone not logged in with the way to the login page.
+    let anonymous_browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     let mut checked = 0;
     for (service, role) in &services {
         let base = p.url(service);
         for rule in rules_for(*role) {
             // Logging out is walked last, on its own session.
-            if rule.path == "/logout" {
+            if rule.path == "/logout" || rule.path == "/console/logout" {
                 continue;
             }
             let url = format!("{base}{}", concrete(rule.path));
             let route = format!("{service} {} {}", rule.method, rule.path);
-            let (status, v) = call(&anonymous, rule.method, &url).await?;
-            if matches!(rule.allow, Allow::Public) {
-                assert!(status != 401 && status != 403, "{route} is public but answered {status} without a login: {v}");
-                continue;
+            let page = runtime::console::is_page(rule.path);
+            if page {
+                let response = match rule.method {
+                    "GET" => anonymous_browser.get(&url).send().await?,
+                    _ => anonymous_browser.post(&url).form(&[("x", "y")]).send().await?,
+                };
+                let to_login = response.headers().get("location").is_some_and(|l| l == "/console/login");
+                if matches!(rule.allow, Allow::Public) {
+                    assert!(response.status().as_u16() != 403, "{route} is public but answered 403 without a login");
+                    continue;
+                }
+                assert!(response.status().as_u16() == 303 && to_login, "{route} answered {} without a login, not the way to the login page", response.status());
+            } else {
+                let (status, v) = call(&anonymous, rule.method, &url).await?;
+                if matches!(rule.allow, Allow::Public) {
+                    assert!(status != 401 && status != 403, "{route} is public but answered {status} without a login: {v}");
+                    continue;
+                }
+                assert_eq!((status, v["error"].as_str()), (401, Some("unauthenticated")), "{route} answered without a login: {v}");
             }
-            assert_eq!((status, v["error"].as_str()), (401, Some("unauthenticated")), "{route} answered without a login: {v}");
             let allowed = expected(*role, rule.method, rule.path).unwrap_or_else(|| panic!("{route} is in the code's table but not in the test's: add who may call it"));
             for staff_role in Role::ALL {
                 assert_eq!(rule.allows(&[staff_role]), allowed.contains(&staff_role.name()), "{route}: the code's rule and the role table disagree on {staff_role}");
+                if page {
+                    let http = p.as_role(service, staff_role).await?;
+                    let response = match rule.method {
+                        "GET" => http.get(&url).send().await?,
+                        _ => http.post(&url).form(&[("x", "y")]).send().await?,
+                    };
+                    let status = response.status().as_u16();
+                    let text = response.text().await.unwrap_or_default();
+                    let refused = status == 403 && text.contains("You are not allowed to see this page");
+                    if allowed.contains(&staff_role.name()) {
+                        assert!(status != 401 && !refused, "{route} refused a {staff_role}, whom its rule allows: {status}");
+                    } else {
+                        assert!(refused, "{route} let a {staff_role} through: {status}");
+                    }
+                    checked += 1;
+                    continue;
+                }
                 let (status, v) = call(&p.as_role(service, staff_role).await?, rule.method, &url).await?;
                 if allowed.contains(&staff_role.name()) {
                     assert!(status != 401 && v["error"] != "forbidden" && v["error"] != "csrf", "{route} refused a {staff_role}, whom its rule allows: {status} {v}");
