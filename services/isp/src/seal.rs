@@ -166,19 +166,7 @@ impl Isp {
         }
         let present = self.schema.present(&out.payload);
         let consent = out.consent.clone().unwrap_or_default();
-        let decision = self
-            .policy
-            .decide(&Request {
-                from: self.role,
-                to: recipient.role,
-                kind: out.kind,
-                purpose: &out.purpose,
-                lawful_basis: &out.lawful_basis,
-                consent: consent.state(),
-                risk: out.risk,
-                categories: &present,
-            })
-            .map_err(IspError::Denied)?;
+        let decision = self.policy.decide(&self.request(out, recipient.role, &present)).map_err(IspError::Denied)?;
         consent::check(out.consent.as_ref(), record, self.consent_use(recipient.id.as_str(), recipient.role, &out.purpose, &out.subject_ref, crate::now_ms()))
             .map_err(IspError::Denied)?;
         let (officer, rationale_code) = match (&out.justification, decision.without_consent) {
@@ -232,6 +220,20 @@ impl Isp {
         Ok(Sealed { header, envelope: envelope.encode_to_vec(), decision, removed })
     }
 
+    /// The policy's question for `out` to an agency of role `to`, carrying `present`.
+    fn request<'a>(&self, out: &'a Outgoing, to: Role, present: &'a BTreeSet<String>) -> Request<'a> {
+        Request {
+            from: self.role,
+            to,
+            kind: out.kind,
+            purpose: &out.purpose,
+            lawful_basis: &out.lawful_basis,
+            consent: out.consent.as_ref().map(|c| c.state()).unwrap_or_default(),
+            risk: out.risk,
+            categories: present,
+        }
+    }
+
     /// What [`Isp::seal`] would decide for `out`, without sealing anything: the console's
     /// preview before a send. Which categories of this payload would reach the recipient,
     /// which would be removed first, and which would refuse the whole send. The consent
@@ -239,18 +241,7 @@ impl Isp {
     pub fn preview(&self, out: &Outgoing) -> Result<Preview, IspError> {
         let recipient = self.directory.require(&out.recipient)?;
         let present = self.schema.present(&out.payload);
-        let consent = out.consent.clone().unwrap_or_default();
-        let request = Request {
-            from: self.role,
-            to: recipient.role,
-            kind: out.kind,
-            purpose: &out.purpose,
-            lawful_basis: &out.lawful_basis,
-            consent: consent.state(),
-            risk: out.risk,
-            categories: &present,
-        };
-        Ok(match self.policy.decide(&request) {
+        Ok(match self.policy.decide(&self.request(out, recipient.role, &present)) {
             Ok(decision) => {
                 let (_, removed) = self.schema.minimise(&out.payload, &|c| self.policy.receivable(recipient.role, c));
                 let flows = present.iter().filter(|c| !removed.contains(*c)).cloned().collect();
