@@ -35,6 +35,7 @@ pub const RULES: &[Rule] = &[
     content("GET", "/console/report.csv", Allow::Roles(IG)),
     logged("GET", "/console/subject-access", Allow::Roles(&[Role::IgLead])),
     content("POST", "/console/subject-access", Allow::Roles(&[Role::IgLead])),
+    content("POST", "/console/subject-access.json", Allow::Roles(&[Role::IgLead])),
     content("GET", "/console/access-log", Allow::Roles(IG)),
     logged("GET", "/console/policy", Allow::Roles(IG)),
     logged("POST", "/console/policy", Allow::Roles(IG)),
@@ -59,6 +60,7 @@ pub(crate) fn routes() -> Router<Ctx> {
         .route("/console/report", get(period))
         .route("/console/report.csv", get(period_csv))
         .route("/console/subject-access", get(subject_access).post(subject_access_search))
+        .route("/console/subject-access.json", axum::routing::post(subject_access_download))
         .route("/console/access-log", get(access_log))
         .route("/console/policy", get(simulator).post(simulator_draft))
 }
@@ -460,7 +462,7 @@ async fn subject_access(viewer: Viewer) -> Response {
     subject_access_page(&viewer, None, &[])
 }
 
-fn subject_access_page(viewer: &Viewer, found: Option<(&crate::subject_access::Bundle, &str)>, problems: &[(String, String)]) -> Response {
+fn subject_access_page(viewer: &Viewer, found: Option<(&crate::subject_access::Bundle, &Person)>, problems: &[(String, String)]) -> Response {
     let body = html! {
         (error_summary(problems))
         p { "Everything the ledger holds about one person, under the partnership's pseudonymous reference for them and the link tokens that stood for them, with a proof for each entry. The name and date of birth go in this form only, never into a web address or a log." }
@@ -470,7 +472,7 @@ fn subject_access_page(viewer: &Viewer, found: Option<(&crate::subject_access::B
             div.field { label for="date_of_birth" { "Date of birth" } span.hint #dob-hint { "For example, 1990-01-31" } input.short #date_of_birth type="text" name="date_of_birth" aria-describedby="dob-hint" autocomplete="off"; }
             button type="submit" { "Search the ledger" }
         }
-        @if let Some((bundle, json)) = found {
+        @if let Some((bundle, person)) = found {
             h2 { (bundle.entries.len()) " entries" }
             p { (bundle.summary) }
             table {
@@ -481,9 +483,14 @@ fn subject_access_page(viewer: &Viewer, found: Option<(&crate::subject_access::B
                     }
                 }
             }
-            h3 { "The bundle (JSON), for the response to the request" }
-            label for="bundle" { "Copy it into the response; every entry carries its inclusion proof" }
-            textarea #bundle readonly rows="8" { (json) }
+            h3 { "The bundle, for the response to the request" }
+            p { "One JSON file: every entry with its inclusion proof and the signed checkpoint they lead to, checkable offline with " span.mono { "hub audit verify-proof" } "." }
+            form method="post" action="/console/subject-access.json" {
+                (viewer.csrf_field())
+                input type="hidden" name="full_name" value=(person.full_name.trim());
+                input type="hidden" name="date_of_birth" value=(person.date_of_birth.trim());
+                button.secondary type="submit" { "Download the bundle (JSON)" }
+            }
         }
     };
     viewer.page("Subject access", "/console/subject-access", body)
@@ -497,13 +504,36 @@ struct Person {
     date_of_birth: String,
 }
 
-async fn subject_access_search(State(ctx): State<Ctx>, viewer: Viewer, Form(p): Form<Person>) -> Response {
+/// The bundle of the person named in the form, as `POST /subject-access` makes it.
+async fn bundle(ctx: Ctx, p: &Person) -> Result<serde_json::Value, runtime::api::ApiError> {
     let body = serde_json::json!({"full_name": p.full_name.trim(), "date_of_birth": p.date_of_birth.trim()});
-    match crate::subject_access_bundle(State(ctx), axum::body::Bytes::from(body.to_string())).await {
-        Ok(axum::Json(value)) => match serde_json::from_value::<crate::subject_access::Bundle>(value.clone()) {
-            Ok(bundle) => subject_access_page(&viewer, Some((&bundle, &serde_json::to_string_pretty(&value).unwrap_or_default())), &[]),
+    crate::subject_access_bundle(State(ctx), axum::body::Bytes::from(body.to_string())).await.map(|axum::Json(v)| v)
+}
+
+async fn subject_access_search(State(ctx): State<Ctx>, viewer: Viewer, Form(p): Form<Person>) -> Response {
+    match bundle(ctx, &p).await {
+        Ok(value) => match serde_json::from_value::<crate::subject_access::Bundle>(value) {
+            Ok(found) => subject_access_page(&viewer, Some((&found, &p)), &[]),
             Err(e) => failed(&viewer, e.into()),
         },
+        Err(e) => subject_access_page(&viewer, None, &[("full_name".into(), PageError::from(e).detail)]),
+    }
+}
+
+/// `POST /console/subject-access.json`: the bundle as a file (named by its subject ref, never
+/// the person's name).
+async fn subject_access_download(State(ctx): State<Ctx>, viewer: Viewer, Form(p): Form<Person>) -> Response {
+    match bundle(ctx, &p).await {
+        Ok(value) => {
+            let name = format!("attachment; filename=\"subject-access-{}.json\"", value["subject_ref"].as_str().unwrap_or("bundle").chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect::<String>());
+            let mut response = serde_json::to_string_pretty(&value).unwrap_or_default().into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Ok(v) = HeaderValue::from_str(&name) {
+                headers.insert(header::CONTENT_DISPOSITION, v);
+            }
+            response
+        }
         Err(e) => subject_access_page(&viewer, None, &[("full_name".into(), PageError::from(e).detail)]),
     }
 }

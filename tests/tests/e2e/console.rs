@@ -188,6 +188,30 @@ async fn console_flows_in_a_browser() -> anyhow::Result<()> {
     .await?;
     anyhow::ensure!(opened.contains("allowed"), "the access log: {opened}");
     ig.page("ig-access-log").await?;
+    // Subject access by name and date of birth, in a form: the referral and the near miss.
+    ig.click("nav a[href='/console/subject-access']").await?;
+    ig.fill("#full_name", "Synthetic Survivor One").await?;
+    ig.fill("#date_of_birth", "1990-02-03").await?;
+    ig.submit("main form button[type=submit]").await?;
+    ig.page("ig-subject-access").await?;
+    anyhow::ensure!(!ig.url().await?.contains("Synthetic"), "the person's name reached a web address");
+    let bundle = main_text(&ig).await?;
+    anyhow::ensure!(bundle.contains("housing.idva_referral"), "the subject access search: {bundle}");
+    anyhow::ensure!(ig.exists("form[action='/console/subject-access.json'] button").await?, "no download of the bundle");
+    // The policy simulator says what the preview said.
+    ig.goto(&format!("{audit}/console/policy?from=housing&to=perpetrator&kind=perpetrator.referral&consent=given&risk=high")).await?;
+    ig.page("ig-policy-simulator").await?;
+    let simulated = main_text(&ig).await?;
+    anyhow::ensure!(simulated.contains("survivor.address") && simulated.contains("Refuse the whole send"), "the simulator: {simulated}");
+
+    // Housing's own access log, as its agency admin reads it.
+    let admin = browser.user("housing agency admin").await?;
+    sign_in(&admin, &housing, "demo.agency-admin", &password(HOUSING, Role::AgencyAdmin).await?).await?;
+    admin.click("nav a[href='/console/access-log']").await?;
+    admin.page("housing-access-log").await?;
+    anyhow::ensure!(main_text(&admin).await?.contains("POST /console/login"), "the sign-ins are not in housing's access log");
+    hsg.click("nav a[href='/console/consents']").await?;
+    hsg.page("housing-consents").await?;
 
     // ---------------------------------------------------------------- 4. not allowed
     hsg.goto(&format!("{housing}/console/access-log")).await?;
@@ -205,7 +229,7 @@ async fn console_flows_in_a_browser() -> anyhow::Result<()> {
     })
     .await?;
 
-    for user in [hsg, idv, ig, cw] {
+    for user in [hsg, idv, ig, cw, admin] {
         user.close().await?;
     }
     Ok(())

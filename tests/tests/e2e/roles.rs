@@ -33,7 +33,7 @@ fn expected(service_role: Option<isp::Role>, method: &str, path: &str) -> Option
         (_, "POST", "/console/logout") | (Some(_), "GET", "/console") => &["caseworker", "team-manager", "agency-admin", "marac-coordinator", "reciprocals-coordinator", "ig-lead", "auditor"],
         (None, "GET", "/console" | "/console/ledger" | "/console/ledger/{seq}" | "/console/report" | "/console/report.csv" | "/console/access-log" | "/console/policy") => IG,
         (None, "POST", "/console/policy") => IG,
-        (None, "GET" | "POST", "/console/subject-access") => &["ig-lead"],
+        (None, "GET" | "POST", "/console/subject-access") | (None, "POST", "/console/subject-access.json") => &["ig-lead"],
         (Some(_), "GET", "/console/inbox" | "/console/inbox/{id}" | "/console/compose" | "/console/consents") => CASEWORK,
         (Some(_), "POST", "/console/inbox/{id}/answer" | "/console/compose/form" | "/console/compose/preview" | "/console/compose/send" | "/console/consents" | "/console/consents/withdraw") => CASEWORK,
         (Some(_), "GET", "/console/sent" | "/console/sent/{id}") => CASEWORK_IG,
