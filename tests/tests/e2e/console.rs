@@ -7,8 +7,9 @@
 //!    records consent on the way, previews and sends; the IDVA caseworker finds it in the
 //!    inbox, opens it and accepts it (with the keyboard alone); housing's timeline then shows
 //!    it opened by that caseworker and accepted;
-//! 2. a perpetrator referral with the survivor's address: the preview says it would be
-//!    refused, sending anyway is refused with the reason, and it is a near miss in the ledger;
+//! 2. a perpetrator referral with the survivor's address, composed with the keyboard alone:
+//!    the preview says it would be refused, sending anyway is refused with the reason, and it
+//!    is a near miss in the ledger;
 //! 3. the IG lead finds the near miss in the ledger search, opens its proof, takes the
 //!    month's report and its CSV, and sees in the access log who opened the referral;
 //! 4. a caseworker going to an IG page (at the audit service, and at their own service) gets
@@ -121,22 +122,34 @@ async fn console_flows_in_a_browser() -> anyhow::Result<()> {
     hsg.page("sent-timeline-accepted").await?;
 
     // ---------------------------------------------------------------- 2. a near miss
+    // With the keyboard alone: Tab to each field, type (a closed list takes what is typed).
     hsg.click("nav a[href='/console/compose']").await?;
     hsg.page("compose-start").await?;
-    hsg.select("#to", PERPETRATOR).await?;
-    hsg.select("#kind", "perpetrator.referral").await?;
-    hsg.submit("main form button[type=submit]").await?;
-    hsg.fill("#case_ref", "HSG-2026-0102").await?;
-    hsg.fill("#subject_name", "Synthetic Harmer Two").await?;
-    hsg.fill("#subject_dob", "1985-06-07").await?;
-    hsg.fill("#p-perpetrator-fullName", "Synthetic Harmer Two").await?;
-    hsg.fill("#p-survivor-fullName", "Synthetic Survivor One").await?;
-    hsg.fill("#p-survivor-address", "1 Synthetic Lane").await?;
-    hsg.submit("main form button[type=submit]").await?;
+    hsg.tab_to("#to").await?;
+    hsg.type_text("Northbridge Perpetrator").await?;
+    hsg.tab_to("#kind").await?;
+    hsg.type_text("Perpetrator referral").await?;
+    hsg.tab_to("Continue").await?;
+    hsg.press_enter().await?;
+    hsg.page("compose-perpetrator").await?;
+    for (field, text) in [
+        ("#case_ref", "HSG-2026-0102"),
+        ("#subject_name", "Synthetic Harmer Two"),
+        ("#subject_dob", "1985-06-07"),
+        ("#p-perpetrator-fullName", "Synthetic Harmer Two"),
+        ("#p-survivor-fullName", "Synthetic Survivor One"),
+        ("#p-survivor-address", "1 Synthetic Lane"),
+    ] {
+        hsg.tab_to(field).await?;
+        hsg.type_text(text).await?;
+    }
+    hsg.tab_to("Preview what will be shared").await?;
+    hsg.press_enter().await?;
     hsg.page("preview-perpetrator").await?;
     let preview = main_text(&hsg).await?;
     anyhow::ensure!(preview.contains("The protocol would refuse this referral") && preview.contains("survivor.address"), "the preview: {preview}");
-    hsg.submit("form[action='/console/compose/send'] button").await?;
+    hsg.tab_to("Send referral").await?;
+    hsg.press_enter().await?;
     hsg.page("perpetrator-refused").await?;
     let refused = main_text(&hsg).await?;
     anyhow::ensure!(refused.contains("Nothing was sent") && refused.contains("survivor.address") && refused.contains("near miss"), "the refusal: {refused}");

@@ -89,10 +89,10 @@ fn agency_name(ctx: &Ctx, id: &str) -> String {
     ctx.isp().directory.get(id).map(|a| format!("{} ({})", a.name, a.role.as_str())).unwrap_or_else(|| id.to_owned())
 }
 
-/// `housing.idva_referral` → "IDVA referral" for people.
+/// A kind's name for people: `housing.idva_referral` → "Housing IDVA referral",
+/// `perpetrator.referral` → "Perpetrator referral".
 pub fn kind_label(name: &str) -> String {
-    let tail = name.split_once('.').map(|(_, t)| t).unwrap_or(name);
-    form::humanise(tail).replace("Idva", "IDVA").replace("Marac", "MARAC").replace("idva", "IDVA").replace("marac", "MARAC")
+    form::humanise(&name.replace('.', "_")).replace("Idva", "IDVA").replace("Marac", "MARAC").replace("idva", "IDVA").replace("marac", "MARAC")
 }
 
 fn overdue(status: &str, kind_name: &str, received_at_ms: i64, now: i64) -> bool {
@@ -132,15 +132,21 @@ async fn dashboard_body(ctx: &Ctx, viewer: &Viewer) -> Result<super::Markup, Pag
     let sent_view = viewer.shell.may_open(&viewer.staff, "/console/sent");
     let (mut new, mut overdue_n, mut high) = (0, 0, 0);
     if casework {
-        let rows = sqlx::query("SELECT kind, status, risk, received_at_ms FROM inbox WHERE kind <> $1 AND status NOT IN ('closed', 'declined', 'revoked')")
-            .bind(kind::name(Kind::ReferralAck))
+        // Counted by the database: an inbox can hold years of referrals.
+        let ack = kind::name(Kind::ReferralAck);
+        let count = |sql: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(sql).bind(ack).fetch_one(&ctx.pool).await
+        };
+        new = count("SELECT COUNT(*) FROM inbox WHERE kind <> $1 AND status = 'new'").await?;
+        high = count("SELECT COUNT(*) FROM inbox WHERE kind <> $1 AND risk = 'high' AND status NOT IN ('closed', 'declined', 'revoked')").await?;
+        let waiting = sqlx::query("SELECT kind, status, received_at_ms FROM inbox WHERE kind <> $1 AND status IN ('new', 'opened') AND received_at_ms < $2")
+            .bind(ack)
+            .bind(now - ACK_DUE_MS)
             .fetch_all(&ctx.pool)
             .await?;
-        for r in &rows {
-            let (k, s, risk, at): (String, String, String, i64) = (r.try_get("kind")?, r.try_get("status")?, r.try_get("risk")?, r.try_get("received_at_ms")?);
-            new += i64::from(s == "new");
+        for r in &waiting {
+            let (k, s, at): (String, String, i64) = (r.try_get("kind")?, r.try_get("status")?, r.try_get("received_at_ms")?);
             overdue_n += i64::from(overdue(&s, &k, at, now));
-            high += i64::from(risk == "high");
         }
     }
     let recent = if sent_view {
@@ -483,7 +489,8 @@ async fn compose(State(ctx): State<Ctx>, viewer: Viewer) -> Response {
             div.field {
                 label for="to" { "Recipient" }
                 select #to name="to" {
-                    @for a in isp.directory.active().filter(|a| a.id != isp.agency()) {
+                    // Agencies some rule lets this one send to (never the IG office).
+                    @for a in isp.directory.active().filter(|a| a.id != isp.agency() && isp.policy.rules.iter().any(|r| r.from.contains(&isp.role) && r.to.contains(&a.role))) {
                         option value=(a.id) { (a.name) " (" (a.role.as_str()) ")" }
                     }
                 }
