@@ -95,13 +95,13 @@ pub fn fields(schema: &isp::Schema, message: &MessageDescriptor, name: &str, cat
             @match (field.kind(), field.is_list()) {
                 (FieldKind::Message(inner), false) if depth < DEPTH => {
                     fieldset {
-                        legend { (label) (tag) }
+                        legend { (label) " " (tag) }
                         (fields(schema, &inner, &fname, &fcat, values, depth + 1))
                     }
                 }
                 (FieldKind::Message(inner), true) if depth < DEPTH && flat(&inner) => {
                     fieldset {
-                        legend { (label) (tag) }
+                        legend { (label) " " (tag) }
                         span.hint { "One entry; leave it empty for none." }
                         (fields(schema, &inner, &format!("{fname}.0"), &fcat, values, depth + 1))
                     }
@@ -109,7 +109,7 @@ pub fn fields(schema: &isp::Schema, message: &MessageDescriptor, name: &str, cat
                 (FieldKind::Message(_), _) => {}
                 (FieldKind::Enum(e), false) => {
                     div.field {
-                        label for=(id(&fname)) { (label) (tag) }
+                        label for=(id(&fname)) { (label) " " (tag) }
                         select id=(id(&fname)) name=(fname) {
                             @for v in e.values() {
                                 @let value = if v.number() == 0 { String::new() } else { v.name().to_owned() };
@@ -120,7 +120,7 @@ pub fn fields(schema: &isp::Schema, message: &MessageDescriptor, name: &str, cat
                 }
                 (FieldKind::Enum(e), true) => {
                     fieldset {
-                        legend { (label) (tag) }
+                        legend { (label) " " (tag) }
                         div.choices {
                             @for (i, v) in e.values().filter(|v| v.number() != 0).enumerate() {
                                 div.choice {
@@ -135,26 +135,26 @@ pub fn fields(schema: &isp::Schema, message: &MessageDescriptor, name: &str, cat
                     div.field {
                         div.choice {
                             input type="checkbox" id=(id(&fname)) name=(fname) value="true" checked[values.get(&fname) == "true"];
-                            label for=(id(&fname)) { (label) (tag) }
+                            label for=(id(&fname)) { (label) " " (tag) }
                         }
                     }
                 }
                 (FieldKind::String, true) => {
                     div.field {
-                        label for=(id(&fname)) { (label) (tag) }
+                        label for=(id(&fname)) { (label) " " (tag) }
                         span.hint id=(format!("{}-hint", id(&fname))) { "One per line." }
                         textarea id=(id(&fname)) name=(fname) rows="3" aria-describedby=(format!("{}-hint", id(&fname))) { (values.get(&fname)) }
                     }
                 }
                 (FieldKind::String, false) if long_text(&field) => {
                     div.field {
-                        label for=(id(&fname)) { (label) (tag) }
+                        label for=(id(&fname)) { (label) " " (tag) }
                         textarea id=(id(&fname)) name=(fname) rows="4" { (values.get(&fname)) }
                     }
                 }
                 (FieldKind::String, false) => {
                     div.field {
-                        label for=(id(&fname)) { (label) (tag) }
+                        label for=(id(&fname)) { (label) " " (tag) }
                         @if date_like(&field) {
                             span.hint id=(format!("{}-hint", id(&fname))) { "For example, 1990-01-31" }
                             input.short type="text" id=(id(&fname)) name=(fname) value=(values.get(&fname)) aria-describedby=(format!("{}-hint", id(&fname)));
@@ -165,7 +165,7 @@ pub fn fields(schema: &isp::Schema, message: &MessageDescriptor, name: &str, cat
                 }
                 (FieldKind::Int32 | FieldKind::Int64 | FieldKind::Uint32 | FieldKind::Uint64 | FieldKind::Sint32 | FieldKind::Sint64, false) => {
                     div.field {
-                        label for=(id(&fname)) { (label) (tag) }
+                        label for=(id(&fname)) { (label) " " (tag) }
                         input type="number" id=(id(&fname)) name=(fname) value=(values.get(&fname)) inputmode="numeric";
                     }
                 }
