@@ -364,17 +364,13 @@ async fn period(State(ctx): State<Ctx>, viewer: Viewer, Query(p): Query<Period>)
             ("Entries in the period", html! { (r.entries) }),
             ("Disclosures", html! { (r.with_consent + r.without_consent) }),
             ("Near misses", html! { (near.iter().map(|(_, n)| n).sum::<i64>()) }),
-            ("Referrals outstanding beyond " , html! { (r.outstanding.len()) " (not acknowledged within " (r.sla_hours) " hours)" }),
+            ("Referrals not acknowledged in time", html! { (r.outstanding.len()) " (within " (r.sla_hours) " hours)" }),
             ("Records possibly missing", html! { (r.missing_from_stream) " stream positions, " (r.stream_resets) " stream resets" }),
         ]))
-        h2 { "Disclosures by flow" }
         (bar_chart("Disclosures by sender, recipient and kind", &flows, &|_| false))
-        h2 { "Consent" }
         (bar_chart("Disclosures with and without consent", &consent, &|l| l.starts_with("Without")))
-        h2 { "Near misses by rule" }
-        @if near.is_empty() { p { "None in the period." } } @else { (bar_chart("Sends the protocol refused, by rule", &near, &|_| true)) }
-        h2 { "Refused on receipt" }
-        @if refused.is_empty() { p { "None in the period." } } @else { (bar_chart("Envelopes refused by their recipient, by reason", &refused, &|_| true)) }
+        @if near.is_empty() { h2 { "Near misses by rule" } p { "None in the period." } } @else { (bar_chart("Near misses: sends the protocol refused, by rule", &near, &|_| true)) }
+        @if refused.is_empty() { h2 { "Refused on receipt" } p { "None in the period." } } @else { (bar_chart("Envelopes refused by their recipient, by reason", &refused, &|_| true)) }
         h2 { "Acknowledgement times" }
         table {
             thead { tr { th scope="col" { "Recipient" } th.number scope="col" { "Acknowledged" } th.number scope="col" { "Median hours" } th.number scope="col" { "Slowest hours" } } }

@@ -186,7 +186,7 @@ async fn console_flows_in_a_browser() -> anyhow::Result<()> {
     ig.click("nav a[href='/console/report']").await?;
     ig.page("ig-report").await?;
     let report = main_text(&ig).await?;
-    anyhow::ensure!(report.contains("Near misses by rule") && report.contains("roles.perpetrator.never"), "the report: {report}");
+    anyhow::ensure!(report.contains("Near misses: sends the protocol refused, by rule") && report.contains("roles.perpetrator.never"), "the report: {report}");
     anyhow::ensure!(ig.exists("a[download][href^='/console/report.csv']").await?, "no CSV download on the report");
     // The CSV as the link gives it (a download leaves the page as it is), with the IG lead's login.
     let href = ig.page_source().await?.split("href=\"/console/report.csv").nth(1).and_then(|t| t.split('"').next()).map(|q| q.replace("&amp;", "&")).context("no CSV link")?;
