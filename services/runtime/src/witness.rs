@@ -273,7 +273,7 @@ fn evidence(body: &str) -> Value {
 /// `GET /witness`: the last accepted checkpoint (with its note and the note cosigned by this
 /// witness, null for a legacy one), the alerts (each with the checkpoint it is about: the note,
 /// or the legacy JSON), and the position and count of ignored messages.
-async fn status(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn status(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
     let last = sqlx::query("SELECT tree_size, root, body, checked_at_ms, cosignature FROM witnessed_checkpoint ORDER BY tree_size DESC LIMIT 1")
         .fetch_optional(&ctx.pool)
         .await?;

@@ -46,9 +46,18 @@ async fn main_text(user: &User) -> anyhow::Result<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn console_flows_in_a_browser() -> anyhow::Result<()> {
-    let p = Partnership::start(Backend::Sqlite).await?;
-    let browser = Browser::start("console").await?;
+async fn console_flows_in_a_browser_on_sqlite() -> anyhow::Result<()> {
+    console_flows(Backend::Sqlite, "console-sqlite").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_flows_in_a_browser_on_postgres() -> anyhow::Result<()> {
+    console_flows(Backend::Postgres, "console-postgres").await
+}
+
+async fn console_flows(backend: Backend, name: &str) -> anyhow::Result<()> {
+    let p = Partnership::start(backend).await?;
+    let browser = Browser::start(name).await?;
     let (housing, idva, audit) = (p.url(HOUSING), p.url(IDVA), p.url("audit"));
     let password = |service: &'static str, role: Role| {
         let logins = &p.logins;
@@ -223,6 +232,14 @@ async fn console_flows_in_a_browser() -> anyhow::Result<()> {
     admin.click("nav a[href='/console/access-log']").await?;
     admin.page("housing-access-log").await?;
     anyhow::ensure!(main_text(&admin).await?.contains("POST /console/login"), "the sign-ins are not in housing's access log");
+    let witnessed = eventually("housing's witness having cosigned a checkpoint", Duration::from_secs(20), || async {
+        admin.goto(&format!("{housing}/console/witness")).await?;
+        let text = main_text(&admin).await?.replace('\n', " ");
+        Ok(text.contains("Cosigned by this agency yes").then_some(text))
+    })
+    .await?;
+    anyhow::ensure!(witnessed.contains("No alerts"), "housing's witness: {witnessed}");
+    admin.page("housing-witness").await?;
     hsg.click("nav a[href='/console/consents']").await?;
     hsg.page("housing-consents").await?;
 

@@ -38,7 +38,7 @@ fn expected(service_role: Option<isp::Role>, method: &str, path: &str) -> Option
         (Some(_), "POST", "/console/inbox/{id}/answer" | "/console/compose/form" | "/console/compose/preview" | "/console/compose/send" | "/console/consents" | "/console/consents/withdraw") => CASEWORK,
         (Some(_), "GET", "/console/sent" | "/console/sent/{id}") => CASEWORK_IG,
         (Some(_), "POST", "/console/sent/{id}/revoke") => &["team-manager", "ig-lead"],
-        (Some(_), "GET", "/console/access-log") => &["agency-admin", "ig-lead"],
+        (Some(_), "GET", "/console/access-log" | "/console/witness") => &["agency-admin", "ig-lead"],
         (Some(R::Housing), "GET" | "POST", "/console/dash") => &["caseworker", "team-manager"],
         (Some(R::Housing), "POST" | "GET", "/dash-assessments") => &["caseworker", "team-manager"],
         (Some(R::Housing), "GET", "/property-requests") => &["caseworker", "team-manager", "reciprocals-coordinator"],

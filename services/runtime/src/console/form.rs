@@ -213,40 +213,50 @@ pub fn collect(message: &MessageDescriptor, name: &str, values: &Fields, depth: 
     out
 }
 
-/// A JSON value (a payload as the API shows it) as nested summary lists, for reading a referral.
-pub fn show(value: &Value) -> Markup {
+/// A payload body's JSON (as the API shows it) as nested summary lists, for reading a
+/// referral: each field labelled by its name in the schema, enum values by their names for
+/// people.
+pub fn show(message: &MessageDescriptor, value: &Value) -> Markup {
+    let Value::Object(map) = value else { return show_plain(value) };
     html! {
-        @match value {
-            Value::Object(map) => {
-                dl.summary {
-                    @for (k, v) in map {
-                        div { dt { (humanise(&snake(k))) } dd { (show(v)) } }
+        dl.summary {
+            @for (key, v) in map {
+                @let field = message.fields().find(|f| f.json_name() == key.as_str() || f.name() == key.as_str());
+                div {
+                    dt { (field.as_ref().map(|f| humanise(f.name())).unwrap_or_else(|| key.clone())) }
+                    dd {
+                        @match field.as_ref().map(|f| f.kind()) {
+                            Some(FieldKind::Message(inner)) => {
+                                @match v {
+                                    Value::Array(items) => { @for item in items { (show(&inner, item)) } }
+                                    other => { (show(&inner, other)) }
+                                }
+                            }
+                            Some(FieldKind::Enum(e)) => {
+                                @match v {
+                                    Value::Array(items) => { (items.iter().map(|i| enum_label(e.name(), i.as_str().unwrap_or_default())).collect::<Vec<_>>().join(", ")) }
+                                    other => { (enum_label(e.name(), other.as_str().unwrap_or_default())) }
+                                }
+                            }
+                            _ => { (show_plain(v)) }
+                        }
                     }
                 }
             }
-            Value::Array(items) => {
-                @for item in items { (show(item)) }
-            }
+        }
+    }
+}
+
+fn show_plain(value: &Value) -> Markup {
+    html! {
+        @match value {
+            Value::Array(items) => { @for (i, item) in items.iter().enumerate() { @if i > 0 { br; } (show_plain(item)) } }
             Value::Bool(b) => { (if *b { "Yes" } else { "No" }) }
             Value::String(s) => { (s) }
             Value::Null => { "–" }
             other => { (other.to_string()) }
         }
     }
-}
-
-/// `fullName` → `full_name`.
-fn snake(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -280,6 +290,6 @@ mod tests {
     fn labels_read_as_words() {
         assert_eq!(humanise("survivor_aware"), "Survivor aware");
         assert_eq!(enum_label("RiskLevel", "RISK_LEVEL_HIGH"), "High");
-        assert_eq!(snake("dateOfBirth"), "date_of_birth");
+
     }
 }

@@ -51,6 +51,7 @@ pub const RULES: &[Rule] = &[
     rule("POST", "/console/consents", Allow::Roles(CASEWORK)),
     rule("POST", "/console/consents/withdraw", Allow::Roles(CASEWORK)),
     logged("GET", "/console/access-log", Allow::Roles(&[AgencyAdmin, IgLead])),
+    rule("GET", "/console/witness", Allow::Roles(&[AgencyAdmin, IgLead])),
 ];
 
 /// The navigation of every agency service; an agency adds its own pages after these.
@@ -61,6 +62,7 @@ pub const NAV: &[Nav] = &[
     Nav { href: "/console/sent", label: "Sent" },
     Nav { href: "/console/consents", label: "Consent" },
     Nav { href: "/console/access-log", label: "Access log" },
+    Nav { href: "/console/witness", label: "Ledger witness" },
 ];
 
 pub fn routes() -> Router<Ctx> {
@@ -79,6 +81,7 @@ pub fn routes() -> Router<Ctx> {
         .route("/console/consents", get(consents).post(record_consent))
         .route("/console/consents/withdraw", post(withdraw_consent))
         .route("/console/access-log", get(access_log))
+        .route("/console/witness", get(witness))
 }
 
 /// A form's fields in order, as posted.
@@ -272,7 +275,10 @@ async fn inbox_item(State(ctx): State<Ctx>, viewer: Viewer, Path(id): Path<Strin
             ("Categories the protocol removes for your role", categories(&withheld)),
         ]))
         h2 { "Content" }
-        (form::show(&isp.schema.payload_to_json(&opened.payload)))
+        @if let Some((body, _)) = isp.schema.body(h.kind()) {
+            @let json = isp.schema.payload_to_json(&opened.payload);
+            (form::show(&body, json.as_object().and_then(|o| o.values().next()).unwrap_or(&serde_json::Value::Null)))
+        }
         @if answerable {
             h2 { "Answer this referral" }
             form method="post" action=(format!("/console/inbox/{id}/answer")) {
@@ -923,4 +929,43 @@ pub fn access_table(rows: &[sqlx::any::AnyRow]) -> super::Markup {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------- witness
+
+/// What this agency's witness of the partnership's ledger has seen: the last checkpoint it
+/// accepted and cosigned, and every alert (a checkpoint that did not extend the one before, a
+/// signature that did not verify), which the agency raises with the IG office.
+async fn witness(State(ctx): State<Ctx>, viewer: Viewer) -> Response {
+    let status = match crate::witness::status(State(ctx)).await {
+        Ok(axum::Json(v)) => v,
+        Err(e) => return PageError::from(e).page(&viewer),
+    };
+    let last = &status["last_accepted"];
+    let alerts = status["alerts"].as_array().cloned().unwrap_or_default();
+    let body = html! {
+        p { "This service checks every checkpoint the IG office signs: that it is signed by the office's key and that the ledger it commits to only ever grew. It cosigns the ones that pass. An alert here means the ledger may have been rewritten: raise it with the IG office and keep the evidence below." }
+        @if alerts.is_empty() {
+            div.notice role="status" { h2 { "No alerts" } p { "Every checkpoint seen so far extended the one before." } }
+        } @else {
+            div.refused role="alert" {
+                h2 { (alerts.len()) " alert(s)" }
+                table {
+                    thead { tr { th scope="col" { "Raised" } th scope="col" { "Entries" } th scope="col" { "What" } } }
+                    tbody { @for a in &alerts { tr { td { (when(a["raised_at_ms"].as_i64().unwrap_or_default())) } td { (a["tree_size"]) } td { (a["what"].as_str().unwrap_or_default()) } } } }
+                }
+            }
+        }
+        h2 { "Last checkpoint accepted" }
+        @if last.is_null() { p { "None yet." } } @else {
+            (summary(&[
+                ("Entries covered", html! { (last["tree_size"]) }),
+                ("Root", html! { span.mono { (last["root"].as_str().unwrap_or_default()) } }),
+                ("Checked", when(last["checked_at_ms"].as_i64().unwrap_or_default())),
+                ("Cosigned by this agency", html! { (if last["cosigned"].is_string() { "yes" } else { "no" }) }),
+            ]))
+        }
+        p.hint { "Messages on the checkpoint subject that were not checkpoints: " (status["ignored"]) "." }
+    };
+    viewer.page("Ledger witness", "/console/witness", body)
 }
