@@ -57,8 +57,11 @@ async fn withdrawal_on(backend: Backend) -> anyhow::Result<()> {
     let (status, v) = p.post(MARAC, "/disclosures", &marac_request(&consent_id, &subject_ref)).await?;
     assert_eq!(status, 201, "{v}");
     for (agency, id) in [(HOUSING, sent["envelope_id"].as_str().unwrap()), (MARAC, v["envelope_id"].as_str().unwrap())] {
-        eventually("the disclosures made before the withdrawal published", Duration::from_secs(30), || async {
-            Ok((p.get(agency, &format!("/disclosures/{id}")).await?["status"] != "queued").then_some(()))
+        // Delivered, not only published: a recipient checks the consent again on receipt, so
+        // one still on its way when the withdrawal reaches it is refused there (as it should be).
+        eventually("the disclosures made before the withdrawal delivered", Duration::from_secs(60), || async {
+            let status = p.get(agency, &format!("/disclosures/{id}")).await?["status"].as_str().unwrap_or_default().to_owned();
+            Ok((!matches!(status.as_str(), "queued" | "published")).then_some(()))
         })
         .await?;
     }
