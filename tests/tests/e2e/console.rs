@@ -264,3 +264,50 @@ async fn console_flows(backend: Backend, name: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The console's forms as an attacker's page would post them: a sign-in without the sign-in
+/// page's own token, a form from another origin, a form without the session's CSRF field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_forms_refuse_what_another_site_posts() -> anyhow::Result<()> {
+    let p = Partnership::start(Backend::Sqlite).await?;
+    let url = p.url(HOUSING);
+    let password = p.logins.account(HOUSING, "demo.caseworker", &[Role::Caseworker]).await?;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let cookie_of = |r: &reqwest::Response, name: &str| {
+        r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find(|c| c.starts_with(&format!("{name}="))).map(|c| c.split(';').next().unwrap_or_default().to_owned())
+    };
+    let credentials = [("staff_id", "demo.caseworker"), ("password", password.as_str())];
+
+    // A sign-in that did not come from the sign-in page: refused, no session.
+    let r = http.post(format!("{url}/console/login")).form(&credentials).send().await?;
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(cookie_of(&r, "hub_session_housing-northbridge").is_none(), "a sign-in without the page's token started a session");
+
+    // The page's token and cookie, but posted from another site: refused.
+    let page = http.get(format!("{url}/console/login")).send().await?;
+    let login_cookie = cookie_of(&page, "hub_login_housing-northbridge").context("the sign-in page set no token cookie")?;
+    let html = page.text().await?;
+    let token = html.split("name=\"login_token\" value=\"").nth(1).and_then(|t| t.split('"').next()).context("no token in the form")?.to_owned();
+    let form = [credentials[0], credentials[1], ("login_token", token.as_str())];
+    let r = http.post(format!("{url}/console/login")).header("cookie", &login_cookie).header("origin", "https://elsewhere.example").form(&form).send().await?;
+    assert_eq!(r.status().as_u16(), 403, "a sign-in posted from another site was taken");
+
+    // From the service's own page: signed in.
+    let r = http.post(format!("{url}/console/login")).header("cookie", &login_cookie).header("origin", url.as_str()).form(&form).send().await?;
+    assert_eq!((r.status().as_u16(), r.headers().get("location").and_then(|l| l.to_str().ok())), (303, Some("/console")));
+    let session = cookie_of(&r, "hub_session_housing-northbridge").context("no session cookie")?;
+
+    // A form of the signed-in console without the session's CSRF field: refused, nothing done.
+    let withdraw = [("consent_id", "CON-2026-1"), ("reason", "asked to")];
+    let r = http.post(format!("{url}/console/consents/withdraw")).header("cookie", &session).form(&withdraw).send().await?;
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.text().await?.contains("This form has expired"));
+    // With it (from the page that carries it), the form reaches its handler.
+    let consents = http.get(format!("{url}/console/consents")).header("cookie", &session).send().await?.text().await?;
+    let csrf = consents.split("name=\"csrf_token\" value=\"").nth(1).and_then(|t| t.split('"').next()).context("no CSRF field on the page")?.to_owned();
+    let with = [withdraw[0], withdraw[1], ("csrf_token", csrf.as_str())];
+    let r = http.post(format!("{url}/console/consents/withdraw")).header("cookie", &session).form(&with).send().await?;
+    let text = r.text().await?;
+    assert!(text.contains("no consent record") || text.contains("There is a problem"), "the withdrawal form did not reach its handler: {text}");
+    Ok(())
+}

@@ -4,7 +4,7 @@
 use axum::{
     Form, Router,
     extract::State,
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -26,12 +26,58 @@ pub fn routes() -> Router<Gate> {
         .route("/console/logout", post(sign_out))
 }
 
-fn form(gate: &Gate, problem: Option<&str>) -> Markup {
+/// The sign-in form's own token against login CSRF (someone else's site signing a browser in
+/// to an account of theirs): a random value in a cookie for this page only and in the form;
+/// a sign-in whose two do not match is refused. The `Origin` check refuses most such posts
+/// already; this holds where a browser sends none.
+const LOGIN_TOKEN: &str = "login_token";
+
+fn login_cookie(agency: &str) -> String {
+    format!("hub_login_{agency}")
+}
+
+/// A fresh sign-in token and the cookie that carries it (an hour, this path only).
+fn login_token(agency: &str) -> (String, HeaderValue) {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let cookie = cookie::Cookie::build((login_cookie(agency), token.clone()))
+        .path(PATH)
+        .secure(true)
+        .http_only(true)
+        .same_site(cookie::SameSite::Strict)
+        .max_age(cookie::time::Duration::hours(1))
+        .build();
+    (token, HeaderValue::from_str(&cookie.to_string()).expect("a cookie of base64url is a valid header"))
+}
+
+/// Whether a posted sign-in carries the token its page set.
+fn token_matches(headers: &HeaderMap, agency: &str, posted: &str) -> bool {
+    let name = login_cookie(agency);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .is_some_and(|c| !posted.is_empty() && bool::from(subtle::ConstantTimeEq::ct_eq(c.value().as_bytes(), posted.as_bytes())))
+}
+
+/// The sign-in page (with a problem to show, and its status), with a fresh token.
+fn sign_in_page(gate: &Gate, status: StatusCode, problem: Option<&str>) -> Response {
+    let (token, cookie) = login_token(&gate.agency);
+    let mut response = bare_page(status, "Sign in", &gate.agency, form(gate, &token, problem));
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
+}
+
+fn form(gate: &Gate, token: &str, problem: Option<&str>) -> Markup {
     html! {
         @if let Some(problem) = problem {
             (error_summary(&[("staff_id".into(), problem.into())]))
         }
         form method="post" action=(PATH) novalidate {
+            input type="hidden" name=(LOGIN_TOKEN) value=(token);
             div.field.error[problem.is_some()] {
                 label for="staff_id" { "Staff id" }
                 span.hint #staff_id-hint { "The login id your agency's administrator gave you, like hsg.caseworker" }
@@ -52,7 +98,7 @@ fn form(gate: &Gate, problem: Option<&str>) -> Markup {
 
 /// `GET /console/login`.
 async fn page(State(gate): State<Gate>) -> Response {
-    bare_page(StatusCode::OK, "Sign in", &gate.agency, form(&gate, None))
+    sign_in_page(&gate, StatusCode::OK, None)
 }
 
 #[derive(Deserialize)]
@@ -61,13 +107,18 @@ struct SignIn {
     staff_id: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    login_token: String,
 }
 
 /// `POST /console/login`: on success a session cookie and on to the dashboard; otherwise the
 /// form again, saying what went wrong without saying whether the id exists.
-async fn sign_in(State(gate): State<Gate>, Form(input): Form<SignIn>) -> Response {
+async fn sign_in(State(gate): State<Gate>, headers: HeaderMap, Form(input): Form<SignIn>) -> Response {
+    if !token_matches(&headers, &gate.agency, &input.login_token) {
+        return sign_in_page(&gate, StatusCode::BAD_REQUEST, Some("This sign-in form has expired or did not come from this service; sign in again"));
+    }
     let (attempt, record) = local::attempt(&gate, "POST /console/login", input.staff_id.trim(), &input.password).await;
-    let again = |status: StatusCode, problem: &str| bare_page(status, "Sign in", &gate.agency, form(&gate, Some(problem)));
+    let again = |status: StatusCode, problem: &str| sign_in_page(&gate, status, Some(problem));
     let answer = match attempt {
         Attempt::Ok(_, token, _, _) => {
             let mut response = see_other("/console");
