@@ -79,7 +79,7 @@ fn bad(viewer: &Viewer, detail: String) -> Response {
 async fn overview(State(ctx): State<Ctx>, viewer: Viewer) -> Response {
     let verified = match ledger::verify(&ctx.pool, Some(&ctx.directory.load_full())).await {
         Ok(v) => v,
-        Err(e) => return failed(&viewer, e.into()),
+        Err(e) => return failed(&viewer, e),
     };
     let latest = checkpoints::latest(&ctx.pool).await.ok().flatten();
     let body = html! {

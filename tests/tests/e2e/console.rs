@@ -22,7 +22,6 @@ use tests::{Backend, Partnership, Role, browser::{Browser, User}, eventually};
 
 const HOUSING: &str = "housing-northbridge";
 const IDVA: &str = "idva-northbridge";
-const PERPETRATOR: &str = "perpetrator-pathways";
 
 /// Signs in at a service's console with the keyboard alone: the login page comes first.
 async fn sign_in(user: &User, url: &str, staff: &str, password: &str) -> anyhow::Result<()> {

@@ -307,7 +307,11 @@ pub async fn session(pool: &AnyPool, token: &str) -> Result<Option<(Staff, Strin
 
 /// The session token of a request's cookie, if it has one.
 pub fn session_cookie(headers: &HeaderMap, agency: &str) -> Option<String> {
-    let name = cookie_name(agency);
+    cookie_value(headers, &cookie_name(agency))
+}
+
+/// The value of the request's cookie `name`, if it sends one.
+pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

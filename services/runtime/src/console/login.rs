@@ -52,15 +52,7 @@ fn login_token(agency: &str) -> (String, HeaderValue) {
 
 /// Whether a posted sign-in carries the token its page set.
 fn token_matches(headers: &HeaderMap, agency: &str, posted: &str) -> bool {
-    let name = login_cookie(agency);
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .is_some_and(|c| !posted.is_empty() && bool::from(subtle::ConstantTimeEq::ct_eq(c.value().as_bytes(), posted.as_bytes())))
+    local::cookie_value(headers, &login_cookie(agency)).is_some_and(|set| !posted.is_empty() && bool::from(subtle::ConstantTimeEq::ct_eq(set.as_bytes(), posted.as_bytes())))
 }
 
 /// The sign-in page (with a problem to show, and its status), with a fresh token.
