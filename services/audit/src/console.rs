@@ -413,15 +413,13 @@ async fn access_log(State(ctx): State<Ctx>, viewer: Viewer, Query(o): Query<Open
         entry_type: Some("accessed".into()),
         envelope_id: Some(o.envelope_id.trim().to_owned()).filter(|s| !s.is_empty()),
         staff_id: Some(o.staff_id.trim().to_owned()).filter(|s| !s.is_empty()),
-        limit: Some(query::PAGE_MAX),
+        limit: Some(SHOWN),
         ..Default::default()
     };
-    let mut entries = match query::run(&ctx.pool, &filter).await {
+    let entries = match query::newest(&ctx.pool, &filter).await {
         Ok(e) => e,
         Err(e) => return bad(&viewer, format!("The search could not run: {}", runtime::api::redact_quoted(&format!("{e:#}")))),
     };
-    entries.reverse();
-    entries.truncate(SHOWN as usize);
     let body = html! {
         p { "Every opening of a referral, and every refused or failed attempt, as each service signed it into the ledger. Newest first." }
         form method="get" action="/console/access-log" {
@@ -550,9 +548,6 @@ struct Simulate {
     risk: String,
     #[serde(default)]
     draft: String,
-    /// The form's CSRF field (the guard checked it).
-    #[serde(default, rename = "csrf_token")]
-    _csrf: String,
 }
 
 async fn simulator(State(ctx): State<Ctx>, viewer: Viewer, Query(s): Query<Simulate>) -> Response {

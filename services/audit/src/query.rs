@@ -56,7 +56,14 @@ enum Bind {
 }
 
 pub async fn run(pool: &AnyPool, filter: &Filter) -> anyhow::Result<Vec<Entry>> {
-    let rows = rows(pool, filter, COLUMNS).await?;
+    let rows = rows(pool, filter, COLUMNS, Order::Ledger).await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
+/// The newest entries the query matches (at most its `limit`), newest first: what a console
+/// page of recent events shows, however long the ledger.
+pub async fn newest(pool: &AnyPool, filter: &Filter) -> anyhow::Result<Vec<Entry>> {
+    let rows = rows(pool, filter, COLUMNS, Order::NewestFirst).await?;
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }
 
@@ -66,7 +73,7 @@ pub const SUMMARY_COLUMNS: &str =
 
 /// Entries with only [`SUMMARY_COLUMNS`] filled in.
 pub async fn run_summary(pool: &AnyPool, filter: &Filter) -> anyhow::Result<Vec<Entry>> {
-    let rows = rows(pool, filter, SUMMARY_COLUMNS).await?;
+    let rows = rows(pool, filter, SUMMARY_COLUMNS, Order::Ledger).await?;
     rows.iter()
         .map(|r| {
             Ok(Entry {
@@ -91,7 +98,13 @@ pub async fn run_summary(pool: &AnyPool, filter: &Filter) -> anyhow::Result<Vec<
         .collect()
 }
 
-async fn rows(pool: &AnyPool, filter: &Filter, columns: &str) -> anyhow::Result<Vec<sqlx::any::AnyRow>> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    Ledger,
+    NewestFirst,
+}
+
+async fn rows(pool: &AnyPool, filter: &Filter, columns: &str, order: Order) -> anyhow::Result<Vec<sqlx::any::AnyRow>> {
     let mut clauses: Vec<String> = Vec::new();
     let mut binds: Vec<Bind> = Vec::new();
     let mut add = |clause: &str, bind: Bind| {
@@ -135,7 +148,7 @@ async fn rows(pool: &AnyPool, filter: &Filter, columns: &str) -> anyhow::Result<
         sql.push_str(" WHERE ");
         sql.push_str(&clauses.join(" AND "));
     }
-    sql.push_str(" ORDER BY seq");
+    sql.push_str(if order == Order::NewestFirst { " ORDER BY seq DESC" } else { " ORDER BY seq" });
     match filter.limit {
         Some(limit) if limit <= 0 => bail!("limit must be positive"),
         Some(limit) => sql.push_str(&format!(" LIMIT {limit}")),

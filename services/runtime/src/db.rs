@@ -130,6 +130,7 @@ pub fn runtime_migrations() -> Vec<Migration> {
         Migration { version: 5, description: "runtime idempotency", sql: include_str!("../migrations/0005_idempotency.sql") },
         Migration { version: 11, description: "runtime receive guard", sql: include_str!("../migrations/0011_receive_guard.sql") },
         Migration { version: 12, description: "quarantine index", sql: include_str!("../migrations/0012_quarantine_index.sql") },
+        Migration { version: 13, description: "console indexes", sql: include_str!("../migrations/0013_console_indexes.sql") },
     ]
 }
 

@@ -258,6 +258,15 @@ async fn console_flows(backend: Backend, name: &str) -> anyhow::Result<()> {
     })
     .await?;
 
+    // Signing out (with the keyboard): the session ends, and the console asks for a login again.
+    hsg.goto(&format!("{housing}/console")).await?;
+    hsg.tab_to("Sign out").await?;
+    hsg.press_enter().await?;
+    hsg.page("signed-out").await?;
+    anyhow::ensure!(hsg.text("h1").await? == "You have signed out", "signing out did not say so");
+    hsg.goto(&format!("{housing}/console/inbox")).await?;
+    anyhow::ensure!(hsg.url().await?.ends_with("/console/login"), "the inbox opened after signing out");
+
     for user in [hsg, idv, ig, cw, admin] {
         user.close().await?;
     }

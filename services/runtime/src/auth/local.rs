@@ -46,7 +46,10 @@ pub const PASSWORD_MIN: usize = 12;
 pub const PASSWORD_MAX: usize = 256;
 
 pub fn migrations() -> Vec<Migration> {
-    vec![Migration { version: 60, description: "staff sessions access log", sql: include_str!("../../migrations/0060_staff.sql") }]
+    vec![
+        Migration { version: 60, description: "staff sessions access log", sql: include_str!("../../migrations/0060_staff.sql") },
+        Migration { version: 61, description: "access log by time", sql: include_str!("../../migrations/0061_access_log_time.sql") },
+    ]
 }
 
 /// A staff id: 2-64 of lowercase letters, digits, '.', '_' and '-', starting with a letter or

@@ -153,16 +153,6 @@ impl Viewer {
         html! { input type="hidden" name=(CSRF_FIELD) value=(self.csrf); }
     }
 
-    /// A form that is a single button posting to `action`.
-    pub fn button(&self, action: &str, label: &str, class: Option<&str>) -> Markup {
-        html! {
-            form.inline method="post" action=(action) {
-                (self.csrf_field())
-                button type="submit" class=[class] { (label) }
-            }
-        }
-    }
-
     /// An error page within the layout.
     pub fn error(&self, status: StatusCode, title: &str, detail: &str) -> Response {
         html_response(status, self.layout(title, "", html! { p.lead { (detail) } p { a href="/console" { "Back to the dashboard" } } }))
