@@ -181,7 +181,7 @@ impl Search {
     }
 }
 
-const ENTRY_TYPES: [&str; 11] = ["disclosure", "near_miss", "rejected", "violation", "consent_changed", "accessed", "unverifiable", "replay", "misroute", "stream_gap", "stream_reset"];
+const ENTRY_TYPES: [&str; 13] = ["disclosure", "near_miss", "rejected", "violation", "consent_changed", "accessed", "acknowledged", "deadline_missed", "unverifiable", "replay", "misroute", "stream_gap", "stream_reset"];
 
 async fn search(State(ctx): State<Ctx>, viewer: Viewer, Query(s): Query<Search>) -> Response {
     let searched = s.filter();

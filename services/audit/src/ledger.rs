@@ -238,6 +238,9 @@ fn event_entry(ev: &proto::v1::Event, body: &[u8]) -> Entry {
         EventKind::Violation => ("violation", ev.counterpart.clone(), ev.agency.clone()),
         EventKind::ConsentChanged => ("consent_changed", ev.agency.clone(), String::new()),
         EventKind::Accessed => ("accessed", ev.agency.clone(), String::new()),
+        // The referral's sender and its recipient, who acknowledged it.
+        EventKind::Acknowledged => ("acknowledged", ev.counterpart.clone(), ev.agency.clone()),
+        EventKind::DeadlineMissed => ("deadline_missed", ev.agency.clone(), ev.counterpart.clone()),
         _ => ("rejected", ev.counterpart.clone(), ev.agency.clone()),
     };
     Entry {

@@ -1,7 +1,8 @@
 //! The housing service: council housing solutions, landlord services and housing
 //! associations.
 //!
-//! - [`dash`]: records DASH risk checklists (the checklist version is data) and bands the score.
+//! - DASH risk checklists are recorded by the runtime (`POST /dash-assessments`, the console's
+//!   DASH page), as every agency that refers high-risk cases records them.
 //! - Sends: `housing.idva_referral`, `marac.referral`, `reciprocal.request`,
 //!   `perpetrator.referral`, `marac.research_response`, `reciprocal.offer` (through the generic
 //!   `POST /disclosures`).
@@ -9,10 +10,7 @@
 //!   as open property requests a landlord can offer against), `reciprocal.offer_response`,
 //!   `perpetrator.engagement_update`, `referral.ack`.
 
-pub mod console;
-pub mod dash;
-
-use runtime::auth::{Allow, Role, Rule, content, rule};
+use runtime::auth::{Allow, Role, Rule, content};
 use axum::{Json, Router, extract::{Query, State}, routing::get};
 use runtime::api::Page;
 use isp::Opened;
@@ -24,7 +22,10 @@ pub struct Housing;
 
 impl Agency for Housing {
     fn migrations(&self) -> Vec<Migration> {
-        vec![Migration { version: 100, description: "housing", sql: include_str!("../migrations/0100_housing.sql") }]
+        vec![
+            Migration { version: 100, description: "housing", sql: include_str!("../migrations/0100_housing.sql") },
+            Migration { version: 101, description: "dash to the runtime", sql: include_str!("../migrations/0101_dash_to_runtime.sql") },
+        ]
     }
 
     async fn on_receive(&self, ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> anyhow::Result<()> {
@@ -59,22 +60,12 @@ impl Agency for Housing {
 
     fn routes(&self) -> Router<Ctx> {
         Router::new()
-            .route("/dash-assessments", axum::routing::post(dash::record).get(dash::list))
             .route("/property-requests", get(property_requests))
-            .route("/console/dash", get(console::page).post(console::record))
-    }
-
-    fn nav(&self) -> &'static [runtime::console::Nav] {
-        &[runtime::console::Nav { href: "/console/dash", label: "DASH checklist" }]
     }
 
     fn rules(&self) -> &'static [Rule] {
         const RULES: &[Rule] = &[
-            rule("POST", "/dash-assessments", Allow::Roles(&[Role::Caseworker, Role::TeamManager])),
-            content("GET", "/dash-assessments", Allow::Roles(&[Role::Caseworker, Role::TeamManager])),
             content("GET", "/property-requests", Allow::Roles(&[Role::Caseworker, Role::TeamManager, Role::ReciprocalsCoordinator])),
-            rule("GET", "/console/dash", Allow::Roles(&[Role::Caseworker, Role::TeamManager])),
-            rule("POST", "/console/dash", Allow::Roles(&[Role::Caseworker, Role::TeamManager])),
         ];
         RULES
     }

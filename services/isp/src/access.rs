@@ -44,3 +44,70 @@ pub fn access_event(keys: &AgencyKeys, policy_version: &str, access: &Access) ->
     let bytes = crate::seal::sign_event_as(keys, &event);
     (event, bytes)
 }
+
+/// A staff member's acknowledgement of a referral this agency received.
+#[derive(Debug, Clone)]
+pub struct Acknowledgement<'a> {
+    /// The referral, its sender and its kind.
+    pub envelope_id: &'a str,
+    pub referrer: &'a str,
+    pub kind: proto::v1::Kind,
+    /// accepted, declined or closed.
+    pub status: &'a str,
+    pub staff_id: &'a str,
+    pub at_ms: i64,
+}
+
+/// The signed `acknowledged` event of a staff acknowledgement, for the ledger: what the IG
+/// report measures time to acknowledge by (the automatic receipts are not acknowledgements).
+pub fn acknowledged_event(keys: &AgencyKeys, policy_version: &str, ack: &Acknowledgement) -> (Event, Vec<u8>) {
+    let event = Event {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        agency: keys.agency.clone(),
+        kind: EventKind::Acknowledged as i32,
+        occurred_at_ms: ack.at_ms,
+        policy_version: policy_version.to_owned(),
+        reason: ack.status.to_owned(),
+        envelope_id: ack.envelope_id.to_owned(),
+        counterpart: ack.referrer.to_owned(),
+        message_kind: ack.kind as i32,
+        staff_id: ack.staff_id.to_owned(),
+        ..Default::default()
+    };
+    let bytes = crate::seal::sign_event_as(keys, &event);
+    (event, bytes)
+}
+
+/// A deadline that passed unmet.
+#[derive(Debug, Clone)]
+pub struct Missed<'a> {
+    /// The deadline's code, e.g. `acknowledge`, `idva_contact`.
+    pub code: &'a str,
+    /// The item it is about (a referral, a case, a record), its case and subject.
+    pub target: &'a str,
+    pub case_ref: &'a str,
+    pub subject_ref: &'a str,
+    /// The other agency concerned (a referral's sender), if any.
+    pub counterpart: &'a str,
+    pub at_ms: i64,
+}
+
+/// The signed `deadline_missed` event, for the ledger.
+pub fn deadline_missed_event(keys: &AgencyKeys, policy_version: &str, missed: &Missed) -> (Event, Vec<u8>) {
+    let event = Event {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        agency: keys.agency.clone(),
+        kind: EventKind::DeadlineMissed as i32,
+        occurred_at_ms: missed.at_ms,
+        policy_version: policy_version.to_owned(),
+        rule: missed.code.to_owned(),
+        reason: "missed".into(),
+        envelope_id: missed.target.to_owned(),
+        case_ref: missed.case_ref.to_owned(),
+        subject_ref: missed.subject_ref.to_owned(),
+        counterpart: missed.counterpart.to_owned(),
+        ..Default::default()
+    };
+    let bytes = crate::seal::sign_event_as(keys, &event);
+    (event, bytes)
+}

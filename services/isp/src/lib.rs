@@ -31,6 +31,7 @@ pub mod error;
 pub mod kind;
 pub mod merkle;
 pub mod policy;
+pub mod risk;
 pub mod schema;
 pub mod seal;
 pub mod signed;

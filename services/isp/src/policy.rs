@@ -82,6 +82,36 @@ pub struct Policy {
     pub rationales: BTreeMap<String, String>,
     pub roles: BTreeMap<Role, RolePolicy>,
     pub rules: Vec<Rule>,
+    /// The partnership's time targets, which every service watches (a missed one is an
+    /// escalation and a signed `deadline_missed` entry in the ledger).
+    #[serde(default)]
+    pub deadlines: Deadlines,
+}
+
+/// Time targets, in hours. A policy without `[deadlines]` gets these defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Deadlines {
+    /// A staff member acknowledges (accepts, declines or closes) a referral.
+    pub acknowledge_hours: u32,
+    /// An IDVA service attempts first contact with a survivor referred to it.
+    pub idva_contact_hours: u32,
+    /// After a high-risk DASH result, the IDVA and MARAC referrals are sent.
+    pub high_risk_referral_hours: u32,
+    /// Early detectors' concerns are triaged by the housing DA team.
+    pub concern_triage_hours: u32,
+}
+
+impl Default for Deadlines {
+    fn default() -> Deadlines {
+        Deadlines { acknowledge_hours: 48, idva_contact_hours: 48, high_risk_referral_hours: 24, concern_triage_hours: 72 }
+    }
+}
+
+impl Deadlines {
+    pub fn ms(hours: u32) -> i64 {
+        i64::from(hours) * 3_600_000
+    }
 }
 
 /// What is being decided: the clear facts of a disclosure and the categories it carries.

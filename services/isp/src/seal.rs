@@ -214,6 +214,12 @@ impl Isp {
             without_consent_officer: officer,
             without_consent_rationale: rationale_code,
         };
+        // The recipient's own check of the risk, made first here: a risk nothing recorded
+        // proves is a near miss, never a message the recipient has to refuse.
+        crate::risk::check(&self.directory, &header, &payload, self.policy.receivable(recipient.role, "risk.dash")).map_err(|e| match e {
+            OpenError::Denied(d) => IspError::Denied(d),
+            other => IspError::Invalid { what: "DASH summary".into(), detail: other.to_string() },
+        })?;
         let header_bytes = header.encode_to_vec();
         let signature = self.keys.signing.sign(&[ENVELOPE_CONTEXT, &header_bytes].concat());
         let envelope = Envelope { header: header_bytes, sealed_payload, signature: signature.to_bytes().to_vec() };
@@ -488,6 +494,7 @@ impl Isp {
         }
         let plaintext = decrypt(&self.keys, &envelope.sealed_payload).map_err(|e| fail(OpenError::Decrypt(e)))?;
         let payload = check_payload(&self.schema, header_kind, &declared, &plaintext).map_err(fail)?;
+        crate::risk::check(&self.directory, &header, &payload, self.policy.receivable(self.role, "risk.dash")).map_err(fail)?;
         Ok(Opened { header, payload, decision })
     }
 }

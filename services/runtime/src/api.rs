@@ -11,7 +11,7 @@ use axum::{
     routing::{get, post},
 };
 use isp::{IspError, Outgoing, clear, kind, policy};
-use proto::v1::{AckStatus, ConsentTag};
+use proto::v1::{AckStatus, ConsentTag, RiskLevel};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use sqlx::{Row, any::AnyRow};
@@ -236,8 +236,14 @@ pub struct SendRequest {
     pub lawful_basis: String,
     #[serde(default)]
     pub consent: Option<ConsentInput>,
+    /// Only as a check of what the named assessment gives: the risk of a disclosure comes
+    /// from a recorded DASH assessment (`assessment_id`), never from the request.
     #[serde(default)]
     pub risk: Option<String>,
+    /// A DASH assessment recorded at this agency (`POST /dash-assessments`): the service puts
+    /// its signed summary in the payload and its band in the header.
+    #[serde(default)]
+    pub assessment_id: Option<String>,
     #[serde(default)]
     pub subject: Option<SubjectIdentity>,
     #[serde(default)]
@@ -294,6 +300,21 @@ pub fn outgoing(protocol: &isp::Isp, request: SendRequest) -> Result<Outgoing, A
         None => Default::default(),
         Some(r) => policy::parse_risk(r).ok_or_else(|| ApiError::bad_request("risk: not a risk level (standard, medium, high)"))?,
     };
+    if let Some(id) = &request.assessment_id {
+        clear::required("assessment_id", id, clear::is_envelope_id, clear::ENVELOPE_ID).map_err(clear_field)?;
+    } else {
+        // A risk above standard unlocks sharing without consent: it is proved by a recorded
+        // assessment, never asserted.
+        if matches!(risk, RiskLevel::Medium | RiskLevel::High) {
+            return Err(ApiError::bad_request(format!(
+                "risk: a {} risk comes from a recorded DASH assessment, not from the request: record it (POST /dash-assessments) and name it with assessment_id",
+                policy::risk_name(risk)
+            )));
+        }
+        if isp::risk::summary_of(&payload).is_some() {
+            return Err(ApiError::bad_request("dash: the DASH summary is filled in by the service from the assessment named by assessment_id, not sent in the payload"));
+        }
+    }
     let subject_ref = match (request.subject, request.subject_ref) {
         (Some(s), _) => protocol.keys.subject_ref(&s.full_name, &s.date_of_birth).map_err(|e| ApiError::bad_request(e.to_string()))?,
         (None, Some(r)) => r,
@@ -392,8 +413,38 @@ pub(crate) async fn send_once(ctx: &Ctx, staff: &Staff, body: Bytes) -> Result<(
     let request: SendRequest = json_body(&body)?;
     // A body may be a megabyte: not held while the send waits to be sealed and written.
     drop(body);
-    let out = ctx.outgoing_by(request, staff)?;
+    let assessment = request.assessment_id.clone();
+    let claimed = request.risk.clone();
+    let mut out = ctx.outgoing_by(request, staff)?;
+    if let Some(id) = &assessment {
+        crate::assessments::fill(ctx, &mut out, id).await?;
+        if let Some(claimed) = claimed.filter(|c| c != policy::risk_name(out.risk)) {
+            return Err(ApiError::bad_request(format!(
+                "risk: the request says {claimed}, the named assessment gives {}; the risk is the assessment's (leave risk out)",
+                policy::risk_name(out.risk)
+            )));
+        }
+    }
     let outcome = ctx.send(&out).await?;
+    if let Some(id) = &assessment {
+        crate::assessments::referral_sent(ctx, id, out.kind).await?;
+    }
+    if !out.subject_ref.is_empty() {
+        let mut tx = ctx.pool.begin().await?;
+        let entry = crate::chronology::Entry {
+            subject_ref: out.subject_ref.clone(),
+            case_ref: out.case_ref.clone(),
+            event: "disclosure_sent".into(),
+            code: kind::name(out.kind).into(),
+            item_id: outcome.envelope_id.clone(),
+            counterpart: out.recipient.clone(),
+            staff_id: staff.id.clone(),
+            at_ms: ctx.config.clock.now_ms(),
+            ..Default::default()
+        };
+        crate::chronology::add(&mut tx, &entry).await?;
+        tx.commit().await?;
+    }
     // Who sent it. The send is already committed: a failure here must not make the answer an
     // error (a retry would send again), so it is logged and the disclosure keeps no sender.
     if let Err(e) = sqlx::query("UPDATE sent SET sent_by = $1 WHERE envelope_id = $2").bind(&staff.id).bind(&outcome.envelope_id).execute(&ctx.pool).await {
@@ -587,11 +638,34 @@ pub(crate) async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, 
             .bind(&id)
             .execute(&mut *tx)
             .await?;
+        staff_acknowledged(&ctx, &mut tx, &id, &sender, &kind_name, &request.status, &staff.id, &subject_ref, &case_ref).await?;
     }
     tx.commit().await?;
     ctx.outbox_ready.notify_one();
     let outcome = outcome?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(outcome).expect("serialisable"))))
+}
+
+/// What a staff member's acknowledgement does besides its receipt: it meets the referral's
+/// acknowledgement deadline (the automatic `received` receipt never does), goes in the
+/// chronology, and is recorded in the ledger as a signed `acknowledged` event, which the IG
+/// report measures time to acknowledge by.
+#[allow(clippy::too_many_arguments)]
+async fn staff_acknowledged(ctx: &Ctx, tx: &mut crate::Tx, id: &str, sender: &str, kind_name: &str, status: &str, staff_id: &str, subject_ref: &str, case_ref: &str) -> Result<(), ApiError> {
+    let now = ctx.config.clock.now_ms();
+    crate::deadlines::meet(tx, crate::deadlines::ACKNOWLEDGE, id, "met", now).await?;
+    let isp = ctx.isp();
+    let ack = isp::access::Acknowledgement { envelope_id: id, referrer: sender, kind: kind::parse(kind_name).unwrap_or_default(), status, staff_id, at_ms: isp::now_ms() };
+    let (event, bytes) = isp::access::acknowledged_event(&isp.keys, &isp.policy.version, &ack);
+    crate::outbox::enqueue(tx, &event.event_id, &crate::transport::event_subject(ctx.agency(), proto::v1::EventKind::Acknowledged), &bytes).await?;
+    if !subject_ref.is_empty() {
+        crate::chronology::add(
+            tx,
+            &crate::chronology::Entry { subject_ref: subject_ref.into(), case_ref: case_ref.into(), event: "acknowledged".into(), code: status.into(), item_id: id.into(), counterpart: sender.into(), staff_id: staff_id.into(), at_ms: now, ..Default::default() },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// `GET /quarantine`, paged by `stream_seq`.

@@ -61,6 +61,11 @@ pub struct Config {
     /// The service's broker credentials and the broker's CA (`HUB_NATS_NKEY_FILE`,
     /// `HUB_NATS_CA`; by default the files `hub` made in `DATA/broker/`).
     pub broker: crate::transport::BrokerAuth,
+    /// The clock deadlines are judged by ([`crate::deadlines`]): the system's, which a test
+    /// may move forward.
+    pub clock: crate::deadlines::Clock,
+    /// How often the service looks for deadlines that have passed.
+    pub deadline_check_every: Duration,
 }
 
 /// The default of `HUB_CLOCK_SKEW_SECS`: ten minutes.
@@ -92,6 +97,8 @@ impl Config {
             http_limits: Default::default(),
             tls: None,
             broker: crate::transport::BrokerAuth::embedded(data, agency),
+            clock: Default::default(),
+            deadline_check_every: crate::deadlines::CHECK_EVERY,
         }
     }
 

@@ -367,12 +367,48 @@ async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::Tx, ready: &
     if !due.is_empty() {
         crate::receipts::auto_receipts(ctx, tx, &due, proto::v1::AckStatus::Received, "").await?;
     }
+    record_arrivals(ctx, tx, ready).await?;
     for r in ready {
         if r.delivered <= MAX_DOMAIN_ATTEMPTS {
             agency.on_receive(ctx, tx, r.opened).await.context("the service's handling of the message")?;
         } else {
             tracing::error!(envelope_id = %r.opened.header.envelope_id, stream_seq = r.seq, delivered = r.delivered,
                 "domain handling failed repeatedly; storing the envelope without it");
+        }
+    }
+    Ok(())
+}
+
+/// What arriving envelopes start: a referral's acknowledgement deadline (met only by a
+/// staff member's answer), and an entry in the person's chronology.
+async fn record_arrivals(ctx: &Ctx, tx: &mut crate::Tx, ready: &[Ready<'_>]) -> anyhow::Result<()> {
+    let now = ctx.config.clock.now_ms();
+    let within = isp::policy::Deadlines::ms(ctx.isp().policy.deadlines.acknowledge_hours);
+    for r in ready {
+        let h = &r.opened.header;
+        if acknowledgeable(kind::name(h.kind())) {
+            let deadline = crate::deadlines::Deadline {
+                code: crate::deadlines::ACKNOWLEDGE.into(),
+                target: h.envelope_id.clone(),
+                subject_ref: h.subject_ref.clone(),
+                case_ref: h.case_ref.clone(),
+                counterpart: h.sender.clone(),
+                due_at_ms: now + within,
+            };
+            crate::deadlines::set(tx, &deadline).await?;
+        }
+        if !h.subject_ref.is_empty() && h.kind() != isp::Kind::ReferralAck {
+            let entry = crate::chronology::Entry {
+                subject_ref: h.subject_ref.clone(),
+                case_ref: h.case_ref.clone(),
+                event: "disclosure_received".into(),
+                code: kind::name(h.kind()).into(),
+                item_id: h.envelope_id.clone(),
+                counterpart: h.sender.clone(),
+                at_ms: now,
+                ..Default::default()
+            };
+            crate::chronology::add(tx, &entry).await?;
         }
     }
     Ok(())

@@ -25,11 +25,14 @@
 //! (one `match` on the kind) and its own routes. [`start`] runs it.
 
 pub mod api;
+pub mod assessments;
 pub mod auth;
+pub mod chronology;
 pub mod config;
 pub mod consent;
 pub mod console;
 pub mod db;
+pub mod deadlines;
 pub mod idempotency;
 pub mod inbox;
 pub mod metrics;
@@ -158,6 +161,14 @@ pub trait Agency: Send + Sync + 'static {
     fn nav(&self) -> &'static [console::Nav] {
         &[]
     }
+
+    /// Periodic work of the service's own, run after each look for missed deadlines
+    /// ([`deadlines::watch_loop`]): e.g. an IDVA service checking the consent its open cases
+    /// rely on still holds.
+    fn on_tick(&self, ctx: &Ctx) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
 }
 
 /// An agency with no domain behaviour beyond the generic inbox (used where a partnership
@@ -178,6 +189,9 @@ pub fn migrations<A: Agency>(agency: &A) -> Vec<Migration> {
     migrations.extend(outbox::migrations());
     migrations.extend(witness::migrations());
     migrations.extend(auth::local::migrations());
+    migrations.extend(deadlines::migrations());
+    migrations.extend(chronology::migrations());
+    migrations.extend(assessments::migrations());
     migrations.extend(agency.migrations());
     migrations
 }
@@ -223,7 +237,13 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
     }
     let title = ctx.isp().directory.get(ctx.agency()).map(|a| a.name.clone()).unwrap_or_else(|| ctx.agency().to_owned());
     let nav = console::pages::NAV.iter().chain(agency.nav()).copied().collect();
-    let routes = agency.routes().merge(witness::routes()).merge(console::pages::routes());
+    let routes = agency
+        .routes()
+        .merge(witness::routes())
+        .merge(deadlines::routes())
+        .merge(chronology::routes())
+        .merge(assessments::routes())
+        .merge(console::pages::routes());
     let router = auth::protect(api::router(routes).with_state(ctx.clone()), gate, &title, nav)
         .route_layer(axum::middleware::from_fn_with_state(ctx.metrics.clone(), metrics::track));
     let listener = tokio::net::TcpListener::bind(&ctx.config.http_addr)
@@ -242,6 +262,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         tasks.spawn(policy_watch::watch_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(partnership_feed::follow_loop(partnership_feed::Follower::of_agency(&ctx), shutdown.clone()));
         tasks.spawn(consent::republish_loop(ctx.clone(), shutdown.clone()));
+        tasks.spawn(deadlines::watch_loop(ctx.clone(), agency.clone(), shutdown.clone()));
         tasks.spawn(inbox::consume_loop(ctx.clone(), consumer, agency, shutdown.clone()));
         tasks.spawn(serve::serve(listener, router, limits, tls, shutdown.clone()));
         let mut result = Ok(());

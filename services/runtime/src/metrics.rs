@@ -90,6 +90,8 @@ pub struct Metrics {
     pub quarantined: Family<ReasonLabel, Counter>,
     pub near_misses: Family<RuleLabel, Counter>,
     pub partnership_refused: FeedRefusals,
+    /// Deadlines that passed unmet (escalations raised).
+    pub deadlines_missed: Counter,
     http: Histograms,
     outbox_depth: Gauge,
     outbox_oldest: F64Gauge,
@@ -114,6 +116,7 @@ impl Metrics {
             quarantined: Family::default(),
             near_misses: Family::default(),
             partnership_refused: Family::default(),
+            deadlines_missed: Counter::default(),
             http: Family::new_with_constructor(|| Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])),
             outbox_depth: Gauge::default(),
             outbox_oldest: F64Gauge::default(),
@@ -126,6 +129,7 @@ impl Metrics {
         registry.register("quarantined", "Received envelopes refused and quarantined, by reason code", m.quarantined.clone());
         registry.register("near_misses", "Sends the sharing policy refused (near misses), by policy rule", m.near_misses.clone());
         register_feed_refusals(&mut registry, &m.partnership_refused);
+        registry.register("deadlines_missed", "Deadlines that passed unmet: escalations raised (and signed deadline_missed events queued)", m.deadlines_missed.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency, by method, route template and status class", m.http.clone());
         registry.register("outbox_depth", "Outbox messages not yet published (nor stopped or set aside), at scrape time", m.outbox_depth.clone());
         registry.register("outbox_oldest_unpublished_seconds", "Age of the oldest unpublished outbox message (0 when none), at scrape time", m.outbox_oldest.clone());

@@ -224,6 +224,8 @@ pub async fn apply_revocation(ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> Result
         return Ok(());
     }
     tracing::info!(envelope_id = %revoke.envelope_id, sender = %h.sender, "disclosure revoked by its sender; content hidden");
+    // Nothing is owed on a revoked referral any more.
+    crate::deadlines::cancel_all(tx, &revoke.envelope_id, ctx.config.clock.now_ms()).await?;
     let confirmed = match receipt(&ctx.isp(), &revoke.envelope_id, &h.sender, &h.subject_ref, &h.case_ref, AckStatus::Revoked, "", "content hidden", "") {
         Ok(out) => ctx.send_in(tx, &out).await,
         Err(e) => Err(e),

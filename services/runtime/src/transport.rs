@@ -31,6 +31,8 @@ pub fn event_subject(agency: &str, kind: EventKind) -> String {
         EventKind::Violation => "violation",
         EventKind::ConsentChanged => "consent_changed",
         EventKind::Accessed => "accessed",
+        EventKind::Acknowledged => "acknowledged",
+        EventKind::DeadlineMissed => "deadline_missed",
         EventKind::Unspecified => "unspecified",
     };
     format!("hub.v1.evt.{agency}.{token}")

@@ -214,6 +214,15 @@ pub const GENERIC: &[Rule] = &[
     rule("GET", "/witness", Allow::Roles(ADMIN_AND_IG)),
     logged("GET", "/access-log", Allow::Roles(ADMIN_AND_IG)),
     rule("GET", "/metrics", Allow::Roles(&[AgencyAdmin, IgLead])),
+    rule("GET", "/deadlines", Allow::Roles(CASEWORK)),
+    content("GET", "/people/{subject_ref}", Allow::Roles(CASEWORK)),
+    rule("POST", "/people/{subject_ref}/notes", Allow::Roles(CASEWORK)),
+    content("GET", "/flags", Allow::Roles(CASEWORK)),
+    rule("POST", "/flags", Allow::Roles(CASEWORK)),
+    rule("POST", "/flags/{id}/clear", Allow::Roles(&[Caseworker, TeamManager])),
+    rule("POST", "/dash-assessments", Allow::Roles(&[Caseworker, TeamManager])),
+    content("GET", "/dash-assessments", Allow::Roles(&[Caseworker, TeamManager])),
+    content("GET", "/dash-assessments/{id}", Allow::Roles(&[Caseworker, TeamManager])),
 ];
 
 /// The logged-in staff member a request acts for.

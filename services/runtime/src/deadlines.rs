@@ -1,0 +1,249 @@
+//! Deadlines that fire. Work that has a time target (a referral to acknowledge, a survivor
+//! an IDVA must try to reach, the referrals a high DASH result calls for, a flag to review)
+//! sets a deadline in the same transaction as the work; meeting the target meets it. A
+//! watcher ([`watch_loop`]) finds the ones that passed unmet and, for each, in one
+//! transaction: marks it missed (an escalation on the case and the agency's dashboard), adds
+//! it to the case's chronology and queues a signed `deadline_missed` event for the ledger.
+//!
+//! Times are judged by the service's [`Clock`], which a test moves forward.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    routing::get,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::Row as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Ctx, Migration, Tx, api::ApiError};
+
+/// The clock deadlines are set and judged by: the system's, plus an offset a test moves.
+#[derive(Clone, Default)]
+pub struct Clock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock(+{} ms)", self.offset_ms.load(Ordering::Relaxed))
+    }
+}
+
+impl Clock {
+    pub fn now_ms(&self) -> i64 {
+        isp::now_ms() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Moves this clock (and every clone of it) forward.
+    pub fn advance(&self, by: Duration) {
+        self.offset_ms.fetch_add(by.as_millis() as i64, Ordering::Relaxed);
+    }
+}
+
+/// How often a service looks for missed deadlines by default.
+pub const CHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// A referral received is acknowledged by a staff member (accepted, declined or closed).
+pub const ACKNOWLEDGE: &str = "acknowledge";
+/// An IDVA attempts first contact with a survivor referred to the service.
+pub const IDVA_CONTACT: &str = "idva_contact";
+/// After a high DASH result, the referral to the IDVA service and to MARAC is sent.
+pub const REFER_IDVA: &str = "refer_idva";
+pub const REFER_MARAC: &str = "refer_marac";
+
+/// One deadline, keyed by its code and the item it is about.
+#[derive(Debug, Clone, Default)]
+pub struct Deadline {
+    /// What must happen, as a code (a token: `acknowledge`, `idva_contact`, ...).
+    pub code: String,
+    /// The item it is about: a referral's envelope id, a case or a record id.
+    pub target: String,
+    pub subject_ref: String,
+    pub case_ref: String,
+    /// The other agency concerned (a referral's sender), or empty.
+    pub counterpart: String,
+    pub due_at_ms: i64,
+}
+
+pub fn migrations() -> Vec<Migration> {
+    vec![Migration { version: 70, description: "deadlines", sql: include_str!("../migrations/0070_deadlines.sql") }]
+}
+
+/// Sets a deadline, unless one of its code is already set on its target (the first stands).
+pub async fn set(tx: &mut Tx, d: &Deadline) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO deadlines (code, target, subject_ref, case_ref, counterpart, due_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (code, target) DO NOTHING",
+    )
+    .bind(&d.code)
+    .bind(&d.target)
+    .bind(&d.subject_ref)
+    .bind(&d.case_ref)
+    .bind(&d.counterpart)
+    .bind(d.due_at_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Meets a deadline (late or not): it stops being watched, and an escalation it raised is
+/// resolved. `outcome` says how: `met`, or `cancelled` when the work went away (the referral
+/// was revoked). Whether one was open.
+pub async fn meet(tx: &mut Tx, code: &str, target: &str, outcome: &str, at_ms: i64) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE deadlines SET met_at_ms = $1, outcome = $2 WHERE code = $3 AND target = $4 AND met_at_ms IS NULL")
+        .bind(at_ms)
+        .bind(outcome)
+        .bind(code)
+        .bind(target)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Meets every open deadline on a target (its referral was revoked, its case closed).
+pub async fn cancel_all(tx: &mut Tx, target: &str, at_ms: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query("UPDATE deadlines SET met_at_ms = $1, outcome = 'cancelled' WHERE target = $2 AND met_at_ms IS NULL")
+        .bind(at_ms)
+        .bind(target)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Looks for missed deadlines every [`crate::Config::deadline_check_every`], then runs the
+/// agency's own periodic work ([`crate::Agency::on_tick`]).
+pub async fn watch_loop<A: crate::Agency>(ctx: Ctx, agency: Arc<A>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(ctx.config.deadline_check_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        // A database or broker outage is not the end of the service: the next tick retries.
+        if let Err(e) = fire(&ctx).await {
+            tracing::warn!(error = %e, "looking for missed deadlines failed; will retry");
+        }
+        if let Err(e) = agency.on_tick(&ctx).await {
+            tracing::warn!(error = %e, "the service's periodic work failed; will retry");
+        }
+    }
+}
+
+/// Marks every deadline that has passed unmet as missed: an escalation, a chronology entry
+/// and a signed `deadline_missed` event for the ledger, each deadline in one transaction.
+/// How many were missed.
+pub async fn fire(ctx: &Ctx) -> anyhow::Result<usize> {
+    let now = ctx.config.clock.now_ms();
+    let due = sqlx::query(
+        "SELECT code, target, subject_ref, case_ref, counterpart FROM deadlines \
+         WHERE met_at_ms IS NULL AND missed_at_ms IS NULL AND due_at_ms <= $1 ORDER BY due_at_ms LIMIT 500",
+    )
+    .bind(now)
+    .fetch_all(&ctx.pool)
+    .await?;
+    let mut missed = 0;
+    for row in due {
+        let (code, target, subject_ref, case_ref, counterpart): (String, String, String, String, String) =
+            (row.try_get("code")?, row.try_get("target")?, row.try_get("subject_ref")?, row.try_get("case_ref")?, row.try_get("counterpart")?);
+        let isp = ctx.isp();
+        let (event, bytes) = isp::access::deadline_missed_event(
+            &isp.keys,
+            &isp.policy.version,
+            &isp::access::Missed { code: &code, target: &target, case_ref: &case_ref, subject_ref: &subject_ref, counterpart: &counterpart, at_ms: isp::now_ms() },
+        );
+        let mut tx = ctx.pool.begin().await?;
+        let marked = sqlx::query("UPDATE deadlines SET missed_at_ms = $1, event_id = $2 WHERE code = $3 AND target = $4 AND missed_at_ms IS NULL AND met_at_ms IS NULL")
+            .bind(now)
+            .bind(&event.event_id)
+            .bind(&code)
+            .bind(&target)
+            .execute(&mut *tx)
+            .await?;
+        if marked.rows_affected() == 0 {
+            continue;
+        }
+        crate::outbox::enqueue(&mut tx, &event.event_id, &crate::transport::event_subject(ctx.agency(), proto::v1::EventKind::DeadlineMissed), &bytes).await?;
+        if !subject_ref.is_empty() {
+            crate::chronology::add(
+                &mut tx,
+                &crate::chronology::Entry { subject_ref: subject_ref.clone(), case_ref: case_ref.clone(), event: "deadline_missed".into(), item_id: target.clone(), code: code.clone(), at_ms: now, ..Default::default() },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        ctx.metrics.deadlines_missed.inc();
+        tracing::warn!(deadline = %code, target = %target, "a deadline was missed: escalated");
+        missed += 1;
+    }
+    if missed > 0 {
+        ctx.outbox_ready.notify_one();
+    }
+    Ok(missed)
+}
+
+/// `GET /deadlines?state=`: `open` (not yet met, due soonest first; the default),
+/// `escalated` (missed and still not met), `missed` (every one missed, met since or not),
+/// `all`. At most 1,000.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadlineQuery {
+    pub state: Option<String>,
+    pub target: Option<String>,
+}
+
+pub fn routes() -> Router<Ctx> {
+    Router::new().route("/deadlines", get(list))
+}
+
+/// The deadlines of a state (see [`DeadlineQuery`]), as JSON.
+pub async fn query(ctx: &Ctx, state: &str, target: Option<&str>) -> Result<Vec<Value>, ApiError> {
+    let filter = match state {
+        "open" => "met_at_ms IS NULL",
+        "escalated" => "met_at_ms IS NULL AND missed_at_ms IS NOT NULL",
+        "missed" => "missed_at_ms IS NOT NULL",
+        "all" => "1 = 1",
+        _ => return Err(ApiError::bad_request("state is open, escalated, missed or all")),
+    };
+    let target_filter = if target.is_some() { " AND target = $1" } else { "" };
+    let sql = format!(
+        "SELECT code, target, subject_ref, case_ref, counterpart, due_at_ms, met_at_ms, missed_at_ms, outcome FROM deadlines WHERE {filter}{target_filter} ORDER BY due_at_ms LIMIT 1000"
+    );
+    let mut q = sqlx::query(&sql);
+    if let Some(t) = target {
+        q = q.bind(t.to_owned());
+    }
+    let now = ctx.config.clock.now_ms();
+    Ok(q.fetch_all(&ctx.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let mut v = crate::api::row_json(r, &["code", "target", "subject_ref", "case_ref", "counterpart", "outcome"], &["due_at_ms", "met_at_ms", "missed_at_ms"], &[]);
+            let (met, missed) = (!v["met_at_ms"].is_null(), !v["missed_at_ms"].is_null());
+            v["state"] = json!(match (met, missed) {
+                (true, _) => "met",
+                (false, true) => "escalated",
+                (false, false) if r.try_get::<i64, _>("due_at_ms").unwrap_or(i64::MAX) <= now => "due",
+                _ => "open",
+            });
+            v
+        })
+        .collect())
+}
+
+async fn list(State(ctx): State<Ctx>, Query(q): Query<DeadlineQuery>) -> Result<Json<Value>, ApiError> {
+    if let Some(t) = &q.target {
+        isp::clear::optional("target", t, isp::clear::is_consent_id, isp::clear::CONSENT_ID).map_err(crate::api::clear_field)?;
+    }
+    Ok(Json(Value::Array(query(&ctx, q.state.as_deref().unwrap_or("open"), q.target.as_deref()).await?)))
+}
