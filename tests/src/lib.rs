@@ -93,11 +93,18 @@ impl Partnership {
             database_url: databases.as_ref().map(|d| d.server.clone()),
             database_prefix: databases.as_ref().map(|d| d.prefix.clone()),
             checkpoint_every: Some(Duration::from_secs(1)),
+            deadline_check_every: Some(Duration::from_millis(200)),
             ..options
         };
         let hub = LocalHub::start(options.clone()).await?;
         let logins = Logins::for_hub(&hub);
         Ok(Partnership { hub, options, logins, _databases: databases, _dir: dir })
+    }
+
+    /// The clock every service of the partnership judges deadlines by: move it forward with
+    /// [`runtime::deadlines::Clock::advance`] to make a deadline pass.
+    pub fn clock(&self) -> &runtime::deadlines::Clock {
+        &self.options.clock
     }
 
     /// A broker client with the admin's rights: what a compromised broker or its operator

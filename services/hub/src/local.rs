@@ -31,6 +31,10 @@ pub struct Options {
     /// Start a local JetStream cluster of this many nodes (stores in `data/nats/hub-I`)
     /// instead of one nats-server, every stream with one replica per node; None: one node.
     pub cluster: Option<usize>,
+    /// The clock every service judges deadlines by (tests move it forward), and how often
+    /// they look for missed ones (default: the runtime's, 30 s).
+    pub clock: runtime::deadlines::Clock,
+    pub deadline_check_every: Option<Duration>,
 }
 
 /// One running service of the partnership.
@@ -166,6 +170,10 @@ impl LocalHub {
         let agencies: Vec<(String, Role)> = hub.directory.agencies.iter().map(|a| (a.id.clone(), a.role)).filter(|(_, r)| *r != Role::Ig).collect();
         for (agency, role) in agencies {
             let mut config = Config::embedded(&options.data, &agency, &hub.nats_url);
+            config.clock = options.clock.clone();
+            if let Some(every) = options.deadline_check_every {
+                config.deadline_check_every = every;
+            }
             config.database_url = database_url(&options, &agency).await?;
             if let Some(l) = options.http_limits {
                 config.http_limits = l;
