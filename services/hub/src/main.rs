@@ -440,7 +440,7 @@ enum PolicyCommand {
 
 fn env_options(data: PathBuf) -> Options {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    Options { data, nats_url: var("NATS_URL"), database_url: var("DATABASE_URL"), ack_wait: None, database_prefix: var("DATABASE_PREFIX"), checkpoint_every: None, http_limits: None, cluster: None }
+    Options { data, nats_url: var("NATS_URL"), database_url: var("DATABASE_URL"), ack_wait: None, database_prefix: var("DATABASE_PREFIX"), checkpoint_every: None, http_limits: None, cluster: None, ..Options::default() }
 }
 
 #[tokio::main]
