@@ -292,11 +292,38 @@ pub fn idva_referral(n: usize) -> Value {
     let name = format!("Synthetic Person {n:05}");
     serde_json::json!({
         "to": "idva-northbridge", "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a",
-        "consent": {"id": format!("CON-T-{n}"), "state": "given"}, "risk": "medium",
+        "consent": {"id": format!("CON-T-{n}"), "state": "given"},
         "subject": {"full_name": name, "date_of_birth": "1990-01-01"}, "case_ref": format!("HSG-T-{n:05}"),
         "payload": {"idvaReferral": {"survivor": {"fullName": name, "dateOfBirth": "1990-01-01"},
             "reason": "Test referral", "survivorAware": true}}
     })
+}
+
+/// Records a DASH checklist of `yes` Yes answers (of 24) at `agency` about `subject` (a
+/// `{"full_name", "date_of_birth"}` object) and returns its id: what a send names as
+/// `assessment_id` for its risk (15 Yes answers: high).
+pub async fn dash_assessment(p: &Partnership, agency: &str, subject: &Value, yes: usize) -> anyhow::Result<String> {
+    let answers: Vec<&str> = (0..24).map(|i| if i < yes { "yes" } else { "no" }).collect();
+    let case_ref = format!("DASH-T-{:04}", rand::random::<u16>() % 10_000);
+    let (status, v) = p.post(agency, "/dash-assessments", &serde_json::json!({"case_ref": case_ref, "subject": subject, "answers": answers})).await?;
+    anyhow::ensure!(status == 201, "recording a DASH checklist at {agency} failed: {v}");
+    Ok(v["id"].as_str().context("the recorded assessment's id")?.to_owned())
+}
+
+/// A DASH summary of a high result (15 Yes answers of 24, without the answers), signed by
+/// `isp`'s agency: for tests that seal without a service's database.
+pub fn signed_high_summary(isp: &isp::Isp) -> proto::v1::DashAssessment {
+    let mut summary = proto::v1::DashAssessment {
+        checklist_version: isp::risk::CHECKLISTS[0].version.into(),
+        assessed_on: "2026-11-27".into(),
+        score: 15,
+        risk: proto::v1::RiskLevel::High as i32,
+        assessment_id: uuid::Uuid::now_v7().to_string(),
+        assessor: "demo.caseworker".into(),
+        ..Default::default()
+    };
+    isp::risk::sign_summary(&isp.keys, &mut summary);
+    summary
 }
 
 /// [`idva_referral`] serialised to exactly `bytes` bytes, its reason padded with synthetic

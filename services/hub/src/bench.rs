@@ -385,7 +385,7 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
     }
     let body = |n: usize| {
         json!({"to": RECIPIENT, "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a", "consent": {"id": "BNC-1", "state": "given"},
-            "risk": "medium", "subject": subject, "case_ref": format!("BENCH-{n}"),
+            "subject": subject, "case_ref": format!("BENCH-{n}"),
             "payload": {"idvaReferral": {"survivor": {"fullName": "Synthetic Bench Person", "dateOfBirth": "1990-01-01"}, "reason": filler(args.payload), "survivorAware": true}}})
     };
     let n = args.messages;

@@ -194,7 +194,10 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     if print {
         println!("  housing-northbridge records a DASH checklist: score {} -> {} risk (MARAC criteria met)", dash["score"], dash["risk"].as_str().unwrap_or_default());
     }
-    let assessment = dash["assessment"].clone();
+    // The referrals name the recorded assessment: the service puts its signed summary in each
+    // and its band in the header (a risk the request asserts is refused).
+    let assessment = dash["id"].clone();
+    ensure!(dash["tasks"].as_array().map(Vec::len) == Some(2), "a high result sets the IDVA and MARAC referrals as tasks: {dash}");
 
     // Housing records what the survivor agreed to: referral to an IDVA and a reciprocal move.
     // She was not asked about MARAC: asking would raise the risk (recorded with that reason).
@@ -209,16 +212,16 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     //    the survivor was not asked, so it is shared without consent on a safeguarding basis).
     let idva_referral = s
         .disclose(housing, json!({"to": "idva-northbridge", "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a", "consent": consent,
-            "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
-            "payload": {"idvaReferral": {"referrer": referrer, "survivor": survivor, "perpetrators": [perpetrator], "dash": assessment,
+            "assessment_id": assessment, "subject": subject, "case_ref": "HSG-2026-0042",
+            "payload": {"idvaReferral": {"referrer": referrer, "survivor": survivor, "perpetrators": [perpetrator],
                 "reason": "Disclosed escalating abuse at a housing options interview", "survivorAware": true}}}), false)
         .await?;
     let marac_referral = s
         .disclose(housing, json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18",
-            "consent": {"id": not_sought["consent_id"], "state": "not-sought"}, "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
+            "consent": {"id": not_sought["consent_id"], "state": "not-sought"}, "assessment_id": assessment, "subject": subject, "case_ref": "HSG-2026-0042",
             "without_consent": {"rationale_code": "asking-would-increase-risk",
                 "rationale": "Visible high risk; the perpetrator monitors her phone, so asking could alert him"},
-            "payload": {"maracReferral": {"referrer": referrer, "survivor": survivor, "perpetrators": [perpetrator], "dash": assessment,
+            "payload": {"maracReferral": {"referrer": referrer, "survivor": survivor, "perpetrators": [perpetrator],
                 "criteria": ["MARAC_CRITERION_VISIBLE_HIGH_RISK"], "survivorAware": false, "reasonNoConsent": "Asking would raise the risk"}}}), false)
         .await?;
     s.ack("idva-northbridge", &idva_referral, "accepted", "").await?;
@@ -228,7 +231,7 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     let sref = s.report.subject_ref.clone();
     for member in [housing, "idva-northbridge"] {
         let request = s
-            .disclose("marac-northbridge", json!({"to": member, "purpose": "marac", "lawful_basis": "uk-gdpr-6-1-e", "risk": "high", "subject_ref": sref,
+            .disclose("marac-northbridge", json!({"to": member, "purpose": "marac", "lawful_basis": "uk-gdpr-6-1-e", "subject_ref": sref,
                 "case_ref": "MARAC-2026-11-07", "payload": {"maracResearchRequest": {"meetingDate": "2026-12-03", "survivor": {"fullName": SURVIVOR_NAME, "dateOfBirth": SURVIVOR_DOB},
                     "perpetrators": [{"fullName": PERPETRATOR_NAME, "dateOfBirth": "1987-09-30"}], "questions": "What do you hold on these people?", "replyBy": "2026-12-01"}}}), false)
             .await?;
@@ -251,7 +254,7 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     // 4. Housing asks the reciprocal scheme for a move (consent given). The coordinator may not
     //    receive the current address: the ISP removes it before sealing.
     let move_request = s
-        .disclose(housing, json!({"to": "reciprocals-scheme", "purpose": "rehousing", "lawful_basis": "uk-gdpr-6-1-a", "consent": consent, "risk": "high",
+        .disclose(housing, json!({"to": "reciprocals-scheme", "purpose": "rehousing", "lawful_basis": "uk-gdpr-6-1-a", "consent": consent, "assessment_id": assessment,
             "subject": subject, "case_ref": "HSG-2026-0042",
             "payload": {"reciprocalRequest": {"referrer": referrer, "applicant": survivor, "currentLandlord": housing, "tenure": "secure",
                 "household": {"adults": 1, "children": 2, "bedroomsNeeded": 2},
@@ -296,7 +299,7 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     //    survivor's address and phone: the protocol refuses it whole (a near miss). The second,
     //    without them, goes.
     let mut perpetrator_referral = json!({"to": "perpetrator-pathways", "purpose": "perpetrator-intervention", "lawful_basis": "cda-1998-s115",
-        "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
+        "assessment_id": assessment, "subject": subject, "case_ref": "HSG-2026-0042",
         "payload": {"perpetratorReferral": {"referrer": referrer, "perpetrator": perpetrator, "survivor": survivor, "pathway": "PATHWAY_HIGH_HARM",
             "risk": "RISK_LEVEL_HIGH", "reportEngagementTo": "idva-northbridge", "reason": "Escalating abuse, breach of tenancy conditions"}}});
     s.disclose(housing, perpetrator_referral.clone(), true).await?;
@@ -309,7 +312,7 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     //    the IDVA matches to its own case.
     let link = s.get("perpetrator-pathways", &format!("/inbox/{pathway_referral}")).await?["subject_ref"].as_str().unwrap_or_default().to_owned();
     ensure!(link.starts_with("l-") && link != sref, "the pathway was given the survivor's subject ref: {link}");
-    s.disclose("perpetrator-pathways", json!({"to": "idva-northbridge", "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-e", "risk": "high",
+    s.disclose("perpetrator-pathways", json!({"to": "idva-northbridge", "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-e",
         "subject_ref": link, "in_reply_to": pathway_referral,
         "payload": {"perpetratorEngagementUpdate": {"engagement": "ENGAGEMENT_ENGAGED", "asOf": "2027-01-20", "pathway": "PATHWAY_HIGH_HARM", "note": "Attended first two sessions"}}}), false)
         .await?;

@@ -224,7 +224,7 @@ async fn large_bodies(http: &reqwest::Client, url: &str, n: usize, bytes: usize)
 /// synthetic text).
 fn referral_of_size(bytes: usize) -> Vec<u8> {
     let mut body = json!({"to": RECIPIENT, "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a", "consent": {"id": "bench-consent", "state": "given"},
-        "risk": "medium", "subject": {"full_name": "Synthetic Bench Person", "date_of_birth": "1990-01-01"}, "case_ref": "BENCH-LIMITS",
+        "subject": {"full_name": "Synthetic Bench Person", "date_of_birth": "1990-01-01"}, "case_ref": "BENCH-LIMITS",
         "payload": {"idvaReferral": {"survivor": {"fullName": "Synthetic Bench Person", "dateOfBirth": "1990-01-01"}, "reason": "", "survivorAware": true}}});
     let plain = serde_json::to_vec(&body).expect("serialisable").len();
     body["payload"]["idvaReferral"]["reason"] = Value::String("Synthetic bench narrative. ".repeat(bytes / 27 + 1)[..bytes.saturating_sub(plain)].to_owned());

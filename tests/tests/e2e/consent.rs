@@ -30,14 +30,14 @@ async fn record_given(p: &Partnership) -> anyhow::Result<String> {
 
 fn idva_referral(consent_id: &str) -> Value {
     json!({"to": IDVA, "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a",
-        "consent": {"id": consent_id, "state": "given", "recorded_by": HOUSING}, "risk": "medium", "subject": subject(),
+        "consent": {"id": consent_id, "state": "given", "recorded_by": HOUSING}, "subject": subject(),
         "payload": {"idvaReferral": {"survivor": {"fullName": NAME, "dateOfBirth": "1988-02-03"}, "reason": "Test", "survivorAware": true}}})
 }
 
 /// MARAC's research request to the IDVA, relying on housing's record of consent.
 fn marac_request(consent_id: &str, subject_ref: &str) -> Value {
     json!({"to": IDVA, "purpose": "marac", "lawful_basis": "uk-gdpr-6-1-e",
-        "consent": {"id": consent_id, "state": "given", "recorded_by": HOUSING}, "risk": "high", "subject_ref": subject_ref,
+        "consent": {"id": consent_id, "state": "given", "recorded_by": HOUSING}, "subject_ref": subject_ref,
         "payload": {"maracResearchRequest": {"meetingDate": "2026-12-03", "questions": "What do you hold?"}}})
 }
 
@@ -286,7 +286,7 @@ async fn consent_out_of_scope_expired_or_unknown_is_refused_with_its_reason() ->
     // Out of scope: consent covered the IDVA and MARAC, not a reciprocal move.
     let (status, v) = p
         .post(HOUSING, "/disclosures", &json!({"to": "reciprocals-scheme", "purpose": "rehousing", "lawful_basis": "uk-gdpr-6-1-a",
-            "consent": {"id": consent_id, "state": "given"}, "risk": "high", "subject": subject(),
+            "consent": {"id": consent_id, "state": "given"}, "subject": subject(),
             "payload": {"reciprocalRequest": {"applicant": {"fullName": NAME}, "areasOfChoice": ["A", "B", "C", "D", "E"]}}}))
         .await?;
     assert_eq!((status, v["reason"].as_str()), (403, Some("consent_out_of_scope")), "{v}");
@@ -324,8 +324,9 @@ async fn consent_out_of_scope_expired_or_unknown_is_refused_with_its_reason() ->
 
 async fn without_consent_on(backend: Backend) -> anyhow::Result<()> {
     let p = Partnership::start(backend).await?;
+    let assessment = tests::dash_assessment(&p, HOUSING, &subject(), 15).await?;
     let base = json!({"to": MARAC, "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18",
-        "consent": {"state": "not-sought"}, "risk": "high", "subject": subject(),
+        "consent": {"state": "not-sought"}, "assessment_id": assessment, "subject": subject(),
         "payload": {"maracReferral": {"survivor": {"fullName": NAME}, "criteria": ["MARAC_CRITERION_VISIBLE_HIGH_RISK"]}}});
     let rationale = "He reads her messages; asking would alert him";
     // Without the officer and rationale: 400, nothing sent, nothing queued.

@@ -35,7 +35,7 @@ fn withdrawn() -> (String, u64) {
 /// MARAC's research request to the IDVA, relying on housing's record of consent.
 fn marac_request(consent_id: &str, subject_ref: &str) -> Value {
     json!({"to": IDVA, "purpose": "marac", "lawful_basis": "uk-gdpr-6-1-e",
-        "consent": {"id": consent_id, "state": "given", "recorded_by": HOUSING}, "risk": "high", "subject_ref": subject_ref,
+        "consent": {"id": consent_id, "state": "given", "recorded_by": HOUSING}, "subject_ref": subject_ref,
         "payload": {"maracResearchRequest": {"meetingDate": "2026-12-03", "questions": "What do you hold?"}}})
 }
 

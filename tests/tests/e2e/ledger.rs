@@ -311,9 +311,10 @@ async fn queries_on(backend: Backend) -> anyhow::Result<()> {
     let ids = send_referrals(p.caseworker("housing-northbridge").await?, p.url("housing-northbridge"), 0, 5, 1, sent).await?;
     let survivor = serde_json::json!({"fullName": "Query Person", "dateOfBirth": "1985-02-03", "address": "1 Test Street", "phone": "07700 900999"});
     let subject = serde_json::json!({"full_name": "Query Person", "date_of_birth": "1985-02-03"});
+    let assessment = tests::dash_assessment(&p, "housing-northbridge", &subject, 15).await?;
     let (status, marac) = p
         .post("housing-northbridge", "/disclosures", &serde_json::json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18",
-            "risk": "high", "subject": subject, "case_ref": "QRY-1",
+            "assessment_id": assessment, "subject": subject, "case_ref": "QRY-1",
             "without_consent": {"rationale_code": "asking-would-increase-risk", "rationale": "Test rationale"},
             "payload": {"maracReferral": {"survivor": survivor, "criteria": ["MARAC_CRITERION_VISIBLE_HIGH_RISK"], "survivorAware": false, "reasonNoConsent": "Risk"}}}))
         .await?;
@@ -321,7 +322,7 @@ async fn queries_on(backend: Backend) -> anyhow::Result<()> {
     let marac_id = marac["envelope_id"].as_str().unwrap().to_owned();
     let (status, denied) = p
         .post("housing-northbridge", "/disclosures", &serde_json::json!({"to": "perpetrator-pathways", "purpose": "perpetrator-intervention", "lawful_basis": "cda-1998-s115",
-            "risk": "high", "subject": subject, "case_ref": "QRY-1",
+            "subject": subject, "case_ref": "QRY-1",
             "payload": {"perpetratorReferral": {"perpetrator": {"fullName": "Query Harmer"}, "survivor": survivor, "pathway": "PATHWAY_HIGH_HARM"}}}))
         .await?;
     assert_eq!(status, 403, "{denied}");

@@ -45,7 +45,7 @@ async fn copies_count_once_on(backend: Backend) -> anyhow::Result<()> {
     // A near miss: a referral the policy refuses, recorded as a signed event.
     let (status, denied) = p
         .post(HOUSING, "/disclosures", &json!({"to": "perpetrator-pathways", "purpose": "perpetrator-intervention", "lawful_basis": "cda-1998-s115",
-            "risk": "high", "subject": {"full_name": "Copy Person", "date_of_birth": "1985-02-03"}, "case_ref": "CPY-1",
+            "subject": {"full_name": "Copy Person", "date_of_birth": "1985-02-03"}, "case_ref": "CPY-1",
             "payload": {"perpetratorReferral": {"perpetrator": {"fullName": "Copy Harmer"}, "survivor": {"fullName": "Copy Person", "dateOfBirth": "1985-02-03", "address": "1 Test Street", "phone": "07700 900999"}, "pathway": "PATHWAY_HIGH_HARM"}}}))
         .await?;
     assert_eq!(status, 403, "{denied}");

@@ -31,13 +31,15 @@ fn a_body_at_the_limit_seals_within_what_the_broker_carries() -> anyhow::Result<
     // The largest referral, sent without consent (high risk) so that sealing needs no record.
     let mut body: Value = serde_json::from_slice(&idva_referral_of_size(1, limit))?;
     body["consent"] = Value::Null;
-    body["risk"] = json!("high");
     body["lawful_basis"] = json!("uk-gdpr-9-2-g-dpa-s1-p18");
     body["without_consent"] = json!({"rationale_code": "asking-would-increase-risk", "rationale": "synthetic"});
     let bytes = serde_json::to_vec(&body)?;
     assert!(bytes.len() >= limit, "as large as a body may be");
     let request = runtime::api::json_body(&bytes.clone().into()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut out = runtime::api::outgoing(&isp, request).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    // High risk, proved as a service proves it: a signed DASH summary in the payload.
+    out.risk = proto::v1::RiskLevel::High;
+    *isp::risk::summary_slot(&mut out.payload).expect("an IDVA referral carries a summary") = Some(tests::signed_high_summary(&isp));
     out.justification.as_mut().expect("without consent").officer = "demo.team-manager".into();
     let envelope = isp.seal(&out, None)?.envelope.len();
     println!("a {}-byte body seals into a {envelope}-byte envelope", bytes.len());
@@ -82,8 +84,10 @@ async fn a_payload_that_grows_past_the_broker_once_sealed_is_refused_and_blocks_
     // `-1,` is three bytes of JSON and ten of protobuf (a negative enum number): a body within
     // the limit whose envelope the broker would refuse.
     let criteria = vec![-1; Limits::default().max_body_bytes / 3 - 1000];
-    let body = json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18", "risk": "high",
-        "subject": {"full_name": "Synthetic Person", "date_of_birth": "1990-01-01"}, "case_ref": "LIM-1",
+    let subject = json!({"full_name": "Synthetic Person", "date_of_birth": "1990-01-01"});
+    let assessment = tests::dash_assessment(&p, HOUSING, &subject, 15).await?;
+    let body = json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18", "assessment_id": assessment,
+        "subject": subject, "case_ref": "LIM-1",
         "without_consent": {"rationale_code": "asking-would-increase-risk", "rationale": "synthetic"},
         "payload": {"maracReferral": {"survivor": {"fullName": "Synthetic Person"}, "criteria": criteria}}});
     assert!(serde_json::to_vec(&body)?.len() <= Limits::default().max_body_bytes);

@@ -26,8 +26,10 @@ async fn too_large_is_refused_at_the_api(backend: Backend) -> anyhow::Result<()>
     // `-1,` is three bytes of JSON and ten of protobuf (a negative enum number): a body within
     // the HTTP limit whose envelope the broker would refuse.
     let criteria = vec![-1; Limits::default().max_body_bytes / 3 - 1000];
-    let body = json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18", "risk": "high",
-        "subject": {"full_name": "Synthetic Person", "date_of_birth": "1990-01-01"}, "case_ref": "BIG-1",
+    let subject = json!({"full_name": "Synthetic Person", "date_of_birth": "1990-01-01"});
+    let assessment = tests::dash_assessment(&p, "housing-northbridge", &subject, 15).await?;
+    let body = json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18", "assessment_id": assessment,
+        "subject": subject, "case_ref": "BIG-1",
         "without_consent": {"rationale_code": "asking-would-increase-risk", "rationale": "synthetic"},
         "payload": {"maracReferral": {"survivor": {"fullName": "Synthetic Person"}, "criteria": criteria}}});
     assert!(serde_json::to_vec(&body)?.len() <= Limits::default().max_body_bytes, "within the HTTP body limit");

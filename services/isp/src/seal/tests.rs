@@ -27,6 +27,27 @@ impl Partnership {
     fn get(&self, id: &str) -> &Isp {
         self.isps.iter().find(|i| i.agency() == id).unwrap()
     }
+
+    /// Housing's IDVA referral at high risk, proved by a DASH summary housing signed.
+    fn idva_referral(&self) -> Outgoing {
+        self.proved(unproved_referral())
+    }
+
+    /// `out` with a high DASH summary housing signed in its payload.
+    fn proved(&self, mut out: Outgoing) -> Outgoing {
+        let mut summary = proto::v1::DashAssessment {
+            checklist_version: "safelives-dash-2024".into(),
+            assessed_on: "2026-11-27".into(),
+            score: 16,
+            risk: RiskLevel::High as i32,
+            assessment_id: "0193a0c4-7b1e-7000-8000-000000000042".into(),
+            assessor: "hsg.staff-7".into(),
+            ..Default::default()
+        };
+        crate::risk::sign_summary(&self.get("housing-northbridge").keys, &mut summary);
+        *crate::risk::summary_slot(&mut out.payload).unwrap() = Some(summary);
+        out
+    }
 }
 
 const NAME: &str = "Zephyrine Quillfeather";
@@ -36,7 +57,7 @@ fn survivor() -> Person {
     Person { full_name: NAME.into(), date_of_birth: "1991-04-05".into(), address: ADDRESS.into(), phone: "07000 000001".into(), ..Default::default() }
 }
 
-fn idva_referral() -> Outgoing {
+fn unproved_referral() -> Outgoing {
     Outgoing {
         recipient: "idva-northbridge".into(),
         kind: Kind::IdvaReferral,
@@ -100,13 +121,13 @@ fn perpetrator_referral(with_survivor_address: bool) -> Outgoing {
 #[test]
 fn seal_then_open_round_trips_and_hides_the_payload() {
     let p = Partnership::new();
-    let sealed = p.get("housing-northbridge").seal(&idva_referral(), Some(&given(p.get("housing-northbridge")))).unwrap();
+    let sealed = p.get("housing-northbridge").seal(&p.idva_referral(), Some(&given(p.get("housing-northbridge")))).unwrap();
     assert!(!String::from_utf8_lossy(&sealed.envelope).contains(NAME));
     assert_eq!(sealed.decision.rule, "idva-referral");
     let opened = p.get("idva-northbridge").open(&sealed.envelope).unwrap();
     let Some(Body::IdvaReferral(r)) = opened.payload.body else { panic!() };
     assert_eq!(r.survivor.unwrap().full_name, NAME);
-    assert_eq!(opened.header.data_categories, ["referral.narrative", "survivor.address", "survivor.contact", "survivor.identity"]);
+    assert_eq!(opened.header.data_categories, ["referral.narrative", "risk.dash", "survivor.address", "survivor.contact", "survivor.identity"]);
 }
 
 #[test]
@@ -140,7 +161,7 @@ fn every_kind_of_bad_envelope_is_refused_specifically() {
     let p = Partnership::new();
     let housing = p.get("housing-northbridge");
     let idva = p.get("idva-northbridge");
-    let good = housing.seal(&idva_referral(), Some(&given(housing))).unwrap().envelope;
+    let good = housing.seal(&p.idva_referral(), Some(&given(housing))).unwrap().envelope;
 
     let bad_header = tampered(&good, |e| {
         let mut h = Header::decode(e.header.as_slice()).unwrap();
@@ -178,7 +199,7 @@ fn an_envelope_naming_a_recipient_key_the_recipient_never_had_is_refused() {
     let p = Partnership::new();
     let housing = p.get("housing-northbridge");
     let idva = p.get("idva-northbridge");
-    let good = housing.seal(&idva_referral(), Some(&given(housing))).unwrap().envelope;
+    let good = housing.seal(&p.idva_referral(), Some(&given(housing))).unwrap().envelope;
     assert!(idva.open(&good).is_ok());
     // Signed honestly by housing, but naming a key that is not the IDVA's (here, MARAC's).
     let marac_key = p.get("marac-northbridge").directory.require("marac-northbridge").unwrap().age_key_id();
@@ -224,7 +245,7 @@ fn a_smuggled_survivor_address_is_caught_on_open() {
 #[test]
 fn a_body_that_does_not_match_the_kind_is_refused_at_seal() {
     let p = Partnership::new();
-    let mut out = idva_referral();
+    let mut out = p.idva_referral();
     out.kind = Kind::MaracReferral;
     out.recipient = "marac-northbridge".into();
     let err = p.get("housing-northbridge").seal(&out, None).unwrap_err();
@@ -249,7 +270,7 @@ fn marac_without_consent() -> Outgoing {
 fn sharing_without_consent_needs_officer_rationale_code_and_rationale() {
     let p = Partnership::new();
     let housing = p.get("housing-northbridge");
-    let mut out = marac_without_consent();
+    let mut out = p.proved(marac_without_consent());
     let err = housing.seal(&out, None).unwrap_err();
     assert!(matches!(err, IspError::Unjustified(_)), "{err}");
     assert!(err.to_string().contains("asking-would-increase-risk"), "the error lists the codes: {err}");
@@ -284,7 +305,7 @@ fn sharing_without_consent_needs_officer_rationale_code_and_rationale() {
 fn an_envelope_shared_without_consent_but_no_officer_is_refused_on_receipt() {
     let p = Partnership::new();
     let housing = p.get("housing-northbridge");
-    let mut out = marac_without_consent();
+    let mut out = p.proved(marac_without_consent());
     out.justification = Some(crate::Justification { officer: "hsg.staff-7".into(), rationale_code: "crime-prevention".into(), rationale: "x".into() });
     let sealed = housing.seal(&out, None).unwrap();
     // A sender that skips the check (re-signed by the sender's own key, so it verifies).
@@ -301,9 +322,9 @@ fn an_envelope_shared_without_consent_but_no_officer_is_refused_on_receipt() {
 fn consent_given_is_refused_unless_the_record_backs_it() {
     let p = Partnership::new();
     let housing = p.get("housing-northbridge");
-    let Err(IspError::Denied(d)) = housing.seal(&idva_referral(), None) else { panic!("sealed without a consent record") };
+    let Err(IspError::Denied(d)) = housing.seal(&p.idva_referral(), None) else { panic!("sealed without a consent record") };
     assert_eq!((d.rule.as_str(), d.reason), ("consent-record", "consent_unknown"));
-    let mut out = idva_referral();
+    let mut out = p.idva_referral();
     out.purpose = "safeguarding".into();
     out.recipient = "reciprocals-scheme".into();
     out.kind = Kind::ReciprocalRequest;
@@ -330,14 +351,14 @@ fn free_text_in_a_clear_field_is_refused_at_seal_and_on_receipt() {
         ("lawful_basis", |o| o.lawful_basis = ADDRESS.into()),
         ("consent.recorded_by", |o| o.consent.as_mut().unwrap().recorded_by = NAME.into()),
     ] {
-        let mut out = idva_referral();
+        let mut out = p.idva_referral();
         set(&mut out);
         let Err(IspError::Invalid { what, detail }) = housing.seal(&out, Some(&record)) else { panic!("{field}: sealed") };
         assert_eq!(what, field);
         assert!(!detail.contains(NAME) && !detail.contains(ADDRESS) && !detail.contains("07700"), "{detail}");
     }
     // Signed by a sender that skipped the check: refused before anything of the header is used.
-    let honest = housing.seal(&idva_referral(), Some(&record)).unwrap();
+    let honest = housing.seal(&p.idva_referral(), Some(&record)).unwrap();
     let mut header = honest.header.clone();
     header.case_ref = ADDRESS.into();
     let envelope = tampered(&honest.envelope, |e| {
@@ -369,7 +390,7 @@ fn a_claimed_creation_time_far_from_the_brokers_is_refused_as_clock_skew() {
     let p = Partnership::new();
     let housing = p.get("housing-northbridge");
     let idva = p.get("idva-northbridge");
-    let sealed = housing.seal(&idva_referral(), Some(&given(housing))).unwrap();
+    let sealed = housing.seal(&p.idva_referral(), Some(&given(housing))).unwrap();
     let broker_ms = sealed.header.created_at_ms + 2_000;
     // Within the window either way: opened.
     assert!(idva.open_at(&sealed.envelope, broker_ms, WINDOW_MS).is_ok());
@@ -395,7 +416,7 @@ fn a_retired_key_is_judged_at_the_brokers_time_not_the_claimed_one() {
     let p = Partnership::new();
     let housing = p.get("housing-northbridge");
     let idva = p.get("idva-northbridge");
-    let sealed = housing.seal(&idva_referral(), Some(&given(housing))).unwrap();
+    let sealed = housing.seal(&p.idva_referral(), Some(&given(housing))).unwrap();
     // Housing rotates a minute after sealing; the IDVA's directory says so.
     let retired_at = sealed.header.created_at_ms + MINUTE_MS;
     let directory = Arc::new(idva.directory.rotated(&housing.keys.rotated(), retired_at).unwrap());
@@ -415,7 +436,7 @@ fn every_clear_header_field_is_of_its_grammar_and_an_unverified_one_is_never_rep
     let p = Partnership::new();
     let housing = p.get("housing-northbridge");
     let idva = p.get("idva-northbridge");
-    let good = housing.seal(&idva_referral(), Some(&given(housing))).unwrap().envelope;
+    let good = housing.seal(&p.idva_referral(), Some(&given(housing))).unwrap().envelope;
     // Signed by a partner, but carrying free text where a token belongs: refused by name.
     type Edit = fn(&mut Header);
     let edits: [(&str, Edit); 6] = [
@@ -469,4 +490,36 @@ fn an_event_carrying_free_text_is_refused_though_signed() {
     consent.rule = "consent-record".into();
     consent.case_ref = "revision-3".into();
     assert!(verify_event(&housing.directory, &housing.sign_event(&consent)).is_ok());
+}
+
+#[test]
+fn a_high_risk_nothing_proves_is_refused_at_seal_and_a_forged_summary_too() {
+    let p = Partnership::new();
+    let housing = p.get("housing-northbridge");
+    let record = given(housing);
+    let Err(IspError::Denied(d)) = housing.seal(&unproved_referral(), Some(&record)) else { panic!("sealed a high risk without a summary") };
+    assert_eq!((d.rule.as_str(), d.reason), ("risk", "unproven_risk"));
+    // A summary whose score was raised after signing no longer verifies.
+    let mut forged = p.idva_referral();
+    if let Some(Body::IdvaReferral(r)) = &mut forged.payload.body {
+        r.dash.as_mut().unwrap().score = 20;
+    }
+    let Err(IspError::Denied(d)) = housing.seal(&forged, Some(&record)) else { panic!("sealed a forged summary") };
+    assert!(d.detail.contains("signature"), "{}", d.detail);
+    // A header risk other than the summary's band.
+    let mut medium = p.idva_referral();
+    medium.risk = RiskLevel::Medium;
+    let Err(IspError::Denied(d)) = housing.seal(&medium, Some(&record)) else { panic!("sealed a risk the summary does not give") };
+    assert!(d.detail.contains("the header says medium"), "{}", d.detail);
+    // Signed by an agency that is not the one it names.
+    let mut borrowed = p.idva_referral();
+    if let Some(Body::IdvaReferral(r)) = &mut borrowed.payload.body {
+        r.dash.as_mut().unwrap().assessed_by = "riverside-homes".into();
+    }
+    assert!(matches!(housing.seal(&borrowed, Some(&record)), Err(IspError::Denied(_))));
+    // A medium or standard risk without a summary is not refused: only high unlocks sharing without consent.
+    let mut unassessed = unproved_referral();
+    unassessed.risk = RiskLevel::Unspecified;
+    let sealed = housing.seal(&unassessed, Some(&record)).unwrap();
+    p.get("idva-northbridge").open(&sealed.envelope).unwrap();
 }
