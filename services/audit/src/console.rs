@@ -372,9 +372,17 @@ async fn period(State(ctx): State<Ctx>, viewer: Viewer, Query(p): Query<Period>)
         @if near.is_empty() { h2 { "Near misses by rule" } p { "None in the period." } } @else { (bar_chart("Near misses: sends the protocol refused, by rule", &near, &|_| true)) }
         @if refused.is_empty() { h2 { "Refused on receipt" } p { "None in the period." } } @else { (bar_chart("Envelopes refused by their recipient, by reason", &refused, &|_| true)) }
         h2 { "Acknowledgement times" }
+        p.hint { "From each referral to the first acknowledgement by a member of the recipient's staff (accepted, declined or closed). The receipts a service sends by itself (delivered, opened) do not count." }
         table {
             thead { tr { th scope="col" { "Recipient" } th.number scope="col" { "Acknowledged" } th.number scope="col" { "Median hours" } th.number scope="col" { "Slowest hours" } } }
             tbody { @for (who, (n, median, slowest)) in &r.acknowledgement { tr { td { (who) } td.number { (n) } td.number { (format!("{median:.1}")) } td.number { (format!("{slowest:.1}")) } } } }
+        }
+        h2 { "Deadlines missed" }
+        @if r.deadlines_missed.is_empty() { p { "None in the period." } } @else {
+            table {
+                thead { tr { th scope="col" { "Agency" } th scope="col" { "Deadline" } th.number scope="col" { "Missed" } } }
+                tbody { @for (agency, code, n) in &r.deadlines_missed { tr { td { (agency) } td { (code.replace('_', " ")) } td.number { (n) } } } }
+            }
         }
     };
     viewer.page("Period report", "/console/report", body)

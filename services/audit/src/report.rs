@@ -1,7 +1,8 @@
 //! The IG lead's report for a period: disclosures per flow, shared with consent or without
 //! (and the lawful bases used), near misses by rule, refusals on receipt, time from a
-//! referral to its acknowledgement per recipient, and referrals still unacknowledged after
-//! the SLA. As data (JSON), CSV for a spreadsheet, or an HTML page with bar charts.
+//! referral to a staff member's acknowledgement per recipient (the signed `acknowledged`
+//! events: the automatic `received` receipt is not one), referrals still unacknowledged
+//! after the SLA, and deadlines missed per agency. As data (JSON), CSV for a spreadsheet, or an HTML page with bar charts.
 
 use std::collections::BTreeMap;
 
@@ -44,8 +45,10 @@ pub struct Report {
     /// Consent records withdrawn in the period: (owner agency, consent id, sends it stopped:
     /// refused at send, stopped in an outbox or refused on receipt for that record).
     pub withdrawals: Vec<(String, String, usize)>,
-    /// Recipient -> (acknowledged referrals, median hours, slowest hours).
+    /// Recipient -> (referrals a staff member acknowledged, median hours, slowest hours).
     pub acknowledgement: BTreeMap<String, (usize, f64, f64)>,
+    /// (agency, deadline code, deadlines that passed unmet in the period).
+    pub deadlines_missed: Vec<(String, String, usize)>,
     /// Referrals not acknowledged within the SLA, oldest first: (entry seq, recipient, kind, hours waiting).
     pub outstanding: Vec<(i64, String, String, f64)>,
     pub sla_hours: f64,
@@ -54,8 +57,9 @@ pub struct Report {
 /// Builds the report of entries that occurred from `since` to `until` (inclusive days, UTC).
 pub async fn build(pool: &AnyPool, since: &str, until: &str, sla_hours: f64, now_ms: i64) -> anyhow::Result<Report> {
     let entries = query::run_summary(pool, &Filter { since: Some(since.into()), until: Some(until.into()), ..Default::default() }).await?;
-    // Acknowledgements may come after the period ends: read them from the period's start on.
-    let acks = query::run_summary(pool, &Filter { since: Some(since.into()), kind: Some("referral.ack".into()), ..Default::default() }).await?;
+    // Staff acknowledgements (never the automatic receipts) may come after the period ends:
+    // read them from the period's start on.
+    let acks = query::run_summary(pool, &Filter { since: Some(since.into()), entry_type: Some("acknowledged".into()), ..Default::default() }).await?;
     Ok(summarise(&entries, &acks, since, until, sla_hours, now_ms))
 }
 
@@ -68,6 +72,7 @@ fn summarise(entries: &[Entry], acks: &[Entry], since: &str, until: &str, sla_ho
     let (mut replays, mut misroutes, mut missing_from_stream, mut stream_resets) = (0, 0, 0, 0);
     let mut withdrawn: Vec<(String, String)> = Vec::new();
     let mut stopped: BTreeMap<String, usize> = BTreeMap::new();
+    let mut missed: BTreeMap<(String, String), usize> = BTreeMap::new();
     for e in entries {
         if e.reason == "consent_withdrawn" {
             *stopped.entry(e.consent_id.clone()).or_default() += 1;
@@ -90,6 +95,7 @@ fn summarise(entries: &[Entry], acks: &[Entry], since: &str, until: &str, sla_ho
             EntryType::MISROUTE => misroutes += 1,
             EntryType::STREAM_GAP => missing_from_stream += e.message_count.max(0) as usize,
             EntryType::STREAM_RESET => stream_resets += 1,
+            "deadline_missed" => *missed.entry((e.recorded_by.clone(), e.rule.clone())).or_default() += 1,
             _ => {}
         }
     }
@@ -132,6 +138,7 @@ fn summarise(entries: &[Entry], acks: &[Entry], since: &str, until: &str, sla_ho
         stream_resets,
         withdrawals: withdrawn.into_iter().map(|(owner, id)| { let n = stopped.get(&id).copied().unwrap_or(0); (owner, id, n) }).collect(),
         acknowledgement,
+        deadlines_missed: missed.into_iter().map(|((agency, code), n)| (agency, code, n)).collect(),
         outstanding,
         sla_hours,
     }
@@ -168,6 +175,9 @@ pub fn to_csv(r: &Report) -> anyhow::Result<String> {
     }
     for (seq, rc, k, h) in &r.outstanding {
         w.write_record(["outstanding", "", rc, &format!("{k} (entry {seq})"), "1", "", &format!("{h:.1}")])?;
+    }
+    for (agency, code, c) in &r.deadlines_missed {
+        w.write_record(["deadline missed", agency, "", code, &n(*c), "", ""])?;
     }
     Ok(String::from_utf8(w.into_inner()?)?)
 }
@@ -229,6 +239,7 @@ pub fn to_html(r: &Report, partnership: &str) -> String {
     let near: Vec<(String, f64)> = r.near_misses_by_rule.iter().map(|(b, c)| (b.clone(), *c as f64)).collect();
     let refused: Vec<(String, f64)> = r.refused_on_receipt.iter().map(|(b, c)| (b.clone(), *c as f64)).collect();
     let withdrawals: Vec<(String, f64)> = r.withdrawals.iter().map(|(o, id, n)| (format!("{o}: {id}"), *n as f64)).collect();
+    let missed: Vec<(String, f64)> = r.deadlines_missed.iter().map(|(a, code, n)| (format!("{a}: {}", code.replace('_', " ")), *n as f64)).collect();
     let acks: Vec<(String, f64)> = r.acknowledgement.iter().map(|(rc, (c, m, _))| (format!("{rc} ({c} referral{})", if *c == 1 { "" } else { "s" }), *m)).collect();
     let mut outstanding = String::from("<h2>Referrals unacknowledged after the SLA</h2>");
     if r.outstanding.is_empty() {
@@ -273,7 +284,8 @@ pub fn to_html(r: &Report, partnership: &str) -> String {
         c4 = bars("Near misses (refused sends) by rule", &near, "", "#b33a3a"),
         c5 = bars("Refused on receipt, by reason", &refused, "", "#7d4fa6"),
         c6 = bars("Median hours from referral to acknowledgement, per recipient", &acks, " h", "#2f8f9d")
-            + &bars("Consent withdrawn, and the sends each withdrawal stopped", &withdrawals, " stopped", "#6b6b6b"),
+            + &bars("Consent withdrawn, and the sends each withdrawal stopped", &withdrawals, " stopped", "#6b6b6b")
+            + &bars("Deadlines missed (escalated), per agency and deadline", &missed, "", "#b33a3a"),
     )
 }
 
@@ -303,9 +315,13 @@ mod tests {
         let mut near = e(4, "near_miss", "perpetrator.referral", "pp-a", 3);
         near.rule = "roles.perpetrator.never".into();
         let entries = vec![e(1, "disclosure", "housing.idva_referral", "idva-a", 0), e(2, "disclosure", "housing.idva_referral", "idva-a", 1), without, near];
-        let mut ack = e(5, "disclosure", "referral.ack", "housing-a", 10);
+        let mut ack = e(5, "acknowledged", "housing.idva_referral", "idva-a", 10);
         ack.in_reply_to = "id-1".into();
+        let mut late = e(6, "deadline_missed", "unspecified", "", 50);
+        (late.recorded_by, late.rule) = ("idva-a".into(), "acknowledge".into());
+        let entries = [entries, vec![late]].concat();
         let r = summarise(&entries, &[ack], "d1", "d2", 48.0, 100 * 3_600_000);
+        assert_eq!(r.deadlines_missed, vec![("idva-a".to_owned(), "acknowledge".to_owned(), 1)]);
         assert_eq!(r.flows, vec![
             ("housing-a".into(), "idva-a".into(), "housing.idva_referral".into(), 2),
             ("housing-a".into(), "marac-a".into(), "marac.referral".into(), 1)
