@@ -231,19 +231,20 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         metrics: Arc::new(metrics::Metrics::new()),
     };
     let agency = Arc::new(agency);
-    let mut gate = auth::Gate::new(ctx.agency(), ctx.pool.clone(), &[auth::GENERIC, console::pages::RULES, agency.rules()], Arc::new(auth::access::Outboxed(ctx.clone())));
+    let mut gate = auth::Gate::new(ctx.agency(), ctx.pool.clone(), &[auth::GENERIC, console::pages::RULES, console::casework::RULES, agency.rules()], Arc::new(auth::access::Outboxed(ctx.clone())));
     if let Some(oidc) = &ctx.config.oidc {
         gate.oidc = Some(oidc::Oidc::discover(oidc.clone()).await.context("reaching the identity provider (HUB_OIDC_ISSUER)")?);
     }
     let title = ctx.isp().directory.get(ctx.agency()).map(|a| a.name.clone()).unwrap_or_else(|| ctx.agency().to_owned());
-    let nav = console::pages::NAV.iter().chain(agency.nav()).copied().collect();
+    let nav = console::pages::NAV.iter().chain(console::casework::NAV).chain(agency.nav()).copied().collect();
     let routes = agency
         .routes()
         .merge(witness::routes())
         .merge(deadlines::routes())
         .merge(chronology::routes())
         .merge(assessments::routes())
-        .merge(console::pages::routes());
+        .merge(console::pages::routes())
+        .merge(console::casework::routes());
     let router = auth::protect(api::router(routes).with_state(ctx.clone()), gate, &title, nav)
         .route_layer(axum::middleware::from_fn_with_state(ctx.metrics.clone(), metrics::track));
     let listener = tokio::net::TcpListener::bind(&ctx.config.http_addr)

@@ -10,6 +10,7 @@ mod cluster;
 mod confidentiality;
 mod conformance;
 mod consent;
+mod casework;
 mod console;
 mod consent_rollback;
 mod demo;

@@ -85,6 +85,12 @@ fn flat(message: &MessageDescriptor) -> bool {
 
 /// The fields of `message` (a body, or a part of one), named under `name`, for a category
 /// `category`, filled from `values`.
+/// A part of a payload the service fills in, never the form: the DASH summary comes from
+/// the recorded assessment the send names.
+fn filled_by_service(message: &MessageDescriptor) -> bool {
+    message.full_name() == "hub.v1.DashAssessment"
+}
+
 pub fn fields(schema: &isp::Schema, message: &MessageDescriptor, name: &str, category: &str, values: &Fields, depth: usize) -> Markup {
     html! {
         @for field in message.fields() {
@@ -93,6 +99,7 @@ pub fn fields(schema: &isp::Schema, message: &MessageDescriptor, name: &str, cat
             @let label = humanise(field.name());
             @let tag = html! { span.category { "category: " (fcat) } };
             @match (field.kind(), field.is_list()) {
+                (FieldKind::Message(inner), _) if filled_by_service(&inner) => {}
                 (FieldKind::Message(inner), false) if depth < DEPTH => {
                     fieldset {
                         legend { (label) " " (tag) }
@@ -182,6 +189,7 @@ pub fn collect(message: &MessageDescriptor, name: &str, values: &Fields, depth: 
     for field in message.fields() {
         let fname = format!("{name}.{}", field.json_name());
         let value = match (field.kind(), field.is_list()) {
+            (FieldKind::Message(inner), _) if filled_by_service(&inner) => None,
             (FieldKind::Message(inner), false) if depth < DEPTH => Some(collect(&inner, &fname, values, depth + 1, problems)).filter(|m| !m.is_empty()).map(Value::Object),
             (FieldKind::Message(inner), true) if depth < DEPTH && flat(&inner) => {
                 Some(collect(&inner, &format!("{fname}.0"), values, depth + 1, problems)).filter(|m| !m.is_empty()).map(|m| Value::Array(vec![Value::Object(m)]))

@@ -13,6 +13,7 @@
 //! - Adding a page is one handler returning [`Viewer::page`] and one [`crate::auth::Rule`]
 //!   (plus a [`Nav`] entry when it belongs in the navigation).
 
+pub mod casework;
 pub mod form;
 pub mod login;
 pub mod pages;

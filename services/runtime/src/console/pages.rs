@@ -24,10 +24,6 @@ use crate::{
     auth::{Allow, CASEWORK, Role, Rule, content, logged, rule},
 };
 
-/// A received referral not yet accepted, declined or closed this long after it arrived is
-/// overdue (the partnership's acknowledgement standard: two days).
-pub const ACK_DUE_MS: i64 = 48 * 3600 * 1000;
-
 /// How many rows a list page shows (the newest first); the JSON API pages through all.
 const SHOWN: i64 = 200;
 
@@ -98,10 +94,6 @@ pub fn kind_label(name: &str) -> String {
     form::humanise(&name.replace('.', "_")).replace("Idva", "IDVA").replace("Marac", "MARAC").replace("idva", "IDVA").replace("marac", "MARAC")
 }
 
-fn overdue(status: &str, kind_name: &str, received_at_ms: i64, now: i64) -> bool {
-    matches!(status, "new" | "opened") && crate::inbox::acknowledgeable(kind_name) && kind_name != kind::name(Kind::ReferralAck) && now - received_at_ms > ACK_DUE_MS
-}
-
 #[derive(Deserialize, Default)]
 struct Notice {
     #[serde(default)]
@@ -130,10 +122,10 @@ async fn dashboard(State(ctx): State<Ctx>, viewer: Viewer) -> Response {
 }
 
 async fn dashboard_body(ctx: &Ctx, viewer: &Viewer) -> Result<super::Markup, PageError> {
-    let now = isp::now_ms();
     let casework = viewer.shell.may_open(&viewer.staff, "/console/inbox");
     let sent_view = viewer.shell.may_open(&viewer.staff, "/console/sent");
-    let (mut new, mut overdue_n, mut high) = (0, 0, 0);
+    let (mut new, mut high) = (0, 0);
+    let (mut escalated, mut tasks) = (Vec::new(), Vec::new());
     if casework {
         // Counted by the database: an inbox can hold years of referrals.
         let ack = kind::name(Kind::ReferralAck);
@@ -142,15 +134,12 @@ async fn dashboard_body(ctx: &Ctx, viewer: &Viewer) -> Result<super::Markup, Pag
         };
         new = count("SELECT COUNT(*) FROM inbox WHERE kind <> $1 AND status = 'new'").await?;
         high = count("SELECT COUNT(*) FROM inbox WHERE kind <> $1 AND risk = 'high' AND status NOT IN ('closed', 'declined', 'revoked')").await?;
-        let waiting = sqlx::query("SELECT kind, status, received_at_ms FROM inbox WHERE kind <> $1 AND status IN ('new', 'opened') AND received_at_ms < $2")
-            .bind(ack)
-            .bind(now - ACK_DUE_MS)
-            .fetch_all(&ctx.pool)
-            .await?;
-        for r in &waiting {
-            let (k, s, at): (String, String, i64) = (r.try_get("kind")?, r.try_get("status")?, r.try_get("received_at_ms")?);
-            overdue_n += i64::from(overdue(&s, &k, at, now));
-        }
+        escalated = crate::deadlines::query(ctx, "escalated", None).await?;
+        tasks = crate::deadlines::query(ctx, "open", None)
+            .await?
+            .into_iter()
+            .filter(|d| d["state"] != "escalated" && [crate::deadlines::REFER_IDVA, crate::deadlines::REFER_MARAC].contains(&d["code"].as_str().unwrap_or_default()))
+            .collect();
     }
     let recent = if sent_view {
         sqlx::query("SELECT envelope_id, recipient, kind, status, created_at_ms FROM sent WHERE kind NOT IN ($1, $2) ORDER BY created_at_ms DESC LIMIT 5")
@@ -165,10 +154,19 @@ async fn dashboard_body(ctx: &Ctx, viewer: &Viewer) -> Result<super::Markup, Pag
         @if casework {
             div.cards {
                 div.card { span.caption { "New referrals" } span.figure { (new) } a href="/console/inbox" { "Open the inbox" } }
-                div.card.alert[overdue_n > 0] { span.caption { "Overdue acknowledgements" } span.figure { (overdue_n) } span.hint { "Not accepted, declined or closed within two days" } }
+                div.card.alert[!escalated.is_empty()] { span.caption { "Escalations" } span.figure { (escalated.len()) } span.hint { "Deadlines missed and still not done" } a href="/console/deadlines" { "See the deadlines" } }
                 div.card.alert[high > 0] { span.caption { "High-risk cases open" } span.figure { (high) } }
             }
-            p { a.button href="/console/compose" { "Make a new referral" } }
+            p { a.button href="/console/compose" { "Make a new referral" } " " a.button.secondary href="/console/dash" { "Record a DASH checklist" } }
+            @if !escalated.is_empty() {
+                h2 { "Escalations" }
+                (super::casework::deadline_rows(&escalated))
+            }
+            @if !tasks.is_empty() {
+                h2 { "Referrals to make" }
+                p.hint { "A high DASH result calls for a referral to an IDVA service and to MARAC." }
+                (super::casework::deadline_rows(&tasks))
+            }
         }
         @if sent_view {
             h2 { "What you sent most recently" }
@@ -200,6 +198,26 @@ async fn dashboard_body(ctx: &Ctx, viewer: &Viewer) -> Result<super::Markup, Pag
 
 // ---------------------------------------------------------------- inbox
 
+/// The risk level of a received referral and what proves it: the DASH summary it carries,
+/// checked on receipt (signed by the agency that assessed, a level its score gives).
+fn risk_proof(ctx: &Ctx, h: &proto::v1::Header, payload: &proto::v1::Payload) -> super::Markup {
+    let level = policy::risk_name(h.risk());
+    match isp::risk::summary_of(payload) {
+        Some(d) => {
+            let assessed_by = agency_name(ctx, &d.assessed_by);
+            let questions = isp::risk::checklist(&d.checklist_version).map_or(0, |c| c.questions.len());
+            html! {
+                (tag(level)) " DASH " (d.checklist_version) ", score " strong { (d.score) } " of " (questions)
+                @if d.professional_judgement { ", raised by the professional judgement of " span.mono { (d.judgement_officer) } }
+                ". Assessed by " span.mono { (d.assessor) } " at " (assessed_by) " on " (d.assessed_on) "; signed summary checked on receipt"
+                @if !d.items.is_empty() { ", score recomputed from the answers" } "."
+            }
+        }
+        None if matches!(h.risk(), proto::v1::RiskLevel::Unspecified) => html! { "Not assessed" },
+        None => html! { (tag(level)) " (no DASH summary reached your agency)" },
+    }
+}
+
 async fn inbox(State(ctx): State<Ctx>, viewer: Viewer, Query(n): Query<Notice>) -> Response {
     let rows = sqlx::query(&format!("SELECT {} FROM inbox WHERE kind <> $1 ORDER BY received_at_ms DESC LIMIT {SHOWN}", api::INBOX_COLUMNS))
         .bind(kind::name(Kind::ReferralAck))
@@ -209,7 +227,11 @@ async fn inbox(State(ctx): State<Ctx>, viewer: Viewer, Query(n): Query<Notice>) 
         Ok(rows) => rows,
         Err(e) => return PageError::from(e).page(&viewer),
     };
-    let now = isp::now_ms();
+    // Referrals whose acknowledgement deadline passed with no staff answer.
+    let late: std::collections::HashSet<String> = match crate::deadlines::query(&ctx, "escalated", None).await {
+        Ok(d) => d.into_iter().filter(|d| d["code"] == crate::deadlines::ACKNOWLEDGE).filter_map(|d| d["target"].as_str().map(str::to_owned)).collect(),
+        Err(e) => return PageError::from(e).page(&viewer),
+    };
     let body = html! {
         (notice(&n.done))
         @if rows.is_empty() {
@@ -232,7 +254,7 @@ async fn inbox(State(ctx): State<Ctx>, viewer: Viewer, Query(n): Query<Notice>) 
                             td { @let risk = v["risk"].as_str().unwrap_or_default(); @if !risk.is_empty() && risk != "unspecified" { (tag(risk)) } }
                             td {
                                 (tag(status))
-                                @if overdue(status, k, v["received_at_ms"].as_i64().unwrap_or_default(), now) { " " (tag("overdue")) }
+                                @if late.contains(id) { " " (tag("overdue")) }
                             }
                         }
                     }
@@ -262,7 +284,7 @@ async fn inbox_item(State(ctx): State<Ctx>, viewer: Viewer, Path(id): Path<Strin
             ("Status", tag(&status)),
             ("Received", when(row["received_at_ms"].as_i64().unwrap_or_default())),
             ("Case reference", html! { span.mono { (h.case_ref) } }),
-            ("Risk", tag(policy::risk_name(h.risk()))),
+            ("Risk", risk_proof(&ctx, h, &opened.payload)),
             ("Purpose", html! { (h.purpose) }),
             ("Lawful basis", html! { (h.lawful_basis) " – " (isp.policy.lawful_bases.get(&h.lawful_basis).cloned().unwrap_or_default()) }),
             ("Consent relied on", if h.shared_without_consent {
@@ -566,10 +588,12 @@ fn compose_page(ctx: &Ctx, viewer: &Viewer, values: &form::Fields, problems: &[(
                 }
             }
             div.field {
-                label for="risk" { "Risk" }
-                select #risk name="risk" {
-                    @for r in ["", "standard", "medium", "high"] { option value=(r) selected[v("risk") == r] { (if r.is_empty() { "Not assessed" } else { r }) } }
+                label for="assessment_id" { "DASH risk assessment" }
+                span.hint #assessment_id-hint {
+                    "The id of a DASH checklist recorded at your agency for this person (on their record, or "
+                    a href="/console/dash" { "record one now" } "). The referral carries its signed summary and its risk level; without one the risk is not assessed, and nothing can be shared without consent on the ground of high risk."
                 }
+                input #assessment_id type="text" name="assessment_id" value=(v("assessment_id")) aria-describedby="assessment_id-hint" autocomplete="off";
             }
             h2 { "Consent" }
             fieldset {
@@ -648,8 +672,8 @@ fn send_request(ctx: &Ctx, values: &form::Fields) -> Result<Value, Vec<(String, 
         "subject": {"full_name": name, "date_of_birth": dob}, "case_ref": values.get("case_ref"),
         "payload": {form_key(&body): Value::Object(payload)},
     });
-    if !values.get("risk").is_empty() {
-        request["risk"] = json!(values.get("risk"));
+    if !values.get("assessment_id").trim().is_empty() {
+        request["assessment_id"] = json!(values.get("assessment_id").trim());
     }
     if consent.is_object() {
         request["consent"] = consent;
@@ -660,6 +684,18 @@ fn send_request(ctx: &Ctx, values: &form::Fields) -> Result<Value, Vec<(String, 
         request["without_consent"] = json!({"rationale_code": values.get("rationale_code"), "rationale": values.get("rationale")});
     }
     Ok(request)
+}
+
+/// What `POST /disclosures` would seal for `request`: its risk and DASH summary filled in
+/// from the assessment it names, as the send does.
+async fn outgoing_for(ctx: &Ctx, staff: &crate::auth::Staff, request: &Value) -> Result<isp::Outgoing, ApiError> {
+    let parsed: api::SendRequest = serde_json::from_value(request.clone()).map_err(|e| ApiError::bad_request(api::redact_quoted(&e.to_string())))?;
+    let assessment = parsed.assessment_id.clone();
+    let mut out = ctx.outgoing_by(parsed, staff)?;
+    if let Some(id) = &assessment {
+        crate::assessments::fill(ctx, &mut out, id).await?;
+    }
+    Ok(out)
 }
 
 /// The body's key in the payload's JSON: `IdvaReferral` → `idvaReferral`.
@@ -692,9 +728,10 @@ async fn compose_preview(State(ctx): State<Ctx>, viewer: Viewer, Form(fields): P
         Err(problems) => return compose_page(&ctx, &viewer, &values, &problems),
     };
     let isp = ctx.isp();
-    let preview = serde_json::from_value(request.clone()).map_err(|e| ApiError::bad_request(api::redact_quoted(&e.to_string()))).and_then(|r| ctx.outgoing_by(r, &viewer.staff)).and_then(|out| {
-        isp.preview(&out).map_err(|e| ApiError::bad_request(e.to_string()))
-    });
+    let preview = match outgoing_for(&ctx, &viewer.staff, &request).await {
+        Ok(out) => isp.preview(&out).map_err(|e| ApiError::bad_request(e.to_string())),
+        Err(e) => Err(e),
+    };
     let preview = match preview {
         Ok(p) => p,
         Err(e) => return compose_page(&ctx, &viewer, &values, &[("to".into(), PageError::from(e).detail)]),
@@ -748,7 +785,10 @@ async fn compose_send(State(ctx): State<Ctx>, viewer: Viewer, Form(fields): Post
     };
     // Consent is recorded for a send the protocol allows; one it refuses is refused whole
     // (and recorded as a near miss) without a consent record made for nothing.
-    let allowed = serde_json::from_value(request.clone()).ok().and_then(|r| ctx.outgoing_by(r, &viewer.staff).ok()).and_then(|out| ctx.isp().preview(&out).ok()).is_some_and(|p| p.decision.is_ok());
+    let allowed = match outgoing_for(&ctx, &viewer.staff, &request).await {
+        Ok(out) => ctx.isp().preview(&out).is_ok_and(|p| p.decision.is_ok()),
+        Err(_) => false,
+    };
     if allowed && (values.get("consent") == "record" || values.get("consent").is_empty()) {
         let recorded = crate::consent::record(State(ctx.clone()), viewer.staff.clone(), Bytes::from(consent_request(&ctx, &values).to_string())).await;
         match recorded {
