@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pyrage import x25519  # noqa: E402
 
 from hubspec import checkpoint as cpmod  # noqa: E402
-from hubspec import consent, envelope, events, ledger, merkle, names, protos  # noqa: E402
+from hubspec import consent, envelope, events, ledger, merkle, names, protos, risk  # noqa: E402
 from hubspec.common import Refused, sha256  # noqa: E402
 from hubspec.directory import Directory  # noqa: E402
 from hubspec.keys import KeyFile, SigningKey, key_id, verify_strict  # noqa: E402
-from hubspec.policy import Policy  # noqa: E402
+from hubspec.policy import Deadlines, Policy  # noqa: E402
 from hubspec.signed_files import SignatureFile, signed_message, verify_file  # noqa: E402
 
 
@@ -195,6 +195,13 @@ def check_signed_files(v: Vectors, c: Checker):
     c.raises("signed_files negative: the same sequence with another text", lambda: verify_file("policy", ptext, json.dumps(p["sig"]), trusted=directory, in_force=(psig.sequence, "00" * 32)), ValueError)
     wrong_seq = dict(p["sig"], sequence=psig.sequence + 1)
     c.raises("signed_files negative: a signature moved to another sequence", lambda: verify_file("policy", ptext, json.dumps(wrong_seq), trusted=directory), ValueError)
+    # §4.2 [deadlines]: the vector policy's, a member left out, and members refused.
+    policy = Policy(p["text"])
+    c.check("signed_files policy has a [deadlines] table", "[deadlines]" in p["text"])
+    c.equal("signed_files policy deadlines", policy.deadlines, Deadlines(48, 48, 24, 72))
+    c.equal("signed_files deadlines: a member left out takes its default", Deadlines.parse({"acknowledge_hours": 12}), Deadlines(acknowledge_hours=12))
+    c.raises("signed_files negative: a [deadlines] member §4.2 does not name", lambda: Deadlines.parse({"review_hours": 12}), ValueError)
+    c.raises("signed_files negative: a negative deadline", lambda: Deadlines.parse({"acknowledge_hours": -1}), ValueError)
 
 
 def _header_fields(h) -> dict:
@@ -321,6 +328,120 @@ def check_events(v: Vectors, c: Checker):
             c.check(f"events refused[{i}] ({case['case']})", False, "verified")
         except Refused as e:
             c.equal(f"events refused[{i}] ({case['case']})", e.reason, case["reason"])
+    # Other kinds (§10): each verifies, on its kind's subject, with its ledger entry type (§11.1).
+    for i, k in enumerate(data["other_kinds"]):
+        name = f"events other_kinds[{i}] {k['token']}"
+        signed_bytes = bytes.fromhex(k["signed_event"])
+        try:
+            event = events.verify_event(signed_bytes, v.directory)
+        except Refused as e:
+            c.check(f"{name} verifies", False, f"{e.reason}: {e.detail}")
+            continue
+        c.equal(f"{name} event", event.SerializeToString().hex(), k["event"])
+        c.equal(f"{name} kind", (event.kind, event.agency), (k["kind"], k["agency"]))
+        c.equal(f"{name} token of the kind", events.EVENT_TOKENS.get(event.kind), k["token"])
+        c.equal(f"{name} subject", events.event_subject(event.agency, event.kind), k["subject"])
+        c.equal(f"{name} ledger entry type", events.ENTRY_TYPES.get(event.kind), k["entry_type"])
+        key = v.directory.agencies[event.agency].signing_key_named(k["signing_key_id"])
+        c.equal(f"{name} signed event reproduced", events.sign_event(event, v.seed_of(key[0])).hex(), k["signed_event"])
+        c.check(f"{name} clear fields of their grammars", events.bad_clear_field(event) is None)
+
+
+def check_dash(v: Vectors, c: Checker):
+    """§6.5: the checklists and bands, the signed summary and its exact signed bytes, and the
+    risk check's cases."""
+    data = v.load("dash.json")
+    directory, policy = v.directory, v.policy
+    c.equal("dash checklists", {x["version"]: x["questions"] for x in data["checklists"]}, risk.CHECKLISTS)
+    for b in data["bands"]:
+        c.equal(f"dash band of score {b['score']}", risk.band_of_score(b["score"]), b["band"])
+    summary = protos.payloads_pb2.DashAssessment.FromString(bytes.fromhex(data["summary"]))
+    rebuilt = _dash_from_fields(data["summary_fields"])
+    c.equal("dash summary re-encoded from summary_fields", rebuilt.SerializeToString().hex(), data["summary"])
+    c.equal("dash signed bytes", risk.signed_bytes(summary).hex(), data["signed"])
+    c.equal("dash signed message", (risk.DASH_TAG + bytes.fromhex(data["signed"])).hex(), data["signed_message"])
+    c.equal("dash signed by", (summary.assessed_by, summary.signing_key_id, summary.signature.hex()), (data["assessed_by"], data["signing_key_id"], data["signature"]))
+    assessor = directory.agencies[data["assessed_by"]]
+    named = assessor.signing_key_named(summary.signing_key_id)
+    c.check("dash signature verifies with the assessing agency's key", named is not None and verify_strict(bytes.fromhex(named[0]), bytes.fromhex(data["signed_message"]), summary.signature))
+    if named:
+        again = protos.payloads_pb2.DashAssessment()
+        again.CopyFrom(summary)
+        again.ClearField("signature")
+        again.ClearField("signing_key_id")
+        again.ClearField("assessed_by")
+        risk.sign_summary(again, data["assessed_by"], v.seed_of(named[0]))
+        c.equal("dash summary signed afresh with the seed", again.SerializeToString().hex(), data["summary"])
+    for i, case in enumerate(data["checks"]):
+        header = protos.Header.FromString(bytes.fromhex(case["header"]))
+        payload = protos.Payload.FromString(bytes.fromhex(case["payload"]))
+        try:
+            risk.check(directory, header, payload, policy.receivable(case["recipient_role"], "risk.dash"))
+            got = ""
+        except Refused as e:
+            got = e.reason if e.rule == "risk" else f"{e.reason} (rule {e.rule}, not risk)"
+        c.equal(f"dash checks[{i}] {case['case']} -> {case['reason'] or 'proves its risk'}", got, case["reason"])
+    _dash_negative(v, c, data, summary)
+
+
+def _dash_from_fields(fields: dict):
+    out = protos.payloads_pb2.DashAssessment()
+    for name, value in fields.items():
+        if name == "items":
+            for item in value:
+                out.items.add(**item)
+        elif name == "signature":
+            out.signature = bytes.fromhex(value)
+        else:
+            setattr(out, name, value)
+    return out
+
+
+def _dash_negative(v: Vectors, c: Checker, data: dict, summary):
+    """Checks of our own: the re-encoding rule, the sender's side of the check."""
+    directory = v.directory
+    envelope_data = v.load("envelope.json")
+    header = protos.Header.FromString(bytes.fromhex(envelope_data["header"]))
+    idva_can = v.policy.receivable("idva", "risk.dash")
+
+    def referral(dash=None):
+        p = protos.Payload()
+        p.idva_referral.reason = "Threats after separation"
+        if dash is not None:
+            p.idva_referral.dash.CopyFrom(dash)
+        return p
+
+    # A field this schema does not know is dropped before the signature is checked (§6.5).
+    with_unknown = protos.payloads_pb2.DashAssessment.FromString(bytes.fromhex(data["summary"]) + bytes([0x98, 0x06, 0x01]))
+    c.check("dash: protobuf for Python keeps an unknown field", with_unknown.SerializeToString() != summary.SerializeToString())
+    c.check("dash: an unknown field is dropped from the signed bytes", risk.signed_bytes(with_unknown).hex() == data["signed"])
+    flipped = protos.payloads_pb2.DashAssessment()
+    flipped.CopyFrom(summary)
+    flipped.signature = flip(summary.signature)
+    c.raises("dash negative: a flipped signature byte", lambda: risk.check(directory, header, referral(flipped), idva_can), Refused)
+    redated = protos.payloads_pb2.DashAssessment()
+    redated.CopyFrom(summary)
+    redated.assessed_on = "2026-11-19"
+    c.raises("dash negative: a changed assessment date (signed, unlike the answers)", lambda: risk.check(directory, header, referral(redated), idva_can), Refused)
+    # The sender makes the recipient's check before signing (§6.3 step 7): hubspec does not
+    # seal a high-risk referral without a summary, and seals one with it.
+    housing = v.agent(envelope_data["sender"])
+    seal = lambda payload, risk_level: envelope.seal(  # noqa: E731
+        housing, envelope_data["recipient"], payload, "safeguarding", "uk-gdpr-9-2-g-dpa-s1-p18", risk=risk_level, consent_state="not-sought",
+        without_consent=("hsg.officer", "serious-harm-imminent"), subject_ref=header.subject_ref,
+    )
+    try:
+        seal(referral(), "high")
+        c.check("dash: hubspec refuses to seal a high-risk referral without a summary", False, "sealed")
+    except Refused as e:
+        c.equal("dash: hubspec refuses to seal a high-risk referral without a summary", (e.reason, e.rule), ("unproven_risk", "risk"))
+    try:
+        sealed = seal(referral(summary), "high")
+        recipient = v.agent(envelope_data["recipient"], envelope_data["recipient_age_identity"])
+        opened = envelope.Receiver(recipient, consent_record=None).receive(sealed.envelope, sealed.subject, envelope.now_ms(), 1)
+        c.check("dash: hubspec seals and opens a high-risk referral with its signed summary", risk.summary_of(opened.payload) == summary)
+    except Refused as e:
+        c.check("dash: hubspec seals and opens a high-risk referral with its signed summary", False, f"{e.reason}: {e.detail}")
 
 
 def check_consent(v: Vectors, c: Checker):
@@ -385,6 +506,13 @@ def check_ledger(v: Vectors, c: Checker):
     event = events.verify_event(bytes.fromhex(ev["signed_event"]), v.directory)
     expected = ledger.fields_from_event(event, bytes.fromhex(ev["signed_event"]))
     c.check("ledger entry 4 fields are the event's (§11.1)", not ledger.mismatches(entries[3], expected), f"differ: {ledger.mismatches(entries[3], expected)}")
+    # Then the other kinds of events.json, in order.
+    others = ev["other_kinds"]
+    c.equal("ledger entries after 4 are events.json's other_kinds", len(entries) - 4, len(others))
+    for entry, k in zip(entries[4:], others):
+        event = events.verify_event(bytes.fromhex(k["signed_event"]), v.directory)
+        expected = ledger.fields_from_event(event, bytes.fromhex(k["signed_event"]))
+        c.check(f"ledger entry {entry.get('seq')} ({k['entry_type']}) fields are the event's (§11.1)", not ledger.mismatches(entry, expected), f"differ: {ledger.mismatches(entry, expected)}")
     # Negative checks: any changed field changes the hash; the stream facts are hashed.
     changed = dict(entries[2], purpose="marac")
     c.check("ledger negative: a changed purpose changes the hash", ledger.entry_hash(changed).hex() != entries[2]["hash"])
@@ -510,6 +638,7 @@ CHECKERS = {
     "signed_files.json": check_signed_files,
     "envelope.json": check_envelope,
     "events.json": check_events,
+    "dash.json": check_dash,
     "consent.json": check_consent,
     "ledger.json": check_ledger,
     "merkle.json": check_merkle,

@@ -4,7 +4,8 @@
 
   a. verifies the signed directory and policy (§4.3), on disk and in the hub-partnership bucket;
   b. makes, signs and puts a consent record in the hub-consent bucket (§13);
-  c. seals a housing.idva_referral to the IDVA (§6.3) and publishes it with Nats-Msg-Id (§7);
+  c. seals a housing.idva_referral to the IDVA (§6.3), its medium risk proved by a DASH
+     summary it signs as the assessing agency (§6.5), and publishes it with Nats-Msg-Id (§7);
   d. pulls from its own durable consumer until the IDVA's `received` receipt for that
      envelope arrives, opens it with every check of §8, and acknowledges it;
   e. verifies the latest checkpoint note (§12.4) with the IG office's key and a consistency
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nats  # noqa: E402
 from nats.errors import TimeoutError as NatsTimeout  # noqa: E402
 
-from hubspec import checkpoint, consent, envelope, events, grammar, merkle, names, protos  # noqa: E402
+from hubspec import checkpoint, consent, envelope, events, grammar, merkle, names, protos, risk  # noqa: E402
 from hubspec.common import Refused, unhex  # noqa: E402
 from hubspec.directory import Directory  # noqa: E402
 from hubspec.keys import KeyFile  # noqa: E402
@@ -43,6 +44,10 @@ from hubspec.signed_files import verify_file  # noqa: E402
 TEST_NAME = "Zoë Ὀδυσσεύς-Smith"
 TEST_DOB = "1987-06-05"
 STAFF_ID = "conformance.py"
+# The synthetic DASH assessment: the questions answered Yes of the SafeLives checklist (11 of
+# 24: the medium band).
+DASH_VERSION = "safelives-dash-2024"
+DASH_YES = {1, 2, 3, 6, 8, 10, 11, 12, 14, 20, 21}
 
 
 def say(*parts):
@@ -177,7 +182,7 @@ class Live:
         # §10: the owner of a consent record publishes a consent_changed event for each
         # revision it records (ids and codes only), so the ledger has it.
         event = protos.Event(
-            event_id=envelope.uuid7(), agency=self.me, kind=4, occurred_at_ms=envelope.now_ms(),
+            event_id=envelope.uuid7(), agency=self.me, kind=events.EVENT_NUMBERS["consent_changed"], occurred_at_ms=envelope.now_ms(),
             policy_version=self.policy.version, subject_ref=self.subject_ref,
             case_ref=f"revision-{self.consent_record['revision']}",
         )
@@ -189,7 +194,23 @@ class Live:
         say(f"consent_changed event {event.event_id} published (HUB seq {ack.seq})")
 
     # ------------------------------------------------------------------ c. the referral
-    @step("c (seal and publish a housing.idva_referral, SPEC 6.3 and 7)")
+    def dash_summary(self, dash):
+        """Fills and signs `dash` (§6.5): the summary of an assessment this agency recorded,
+        its band the one its score gives, signed as this agency."""
+        dash.checklist_version = DASH_VERSION
+        dash.assessed_on = time.strftime("%Y-%m-%d", time.gmtime())
+        dash.score = len(DASH_YES)
+        dash.risk = protos.RISK_NUMBERS[risk.band_of_score(dash.score)]
+        dash.items.extend(risk.answers(risk.CHECKLISTS[DASH_VERSION], DASH_YES))
+        dash.assessment_id = envelope.uuid7()
+        dash.assessor = STAFF_ID
+        risk.sign_summary(dash, self.me, self.keys.signing_key)
+        why = risk.inconsistency(dash)
+        if why:
+            raise StepFailed(f"step c: the DASH summary made here is inconsistent: {why}")
+        return protos.RISKS[dash.risk]
+
+    @step("c (seal and publish a housing.idva_referral with a signed DASH summary, SPEC 6.3, 6.5 and 7)")
     async def send_referral(self):
         payload = protos.Payload()
         r = payload.idva_referral
@@ -200,14 +221,11 @@ class Live:
         r.survivor.date_of_birth = TEST_DOB
         r.survivor.address = "1 Synthetic Street, Northbridge"
         r.survivor.safe_to_call = True
-        r.dash.checklist_version = "SafeLives 2015"
-        r.dash.score = 11
-        r.dash.risk = protos.RISK_NUMBERS["medium"]
-        r.dash.items.add(question=1, answer=1)
+        level = self.dash_summary(r.dash)
         r.reason = "Synthetic referral from the conformance suite"
         r.survivor_aware = True
         sealed = envelope.seal(
-            self.agent, self.idva.id, payload, "safeguarding", "uk-gdpr-6-1-a", risk="medium",
+            self.agent, self.idva.id, payload, "safeguarding", "uk-gdpr-6-1-a", risk=level,
             consent_state="given", consent_id=self.consent_id, consent_recorded_by=self.me,
             consent_record=self.consent_record, subject_ref=self.subject_ref,
             case_ref=f"RVH-{int(time.time()) % 10**9}",
@@ -220,12 +238,15 @@ class Live:
         if ack.duplicate:
             raise StepFailed("step c: the broker took a fresh envelope id as a duplicate")
         self.sealed = sealed
-        self.summary.update(envelope_id=sealed.envelope_id, envelope_stream_seq=ack.seq, rule=sealed.rule, categories=sealed.categories, removed=sealed.removed)
+        self.summary.update(
+            envelope_id=sealed.envelope_id, envelope_stream_seq=ack.seq, rule=sealed.rule, categories=sealed.categories, removed=sealed.removed,
+            risk=level, dash_score=r.dash.score, dash_assessment_id=r.dash.assessment_id,
+        )
         say(f"published {sealed.envelope_id} on {sealed.subject} (HUB seq {ack.seq}), rule {sealed.rule}")
 
     # ------------------------------------------------------------------ d. the receipt
     def consent_lookup(self, recorded_by, consent_id):
-        """§8 step 12 needs the current record as the bucket holds it now; this runs inside
+        """§8 step 13 needs the current record as the bucket holds it now; this runs inside
         the synchronous receive checks, so it uses the history fetched beforehand."""
         return self._consent_cache.get((recorded_by, consent_id))
 
@@ -294,7 +315,7 @@ class Live:
         """§8: a refusal is reported as a signed receive_rejected (or violation) event (§10).
         It names the envelope only when the header passed checks 1-5."""
         ev = protos.Event(
-            event_id=envelope.uuid7(), agency=self.me, kind=3 if e.violation else 2,
+            event_id=envelope.uuid7(), agency=self.me, kind=events.EVENT_NUMBERS["violation" if e.violation else "receive_rejected"],
             occurred_at_ms=envelope.now_ms(), policy_version=self.policy.version, rule=e.rule,
             reason=e.reason, stream_sequence=stream_seq,
         )
@@ -400,7 +421,7 @@ class Live:
 
 def _peek_header(data):
     """The header of an envelope before it is checked, only to know which consent record to
-    fetch ahead of §8 step 12 (nothing from it is trusted or shown)."""
+    fetch ahead of §8 step 13 (nothing from it is trusted or shown)."""
     try:
         return protos.Header.FromString(protos.Envelope.FromString(data).header)
     except Exception:  # noqa: BLE001

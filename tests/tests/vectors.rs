@@ -6,7 +6,9 @@
 //!
 //! `HUB_WRITE_VECTORS=1 cargo test -p tests --test vectors` writes them afresh. Only the age
 //! ciphertext of `envelope.json` is random (age encryption is); a rewrite keeps the one in
-//! the file, so the files change only when a construction does.
+//! the file while it still opens to the vector payload, so the files change only when a
+//! construction (or the payload) does. `ledger.json` and `checkpoint.json` are made from the
+//! stored `envelope.json`: after a change to the envelope, write twice.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -21,7 +23,8 @@ use isp::{
 };
 use prost::Message as _;
 use proto::v1::{
-    ConsentState, ConsentTag, Envelope, Event, EventKind, Header, IdvaReferral, Kind, Payload, Person, RiskLevel, payload::Body,
+    ConsentState, ConsentTag, DashAnswer, DashAssessment, DashItem, Envelope, Event, EventKind, Header, IdvaReferral, Kind, MaracReferral,
+    Payload, Person, PerpetratorReferral, RiskLevel, payload::Body,
 };
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -40,6 +43,8 @@ const RETIRED_AT_MS: i64 = 1_790_000_000_000;
 const SUBJECT_KEY: [u8; 32] = [0x5a; 32];
 /// When the vector envelope, event and consent record were made.
 const AT_MS: i64 = 1_795_000_000_000;
+/// The vector disclosure: housing's high-risk referral to the IDVA.
+const ENVELOPE_ID: &str = "01937a4e-7a00-7000-8000-00000000c0de";
 const PARTNERSHIP: &str = "Vector Partnership";
 
 fn vectors_dir() -> PathBuf {
@@ -58,8 +63,11 @@ fn stored(name: &str) -> Option<Value> {
 /// Writes the vector file (HUB_WRITE_VECTORS) or checks the stored one is exactly `made`.
 fn write_or_check(name: &str, made: Value) {
     if writing() {
+        // Whole or not at all: the tests run in parallel, and some read what others write.
         std::fs::create_dir_all(vectors_dir()).unwrap();
-        std::fs::write(vectors_dir().join(name), serde_json::to_string_pretty(&made).unwrap() + "\n").unwrap();
+        let partial = vectors_dir().join(format!(".{name}.partial"));
+        std::fs::write(&partial, serde_json::to_string_pretty(&made).unwrap() + "\n").unwrap();
+        std::fs::rename(&partial, vectors_dir().join(name)).unwrap();
         return;
     }
     let stored = stored(name).unwrap_or_else(|| panic!("tests/vectors/{name} is missing: HUB_WRITE_VECTORS=1 cargo test -p tests --test vectors"));
@@ -266,7 +274,7 @@ fn person() -> Person {
 /// The vector disclosure's header, before its digest, key ids and signature.
 fn header(f: &Fixture, subject_ref: &str) -> Header {
     Header {
-        envelope_id: "01937a4e-7a00-7000-8000-00000000c0de".into(),
+        envelope_id: ENVELOPE_ID.into(),
         sender: "housing-vector".into(),
         recipient: "idva-vector".into(),
         kind: Kind::IdvaReferral as i32,
@@ -302,16 +310,28 @@ fn envelope() {
     let housing = f.isp("housing-vector");
     let idva = f.isp("idva-vector");
     let subject_ref = housing.keys.subject_ref(&person().full_name, &person().date_of_birth).unwrap();
+    // A high-risk referral: its header's risk is what its signed DASH summary proves (SPEC.md 6.5).
     let full = Payload {
-        body: Some(Body::IdvaReferral(IdvaReferral { survivor: Some(person()), reason: "Threats after separation".into(), survivor_aware: true, ..Default::default() })),
+        body: Some(Body::IdvaReferral(IdvaReferral {
+            survivor: Some(person()),
+            dash: Some(dash_summary(&f)),
+            reason: "Threats after separation".into(),
+            survivor_aware: true,
+            ..Default::default()
+        })),
     };
     let (payload, removed) = f.schema.minimise(&full, &|c| f.policy.receivable(Role::Idva, c));
     assert!(removed.is_empty(), "an IDVA receives all of it: {removed:?}");
     let plaintext = payload.encode_to_vec();
-    // The ciphertext is the one input a rewrite keeps (age encryption is random).
-    let sealed_payload = match stored("envelope.json") {
-        Some(v) => hex::decode(v["sealed_payload"].as_str().unwrap()).unwrap(),
-        None => age::encrypt(&f.directory.require("idva-vector").unwrap().recipient().unwrap(), &plaintext).unwrap(),
+    // The ciphertext is the one input a rewrite keeps (age encryption is random), while it
+    // still opens to this payload; a changed payload is encrypted afresh.
+    let opens_to_payload = |c: &[u8]| age::decrypt(&f.keys("idva-vector").age_identity, c).is_ok_and(|p| p == plaintext);
+    let sealed_payload = match stored("envelope.json").map(|v| hex::decode(v["sealed_payload"].as_str().unwrap()).unwrap()) {
+        Some(c) if opens_to_payload(&c) => c,
+        Some(_) if !writing() => panic!(
+            "tests/vectors/envelope.json: its sealed_payload no longer opens to the vector payload, which changed: HUB_WRITE_VECTORS=1 cargo test -p tests --test vectors"
+        ),
+        _ => age::encrypt(&f.directory.require("idva-vector").unwrap().recipient().unwrap(), &plaintext).unwrap(),
     };
     let mut h = header(&f, &subject_ref);
     h.data_categories = f.schema.present(&payload).into_iter().collect();
@@ -355,6 +375,7 @@ fn envelope() {
         ("declaring a category the IDVA may not receive", resigned(&|h| h.data_categories.push("move.areas".into())), "not_receivable"),
         ("declaring fewer categories than the payload carries", resigned(&|h| h.data_categories.retain(|c| c != "survivor.address")), "undeclared_categories"),
         ("a kind the policy does not let housing send the IDVA", resigned(&|h| h.kind = Kind::ReciprocalOffer as i32), "no_flow"),
+        ("the header's risk lowered to medium, against its signed DASH summary", resigned(&|h| h.risk = RiskLevel::Medium as i32), "unproven_risk"),
     ];
     let refused: Vec<Value> = cases
         .into_iter()
@@ -393,6 +414,197 @@ fn envelope() {
     );
 }
 
+/// The answers of a checklist of `questions` questions, `yes` of them Yes, spread over the
+/// form (question q is Yes when 7q mod `questions` < `yes`; 7 is prime to 24 and 27), the
+/// others No but every fifth Don't know, one from the police log.
+fn answers(questions: u32, yes: u32) -> Vec<DashItem> {
+    (1..=questions)
+        .map(|q| DashItem {
+            question: q,
+            answer: if q * 7 % questions < yes {
+                DashAnswer::Yes
+            } else if q % 5 == 0 {
+                DashAnswer::DontKnow
+            } else {
+                DashAnswer::No
+            } as i32,
+            source: if q == 18 { "police log".into() } else { String::new() },
+        })
+        .collect()
+}
+
+/// A summary of an assessment housing recorded, not yet signed.
+fn summary(version: &str, questions: u32, yes: u32, risk: RiskLevel) -> DashAssessment {
+    DashAssessment {
+        checklist_version: version.into(),
+        assessed_on: "2026-11-18".into(),
+        score: yes,
+        risk: risk as i32,
+        items: answers(questions, yes),
+        assessment_id: "01937a4e-7a00-7000-8000-0000000da5e5".into(),
+        assessor: "hsg.caseworker".into(),
+        ..Default::default()
+    }
+}
+
+/// The vector DASH summary: a high result (15 Yes answers of the SafeLives checklist's 24),
+/// recorded and signed by housing. The vector envelope carries it.
+fn dash_summary(f: &Fixture) -> DashAssessment {
+    let mut s = summary("safelives-dash-2024", 24, 15, RiskLevel::High);
+    isp::risk::sign_summary(f.keys("housing-vector"), &mut s);
+    s
+}
+
+/// What a summary's signature covers after its context (SPEC.md 6.5).
+fn dash_signed_bytes(s: &DashAssessment) -> Vec<u8> {
+    DashAssessment { items: Vec::new(), signature: Vec::new(), signing_key_id: String::new(), ..s.clone() }.encode_to_vec()
+}
+
+fn dash_fields(s: &DashAssessment) -> Value {
+    json!({
+        "checklist_version": s.checklist_version, "assessed_on": s.assessed_on, "score": s.score, "risk": s.risk,
+        "professional_judgement": s.professional_judgement,
+        "items": s.items.iter().map(|i| json!({"question": i.question, "answer": i.answer, "source": i.source})).collect::<Vec<_>>(),
+        "assessment_id": s.assessment_id, "assessed_by": s.assessed_by, "assessor": s.assessor, "judgement_officer": s.judgement_officer,
+        "signature": hex::encode(&s.signature), "signing_key_id": s.signing_key_id,
+    })
+}
+
+/// The DASH summary (SPEC.md 6.5): the signed vector summary with its exact signed bytes, the
+/// bands, and the recipient's check on summaries that prove their risk and on each way one
+/// does not (every refusal is `unproven_risk`; the case says which rule it breaks).
+#[test]
+fn dash() {
+    let f = Fixture::new();
+    let housing = f.keys("housing-vector");
+    let signed = dash_summary(&f);
+    let signed_bytes = dash_signed_bytes(&signed);
+    let message = [isp::risk::DASH_CONTEXT, &signed_bytes].concat();
+    let signature = ed25519_dalek::Signature::from_slice(&signed.signature).unwrap();
+    assert!(housing.signing.verifying_key().verify_strict(&message, &signature).is_ok(), "the summary is signed over exactly these bytes");
+    assert_eq!((signed.assessed_by.as_str(), signed.signing_key_id.clone()), ("housing-vector", housing.signing_key_id()));
+
+    let subject_ref = vector_subject_ref(&f);
+    let referral = |dash: Option<DashAssessment>| Payload {
+        body: Some(Body::IdvaReferral(IdvaReferral { dash, reason: "Threats after separation".into(), ..Default::default() })),
+    };
+    let marac_referral = |dash: Option<DashAssessment>| Payload { body: Some(Body::MaracReferral(MaracReferral { dash, ..Default::default() })) };
+    let at = |risk: RiskLevel| Header { risk: risk as i32, ..header(&f, &subject_ref) };
+    let resigned = |keys: &AgencyKeys, edit: &dyn Fn(&mut DashAssessment)| {
+        let mut s = signed.clone();
+        edit(&mut s);
+        isp::risk::sign_summary(keys, &mut s);
+        s
+    };
+    let by_housing = |edit: &dyn Fn(&mut DashAssessment)| resigned(housing, edit);
+    let altered = {
+        let mut s = signed.clone();
+        s.score = 16;
+        let no = s.items.iter().position(|i| i.answer != DashAnswer::Yes as i32).unwrap();
+        s.items[no].answer = DashAnswer::Yes as i32;
+        s
+    };
+    let forged_by_idva = {
+        let mut s = signed.clone();
+        s.signature = f.keys("idva-vector").signing.sign(&[isp::risk::DASH_CONTEXT, &dash_signed_bytes(&s)].concat()).to_bytes().to_vec();
+        s
+    };
+    let by_stranger = {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[0x09; 32]);
+        let mut s = DashAssessment { assessed_by: "stranger-agency".into(), signature: Vec::new(), ..signed.clone() };
+        s.signing_key_id = isp::directory::key_id("ed25519", hex::encode(key.verifying_key().as_bytes()).as_bytes());
+        s.signature = key.sign(&[isp::risk::DASH_CONTEXT, &dash_signed_bytes(&s)].concat()).to_bytes().to_vec();
+        s
+    };
+    let by_retired_key = resigned(&f.housing_old, &|_| {});
+    let before_retirement = Header { created_at_ms: RETIRED_AT_MS - 60_000, ..at(RiskLevel::High) };
+    let marac_high = Header { kind: Kind::MaracReferral as i32, ..at(RiskLevel::High) };
+    let perpetrator_high = Header { kind: Kind::PerpetratorReferral as i32, ..at(RiskLevel::High) };
+    let perpetrator_referral = Payload { body: Some(Body::PerpetratorReferral(PerpetratorReferral::default())) };
+    let without_answers = DashAssessment { items: Vec::new(), ..signed.clone() };
+    let judged = by_housing(&|s| {
+        s.score = 6;
+        s.items = answers(24, 6);
+        s.professional_judgement = true;
+        s.judgement_officer = "hsg.manager".into();
+    });
+    let police = by_housing(&|s| {
+        *s = summary("police-dash-27", 27, 12, RiskLevel::Medium);
+    });
+    let (idva, marac, perpetrator) = (Role::Idva, Role::Marac, Role::Perpetrator);
+    let cases: Vec<(&str, Header, Payload, Role, &str)> = vec![
+        ("the signed summary: high, 15 of 24, with its answers", at(RiskLevel::High), referral(Some(signed.clone())), idva, ""),
+        ("the same summary without its answers (they are not signed)", at(RiskLevel::High), referral(Some(without_answers)), idva, ""),
+        ("professional judgement raising a score of 6 to high, naming its officer", at(RiskLevel::High), referral(Some(judged.clone())), idva, ""),
+        ("the police checklist of 27 questions, medium, with its answers", at(RiskLevel::Medium), referral(Some(police)), idva, ""),
+        ("signed with housing's retired key while it was in force", before_retirement, referral(Some(by_retired_key.clone())), idva, ""),
+        ("a medium-risk header with no summary", at(RiskLevel::Medium), referral(None), idva, ""),
+        ("a high-risk header with no summary, to a role that may not receive risk.dash", at(RiskLevel::High), referral(None), perpetrator, ""),
+        ("a high-risk header on perpetrator.referral, a kind that carries no summary", perpetrator_high, perpetrator_referral, idva, ""),
+        ("the score altered after signing (an answer changed to match)", at(RiskLevel::High), referral(Some(altered)), idva, "unproven_risk"),
+        ("a band not from its score: 11 Yes answers signed as high", at(RiskLevel::High), referral(Some(by_housing(&|s| {
+            s.score = 11;
+            s.items = answers(24, 11);
+        }))), idva, "unproven_risk"),
+        ("professional judgement naming no officer", at(RiskLevel::High), referral(Some(by_housing(&|s| {
+            s.score = 6;
+            s.items = answers(24, 6);
+            s.professional_judgement = true;
+        }))), idva, "unproven_risk"),
+        ("professional judgement that does not raise the band", at(RiskLevel::High), referral(Some(by_housing(&|s| {
+            s.professional_judgement = true;
+            s.judgement_officer = "hsg.manager".into();
+        }))), idva, "unproven_risk"),
+        ("a checklist version the partnership does not know", at(RiskLevel::High), referral(Some(by_housing(&|s| s.checklist_version = "safelives-dash-2009".into()))), idva, "unproven_risk"),
+        ("answers that do not give the score: 13 Yes answers, score 15", at(RiskLevel::High), referral(Some(by_housing(&|s| s.items = answers(24, 13)))), idva, "unproven_risk"),
+        ("23 answers to the 24 questions", at(RiskLevel::High), referral(Some(by_housing(&|s| {
+            let no = s.items.iter().position(|i| i.answer != DashAnswer::Yes as i32).unwrap();
+            s.items.remove(no);
+        }))), idva, "unproven_risk"),
+        ("a score of 25 on the 24 questions", at(RiskLevel::High), referral(Some(by_housing(&|s| {
+            s.score = 25;
+            s.items.clear();
+        }))), idva, "unproven_risk"),
+        ("a high-risk header with no summary", at(RiskLevel::High), referral(None), idva, "unproven_risk"),
+        ("a high-risk marac.referral with no summary", marac_high, marac_referral(None), marac, "unproven_risk"),
+        ("a medium-risk header on a high summary", at(RiskLevel::Medium), referral(Some(signed.clone())), idva, "unproven_risk"),
+        ("a standard-risk header on a summary judgement raised to high", at(RiskLevel::Standard), referral(Some(judged)), idva, "unproven_risk"),
+        ("signed by the IDVA, naming housing as the assessing agency", at(RiskLevel::High), referral(Some(forged_by_idva)), idva, "unproven_risk"),
+        ("signed by an agency not in the directory", at(RiskLevel::High), referral(Some(by_stranger)), idva, "unproven_risk"),
+        ("signed with housing's key retired before the header was made", at(RiskLevel::High), referral(Some(by_retired_key)), idva, "unproven_risk"),
+        ("an empty summary (what minimisation leaves a role that may not receive risk.dash)", at(RiskLevel::Standard), referral(Some(DashAssessment::default())), idva, "unproven_risk"),
+    ];
+    let checks: Vec<Value> = cases
+        .into_iter()
+        .map(|(case, header, payload, role, reason)| {
+            let got = isp::risk::check(&f.directory, &header, &payload, f.policy.receivable(role, "risk.dash"));
+            match &got {
+                Ok(()) => assert_eq!(reason, "", "{case}: accepted"),
+                Err(e) => assert_eq!((e.code(), e.rule().as_str(), e.is_violation()), (reason, "risk", true), "{case}: {e}"),
+            }
+            json!({"case": case, "header": hex::encode(header.encode_to_vec()), "payload": hex::encode(payload.encode_to_vec()), "recipient_role": role.to_string(), "reason": reason})
+        })
+        .collect();
+    let bands: Vec<Value> = (0..=27).map(|score| json!({"score": score, "band": isp::policy::risk_name(isp::risk::band_of_score(score))})).collect();
+    let checklists: Vec<Value> = isp::risk::CHECKLISTS.iter().map(|c| json!({"version": c.version, "questions": c.questions.len()})).collect();
+    write_or_check(
+        "dash.json",
+        json!({
+            "spec": "SPEC.md 6.5; the partnership of signed_files.json, keys of key_ids.json",
+            "checklists": checklists,
+            "bands": bands,
+            "assessed_by": "housing-vector",
+            "summary_fields": dash_fields(&signed),
+            "summary": hex::encode(signed.encode_to_vec()),
+            "signed": hex::encode(&signed_bytes),
+            "signed_message": hex::encode(&message),
+            "signature": hex::encode(&signed.signature),
+            "signing_key_id": signed.signing_key_id,
+            "checks": checks,
+        }),
+    );
+}
+
 fn vector_event() -> Event {
     Event {
         event_id: "01937a4e-7a00-7000-8000-0000000e7e47".into(),
@@ -415,6 +627,36 @@ fn vector_event() -> Event {
     }
 }
 
+/// The IDVA's events about the vector referral, as the hub makes them ([`isp::access`]), with
+/// fixed event ids: a staff member accepted it an hour after it was sent, and the IDVA's
+/// first contact with the survivor was not made within the 48 hours of the policy.
+fn vector_idva_events(f: &Fixture) -> Vec<Event> {
+    let idva = f.keys("idva-vector");
+    let acknowledgement = isp::access::Acknowledgement {
+        envelope_id: ENVELOPE_ID,
+        referrer: "housing-vector",
+        kind: Kind::IdvaReferral,
+        status: "accepted",
+        staff_id: "idva.advocate",
+        at_ms: AT_MS + 3_600_000,
+    };
+    let (mut acknowledged, _) = isp::access::acknowledged_event(idva, &f.policy.version, &acknowledgement);
+    acknowledged.event_id = "01937a4e-7a00-7000-8000-0000000ac6ed".into();
+    let subject_ref = vector_subject_ref(f);
+    let contact_within = isp::policy::Deadlines::ms(f.policy.deadlines.idva_contact_hours);
+    let missed = isp::access::Missed {
+        code: "idva_contact",
+        target: ENVELOPE_ID,
+        case_ref: "HSG-2026-0042",
+        subject_ref: &subject_ref,
+        counterpart: "housing-vector",
+        at_ms: AT_MS + contact_within,
+    };
+    let (mut deadline_missed, _) = isp::access::deadline_missed_event(idva, &f.policy.version, &missed);
+    deadline_missed.event_id = "01937a4e-7a00-7000-8000-00000000dead".into();
+    vec![acknowledged, deadline_missed]
+}
+
 #[test]
 fn events() {
     let f = Fixture::new();
@@ -435,6 +677,25 @@ fn events() {
         json!({"case": case, "signed_event": hex::encode(&bytes), "reason": "bad_clear_field", "field": field})
     })
     .collect();
+    // Other kinds, each with the ledger entry type it gives (SPEC.md 10 and 11.1).
+    let idva = f.keys("idva-vector");
+    let other_kinds: Vec<Value> = vector_idva_events(&f)
+        .into_iter()
+        .map(|event| {
+            let kind = EventKind::try_from(event.kind).unwrap();
+            let signed = isp::seal::sign_event_as(idva, &event);
+            assert_eq!(isp::seal::verify_event(&f.directory, &signed).unwrap(), event);
+            let subject = runtime::transport::event_subject(&event.agency, kind);
+            let entry = ledger::classify_at(&f.directory, &subject, &signed, 1, None);
+            assert!(entry.verified, "{kind:?}");
+            let token = subject.rsplit('.').next().unwrap().to_owned();
+            json!({
+                "kind": event.kind, "token": token, "entry_type": entry.entry_type, "agency": event.agency, "subject": subject,
+                "event": hex::encode(event.encode_to_vec()), "signing_key_id": idva.signing_key_id(), "signed_event": hex::encode(&signed),
+            })
+        })
+        .collect();
+    assert_eq!(other_kinds.iter().map(|k| k["entry_type"].as_str().unwrap()).collect::<Vec<_>>(), ["acknowledged", "deadline_missed"]);
     write_or_check(
         "events.json",
         json!({
@@ -447,6 +708,7 @@ fn events() {
             "signing_key_id": decoded.signing_key_id,
             "signed_event": hex::encode(&signed),
             "refused": refused,
+            "other_kinds": other_kinds,
         }),
     );
 }
@@ -538,7 +800,7 @@ fn consent_records() {
     );
 }
 
-/// The entries of `ledger.json`, chained: the vector envelope and event as the audit service
+/// The entries of `ledger.json`, chained: the vector envelope and events as the audit service
 /// records them (recorded_at_ms fixed), after two of the shapes of older ledgers (without
 /// stream facts, with and without a staff id). None while the vectors are first written.
 fn vector_entries(f: &Fixture) -> Option<Vec<Entry>> {
@@ -564,9 +826,22 @@ fn vector_entries(f: &Fixture) -> Option<Vec<Entry>> {
         stream_seq: 3, entry_type: "unverifiable".into(), entry_id: "stream-3".into(), reason: "bad_signature".into(), rule: "crypto".into(),
         occurred_at_ms: AT_MS - 100_000, recorded_at_ms: AT_MS - 100_000, signed: Sha256::digest(b"junk").to_vec(), ..Default::default()
     };
+    let idva_entries: Vec<Entry> = vector_idva_events(f)
+        .into_iter()
+        .zip(43..)
+        .map(|(event, stream_seq)| {
+            let kind = EventKind::try_from(event.kind).unwrap();
+            let signed = isp::seal::sign_event_as(f.keys("idva-vector"), &event);
+            let mut e = ledger::classify_at(&f.directory, &runtime::transport::event_subject("idva-vector", kind), &signed, stream_seq, None);
+            e.recorded_at_ms = event.occurred_at_ms + 100;
+            e.stream_epoch = disclosure.stream_epoch;
+            e
+        })
+        .collect();
+    let [acknowledged, deadline_missed]: [Entry; 2] = idva_entries.try_into().expect("two IDVA events");
     let mut prev = vec![0u8; 32];
     Some(
-        [oldest, old_access, disclosure, near_miss]
+        [oldest, old_access, disclosure, near_miss, acknowledged, deadline_missed]
             .into_iter()
             .enumerate()
             .map(|(i, mut e)| {
@@ -586,11 +861,19 @@ fn ledger_entries() {
     let Some(entries) = vector_entries(&f) else { return };
     assert_eq!(entries[2].entry_type, "disclosure");
     assert_eq!(entries[3].entry_type, "near_miss");
+    // The referral's sender and the IDVA that acknowledged it; the IDVA that missed its
+    // deadline and the agency concerned.
+    let parties = |e: &Entry| (e.entry_type.clone(), e.sender.clone(), e.recipient.clone());
+    assert_eq!(parties(&entries[4]), ("acknowledged".into(), "housing-vector".into(), "idva-vector".into()));
+    assert_eq!(parties(&entries[5]), ("deadline_missed".into(), "idva-vector".into(), "housing-vector".into()));
     let entries: Vec<Value> = entries.iter().map(|e| json!({"entry": e, "canonical": hex::encode(e.canonical())})).collect();
-    write_or_check("ledger.json", json!({"spec": "SPEC.md 11; the envelope of envelope.json, the event of events.json", "entries": entries}));
+    write_or_check(
+        "ledger.json",
+        json!({"spec": "SPEC.md 11; the envelope of envelope.json, then the events of events.json (event, other_kinds)", "entries": entries}),
+    );
 }
 
-/// A checkpoint of the tree of `ledger.json`'s four entries, a witness's cosignature of it, an
+/// A checkpoint of the tree of `ledger.json`'s first four entries, a witness's cosignature of it, an
 /// inclusion proof of the disclosure as the audit service gives one, notes that must be
 /// refused, and a checkpoint of the form before 0.2.
 #[test]
@@ -654,7 +937,7 @@ fn checkpoints() {
     write_or_check(
         "checkpoint.json",
         json!({
-            "spec": "SPEC.md 12.4 (C2SP signed-note, tlog-checkpoint, tlog-cosignature) and 12.2; the tree of ledger.json's entries",
+            "spec": "SPEC.md 12.4 (C2SP signed-note, tlog-checkpoint, tlog-cosignature) and 12.2; the tree of ledger.json's first 4 entries",
             "origin": checkpoint::origin("ig-vector"),
             "tree_size": 4,
             "root": hex::encode(root),

@@ -10,7 +10,7 @@ from google.protobuf.message import DecodeError
 from pyrage import x25519
 
 from . import consent as consent_mod
-from . import grammar
+from . import grammar, risk as risk_mod
 from .common import Refused, sha256
 from .directory import Directory
 from .keys import KeyFile, age_key_id
@@ -35,10 +35,11 @@ _RULES = {
     "not_addressed_to_us": "crypto",
     "misrouted": "transport", "replayed": "transport", "clock_skew": "transport",
     "kind_mismatch": "declared-categories", "undeclared_categories": "declared-categories",
+    "unproven_risk": "risk",
     "handler_panic": "receiver",
 }
 # §8: reasons marked "violation" (besides the policy decision's own reasons at step 9).
-_VIOLATIONS = {"bad_clear_field", "without_consent_unjustified", "not_receivable", "malformed_payload", "kind_mismatch", "undeclared_categories"}
+_VIOLATIONS = {"bad_clear_field", "without_consent_unjustified", "not_receivable", "malformed_payload", "kind_mismatch", "undeclared_categories", "unproven_risk"}
 
 
 def message_subject(sender: str, recipient: str, kind: int) -> str:
@@ -111,7 +112,8 @@ def seal(
     envelope_id: str | None = None,
 ) -> Sealed:
     """Seals `payload` (a Payload message, not changed) from `agent` to `recipient`. Raises
-    Refused with the policy's or the consent check's reason when the send is not allowed.
+    Refused with the policy's, the consent check's or the risk check's reason when the send is
+    not allowed (a payload's DASH summary is signed beforehand, `risk.sign_summary`).
     `consent_record`: the current record the consent tag relies on, as the sender holds it.
     `without_consent`: (officer staff id, rationale code) for a send allowed only without it."""
     created = now_ms() if created_at_ms is None else created_at_ms
@@ -192,7 +194,9 @@ def seal(
     header.consent.consent_id = consent_id
     header.consent.state = CONSENT_STATE_NUMBERS[consent_state]
     header.consent.recorded_by = consent_recorded_by
-    # 7. sign the header bytes; 8. the envelope.
+    # 7. the recipient's own risk check (§6.5), made here first: nothing unproven is sent.
+    risk_mod.check(directory, header, minimised, policy.receivable(them.role, "risk.dash"))
+    # 8. sign the header bytes; 9. the envelope.
     header_bytes = header.SerializeToString()
     signature = agent.keys.signing_key.sign(ENVELOPE_TAG + header_bytes)
     envelope = Envelope(header=header_bytes, sealed_payload=sealed_payload, signature=signature).SerializeToString()
@@ -227,7 +231,7 @@ class Receiver:
     holds now (§13), or None. `seen` maps envelope ids stored to their stream sequence."""
 
     def __init__(self, agent: Agent, consent_record: Callable[[str, str], dict | None] | None = None, clock_skew_ms: int = DEFAULT_CLOCK_SKEW_MS):
-        # consent_record None: no bucket to read, so step 12 cannot run (only the test
+        # consent_record None: no bucket to read, so step 13 cannot run (only the test
         # vectors open an envelope so: envelope.json gives no record for its consent tag).
         self.agent = agent
         self.consent_record = consent_record
@@ -294,21 +298,26 @@ class Receiver:
         undeclared = sorted(categories - declared)
         if undeclared:
             raise Rejected("undeclared_categories", f"the payload carries {', '.join(undeclared)} undeclared", header=verified)
-        # 11. the subject it came on.
+        # 11. the risk its DASH summary proves (§6.5).
+        try:
+            risk_mod.check(directory, header, payload, policy.receivable(agent.role, "risk.dash"))
+        except Refused as e:
+            raise Rejected(e.reason, e.detail, e.rule, header=verified) from None
+        # 12. the subject it came on.
         expected = message_subject(header.sender, header.recipient, header.kind).split(".")
         got = subject.split(".")
         if got != expected:
             names = ["", "", "", "sender", "recipient", "kind"]
             wrong = next((names[i] for i in range(min(len(got), len(expected))) if got[i] != expected[i] and names[i]), "subject")
             raise Rejected("misrouted", f"the {wrong} token of the subject is not the signed header's", header=verified)
-        # 12. the consent record relied on, as the bucket holds it now, at created_at_ms.
+        # 13. the consent record relied on, as the bucket holds it now, at created_at_ms.
         if header.consent.consent_id and self.consent_record is not None:
             record = self.consent_record(header.consent.recorded_by, header.consent.consent_id)
             try:
                 consent_mod.check(header.consent.consent_id, consent_state, record, header.subject_ref, agent.id, agent.role, header.purpose, header.created_at_ms)
             except Refused as e:
                 raise Rejected(e.reason, e.detail, "consent-record", header=verified) from None
-        # 13. an envelope id stored already under another stream position.
+        # 14. an envelope id stored already under another stream position.
         earlier = self.seen.get(header.envelope_id)
         if earlier is not None and earlier != stream_seq:
             raise Rejected("replayed", "this envelope id was stored already", header=verified)

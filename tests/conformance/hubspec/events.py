@@ -4,12 +4,33 @@ from . import grammar
 from .common import Refused
 from .directory import Directory
 from .keys import SigningKey
-from .protos import Event, SignedEvent
+from .protos import Event, SignedEvent, envelope_pb2
 
 EVENT_TAG = b"hub.v1.event\0"
-# EventKind numbers to the event tokens of §7 (subjects) and the ledger's entry types (§11.1).
-EVENT_TOKENS = {1: "send_denied", 2: "receive_rejected", 3: "violation", 4: "consent_changed", 5: "accessed"}
-ENTRY_TYPES = {1: "near_miss", 2: "rejected", 3: "violation", 4: "consent_changed", 5: "accessed"}
+# EventKind numbers to the event tokens of §7 (subjects): the enum's names without
+# `EVENT_KIND_`, in lower case.
+EVENT_TOKENS = {number: name.removeprefix("EVENT_KIND_").lower() for name, number in envelope_pb2.EventKind.items() if number != 0}
+EVENT_NUMBERS = {token: number for number, token in EVENT_TOKENS.items()}
+# The ledger's entry type of each event kind (§11.1): its token, but for these two.
+_ENTRY_TYPE_OF_TOKEN = {"send_denied": "near_miss", "receive_rejected": "rejected"}
+ENTRY_TYPES = {number: _ENTRY_TYPE_OF_TOKEN.get(token, token) for number, token in EVENT_TOKENS.items()}
+# §11.1: the entry's sender and recipient by entry type, from the event's agency and counterpart.
+_PARTIES = {
+    "near_miss": ("agency", "counterpart"),
+    "rejected": ("counterpart", "agency"),
+    "violation": ("counterpart", "agency"),
+    "consent_changed": ("agency", None),
+    "accessed": ("agency", None),
+    "acknowledged": ("counterpart", "agency"),
+    "deadline_missed": ("agency", "counterpart"),
+}
+
+
+def entry_parties(event) -> tuple[str, str]:
+    """The (sender, recipient) §11.1 gives the entry of a verified event."""
+    sender, recipient = _PARTIES.get(ENTRY_TYPES.get(event.kind, ""), ("agency", "counterpart"))
+    pick = {"agency": event.agency, "counterpart": event.counterpart, None: ""}
+    return pick[sender], pick[recipient]
 
 
 def event_subject(agency: str, kind: int) -> str:
@@ -40,7 +61,7 @@ def bad_clear_field(event) -> str | None:
     """The first clear field of a verified event that is not of its grammar (§10), or None."""
     g = grammar
     empty_or = lambda check: lambda v: v == "" or check(v)  # noqa: E731
-    consent_changed = event.kind == 4
+    consent_changed = event.kind == EVENT_NUMBERS["consent_changed"]
     checks = [
         ("counterpart", event.counterpart, empty_or(g.is_agency_id)),
         ("policy_version", event.policy_version, empty_or(g.is_policy_token)),

@@ -102,7 +102,7 @@ def fields_from_envelope(header, header_bytes: bytes, signature: bytes) -> dict:
         "recorded_by": header.sender,
         "sender": header.sender,
         "recipient": header.recipient,
-        "kind": KIND_NAMES.get(header.kind, ""),
+        "kind": KIND_NAMES.get(header.kind, "unspecified"),
         "purpose": header.purpose,
         "lawful_basis": header.lawful_basis,
         "consent_id": header.consent.consent_id,
@@ -124,21 +124,18 @@ def fields_from_envelope(header, header_bytes: bytes, signature: bytes) -> dict:
 
 def fields_from_event(event, signed_event: bytes) -> dict:
     """The fields §11.1 says a verified event gives its entry."""
-    from .events import ENTRY_TYPES
+    from .events import ENTRY_TYPES, entry_parties
     from .protos import CONSENT_STATES, KIND_NAMES, RISKS
 
     entry_type = ENTRY_TYPES.get(event.kind, "")
-    if entry_type in ("rejected", "violation"):
-        sender, recipient = event.counterpart, event.agency  # the claimed sender, the rejecting agency
-    else:
-        sender, recipient = event.agency, event.counterpart
+    sender, recipient = entry_parties(event)
     return {
         "entry_type": entry_type,
         "entry_id": event.event_id,
         "recorded_by": event.agency,
         "sender": sender,
         "recipient": recipient,
-        "kind": KIND_NAMES.get(event.message_kind, ""),
+        "kind": KIND_NAMES.get(event.message_kind, "unspecified"),
         "purpose": event.purpose,
         "lawful_basis": event.lawful_basis,
         "consent_id": event.consent.consent_id,

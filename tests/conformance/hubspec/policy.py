@@ -1,4 +1,4 @@
-"""The policy file (SPEC.md §4.2) and the policy decision (§9)."""
+"""The policy file (SPEC.md §4.2, with its `[deadlines]`) and the policy decision (§9)."""
 
 import tomllib
 from dataclasses import dataclass, field
@@ -32,6 +32,35 @@ class Rule:
     bases_without_consent: list[str]
 
 
+@dataclass(frozen=True)
+class Deadlines:
+    """§4.2 `[deadlines]`: the partnership's time targets, in whole hours."""
+
+    acknowledge_hours: int = 48
+    idva_contact_hours: int = 48
+    high_risk_referral_hours: int = 24
+    concern_triage_hours: int = 72
+
+    @classmethod
+    def parse(cls, table) -> "Deadlines":
+        """A member left out takes its default; any other member, or a value that is not a
+        whole number of hours from 0 to 2^32 - 1, makes the policy invalid."""
+        if not isinstance(table, dict):
+            raise ValueError("[deadlines] is not a table")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ValueError(f"[deadlines] has members §4.2 does not name: {unknown}")
+        for name, value in table.items():
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+                raise ValueError(f"deadlines.{name} is not a whole number of hours from 0 to 4294967295")
+        return cls(**table)
+
+    @staticmethod
+    def ms(hours: int) -> int:
+        return hours * 3_600_000
+
+
 @dataclass
 class Decision:
     allowed: bool
@@ -54,6 +83,7 @@ class Policy:
         self.purposes = dict(data.get("purposes", {}))
         self.lawful_bases = dict(data.get("lawful_bases", {}))
         self.rationales = dict(data.get("rationales", {}))
+        self.deadlines = Deadlines.parse(data.get("deadlines", {}))
         self.roles = {
             name: RolePolicy(r.get("receives", []), r.get("never", []), r.get("never_kinds", []), r.get("subject_key", True))
             for name, r in data.get("roles", {}).items()

@@ -1,11 +1,13 @@
 """The hub.v1 schema (proto/hub/v1/*.proto), compiled at run time with grpcio-tools' protoc,
-and what SPEC.md builds on it: kinds (§6.1), data categories (§6.2) and minimisation (§6.3
-step 4). Categories are read from the `(hub.v1.category)` field options through the protobuf
-descriptors, never listed by hand."""
+and what SPEC.md builds on it: kinds (§6.1), event kinds (§7, §10), data categories (§6.2) and
+minimisation (§6.3 step 4). None of these is listed by hand: categories are read from the
+`(hub.v1.category)` field options through the protobuf descriptors, kinds' dotted names from
+the comments the `Kind` enum gives them, event tokens from the `EventKind` names."""
 
 import atexit
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,8 +19,10 @@ PROTO_DIR = Path(os.environ.get("HUB_PROTO_DIR", REPO / "proto"))
 
 
 def _compile():
-    """protoc proto/hub/v1/*.proto into a temp dir and import the generated modules."""
+    """protoc proto/hub/v1/*.proto into a temp dir and import the generated modules; also the
+    descriptor set with source info, whose comments name the kinds."""
     import grpc_tools
+    from google.protobuf import descriptor_pb2
 
     out = tempfile.mkdtemp(prefix="hubspec-proto-")
     atexit.register(shutil.rmtree, out, True)
@@ -26,22 +30,28 @@ def _compile():
     sources = sorted(str(p.relative_to(PROTO_DIR)) for p in (PROTO_DIR / "hub" / "v1").glob("*.proto"))
     if not sources:
         raise RuntimeError(f"no .proto files under {PROTO_DIR / 'hub' / 'v1'}")
-    cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_DIR}", f"-I{well_known}", f"--python_out={out}", *sources]
+    descriptor_set = Path(out) / "hub.v1.pb"
+    cmd = [
+        sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_DIR}", f"-I{well_known}", f"--python_out={out}",
+        "--include_source_info", f"--descriptor_set_out={descriptor_set}", *sources,
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:
         raise RuntimeError(f"protoc failed on {PROTO_DIR}: {run.stderr.strip()}")
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes())
     sys.path.insert(0, out)
     try:
         return (
             importlib.import_module("hub.v1.options_pb2"),
             importlib.import_module("hub.v1.envelope_pb2"),
             importlib.import_module("hub.v1.payloads_pb2"),
+            files,
         )
     finally:
         sys.path.remove(out)
 
 
-options_pb2, envelope_pb2, payloads_pb2 = _compile()
+options_pb2, envelope_pb2, payloads_pb2, _DESCRIPTOR_SET = _compile()
 
 Envelope = envelope_pb2.Envelope
 Header = envelope_pb2.Header
@@ -52,25 +62,37 @@ Payload = payloads_pb2.Payload
 
 # ---------------------------------------------------------------- kinds (§6.1)
 
-KIND_NAMES = {
-    1: "housing.idva_referral",
-    2: "marac.referral",
-    3: "marac.research_request",
-    4: "marac.research_response",
-    5: "marac.action",
-    6: "marac.action_update",
-    7: "reciprocal.request",
-    8: "reciprocal.property_request",
-    9: "reciprocal.offer",
-    10: "reciprocal.offer_response",
-    11: "reciprocal.move_completed",
-    12: "perpetrator.referral",
-    13: "perpetrator.engagement_update",
-    14: "referral.ack",
-    15: "disclosure.revoke",
-    16: "consent.changed",
-}
+_DOTTED_NAME = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+")
+
+
+def _kind_names() -> dict[int, str]:
+    """Kind number to dotted name. envelope.proto gives each value of `enum Kind` its dotted
+    name as a trailing comment (`KIND_MARAC_REFERRAL = 2; // marac.referral`), the names §6.1
+    tabulates; a value without one is an error here, not a kind silently unknown."""
+    for file in _DESCRIPTOR_SET.file:
+        if file.package != "hub.v1":
+            continue
+        for e, enum in enumerate(file.enum_type):
+            if enum.name != "Kind":
+                continue
+            comments = {tuple(loc.path): loc.trailing_comments.strip() for loc in file.source_code_info.location}
+            names = {}
+            for v, value in enumerate(enum.value):
+                if value.number == 0:
+                    continue
+                name = comments.get((5, e, 2, v), "")  # FileDescriptorProto.enum_type, EnumDescriptorProto.value
+                if not _DOTTED_NAME.fullmatch(name):
+                    raise RuntimeError(f"{file.name}: {value.name} has no dotted kind name as its trailing comment")
+                names[value.number] = name
+            return names
+    raise RuntimeError("the hub.v1 protos have no enum Kind")
+
+
+KIND_NAMES = _kind_names()
 KIND_NUMBERS = {name: number for number, name in KIND_NAMES.items()}
+_BODIES = {fd.number: fd for fd in Payload.DESCRIPTOR.oneofs_by_name["body"].fields}
+if set(KIND_NAMES) - set(_BODIES):
+    raise RuntimeError(f"kinds without a Payload body of their number (§6.1): {sorted(set(KIND_NAMES) - set(_BODIES))}")
 
 
 def kind_token(kind: int) -> str:
@@ -82,6 +104,18 @@ def body_kind(payload) -> int:
     """The kind of a payload: the field number of its `body` oneof member (0 when empty)."""
     which = payload.WhichOneof("body")
     return 0 if which is None else Payload.DESCRIPTOR.fields_by_name[which].number
+
+
+def body_descriptor(kind: int):
+    """The message descriptor of kind `kind`'s body, or None for a number no body has."""
+    fd = _BODIES.get(kind)
+    return None if fd is None else fd.message_type
+
+
+def body(payload):
+    """The body message of a payload, or None."""
+    which = payload.WhichOneof("body")
+    return None if which is None else getattr(payload, which)
 
 
 # Consent states and risk levels as the ledger, the policy and consent records write them

@@ -1,8 +1,9 @@
 //! The second implementation of hub.v1 (`tests/conformance/`, Python, written from SPEC.md
 //! alone) against a real partnership: it checks every test vector, then *is* the second
 //! housing agency, `riverside-homes` (its Rust service stopped; its key file and broker seed
-//! handed to Python), records consent, seals a referral the IDVA's Rust service accepts,
-//! opens the IDVA's receipt, and verifies checkpoints and a consistency proof. The hub's own
+//! handed to Python), records consent, seals a referral the IDVA's Rust service accepts (its
+//! risk proved by a DASH summary Python signs), opens the IDVA's receipt, and verifies
+//! checkpoints and a consistency proof. The hub's own
 //! APIs then show the referral stored at the IDVA and a verified disclosure in the ledger,
 //! whose inclusion proof the Python verifier accepts, and refuses once tampered with.
 //!
@@ -125,6 +126,10 @@ async fn python_takes_part(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(stored["kind"], "housing.idva_referral", "{stored}");
     let read = p.get(IDVA, &format!("/inbox/{envelope_id}")).await?;
     assert!(read["payload"]["idvaReferral"]["survivor"]["fullName"].is_string(), "the IDVA cannot read the referral: {read}");
+    // Its medium risk is proved by the DASH summary Python signed as the assessing agency
+    // (SPEC 6.5): the IDVA's check accepted it, and keeps it.
+    let dash = &read["payload"]["idvaReferral"]["dash"];
+    assert_eq!((dash["assessedBy"].as_str(), dash["checklistVersion"].as_str()), (Some(PYTHON_AGENCY), Some("safelives-dash-2024")), "{read}");
 
     // 4. The ledger holds it as a verified disclosure.
     let entry = eventually("the referral in the ledger", Duration::from_secs(30), || async {
@@ -134,6 +139,7 @@ async fn python_takes_part(backend: Backend) -> anyhow::Result<()> {
     assert_eq!((entry["entry_type"].as_str(), entry["verified"].as_bool()), (Some("disclosure"), Some(true)), "{entry}");
     assert_eq!(entry["sender"], PYTHON_AGENCY, "{entry}");
     assert_eq!(entry["consent_id"], summary["consent_id"], "{entry}");
+    assert_eq!((entry["risk"].as_str(), summary["risk"].as_str()), (Some("medium"), Some("medium")), "{entry}");
     let seq = entry["seq"].as_i64().context("entry seq")?;
     // The consent_changed event Python signed for its consent record (SPEC 10) verified too.
     let consent_event = summary["consent_event_id"].as_str().context("no consent_event_id in live.py's summary")?.to_owned();
