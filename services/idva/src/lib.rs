@@ -5,6 +5,10 @@
 //! disengaging perpetrator is a safety signal), `marac.research_request`, `marac.action`,
 //! `referral.ack`. Sends `marac.referral`, `reciprocal.request`, `perpetrator.referral`,
 //! acknowledgements and research responses through the generic API.
+//!
+//! - [`case`]: the case's state machine and the fixed lists of codes its steps take. Pure.
+
+pub mod case;
 
 use runtime::auth::{Allow, Role, Rule, content};
 use axum::{Json, Router, extract::{Query, State}, routing::get};
