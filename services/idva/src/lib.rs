@@ -14,7 +14,7 @@
 //!   person's chronology; contact attempts; the versioned safety plan, sealed at rest.
 //! - [`follow`]: the case follows its referral: opened on receipt, closed on revocation,
 //!   marked and flagged when the consent it relied on is withdrawn (checked every tick).
-//! - [`api`]: the JSON routes.
+//! - [`api`]: the JSON routes; [`pages`]: the caseload and case pages of the console.
 //!
 //! Every route is for caseworkers and team managers ([`RULES`]); reads of case content are
 //! recorded in the access log and the ledger.
@@ -23,6 +23,7 @@ pub mod api;
 pub mod case;
 pub mod casework;
 pub mod follow;
+pub mod pages;
 pub mod store;
 
 use isp::Opened;
@@ -30,6 +31,7 @@ use proto::v1::payload::Body;
 use runtime::{
     Agency, Ctx, Migration, Tx,
     auth::{Allow, Role, Rule, content, rule},
+    console::Nav,
 };
 use sqlx::Row as _;
 
@@ -38,7 +40,7 @@ pub struct Idva;
 /// Who works IDVA cases.
 const CASEWORK: &[Role] = &[Role::Caseworker, Role::TeamManager];
 
-/// The rule of every route of [`api::routes`].
+/// The rule of every route of [`api::routes`] and [`pages::routes`].
 pub const RULES: &[Rule] = &[
     content("GET", "/cases", Allow::Roles(CASEWORK)),
     content("GET", "/cases/{id}", Allow::Roles(CASEWORK)),
@@ -50,6 +52,14 @@ pub const RULES: &[Rule] = &[
     content("GET", "/cases/{id}/safety-plan", Allow::Roles(CASEWORK)),
     rule("POST", "/cases/{id}/safety-plan", Allow::Roles(CASEWORK)),
     content("GET", "/engagement", Allow::Roles(CASEWORK)),
+    rule("GET", "/console/cases", Allow::Roles(CASEWORK)),
+    content("GET", "/console/cases/{id}", Allow::Roles(CASEWORK)),
+    rule("POST", "/console/cases/{id}/triage", Allow::Roles(CASEWORK)),
+    rule("POST", "/console/cases/{id}/contact-attempts", Allow::Roles(CASEWORK)),
+    rule("POST", "/console/cases/{id}/engaged", Allow::Roles(CASEWORK)),
+    rule("POST", "/console/cases/{id}/not-reached", Allow::Roles(CASEWORK)),
+    rule("POST", "/console/cases/{id}/close", Allow::Roles(CASEWORK)),
+    rule("POST", "/console/cases/{id}/safety-plan", Allow::Roles(CASEWORK)),
 ];
 
 impl Agency for Idva {
@@ -84,11 +94,15 @@ impl Agency for Idva {
     }
 
     fn routes(&self) -> axum::Router<Ctx> {
-        api::routes()
+        api::routes().merge(pages::routes())
     }
 
     fn rules(&self) -> &'static [Rule] {
         RULES
+    }
+
+    fn nav(&self) -> &'static [Nav] {
+        pages::NAV
     }
 
     async fn on_tick(&self, ctx: &Ctx) -> anyhow::Result<()> {
