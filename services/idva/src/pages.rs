@@ -270,7 +270,11 @@ async fn body(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, problem: Option<
             ("Status", status_tag(case.status)),
             ("Priority", html! { (priority_tag(case.priority)) @if !case.triaged_by.is_empty() { " by " (case.triaged_by) ", " (when(case.triaged_at_ms.unwrap_or_default())) } }),
             ("Risk", risk_tag(&case.risk)),
-            ("Referred by", html! { (agency_name(ctx, &case.referrer)) ", received " (when(case.received_at_ms)) }),
+            ("Referred by", html! {
+                (agency_name(ctx, &case.referrer)) ", received " (when(case.received_at_ms)) ". "
+                @if case.outcome == Some(Outcome::ReferralRevoked) { "The referrer revoked it: its content is no longer available." }
+                @else { a href=(format!("/console/inbox/{}", case.id)) { "Read the referral" } " (the survivor's details and how to contact them safely)" }
+            }),
             ("Referrer's case reference", html! { span.mono { (case.case_ref) } }),
             ("Person (pseudonym)", html! { span.mono { (case.subject_ref) } }),
             ("First contact", contact_cell(&case, now)),

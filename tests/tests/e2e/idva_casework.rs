@@ -274,6 +274,7 @@ async fn casework_on(backend: Backend) -> anyhow::Result<()> {
     let all = http.get(format!("{url}/console/cases?status=all")).send().await?.text().await?;
     assert!(all.contains(&case_ref(1)) && all.contains(&case_ref(3)));
     let page = http.get(format!("{url}/console/cases/{d}")).send().await?.text().await?;
+    assert!(page.contains(&format!("href=\"/console/inbox/{d}\"")), "the case page leads to the referral itself");
     for text in ["Consent withdrawn", "Escalated", "Record triage", "Close the case", "No safety plan yet", "IDVA case opened, awaiting triage"] {
         assert!(page.contains(text), "the case page does not show {text}");
     }
