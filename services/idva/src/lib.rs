@@ -1,48 +1,80 @@
 //! The IDVA service: Independent Domestic Violence Advocates for high-risk survivors.
 //!
-//! Receives `housing.idva_referral` (opens a case with a triage deadline: referrals are
-//! reviewed within 48 hours), `perpetrator.engagement_update` (kept against the case: a
-//! disengaging perpetrator is a safety signal), `marac.research_request`, `marac.action`,
-//! `referral.ack`. Sends `marac.referral`, `reciprocal.request`, `perpetrator.referral`,
-//! acknowledgements and research responses through the generic API.
+//! Receives `housing.idva_referral` (opens a case awaiting triage, with a deadline for the
+//! first contact attempt), `disclosure.revoke` (the referrer's revocation of a referral closes
+//! its case), `perpetrator.engagement_update` (kept against the case: a disengaging
+//! perpetrator is a safety signal), `marac.research_request`, `marac.action`, `referral.ack`.
+//! Sends `marac.referral`, `reciprocal.request`, `perpetrator.referral`, acknowledgements and
+//! research responses through the generic API.
+//!
+//! - [`case`]: the case's state machine (awaiting triage, triaged, contact attempted, engaged
+//!   or not reached, closed) and the fixed lists of codes its steps take. Pure.
+//! - [`store`]: the service's tables, the one place their columns are written.
+//! - [`casework`]: each step staff take on a case, one transaction each, recorded in the
+//!   person's chronology; contact attempts; the versioned safety plan, sealed at rest.
+//! - [`follow`]: the case follows its referral: opened on receipt, closed on revocation,
+//!   marked and flagged when the consent it relied on is withdrawn (checked every tick).
+//! - [`api`]: the JSON routes; [`pages`]: the caseload and case pages of the console.
+//!
+//! Every route is for caseworkers and team managers ([`RULES`]); reads of case content are
+//! recorded in the access log and the ledger.
 
-use runtime::auth::{Allow, Role, Rule, content};
-use axum::{Json, Router, extract::{Query, State}, routing::get};
-use runtime::api::Page;
-use sqlx::Row as _;
+pub mod api;
+pub mod case;
+pub mod casework;
+pub mod follow;
+pub mod pages;
+pub mod store;
+
 use isp::Opened;
 use proto::v1::payload::Body;
-use runtime::{Agency, Ctx, Migration, Tx, api::ApiError};
-use serde_json::Value;
-
-/// Triage deadline after a referral arrives.
-pub const TRIAGE_WITHIN_MS: i64 = 48 * 3600 * 1000;
+use runtime::{
+    Agency, Ctx, Migration, Tx,
+    auth::{Allow, Role, Rule, content, rule},
+    console::Nav,
+};
+use sqlx::Row as _;
 
 pub struct Idva;
 
+/// Who works IDVA cases.
+const CASEWORK: &[Role] = &[Role::Caseworker, Role::TeamManager];
+
+/// The rule of every route of [`api::routes`] and [`pages::routes`].
+pub const RULES: &[Rule] = &[
+    content("GET", "/cases", Allow::Roles(CASEWORK)),
+    content("GET", "/cases/{id}", Allow::Roles(CASEWORK)),
+    rule("POST", "/cases/{id}/triage", Allow::Roles(CASEWORK)),
+    rule("POST", "/cases/{id}/contact-attempts", Allow::Roles(CASEWORK)),
+    rule("POST", "/cases/{id}/engaged", Allow::Roles(CASEWORK)),
+    rule("POST", "/cases/{id}/not-reached", Allow::Roles(CASEWORK)),
+    rule("POST", "/cases/{id}/close", Allow::Roles(CASEWORK)),
+    content("GET", "/cases/{id}/safety-plan", Allow::Roles(CASEWORK)),
+    rule("POST", "/cases/{id}/safety-plan", Allow::Roles(CASEWORK)),
+    content("GET", "/engagement", Allow::Roles(CASEWORK)),
+    rule("GET", "/console/cases", Allow::Roles(CASEWORK)),
+    content("GET", "/console/cases/{id}", Allow::Roles(CASEWORK)),
+    rule("POST", "/console/cases/{id}/triage", Allow::Roles(CASEWORK)),
+    rule("POST", "/console/cases/{id}/contact-attempts", Allow::Roles(CASEWORK)),
+    rule("POST", "/console/cases/{id}/engaged", Allow::Roles(CASEWORK)),
+    rule("POST", "/console/cases/{id}/not-reached", Allow::Roles(CASEWORK)),
+    rule("POST", "/console/cases/{id}/close", Allow::Roles(CASEWORK)),
+    rule("POST", "/console/cases/{id}/safety-plan", Allow::Roles(CASEWORK)),
+];
+
 impl Agency for Idva {
     fn migrations(&self) -> Vec<Migration> {
-        vec![Migration { version: 100, description: "idva", sql: include_str!("../migrations/0100_idva.sql") }]
+        vec![
+            Migration { version: 100, description: "idva", sql: include_str!("../migrations/0100_idva.sql") },
+            Migration { version: 101, description: "idva casework", sql: include_str!("../migrations/0101_casework.sql") },
+        ]
     }
 
     async fn on_receive(&self, ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> anyhow::Result<()> {
         let h = &opened.header;
-        let now = isp::now_ms();
         match &opened.payload.body {
-            Some(Body::IdvaReferral(_)) => {
-                sqlx::query(
-                    "INSERT INTO idva_cases (envelope_id, subject_ref, referrer, risk, status, triage_due_ms, received_at_ms) \
-                     VALUES ($1, $2, $3, $4, 'awaiting_triage', $5, $6) ON CONFLICT DO NOTHING",
-                )
-                .bind(&h.envelope_id)
-                .bind(&h.subject_ref)
-                .bind(&h.sender)
-                .bind(isp::policy::risk_name(h.risk()))
-                .bind(now + TRIAGE_WITHIN_MS)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-            }
+            Some(Body::IdvaReferral(_)) => follow::referral_received(ctx, tx, h).await?,
+            Some(Body::DisclosureRevoke(revoke)) => follow::referral_revoked(ctx, tx, h, revoke).await?,
             Some(Body::PerpetratorEngagementUpdate(u)) => {
                 let subject_ref = own_subject(ctx, tx, &h.sender, &h.subject_ref).await?;
                 sqlx::query(
@@ -52,7 +84,7 @@ impl Agency for Idva {
                 .bind(&subject_ref)
                 .bind(&h.sender)
                 .bind(u.engagement().as_str_name())
-                .bind(now)
+                .bind(ctx.config.clock.now_ms())
                 .execute(&mut **tx)
                 .await?;
             }
@@ -61,16 +93,21 @@ impl Agency for Idva {
         Ok(())
     }
 
-    fn routes(&self) -> Router<Ctx> {
-        Router::new().route("/cases", get(cases)).route("/engagement", get(engagement))
+    fn routes(&self) -> axum::Router<Ctx> {
+        api::routes().merge(pages::routes())
     }
 
     fn rules(&self) -> &'static [Rule] {
-        const RULES: &[Rule] = &[
-            content("GET", "/cases", Allow::Roles(&[Role::Caseworker, Role::TeamManager])),
-            content("GET", "/engagement", Allow::Roles(&[Role::Caseworker, Role::TeamManager])),
-        ];
         RULES
+    }
+
+    fn nav(&self) -> &'static [Nav] {
+        pages::NAV
+    }
+
+    async fn on_tick(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        follow::check_consents(ctx).await?;
+        Ok(())
     }
 }
 
@@ -90,24 +127,4 @@ async fn own_subject(ctx: &Ctx, tx: &mut Tx, pathway: &str, reference: &str) -> 
         }
     }
     Ok(reference.to_owned())
-}
-
-/// `GET /cases`, paged by `envelope_id`.
-async fn cases(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let rows = page.rows(&ctx.pool, "SELECT envelope_id, subject_ref, referrer, risk, status, triage_due_ms, received_at_ms FROM idva_cases", "envelope_id").await?;
-    Ok(Json(Value::Array(
-        rows.iter()
-            .map(|r| runtime::api::row_json(r, &["envelope_id", "subject_ref", "referrer", "risk", "status"], &["triage_due_ms", "received_at_ms"], &[]))
-            .collect(),
-    )))
-}
-
-/// `GET /engagement`, paged by `envelope_id`.
-async fn engagement(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let rows = page.rows(&ctx.pool, "SELECT envelope_id, subject_ref, pathway_agency, engagement, received_at_ms FROM engagement_updates", "envelope_id").await?;
-    Ok(Json(Value::Array(
-        rows.iter()
-            .map(|r| runtime::api::row_json(r, &["envelope_id", "subject_ref", "pathway_agency", "engagement"], &["received_at_ms"], &[]))
-            .collect(),
-    )))
 }

@@ -16,6 +16,7 @@ mod consent_rollback;
 mod demo;
 mod envelopes;
 mod faults;
+mod idva_casework;
 mod keys;
 mod ledger;
 mod ledger_counting;
