@@ -95,7 +95,8 @@ fn summarise(entries: &[Entry], acks: &[Entry], since: &str, until: &str, sla_ho
             EntryType::MISROUTE => misroutes += 1,
             EntryType::STREAM_GAP => missing_from_stream += e.message_count.max(0) as usize,
             EntryType::STREAM_RESET => stream_resets += 1,
-            "deadline_missed" => *missed.entry((e.recorded_by.clone(), e.rule.clone())).or_default() += 1,
+            // The agency that missed it is the event's signer, its entry's sender.
+            "deadline_missed" => *missed.entry((e.sender.clone(), e.rule.clone())).or_default() += 1,
             _ => {}
         }
     }
@@ -318,7 +319,7 @@ mod tests {
         let mut ack = e(5, "acknowledged", "housing.idva_referral", "idva-a", 10);
         ack.in_reply_to = "id-1".into();
         let mut late = e(6, "deadline_missed", "unspecified", "", 50);
-        (late.recorded_by, late.rule) = ("idva-a".into(), "acknowledge".into());
+        (late.sender, late.rule) = ("idva-a".into(), "acknowledge".into());
         let entries = [entries, vec![late]].concat();
         let r = summarise(&entries, &[ack], "d1", "d2", 48.0, 100 * 3_600_000);
         assert_eq!(r.deadlines_missed, vec![("idva-a".to_owned(), "acknowledge".to_owned(), 1)]);

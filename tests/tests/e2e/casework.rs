@@ -129,7 +129,7 @@ async fn deadlines_fire_on(backend: Backend) -> anyhow::Result<()> {
     // referrals still wait for a person at the IDVA.
     eventually("the automatic receipts at housing", Duration::from_secs(60), || async {
         let sent = p.list(HOUSING, "/disclosures", "envelope_id").await?;
-        Ok(ids.iter().all(|id| sent.iter().any(|s| s["envelope_id"] == id.as_str() && s["status"] == "delivered")).then_some(()))
+        Ok(ids.iter().all(|id| sent.iter().any(|s| s["envelope_id"] == id.as_str() && s["status"] == "received")).then_some(()))
     })
     .await?;
     let waiting: Vec<Value> = deadlines(&p, IDVA, "open").await?.into_iter().filter(|d| d["code"] == "acknowledge").collect();
