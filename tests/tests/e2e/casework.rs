@@ -141,7 +141,8 @@ async fn deadlines_fire_on(backend: Backend) -> anyhow::Result<()> {
     // Two days and an hour later, the one nobody answered is escalated.
     p.clock().advance(Duration::from_secs(49 * 3600));
     let escalated = eventually("the unanswered referral escalated", Duration::from_secs(30), || async {
-        Ok(Some(deadlines(&p, IDVA, "escalated").await?).filter(|e| !e.is_empty()))
+        // (The IDVA service's own first-contact deadlines for both referrals pass too.)
+        Ok(Some(deadlines(&p, IDVA, "escalated").await?.into_iter().filter(|d| d["code"] == "acknowledge").collect::<Vec<_>>()).filter(|e| !e.is_empty()))
     })
     .await?;
     assert_eq!(escalated.len(), 1, "{escalated:?}");
@@ -158,8 +159,9 @@ async fn deadlines_fire_on(backend: Backend) -> anyhow::Result<()> {
     // Answering late resolves the escalation (it stays in the ledger).
     let (status, v) = p.post(IDVA, &format!("/inbox/{}/ack", ids[1]), &json!({"status": "accepted"})).await?;
     assert_eq!(status, 201, "{v}");
-    assert!(deadlines(&p, IDVA, "escalated").await?.is_empty());
-    assert_eq!(deadlines(&p, IDVA, "missed").await?.len(), 1);
+    let acknowledge = |d: &Vec<Value>| d.iter().filter(|d| d["code"] == "acknowledge").count();
+    assert_eq!(acknowledge(&deadlines(&p, IDVA, "escalated").await?), 0);
+    assert_eq!(acknowledge(&deadlines(&p, IDVA, "missed").await?), 1);
     // The IG report measures time to a staff acknowledgement, and counts the missed deadline.
     let today = runtime::chronology::date_of(isp::now_ms());
     let report = eventually("both acknowledgements in the report", Duration::from_secs(60), || async {
@@ -167,7 +169,7 @@ async fn deadlines_fire_on(backend: Backend) -> anyhow::Result<()> {
         Ok((r["acknowledgement"][IDVA][0] == 2).then_some(r))
     })
     .await?;
-    assert_eq!(report["deadlines_missed"], json!([[IDVA, "acknowledge", 1]]), "{report}");
+    assert!(report["deadlines_missed"].as_array().unwrap().contains(&json!([IDVA, "acknowledge", 1])), "{report}");
     Ok(())
 }
 

@@ -39,8 +39,14 @@ fn expected(service_role: Option<isp::Role>, method: &str, path: &str) -> Option
         (Some(_), "GET", "/console/sent" | "/console/sent/{id}") => CASEWORK_IG,
         (Some(_), "POST", "/console/sent/{id}/revoke") => &["team-manager", "ig-lead"],
         (Some(_), "GET", "/console/access-log" | "/console/witness") => &["agency-admin", "ig-lead"],
-        (Some(R::Housing), "GET" | "POST", "/console/dash") => &["caseworker", "team-manager"],
-        (Some(R::Housing), "POST" | "GET", "/dash-assessments") => &["caseworker", "team-manager"],
+        (Some(_), "GET" | "POST", "/console/dash") | (Some(_), "POST" | "GET", "/dash-assessments") | (Some(_), "GET", "/dash-assessments/{id}") => &["caseworker", "team-manager"],
+        (Some(_), "POST", "/flags/{id}/clear" | "/console/flags/{id}/clear") => &["caseworker", "team-manager"],
+        (Some(_), "GET", "/deadlines" | "/people/{subject_ref}" | "/flags" | "/console/people" | "/console/people/{subject_ref}" | "/console/deadlines") => CASEWORK,
+        (Some(_), "POST", "/flags" | "/people/{subject_ref}/notes" | "/console/people" | "/console/people/{subject_ref}/notes" | "/console/people/{subject_ref}/flags") => CASEWORK,
+        (Some(R::Idva), "GET", "/cases/{id}" | "/cases/{id}/safety-plan" | "/console/cases" | "/console/cases/{id}") => &["caseworker", "team-manager"],
+        (Some(R::Idva), "POST", "/cases/{id}/triage" | "/cases/{id}/contact-attempts" | "/cases/{id}/engaged" | "/cases/{id}/not-reached" | "/cases/{id}/close" | "/cases/{id}/safety-plan"
+            | "/console/cases/{id}/triage" | "/console/cases/{id}/contact-attempts" | "/console/cases/{id}/engaged" | "/console/cases/{id}/not-reached"
+            | "/console/cases/{id}/close" | "/console/cases/{id}/safety-plan") => &["caseworker", "team-manager"],
         (Some(R::Housing), "GET", "/property-requests") => &["caseworker", "team-manager", "reciprocals-coordinator"],
         (Some(R::Idva | R::Perpetrator), "GET", "/cases") | (Some(R::Idva), "GET", "/engagement") => &["caseworker", "team-manager"],
         (Some(R::Marac), "GET", "/cases" | "/actions") => &["marac-coordinator", "team-manager"],
