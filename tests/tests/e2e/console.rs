@@ -79,7 +79,8 @@ async fn console_flows(backend: Backend, name: &str) -> anyhow::Result<()> {
     hsg.page("dash-recorded").await?;
     let recorded = main_text(&hsg).await?;
     anyhow::ensure!(recorded.contains("Score 15") && recorded.contains("high"), "the DASH result: {recorded}");
-    hsg.select("#to", IDVA).await?;
+    anyhow::ensure!(recorded.contains("MARAC referral"), "a high result offers the MARAC referral too: {recorded}");
+    hsg.select("#to-idvaReferral", IDVA).await?;
     hsg.submit("main form button[type=submit]").await?;
     hsg.page("compose-idva").await?;
     anyhow::ensure!(hsg.page_source().await?.contains("category: survivor.address"), "the compose form labels each field with its data category");
@@ -112,6 +113,7 @@ async fn console_flows(backend: Backend, name: &str) -> anyhow::Result<()> {
     idv.page("idva-referral").await?;
     let shown = main_text(&idv).await?;
     anyhow::ensure!(shown.contains("Synthetic Survivor One") && shown.contains("HSG-2026-0101"), "the referral as the IDVA reads it: {shown}");
+    anyhow::ensure!(shown.contains("score 15 of 24") && shown.contains("signed summary checked on receipt"), "what proves the risk: {shown}");
     // Accepting with the keyboard alone.
     idv.tab_to("#answer-accepted").await?;
     idv.press_space().await?;
@@ -128,6 +130,23 @@ async fn console_flows(backend: Backend, name: &str) -> anyhow::Result<()> {
     .await?;
     anyhow::ensure!(timeline.contains("Published to the partnership") && timeline.contains("Delivered"), "the timeline: {timeline}");
     hsg.page("sent-timeline-accepted").await?;
+
+    // The person's record: found by name and date of birth (posted, never in the address).
+    hsg.click("nav a[href='/console/people']").await?;
+    hsg.page("people").await?;
+    hsg.fill("#subject_name", "Synthetic Survivor One").await?;
+    hsg.fill("#subject_dob", "1990-02-03").await?;
+    hsg.submit("main form button[type=submit]").await?;
+    anyhow::ensure!(!hsg.url().await?.contains("Synthetic"), "the name went into the address");
+    let record = main_text(&hsg).await?;
+    anyhow::ensure!(record.contains("DASH risk assessment: high risk") && record.contains("Housing IDVA referral sent to"), "the chronology: {record}");
+    anyhow::ensure!(record.contains("Refer to MARAC (high DASH result)"), "the MARAC referral still to make: {record}");
+    hsg.page("person-record").await?;
+    hsg.click("nav a[href='/console/deadlines']").await?;
+    hsg.page("deadlines").await?;
+    idv.goto(&format!("{idva}/console/cases")).await?;
+    anyhow::ensure!(main_text(&idv).await?.contains("HSG-2026-0101"), "the IDVA caseload holds the referral's case");
+    idv.page("idva-caseload").await?;
 
     // ---------------------------------------------------------------- 2. a near miss
     // With the keyboard alone: Tab to each field, type (a closed list takes what is typed).
