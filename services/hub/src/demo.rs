@@ -48,24 +48,24 @@ pub struct Report {
     pub subject_ref: String,
 }
 
-struct Script<'a> {
-    hub: &'a LocalHub,
+pub(crate) struct Script<'a> {
+    pub(crate) hub: &'a LocalHub,
     /// Each request goes as the demo staff member of the least powerful role its route allows.
-    logins: &'a Logins,
-    report: Report,
-    print: bool,
+    pub(crate) logins: &'a Logins,
+    pub(crate) report: Report,
+    pub(crate) print: bool,
     /// What a kept data directory held before this run: inbox ids and quarantine size per
     /// agency, and the ledger's near misses. The checks are about this run only.
-    before: BTreeMap<String, (Vec<String>, usize)>,
-    near_misses_before: usize,
+    pub(crate) before: BTreeMap<String, (Vec<String>, usize)>,
+    pub(crate) near_misses_before: usize,
 }
 
-fn dash_answers(yes: usize) -> Vec<&'static str> {
+pub(crate) fn dash_answers(yes: usize) -> Vec<&'static str> {
     (0..24).map(|i| if i < yes { "yes" } else if i % 5 == 0 { "dont_know" } else { "no" }).collect()
 }
 
 impl Script<'_> {
-    async fn call(&self, method: reqwest::Method, agency: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+    pub(crate) async fn call(&self, method: reqwest::Method, agency: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
         let base = if agency == "audit" { self.hub.audit_url.as_str() } else { self.hub.url(agency) };
         let http = self.logins.for_request(agency, base, method.as_str(), path).await?;
         let mut request = http.request(method, format!("{base}{path}"));
@@ -78,24 +78,24 @@ impl Script<'_> {
         Ok((status, value))
     }
 
-    async fn get(&self, agency: &str, path: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn get(&self, agency: &str, path: &str) -> anyhow::Result<Value> {
         let (status, v) = self.call(reqwest::Method::GET, agency, path, None).await?;
         ensure!(status == 200, "GET {agency}{path} answered {status}: {v}");
         Ok(v)
     }
 
     /// Every item of a paged list (a kept data directory grows with every run).
-    async fn list(&self, agency: &str, path: &str, key: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn list(&self, agency: &str, path: &str, key: &str) -> anyhow::Result<Value> {
         let base = if agency == "audit" { self.hub.audit_url.as_str() } else { self.hub.url(agency) };
         let http = self.logins.for_request(agency, base, "GET", path).await?;
         Ok(Value::Array(crate::pages(&http, &format!("{base}{path}?"), key).await?))
     }
 
-    async fn post(&self, agency: &str, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+    pub(crate) async fn post(&self, agency: &str, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
         self.call(reqwest::Method::POST, agency, path, Some(body)).await
     }
 
-    fn say(&mut self, step: Step) {
+    pub(crate) fn say(&mut self, step: Step) {
         if self.print {
             let decision = if step.decision == "ALLOWED" { "allowed" } else { "DENIED " };
             println!(
@@ -107,14 +107,14 @@ impl Script<'_> {
     }
 
     /// Sends one disclosure and records it; `expect_denied` marks an attempt that must be refused.
-    async fn disclose(&mut self, from: &str, body: Value, expect_denied: bool) -> anyhow::Result<String> {
+    pub(crate) async fn disclose(&mut self, from: &str, body: Value, expect_denied: bool) -> anyhow::Result<String> {
         let to = body["to"].as_str().unwrap_or_default().to_owned();
         let kind = body["payload"].as_object().and_then(|o| o.keys().next().cloned()).unwrap_or_default();
         let (status, v) = self.post(from, "/disclosures", body).await?;
         self.outcome(from, &to, &kind, status, v, expect_denied)
     }
 
-    fn outcome(&mut self, from: &str, to: &str, kind: &str, status: u16, v: Value, expect_denied: bool) -> anyhow::Result<String> {
+    pub(crate) fn outcome(&mut self, from: &str, to: &str, kind: &str, status: u16, v: Value, expect_denied: bool) -> anyhow::Result<String> {
         match (status, expect_denied) {
             (201, false) => {
                 let id = v["envelope_id"].as_str().unwrap_or_default().to_owned();
@@ -146,7 +146,7 @@ impl Script<'_> {
     }
 
     /// Waits until an envelope is in its recipient's inbox.
-    async fn delivered(&self, id: &str) -> anyhow::Result<()> {
+    pub(crate) async fn delivered(&self, id: &str) -> anyhow::Result<()> {
         let recipient = self.report.delivered.get(id).context("unknown envelope")?.clone();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -159,7 +159,7 @@ impl Script<'_> {
         }
     }
 
-    async fn ack(&mut self, agency: &str, id: &str, status: &str, reason: &str) -> anyhow::Result<String> {
+    pub(crate) async fn ack(&mut self, agency: &str, id: &str, status: &str, reason: &str) -> anyhow::Result<String> {
         self.delivered(id).await?;
         let sender = self.get(agency, &format!("/inbox/{id}")).await?["sender"].as_str().unwrap_or_default().to_owned();
         let (code, v) = self.post(agency, &format!("/inbox/{id}/ack"), json!({"status": status, "reason": reason})).await?;

@@ -24,6 +24,7 @@
 pub mod audit_cli;
 pub mod backup;
 pub mod bench;
+pub mod casework_demo;
 pub mod cluster;
 pub mod demo;
 pub mod flood_bench;

@@ -58,6 +58,8 @@ pub struct LocalHub {
     pub services: BTreeMap<String, Service>,
     pub audit_url: String,
     pub audit_database_url: String,
+    /// The clock every service judges deadlines by ([`Options::clock`]).
+    pub clock: runtime::deadlines::Clock,
     audit: Option<Running>,
     audit_config: audit::Config,
     shutdown: CancellationToken,
@@ -163,6 +165,7 @@ impl LocalHub {
             services: BTreeMap::new(),
             audit_url,
             audit_database_url,
+            clock: options.clock.clone(),
             audit_config: audit::Config { http_addr: audit.addr.to_string(), ..audit_config },
             audit: Some(audit),
             shutdown,

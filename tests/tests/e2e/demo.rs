@@ -57,3 +57,23 @@ async fn demo_case_on_sqlite() -> anyhow::Result<()> {
 async fn demo_case_on_postgres() -> anyhow::Result<()> {
     demo_on(Backend::Postgres).await
 }
+
+/// `hub demo --scenario casework`: a housing and IDVA case through a proved risk, IDVA
+/// casework, deadlines that fire and the person's record; every check of the scenario holds.
+async fn casework_on(backend: Backend) -> anyhow::Result<()> {
+    let p = Partnership::start(backend).await?;
+    let c = hub::casework_demo::play(&p.hub, &p.logins, false).await?;
+    assert!(c.checks.len() >= 9, "the scenario's checks: {:?}", c.checks);
+    assert!(c.subject_ref.starts_with("s-"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn casework_scenario_on_sqlite() -> anyhow::Result<()> {
+    casework_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn casework_scenario_on_postgres() -> anyhow::Result<()> {
+    casework_on(Backend::Postgres).await
+}

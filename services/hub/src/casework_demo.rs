@@ -1,0 +1,182 @@
+//! `hub demo --scenario casework`: a housing-and-IDVA case played through every capability
+//! of the casework issue, through the services' HTTP APIs as staff would, with synthetic
+//! data; it exits 0 only if every check holds.
+//!
+//! Housing records a DASH checklist (high: the IDVA and MARAC referrals become tasks) and
+//! refers to the IDVA service naming it; the IDVA accepts, triages, tries to reach the
+//! survivor, engages her and writes two versions of a safety plan. A second referral nobody
+//! at the IDVA answers is escalated when the clock passes its acknowledgement target, and
+//! the ledger holds the signed `deadline_missed` entry; the IG report measures time to the
+//! staff acknowledgement. The person's chronology holds every step; a flag stays at the
+//! agency that raised it.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use serde_json::{Value, json};
+
+use crate::{
+    demo::{SURVIVOR_DOB, SURVIVOR_NAME, Script, dash_answers},
+    local::LocalHub,
+    staff::Logins,
+};
+
+const HOUSING: &str = "housing-northbridge";
+const IDVA: &str = "idva-northbridge";
+const MARAC: &str = "marac-northbridge";
+
+/// What the casework scenario did, for its summary.
+#[derive(Debug, Default)]
+pub struct Casework {
+    pub checks: Vec<String>,
+    pub subject_ref: String,
+}
+
+impl Casework {
+    fn check(&mut self, print: bool, what: impl Into<String>) {
+        let what = what.into();
+        if print {
+            println!("  ok  {what}");
+        }
+        self.checks.push(what);
+    }
+}
+
+/// Polls until `f` yields a value (the services work asynchronously), for up to a minute.
+async fn until<T, F, Fut>(what: &str, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f().await? {
+            return Ok(v);
+        }
+        ensure!(std::time::Instant::now() < deadline, "{what} did not happen within a minute");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Plays the casework scenario on a running partnership.
+pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Result<Casework> {
+    let mut s = Script { hub, logins, report: Default::default(), print, before: Default::default(), near_misses_before: 0 };
+    let mut c = Casework::default();
+    let subject = json!({"full_name": SURVIVOR_NAME, "date_of_birth": SURVIVOR_DOB});
+    let survivor = json!({"fullName": SURVIVOR_NAME, "dateOfBirth": SURVIVOR_DOB, "phone": "07700 900123", "safeToCall": true, "safeTimes": "weekdays 10:00-12:00"});
+    // Case references differ per run: a kept data directory may hold earlier runs.
+    let case = format!("HSG-2026-{:04}", rand::random::<u16>() % 10_000);
+
+    // ---------------------------------------------------------------- a risk that can be proved
+    let (status, v) = s
+        .post(HOUSING, "/disclosures", json!({"to": IDVA, "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a", "risk": "high", "subject": subject,
+            "payload": {"idvaReferral": {"survivor": survivor, "reason": "Asserted high risk"}}}))
+        .await?;
+    ensure!(status == 400 && v["detail"].as_str().unwrap_or_default().contains("assessment_id"), "a risk the request asserts is refused: {status} {v}");
+    c.check(print, "a referral asserting high risk without an assessment is refused (400), naming what to do");
+    let (status, dash) = s.post(HOUSING, "/dash-assessments", json!({"case_ref": case, "subject": subject, "answers": dash_answers(16)})).await?;
+    ensure!(status == 201 && dash["risk"] == "high", "recording the DASH checklist: {status} {dash}");
+    let assessment = dash["id"].as_str().context("assessment id")?.to_owned();
+    c.subject_ref = dash["subject_ref"].as_str().unwrap_or_default().to_owned();
+    let tasks: Vec<String> = s.get(HOUSING, "/deadlines?state=open").await?.as_array().into_iter().flatten().filter(|d| d["target"] == assessment.as_str()).filter_map(|d| d["code"].as_str().map(str::to_owned)).collect();
+    ensure!(tasks == ["refer_idva", "refer_marac"], "a high result sets the IDVA and MARAC referrals as tasks: {tasks:?}");
+    c.check(print, format!("housing records a DASH checklist: score {} -> high; the IDVA and MARAC referrals become tasks", dash["score"]));
+
+    let (status, consent) = s.post(HOUSING, "/consents", json!({"subject": subject, "state": "given", "scope": {"roles": ["idva"], "purposes": ["safeguarding"]}})).await?;
+    ensure!(status == 201, "recording consent: {consent}");
+    let consent = json!({"id": consent["consent_id"], "state": "given"});
+    let referral = |case_ref: &str| {
+        json!({"to": IDVA, "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a", "consent": consent, "assessment_id": assessment, "subject": subject, "case_ref": case_ref,
+            "payload": {"idvaReferral": {"survivor": survivor, "reason": "Disclosed escalating abuse at a housing options interview", "survivorAware": true}}})
+    };
+    let first = s.disclose(HOUSING, referral(&case), false).await?;
+    let (status, not_sought) = s.post(HOUSING, "/consents", json!({"subject": subject, "state": "not-sought", "reason": "asking-would-increase-risk"})).await?;
+    ensure!(status == 201, "{not_sought}");
+    s.disclose(HOUSING, json!({"to": MARAC, "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18", "consent": {"id": not_sought["consent_id"], "state": "not-sought"},
+        "assessment_id": assessment, "subject": subject, "case_ref": case,
+        "without_consent": {"rationale_code": "asking-would-increase-risk", "rationale": "The perpetrator monitors her phone"},
+        "payload": {"maracReferral": {"survivor": {"fullName": SURVIVOR_NAME, "dateOfBirth": SURVIVOR_DOB}, "criteria": ["MARAC_CRITERION_VISIBLE_HIGH_RISK"], "survivorAware": false}}}), false)
+        .await?;
+    let open: Vec<Value> = s.get(HOUSING, "/deadlines?state=open").await?.as_array().cloned().unwrap_or_default().into_iter().filter(|d| d["target"] == assessment.as_str()).collect();
+    ensure!(open.is_empty(), "both referral tasks are met once sent: {open:?}");
+    c.check(print, "the IDVA and MARAC referrals name the assessment; both tasks are met");
+    s.delivered(&first).await?;
+    let item = s.get(IDVA, &format!("/inbox/{first}")).await?;
+    let proof = &item["payload"]["idvaReferral"]["dash"];
+    ensure!(item["risk"] == "high" && proof["assessedBy"] == HOUSING && proof["assessmentId"] == assessment.as_str() && proof["items"].as_array().map(Vec::len) == Some(24),
+        "the IDVA holds the signed summary and the answers: {proof}");
+    c.check(print, "the IDVA received high risk with housing's signed DASH summary (checked on receipt, score recomputed from the 24 answers)");
+
+    // ---------------------------------------------------------------- IDVA casework
+    s.ack(IDVA, &first, "accepted", "").await?;
+    let case_path = format!("/cases/{first}");
+    let opened = s.get(IDVA, &case_path).await?;
+    ensure!(opened["case"]["status"] == "awaiting_triage" || opened["status"] == "awaiting_triage", "the IDVA case opens awaiting triage: {opened}");
+    for (step, body) in [
+        ("triage", json!({"priority": "urgent", "note": "High DASH, recent separation"})),
+        ("contact-attempts", json!({"method": "phone", "outcome": "no_answer"})),
+        ("contact-attempts", json!({"method": "phone", "outcome": "reached", "note": "Safe to talk after 10:00"})),
+        ("engaged", json!({})),
+    ] {
+        let (status, v) = s.post(IDVA, &format!("{case_path}/{step}"), body).await?;
+        ensure!(status == 200 || status == 201, "IDVA {step}: {status} {v}");
+    }
+    let (status, v) = s.post(IDVA, &format!("{case_path}/triage"), json!({"priority": "standard"})).await?;
+    ensure!(status == 409, "triage twice is refused: {status} {v}");
+    for (version, actions) in [(1, "Safety plan agreed: safe word with her sister"), (2, "Sanctuary measures requested; non-molestation order discussed")] {
+        let (status, v) = s
+            .post(IDVA, &format!("{case_path}/safety-plan"), json!({"sections": {"immediate_safety": "Keeps her phone charged; knows to call 999 and press 55", "agreed_actions": actions}}))
+            .await?;
+        ensure!(status == 201, "safety plan version {version}: {status} {v}");
+    }
+    let plan = s.get(IDVA, &format!("{case_path}/safety-plan")).await?;
+    let versions = plan.as_array().map(Vec::len).or_else(|| plan["versions"].as_array().map(Vec::len)).unwrap_or_default();
+    ensure!(versions == 2, "two versions of the safety plan: {plan}");
+    c.check(print, "the IDVA accepts, triages (urgent), tries twice to reach her, engages her, writes two versions of a safety plan; a second triage is refused");
+
+    // ---------------------------------------------------------------- deadlines that fire
+    let second = s.disclose(HOUSING, referral(&format!("{case}-B")), false).await?;
+    s.delivered(&second).await?;
+    let due = s.get(IDVA, "/deadlines?state=open").await?;
+    ensure!(due.as_array().into_iter().flatten().any(|d| d["code"] == "acknowledge" && d["target"] == second.as_str()), "the second referral waits for a person's answer: {due}");
+    hub.clock.advance(Duration::from_secs(49 * 3600));
+    let escalated = until("the unanswered referral escalated", || async {
+        let e = s.get(IDVA, "/deadlines?state=escalated").await?;
+        Ok(e.as_array().into_iter().flatten().any(|d| d["code"] == "acknowledge" && d["target"] == second.as_str()).then_some(e))
+    })
+    .await?;
+    ensure!(!escalated.as_array().into_iter().flatten().any(|d| d["target"] == first.as_str() && d["code"] == "acknowledge"), "the answered referral is not escalated: {escalated}");
+    c.check(print, "49 hours on, the referral nobody at the IDVA answered is escalated (its automatic receipt counted for nothing)");
+    let ig = logins.as_role("audit", &hub.audit_url, runtime::auth::Role::IgLead).await?;
+    let ledger = until("deadline_missed and acknowledged in the ledger", || async {
+        let l = crate::ledger_pages(&ig, &hub.audit_url, "").await?;
+        let missed = l.iter().any(|e| e["entry_type"] == "deadline_missed" && e["in_reply_to"] == second.as_str());
+        let acked = l.iter().any(|e| e["entry_type"] == "acknowledged" && e["in_reply_to"] == first.as_str());
+        Ok((missed && acked).then_some(l))
+    })
+    .await?;
+    ensure!(!Value::from(ledger).to_string().contains(SURVIVOR_NAME), "the ledger holds no name");
+    c.check(print, "the ledger holds the signed deadline_missed entry and the staff acknowledgement, and no name");
+    s.ack(IDVA, &second, "accepted", "").await?;
+    let still = s.get(IDVA, "/deadlines?state=escalated").await?;
+    ensure!(!still.as_array().into_iter().flatten().any(|d| d["code"] == "acknowledge" && d["target"] == second.as_str()), "answering resolves the escalation: {still}");
+    let today = runtime::chronology::date_of(isp::now_ms());
+    let report = s.get("audit", &format!("/report?since={today}&until={today}")).await?;
+    ensure!(report["acknowledgement"][IDVA][0].as_u64().unwrap_or_default() >= 2, "the report measures both staff acknowledgements: {report}");
+    c.check(print, "a late answer resolves the escalation; the IG report measures time to the staff acknowledgements");
+
+    // ---------------------------------------------------------------- the person's record
+    let (status, v) = s.post(HOUSING, "/flags", json!({"subject_ref": c.subject_ref, "code": "safe-contact-only", "review_on": runtime::chronology::date_of(isp::now_ms() + 30 * 86_400_000)})).await?;
+    ensure!(status == 201, "raising a flag: {v}");
+    let record = s.get(HOUSING, &format!("/people/{}", c.subject_ref)).await?;
+    let events: Vec<&str> = record["chronology"].as_array().into_iter().flatten().filter_map(|e| e["event"].as_str()).collect();
+    for expected in ["assessment", "disclosure_sent", "flag"] {
+        ensure!(events.contains(&expected), "housing's chronology lacks {expected}: {events:?}");
+    }
+    let idva_record = s.get(IDVA, &format!("/people/{}", c.subject_ref)).await?;
+    let idva_events: Vec<&str> = idva_record["chronology"].as_array().into_iter().flatten().filter_map(|e| e["event"].as_str()).collect();
+    ensure!(idva_events.contains(&"disclosure_received") && idva_events.contains(&"acknowledged"), "the IDVA's chronology: {idva_events:?}");
+    ensure!(idva_record["flags"].as_array().is_none_or(|f| f.is_empty()), "a flag stays at the agency that raised it: {idva_record}");
+    c.check(print, format!("housing's chronology of her holds {} events, the IDVA's {}; the flag stays at housing", events.len(), idva_events.len()));
+    Ok(c)
+}
