@@ -134,6 +134,17 @@ fn summary(directory: &Directory, policy: Option<&Policy>, proofs: &[InclusionPr
                 e.consent_state.replace('-', " "),
                 if e.reason.is_empty() { String::new() } else { format!(" (reason: {})", e.reason) }
             ),
+            "deadline_missed" => format!(
+                "On {}, {} missed its time target ({}) on work about you; it was escalated within the agency.",
+                day(e.occurred_at_ms),
+                name(&e.sender),
+                match e.rule.as_str() {
+                    "acknowledge" => "to answer a referral".to_owned(),
+                    "idva_contact" => "to try to contact you".to_owned(),
+                    "refer_idva" | "refer_marac" => "to make a referral after a risk assessment".to_owned(),
+                    other => other.replace('_', " "),
+                }
+            ),
             _ => format!("On {}, {} refused a message about you from {} that failed the hub's checks ({}).", day(e.occurred_at_ms), name(&e.recipient), name(&e.sender), e.reason),
         };
         out.push_str(&format!("- {line}\n"));
