@@ -11,7 +11,7 @@
 //!   overspent.
 //! - [`panel`]: the weekly domestic abuse points panel and its decisions.
 //! - [`concerns`]: early detectors' concerns and their triage, against a deadline.
-//! - [`common`]: what they share.
+//! - [`console`]: the pages for each; [`common`]: what they share.
 //! - Sends: `housing.idva_referral`, `housing.refuge_referral`, `marac.referral`,
 //!   `reciprocal.request`, `perpetrator.referral`, `marac.research_response`, `reciprocal.offer`
 //!   (through the generic `POST /disclosures`).
@@ -21,6 +21,7 @@
 
 pub mod common;
 pub mod concerns;
+pub mod console;
 pub mod funding;
 pub mod options;
 pub mod panel;
@@ -96,10 +97,15 @@ impl Agency for Housing {
             .route("/concerns", post(concerns::post).get(concerns::list))
             .route("/concerns/{id}", get(concerns::get_one))
             .route("/concerns/{id}/triage", post(concerns::post_triage))
+            .merge(console::routes())
     }
 
     fn rules(&self) -> &'static [Rule] {
         RULES
+    }
+
+    fn nav(&self) -> &'static [runtime::console::Nav] {
+        console::NAV
     }
 }
 
@@ -135,6 +141,28 @@ pub const RULES: &[Rule] = &[
     content("GET", "/concerns", DA_TEAM),
     content("GET", "/concerns/{id}", DA_TEAM),
     rule("POST", "/concerns/{id}/triage", DA_TEAM),
+    rule("GET", console::CONCERN_FORM, Allow::AnyStaff),
+    rule("POST", console::CONCERN_FORM, Allow::AnyStaff),
+    rule("GET", "/console/concerns", DA_TEAM),
+    content("GET", "/console/concerns/{id}", DA_TEAM),
+    rule("POST", "/console/concerns/{id}/triage", DA_TEAM),
+    rule("GET", "/console/housing", DA_TEAM),
+    rule("POST", "/console/housing", DA_TEAM),
+    content("GET", "/console/housing/{subject_ref}", DA_TEAM),
+    content("GET", "/console/housing/{subject_ref}/uaf", DA_TEAM),
+    rule("POST", "/console/housing/{subject_ref}/uaf", DA_TEAM),
+    rule("POST", "/console/housing/{subject_ref}/route", DA_TEAM),
+    rule("POST", "/console/housing/{subject_ref}/sanctuary", DA_TEAM),
+    rule("POST", "/console/housing/{subject_ref}/funding", DA_TEAM),
+    content("GET", "/console/universal-assessments/{id}", DA_TEAM),
+    rule("POST", "/console/sanctuary/{id}", DA_TEAM),
+    rule("POST", "/console/funding/{id}/spend", DA_TEAM),
+    rule("POST", "/console/funding/{id}/decision", Allow::Roles(&[Role::TeamManager])),
+    rule("GET", "/console/panel", DA_TEAM),
+    rule("POST", "/console/panel", DA_TEAM),
+    content("GET", "/console/panel/{id}", DA_TEAM),
+    rule("POST", "/console/panel/{id}/applications", DA_TEAM),
+    rule("POST", "/console/panel-applications/{id}/decision", DA_TEAM),
 ];
 
 /// `GET /property-requests`, paged by `envelope_id`.
