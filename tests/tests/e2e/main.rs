@@ -15,6 +15,7 @@ mod consent_rollback;
 mod demo;
 mod envelopes;
 mod faults;
+mod housing_casework;
 mod keys;
 mod ledger;
 mod ledger_counting;
