@@ -3,7 +3,7 @@
 pub use proto::v1::Kind;
 
 /// Every kind a payload can have, in proto order.
-pub const ALL: [Kind; 16] = [
+pub const ALL: [Kind; 17] = [
     Kind::IdvaReferral,
     Kind::MaracReferral,
     Kind::MaracResearchRequest,
@@ -20,6 +20,7 @@ pub const ALL: [Kind; 16] = [
     Kind::ReferralAck,
     Kind::DisclosureRevoke,
     Kind::ConsentChanged,
+    Kind::RefugeReferral,
 ];
 
 /// The name the policy file and the APIs use for a kind, e.g. `marac.research_request`.
@@ -42,6 +43,7 @@ pub fn name(kind: Kind) -> &'static str {
         Kind::ReferralAck => "referral.ack",
         Kind::DisclosureRevoke => "disclosure.revoke",
         Kind::ConsentChanged => "consent.changed",
+        Kind::RefugeReferral => "housing.refuge_referral",
     }
 }
 
@@ -66,6 +68,7 @@ pub fn expects_ack(kind: Kind) -> bool {
             | Kind::ReciprocalRequest
             | Kind::ReciprocalPropertyRequest
             | Kind::PerpetratorReferral
+            | Kind::RefugeReferral
     )
 }
 
