@@ -263,7 +263,18 @@ fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
     let sender = Arc::new(runtime::Config::embedded(data, SENDERS[0], "").load_isp()?);
     let recipient = Arc::new(runtime::Config::embedded(data, RECIPIENT, "").load_isp()?);
     // The crypto limit is measured without a consent record: a "high risk, without consent"
-    // referral to the IDVA needs none and seals and opens exactly the same way.
+    // referral to the IDVA needs none and seals and opens the same way, plus the check of its
+    // signed DASH summary (one more signature verified at the recipient).
+    let mut summary = proto::v1::DashAssessment {
+        checklist_version: isp::risk::CHECKLISTS[0].version.into(),
+        assessed_on: "2026-11-27".into(),
+        score: 15,
+        risk: RiskLevel::High as i32,
+        assessment_id: uuid::Uuid::now_v7().to_string(),
+        assessor: "bench".into(),
+        ..Default::default()
+    };
+    isp::risk::sign_summary(&sender.keys, &mut summary);
     let out = isp::Outgoing {
         recipient: RECIPIENT.into(),
         kind: isp::Kind::IdvaReferral,
@@ -280,6 +291,7 @@ fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
                 survivor: Some(Person { full_name: "Synthetic Bench Person".into(), date_of_birth: "1990-01-01".into(), ..Default::default() }),
                 reason: filler(args.payload),
                 survivor_aware: true,
+                dash: Some(summary),
                 ..Default::default()
             })),
         },

@@ -49,11 +49,12 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
     let list = hub(&["audit", "list", "--data", data, "--json"], "warn");
     assert!(list.status.success());
     let entries: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).expect("audit list --json prints JSON");
-    // The demo's disclosures, receipts, consent records and near miss; besides them, the
+    // The demo's disclosures, receipts, consent records, near miss and its five staff
+    // acknowledgements (signed `acknowledged` events); besides them, the
     // access log of its staff (every content read and every refused attempt; how many
     // depends on how often the demo looked before a delivery arrived).
     let (accessed, sharing): (Vec<_>, Vec<_>) = entries.iter().partition(|e| e["entry_type"] == "accessed");
-    assert_eq!(sharing.len(), 39);
+    assert_eq!(sharing.len(), 44);
     assert!(text(&verify.stdout).starts_with(&format!("ledger OK: {} entries, ", entries.len())), "{}", text(&verify.stdout));
     assert!(accessed.iter().all(|e| e["staff_id"].as_str().is_some_and(|s| s.starts_with("demo.")) && e["verified"] == true), "{accessed:?}");
     assert!(accessed.iter().any(|e| e["rule"] == "GET /inbox/{id}" && e["reason"] == "allowed"), "no content read was recorded");

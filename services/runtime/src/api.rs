@@ -108,7 +108,12 @@ impl From<SendError> for ApiError {
 pub fn redact_quoted(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut quoted: Option<(char, String)> = None;
+    let mut previous: Option<char> = None;
     for c in message.chars() {
+        // A single quote opens a quotation only where one starts (after a space or a
+        // bracket), so a parser's 'VALUE' is redacted and an apostrophe in "don't" is not.
+        let single_opens = c == '\'' && previous.is_none_or(|p| p.is_whitespace() || "([{:=,".contains(p));
+        previous = Some(c);
         match &mut quoted {
             Some((open, run)) if c == *open => {
                 let keep = *open == '`' && (1..=32).contains(&run.len()) && run.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
@@ -118,7 +123,7 @@ pub fn redact_quoted(message: &str) -> String {
                 quoted = None;
             }
             Some((_, run)) => run.push(c),
-            None if c == '"' || c == '`' => quoted = Some((c, String::new())),
+            None if c == '"' || c == '`' || single_opens => quoted = Some((c, String::new())),
             None => out.push(c),
         }
     }
@@ -701,5 +706,6 @@ mod tests {
         assert_eq!(redact_quoted("unknown field `cas_ref`, expected one of `to`"), "unknown field `cas_ref`, expected one of `to`");
         assert_eq!(redact_quoted("unknown field `Jane Smith`, expected `to`"), "unknown field `…`, expected `to`");
         assert_eq!(redact_quoted("cut \"17 Synthetic"), "cut \"…");
+        assert_eq!(redact_quoted("invalid value 'Jane Smith' for enum hub.v1.Pathway; don't"), "invalid value '…' for enum hub.v1.Pathway; don't");
     }
 }
