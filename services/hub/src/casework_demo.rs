@@ -82,12 +82,23 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     ensure!(tasks == ["refer_idva", "refer_marac"], "a high result sets the IDVA and MARAC referrals as tasks: {tasks:?}");
     c.check(print, format!("housing records a DASH checklist: score {} -> high; the IDVA and MARAC referrals become tasks", dash["score"]));
 
+    // ---------------------------------------------------------------- one assessment
+    let uaf = json!({
+        "housing": {"currentSituation": "Joint council tenancy; wants to stay if made safe", "tenure": "TENURE_COUNCIL", "perpetratorAtAddress": false, "wishes": "HOUSING_WISH_STAY"},
+        "supportNeeds": {"needs": ["SUPPORT_NEED_REFUGE"]},
+    });
+    let (status, saved) = s.post(HOUSING, "/universal-assessments", json!({"subject": subject, "case_ref": case, "uaf": uaf})).await?;
+    ensure!(status == 201, "saving the universal assessment form: {status} {saved}");
+    let (status, again) = s.post(HOUSING, "/universal-assessments", json!({"subject": subject, "case_ref": case, "uaf": uaf})).await?;
+    ensure!(status == 201 && again["version"].as_i64() > saved["version"].as_i64(), "a second save is a new version: {again}");
+    c.check(print, format!("housing saves the universal assessment form (version {}, then {}); its sections go into the referrals", saved["version"], again["version"]));
+
     let (status, consent) = s.post(HOUSING, "/consents", json!({"subject": subject, "state": "given", "scope": {"roles": ["idva"], "purposes": ["safeguarding"]}})).await?;
     ensure!(status == 201, "recording consent: {consent}");
     let consent = json!({"id": consent["consent_id"], "state": "given"});
     let referral = |case_ref: &str| {
         json!({"to": IDVA, "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a", "consent": consent, "assessment_id": assessment, "subject": subject, "case_ref": case_ref,
-            "payload": {"idvaReferral": {"survivor": survivor, "reason": "Disclosed escalating abuse at a housing options interview", "survivorAware": true}}})
+            "payload": {"idvaReferral": {"survivor": survivor, "reason": "Disclosed escalating abuse at a housing options interview", "survivorAware": true, "uaf": uaf}}})
     };
     let first = s.disclose(HOUSING, referral(&case), false).await?;
     let (status, not_sought) = s.post(HOUSING, "/consents", json!({"subject": subject, "state": "not-sought", "reason": "asking-would-increase-risk"})).await?;
@@ -105,6 +116,7 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     let proof = &item["payload"]["idvaReferral"]["dash"];
     ensure!(item["risk"] == "high" && proof["assessedBy"] == HOUSING && proof["assessmentId"] == assessment.as_str() && proof["items"].as_array().map(Vec::len) == Some(24),
         "the IDVA holds the signed summary and the answers: {proof}");
+    ensure!(item["payload"]["idvaReferral"]["uaf"]["housing"]["wishes"] == "HOUSING_WISH_STAY", "the IDVA holds the assessment's sections: {item}");
     c.check(print, "the IDVA received high risk with housing's signed DASH summary (checked on receipt, score recomputed from the 24 answers)");
 
     // ---------------------------------------------------------------- IDVA casework
@@ -134,6 +146,62 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     ensure!(versions == 2, "two versions of the safety plan: {plan}");
     c.check(print, "the IDVA accepts, triages (urgent), tries twice to reach her, engages her, writes two versions of a safety plan; a second triage is refused");
 
+    // ---------------------------------------------------------------- housing options
+    let refuge = s
+        .disclose(HOUSING, json!({"to": IDVA, "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a", "consent": consent, "subject": subject, "case_ref": case,
+            "payload": {"refugeReferral": {"survivor": survivor, "refugeType": "REFUGE_TYPE_SELF_CONTAINED", "survivorAware": true, "uaf": uaf}}}), false)
+        .await?;
+    s.delivered(&refuge).await?;
+    let (status, v) = s.post(HOUSING, "/housing-routes", json!({"subject": subject, "case_ref": case, "route": "stay_put_sanctuary"})).await?;
+    ensure!(status == 201, "recording the route chosen: {status} {v}");
+    let property = format!("PROP-{:04}", rand::random::<u16>() % 10_000);
+    let review = runtime::chronology::date_of(isp::now_ms() + 30 * 86_400_000);
+    let (status, flag) = s.post(HOUSING, "/flags", json!({"property_ref": property, "code": "perpetrator-at-address", "review_on": review})).await?;
+    ensure!(status == 201, "flagging the property: {flag}");
+    let (status, scheme) = s.post(HOUSING, "/sanctuary-schemes", json!({"subject": subject, "case_ref": case, "property_ref": property, "survivor_agreed": true, "perpetrator_at_address": false})).await?;
+    ensure!(status == 201, "requesting a sanctuary scheme: {status} {scheme}");
+    let scheme = scheme["id"].as_str().context("scheme id")?.to_owned();
+    let (status, v) = s.post(HOUSING, &format!("/sanctuary-schemes/{scheme}/survey"), json!({"measures": ["door_reinforcement", "fire_safe_letterbox"], "perpetrator_at_address": false, "rights_checked": true})).await?;
+    ensure!(status == 200 || status == 201, "the survey: {status} {v}");
+    let (status, v) = s.post(HOUSING, &format!("/sanctuary-schemes/{scheme}/install"), json!({})).await?;
+    ensure!(status == 409, "installation is refused while the perpetrator-at-address flag is in force: {status} {v}");
+    let (status, v) = s.post(HOUSING, &format!("/flags/{}/clear", flag["id"].as_str().unwrap_or_default()), json!({})).await?;
+    ensure!(status == 204, "clearing the flag after review: {status} {v}");
+    let (status, v) = s.post(HOUSING, &format!("/sanctuary-schemes/{scheme}/install"), json!({})).await?;
+    ensure!(status == 200 || status == 201, "installing once he no longer lives there: {status} {v}");
+    let flags = s.get(HOUSING, &format!("/flags?property_ref={property}")).await?;
+    ensure!(flags.as_array().into_iter().flatten().any(|f| f["code"] == "sanctuary-installed"), "the property is flagged sanctuary-installed: {flags}");
+    c.check(print, "a refuge referral goes to the IDVA service; the route chosen is recorded; sanctuary installation is refused while the perpetrator lives at the address and done once the flag is reviewed");
+    let (status, asked) = s.post(HOUSING, "/funding-requests", json!({"subject": subject, "case_ref": case, "purpose": "deposit", "amount_pence": 50_000})).await?;
+    ensure!(status == 201, "a flexible funding request: {status} {asked}");
+    let fund = asked["id"].as_str().context("funding request id")?.to_owned();
+    let (status, v) = s.post(HOUSING, &format!("/funding-requests/{fund}/decision"), json!({"decision": "approved"})).await?;
+    ensure!(status == 200 || status == 201, "a team manager approves: {status} {v}");
+    let (status, v) = s.post(HOUSING, &format!("/funding-requests/{fund}/spend"), json!({"amount_pence": 45_000})).await?;
+    ensure!(status == 200 || status == 201, "the spend: {status} {v}");
+    let (status, v) = s.post(HOUSING, &format!("/funding-requests/{fund}/spend"), json!({"amount_pence": 10_000})).await?;
+    ensure!(status == 409, "spending beyond the approved amount is refused: {status} {v}");
+    c.check(print, "flexible funding: a deposit of £500 requested, approved by a team manager, £450 spent, an overspend refused");
+    let today = runtime::chronology::date_of(isp::now_ms());
+    let (status, meeting) = s.post(HOUSING, "/panel-meetings", json!({"meets_on": today})).await?;
+    let meeting = if status == 201 {
+        meeting["id"].as_str().unwrap_or_default().to_owned()
+    } else {
+        // A kept data directory already holds today's meeting.
+        let all = s.get(HOUSING, "/panel-meetings").await?;
+        all.as_array().into_iter().flatten().find(|m| m["meets_on"] == today.as_str()).and_then(|m| m["id"].as_str()).context("today's panel meeting")?.to_owned()
+    };
+    let (status, listed) = s.post(HOUSING, &format!("/panel-meetings/{meeting}/applications"), json!({"subject": subject, "case_ref": case})).await?;
+    ensure!(status == 201, "listing the application to the panel: {status} {listed}");
+    let (status, v) = s
+        .post(HOUSING, &format!("/panel-applications/{}/decision", listed["id"].as_str().unwrap_or_default()), json!({"decision": "awarded", "points": 150, "reasons": "Risk from a high DASH result and the need to move out of area"}))
+        .await?;
+    ensure!(status == 200 || status == 201, "the panel's decision: {status} {v}");
+    c.check(print, "the DV points panel meets, hears the application and awards Group D points with its reasons");
+    let (status, concern) = s.post(HOUSING, "/concerns", json!({"property_ref": property, "indicators": ["shouting_or_violence_heard", "damage_to_property"]})).await?;
+    ensure!(status == 201, "an early detector's concern: {status} {concern}");
+    let concern = concern["id"].as_str().context("concern id")?.to_owned();
+
     // ---------------------------------------------------------------- deadlines that fire
     let second = s.disclose(HOUSING, referral(&format!("{case}-B")), false).await?;
     s.delivered(&second).await?;
@@ -160,10 +228,20 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     s.ack(IDVA, &second, "accepted", "").await?;
     let still = s.get(IDVA, "/deadlines?state=escalated").await?;
     ensure!(!still.as_array().into_iter().flatten().any(|d| d["code"] == "acknowledge" && d["target"] == second.as_str()), "answering resolves the escalation: {still}");
-    let today = runtime::chronology::date_of(isp::now_ms());
     let report = s.get("audit", &format!("/report?since={today}&until={today}")).await?;
     ensure!(report["acknowledgement"][IDVA][0].as_u64().unwrap_or_default() >= 2, "the report measures both staff acknowledgements: {report}");
     c.check(print, "a late answer resolves the escalation; the IG report measures time to the staff acknowledgements");
+    hub.clock.advance(Duration::from_secs(24 * 3600));
+    until("the untriaged concern escalated", || async {
+        let e = s.get(HOUSING, "/deadlines?state=escalated").await?;
+        Ok(e.as_array().into_iter().flatten().any(|d| d["code"] == "concern_triage" && d["target"] == concern.as_str()).then_some(()))
+    })
+    .await?;
+    let (status, v) = s.post(HOUSING, &format!("/concerns/{concern}/triage"), json!({"decision": "open_case", "subject": subject, "case_ref": case})).await?;
+    ensure!(status == 200 || status == 201, "triaging the concern: {status} {v}");
+    let still = s.get(HOUSING, "/deadlines?state=escalated").await?;
+    ensure!(!still.as_array().into_iter().flatten().any(|d| d["target"] == concern.as_str()), "triage resolves the escalation: {still}");
+    c.check(print, "a caretaker's concern lands in the housing DA team's queue, escalates when not triaged within 72 hours, and is triaged");
 
     // ---------------------------------------------------------------- the person's record
     let (status, v) = s.post(HOUSING, "/flags", json!({"subject_ref": c.subject_ref, "code": "safe-contact-only", "review_on": runtime::chronology::date_of(isp::now_ms() + 30 * 86_400_000)})).await?;

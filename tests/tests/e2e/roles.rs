@@ -48,6 +48,17 @@ fn expected(service_role: Option<isp::Role>, method: &str, path: &str) -> Option
             | "/console/cases/{id}/triage" | "/console/cases/{id}/contact-attempts" | "/console/cases/{id}/engaged" | "/console/cases/{id}/not-reached"
             | "/console/cases/{id}/close" | "/console/cases/{id}/safety-plan") => &["caseworker", "team-manager"],
         (Some(R::Housing), "GET", "/property-requests") => &["caseworker", "team-manager", "reciprocals-coordinator"],
+        (Some(R::Housing), "POST", "/funding-requests/{id}/decision" | "/console/funding/{id}/decision") => &["team-manager"],
+        (Some(R::Housing), "GET" | "POST", "/console/concerns/new") | (Some(R::Housing), "POST", "/concerns") => &["caseworker", "team-manager", "agency-admin", "marac-coordinator", "reciprocals-coordinator", "ig-lead", "auditor"],
+        (Some(R::Housing), "GET" | "POST",
+            "/universal-assessments" | "/universal-assessments/{id}" | "/housing-routes" | "/sanctuary-schemes" | "/sanctuary-schemes/{id}/survey"
+            | "/sanctuary-schemes/{id}/install" | "/sanctuary-schemes/{id}/refuse" | "/funding-requests" | "/funding-requests/{id}/spend" | "/panel-meetings"
+            | "/panel-meetings/{id}" | "/panel-meetings/{id}/applications" | "/panel-applications/{id}/decision" | "/concerns" | "/concerns/{id}"
+            | "/concerns/{id}/triage" | "/console/concerns" | "/console/concerns/{id}" | "/console/concerns/{id}/triage" | "/console/housing"
+            | "/console/housing/{subject_ref}" | "/console/housing/{subject_ref}/uaf" | "/console/housing/{subject_ref}/route"
+            | "/console/housing/{subject_ref}/sanctuary" | "/console/housing/{subject_ref}/funding" | "/console/universal-assessments/{id}"
+            | "/console/sanctuary/{id}" | "/console/funding/{id}/spend" | "/console/panel" | "/console/panel/{id}" | "/console/panel/{id}/applications"
+            | "/console/panel-applications/{id}/decision") => &["caseworker", "team-manager"],
         (Some(R::Idva | R::Perpetrator), "GET", "/cases") | (Some(R::Idva), "GET", "/engagement") => &["caseworker", "team-manager"],
         (Some(R::Marac), "GET", "/cases" | "/actions") => &["marac-coordinator", "team-manager"],
         (Some(R::Marac), "POST", "/actions") => &["marac-coordinator"],
