@@ -84,7 +84,7 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
 
     // ---------------------------------------------------------------- one assessment
     let uaf = json!({
-        "housing": {"currentSituation": "Joint council tenancy; wants to stay if made safe", "tenure": "TENURE_COUNCIL", "perpetratorAtAddress": false, "wishes": "HOUSING_WISH_STAY"},
+        "housing": {"currentSituation": "Joint council tenancy; wants to stay if made safe", "tenure": "TENURE_COUNCIL", "perpetratorAtAddress": false, "wishes": "HOUSING_WISH_STAY_PUT"},
         "supportNeeds": {"needs": ["SUPPORT_NEED_REFUGE"]},
     });
     let (status, saved) = s.post(HOUSING, "/universal-assessments", json!({"subject": subject, "case_ref": case, "uaf": uaf})).await?;
@@ -116,7 +116,7 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     let proof = &item["payload"]["idvaReferral"]["dash"];
     ensure!(item["risk"] == "high" && proof["assessedBy"] == HOUSING && proof["assessmentId"] == assessment.as_str() && proof["items"].as_array().map(Vec::len) == Some(24),
         "the IDVA holds the signed summary and the answers: {proof}");
-    ensure!(item["payload"]["idvaReferral"]["uaf"]["housing"]["wishes"] == "HOUSING_WISH_STAY", "the IDVA holds the assessment's sections: {item}");
+    ensure!(item["payload"]["idvaReferral"]["uaf"]["housing"]["wishes"] == "HOUSING_WISH_STAY_PUT", "the IDVA holds the assessment's sections: {item}");
     c.check(print, "the IDVA received high risk with housing's signed DASH summary (checked on receipt, score recomputed from the 24 answers)");
 
     // ---------------------------------------------------------------- IDVA casework

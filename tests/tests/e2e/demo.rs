@@ -63,7 +63,7 @@ async fn demo_case_on_postgres() -> anyhow::Result<()> {
 async fn casework_on(backend: Backend) -> anyhow::Result<()> {
     let p = Partnership::start(backend).await?;
     let c = hub::casework_demo::play(&p.hub, &p.logins, false).await?;
-    assert!(c.checks.len() >= 9, "the scenario's checks: {:?}", c.checks);
+    assert!(c.checks.len() >= 14, "the scenario's checks: {:?}", c.checks);
     assert!(c.subject_ref.starts_with("s-"));
     Ok(())
 }
