@@ -194,16 +194,26 @@ impl Schema {
         for field in fields {
             let category = compose(prefix, self.segments.get(field.full_name()));
             if matches!(field.kind(), FieldKind::Message(_)) {
-                match message.get_field_mut(&field) {
-                    Value::Message(inner) => self.strip(inner, &category, allowed, removed),
+                // A message left with nothing in it goes too: an empty section would still
+                // tell the recipient that the sender had one (SPEC.md section 6.3 step 4).
+                let emptied = match message.get_field_mut(&field) {
+                    Value::Message(inner) => {
+                        self.strip(inner, &category, allowed, removed);
+                        inner.fields().next().is_none()
+                    }
                     Value::List(items) => {
                         for item in items.iter_mut() {
                             if let Value::Message(inner) = item {
                                 self.strip(inner, &category, allowed, removed);
                             }
                         }
+                        items.retain(|item| !matches!(item, Value::Message(inner) if inner.fields().next().is_none()));
+                        items.is_empty()
                     }
-                    _ => {}
+                    _ => false,
+                };
+                if emptied {
+                    message.clear_field(&field);
                 }
             } else if !allowed(&category) {
                 let value = message.get_field(&field);
@@ -265,6 +275,21 @@ mod tests {
         assert_eq!(survivor.full_name, "Synthetic Alice Example");
         assert!(survivor.address.is_empty() && survivor.phone.is_empty());
         assert_eq!(r.reason, "test");
+    }
+
+    #[test]
+    fn a_message_minimisation_empties_is_removed_whole() {
+        let schema = Schema::load().unwrap();
+        let mut payload = referral();
+        if let Some(Body::IdvaReferral(r)) = &mut payload.body {
+            r.perpetrators = vec![Person { address: "2 Synthetic Road".into(), ..Default::default() }, Person { full_name: "Synthetic Harmer".into(), ..Default::default() }];
+        }
+        let (out, removed) = schema.minimise(&payload, &|c| !c.starts_with("survivor.") && c != "perpetrator.address");
+        assert!(removed.contains("survivor.identity") && removed.contains("perpetrator.address"));
+        let Some(Body::IdvaReferral(r)) = out.body else { panic!("body lost") };
+        assert_eq!(r.survivor, None, "an emptied section would still say the sender had one");
+        assert_eq!(r.perpetrators.len(), 1, "an emptied element of a list goes too");
+        assert_eq!(r.perpetrators[0].full_name, "Synthetic Harmer");
     }
 
     #[test]

@@ -175,6 +175,16 @@ def minimise(message, receivable, base: str = "") -> set[str]:
         if _is_message(fd):
             for sub in value if _is_repeated(fd) else [value]:
                 removed |= minimise(sub, receivable, category)
+            # A message left with nothing in it goes too: an empty section would still tell
+            # the recipient that the sender had one.
+            if _is_repeated(fd):
+                for i in reversed(range(len(value))):
+                    if not value[i].ListFields():
+                        del value[i]
+                if not len(value):
+                    message.ClearField(fd.name)
+            elif not value.ListFields():
+                message.ClearField(fd.name)
         elif not receivable(category):
             message.ClearField(fd.name)
             removed.add(category)
