@@ -10,37 +10,7 @@ use runtime::{
 use serde_json::json;
 use sqlx::Row as _;
 
-/// A fixed list as an enum, from the API to the database: each value with its code (what is
-/// stored and sent) and its words for people.
-macro_rules! codes {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $code:literal : $label:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn code(self) -> &'static str {
-                match self { $($name::$variant => $code),+ }
-            }
-
-            pub fn label(self) -> &'static str {
-                match self { $($name::$variant => $label),+ }
-            }
-
-            pub fn parse(code: &str) -> Option<$name> {
-                Self::ALL.iter().copied().find(|v| v.code() == code)
-            }
-
-            /// Every code, for an error that says what is accepted.
-            pub fn codes() -> String {
-                Self::ALL.iter().map(|v| v.code()).collect::<Vec<_>>().join(", ")
-            }
-        }
-    };
-}
-pub(crate) use codes;
+pub(crate) use runtime::codes;
 
 /// The time by the service's clock (which tests move).
 pub fn now(ctx: &Ctx) -> i64 {
@@ -50,14 +20,7 @@ pub fn now(ctx: &Ctx) -> i64 {
 /// The person a request is about: their subject ref, given or computed from their name and
 /// date of birth (which go no further).
 pub fn subject_of(ctx: &Ctx, subject: Option<&SubjectIdentity>, subject_ref: Option<&str>) -> Result<String, ApiError> {
-    match (subject, subject_ref) {
-        (Some(s), _) => ctx.isp().keys.subject_ref(&s.full_name, &s.date_of_birth).map_err(|e| ApiError::bad_request(e.to_string())),
-        (None, Some(r)) => {
-            isp::clear::required("subject_ref", r, isp::clear::is_subject_ref, isp::clear::SUBJECT_REF).map_err(clear_field)?;
-            Ok(r.to_owned())
-        }
-        (None, None) => Err(ApiError::bad_request("name the survivor: subject (full_name, date_of_birth) or subject_ref")),
-    }
+    runtime::api::subject_ref_of(&ctx.isp(), subject, subject_ref)
 }
 
 /// A case reference, which may be empty.

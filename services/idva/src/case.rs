@@ -17,111 +17,76 @@
 
 use std::fmt;
 
-/// A fixed list of codes as an enum: each variant's code (API, database) and its label (pages).
-macro_rules! codes {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $code:literal, $label:literal;)+ }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
+use runtime::codes;
 
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn code(self) -> &'static str {
-                match self { $($name::$variant => $code),+ }
-            }
-
-            /// How a page names it.
-            pub fn label(self) -> &'static str {
-                match self { $($name::$variant => $label),+ }
-            }
-
-            pub fn parse(code: &str) -> Option<$name> {
-                Self::ALL.iter().copied().find(|v| v.code() == code)
-            }
-
-            /// Every code, for an error that says what is accepted.
-            pub fn codes() -> String {
-                Self::ALL.iter().map(|v| v.code()).collect::<Vec<_>>().join(", ")
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.code())
-            }
-        }
-    };
-}
-
-codes! {
+codes!(
     /// Where a case is.
     Status {
-        AwaitingTriage => "awaiting_triage", "Awaiting triage";
-        Triaged => "triaged", "Triaged";
-        ContactAttempted => "contact_attempted", "Contact attempted";
-        Engaged => "engaged", "Engaged";
-        NotReached => "not_reached", "Not reached";
-        Closed => "closed", "Closed";
+        AwaitingTriage = "awaiting_triage": "Awaiting triage",
+        Triaged = "triaged": "Triaged",
+        ContactAttempted = "contact_attempted": "Contact attempted",
+        Engaged = "engaged": "Engaged",
+        NotReached = "not_reached": "Not reached",
+        Closed = "closed": "Closed",
     }
-}
+);
 
-codes! {
+codes!(
     /// What staff do to a case: each a route (`POST /cases/{id}/...`) and a form.
     Step {
-        Triage => "triage", "Triage";
-        ContactAttempt => "contact_attempt", "Log a contact attempt";
-        Engaged => "engaged", "Mark as engaged";
-        NotReached => "not_reached", "Mark as not reached";
-        Close => "close", "Close the case";
+        Triage = "triage": "Triage",
+        ContactAttempt = "contact_attempt": "Log a contact attempt",
+        Engaged = "engaged": "Mark as engaged",
+        NotReached = "not_reached": "Mark as not reached",
+        Close = "close": "Close the case",
     }
-}
+);
 
-codes! {
+codes!(
     /// How soon the survivor is contacted, decided at triage.
     Priority {
-        Urgent => "urgent", "Urgent";
-        High => "high", "High";
-        Standard => "standard", "Standard";
+        Urgent = "urgent": "Urgent",
+        High = "high": "High",
+        Standard = "standard": "Standard",
     }
-}
+);
 
-codes! {
+codes!(
     /// How contact was attempted.
     Method {
-        Phone => "phone", "Phone call";
-        Text => "text", "Text message";
-        Email => "email", "Email";
-        InPerson => "in_person", "In person";
-        Letter => "letter", "Letter";
-        ViaProfessional => "via_professional", "Through another professional";
+        Phone = "phone": "Phone call",
+        Text = "text": "Text message",
+        Email = "email": "Email",
+        InPerson = "in_person": "In person",
+        Letter = "letter": "Letter",
+        ViaProfessional = "via_professional": "Through another professional",
     }
-}
+);
 
-codes! {
+codes!(
     /// What came of a contact attempt.
     Reach {
-        Reached => "reached", "Reached the survivor";
-        NoAnswer => "no_answer", "No answer";
-        UnsafeToLeaveMessage => "unsafe_to_leave_message", "Not safe to leave a message";
-        WrongNumber => "wrong_number", "Wrong number or address";
-        DeclinedSupport => "declined_support", "Survivor declined support";
+        Reached = "reached": "Reached the survivor",
+        NoAnswer = "no_answer": "No answer",
+        UnsafeToLeaveMessage = "unsafe_to_leave_message": "Not safe to leave a message",
+        WrongNumber = "wrong_number": "Wrong number or address",
+        DeclinedSupport = "declined_support": "Survivor declined support",
     }
-}
+);
 
-codes! {
+codes!(
     /// Why a case closed: the outcomes partnership reporting counts.
     Outcome {
-        RiskReduced => "risk_reduced", "Risk reduced";
-        SupportCompleted => "support_completed", "Support completed";
-        Disengaged => "disengaged", "Survivor disengaged";
-        MovedOutOfArea => "moved_out_of_area", "Moved out of the area";
-        DeclinedService => "declined_service", "Declined the service";
-        ReferredOn => "referred_on", "Referred on to another service";
-        UnableToContact => "unable_to_contact", "Unable to contact";
-        ReferralRevoked => "referral_revoked", "Referral revoked by the referrer";
+        RiskReduced = "risk_reduced": "Risk reduced",
+        SupportCompleted = "support_completed": "Support completed",
+        Disengaged = "disengaged": "Survivor disengaged",
+        MovedOutOfArea = "moved_out_of_area": "Moved out of the area",
+        DeclinedService = "declined_service": "Declined the service",
+        ReferredOn = "referred_on": "Referred on to another service",
+        UnableToContact = "unable_to_contact": "Unable to contact",
+        ReferralRevoked = "referral_revoked": "Referral revoked by the referrer",
     }
-}
+);
 
 impl Status {
     pub fn is_open(self) -> bool {

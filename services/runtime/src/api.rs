@@ -203,6 +203,19 @@ pub struct SubjectIdentity {
     pub date_of_birth: String,
 }
 
+/// The person a request is about: their subject ref, given (and checked against its
+/// grammar) or computed from their name and date of birth, which go no further.
+pub fn subject_ref_of(protocol: &isp::Isp, subject: Option<&SubjectIdentity>, subject_ref: Option<&str>) -> Result<String, ApiError> {
+    match (subject, subject_ref) {
+        (Some(s), _) => protocol.keys.subject_ref(&s.full_name, &s.date_of_birth).map_err(|e| ApiError::bad_request(e.to_string())),
+        (None, Some(r)) => {
+            clear::required("subject_ref", r, clear::is_subject_ref, clear::SUBJECT_REF).map_err(clear_field)?;
+            Ok(r.to_owned())
+        }
+        (None, None) => Err(ApiError::bad_request("name the person: subject (full_name, date_of_birth) or subject_ref")),
+    }
+}
+
 /// `without_consent` of `POST /disclosures`: why sharing without consent is necessary. The
 /// officer who decided is the logged-in staff member, never a field of the body.
 #[derive(Deserialize)]

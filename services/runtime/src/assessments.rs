@@ -120,14 +120,7 @@ pub fn assess(input: &DashInput, today: &str, assessor: &str) -> Result<DashAsse
 pub async fn record(ctx: &Ctx, staff: &Staff, input: &DashInput) -> Result<Value, ApiError> {
     isp::clear::optional("case_ref", &input.case_ref, isp::clear::is_case_ref, isp::clear::CASE_REF).map_err(clear_field)?;
     let isp = ctx.isp();
-    let subject_ref = match (&input.subject, &input.subject_ref) {
-        (Some(s), _) => isp.keys.subject_ref(&s.full_name, &s.date_of_birth).map_err(|e| ApiError::bad_request(e.to_string()))?,
-        (None, Some(r)) => {
-            isp::clear::required("subject_ref", r, isp::clear::is_subject_ref, isp::clear::SUBJECT_REF).map_err(clear_field)?;
-            r.clone()
-        }
-        (None, None) => return Err(ApiError::bad_request("name the person assessed: subject (full_name, date_of_birth) or subject_ref")),
-    };
+    let subject_ref = crate::api::subject_ref_of(&isp, input.subject.as_ref(), input.subject_ref.as_deref())?;
     let now = ctx.config.clock.now_ms();
     let mut summary = assess(input, &chronology::date_of(now), &staff.id).map_err(ApiError::bad_request)?;
     let id = uuid::Uuid::now_v7().to_string();

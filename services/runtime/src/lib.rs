@@ -28,6 +28,7 @@ pub mod api;
 pub mod assessments;
 pub mod auth;
 pub mod chronology;
+pub mod codes;
 pub mod config;
 pub mod consent;
 pub mod console;
