@@ -142,11 +142,27 @@ async fn console_flows(backend: Backend, name: &str) -> anyhow::Result<()> {
     anyhow::ensure!(record.contains("DASH risk assessment: high risk") && record.contains("Housing IDVA referral sent to"), "the chronology: {record}");
     anyhow::ensure!(record.contains("Refer to MARAC (high DASH result)"), "the MARAC referral still to make: {record}");
     hsg.page("person-record").await?;
+    let subject_ref = hsg.url().await?.rsplit('/').next().unwrap_or_default().to_owned();
+    anyhow::ensure!(isp::clear::is_subject_ref(&subject_ref), "the record's address ends in the subject ref");
     hsg.click("nav a[href='/console/deadlines']").await?;
     hsg.page("deadlines").await?;
+    // Housing's casework pages, each checked with axe.
+    for (path, name) in [
+        (format!("/console/housing/{subject_ref}"), "housing-casework"),
+        (format!("/console/housing/{subject_ref}/uaf"), "housing-assessment-form"),
+        ("/console/panel".to_owned(), "housing-panel"),
+        ("/console/concerns/new".to_owned(), "housing-raise-concern"),
+        ("/console/concerns".to_owned(), "housing-concerns"),
+    ] {
+        hsg.goto(&format!("{housing}{path}")).await?;
+        hsg.page(name).await?;
+    }
     idv.goto(&format!("{idva}/console/cases")).await?;
     anyhow::ensure!(main_text(&idv).await?.contains("HSG-2026-0101"), "the IDVA caseload holds the referral's case");
     idv.page("idva-caseload").await?;
+    idv.goto(&format!("{idva}/console/cases/{envelope_id}")).await?;
+    anyhow::ensure!(main_text(&idv).await?.contains("Triage"), "the case page offers triage");
+    idv.page("idva-case").await?;
 
     // ---------------------------------------------------------------- 2. a near miss
     // With the keyboard alone: Tab to each field, type (a closed list takes what is typed).
