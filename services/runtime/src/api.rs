@@ -444,7 +444,23 @@ pub(crate) async fn send_once(ctx: &Ctx, staff: &Staff, body: Bytes) -> Result<(
         }
     }
     let outcome = ctx.send(&out).await?;
-    if let Some(id) = &assessment {
+    // The send is committed: what follows is bookkeeping whose failure is logged, never an
+    // error answer (a retry would send again).
+    if let Err(e) = after_send(ctx, staff, &out, &outcome.envelope_id, assessment.as_deref()).await {
+        tracing::error!(envelope_id = %outcome.envelope_id, error = %e.body, "the send's task and chronology entry could not be recorded");
+    }
+    // Who sent it. The send is already committed: a failure here must not make the answer an
+    // error (a retry would send again), so it is logged and the disclosure keeps no sender.
+    if let Err(e) = sqlx::query("UPDATE sent SET sent_by = $1 WHERE envelope_id = $2").bind(&staff.id).bind(&outcome.envelope_id).execute(&ctx.pool).await {
+        tracing::error!(envelope_id = %outcome.envelope_id, error = %e, "the sender's staff id could not be recorded");
+    }
+    Ok((StatusCode::CREATED, Json(serde_json::to_value(outcome).expect("serialisable"))))
+}
+
+/// After a send: the referral task its assessment set is met, and the send is in the
+/// person's chronology.
+async fn after_send(ctx: &Ctx, staff: &Staff, out: &Outgoing, envelope_id: &str, assessment: Option<&str>) -> Result<(), ApiError> {
+    if let Some(id) = assessment {
         crate::assessments::referral_sent(ctx, id, out.kind).await?;
     }
     if !out.subject_ref.is_empty() {
@@ -454,7 +470,7 @@ pub(crate) async fn send_once(ctx: &Ctx, staff: &Staff, body: Bytes) -> Result<(
             case_ref: out.case_ref.clone(),
             event: "disclosure_sent".into(),
             code: kind::name(out.kind).into(),
-            item_id: outcome.envelope_id.clone(),
+            item_id: envelope_id.to_owned(),
             counterpart: out.recipient.clone(),
             staff_id: staff.id.clone(),
             at_ms: ctx.config.clock.now_ms(),
@@ -463,12 +479,7 @@ pub(crate) async fn send_once(ctx: &Ctx, staff: &Staff, body: Bytes) -> Result<(
         crate::chronology::add(&mut tx, &entry).await?;
         tx.commit().await?;
     }
-    // Who sent it. The send is already committed: a failure here must not make the answer an
-    // error (a retry would send again), so it is logged and the disclosure keeps no sender.
-    if let Err(e) = sqlx::query("UPDATE sent SET sent_by = $1 WHERE envelope_id = $2").bind(&staff.id).bind(&outcome.envelope_id).execute(&ctx.pool).await {
-        tracing::error!(envelope_id = %outcome.envelope_id, error = %e, "the sender's staff id could not be recorded");
-    }
-    Ok((StatusCode::CREATED, Json(serde_json::to_value(outcome).expect("serialisable"))))
+    Ok(())
 }
 
 pub(crate) const SENT_COLUMNS: &str = "envelope_id, recipient, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
