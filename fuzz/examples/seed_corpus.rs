@@ -24,7 +24,7 @@ use isp::{
     kind, merkle,
 };
 use prost::Message as _;
-use proto::v1::{EventKind, Header, Payload, payload::Body};
+use proto::v1::{EventKind, Header};
 use runtime::transport::{event_subject, message_subject};
 use serde_json::{Value, json};
 
@@ -147,25 +147,31 @@ fn main() -> Result<()> {
         .collect();
 
     // The demo case's disclosures, sent as the services send them.
-    let mut sender = Sender { isps: &isps, consents: &verified, stream: &mut stream, seeds: &mut seeds, sealed: Vec::new() };
+    let mut sender = Sender { isps: &isps, consents: &verified, stream: &mut stream, seeds: &mut seeds, sealed: Vec::new(), summary: None };
     let survivor = json!({"fullName": SURVIVOR_NAME, "dateOfBirth": SURVIVOR_DOB, "address": "17 Synthetic Lane, Northbridge NB1 9ZZ", "phone": "07700 900123", "safeToCall": true, "safeTimes": "weekdays 10:00-12:00"});
     let perpetrator = json!({"fullName": "Barnaby Synthetic-Harmer", "dateOfBirth": "1987-09-30", "address": "4 Invented Road, Northbridge", "relationship": "ex-partner"});
     let referrer = json!({"name": "Demo Officer", "agency": "Northbridge Council Housing Solutions", "role": "Housing options officer"});
     let answers: Vec<&str> = (0..24).map(|i| if i < 15 { "yes" } else if i % 5 == 0 { "dont_know" } else { "no" }).collect();
     let dash_body = json!({"case_ref": "HSG-2026-0042", "subject": subject, "answers": answers});
     sender.seeds.write("http_bodies", "post-dash-assessments", &[&[5, housing_ix][..], &serde_json::to_vec(&dash_body)?].concat())?;
-    let assessment = housing::dash::assess(&serde_json::from_value(dash_body)?, "2026-01-01")?;
-    let dash = schema.payload_to_json(&Payload { body: Some(Body::IdvaReferral(proto::v1::IdvaReferral { dash: Some(assessment), ..Default::default() })) })["idvaReferral"]["dash"].clone();
+    // The assessment as housing's service records and signs it; its sends carry it as the
+    // service fills it in from `assessment_id`.
+    let mut assessment = runtime::assessments::assess(&serde_json::from_value(dash_body)?, "2026-01-01", STAFF)?;
+    assessment.assessment_id = "0193a0c4-7b1e-7000-8000-000000000042".into();
+    let items = std::mem::take(&mut assessment.items);
+    isp::risk::sign_summary(&isps[housing_ix as usize].keys, &mut assessment);
+    assessment.items = items;
+    sender.summary = Some(assessment);
 
     let idva_referral = sender.send(HOUSING, json!({"to": "idva-northbridge", "purpose": "safeguarding", "lawful_basis": "uk-gdpr-6-1-a",
         "consent": {"id": "CON-1", "state": "given"}, "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
-        "payload": {"idvaReferral": {"referrer": referrer, "survivor": survivor, "perpetrators": [perpetrator], "dash": dash,
+        "payload": {"idvaReferral": {"referrer": referrer, "survivor": survivor, "perpetrators": [perpetrator],
             "reason": "Disclosed escalating abuse at a housing options interview", "survivorAware": true}}}))?;
     let marac_referral = sender.send(HOUSING, json!({"to": "marac-northbridge", "purpose": "marac", "lawful_basis": "uk-gdpr-9-2-g-dpa-s1-p18",
         "consent": {"id": "CON-2", "state": "not-sought"}, "risk": "high", "subject": subject, "case_ref": "HSG-2026-0042",
         "without_consent": {"rationale_code": "asking-would-increase-risk",
             "rationale": "Visible high risk; the perpetrator monitors her phone, so asking could alert him"},
-        "payload": {"maracReferral": {"referrer": referrer, "survivor": survivor, "perpetrators": [perpetrator], "dash": dash,
+        "payload": {"maracReferral": {"referrer": referrer, "survivor": survivor, "perpetrators": [perpetrator],
             "criteria": ["MARAC_CRITERION_VISIBLE_HIGH_RISK"], "survivorAware": false, "reasonNoConsent": "Asking would raise the risk"}}}))?;
     for (by, envelope) in [("idva-northbridge", &idva_referral), ("marac-northbridge", &marac_referral)] {
         sender.send(by, json!({"to": HOUSING, "purpose": "case-coordination", "lawful_basis": "uk-gdpr-6-1-e", "subject_ref": subject_ref,
@@ -279,15 +285,33 @@ struct Sender<'a> {
     stream: &'a mut Vec<Message>,
     seeds: &'a mut Seeds,
     sealed: Vec<(Header, Vec<u8>)>,
+    /// Housing's signed DASH summary: a high risk housing sends is proved by it, as the
+    /// service fills it in from the assessment a request names.
+    summary: Option<proto::v1::DashAssessment>,
 }
 
 impl Sender<'_> {
     /// The envelope id, or empty for a refused send.
-    fn send(&mut self, from: &str, body: Value) -> Result<String> {
+    fn send(&mut self, from: &str, mut body: Value) -> Result<String> {
         let ix = self.isps.iter().position(|i| i.agency() == from).ok_or("unknown sender")?;
         let isp = &self.isps[ix];
+        // A high risk is never asserted in a request: it comes from the assessment named.
+        let high = body.as_object_mut().and_then(|o| o.remove("risk")).is_some_and(|r| r == "high");
+        let proved = high && from == HOUSING && self.summary.is_some();
+        if proved {
+            body["assessment_id"] = json!(self.summary.as_ref().map(|s| s.assessment_id.clone()));
+        }
         self.seeds.write("http_bodies", "post-disclosures", &[&[0, ix as u8][..], &serde_json::to_vec(&body)?].concat())?;
+        if let Some(o) = body.as_object_mut() {
+            o.remove("assessment_id");
+        }
         let mut out = runtime::api::outgoing(isp, serde_json::from_value(body)?).map_err(|e| e.body.to_string())?;
+        if proved {
+            out.risk = proto::v1::RiskLevel::High;
+            if let Some(slot) = isp::risk::summary_slot(&mut out.payload) {
+                *slot = self.summary.clone();
+            }
+        }
         // The officer of a share without consent is the logged-in staff member, as the handler sets it.
         if let Some(j) = &mut out.justification {
             j.officer = STAFF.into();

@@ -11,7 +11,7 @@
 //! - 2 `POST /consents/{id}/withdraw`: the new revision the handler makes of a stored record;
 //! - 3 `POST /inbox/{id}/ack`: the status and reason checks of the handler;
 //! - 4 `POST /disclosures/{id}/revoke`: the reason check;
-//! - 5 `POST /dash-assessments` (housing): `housing::dash::assess`.
+//! - 5 `POST /dash-assessments`: `runtime::assessments::assess`.
 //!
 //! Input: one byte choosing the route, one byte choosing the agency serving it, then the body.
 //! (marac's `POST /actions` and reciprocals' `POST /applications/{ref}/circulate` parse
@@ -79,8 +79,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = request.reason.trim().is_empty();
         }
         _ => {
-            let Ok(input) = json_body::<housing::dash::DashInput>(&body) else { return };
-            let _ = housing::dash::assess(&input, "2026-01-01");
+            let Ok(input) = json_body::<runtime::assessments::DashInput>(&body) else { return };
+            let _ = runtime::assessments::assess(&input, "2026-01-01", "fuzz");
         }
     }
 });
