@@ -69,9 +69,14 @@ CREATE TABLE pathway_ref_key (
 );
 
 -- Engagement updates this service sent that it has checked went to the agency the referral
--- named (those sent through the generic disclosure API included): 'named', or 'revoked'.
+-- named (those sent through the generic disclosure API included): 'named', 'revoked',
+-- 'revocation_refused' (the protocol would not carry the revocation), 'not_sent' (refused or
+-- stopped before it left), or 'before_check' (sent before this check existed).
 CREATE TABLE pathway_sends_checked (
     envelope_id TEXT PRIMARY KEY,
     verdict TEXT NOT NULL,
     checked_at_ms BIGINT NOT NULL
 );
+-- Updates sent before this check existed are not judged by it after the fact.
+INSERT INTO pathway_sends_checked (envelope_id, verdict, checked_at_ms)
+    SELECT envelope_id, 'before_check', created_at_ms FROM sent WHERE kind = 'perpetrator.engagement_update';

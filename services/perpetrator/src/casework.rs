@@ -466,7 +466,8 @@ pub async fn check_sent(ctx: &Ctx) -> anyhow::Result<usize> {
                     revoked += 1;
                     "revoked"
                 }
-                Err(SendError::Denied { .. }) => "revocation_refused",
+                // The protocol will not carry the revocation: recorded, and logged below.
+                Err(SendError::Denied { .. } | SendError::Refused(_)) => "revocation_refused",
                 Err(e) => return Err(e.into()),
             },
         };

@@ -379,7 +379,8 @@ pub async fn updates<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(e: E, case
 }
 
 /// Notes that an engagement update this service sent was checked: `named` (to the agency a
-/// referral named), `revoked`, `not_sent` (refused or stopped before it left).
+/// referral named), `revoked`, `revocation_refused`, `not_sent` (refused or stopped before it
+/// left).
 pub async fn checked(tx: &mut Tx, envelope_id: &str, verdict: &str, now: i64) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO pathway_sends_checked (envelope_id, verdict, checked_at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
         .bind(envelope_id)
