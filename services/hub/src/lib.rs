@@ -18,6 +18,7 @@
 //! - [`backup`]: `hub backup` and `hub restore`, one service's database and files.
 //! - [`audit_cli`]: `hub audit verify|list|query|prove|verify-proof`.
 //! - [`demo`]: the scripted synthetic case, with the checks that it worked.
+//! - [`perpetrator_demo`]: a perpetrator pathway that moves, survivor-led, with its checks.
 //! - [`staff`]: `hub staff`, the demo staff and logged-in clients ([`staff::Logins`]).
 //! - [`ledger_pages`]: every entry of a ledger query, page by page, from the audit API.
 
@@ -35,6 +36,7 @@ pub mod membership;
 pub mod broker;
 pub mod nats;
 pub mod partnership;
+pub mod perpetrator_demo;
 pub mod private;
 pub mod processes;
 pub mod staff;

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use crate::{
     case::Status,
     casework::{self, AttemptInput, CloseInput, NoteInput, PlanInput, TriageInput},
+    perpetrator::ReviewInput,
     store,
 };
 
@@ -33,6 +34,7 @@ pub fn routes() -> Router<Ctx> {
         .route("/cases/{id}/not-reached", post(not_reached))
         .route("/cases/{id}/close", post(close))
         .route("/cases/{id}/safety-plan", get(plan).post(save_plan))
+        .route("/cases/{id}/safety-plan-reviewed", post(plan_reviewed))
         .route("/engagement", get(engagement))
 }
 
@@ -107,12 +109,20 @@ async fn save_plan(State(ctx): State<Ctx>, staff: Staff, Path(id): Path<String>,
     Ok((StatusCode::CREATED, Json(json!({"case_id": id, "version": version, "saved_by": staff.id}))))
 }
 
+/// `POST /cases/{id}/safety-plan-reviewed`: the plan was reviewed after the perpetrator
+/// disengaged from his pathway; resolves the case's alerts.
+async fn plan_reviewed(State(ctx): State<Ctx>, staff: Staff, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let input: ReviewInput = body_or_default(&body)?;
+    let resolved = crate::perpetrator::review(&ctx, &staff, &id, &input).await?;
+    Ok(Json(json!({"case_id": id, "alerts_resolved": resolved, "reviewed_by": staff.id})))
+}
+
 /// `GET /engagement`, paged by `envelope_id`.
 async fn engagement(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let rows = page.rows(&ctx.pool, "SELECT envelope_id, subject_ref, pathway_agency, engagement, received_at_ms FROM engagement_updates", "envelope_id").await?;
+    let rows = page.rows(&ctx.pool, "SELECT envelope_id, subject_ref, pathway_agency, engagement, received_at_ms, case_id, as_of, reviewed_at_ms FROM engagement_updates", "envelope_id").await?;
     Ok(Json(Value::Array(
         rows.iter()
-            .map(|r| runtime::api::row_json(r, &["envelope_id", "subject_ref", "pathway_agency", "engagement"], &["received_at_ms"], &[]))
+            .map(|r| runtime::api::row_json(r, &["envelope_id", "subject_ref", "pathway_agency", "engagement", "case_id", "as_of"], &["received_at_ms", "reviewed_at_ms"], &[]))
             .collect(),
     )))
 }

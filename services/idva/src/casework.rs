@@ -380,6 +380,8 @@ pub async fn save_plan(ctx: &Ctx, staff: &Staff, id: &str, input: &PlanInput) ->
     };
     chronology::add(&mut tx, &saved).await?;
     store::touch(&mut tx, id, now).await?;
+    // A new version is a review of the plan: it answers a perpetrator's disengagement.
+    crate::perpetrator::resolve(&mut tx, id, &staff.id, now).await?;
     tx.commit().await?;
     tracing::info!(case_id = %id, version, "IDVA safety plan saved");
     Ok(version)
@@ -430,13 +432,19 @@ pub async fn latest_plan(ctx: &Ctx, id: &str) -> Result<Option<(i64, Sections, S
     Ok(Some((p.version, sections, p.saved_by, p.saved_at_ms)))
 }
 
-/// The deadlines on a case (its contact deadline, its referral's acknowledgement).
+/// The deadlines on a case (its contact deadline, its referral's acknowledgement, the
+/// reviews a perpetrator's disengagement calls for).
 pub async fn deadlines_of(ctx: &Ctx, id: &str) -> Result<Vec<Value>, ApiError> {
-    deadlines::query(ctx, "all", Some(id)).await
+    let mut all = deadlines::query(ctx, "all", Some(id)).await?;
+    for update in crate::perpetrator::disengaged_updates(&ctx.pool, id).await? {
+        all.extend(deadlines::query(ctx, "all", Some(&update)).await?);
+    }
+    Ok(all)
 }
 
 /// A case with everything on it: its attempts, its plan's versions (the latest with its
-/// sections), its deadlines and the escalations among them (those missed, met since or not).
+/// sections), what perpetrator pathways reported (and the disengagement alerts open), its
+/// deadlines and the escalations among them (those missed, met since or not).
 pub async fn detail(ctx: &Ctx, id: &str) -> Result<Value, ApiError> {
     let case = find(ctx, id).await?;
     let mut v = case.json(ctx.config.clock.now_ms());
@@ -447,6 +455,9 @@ pub async fn detail(ctx: &Ctx, id: &str) -> Result<Value, ApiError> {
         Some(p) => plan_json(ctx, p, true)?,
         None => Value::Null,
     };
+    let updates = crate::perpetrator::updates_of(ctx, id).await?;
+    v["perpetrator_alerts"] = json!(updates.iter().filter(|u| u["alert"] == true).cloned().collect::<Vec<_>>());
+    v["engagement_updates"] = json!(updates);
     let deadlines = deadlines_of(ctx, id).await?;
     v["escalations"] = json!(deadlines.iter().filter(|d| !d["missed_at_ms"].is_null()).cloned().collect::<Vec<_>>());
     v["deadlines"] = json!(deadlines);

@@ -2,8 +2,9 @@
 //!
 //! Receives `housing.idva_referral` (opens a case awaiting triage, with a deadline for the
 //! first contact attempt), `disclosure.revoke` (the referrer's revocation of a referral closes
-//! its case), `perpetrator.engagement_update` (kept against the case: a disengaging
-//! perpetrator is a safety signal), `marac.research_request`, `marac.action`, `referral.ack`.
+//! its case), `perpetrator.engagement_update` (filed under the survivor's case: a disengaging
+//! perpetrator is a safety signal, an alert on the case and an escalation at once),
+//! `marac.research_request`, `marac.action`, `referral.ack`.
 //! Sends `marac.referral`, `reciprocal.request`, `perpetrator.referral`, acknowledgements and
 //! research responses through the generic API.
 //!
@@ -14,6 +15,8 @@
 //!   person's chronology; contact attempts; the versioned safety plan, sealed at rest.
 //! - [`follow`]: the case follows its referral: opened on receipt, closed on revocation,
 //!   marked and flagged when the consent it relied on is withdrawn (checked every tick).
+//! - [`perpetrator`]: what a perpetrator pathway reports, filed under the survivor's case; a
+//!   disengagement alert until the safety plan is reviewed.
 //! - [`api`]: the JSON routes; [`pages`]: the caseload and case pages of the console.
 //!
 //! Every route is for caseworkers and team managers ([`RULES`]); reads of case content are
@@ -24,6 +27,7 @@ pub mod case;
 pub mod casework;
 pub mod follow;
 pub mod pages;
+pub mod perpetrator;
 pub mod store;
 
 use isp::Opened;
@@ -33,7 +37,6 @@ use runtime::{
     auth::{Allow, Role, Rule, content, rule},
     console::Nav,
 };
-use sqlx::Row as _;
 
 pub struct Idva;
 
@@ -51,6 +54,7 @@ pub const RULES: &[Rule] = &[
     rule("POST", "/cases/{id}/close", Allow::Roles(CASEWORK)),
     content("GET", "/cases/{id}/safety-plan", Allow::Roles(CASEWORK)),
     rule("POST", "/cases/{id}/safety-plan", Allow::Roles(CASEWORK)),
+    rule("POST", "/cases/{id}/safety-plan-reviewed", Allow::Roles(CASEWORK)),
     content("GET", "/engagement", Allow::Roles(CASEWORK)),
     rule("GET", "/console/cases", Allow::Roles(CASEWORK)),
     content("GET", "/console/cases/{id}", Allow::Roles(CASEWORK)),
@@ -60,6 +64,7 @@ pub const RULES: &[Rule] = &[
     rule("POST", "/console/cases/{id}/not-reached", Allow::Roles(CASEWORK)),
     rule("POST", "/console/cases/{id}/close", Allow::Roles(CASEWORK)),
     rule("POST", "/console/cases/{id}/safety-plan", Allow::Roles(CASEWORK)),
+    rule("POST", "/console/cases/{id}/safety-plan-reviewed", Allow::Roles(CASEWORK)),
 ];
 
 impl Agency for Idva {
@@ -67,6 +72,7 @@ impl Agency for Idva {
         vec![
             Migration { version: 100, description: "idva", sql: include_str!("../migrations/0100_idva.sql") },
             Migration { version: 101, description: "idva casework", sql: include_str!("../migrations/0101_casework.sql") },
+            Migration { version: 102, description: "idva perpetrator alerts", sql: include_str!("../migrations/0102_perpetrator_alerts.sql") },
         ]
     }
 
@@ -75,19 +81,7 @@ impl Agency for Idva {
         match &opened.payload.body {
             Some(Body::IdvaReferral(_)) => follow::referral_received(ctx, tx, h).await?,
             Some(Body::DisclosureRevoke(revoke)) => follow::referral_revoked(ctx, tx, h, revoke).await?,
-            Some(Body::PerpetratorEngagementUpdate(u)) => {
-                let subject_ref = own_subject(ctx, tx, &h.sender, &h.subject_ref).await?;
-                sqlx::query(
-                    "INSERT INTO engagement_updates (envelope_id, subject_ref, pathway_agency, engagement, received_at_ms) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&h.envelope_id)
-                .bind(&subject_ref)
-                .bind(&h.sender)
-                .bind(u.engagement().as_str_name())
-                .bind(ctx.config.clock.now_ms())
-                .execute(&mut **tx)
-                .await?;
-            }
+            Some(Body::PerpetratorEngagementUpdate(u)) => perpetrator::update_received(ctx, tx, h, u).await?,
             _ => {}
         }
         Ok(())
@@ -109,22 +103,4 @@ impl Agency for Idva {
         follow::check_consents(ctx).await?;
         Ok(())
     }
-}
-
-/// The survivor's subject ref behind what an agency without the subject key (a perpetrator
-/// pathway) calls her: the link token it was given for her, matched against this service's
-/// cases. A token that matches none stays as it is.
-async fn own_subject(ctx: &Ctx, tx: &mut Tx, pathway: &str, reference: &str) -> anyhow::Result<String> {
-    if !reference.starts_with("l-") {
-        return Ok(reference.to_owned());
-    }
-    let keys = &ctx.isp().keys;
-    let subjects = sqlx::query("SELECT DISTINCT subject_ref FROM idva_cases").fetch_all(&mut **tx).await?;
-    for row in subjects {
-        let subject: String = row.try_get("subject_ref")?;
-        if keys.link_ref(pathway, &subject).is_ok_and(|link| link == reference) {
-            return Ok(subject);
-        }
-    }
-    Ok(reference.to_owned())
 }

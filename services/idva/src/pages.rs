@@ -1,6 +1,8 @@
 //! The IDVA's console pages: the caseload (status, priority, first contact due or overdue,
-//! the consent-withdrawn marker) and one case (its details, a form for each step its status
-//! allows, its contact attempts, its safety plan with every earlier version, and the person's
+//! the consent-withdrawn and perpetrator-disengaged markers) and one case (its details, the
+//! alert when the perpetrator disengaged from his pathway with the form recording the safety
+//! plan's review, a form for each step its status allows, its contact attempts, what
+//! perpetrator pathways reported, its safety plan with every earlier version, and the person's
 //! chronology). Forms post to routes beside the page, which call [`crate::casework`] like the
 //! API does; a refused form comes back with the error summary and what was typed kept.
 //! No JavaScript.
@@ -23,6 +25,7 @@ use serde_json::Value;
 use crate::{
     case::{self, Method, Outcome, Priority, Reach, Status, Step},
     casework::{self, AttemptInput, CloseInput, NoteInput, PlanInput, Sections, TriageInput},
+    perpetrator::{self, ReviewInput},
     store::{self, Case},
 };
 
@@ -42,6 +45,7 @@ pub fn routes() -> Router<Ctx> {
         .route("/console/cases/{id}/not-reached", post(post_not_reached))
         .route("/console/cases/{id}/close", post(post_close))
         .route("/console/cases/{id}/safety-plan", post(post_plan))
+        .route("/console/cases/{id}/safety-plan-reviewed", post(post_plan_reviewed))
 }
 
 type Posted = Form<Vec<(String, String)>>;
@@ -111,8 +115,13 @@ async fn caseload(State(ctx): State<Ctx>, viewer: Viewer, Query(q): Query<Caselo
             None => (None, true, Some(("status".to_owned(), "Choose which cases to show from the list".to_owned()))),
         },
     };
-    let cases = match store::caseload(&ctx.pool, status, open_only, SHOWN).await {
-        Ok(cases) => cases,
+    let loaded = async {
+        let cases = store::caseload(&ctx.pool, status, open_only, SHOWN).await?;
+        let alerted = perpetrator::alerted(&ctx.pool, &cases.iter().map(|c| c.id.as_str()).collect::<Vec<_>>()).await?;
+        Ok::<_, sqlx::Error>((cases, alerted))
+    };
+    let (cases, alerted) = match loaded.await {
+        Ok(l) => l,
         Err(e) => return PageError::from(e).page(&viewer),
     };
     let now = ctx.config.clock.now_ms();
@@ -159,7 +168,10 @@ async fn caseload(State(ctx): State<Ctx>, viewer: Viewer, Query(q): Query<Caselo
                             td { (priority_tag(c.priority)) }
                             td { (status_tag(c.status)) }
                             td { (contact_cell(c, now)) }
-                            td { @if c.consent_withdrawn_at_ms.is_some() { (coloured("red", "consent withdrawn")) } }
+                            td {
+                                @if c.consent_withdrawn_at_ms.is_some() { (coloured("red", "consent withdrawn")) " " }
+                                @if alerted.contains(&c.id) { (coloured("red", "perpetrator disengaged")) }
+                            }
                         }
                     }
                 }
@@ -185,6 +197,7 @@ fn notice(done: &str) -> Markup {
         "not_reached" => "The case is marked not reached. Log the next attempt when you make it.",
         "closed" => "The case was closed with its outcome.",
         "plan" => "A new version of the safety plan was saved.",
+        "reviewed" => "The safety plan's review is recorded: the disengagement alert is resolved.",
         _ => return html! {},
     };
     html! { div.notice role="status" { h2 { "Done" } p { (text) } } }
@@ -195,6 +208,7 @@ fn notice(done: &str) -> Markup {
 enum Which {
     Step(Step),
     Plan,
+    Review,
 }
 
 /// A form that was refused: which one, the field to go to, why, and what was typed.
@@ -239,6 +253,7 @@ async fn body(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, problem: Option<
     let attempts = casework::attempts(ctx, id).await?;
     let versions = casework::plan_versions(ctx, id).await?;
     let deadlines = casework::deadlines_of(ctx, id).await?;
+    let updates = perpetrator::updates_of(ctx, id).await?;
     let chronology = runtime::chronology::of_subject(ctx, &case.subject_ref).await?;
     let now = ctx.config.clock.now_ms();
     let title = if case.case_ref.is_empty() { "IDVA case".to_owned() } else { format!("IDVA case {}", case.case_ref) };
@@ -256,6 +271,7 @@ async fn body(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, problem: Option<
                 }
             }
         }
+        (disengagement_alert(ctx, viewer, &case, &updates, problem))
         @if !escalated.is_empty() {
             div.refused role="alert" {
                 h2 { "Escalated" }
@@ -287,6 +303,8 @@ async fn body(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, problem: Option<
         (step_forms(viewer, &case, &attempts, problem))
         h2 { "Contact attempts" }
         (attempts_table(&attempts))
+        h2 { "Perpetrator pathway" }
+        (updates_table(ctx, &updates))
         h2 #safety-plan tabindex="-1" { "Safety plan" }
         (plan_section(viewer, &case, &versions, problem))
         h2 { "Chronology" }
@@ -310,7 +328,74 @@ fn deadline_label(code: &str) -> &'static str {
     match code {
         runtime::deadlines::IDVA_CONTACT => "First contact with the survivor",
         runtime::deadlines::ACKNOWLEDGE => "Answering the referral (accept, decline or close in the inbox)",
+        perpetrator::DISENGAGED => "Reviewing the safety plan: the perpetrator disengaged from his pathway",
         _ => "A deadline",
+    }
+}
+
+fn engagement_label(code: &str) -> &'static str {
+    match code {
+        "ENGAGEMENT_NOT_STARTED" => "not started",
+        "ENGAGEMENT_ENGAGED" => "engaged",
+        "ENGAGEMENT_DISENGAGED" => "disengaged",
+        "ENGAGEMENT_COMPLETED" => "completed",
+        "ENGAGEMENT_BREACH" => "breach, enforcement under way",
+        _ => "not stated",
+    }
+}
+
+/// The alert when a perpetrator disengaged from his pathway and the safety plan has not been
+/// reviewed since, with the form that records the review.
+fn disengagement_alert(ctx: &Ctx, viewer: &Viewer, case: &Case, updates: &[Value], problem: Option<&Problem>) -> Markup {
+    let open: Vec<&Value> = updates.iter().filter(|u| u["alert"] == true).collect();
+    if open.is_empty() {
+        return html! {};
+    }
+    let review = problem.filter(|p| p.form == Which::Review);
+    html! {
+        div.refused role="alert" {
+            h2 #perpetrator-alert tabindex="-1" { "The perpetrator disengaged" }
+            ul {
+                @for u in &open {
+                    li { (agency_name(ctx, u["pathway_agency"].as_str().unwrap_or_default())) " reported him disengaged "
+                        (when(u["received_at_ms"].as_i64().unwrap_or_default())) ". Disengagement is a safety signal: review the survivor's safety plan with her now." }
+                }
+            }
+            form method="post" action=(format!("/console/cases/{}/safety-plan-reviewed", case.id)) novalidate {
+                (viewer.csrf_field())
+                @if let Some(p) = review { p.field-error { (p.message) } }
+                (textarea("review-note", "note", "What the review found (optional)", "Kept at this service, sealed. Saving a new version of the plan also records a review.",
+                    review.map(|p| p.values.get("note")).unwrap_or_default()))
+                button type="submit" { "Record that the safety plan was reviewed" }
+            }
+        }
+    }
+}
+
+fn updates_table(ctx: &Ctx, updates: &[Value]) -> Markup {
+    html! {
+        @if updates.is_empty() {
+            p { "No perpetrator pathway has reported on this case." }
+        } @else {
+            table {
+                thead { tr { th scope="col" { "Received" } th scope="col" { "From" } th scope="col" { "He is" } th scope="col" { "As of" } th scope="col" { "Note" } th scope="col" { "Reviewed" } } }
+                tbody {
+                    @for u in updates {
+                        tr {
+                            td { (when(u["received_at_ms"].as_i64().unwrap_or_default())) }
+                            td { (agency_name(ctx, u["pathway_agency"].as_str().unwrap_or_default())) }
+                            td { (engagement_label(u["engagement"].as_str().unwrap_or_default())) }
+                            td { (u["as_of"].as_str().unwrap_or_default()) }
+                            td { (u["note"].as_str().unwrap_or_default()) }
+                            td {
+                                @if u["alert"] == true { (coloured("red", "not yet")) }
+                                @else if let Some(at) = u["reviewed_at_ms"].as_i64() { (when(at)) " by " (u["reviewed_by"].as_str().unwrap_or_default()) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -506,6 +591,8 @@ fn chronology_step(e: &Value) -> TimelineStep {
         "case_closed" => format!("Case closed: {}", Outcome::parse(code).map_or(code, |o| o.label())),
         "safety_plan_saved" => format!("Safety plan saved (version {})", code.trim_start_matches('v')),
         "consent_withdrawn" => "Consent withdrawn: the referral relied on it".to_owned(),
+        "perpetrator_engagement" => format!("Perpetrator pathway update: {}", engagement_label(code)),
+        "safety_plan_reviewed" => "Safety plan reviewed after the perpetrator disengaged".to_owned(),
         "flag" => format!("Flag raised: {code}"),
         "flag_cleared" => format!("Flag cleared: {code}"),
         "deadline_missed" => format!("Missed: {}", deadline_label(code)),
@@ -544,7 +631,11 @@ async fn answer<T>(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, result: Res
             // A step the case cannot take: its form may not be on the page any more.
             let mut sent = sent;
             if status == StatusCode::CONFLICT {
-                sent.field = if sent.form == Which::Plan { "safety-plan" } else { "next-steps" };
+                sent.field = match sent.form {
+                    Which::Plan => "safety-plan",
+                    Which::Review => "perpetrator-alert",
+                    Which::Step(_) => "next-steps",
+                };
             }
             render(ctx, viewer, id, "", Some(sent.problem(message)), status).await
         }
@@ -607,6 +698,12 @@ async fn post_close(State(ctx): State<Ctx>, viewer: Viewer, Path(id): Path<Strin
     let input = CloseInput { outcome: f.get("outcome").to_owned(), note: f.get("note").to_owned() };
     let result = casework::close(&ctx, &viewer.staff, &id, &input).await;
     answer(&ctx, &viewer, &id, "closed", result, Sent { form: Which::Step(Step::Close), field: "close-outcome-risk_reduced", values: f }).await
+}
+
+async fn post_plan_reviewed(State(ctx): State<Ctx>, viewer: Viewer, Path(id): Path<String>, Form(fields): Posted) -> Response {
+    let f = Fields(fields);
+    let result = perpetrator::review(&ctx, &viewer.staff, &id, &ReviewInput { note: f.get("note").to_owned() }).await;
+    answer(&ctx, &viewer, &id, "reviewed", result, Sent { form: Which::Review, field: "review-note", values: f }).await
 }
 
 async fn post_plan(State(ctx): State<Ctx>, viewer: Viewer, Path(id): Path<String>, Form(fields): Posted) -> Response {

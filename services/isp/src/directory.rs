@@ -555,6 +555,38 @@ impl AgencyKeys {
     }
 }
 
+/// A pseudonym an agency keeps for itself: `p-` and the first 16 bytes, hex, of HMAC-SHA-256
+/// under `key` (a secret of that agency's own, never the partnership's subject key) of
+/// `"hub.v1.own-ref\0"`, the folded name ([`normalise_name`]), a zero byte and the date of
+/// birth, with the checks of [`AgencyKeys::subject_ref`]. A perpetrator pathway, which holds
+/// no subject key and must not match people across agencies, uses it to know a man referred
+/// twice (by whoever referred him) and to find his cases when he asks for his data. It never
+/// travels and means nothing at any other agency; the domain string keeps it from ever
+/// equalling a subject ref or link token, whatever key it is given.
+pub fn own_ref(key: &[u8; 32], full_name: &str, date_of_birth: &str) -> Result<String, IspError> {
+    let invalid = |detail: &str| IspError::Invalid { what: "the person".into(), detail: detail.into() };
+    let name = normalise_name(full_name);
+    if name.is_empty() {
+        return Err(invalid("full_name has no letters or digits; the value is not repeated here"));
+    }
+    let date_of_birth = date_of_birth.trim_matches(|c: char| c.is_ascii_whitespace());
+    if !is_date(date_of_birth) {
+        return Err(invalid("date_of_birth must be a calendar date written YYYY-MM-DD (e.g. 1990-01-31); the value is not repeated here"));
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(b"hub.v1.own-ref\0");
+    mac.update(name.as_bytes());
+    mac.update(b"\0");
+    mac.update(date_of_birth.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    Ok(format!("p-{}", hex::encode(&tag[..16])))
+}
+
+/// Whether `s` is of [`own_ref`]'s grammar: `p-` and 32 lowercase hex digits.
+pub fn is_own_ref(s: &str) -> bool {
+    s.len() == 34 && s.starts_with("p-") && s[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// The name as the subject ref folds it (SPEC.md, "Name folding"), so that the spellings
 /// agencies' systems make of one name give one ref: "  Zoë  O'Neil", "ZOE ONEIL" and
 /// "zoe o-neil" all fold to "zoe oneil".
@@ -665,6 +697,29 @@ mod tests {
         // Rotation keeps (the absence of) the subject key.
         assert!(!pathway.rotated().holds_subject_key());
         assert_eq!(housing.rotated().subject_ref("Alice O'Neil", "1990-01-02").unwrap(), r);
+    }
+
+    #[test]
+    fn an_own_ref_folds_like_a_subject_ref_is_keyed_by_its_own_key_and_is_never_a_subject_ref() {
+        let key = AgencyKeys::generate_subject_key();
+        let r = own_ref(&key, "Barnaby Synthetic-Harmer", "1987-09-30").unwrap();
+        assert!(is_own_ref(&r) && !crate::clear::is_subject_ref(&r), "{r}");
+        // One man, however his referrers spell him.
+        assert_eq!(own_ref(&key, "  BARNABY   synthetic-harmer ", " 1987-09-30").unwrap(), r);
+        assert_eq!(own_ref(&key, "Barnabý Synthetic-Harmer", "1987-09-30").unwrap(), r);
+        assert_ne!(own_ref(&key, "Barnaby Synthetic Harmer", "1987-09-30").unwrap(), r, "a space splits a word a hyphen joins");
+        assert_ne!(own_ref(&key, "Barnaby Synthetic-Harmer", "1987-09-29").unwrap(), r);
+        // Another agency's key gives another pseudonym, and the partnership's subject key used
+        // by mistake still never gives the subject ref.
+        assert_ne!(own_ref(&AgencyKeys::generate_subject_key(), "Barnaby Synthetic-Harmer", "1987-09-30").unwrap(), r);
+        let keys = AgencyKeys::generate("housing", key);
+        assert_ne!(own_ref(&key, "Barnaby Synthetic-Harmer", "1987-09-30").unwrap()[2..], keys.subject_ref("Barnaby Synthetic-Harmer", "1987-09-30").unwrap()[2..]);
+        // Refused, without repeating what was given, like a subject ref.
+        for (name, dob) in [("", "1987-09-30"), ("!!", "1987-09-30"), ("Barnaby", "30/09/1987"), ("Barnaby", "1987-02-30")] {
+            let e = own_ref(&key, name, dob).unwrap_err().to_string();
+            assert!(!e.contains("30/09") && !e.contains("!!"), "{e}");
+        }
+        assert!(!is_own_ref("p-ABCDEF0123456789abcdef0123456789") && !is_own_ref("s-00112233445566778899aabbccddeeff") && is_own_ref("p-00112233445566778899aabbccddeeff"));
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod oversize;
 mod paging;
 mod panics;
 mod partnership_feed;
+mod perpetrator_pathway;
 mod policy;
 mod pseudonyms;
 mod ready;

@@ -46,7 +46,11 @@ fn expected(service_role: Option<isp::Role>, method: &str, path: &str) -> Option
         (Some(R::Idva), "GET", "/cases/{id}" | "/cases/{id}/safety-plan" | "/console/cases" | "/console/cases/{id}") => &["caseworker", "team-manager"],
         (Some(R::Idva), "POST", "/cases/{id}/triage" | "/cases/{id}/contact-attempts" | "/cases/{id}/engaged" | "/cases/{id}/not-reached" | "/cases/{id}/close" | "/cases/{id}/safety-plan"
             | "/console/cases/{id}/triage" | "/console/cases/{id}/contact-attempts" | "/console/cases/{id}/engaged" | "/console/cases/{id}/not-reached"
-            | "/console/cases/{id}/close" | "/console/cases/{id}/safety-plan") => &["caseworker", "team-manager"],
+            | "/console/cases/{id}/close" | "/console/cases/{id}/safety-plan" | "/cases/{id}/safety-plan-reviewed" | "/console/cases/{id}/safety-plan-reviewed") => &["caseworker", "team-manager"],
+        (Some(R::Perpetrator), "GET", "/cases/{id}" | "/perpetrators/{ref}" | "/console/cases" | "/console/cases/{id}" | "/console/perpetrators" | "/console/perpetrators/{ref}")
+        | (Some(R::Perpetrator), "POST", "/cases/{id}/assess" | "/cases/{id}/engaged" | "/cases/{id}/disengaged" | "/cases/{id}/completed" | "/cases/{id}/enforcement"
+            | "/cases/{id}/engagement-updates" | "/perpetrators" | "/console/cases/{id}/assess" | "/console/cases/{id}/engaged" | "/console/cases/{id}/disengaged"
+            | "/console/cases/{id}/completed" | "/console/cases/{id}/enforcement" | "/console/cases/{id}/engagement-updates" | "/console/perpetrators") => &["caseworker", "team-manager"],
         (Some(R::Housing), "GET", "/property-requests") => &["caseworker", "team-manager", "reciprocals-coordinator"],
         (Some(R::Housing), "POST", "/funding-requests/{id}/decision" | "/console/funding/{id}/decision") => &["team-manager"],
         (Some(R::Housing), "GET" | "POST", "/console/concerns/new") | (Some(R::Housing), "POST", "/concerns") => &["caseworker", "team-manager", "agency-admin", "marac-coordinator", "reciprocals-coordinator", "ig-lead", "auditor"],
