@@ -3,7 +3,7 @@
 pub use proto::v1::Kind;
 
 /// Every kind a payload can have, in proto order.
-pub const ALL: [Kind; 17] = [
+pub const ALL: [Kind; 18] = [
     Kind::IdvaReferral,
     Kind::MaracReferral,
     Kind::MaracResearchRequest,
@@ -21,6 +21,7 @@ pub const ALL: [Kind; 17] = [
     Kind::DisclosureRevoke,
     Kind::ConsentChanged,
     Kind::RefugeReferral,
+    Kind::MaracMinutes,
 ];
 
 /// The name the policy file and the APIs use for a kind, e.g. `marac.research_request`.
@@ -44,6 +45,7 @@ pub fn name(kind: Kind) -> &'static str {
         Kind::DisclosureRevoke => "disclosure.revoke",
         Kind::ConsentChanged => "consent.changed",
         Kind::RefugeReferral => "housing.refuge_referral",
+        Kind::MaracMinutes => "marac.minutes",
     }
 }
 
