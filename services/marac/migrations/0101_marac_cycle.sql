@@ -31,6 +31,9 @@ ALTER TABLE marac_cases ADD COLUMN revoked_at_ms BIGINT;
 -- closed), so an answer given through the generic inbox route moves the case once.
 ALTER TABLE marac_cases ADD COLUMN inbox_status TEXT NOT NULL DEFAULT '';
 ALTER TABLE marac_cases ADD COLUMN updated_at_ms BIGINT NOT NULL DEFAULT 0;
+-- Before the cycle the criteria column held what the referrer named and the score implied, as
+-- proto names: kept as claimed (a claim the coordinator weighs at screening, not a proof).
+UPDATE marac_cases SET claimed = LOWER(REPLACE(criteria, 'MARAC_CRITERION_', '')) WHERE claimed = '';
 -- Before the cycle a case's status was set on receipt, never by a person: every such case
 -- waits for the coordinator's screening.
 UPDATE marac_cases SET status = 'received' WHERE status IN ('listed', 'criteria_not_met');

@@ -120,10 +120,10 @@ pub async fn reclassify(tx: &mut Tx, subject_ref: &str, case_id: &str, now: i64)
 /// revocation by anyone but the referrer changes nothing.
 pub async fn referral_revoked(ctx: &Ctx, tx: &mut Tx, h: &Header, revoke: &DisclosureRevoke) -> anyhow::Result<()> {
     let Some(case) = store::get(&mut **tx, &revoke.envelope_id).await? else { return Ok(()) };
-    if case.referrer != h.sender || !store::revoked(tx, &case.id, ctx.config.clock.now_ms()).await? {
+    let now = ctx.config.clock.now_ms();
+    if case.referrer != h.sender || !store::revoked(tx, &case.id, now).await? {
         return Ok(());
     }
-    let now = ctx.config.clock.now_ms();
     if !matches!(case.status, Status::Heard | Status::Closed) {
         if !store::change(tx, &case.id, case.status, Status::Closed, Change::Closed(CloseReason::ReferralRevoked), now).await? {
             anyhow::bail!("the case changed while its referral's revocation was applied");

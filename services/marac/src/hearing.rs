@@ -214,7 +214,7 @@ pub async fn hear(ctx: &Ctx, staff: &Staff, id: &str, input: &HearingInput) -> R
 
 /// `POST /actions`: an action recorded on its own (for a case heard, by `case_id`, or by a
 /// subject and case reference), sent to its owner in the same transaction.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct StandaloneAction {
     pub owner_agency: String,
     pub description: String,
@@ -232,6 +232,17 @@ pub struct StandaloneAction {
     pub purpose: Option<String>,
     #[serde(default)]
     pub lawful_basis: Option<String>,
+}
+
+impl std::fmt::Debug for StandaloneAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StandaloneAction")
+            .field("owner_agency", &self.owner_agency)
+            .field("description", &casework::chars(&self.description))
+            .field("due_date", &self.due_date)
+            .field("case_id", &self.case_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Records and sends an action on its own; a denial is kept as a near miss. The action id and

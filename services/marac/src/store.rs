@@ -65,7 +65,8 @@ const CASE_COLUMNS: &str = "envelope_id, subject_ref, referrer, case_ref, marac_
 impl Case {
     fn from_row(r: &AnyRow) -> sqlx::Result<Case> {
         let status = Status::parse(&r.try_get::<String, _>("status")?).ok_or_else(|| decode_error("status"))?;
-        let claimed = list(&r.try_get::<String, _>("claimed")?).iter().map(|c| Criterion::parse(c).ok_or_else(|| decode_error("claimed"))).collect::<Result<_, _>>()?;
+        // A claim of no criterion this service knows (an older version's "unspecified") is no claim.
+        let claimed = list(&r.try_get::<String, _>("claimed")?).iter().filter_map(|c| Criterion::parse(c)).collect();
         let dash = match r.try_get::<Option<i64>, _>("dash_score")? {
             Some(score) => Some(Dash {
                 assessment_id: r.try_get("dash_assessment_id")?,
@@ -504,7 +505,7 @@ pub async fn research_outstanding(pool: &sqlx::AnyPool) -> sqlx::Result<Vec<Rese
     rows.iter().map(Research::from_row).collect()
 }
 
-/// Every research request of a member's answers (answered or not), newest first.
+/// Every research request, answered or not, newest first (at most `limit`).
 pub async fn research_all(pool: &sqlx::AnyPool, limit: i64) -> sqlx::Result<Vec<Research>> {
     let rows = sqlx::query(&format!("SELECT {RESEARCH_COLUMNS} FROM marac_research ORDER BY sent_at_ms DESC, member LIMIT $1")).bind(limit).fetch_all(pool).await?;
     rows.iter().map(Research::from_row).collect()
