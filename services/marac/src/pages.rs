@@ -431,7 +431,8 @@ async fn case_body(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, problem: Op
     let open_meetings: Vec<Meeting> = store::meetings(&ctx.pool, &runtime::chronology::date_of(now), 20).await?.into_iter().filter(|m| m.list_open(now) && m.id != case.meeting_id).collect();
     let escalated: Vec<&Value> = detail["escalations"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
     let allowed = crate::case::allowed(case.status);
-    let may = |path: &str| viewer.shell.may(&viewer.staff, "POST", path);
+    // Whether the viewer's roles take the decisions (the rule table names the route's pattern).
+    let decides = viewer.shell.may(&viewer.staff, "POST", "/console/cases/{id}/screen");
     let action = |step: &str| format!("/console/cases/{}/{step}", case.id);
     let research_asked = detail["research"].as_array().is_some_and(|r| r.iter().any(|x| x["meeting_id"] == case.meeting_id.as_str()));
     let body = html! {
@@ -473,8 +474,8 @@ async fn case_body(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, problem: Op
             }),
         ]))
         @if allowed.is_empty() { p #next-steps tabindex="-1" { "This case is closed: nothing more can be done on it. Its record stays." } }
-        @else if allowed.iter().any(|s| may(&action(s.code()))) || may(&action("screen")) { h2 #next-steps tabindex="-1" { "Next steps" } }
-        @if (allowed.contains(&Step::ScreenIn) || allowed.contains(&Step::ScreenOut)) && may(&action("screen")) {
+        @else if decides { h2 #next-steps tabindex="-1" { "Next steps" } }
+        @if (allowed.contains(&Step::ScreenIn) || allowed.contains(&Step::ScreenOut)) && decides {
             form method="post" action=(action("screen")) novalidate {
                 (viewer.csrf_field())
                 h3 { "Screen the referral" }
@@ -484,7 +485,7 @@ async fn case_body(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, problem: Op
                 button type="submit" { "Record the decision" }
             }
         }
-        @if allowed.contains(&Step::List) && may(&action("list")) {
+        @if allowed.contains(&Step::List) && decides {
             form method="post" action=(action("list")) novalidate {
                 (viewer.csrf_field())
                 h3 { @if case.status == Status::Listed { "Move to another meeting" } @else { "List for a meeting" } }
@@ -497,7 +498,7 @@ async fn case_body(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, problem: Op
                 }
             }
         }
-        @if case.status == Status::Listed && !research_asked && may(&action("research")) {
+        @if case.status == Status::Listed && !research_asked && decides {
             form method="post" action=(action("research")) novalidate {
                 (viewer.csrf_field())
                 h3 { "Ask member agencies for research" }
@@ -510,7 +511,7 @@ async fn case_body(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, problem: Op
         @if case.status == Status::Listed {
             p { "Record the hearing on the " a href=(format!("/console/meetings/{}", case.meeting_id)) { "meeting's page" } " at the meeting." }
         }
-        @if allowed.contains(&Step::Defer) && may(&action("defer")) {
+        @if allowed.contains(&Step::Defer) && decides {
             form method="post" action=(action("defer")) novalidate {
                 (viewer.csrf_field())
                 h3 { "Take off the agenda" }
@@ -518,7 +519,7 @@ async fn case_body(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, problem: Op
                 button.secondary type="submit" { "Take the case off the agenda" }
             }
         }
-        @if allowed.contains(&Step::Close) && may(&action("close")) {
+        @if allowed.contains(&Step::Close) && decides {
             form method="post" action=(action("close")) novalidate {
                 (viewer.csrf_field())
                 h3 { "Close the case" }
@@ -649,7 +650,12 @@ async fn post_screen(State(ctx): State<Ctx>, viewer: Viewer, Path(id): Path<Stri
     let input = ScreenInput { decision: f.get("decision").to_owned(), reason: f.get("reason").to_owned() };
     let done = format!("/console/cases/{id}?done={}", input.decision);
     let result = if Decision::parse(&input.decision).is_none() { Err(ApiError::bad_request("choose the decision")) } else { casework::screen(&ctx, &viewer.staff, &id, &input).await };
-    let field = format!("screen-decision-{}", Decision::ALL[0].code());
+    // The error links to the first decision the case's status offers.
+    let first = match casework::find(&ctx, &id).await {
+        Ok(c) => Decision::ALL.iter().find(|d| crate::case::next(c.status, d.step()).is_ok()).copied().unwrap_or(Decision::ScreenedIn),
+        Err(_) => Decision::ScreenedIn,
+    };
+    let field = format!("screen-decision-{}", first.code());
     answered(&viewer, result, done, "screen", &field, f, |p, s| case_again(&ctx, &viewer, &id, p, s)).await
 }
 
@@ -657,7 +663,7 @@ async fn post_list(State(ctx): State<Ctx>, viewer: Viewer, Path(id): Path<String
     let f = Fields(fields);
     let meeting_id = f.get("meeting_id").to_owned();
     let result = if meeting_id.is_empty() { Err(ApiError::bad_request("choose the meeting")) } else { casework::list(&ctx, &viewer.staff, &id, &ListInput { meeting_id: meeting_id.clone() }).await };
-    let field = format!("list-meeting-{meeting_id}");
+    let field = if meeting_id.is_empty() { "next-steps".to_owned() } else { format!("list-meeting-{meeting_id}") };
     answered(&viewer, result, format!("/console/cases/{id}?done=listed"), "list", &field, f, |p, s| case_again(&ctx, &viewer, &id, p, s)).await
 }
 
@@ -713,7 +719,8 @@ async fn meeting_body(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, problem:
     let agencies: Vec<(String, String)> = isp.directory.active().filter(|a| a.role != isp::Role::Ig).map(|a| (a.id.clone(), a.name.clone())).collect();
     let open = meeting.minuted_at_ms.is_none();
     let met = meeting.has_met(now);
-    let may = |path: &str| viewer.shell.may(&viewer.staff, "POST", path);
+    // Whether the viewer's roles record the meeting (the rule table names the routes' patterns).
+    let records = viewer.shell.may(&viewer.staff, "POST", "/console/meetings/{id}/minutes");
     let listed: Vec<&Case> = agenda.iter().filter(|c| c.status == Status::Listed).collect();
     let title = format!("MARAC meeting of {}", meeting.meets_on);
     let body = html! {
@@ -750,7 +757,7 @@ async fn meeting_body(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, problem:
                 }
             }
         }
-        @if open && met && may(&format!("/console/meetings/{}/attendance", meeting.id)) {
+        @if open && met && records {
             form method="post" action=(format!("/console/meetings/{}/attendance", meeting.id)) novalidate {
                 (viewer.csrf_field())
                 h2 { "Attendance" }
@@ -784,7 +791,7 @@ async fn meeting_body(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, problem:
             @for (n, c) in listed.iter().enumerate() {
                 @let form = format!("hearing-{}", c.id);
                 @let path = format!("/console/cases/{}/hearing", c.id);
-                @if met && may(&path) {
+                @if met && records {
                     form method="post" action=(path) novalidate {
                         (viewer.csrf_field())
                         h3 { "Hearing of " (c.marac_ref) }
@@ -813,7 +820,7 @@ async fn meeting_body(ctx: &Ctx, viewer: &Viewer, id: &str, done: &str, problem:
                 }
             }
         }
-        @if open && met && may(&format!("/console/meetings/{}/minutes", meeting.id)) {
+        @if open && met && records {
             form method="post" action=(format!("/console/meetings/{}/minutes", meeting.id)) novalidate {
                 (viewer.csrf_field())
                 h2 #minutes tabindex="-1" { "Minutes" }

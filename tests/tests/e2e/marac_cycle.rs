@@ -72,6 +72,10 @@ async fn refer(p: &Partnership, from: &str, n: usize, case_ref: &str, assessment
     Ok(id)
 }
 
+async fn marac_ref_of(p: &Partnership, id: &str) -> anyhow::Result<String> {
+    Ok(case(p, id).await?["marac_ref"].as_str().context("no MARAC reference")?.to_owned())
+}
+
 async fn case(p: &Partnership, id: &str) -> anyhow::Result<Value> {
     p.get(MARAC, &format!("/cases/{id}")).await
 }
@@ -395,8 +399,20 @@ async fn cycle_on(backend: Backend) -> anyhow::Result<()> {
     let r = http.post(format!("{url}/console/meetings")).form(&[("meets_on", clock_day(&p, 14).as_str()), ("list_closes_on", clock_day(&p, 10).as_str())]).send().await?;
     assert!(r.url().path().starts_with("/console/meetings/"), "to the new meeting: {}", r.url());
     assert!(r.text().await?.contains("The meeting is on the schedule."));
-    // A team manager reads, but decides nothing.
+    // A decision from the case page: refused without its reason (what was typed kept), then taken.
+    let page = http.get(format!("{url}/console/cases/{other}")).send().await?.text().await?;
+    assert!(page.contains(&format!("action=\"/console/cases/{other}/screen\"")) && page.contains(&format!("action=\"/console/cases/{other}/close\"")), "the coordinator's forms: {page}");
+    let r = http.post(format!("{url}/console/cases/{other}/screen")).form(&[("decision", "criteria_not_met"), ("reason", "")]).send().await?;
+    assert_eq!(r.status().as_u16(), 400);
+    let text = r.text().await?;
+    assert!(text.contains("There is a problem") && text.contains("needs the reason") && text.contains("href=\"#screen-decision-criteria_not_met\"") && text.contains("id=\"screen-decision-criteria_not_met\""), "{text}");
+    let r = http.post(format!("{url}/console/cases/{other}/screen")).form(&[("decision", "criteria_not_met"), ("reason", "Risk now managed by the IDVA")]).send().await?;
+    assert!(r.text().await?.contains("The case was screened out; the referrer has been told why."));
+    assert_eq!(case(&p, &other).await?["status"], "criteria_not_met");
+    // A team manager reads, but decides nothing: no forms on the page, and the API refuses.
     let manager = p.as_role(MARAC, Role::TeamManager).await?;
+    let page = manager.get(format!("{url}/console/cases/{other}")).send().await?.text().await?;
+    assert!(page.contains(&marac_ref_of(&p, &other).await?) && !page.contains("<form method=\"post\" action=\"/console/cases/"), "{page}");
     assert_eq!(manager.get(format!("{url}/board")).send().await?.status().as_u16(), 200);
     assert_eq!(manager.post(format!("{url}/cases/{other}/screen")).json(&json!({"decision": "screened_in"})).send().await?.status().as_u16(), 403);
     Ok(())
