@@ -1,5 +1,6 @@
 //! The coordinator's console pages: the board (cases awaiting screening, meetings to come
-//! with a form to schedule one, research outstanding per member, actions overdue), a case
+//! with a form to schedule one, the newest referrals, research outstanding per member,
+//! actions overdue), a case
 //! (its criteria and evidence, a form for each decision its status allows, its research,
 //! hearing, actions, minutes and the person's chronology), a meeting (its agenda, attendance,
 //! a hearing form for each case listed, the minutes) and the quarter's figures. Forms post to
@@ -268,11 +269,16 @@ async fn render_board(ctx: &Ctx, viewer: &Viewer, done: &str, problem: Option<Pr
     }
 }
 
-fn cases_table(ctx: &Ctx, caption: &str, cases: &[Case]) -> Markup {
+fn cases_table(ctx: &Ctx, caption: &str, cases: &[Case], with_status: bool) -> Markup {
     html! {
         table {
             caption.visually-hidden { (caption) }
-            thead { tr { th scope="col" { "Case" } th scope="col" { "Received" } th scope="col" { "Referred by" } th scope="col" { "Risk" } th scope="col" { "Criteria met" } } }
+            thead {
+                tr {
+                    th scope="col" { "Case" } th scope="col" { "Received" } th scope="col" { "Referred by" } th scope="col" { "Risk" } th scope="col" { "Criteria met" }
+                    @if with_status { th scope="col" { "Status" } }
+                }
+            }
             tbody {
                 @for c in cases {
                     tr {
@@ -281,6 +287,7 @@ fn cases_table(ctx: &Ctx, caption: &str, cases: &[Case]) -> Markup {
                         td { (agency_name(ctx, &c.referrer)) }
                         td { (risk_tag(&c.risk)) }
                         td { (criteria_cell(c)) }
+                        @if with_status { td { (status_tag(c.status)) } }
                     }
                 }
             }
@@ -292,6 +299,7 @@ async fn board_body(ctx: &Ctx, viewer: &Viewer, done: &str, problem: Option<&Pro
     let now = ctx.config.clock.now_ms();
     let awaiting = store::with_status(&ctx.pool, Status::Received, 200).await?;
     let screened = store::with_status(&ctx.pool, Status::ScreenedIn, 200).await?;
+    let newest = store::newest(&ctx.pool, 20).await?;
     let upcoming = store::meetings(&ctx.pool, &runtime::chronology::date_of(now - 7 * 86_400_000), 20).await?;
     let outstanding = store::research_outstanding(&ctx.pool).await?;
     let per_member = research::per_member(&outstanding, now);
@@ -312,9 +320,9 @@ async fn board_body(ctx: &Ctx, viewer: &Viewer, done: &str, problem: Option<&Pro
             }
         }
         h2 { "Awaiting screening" }
-        @if awaiting.is_empty() { p { "No referral is waiting to be screened." } } @else { (cases_table(ctx, "Referrals awaiting screening, oldest first", &awaiting)) }
+        @if awaiting.is_empty() { p { "No referral is waiting to be screened." } } @else { (cases_table(ctx, "Referrals awaiting screening, oldest first", &awaiting, false)) }
         h2 { "Screened in, not yet listed" }
-        @if screened.is_empty() { p { "None." } } @else { (cases_table(ctx, "Cases screened in and not yet listed for a meeting", &screened)) }
+        @if screened.is_empty() { p { "None." } } @else { (cases_table(ctx, "Cases screened in and not yet listed for a meeting", &screened, false)) }
         h2 { "Meetings" }
         @if upcoming.is_empty() {
             p { "No meeting is on the schedule." }
@@ -346,6 +354,8 @@ async fn board_body(ctx: &Ctx, viewer: &Viewer, done: &str, problem: Option<&Pro
                 button type="submit" { "Schedule the meeting" }
             }
         }
+        h2 { "Recent referrals" }
+        @if newest.is_empty() { p { "None yet." } } @else { (cases_table(ctx, "The newest referrals, whatever their status, newest first", &newest, true)) }
         h2 { "Research outstanding, by member" }
         @if per_member.is_empty() {
             p { "Every research request has been answered." }

@@ -307,6 +307,12 @@ pub async fn with_status(pool: &sqlx::AnyPool, status: Status, limit: i64) -> sq
     rows.iter().map(Case::from_row).collect()
 }
 
+/// The newest cases, whatever their status, at most `limit`.
+pub async fn newest(pool: &sqlx::AnyPool, limit: i64) -> sqlx::Result<Vec<Case>> {
+    let rows = sqlx::query(&format!("SELECT {CASE_COLUMNS} FROM marac_cases ORDER BY received_at_ms DESC, envelope_id LIMIT $1")).bind(limit).fetch_all(pool).await?;
+    rows.iter().map(Case::from_row).collect()
+}
+
 /// The agenda of a meeting: the cases listed on it (heard or not), in the order listed.
 pub async fn on_meeting<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(e: E, meeting_id: &str) -> sqlx::Result<Vec<Case>> {
     let rows = sqlx::query(&format!("SELECT {CASE_COLUMNS} FROM marac_cases WHERE meeting_id = $1 ORDER BY listed_at_ms, envelope_id")).bind(meeting_id).fetch_all(e).await?;

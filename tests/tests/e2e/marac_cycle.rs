@@ -48,9 +48,15 @@ async fn dash(p: &Partnership, agency: &str, n: usize, yes: usize, judgement: bo
     Ok(v)
 }
 
-/// A MARAC referral of person `n` from `from` (consent recorded there first), naming an
-/// assessment when given. Returns its envelope id, once the case is open at MARAC.
+/// A MARAC referral of person `n` from `from` (consent recorded there first) claiming visible
+/// high risk, naming an assessment when given. Returns its envelope id, once the case is open
+/// at MARAC.
 async fn refer(p: &Partnership, from: &str, n: usize, case_ref: &str, assessment: Option<&str>) -> anyhow::Result<String> {
+    refer_claiming(p, from, n, case_ref, assessment, &["MARAC_CRITERION_VISIBLE_HIGH_RISK"]).await
+}
+
+/// [`refer`], naming the criteria `claims`.
+async fn refer_claiming(p: &Partnership, from: &str, n: usize, case_ref: &str, assessment: Option<&str>, claims: &[&str]) -> anyhow::Result<String> {
     let (status, consent) = p.post(from, "/consents", &json!({"subject": subject(n), "state": "given", "scope": {"roles": ["marac"], "purposes": ["marac"]}})).await?;
     anyhow::ensure!(status == 201, "consent {n} at {from}: {status} {consent}");
     let mut body = json!({
@@ -60,7 +66,7 @@ async fn refer(p: &Partnership, from: &str, n: usize, case_ref: &str, assessment
             "survivor": {"fullName": name(n), "dateOfBirth": "1990-02-03", "address": "9 Synthetic Close", "phone": "07700 900456"},
             "perpetrators": [{"fullName": "Synthetic Harmer", "dateOfBirth": "1985-01-01"}],
             "children": [{"fullName": "Synthetic Child", "dateOfBirth": "2018-05-05", "school": "Synthetic Primary School"}],
-            "criteria": ["MARAC_CRITERION_VISIBLE_HIGH_RISK"], "survivorAware": true, "consentGiven": true}},
+            "criteria": claims, "survivorAware": true, "consentGiven": true}},
     });
     if let Some(a) = assessment {
         body["assessment_id"] = json!(a);
@@ -121,7 +127,8 @@ async fn the_bugs(p: &Partnership) -> anyhow::Result<String> {
     // ------------------------------------------------------------ professional judgement raises to high
     let judged = dash(p, HOUSING, 5, 4, true).await?;
     assert_eq!((judged["risk"].as_str(), judged["professional_judgement"].as_bool(), judged["marac_criteria_met"].as_bool()), (Some("high"), Some(true), Some(true)), "{judged}");
-    let j = refer(p, HOUSING, 5, "HSG-2026-0205", judged["id"].as_str()).await?;
+    // The referrer names no criterion: the signed summary alone proves it.
+    let j = refer_claiming(p, HOUSING, 5, "HSG-2026-0205", judged["id"].as_str(), &[]).await?;
     let c = case(p, &j).await?;
     assert_eq!((c["meets_criteria"].as_bool(), c["criteria"].clone(), c["risk"].as_str()), (Some(true), json!(["professional_judgement"]), Some("high")), "{c}");
     let evidence = &c["assessment"]["met"][0];
