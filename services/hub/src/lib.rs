@@ -32,6 +32,7 @@ pub mod flood_bench;
 pub mod ledger_bench;
 pub mod limits_bench;
 pub mod local;
+pub mod marac_demo;
 pub mod membership;
 pub mod broker;
 pub mod nats;

@@ -3,7 +3,7 @@
 pub use proto::v1::Kind;
 
 /// Every kind a payload can have, in proto order.
-pub const ALL: [Kind; 18] = [
+pub const ALL: [Kind; 19] = [
     Kind::IdvaReferral,
     Kind::MaracReferral,
     Kind::MaracResearchRequest,
@@ -21,6 +21,7 @@ pub const ALL: [Kind; 18] = [
     Kind::DisclosureRevoke,
     Kind::ConsentChanged,
     Kind::RefugeReferral,
+    Kind::MaracMinutes,
     Kind::PerpetratorEnforcementRequest,
 ];
 
@@ -45,6 +46,7 @@ pub fn name(kind: Kind) -> &'static str {
         Kind::DisclosureRevoke => "disclosure.revoke",
         Kind::ConsentChanged => "consent.changed",
         Kind::RefugeReferral => "housing.refuge_referral",
+        Kind::MaracMinutes => "marac.minutes",
         Kind::PerpetratorEnforcementRequest => "perpetrator.enforcement_request",
     }
 }

@@ -22,6 +22,7 @@ mod keys;
 mod ledger;
 mod ledger_counting;
 mod limits;
+mod marac_cycle;
 mod metrics;
 mod netns;
 mod oidc_login;

@@ -64,8 +64,12 @@ fn expected(service_role: Option<isp::Role>, method: &str, path: &str) -> Option
             | "/console/sanctuary/{id}" | "/console/funding/{id}/spend" | "/console/panel" | "/console/panel/{id}" | "/console/panel/{id}/applications"
             | "/console/panel-applications/{id}/decision") => &["caseworker", "team-manager"],
         (Some(R::Idva | R::Perpetrator), "GET", "/cases") | (Some(R::Idva), "GET", "/engagement") => &["caseworker", "team-manager"],
-        (Some(R::Marac), "GET", "/cases" | "/actions") => &["marac-coordinator", "team-manager"],
-        (Some(R::Marac), "POST", "/actions") => &["marac-coordinator"],
+        (Some(R::Marac), "GET", "/cases" | "/actions" | "/cases/{id}" | "/meetings" | "/meetings/{id}" | "/research" | "/board" | "/figures"
+            | "/console/board" | "/console/cases/{id}" | "/console/meetings/{id}" | "/console/figures") => &["marac-coordinator", "team-manager"],
+        (Some(R::Marac), "POST", "/actions" | "/cases/{id}/screen" | "/cases/{id}/list" | "/cases/{id}/defer" | "/cases/{id}/research" | "/cases/{id}/hearing"
+            | "/cases/{id}/close" | "/meetings" | "/meetings/{id}/attendance" | "/meetings/{id}/minutes" | "/console/meetings" | "/console/cases/{id}/screen"
+            | "/console/cases/{id}/list" | "/console/cases/{id}/defer" | "/console/cases/{id}/research" | "/console/cases/{id}/hearing" | "/console/cases/{id}/close"
+            | "/console/meetings/{id}/attendance" | "/console/meetings/{id}/minutes") => &["marac-coordinator"],
         (Some(R::Reciprocals), "GET", "/applications") => &["reciprocals-coordinator", "team-manager"],
         (Some(R::Reciprocals), "POST", "/applications/{reference}/circulate") => &["reciprocals-coordinator"],
         (Some(R::Reciprocals), "GET", "/fairness") => &["reciprocals-coordinator", "team-manager", "ig-lead"],
