@@ -75,8 +75,8 @@ enum Command {
         /// Keep every database in DIR (default: a temporary directory, removed afterwards).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Which workflow to play: the referral case across the partnership, or a housing and
-        /// IDVA case through risk, casework and deadlines.
+        /// Which workflow to play: the referral case across the partnership, or one service's
+        /// casework (casework: housing and IDVA; marac; perpetrator).
         #[arg(long, value_enum, default_value = "referral")]
         scenario: Scenario,
     },
@@ -449,6 +449,10 @@ enum Scenario {
     Referral,
     /// A housing and IDVA case: a proved risk, IDVA casework, deadlines that fire.
     Casework,
+    /// MARAC's cycle: screening, a meeting, research, the hearing, actions, minutes, figures.
+    Marac,
+    /// A perpetrator pathway: assessment, engagement reported to the IDVA, a repeat, disengagement, enforcement.
+    Perpetrator,
 }
 
 fn env_options(data: PathBuf) -> Options {
@@ -487,29 +491,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             hub.stop().await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { data, scenario: Scenario::Casework } => {
+        Command::Demo { data, scenario } if scenario != Scenario::Referral => {
             runtime::telemetry::init_with_default("warn");
             let temp = tempfile::tempdir()?;
             let dir = data.unwrap_or_else(|| temp.path().to_owned());
-            // Deadlines are looked for every fifth of a second: the scenario moves the clock.
+            // Deadlines are looked for every fifth of a second: the scenarios move the clock.
             let hub = LocalHub::start(Options { deadline_check_every: Some(std::time::Duration::from_millis(200)), ..env_options(dir.clone()) }).await?;
             print_services(&hub);
-            println!("\nplaying the casework scenario (synthetic data), logged in as the demo staff:");
+            let name = clap::ValueEnum::to_possible_value(&scenario).map(|v| v.get_name().to_owned()).unwrap_or_default();
+            println!("\nplaying the {name} scenario (synthetic data), logged in as the demo staff:");
             let logins = hub::staff::Logins::for_hub(&hub);
-            let result = hub::casework_demo::play(&hub, &logins, true).await;
+            let result = match scenario {
+                Scenario::Casework => hub::casework_demo::play(&hub, &logins, true).await.map(|c| c.checks),
+                Scenario::Marac => hub::marac_demo::play(&hub, &logins, true).await,
+                Scenario::Perpetrator => hub::perpetrator_demo::play(&hub, &logins, true).await,
+                Scenario::Referral => unreachable!("played below"),
+            };
             hub.stop().await?;
             match result {
-                Ok(c) => {
-                    println!("\nCASEWORK SCENARIO PASSED: {} checks held.", c.checks.len());
+                Ok(checks) => {
+                    println!("\n{} SCENARIO PASSED: {} checks held.", name.to_uppercase(), checks.len());
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!("\nCASEWORK SCENARIO FAILED: {e:#}");
+                    eprintln!("\n{} SCENARIO FAILED: {e:#}", name.to_uppercase());
                     Ok(ExitCode::FAILURE)
                 }
             }
         }
-        Command::Demo { data, scenario: Scenario::Referral } => {
+        Command::Demo { data, .. } => {
             // The demo prints its own lines; the services' logs stay at warnings unless asked.
             runtime::telemetry::init_with_default("warn");
             let temp = tempfile::tempdir()?;
