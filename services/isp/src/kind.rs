@@ -3,7 +3,7 @@
 pub use proto::v1::Kind;
 
 /// Every kind a payload can have, in proto order.
-pub const ALL: [Kind; 17] = [
+pub const ALL: [Kind; 20] = [
     Kind::IdvaReferral,
     Kind::MaracReferral,
     Kind::MaracResearchRequest,
@@ -21,6 +21,9 @@ pub const ALL: [Kind; 17] = [
     Kind::DisclosureRevoke,
     Kind::ConsentChanged,
     Kind::RefugeReferral,
+    Kind::ReciprocalStatus,
+    Kind::ReciprocalApproval,
+    Kind::ReciprocalUpdate,
 ];
 
 /// The name the policy file and the APIs use for a kind, e.g. `marac.research_request`.
@@ -44,6 +47,9 @@ pub fn name(kind: Kind) -> &'static str {
         Kind::DisclosureRevoke => "disclosure.revoke",
         Kind::ConsentChanged => "consent.changed",
         Kind::RefugeReferral => "housing.refuge_referral",
+        Kind::ReciprocalStatus => "reciprocal.status",
+        Kind::ReciprocalApproval => "reciprocal.approval",
+        Kind::ReciprocalUpdate => "reciprocal.update",
     }
 }
 
