@@ -37,6 +37,7 @@ pub mod nats;
 pub mod partnership;
 pub mod private;
 pub mod processes;
+pub mod reciprocals_demo;
 pub mod staff;
 
 /// Every ledger entry matching `query` (URL query parameters, without `limit` or `after`)

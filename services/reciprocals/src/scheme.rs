@@ -376,6 +376,9 @@ pub enum Verdict {
 /// Judges a completion of the application `f` describes (None: there is no such application).
 pub fn judge_completion(f: Option<&CompletionFacts<'_>>) -> Verdict {
     let Some(f) = f else { return Verdict::SetAside(Reason::UnknownApplication) };
+    if !f.status.is_open() && f.status != Status::Moved {
+        return Verdict::SetAside(Reason::ApplicationClosed);
+    }
     let Some((landlord, property)) = f.offer else { return Verdict::SetAside(Reason::NoOfferAccepted) };
     if f.sender != landlord {
         return Verdict::SetAside(Reason::NotTheOfferingLandlord);
@@ -537,6 +540,7 @@ mod tests {
         assert_eq!(judge_completion(Some(&CompletionFacts { vacating_landlord: "other-homes", ..completion(S::Accepted) })), Verdict::SetAside(Reason::VacatingLandlordMismatch));
         assert_eq!(judge_completion(Some(&CompletionFacts { property_ref: "RH-2", ..completion(S::Accepted) })), Verdict::SetAside(Reason::PropertyMismatch));
         assert_eq!(judge_completion(Some(&completion(S::Withdrawn))), Verdict::SetAside(Reason::ApplicationClosed));
+        assert_eq!(judge_completion(Some(&CompletionFacts { offer: None, ..completion(S::Withdrawn) })), Verdict::SetAside(Reason::ApplicationClosed), "its offer released");
         assert_eq!(judge_completion(Some(&CompletionFacts { rehousing_landlord: "", vacating_landlord: "", property_ref: "", ..completion(S::Accepted) })), Verdict::Count, "unnamed: the sender and the current landlord");
     }
 

@@ -33,6 +33,7 @@ mod policy;
 mod pseudonyms;
 mod ready;
 mod receipts;
+mod reciprocal_scheme;
 mod roles;
 mod rollback;
 mod stream_identity;
