@@ -158,7 +158,7 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     // ---------------------------------------------------------------- circulation
     let (status, circulated) = s.post(SCHEME, &format!("/applications/{reference}/circulate"), json!({})).await?;
     ensure!(status == 201 && circulated["landlords"] == json!([LANDLORD]), "circulated to the landlord with stock in the areas, not the current landlord: {status} {circulated}");
-    let property_request = circulated["sent"][0].as_str().context("the property request")?.to_owned();
+    let property_request = circulated["sent"][0]["envelope_id"].as_str().context("the property request")?.to_owned();
     let held = until("the landlord holding the property request", || async {
         let requests = s.list(LANDLORD, "/property-requests", "envelope_id").await?;
         Ok(requests.as_array().into_iter().flatten().find(|r| r["envelope_id"] == property_request.as_str()).cloned())

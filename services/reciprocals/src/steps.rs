@@ -139,7 +139,8 @@ async fn recipients(ctx: &Ctx, tx: &mut Tx, app: &Application, areas: &Areas, na
 
 /// Sends the anonymised property request (reference, household, areas of choice; never a
 /// name, an address, the excluded areas or the current landlord) to each landlord it fits,
-/// and marks the application circulated, with its reply-by deadline.
+/// and marks the application circulated, with its reply-by deadline. Answers with each send's
+/// outcome (`sent`: envelope id, rule, categories) as `POST /disclosures` does.
 pub async fn circulate(ctx: &Ctx, staff: &Staff, reference: &str, input: &CirculateInput) -> Result<Value, ApiError> {
     check_reference(reference)?;
     let now = ctx.config.clock.now_ms();
@@ -183,7 +184,7 @@ pub async fn circulate(ctx: &Ctx, staff: &Staff, reference: &str, input: &Circul
         };
         let outcome = ctx.send_in(&mut tx, &out).await?;
         store::add_circulation(&mut tx, &app.reference, &Circulation { landlord: landlord.clone(), envelope_id: outcome.envelope_id.clone(), sent_by: staff.id.clone(), sent_at_ms: now }).await?;
-        sent.push(outcome.envelope_id);
+        sent.push(serde_json::to_value(outcome).map_err(ApiError::internal)?);
     }
     app.set(Status::Circulated, None);
     app.circulated_at_ms.get_or_insert(now);

@@ -304,7 +304,7 @@ async fn excluded_areas_are_never_circulated_nor_offered_on(backend: Backend) ->
     p.post(SCHEME, &format!("/landlords/{LANDLORD}"), &json!({"stock_areas": ["Northbridge", "Eastvale"]})).await?;
     let (status, v) = p.post(SCHEME, &format!("/applications/{reference}/circulate"), &json!({})).await?;
     assert_eq!((status, v["landlords"].clone()), (201, json!([LANDLORD])), "{v}");
-    let property_request = v["sent"][0].as_str().unwrap().to_owned();
+    let property_request = v["sent"][0]["envelope_id"].as_str().unwrap().to_owned();
     let opened = eventually("the property request", WAIT, || async { Ok(p.get(LANDLORD, &format!("/inbox/{property_request}")).await.ok()) }).await?;
     let areas = &opened["payload"]["reciprocalPropertyRequest"]["areas"];
     assert!(areas.as_array().unwrap().len() == 5 && !areas.to_string().contains("Northbridge") && opened["subject_ref"] == "", "{opened}");
