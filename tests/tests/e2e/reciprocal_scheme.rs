@@ -16,7 +16,11 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use serde_json::{Value, json};
-use tests::{Backend, Partnership, Role, eventually};
+use tests::{
+    Backend, Partnership, Role,
+    browser::{Browser, User},
+    eventually,
+};
 
 const HOUSING: &str = "housing-northbridge";
 const LANDLORD: &str = "riverside-homes";
@@ -505,6 +509,77 @@ async fn pages_on(backend: Backend) -> anyhow::Result<()> {
     let page = landlord.get(format!("{}/console/reciprocals", p.url(LANDLORD))).send().await?.text().await?;
     assert!(page.contains(&reference) && page.contains("Property requests circulated to us"), "{page}");
     Ok(())
+}
+
+/// Signs in at a service's console.
+async fn sign_in(p: &Partnership, user: &User, service: &str, role: Role) -> anyhow::Result<()> {
+    let staff = format!("demo.{}", role.name());
+    let password = p.logins.account(service, &staff, &[role]).await?;
+    user.goto(&format!("{}/console", p.url(service))).await?;
+    user.fill("#staff_id", &staff).await?;
+    user.fill("#password", &password).await?;
+    user.submit("main form button[type=submit]").await?;
+    anyhow::ensure!(user.url().await?.ends_with("/console"), "{staff} could not sign in");
+    Ok(())
+}
+
+/// The pages in a real browser, each checked with axe-core (WCAG 2.2 AA) and screenshotted:
+/// housing fixes the areas and its named lead approves (a refused form first); the
+/// coordinator's board, application (circulate, then the applicant's decision) and landlords.
+async fn pages_in_a_browser() -> anyhow::Result<()> {
+    let p = Partnership::start(Backend::Sqlite).await?;
+    let id = request(&p, HOUSING, 16, &["Eastvale", "Southmoor", "Westbrook", "Highcross"], &[], HOUSING).await?;
+    let reference = reference_of(&p, &id).await?;
+    at_housing(&p, &reference, "needs_more_areas").await?;
+    let browser = Browser::start("reciprocal-scheme").await?;
+    let lead = browser.user("housing's named lead").await?;
+    sign_in(&p, &lead, HOUSING, Role::TeamManager).await?;
+    lead.goto(&format!("{}/console/reciprocals", p.url(HOUSING))).await?;
+    lead.page("housing-moves").await?;
+    lead.click(&format!("a[href='/console/reciprocals/{reference}']")).await?;
+    lead.page("housing-move-needs-areas").await?;
+    lead.fill("#areas_of_choice", "Eastvale\nSouthmoor\nWestbrook\nHighcross\nRiverside").await?;
+    lead.fill("#excluded_areas", "Northbridge").await?;
+    lead.submit("form[action$='/areas'] button[type=submit]").await?;
+    lead.page("housing-areas-sent").await?;
+    at_housing(&p, &reference, "awaiting_approval").await?;
+    lead.goto(&format!("{}/console/reciprocals/{reference}", p.url(HOUSING))).await?;
+    lead.submit("form[action$='/approval'] button[type=submit]").await?;
+    lead.page("housing-approval-refused-form").await?;
+    anyhow::ensure!(lead.text("main").await?.contains("Choose whether you approve the move"), "the refused form says why");
+    lead.check("#decision").await?;
+    lead.submit("form[action$='/approval'] button[type=submit]").await?;
+    lead.page("housing-approved").await?;
+    at_status(&p, &reference, "approved").await?;
+
+    let coordinator = browser.user("the scheme's coordinator").await?;
+    sign_in(&p, &coordinator, SCHEME, Role::ReciprocalsCoordinator).await?;
+    coordinator.goto(&format!("{}/console/scheme", p.url(SCHEME))).await?;
+    coordinator.page("scheme-board").await?;
+    coordinator.click(&format!("a[href='/console/scheme/applications/{reference}']")).await?;
+    coordinator.page("scheme-application-approved").await?;
+    coordinator.submit("form[action$='/circulate'] button[type=submit]").await?;
+    coordinator.page("scheme-circulated").await?;
+    offer(&p, LANDLORD, &reference, "RH-PROP-2291", "Eastvale").await?;
+    at_status(&p, &reference, "offered").await?;
+    coordinator.goto(&format!("{}/console/scheme/applications/{reference}", p.url(SCHEME))).await?;
+    coordinator.page("scheme-offer-held").await?;
+    coordinator.check("#decision-accepted").await?;
+    coordinator.submit("form[action$='/offer-decision'] button[type=submit]").await?;
+    coordinator.page("scheme-accepted").await?;
+    anyhow::ensure!(coordinator.text("main").await?.contains("The acceptance was recorded"));
+    coordinator.goto(&format!("{}/console/scheme/landlords", p.url(SCHEME))).await?;
+    coordinator.page("scheme-landlords").await?;
+    lead.goto(&format!("{}/console/reciprocals/{reference}", p.url(HOUSING))).await?;
+    at_housing(&p, &reference, "accepted").await?;
+    lead.goto(&format!("{}/console/reciprocals/{reference}", p.url(HOUSING))).await?;
+    lead.page("housing-move-accepted").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_in_a_browser_on_sqlite() -> anyhow::Result<()> {
+    pages_in_a_browser().await
 }
 
 /// `reciprocals_demo`: the whole scenario, every check held.
