@@ -20,7 +20,7 @@ use axum::{
 use isp::{Kind, Outgoing, clear};
 use proto::v1::{Header, Payload, ReciprocalApproval, ReciprocalChange, ReciprocalOfferResponse, ReciprocalPropertyRequest, ReciprocalStage, ReciprocalStatus, ReciprocalUpdate, payload::Body};
 use runtime::{
-    Ctx, Tx,
+    Ctx, SendError, Tx,
     api::{ApiError, Page, clear_field, json_body},
     auth::Staff,
     chronology::{self, Entry},
@@ -398,7 +398,16 @@ async fn send(ctx: &Ctx, staff: &Staff, app: &Application, kind: Kind, action: &
     };
     let at = now(ctx);
     let mut tx = ctx.pool.begin().await?;
-    let sent = ctx.send_in(&mut tx, &out).await?;
+    let sent = match ctx.send_in(&mut tx, &out).await {
+        Ok(sent) => sent,
+        // The refusal is kept (a near miss in the ledger), and nothing else happens.
+        Err(e @ SendError::Denied { .. }) => {
+            tx.commit().await?;
+            ctx.outbox_ready.notify_one();
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     sqlx::query("INSERT INTO reciprocal_actions (envelope_id, application_ref, action, staff_id, at_ms) VALUES ($1, $2, $3, $4, $5)")
         .bind(&sent.envelope_id)
         .bind(&l.application_ref)

@@ -52,7 +52,9 @@ fn waiting_reason(status: Status) -> Option<Reason> {
 }
 
 /// `reciprocal.request`: an application with its reference. It needs five areas of choice
-/// that are not excluded, and a current landlord that is a landlord of the scheme.
+/// that are not excluded, and a current landlord that is a landlord of the scheme. The
+/// request's `approved_by` is not relied on (anyone typing a request could fill it in): only
+/// the current landlord's own signed `reciprocal.approval` approves.
 pub async fn request(ctx: &Ctx, tx: &mut Tx, h: &Header, r: &ReciprocalRequest) -> anyhow::Result<()> {
     let now = ctx.config.clock.now_ms();
     let areas = Areas::new(&r.areas_of_choice, &r.excluded_areas);
