@@ -127,10 +127,6 @@ pub async fn answer_offer(ctx: &Ctx, tx: &mut Tx, reference: &str, offer_envelop
     Ok(sent.unwrap_or_default())
 }
 
-/// The kind of each message this module sends (for the tests of the policy below).
-#[cfg(test)]
-const KINDS: [Kind; 2] = [Kind::ReciprocalStatus, Kind::ReciprocalOfferResponse];
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -138,7 +134,8 @@ mod tests {
     use isp::{Policy, Role, Schema, policy::Request};
     use proto::v1::{ConsentState as C, RiskLevel as R};
 
-    use super::KINDS;
+    /// The kind of each message this module sends.
+    const KINDS: [isp::Kind; 2] = [isp::Kind::ReciprocalStatus, isp::Kind::ReciprocalOfferResponse];
 
     fn shipped() -> (Policy, Schema) {
         let schema = Schema::load().expect("schema");

@@ -45,11 +45,20 @@ pub fn invalid(app: &Application, event: Event, why: Reason, ready: Readiness) -
         status: StatusCode::CONFLICT,
         body: json!({
             "error": "invalid_transition",
-            "detail": format!("{} is not possible on this application: {}", event.label().to_lowercase(), why.label().to_lowercase()),
+            "detail": format!("{}: {}", not_now(event), why.label().to_lowercase()),
             "reason": why.code(),
             "status": app.status.code(),
             "allowed": scheme::allowed(app.status, ready).iter().map(|e| e.code()).collect::<Vec<_>>(),
         }),
+    }
+}
+
+/// What cannot be done, in words.
+fn not_now(event: Event) -> &'static str {
+    match event {
+        Event::Circulate => "the application cannot be circulated now",
+        Event::Accept | Event::RefuseOffer => "no decision on an offer can be recorded now",
+        _ => "that is not possible on this application now",
     }
 }
 
