@@ -11,13 +11,17 @@
 //!   overspent.
 //! - [`panel`]: the weekly domestic abuse points panel and its decisions.
 //! - [`concerns`]: early detectors' concerns and their triage, against a deadline.
+//! - [`reciprocal`]: the reciprocal scheme from a landlord's side: every status of its move
+//!   applications, its named lead's approval, the referrer's new areas or withdrawal, and the
+//!   property requests circulated to it with the answers to its offers.
 //! - [`console`]: the pages for each; [`common`]: what they share.
 //! - Sends: `housing.idva_referral`, `housing.refuge_referral`, `marac.referral`,
-//!   `reciprocal.request`, `perpetrator.referral`, `marac.research_response`, `reciprocal.offer`
-//!   (through the generic `POST /disclosures`).
+//!   `reciprocal.request`, `perpetrator.referral`, `marac.research_response`, `reciprocal.offer`,
+//!   `reciprocal.move_completed` (through the generic `POST /disclosures`); `reciprocal.approval`
+//!   and `reciprocal.update` ([`reciprocal`]).
 //! - Receives: `marac.research_request`, `marac.action`, `reciprocal.property_request` (kept
 //!   as open property requests a landlord can offer against), `reciprocal.offer_response`,
-//!   `perpetrator.engagement_update`, `referral.ack`.
+//!   `reciprocal.status`, `perpetrator.engagement_update`, `referral.ack`.
 
 pub mod common;
 pub mod concerns;
@@ -25,6 +29,7 @@ pub mod console;
 pub mod funding;
 pub mod options;
 pub mod panel;
+pub mod reciprocal;
 pub mod sanctuary;
 pub mod uaf;
 
@@ -44,37 +49,18 @@ impl Agency for Housing {
             Migration { version: 100, description: "housing", sql: include_str!("../migrations/0100_housing.sql") },
             Migration { version: 101, description: "dash to the runtime", sql: include_str!("../migrations/0101_dash_to_runtime.sql") },
             Migration { version: 102, description: "housing casework", sql: include_str!("../migrations/0102_casework.sql") },
+            Migration { version: 121, description: "reciprocal scheme", sql: include_str!("../migrations/0121_reciprocal_scheme.sql") },
         ]
     }
 
     async fn on_receive(&self, ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> anyhow::Result<()> {
         let h = &opened.header;
         match &opened.payload.body {
-            Some(Body::ReciprocalPropertyRequest(p)) => {
-                let household = p.household.clone().unwrap_or_default();
-                sqlx::query(
-                    "INSERT INTO property_requests (application_ref, envelope_id, coordinator, areas, bedrooms_needed, status, received_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, 'open', $6) ON CONFLICT DO NOTHING",
-                )
-                .bind(&p.application_ref)
-                .bind(&h.envelope_id)
-                .bind(&h.sender)
-                .bind(ctx.seal_at_rest(&p.areas.join(","))?)
-                .bind(household.bedrooms_needed as i64)
-                .bind(isp::now_ms())
-                .execute(&mut **tx)
-                .await?;
-            }
-            Some(Body::ReciprocalOfferResponse(r)) => {
-                sqlx::query("UPDATE property_requests SET status = $1 WHERE application_ref = $2")
-                    .bind(if r.accepted { "offer_accepted" } else { "offer_refused" })
-                    .bind(&r.application_ref)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            _ => {}
+            Some(Body::ReciprocalPropertyRequest(p)) => reciprocal::property_request_received(ctx, tx, h, p).await,
+            Some(Body::ReciprocalOfferResponse(r)) => reciprocal::offer_response_received(ctx, tx, h, r).await,
+            Some(Body::ReciprocalStatus(s)) => reciprocal::status_received(ctx, tx, h, s).await,
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn routes(&self) -> Router<Ctx> {
@@ -97,6 +83,7 @@ impl Agency for Housing {
             .route("/concerns", post(concerns::post).get(concerns::list))
             .route("/concerns/{id}", get(concerns::get_one))
             .route("/concerns/{id}/triage", post(concerns::post_triage))
+            .merge(reciprocal::routes())
             .merge(console::routes())
     }
 
@@ -163,15 +150,29 @@ pub const RULES: &[Rule] = &[
     content("GET", "/console/panel/{id}", DA_TEAM),
     rule("POST", "/console/panel/{id}/applications", DA_TEAM),
     rule("POST", "/console/panel-applications/{id}/decision", DA_TEAM),
+    // The reciprocal scheme: the named lead who approves a tenant's move is a team manager,
+    // acting from their own login.
+    content("GET", "/reciprocal-applications", DA_TEAM),
+    content("GET", "/reciprocal-applications/{reference}", DA_TEAM),
+    rule("POST", "/reciprocal-applications/{reference}/approval", Allow::Roles(&[Role::TeamManager])),
+    rule("POST", "/reciprocal-applications/{reference}/areas", DA_TEAM),
+    rule("POST", "/reciprocal-applications/{reference}/withdraw", DA_TEAM),
+    rule("GET", "/console/reciprocals", DA_TEAM),
+    content("GET", "/console/reciprocals/{reference}", DA_TEAM),
+    rule("POST", "/console/reciprocals/{reference}/approval", Allow::Roles(&[Role::TeamManager])),
+    rule("POST", "/console/reciprocals/{reference}/areas", DA_TEAM),
+    rule("POST", "/console/reciprocals/{reference}/withdraw", DA_TEAM),
 ];
 
 /// `GET /property-requests`, paged by `envelope_id`.
 async fn property_requests(State(ctx): State<Ctx>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
-    let rows = page.rows(&ctx.pool, "SELECT application_ref, envelope_id, coordinator, areas, bedrooms_needed, status, received_at_ms FROM property_requests", "envelope_id").await?;
+    let rows = page
+        .rows(&ctx.pool, "SELECT application_ref, envelope_id, coordinator, areas, bedrooms_needed, status, reason, received_at_ms, updated_at_ms FROM property_requests", "envelope_id")
+        .await?;
     let items = rows
         .iter()
         .map(|r| {
-            let mut v = runtime::api::row_json(r, &["application_ref", "envelope_id", "coordinator", "status"], &["bedrooms_needed", "received_at_ms"], &[]);
+            let mut v = runtime::api::row_json(r, &["application_ref", "envelope_id", "coordinator", "status", "reason"], &["bedrooms_needed", "received_at_ms", "updated_at_ms"], &[]);
             v["areas"] = runtime::api::opened_list(&ctx, r, "areas")?;
             Ok(v)
         })

@@ -41,7 +41,8 @@ pub struct Report {
     pub delivered: BTreeMap<String, String>,
     pub near_misses: Vec<String>,
     pub ledger_entries: u64,
-    /// Receipts the recipients' services sent on their own (delivered, opened).
+    /// Receipts the recipients' services sent on their own (delivered, opened), and the
+    /// reciprocal scheme's status messages.
     pub automatic_receipts: usize,
     /// The tree size of the signed checkpoint every agency witnessed.
     pub checkpoint_size: u64,
@@ -159,6 +160,19 @@ impl Script<'_> {
         }
     }
 
+    /// Waits until the reciprocal scheme holds application `reference` at `status`.
+    pub(crate) async fn scheme_status(&self, reference: &str, status: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let app = self.get("reciprocals-scheme", &format!("/applications/{reference}")).await?;
+            if app["status"] == status {
+                return Ok(());
+            }
+            ensure!(Instant::now() < deadline, "application {reference} never reached {status} (it is {})", app["status"]);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub(crate) async fn ack(&mut self, agency: &str, id: &str, status: &str, reason: &str) -> anyhow::Result<String> {
         self.delivered(id).await?;
         let sender = self.get(agency, &format!("/inbox/{id}")).await?["sender"].as_str().unwrap_or_default().to_owned();
@@ -258,8 +272,7 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
             "subject": subject, "case_ref": "HSG-2026-0042",
             "payload": {"reciprocalRequest": {"referrer": referrer, "applicant": survivor, "currentLandlord": housing, "tenure": "secure",
                 "household": {"adults": 1, "children": 2, "bedroomsNeeded": 2},
-                "areasOfChoice": ["Eastvale", "Southmoor", "Westbrook", "Highcross", "Riverside"], "excludedAreas": ["Northbridge"],
-                "approvedBy": "Demo Landlord Lead"}}}), false)
+                "areasOfChoice": ["Eastvale", "Southmoor", "Westbrook", "Highcross", "Riverside"], "excludedAreas": ["Northbridge"]}}}), false)
         .await?;
     s.ack("reciprocals-scheme", &move_request, "accepted", "").await?;
     let applications = s.get("reciprocals-scheme", "/applications").await?;
@@ -273,7 +286,14 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     if print {
         println!("  reciprocals-scheme assigns application reference {reference}");
     }
-    let (status, circulated) = s.post("reciprocals-scheme", &format!("/applications/{reference}/circulate"), json!({"landlords": [landlord], "reply_by": "2026-12-15"})).await?;
+    // Housing is the applicant's current landlord: its named lead approves, from their own
+    // login, before anything is circulated.
+    s.scheme_status(&reference, "awaiting_approval").await?;
+    let (status, approval) = s.post(housing, &format!("/reciprocal-applications/{reference}/approval"), json!({"decision": "approved"})).await?;
+    let approval = s.outcome(housing, "reciprocals-scheme", "reciprocalApproval (named lead)", status, approval, false)?;
+    s.delivered(&approval).await?;
+    s.scheme_status(&reference, "approved").await?;
+    let (status, circulated) = s.post("reciprocals-scheme", &format!("/applications/{reference}/circulate"), json!({"landlords": [landlord]})).await?;
     ensure!(status == 201, "circulating the property request failed: {circulated}");
     for sent in circulated["sent"].as_array().into_iter().flatten() {
         let id = s.outcome("reciprocals-scheme", landlord, "reciprocalPropertyRequest (anonymised)", 201, sent.clone(), false)?;
@@ -285,9 +305,11 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
             "payload": {"reciprocalOffer": {"applicationRef": reference, "propertyRef": "RH-PROP-2291", "area": "Eastvale", "bedrooms": 2, "availableFrom": "2027-01-04", "landlord": landlord}}}), false)
         .await?;
     s.delivered(&offer).await?;
-    s.disclose("reciprocals-scheme", json!({"to": landlord, "purpose": "rehousing", "lawful_basis": "uk-gdpr-6-1-e", "case_ref": reference, "in_reply_to": offer,
-        "payload": {"reciprocalOfferResponse": {"applicationRef": reference, "propertyRef": "RH-PROP-2291", "accepted": true}}}), false)
-        .await?;
+    // The applicant accepts; the coordinator records it and the landlord is answered.
+    s.scheme_status(&reference, "offered").await?;
+    let (status, decided) = s.post("reciprocals-scheme", &format!("/applications/{reference}/offer-decision"), json!({"decision": "accepted"})).await?;
+    ensure!(status == 200, "recording the applicant's acceptance failed: {decided}");
+    s.outcome("reciprocals-scheme", landlord, "reciprocalOfferResponse", 201, json!({"envelope_id": decided["answer_envelope_id"]}), false)?;
     let moved = s
         .disclose(landlord, json!({"to": "reciprocals-scheme", "purpose": "rehousing", "lawful_basis": "uk-gdpr-6-1-e", "case_ref": reference,
             "payload": {"reciprocalMoveCompleted": {"applicationRef": reference, "propertyRef": "RH-PROP-2291", "movedOn": "2027-01-11",
@@ -333,9 +355,12 @@ async fn check(s: &mut Script<'_>, referrals: &[&str]) -> anyhow::Result<()> {
         let inbox = s.list(agency, "/inbox", "stream_seq").await?;
         let fresh: Vec<&Value> =
             inbox.as_array().into_iter().flatten().filter(|e| !before.iter().any(|b| e["envelope_id"].as_str() == Some(b.as_str()))).collect();
-        // Receipts the services sent on their own (delivered, opened) are not the script's.
+        // Receipts the services sent on their own (delivered, opened), and the reciprocal
+        // scheme's status messages, are not the script's.
         let delivered = &s.report.delivered;
-        let automatic = |e: &Value| e["kind"] == json!("referral.ack") && !delivered.contains_key(e["envelope_id"].as_str().unwrap_or_default());
+        let automatic = |e: &Value| {
+            (e["kind"] == json!("referral.ack") || e["kind"] == json!("reciprocal.status")) && !delivered.contains_key(e["envelope_id"].as_str().unwrap_or_default())
+        };
         let receipts = fresh.iter().filter(|e| automatic(e)).count();
         let mut mine: Vec<&str> = fresh.iter().filter(|e| !automatic(e)).filter_map(|e| e["envelope_id"].as_str()).collect();
         mine.sort();

@@ -40,6 +40,7 @@ pub mod partnership;
 pub mod perpetrator_demo;
 pub mod private;
 pub mod processes;
+pub mod reciprocals_demo;
 pub mod staff;
 
 /// Every ledger entry matching `query` (URL query parameters, without `limit` or `after`)

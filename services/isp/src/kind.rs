@@ -3,7 +3,7 @@
 pub use proto::v1::Kind;
 
 /// Every kind a payload can have, in proto order.
-pub const ALL: [Kind; 19] = [
+pub const ALL: [Kind; 22] = [
     Kind::IdvaReferral,
     Kind::MaracReferral,
     Kind::MaracResearchRequest,
@@ -22,6 +22,9 @@ pub const ALL: [Kind; 19] = [
     Kind::ConsentChanged,
     Kind::RefugeReferral,
     Kind::MaracMinutes,
+    Kind::ReciprocalStatus,
+    Kind::ReciprocalApproval,
+    Kind::ReciprocalUpdate,
     Kind::PerpetratorEnforcementRequest,
 ];
 
@@ -48,6 +51,9 @@ pub fn name(kind: Kind) -> &'static str {
         Kind::RefugeReferral => "housing.refuge_referral",
         Kind::MaracMinutes => "marac.minutes",
         Kind::PerpetratorEnforcementRequest => "perpetrator.enforcement_request",
+        Kind::ReciprocalStatus => "reciprocal.status",
+        Kind::ReciprocalApproval => "reciprocal.approval",
+        Kind::ReciprocalUpdate => "reciprocal.update",
     }
 }
 

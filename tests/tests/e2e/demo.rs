@@ -8,18 +8,19 @@ use tests::{Backend, Partnership};
 async fn demo_on(backend: Backend) -> anyhow::Result<()> {
     let p = Partnership::start(backend).await?;
     let report = hub::demo::play(&p.hub, &p.logins, false).await?;
-    assert_eq!(report.delivered.len(), 20, "the script makes 20 allowed disclosures");
+    assert_eq!(report.delivered.len(), 21, "the script makes 21 allowed disclosures");
     assert_eq!(report.near_misses.len(), 1, "the perpetrator referral with the survivor's address is refused once");
 
     // Exactly once, counted independently of the script: every recipient's inbox holds each
-    // of its envelopes once and nothing else but the receipts services send on their own.
+    // of its envelopes once and nothing else but the receipts services send on their own (and
+    // the reciprocal scheme's status messages).
     let mut expected: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (id, to) in &report.delivered {
         expected.entry(to.as_str()).or_default().push(id.as_str());
     }
     for (agency, ids) in &expected {
         let inbox = p.get(agency, "/inbox").await?;
-        let automatic = |e: &&serde_json::Value| e["kind"] == "referral.ack" && !report.delivered.contains_key(e["envelope_id"].as_str().unwrap());
+        let automatic = |e: &&serde_json::Value| (e["kind"] == "referral.ack" || e["kind"] == "reciprocal.status") && !report.delivered.contains_key(e["envelope_id"].as_str().unwrap());
         let mut got: Vec<&str> = inbox.as_array().unwrap().iter().filter(|e| !automatic(e)).map(|e| e["envelope_id"].as_str().unwrap()).collect();
         got.sort();
         let mut want = ids.clone();
@@ -35,7 +36,7 @@ async fn demo_on(backend: Backend) -> anyhow::Result<()> {
     for id in report.delivered.keys() {
         assert_eq!(disclosures.iter().filter(|d| **d == id.as_str()).count(), 1, "ledger lacks {id} or holds it twice");
     }
-    assert_eq!(disclosures.len(), 20 + report.automatic_receipts, "every other disclosure entry is an automatic receipt");
+    assert_eq!(disclosures.len(), 21 + report.automatic_receipts, "every other disclosure entry is an automatic receipt or status");
     assert!(report.automatic_receipts >= 14, "a delivered and an opened receipt per referral: {}", report.automatic_receipts);
     let near: Vec<&serde_json::Value> = ledger.iter().filter(|e| e["entry_type"] == "near_miss").collect();
     assert_eq!(near.len(), 1);

@@ -35,6 +35,7 @@ mod policy;
 mod pseudonyms;
 mod ready;
 mod receipts;
+mod reciprocal_scheme;
 mod roles;
 mod rollback;
 mod stream_identity;

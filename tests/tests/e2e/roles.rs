@@ -53,6 +53,10 @@ fn expected(service_role: Option<isp::Role>, method: &str, path: &str) -> Option
             | "/console/cases/{id}/completed" | "/console/cases/{id}/enforcement" | "/console/cases/{id}/engagement-updates" | "/console/perpetrators") => &["caseworker", "team-manager"],
         (Some(R::Housing), "GET", "/property-requests") => &["caseworker", "team-manager", "reciprocals-coordinator"],
         (Some(R::Housing), "POST", "/funding-requests/{id}/decision" | "/console/funding/{id}/decision") => &["team-manager"],
+        (Some(R::Housing), "POST", "/reciprocal-applications/{reference}/approval" | "/console/reciprocals/{reference}/approval") => &["team-manager"],
+        (Some(R::Housing), "GET" | "POST",
+            "/reciprocal-applications" | "/reciprocal-applications/{reference}" | "/reciprocal-applications/{reference}/areas" | "/reciprocal-applications/{reference}/withdraw"
+            | "/console/reciprocals" | "/console/reciprocals/{reference}" | "/console/reciprocals/{reference}/areas" | "/console/reciprocals/{reference}/withdraw") => &["caseworker", "team-manager"],
         (Some(R::Housing), "GET" | "POST", "/console/concerns/new") | (Some(R::Housing), "POST", "/concerns") => &["caseworker", "team-manager", "agency-admin", "marac-coordinator", "reciprocals-coordinator", "ig-lead", "auditor"],
         (Some(R::Housing), "GET" | "POST",
             "/universal-assessments" | "/universal-assessments/{id}" | "/housing-routes" | "/sanctuary-schemes" | "/sanctuary-schemes/{id}/survey"
@@ -70,8 +74,12 @@ fn expected(service_role: Option<isp::Role>, method: &str, path: &str) -> Option
             | "/cases/{id}/close" | "/meetings" | "/meetings/{id}/attendance" | "/meetings/{id}/minutes" | "/console/meetings" | "/console/cases/{id}/screen"
             | "/console/cases/{id}/list" | "/console/cases/{id}/defer" | "/console/cases/{id}/research" | "/console/cases/{id}/hearing" | "/console/cases/{id}/close"
             | "/console/meetings/{id}/attendance" | "/console/meetings/{id}/minutes") => &["marac-coordinator"],
-        (Some(R::Reciprocals), "GET", "/applications") => &["reciprocals-coordinator", "team-manager"],
-        (Some(R::Reciprocals), "POST", "/applications/{reference}/circulate") => &["reciprocals-coordinator"],
+        (Some(R::Reciprocals), "GET",
+            "/applications" | "/applications/{reference}" | "/board" | "/landlords" | "/set-aside" | "/console/scheme" | "/console/scheme/applications/{reference}"
+            | "/console/scheme/landlords") => &["reciprocals-coordinator", "team-manager"],
+        (Some(R::Reciprocals), "POST",
+            "/applications/{reference}/circulate" | "/applications/{reference}/offer-decision" | "/landlords/{landlord}"
+            | "/console/scheme/applications/{reference}/circulate" | "/console/scheme/applications/{reference}/offer-decision" | "/console/scheme/landlords") => &["reciprocals-coordinator"],
         (Some(R::Reciprocals), "GET", "/fairness") => &["reciprocals-coordinator", "team-manager", "ig-lead"],
         _ => return None,
     })

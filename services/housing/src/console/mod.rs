@@ -1,6 +1,6 @@
 //! Housing's console pages: a survivor's housing casework (the universal assessment, the
-//! route chosen, refuge referrals, sanctuary, flexible funding), the points panel, and early
-//! detectors' concerns with the team's queue.
+//! route chosen, refuge referrals, sanctuary, flexible funding), the points panel, early
+//! detectors' concerns with the team's queue, and the reciprocal scheme's moves.
 //!
 //! Every page does its work through the same functions as the JSON API (a page can do nothing
 //! the API would refuse). Survivors' names travel only in POST bodies, never in a URL; pages
@@ -10,6 +10,7 @@
 mod casework;
 mod concerns;
 mod panel;
+mod reciprocal;
 mod uaf;
 
 use axum::{
@@ -29,6 +30,7 @@ pub const NAV: &[Nav] = &[
     Nav { href: "/console/housing", label: "Housing casework" },
     Nav { href: "/console/panel", label: "Points panel" },
     Nav { href: "/console/concerns", label: "Concerns" },
+    Nav { href: reciprocal::LIST, label: "Reciprocal moves" },
     Nav { href: CONCERN_FORM, label: "Raise a concern" },
 ];
 
@@ -52,6 +54,11 @@ pub fn routes() -> Router<Ctx> {
         .route("/console/concerns", get(concerns::queue))
         .route("/console/concerns/{id}", get(concerns::concern))
         .route("/console/concerns/{id}/triage", post(concerns::triage))
+        .route(reciprocal::LIST, get(reciprocal::list))
+        .route("/console/reciprocals/{reference}", get(reciprocal::application))
+        .route("/console/reciprocals/{reference}/approval", post(reciprocal::post_approval))
+        .route("/console/reciprocals/{reference}/areas", post(reciprocal::post_areas))
+        .route("/console/reciprocals/{reference}/withdraw", post(reciprocal::post_withdraw))
 }
 
 /// A page's error as a problem about `field` (its detail never repeats request content).
