@@ -76,7 +76,7 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
         /// Which workflow to play: the referral case across the partnership, or one service's
-        /// casework (casework: housing and IDVA; marac; perpetrator).
+        /// casework (casework: housing and IDVA; marac; reciprocals; perpetrator).
         #[arg(long, value_enum, default_value = "referral")]
         scenario: Scenario,
     },
@@ -451,6 +451,8 @@ enum Scenario {
     Casework,
     /// MARAC's cycle: screening, a meeting, research, the hearing, actions, minutes, figures.
     Marac,
+    /// The managed reciprocal scheme: approval, circulation, offers, a move, the balances.
+    Reciprocals,
     /// A perpetrator pathway: assessment, engagement reported to the IDVA, a repeat, disengagement, enforcement.
     Perpetrator,
 }
@@ -505,6 +507,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Scenario::Casework => hub::casework_demo::play(&hub, &logins, true).await.map(|c| c.checks),
                 Scenario::Marac => hub::marac_demo::play(&hub, &logins, true).await,
                 Scenario::Perpetrator => hub::perpetrator_demo::play(&hub, &logins, true).await,
+                Scenario::Reciprocals => hub::reciprocals_demo::play(&hub, &logins, true).await,
                 Scenario::Referral => unreachable!("played below"),
             };
             hub.stop().await?;
