@@ -64,6 +64,13 @@ pub fn deadline_label(code: &str) -> &str {
         deadlines::REFER_MARAC => "Refer to MARAC (high DASH result)",
         chronology::FLAG_REVIEW => "Review the flag",
         "concern_triage" => "Triage the early detector's concern",
+        "perpetrator_disengaged" => "Review the safety plan: the perpetrator disengaged",
+        "marac_research_reply" => "Reply to MARAC's research request",
+        "marac_action_due" => "Complete the MARAC action",
+        "reciprocal_approve" => "Named lead's approval of the reciprocal request",
+        "reciprocal_circulate" => "Circulate the reciprocal request",
+        "reciprocal_reply" => "Landlords' replies to the property request",
+        "reciprocal_decide" => "The applicant's decision on the offer",
         _ => code,
     }
 }
