@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
 
+use crate::demo::until;
 use crate::{
     demo::{SURVIVOR_DOB, SURVIVOR_NAME, Script, dash_answers},
     local::LocalHub,
@@ -39,22 +40,6 @@ impl Casework {
             println!("  ok  {what}");
         }
         self.checks.push(what);
-    }
-}
-
-/// Polls until `f` yields a value (the services work asynchronously), for up to a minute.
-async fn until<T, F, Fut>(what: &str, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        ensure!(std::time::Instant::now() < deadline, "{what} did not happen within a minute");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -181,6 +181,38 @@ impl Script<'_> {
     }
 }
 
+/// Polls until `f` yields a value (the services work asynchronously), for up to a minute.
+pub(crate) async fn until<T, F, Fut>(what: &str, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f().await? {
+            return Ok(v);
+        }
+        ensure!(Instant::now() < deadline, "{what} did not happen within a minute");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The checks of a scenario that held, each printed with `ok` as it holds.
+pub(crate) struct Checks {
+    pub(crate) print: bool,
+    pub(crate) held: Vec<String>,
+}
+
+impl Checks {
+    pub(crate) fn ok(&mut self, what: impl Into<String>) {
+        let what = what.into();
+        if self.print {
+            println!("  ok  {what}");
+        }
+        self.held.push(what);
+    }
+}
+
 /// Plays the demo case on a running partnership and checks the outcome.
 pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Result<Report> {
     let mut s = Script { hub, logins, report: Report::default(), print, before: BTreeMap::new(), near_misses_before: 0 };

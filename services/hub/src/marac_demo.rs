@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
 
+use crate::demo::{Checks, until};
 use crate::{
     demo::{Script, dash_answers},
     local::LocalHub,
@@ -26,38 +27,6 @@ const IDVA: &str = "idva-northbridge";
 const MARAC: &str = "marac-northbridge";
 const RIVERSIDE: &str = "riverside-homes";
 const DAY_MS: i64 = 86_400_000;
-
-/// The checks that held, each printed with `ok` as it holds.
-struct Checks {
-    print: bool,
-    held: Vec<String>,
-}
-
-impl Checks {
-    fn ok(&mut self, what: impl Into<String>) {
-        let what = what.into();
-        if self.print {
-            println!("  ok  {what}");
-        }
-        self.held.push(what);
-    }
-}
-
-/// Polls until `f` yields a value (the services work asynchronously), for up to a minute.
-async fn until<T, F, Fut>(what: &str, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        ensure!(std::time::Instant::now() < deadline, "{what} did not happen within a minute");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// Moves the partnership's clock to `at_ms` (and an hour past it), if it is not there yet.
 fn move_clock_past(hub: &LocalHub, at_ms: i64) {

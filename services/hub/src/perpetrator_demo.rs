@@ -13,11 +13,11 @@
 //! survivor (through her advocate) wants an injunction: the pathway asks housing, which
 //! accepts, and the answer is on the pathway's case.
 
-use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
 
+use crate::demo::{Checks, until};
 use crate::{
     demo::{Script, dash_answers},
     local::LocalHub,
@@ -34,38 +34,6 @@ const PATHWAY: &str = "perpetrator-pathways";
 const HIS_NAME: &str = "Barnaby Synthetic-Harmer";
 const SURVIVOR_ADDRESS: &str = "17 Synthetic Lane, Northbridge NB1 9ZZ";
 const SURVIVOR_PHONE: &str = "07700 900123";
-
-/// Polls until `f` yields a value (the services work asynchronously), for up to a minute.
-async fn until<T, F, Fut>(what: &str, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        ensure!(std::time::Instant::now() < deadline, "{what} did not happen within a minute");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The checks that held, printed as they pass.
-struct Checks {
-    print: bool,
-    held: Vec<String>,
-}
-
-impl Checks {
-    fn ok(&mut self, what: impl Into<String>) {
-        let what = what.into();
-        if self.print {
-            println!("  ok  {what}");
-        }
-        self.held.push(what);
-    }
-}
 
 /// A console page as a browser gets it: status and HTML.
 async fn page(s: &Script<'_>, agency: &str, path: &str) -> anyhow::Result<(u16, String)> {
@@ -193,7 +161,7 @@ pub async fn play(hub: &LocalHub, logins: &Logins, print: bool) -> anyhow::Resul
     })
     .await?;
     let (_, dashboard) = page(&s, IDVA, "/console").await?;
-    ensure!(dashboard.contains("perpetrator_disengaged"), "the dashboard lists the escalation");
+    ensure!(dashboard.contains("Review the safety plan: the perpetrator disengaged"), "the dashboard lists the escalation");
     c.ok("he disengages: the IDVA case carries the alert at once (in the update's own transaction), and the dashboard escalates it");
 
     // ---------------------------------------------------------------- enforcement, survivor-led

@@ -11,50 +11,21 @@
 //! completion is sent twice and counted once; the balances move by one each way, and the
 //! referrer has seen every status.
 
-use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
 
-use crate::{demo::Script, local::LocalHub, staff::Logins};
+use crate::{
+    demo::{Checks, Script, until},
+    local::LocalHub,
+    staff::Logins,
+};
 
 const HOUSING: &str = "housing-northbridge";
 const LANDLORD: &str = "riverside-homes";
 const SCHEME: &str = "reciprocals-scheme";
 const APPLICANT: &str = "Wilhelmina Synthetic-Mover";
 const APPLICANT_DOB: &str = "1988-02-14";
-
-/// The checks that held, printed as they do.
-struct Checks {
-    held: Vec<String>,
-    print: bool,
-}
-
-impl Checks {
-    fn ok(&mut self, what: impl Into<String>) {
-        let what = what.into();
-        if self.print {
-            println!("  ok  {what}");
-        }
-        self.held.push(what);
-    }
-}
-
-/// Polls until `f` yields a value (the services work asynchronously), for up to a minute.
-async fn until<T, F, Fut>(what: &str, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        ensure!(std::time::Instant::now() < deadline, "{what} did not happen within a minute");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
 
 /// Housing's view of the application its request `request` opened, once it is at `status`.
 async fn at_housing(s: &Script<'_>, request: &str, status: &str) -> anyhow::Result<Value> {

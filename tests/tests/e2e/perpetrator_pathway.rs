@@ -284,7 +284,7 @@ async fn disengagement_alerts_her_case_at_once_on(backend: Backend) -> anyhow::R
     })
     .await?;
     let (_, _, dashboard) = page(&p, IDVA, "/console", None).await?;
-    assert!(dashboard.contains("perpetrator_disengaged"), "the dashboard: {dashboard}");
+    assert!(dashboard.contains("Review the safety plan: the perpetrator disengaged"), "the dashboard: {dashboard}");
     let (_, _, html) = page(&p, IDVA, &format!("/console/cases/{idva_id}"), None).await?;
     assert!(html.contains("The perpetrator disengaged") && html.contains("Reviewing the safety plan: the perpetrator disengaged") && html.contains("safety-plan-reviewed"), "{html}");
     let (_, _, caseload) = page(&p, IDVA, "/console/cases", None).await?;
