@@ -80,6 +80,13 @@ fn what(kind: &str) -> &str {
         "perpetrator.referral" => "a referral of the person who harmed you to a perpetrator programme",
         "perpetrator.engagement_update" => "an update on how the person who harmed you is engaging with a programme",
         "referral.ack" => "an acknowledgement of a referral",
+        "housing.refuge_referral" => "a referral for a place in a refuge",
+        "marac.minutes" => "the minutes of the MARAC meeting that heard your case",
+        "reciprocal.status" => "news of where your reciprocal move had got to",
+        "reciprocal.approval" => "the landlord's approval of your reciprocal move request",
+        "reciprocal.update" => "a change to your reciprocal move request",
+        "perpetrator.enforcement_request" => "a request to a housing provider to act against the person who harmed you",
+        "disclosure.revoke" => "the withdrawal of something shared earlier",
         other => other,
     }
 }

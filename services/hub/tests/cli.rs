@@ -31,7 +31,7 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
     let demo = hub(&["demo", "--data", data], "debug");
     let (stdout, stderr) = (text(&demo.stdout), text(&demo.stderr));
     assert!(demo.status.success(), "hub demo failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("OK: 20 disclosures delivered and stored exactly once"), "{stdout}");
+    assert!(stdout.contains("OK: 21 disclosures delivered and stored exactly once"), "{stdout}");
     assert!(stdout.contains("DENIED  rule=roles.perpetrator.never"), "{stdout}");
     // The logs are really there (debug level, every service)...
     assert!(stderr.contains("envelope received and stored"), "no service logs captured:\n{stderr}");
@@ -49,12 +49,13 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
     let list = hub(&["audit", "list", "--data", data, "--json"], "warn");
     assert!(list.status.success());
     let entries: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).expect("audit list --json prints JSON");
-    // The demo's disclosures, receipts, consent records, near miss and its five staff
-    // acknowledgements (signed `acknowledged` events); besides them, the
+    // The demo's disclosures (the reciprocal scheme's approval and status messages among
+    // them), receipts, consent records, near miss and its staff acknowledgements (signed
+    // `acknowledged` events); besides them, the
     // access log of its staff (every content read and every refused attempt; how many
     // depends on how often the demo looked before a delivery arrived).
     let (accessed, sharing): (Vec<_>, Vec<_>) = entries.iter().partition(|e| e["entry_type"] == "accessed");
-    assert_eq!(sharing.len(), 44);
+    assert_eq!(sharing.len(), 51);
     assert!(text(&verify.stdout).starts_with(&format!("ledger OK: {} entries, ", entries.len())), "{}", text(&verify.stdout));
     assert!(accessed.iter().all(|e| e["staff_id"].as_str().is_some_and(|s| s.starts_with("demo.")) && e["verified"] == true), "{accessed:?}");
     assert!(accessed.iter().any(|e| e["rule"] == "GET /inbox/{id}" && e["reason"] == "allowed"), "no content read was recorded");
@@ -114,7 +115,7 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
     let sar = hub(&["audit", "subject-access", "--data", data, "--name", " zephyrine QUILLFEATHER-demo ", "--dob", SURVIVOR_DOB, "--out", bundle_file.to_str().unwrap()], "warn");
     assert!(sar.status.success(), "{}", text(&sar.stderr));
     let summary = text(&sar.stderr);
-    assert!(summary.contains("32 record(s) about you: 11 time(s) information about you was shared between agencies (and 18 acknowledgement(s)"), "{summary}");
+    assert!(summary.contains("39 record(s) about you: 18 time(s) information about you was shared between agencies (and 18 acknowledgement(s)"), "{summary}");
     assert!(summary.contains("without your consent") && summary.contains("it was stopped before anything was sent"), "{summary}");
     assert!(summary.contains("recorded your consent as given"), "{summary}");
     let bundle = std::fs::read_to_string(&bundle_file).unwrap();
@@ -122,7 +123,7 @@ fn demo_then_audit_verify_and_list_and_a_tampered_ledger_fails_at_its_entry() {
         assert!(!bundle.contains(secret) && !summary.contains(secret), "{secret:?} is in the subject access bundle");
     }
     let checked = hub(&["audit", "verify-proof", bundle_file.to_str().unwrap(), "--data", data], "warn");
-    assert!(text(&checked.stdout).starts_with("bundle OK: 32 entries"), "{}{}", text(&checked.stdout), text(&checked.stderr));
+    assert!(text(&checked.stdout).starts_with("bundle OK: 39 entries"), "{}{}", text(&checked.stdout), text(&checked.stderr));
     std::fs::write(&bundle_file, bundle.replacen("\"recipient\": \"idva-northbridge\"", "\"recipient\": \"marac-northbridge\"", 1)).unwrap();
     let checked = hub(&["audit", "verify-proof", bundle_file.to_str().unwrap(), "--data", data], "warn");
     assert!(!checked.status.success() && text(&checked.stdout).starts_with("bundle FAILED"), "{}", text(&checked.stdout));
