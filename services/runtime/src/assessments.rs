@@ -121,6 +121,7 @@ pub async fn record(ctx: &Ctx, staff: &Staff, input: &DashInput) -> Result<Value
     isp::clear::optional("case_ref", &input.case_ref, isp::clear::is_case_ref, isp::clear::CASE_REF).map_err(clear_field)?;
     let isp = ctx.isp();
     let subject_ref = crate::api::subject_ref_of(&isp, input.subject.as_ref(), input.subject_ref.as_deref())?;
+    chronology::check_note("judgement_reason", &input.judgement_reason)?;
     let now = ctx.config.clock.now_ms();
     let mut summary = assess(input, &chronology::date_of(now), &staff.id).map_err(ApiError::bad_request)?;
     let id = uuid::Uuid::now_v7().to_string();

@@ -73,8 +73,21 @@ pub async fn add(tx: &mut Tx, e: &Entry) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// The most characters a note (a chronology note, a flag's note, a judgement's reason) holds:
+/// room for what happened, not for a pasted document.
+pub const NOTE_MAX: usize = 10_000;
+
+/// Refuses a note longer than [`NOTE_MAX`], naming the field, never repeating the text.
+pub fn check_note(field: &str, text: &str) -> Result<(), ApiError> {
+    if text.chars().count() > NOTE_MAX {
+        return Err(ApiError::bad_request(format!("{field} is longer than {NOTE_MAX} characters")));
+    }
+    Ok(())
+}
+
 /// Adds an event whose free text is sealed to the agency's key first.
 pub async fn add_note(ctx: &Ctx, tx: &mut Tx, mut e: Entry, text: &str) -> Result<(), ApiError> {
+    check_note("note", text)?;
     e.detail = if text.is_empty() { String::new() } else { ctx.seal_at_rest(text).map_err(ApiError::internal)? };
     add(tx, &e).await?;
     Ok(())
@@ -184,6 +197,7 @@ pub async fn raise_flag(ctx: &Ctx, staff: &Staff, input: &FlagInput) -> Result<S
             FLAG_CODES.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
         )));
     }
+    check_note("note", &input.note)?;
     let review_ms = day_ms(&input.review_on).ok_or_else(|| ApiError::bad_request("review_on is a date, YYYY-MM-DD"))?;
     let now = ctx.config.clock.now_ms();
     if review_ms < now - 86_400_000 {
@@ -336,7 +350,7 @@ async fn person(State(ctx): State<Ctx>, Path(subject_ref): Path<String>) -> Resu
     isp::clear::required("subject_ref", &subject_ref, isp::clear::is_subject_ref, isp::clear::SUBJECT_REF).map_err(clear_field)?;
     let chronology = of_subject(&ctx, &subject_ref).await?;
     let flags = flags(&ctx, "subject_ref", &subject_ref).await?;
-    let deadlines: Vec<Value> = crate::deadlines::query(&ctx, "open", None).await?.into_iter().filter(|d| d["subject_ref"] == subject_ref.as_str()).collect();
+    let deadlines: Vec<Value> = crate::deadlines::of_subject(&ctx, "open", &subject_ref).await?;
     Ok(Json(json!({"subject_ref": subject_ref, "chronology": chronology, "flags": flags, "deadlines": deadlines})))
 }
 

@@ -206,8 +206,19 @@ pub fn routes() -> Router<Ctx> {
     Router::new().route("/deadlines", get(list))
 }
 
-/// The deadlines of a state (see [`DeadlineQuery`]), as JSON.
+/// The deadlines of a state (see [`DeadlineQuery`]), as JSON: all, or those of one target.
 pub async fn query(ctx: &Ctx, state: &str, target: Option<&str>) -> Result<Vec<Value>, ApiError> {
+    query_where(ctx, state, target.map(|t| ("target", t))).await
+}
+
+/// The deadlines of a state about one person.
+pub async fn of_subject(ctx: &Ctx, state: &str, subject_ref: &str) -> Result<Vec<Value>, ApiError> {
+    query_where(ctx, state, Some(("subject_ref", subject_ref))).await
+}
+
+/// The deadlines of a state, narrowed (by the database) to one value of `target` or
+/// `subject_ref` when given.
+async fn query_where(ctx: &Ctx, state: &str, narrow: Option<(&'static str, &str)>) -> Result<Vec<Value>, ApiError> {
     let filter = match state {
         "open" => "met_at_ms IS NULL",
         "escalated" => "met_at_ms IS NULL AND missed_at_ms IS NOT NULL",
@@ -215,13 +226,13 @@ pub async fn query(ctx: &Ctx, state: &str, target: Option<&str>) -> Result<Vec<V
         "all" => "1 = 1",
         _ => return Err(ApiError::bad_request("state is open, escalated, missed or all")),
     };
-    let target_filter = if target.is_some() { " AND target = $1" } else { "" };
+    let target_filter = narrow.map(|(column, _)| format!(" AND {column} = $1")).unwrap_or_default();
     let sql = format!(
         "SELECT code, target, subject_ref, case_ref, counterpart, due_at_ms, met_at_ms, missed_at_ms, outcome FROM deadlines WHERE {filter}{target_filter} ORDER BY due_at_ms LIMIT 1000"
     );
     let mut q = sqlx::query(&sql);
-    if let Some(t) = target {
-        q = q.bind(t.to_owned());
+    if let Some((_, value)) = narrow {
+        q = q.bind(value.to_owned());
     }
     let now = ctx.config.clock.now_ms();
     Ok(q.fetch_all(&ctx.pool)

@@ -201,6 +201,7 @@ async fn a_persons_record_holds_their_chronology_and_flags() -> anyhow::Result<(
         (json!({"subject_ref": subject_ref, "code": "safe-contact-only", "review_on": "next week"}), "YYYY-MM-DD"),
         (json!({"code": "safe-contact-only", "review_on": "2027-01-31"}), "on a person"),
         (json!({"property_ref": "12 Acacia Avenue", "code": "perpetrator-at-address", "review_on": "2027-01-31"}), "property_ref"),
+        (json!({"subject_ref": subject_ref, "code": "safe-contact-only", "review_on": "2027-01-31", "note": "Jane ".repeat(2_001)}), "longer than 10000"),
     ] {
         let (status, v) = p.post(HOUSING, "/flags", &bad).await?;
         assert_eq!(status, 400, "{v}");

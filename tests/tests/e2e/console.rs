@@ -163,6 +163,19 @@ async fn console_flows(backend: Backend, name: &str) -> anyhow::Result<()> {
     idv.goto(&format!("{idva}/console/cases/{envelope_id}")).await?;
     anyhow::ensure!(main_text(&idv).await?.contains("Triage"), "the case page offers triage");
     idv.page("idva-case").await?;
+    // MARAC's board and figures, and the perpetrator pathway's pages, each checked with axe.
+    let coordinator = browser.user("MARAC coordinator").await?;
+    sign_in(&coordinator, &p.url("marac-northbridge"), "demo.marac-coordinator", &password("marac-northbridge", Role::MaracCoordinator).await?).await?;
+    for (path, name) in [("/console/board", "marac-board"), ("/console/figures", "marac-figures")] {
+        coordinator.goto(&format!("{}{path}", p.url("marac-northbridge"))).await?;
+        coordinator.page(name).await?;
+    }
+    let worker = browser.user("pathway worker").await?;
+    sign_in(&worker, &p.url("perpetrator-pathways"), "demo.caseworker", &password("perpetrator-pathways", Role::Caseworker).await?).await?;
+    for (path, name) in [("/console/cases", "pathway-caseload"), ("/console/perpetrators", "pathway-perpetrators")] {
+        worker.goto(&format!("{}{path}", p.url("perpetrator-pathways"))).await?;
+        worker.page(name).await?;
+    }
 
     // ---------------------------------------------------------------- 2. a near miss
     // With the keyboard alone: Tab to each field, type (a closed list takes what is typed).

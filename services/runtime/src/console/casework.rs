@@ -302,7 +302,7 @@ async fn person_page(ctx: &Ctx, viewer: &Viewer, subject_ref: &str, values: &Fie
     let loaded = async {
         let chronology = chronology::of_subject(ctx, subject_ref).await?;
         let flags = chronology::flags(ctx, "subject_ref", subject_ref).await?;
-        let deadlines: Vec<Value> = deadlines::query(ctx, "open", None).await?.into_iter().filter(|d| d["subject_ref"] == subject_ref).collect();
+        let deadlines: Vec<Value> = deadlines::of_subject(ctx, "open", subject_ref).await?;
         let assessed = assessments::newest(ctx, Some(subject_ref), 20).await?;
         Ok::<_, crate::api::ApiError>((chronology, flags, deadlines, assessed))
     };
