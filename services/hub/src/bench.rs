@@ -11,12 +11,14 @@
 //!    minimise, seal, outbox, publish, consume, verify, open, inbox commit, ack, ledger.
 //!
 //! Latency is from the send call (or, under `--rate`, from the scheduled send time, so
-//! queueing is not hidden) to the recipient's inbox commit (`received_at_ms`, ms precision).
+//! queueing is not hidden) to the moment the recipient's inbox transaction has committed: the
+//! stamp its inbox takes after the commit returns and logs with "envelope received and
+//! stored" (`committed_at_ms`, ms precision), read back from the IDVA service's log.
 //! Figures, never assertions: the targets are reported, not enforced.
 
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -71,8 +73,12 @@ pub struct Phase {
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
-    /// Peak RSS (VmHWM) in MB per process.
+    /// Peak RSS (VmHWM) in MB per process. For the hub: during the measured phase (the peak
+    /// is reset once the services are up and logged into).
     pub peak_rss_mb: BTreeMap<String, f64>,
+    /// For the hub: each service's peak RSS before the phase (starting, and a staff member's
+    /// password login: argon2id takes its 19 MiB for a moment).
+    pub peak_rss_mb_before: BTreeMap<String, f64>,
     /// For the hub: how fast the senders' APIs accepted the sends (before delivery).
     pub accepted_per_second: Option<f64>,
     /// For the crypto limit: the same, when each disclosure also carries the delivered
@@ -83,6 +89,18 @@ pub struct Phase {
     pub cpu_seconds: BTreeMap<String, f64>,
     /// For the hub: where the latency goes, p50 and p99 ms of each stage.
     pub stages: Vec<Stage>,
+    /// For the hub: messages through the broker per disclosure (nats-server's `/varz`):
+    /// `in` what clients published to it (envelopes, acks, pull and API requests), `out` what
+    /// it delivered to clients.
+    pub broker_messages_per_disclosure: Option<BrokerMessages>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct BrokerMessages {
+    #[serde(rename = "in")]
+    pub published: f64,
+    #[serde(rename = "out")]
+    pub delivered: f64,
 }
 
 /// One stage of a disclosure's way, from the timestamps the services record.
@@ -100,6 +118,11 @@ fn percentiles(mut ms: Vec<f64>) -> (f64, f64, f64, f64) {
     ms.sort_by(f64::total_cmp);
     let at = |q: f64| ms[((ms.len() as f64 * q).ceil() as usize).clamp(1, ms.len()) - 1];
     (at(0.50), at(0.95), at(0.99), *ms.last().unwrap())
+}
+
+/// Starts a process's peak RSS afresh (`/proc/PID/clear_refs`, Linux 4.0 and later).
+fn reset_peak_rss(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
 fn peak_rss_mb(pid: u32) -> Option<f64> {
@@ -141,7 +164,7 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
     let dir = tempfile::Builder::new().prefix("hub-bench").tempdir()?;
     let data = dir.path().to_owned();
     partnership::ensure_demo(&data)?;
-    let mut nats = NatsChild::start(&data, None).await?;
+    let mut nats = NatsChild::start_monitored(&data).await?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if !args.json {
         println!(
@@ -191,6 +214,9 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
             println!("  {:<60} {:>8.1} {:>8.1}", stage.name, stage.p50_ms, stage.p99_ms);
         }
     }
+    if let Some(m) = hub.broker_messages_per_disclosure {
+        println!("\nbroker messages per disclosure (nats-server /varz): {:.1} published by clients, {:.1} delivered to clients", m.published, m.delivered);
+    }
     if let Some(a) = hub.accepted_per_second {
         println!("\nthe senders' APIs accepted {a:.0} sends/s; delivery to the inbox ran at {:.0}/s", hub.per_second);
     }
@@ -205,8 +231,9 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
     if args.rate.is_some() {
         println!("hub p99 at the offered rate: {:.2} ms   (target < 20 ms at 500/s)", hub.p99_ms);
     }
-    let worst = hub.peak_rss_mb.iter().filter(|(k, _)| *k != "audit" && !k.starts_with("nats-server")).map(|(_, v)| *v).fold(0.0, f64::max);
-    println!("largest agency service peak RSS: {worst:.1} MB   (target < 40 MB)");
+    let agencies = |m: &BTreeMap<String, f64>| m.iter().filter(|(k, _)| *k != "audit" && !k.starts_with("nats-server")).map(|(_, v)| *v).fold(0.0, f64::max);
+    println!("largest agency service peak RSS during the phase: {:.1} MB   (target < 40 MB)", agencies(&hub.peak_rss_mb));
+    println!("largest agency service peak RSS before it (start, and a password login: argon2id's 19 MiB): {:.1} MB", agencies(&hub.peak_rss_mb_before));
     Ok(())
 }
 
@@ -364,9 +391,15 @@ pub(crate) async fn serve(name: &str, data: &Path, nats_url: &str, database_url:
 async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, prefix: &str, args: &BenchArgs) -> anyhow::Result<Phase> {
     let nats_url = nats.url.as_str();
     let workers = args.workers_per_service();
+    // The recipient logs each envelope once its inbox transaction has committed, with the
+    // time stamped after the commit: the end of the latency measured.
+    let recipient_log = data.join("idva-bench.log");
+    let recipient_env: Vec<(&str, String)> =
+        [("RUST_LOG", "warn,runtime::inbox=info".to_owned())].into_iter().chain(workers.map(|n| ("TOKIO_WORKER_THREADS", n.to_string()))).collect();
+    let recipient_env: Vec<(&str, &str)> = recipient_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut services = vec![
         serve("audit", data, nats_url, database_url, prefix, workers).await?,
-        serve(RECIPIENT, data, nats_url, database_url, prefix, workers).await?,
+        Served::spawn_logging(&std::env::current_exe()?, RECIPIENT, data, nats_url, database_url, prefix, &recipient_env, Some(&recipient_log)).await?,
     ];
     let senders: Vec<&str> = SENDERS[..args.agencies].to_vec();
     for s in &senders {
@@ -411,7 +444,15 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         .chain([("bench client".to_owned(), std::process::id())])
         .collect();
     let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid).unwrap_or_default()).collect();
+    let mut peak_rss_mb_before = BTreeMap::new();
+    for s in &services {
+        if let Some(pid) = s.pid() {
+            peak_rss_mb_before.insert(s.name.clone(), peak_rss_mb(pid).unwrap_or_default());
+            reset_peak_rss(pid);
+        }
+    }
     let postgres_before = database_url.map(|_| postgres_cpu());
+    let varz_before = varz(nats).await;
     let start = Instant::now();
     let start_ms = isp::now_ms() as f64;
     // (envelope id, send time in ms since the epoch: the scheduled time under --rate)
@@ -443,7 +484,7 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
     let idva_db = local::database_url(&bench_options(data, database_url, prefix), RECIPIENT).await?;
     let audit_db = local::database_url(&bench_options(data, database_url, prefix), "audit").await?;
     let deadline = Instant::now() + Duration::from_secs(600);
-    let received: Vec<(String, i64, i64)> = loop {
+    let received: Vec<(String, i64)> = loop {
         let rows = read_received(&idva_db).await?;
         if rows.len() >= n {
             break rows;
@@ -454,6 +495,17 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let delivered = start.elapsed();
+    // Every one's commit stamp, from the recipient's log (written just after each commit).
+    let committed: BTreeMap<String, i64> = loop {
+        let stamps = read_commit_stamps(&recipient_log)?;
+        if received.iter().all(|(id, _)| stamps.contains_key(id)) {
+            break stamps;
+        }
+        if Instant::now() > deadline {
+            bail!("the IDVA's log names {} of {n} commits", stamps.len());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     loop {
         if count_ledger(&audit_db).await? >= 2 * n as i64 {
             break; // each referral and its delivered receipt
@@ -463,13 +515,18 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let varz_after = varz(nats).await;
+    let broker_messages_per_disclosure = varz_before.zip(varz_after).map(|((in0, out0), (in1, out1))| BrokerMessages {
+        published: (in1 - in0) as f64 / n as f64,
+        delivered: (out1 - out0) as f64 / n as f64,
+    });
     let mut cpu_seconds: BTreeMap<String, f64> =
         pids.iter().zip(cpu_before).map(|((name, pid), before)| (name.clone(), cpu_seconds(*pid).unwrap_or_default() - before)).collect();
     if let Some(before) = postgres_before {
         let used = postgres_cpu().into_iter().map(|(pid, now)| now - before.get(&pid).copied().unwrap_or_default()).sum();
         cpu_seconds.insert("postgresql server".into(), used);
     }
-    let latencies: Vec<f64> = received.iter().filter_map(|(id, _, at)| sends.get(id).map(|sent| (*at as f64 - sent).max(0.0))).collect();
+    let latencies: Vec<f64> = received.iter().filter_map(|(id, _)| Some((*committed.get(id)? as f64 - sends.get(id)?).max(0.0))).collect();
     let mut published = BTreeMap::new();
     for sender in &senders {
         published.extend(read_published(&local::database_url(&bench_options(data, database_url, prefix), sender).await?).await?);
@@ -479,9 +536,9 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         Stage { name: name.into(), p50_ms: p50, p99_ms: p99 }
     };
     let stages = vec![
-        stage("send -> sealed (HTTP, batching, consent read, seal)", received.iter().filter_map(|(id, created, _)| Some((*created as f64 - sends.get(id)?).max(0.0))).collect()),
-        stage("sealed -> published (commit, outbox, JetStream ack)", received.iter().filter_map(|(id, created, _)| Some((*published.get(id)? - created).max(0) as f64)).collect()),
-        stage("published -> in the inbox (consume, checks, open, commit)", received.iter().filter_map(|(id, _, at)| Some((at - *published.get(id)?).max(0) as f64)).collect()),
+        stage("send -> sealed (HTTP, batching, consent read, seal)", received.iter().filter_map(|(id, created)| Some((*created as f64 - sends.get(id)?).max(0.0))).collect()),
+        stage("sealed -> published (commit, outbox, JetStream ack)", received.iter().filter_map(|(id, created)| Some((*published.get(id)? - created).max(0) as f64)).collect()),
+        stage("published -> committed in the inbox (consume, checks, open, store, commit)", received.iter().filter_map(|(id, _)| Some((committed.get(id)? - *published.get(id)?).max(0) as f64)).collect()),
     ];
     let (p50, p95, p99, max) = percentiles(latencies);
     let mut rss = BTreeMap::new();
@@ -504,9 +561,11 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         p99_ms: p99,
         max_ms: max,
         peak_rss_mb: rss,
+        peak_rss_mb_before,
         accepted_per_second: Some(accepted),
         cpu_seconds,
         stages,
+        broker_messages_per_disclosure,
         ..Default::default()
     })
 }
@@ -521,13 +580,32 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result
     Ok((status, response.json().await.unwrap_or(Value::Null)))
 }
 
-/// The bench referrals in the IDVA's inbox: envelope id, sealed at, stored at (ms).
-async fn read_received(url: &str) -> anyhow::Result<Vec<(String, i64, i64)>> {
+/// The bench referrals in the IDVA's inbox: envelope id, sealed at (ms).
+async fn read_received(url: &str) -> anyhow::Result<Vec<(String, i64)>> {
     use sqlx::Connection as _;
     let mut conn = sqlx::AnyConnection::connect(url).await?;
-    let rows = sqlx::query_as("SELECT envelope_id, created_at_ms, received_at_ms FROM inbox WHERE kind = 'housing.idva_referral'").fetch_all(&mut conn).await?;
+    let rows = sqlx::query_as("SELECT envelope_id, created_at_ms FROM inbox WHERE kind = 'housing.idva_referral'").fetch_all(&mut conn).await?;
     conn.close().await?;
     Ok(rows)
+}
+
+/// The commit stamps in a service's log: envelope id -> `committed_at_ms` of each
+/// "envelope received and stored" line.
+fn read_commit_stamps(log: &Path) -> anyhow::Result<BTreeMap<String, i64>> {
+    let text = std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
+    let field = |line: &str, name: &str| line.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_owned);
+    Ok(text
+        .lines()
+        .filter(|l| l.contains("envelope received and stored"))
+        .filter_map(|l| Some((field(l, "envelope_id=")?, field(l, "committed_at_ms=")?.parse().ok()?)))
+        .collect())
+}
+
+/// Messages published to and delivered by the broker so far (`in_msgs`, `out_msgs` of its
+/// `/varz`), when it has a monitoring port.
+async fn varz(nats: &NatsChild) -> Option<(u64, u64)> {
+    let v: Value = reqwest::get(format!("http://127.0.0.1:{}/varz", nats.monitor_port?)).await.ok()?.json().await.ok()?;
+    Some((v["in_msgs"].as_u64()?, v["out_msgs"].as_u64()?))
 }
 
 /// When a sender's outbox saw each message acknowledged by JetStream (ms).
@@ -558,49 +636,27 @@ async fn drop_databases(server: &str, prefix: &str) {
     }
 }
 
-/// `hub serve`: one service of a partnership as its own process (what `hub bench` runs, and
-/// what an agency runs in production). Prints `listening http://ADDR` once ready; stops on
-/// SIGTERM or Ctrl-C. Reads `NATS_URL` (required), `DATABASE_URL` and `DATABASE_PREFIX`,
-/// `HUB_NATS_NKEY_FILE` and `HUB_NATS_CA` (default: the files in `DATA/broker/`),
-/// `HUB_OIDC_*` (the identity provider, see `runtime::oidc`), the HTTP limits (`HUB_HTTP_*`,
-/// see `runtime::config`) and, for `audit`, `HUB_CHECKPOINT_SECS` (how often a checkpoint is
-/// signed; default 5).
-pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
-    let mut options = bench_options(&data, std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()).as_deref(), "hub");
-    options.database_prefix = std::env::var("DATABASE_PREFIX").ok().filter(|v| !v.is_empty());
-    // NATS_URL, else the broker's address `hub agency join` kept.
-    let nats_url = match std::env::var("NATS_URL").ok().filter(|v| !v.is_empty()) {
-        Some(url) => url,
-        None => std::fs::read_to_string(crate::membership::broker_url_path(&data))
-            .map(|s| s.trim().to_owned())
-            .context("hub serve needs NATS_URL (or DATA/broker/url, which `hub agency join` writes)")?,
-    };
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    // Every setting of the environment (TLS, HTTP address and limits, identity provider,
-    // broker credentials, clock skew...) as the services read it; the database as `hub up`
-    // names it (DATABASE_URL a server, DATABASE_PREFIX the names' prefix).
-    let (running, tls) = if agency == "audit" {
-        let mut config = audit::Config::from_env_at(&data, &nats_url)?;
-        config.database_url = local::database_url(&options, "audit").await?;
-        let tls = config.tls.is_some();
-        (audit::start(config, shutdown.clone()).await?, tls)
-    } else {
-        let directory = isp::Directory::load(&partnership::directory_path(&data))?;
-        let role = directory.require(agency)?.role;
-        let mut config = runtime::Config::from_env_at(&data, agency, &nats_url)?;
-        config.database_url = local::database_url(&options, agency).await?;
-        let tls = config.tls.is_some();
-        (local::start_agency(role, config, shutdown.clone()).await?, tls)
-    };
-    let scheme = if tls { "https" } else { "http" };
-    println!("listening {scheme}://{}", running.addr);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        r = running.task => { r??; }
-    }
-    shutdown.cancel();
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::read_commit_stamps;
 
+    #[test]
+    fn commit_stamps_are_read_from_the_recipients_log_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("idva.log");
+        // As the service's formatter writes them (no colours), with other lines between.
+        std::fs::write(
+            &log,
+            "2026-11-27T17:40:12.123456Z  WARN something else happened\n\
+             2026-11-27T17:40:12.223456Z  INFO envelope received and stored envelope_id=0193a1b2-0000-7000-8000-000000000001 kind=housing.idva_referral \
+             sender=housing-northbridge subject_ref=s-00 rule=idva-referral committed_at_ms=1764265212223\n\
+             2026-11-27T17:40:12.323456Z  INFO envelope received and stored envelope_id=0193a1b2-0000-7000-8000-000000000002 kind=referral.ack \
+             sender=housing-northbridge subject_ref= rule=ack committed_at_ms=1764265212323\n",
+        )
+        .unwrap();
+        let stamps = read_commit_stamps(&log).unwrap();
+        assert_eq!(stamps.len(), 2);
+        assert_eq!(stamps["0193a1b2-0000-7000-8000-000000000001"], 1_764_265_212_223);
+        assert_eq!(stamps["0193a1b2-0000-7000-8000-000000000002"], 1_764_265_212_323);
+    }
+}

@@ -9,8 +9,8 @@
 //!   remove`, `hub agency init | join`.
 //! - [`local`]: starts a whole partnership on one machine: audit service first, then one
 //!   service per agency.
-//! - [`bench`]: `hub bench` (raw JetStream, the crypto limit and the whole hub in one run) and
-//!   `hub serve` (one service as its own process).
+//! - [`bench`]: `hub bench` (raw JetStream, the crypto limit and the whole hub in one run).
+//! - [`serve`]: `hub serve`, one service as its own process.
 //! - [`limits_bench`]: `hub bench limits`, what slow and large clients cost one service.
 //! - [`flood_bench`]: `hub bench flood`, what a flood of junk costs the ledger.
 //! - [`private`]: owner-only files and folders (keys, seeds, stores).
@@ -40,6 +40,7 @@ pub mod partnership;
 pub mod perpetrator_demo;
 pub mod private;
 pub mod processes;
+pub mod serve;
 pub mod reciprocals_demo;
 pub mod staff;
 

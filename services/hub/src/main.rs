@@ -580,7 +580,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { agency, data } => {
             runtime::telemetry::init();
-            hub::bench::serve_one(&agency, data).await?;
+            hub::serve::serve_one(&agency, data).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Broker { command: BrokerCommand::Config { data, hosts, listen } } => {

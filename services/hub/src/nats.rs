@@ -67,6 +67,8 @@ pub struct NatsChild {
     conf: PathBuf,
     binary: PathBuf,
     ack_wait: Duration,
+    /// The server's monitoring port (loopback), when started with one ([`NatsChild::start_monitored`]).
+    pub monitor_port: Option<u16>,
 }
 
 impl NatsChild {
@@ -76,6 +78,17 @@ impl NatsChild {
     /// user) and starts it on a free port; then provisions the streams and consumers as the
     /// administrator, the consumers redelivering what is not acked within `ack_wait`.
     pub async fn start(data: &Path, ack_wait: Option<Duration>) -> anyhow::Result<NatsChild> {
+        NatsChild::start_with(data, ack_wait, false).await
+    }
+
+    /// As [`NatsChild::start`], with the server's monitoring endpoint on a loopback port, so
+    /// a bench can read how many messages went through the broker (`/varz`). Never for a
+    /// partnership's broker: the endpoint answers anyone on the host.
+    pub async fn start_monitored(data: &Path) -> anyhow::Result<NatsChild> {
+        NatsChild::start_with(data, None, true).await
+    }
+
+    async fn start_with(data: &Path, ack_wait: Option<Duration>, monitored: bool) -> anyhow::Result<NatsChild> {
         let binary = ensure_installed()?;
         let directory = isp::Directory::load(&crate::partnership::directory_path(data))?;
         crate::broker::ensure_credentials(data, &directory, &[])?;
@@ -83,7 +96,12 @@ impl NatsChild {
         let store = data.join("nats");
         crate::private::create_dir(&store)?;
         let conf = runtime::transport::broker_dir(data).join("nats-server.conf");
-        std::fs::write(&conf, crate::broker::local_server_config(data, &directory, port, &store)?)?;
+        let mut config = crate::broker::local_server_config(data, &directory, port, &store)?;
+        let monitor_port = if monitored { Some(free_port()?) } else { None };
+        if let Some(m) = monitor_port {
+            config.push_str(&format!("http: \"127.0.0.1:{m}\"\n"));
+        }
+        std::fs::write(&conf, config)?;
         let child = spawn_server(&binary, &conf, Some(&store.join("nats-server.log")))?;
         let mut nats = NatsChild {
             child,
@@ -94,6 +112,7 @@ impl NatsChild {
             conf,
             binary,
             ack_wait: ack_wait.unwrap_or(Duration::from_secs(10)),
+            monitor_port,
         };
         nats.wait_ready().await?;
         Ok(nats)

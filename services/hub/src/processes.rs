@@ -36,6 +36,8 @@ struct Spawn {
     database_url: Option<String>,
     prefix: String,
     env: Vec<(String, String)>,
+    /// Where its log (stderr) goes, appended; else this process's stderr.
+    log: Option<PathBuf>,
 }
 
 impl Served {
@@ -43,6 +45,22 @@ impl Served {
     /// `NATS_URL`, `DATABASE_URL` (SQLite files in `data` when None), `DATABASE_PREFIX` and
     /// `RUST_LOG=warn`, then `env` on top, and waits until it listens.
     pub async fn spawn(exe: &Path, name: &str, data: &Path, nats_url: &str, database_url: Option<&str>, prefix: &str, env: &[(&str, &str)]) -> anyhow::Result<Served> {
+        Served::spawn_logging(exe, name, data, nats_url, database_url, prefix, env, None).await
+    }
+
+    /// As [`Served::spawn`], its log appended to `log` when given (without colours, so it
+    /// can be read back).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn spawn_logging(
+        exe: &Path,
+        name: &str,
+        data: &Path,
+        nats_url: &str,
+        database_url: Option<&str>,
+        prefix: &str,
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> anyhow::Result<Served> {
         let how = Spawn {
             exe: exe.to_owned(),
             data: data.to_owned(),
@@ -50,6 +68,7 @@ impl Served {
             database_url: database_url.map(str::to_owned),
             prefix: prefix.to_owned(),
             env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            log: log.map(Path::to_owned),
         };
         let (child, url) = start(name, &how).await?;
         Ok(Served { name: name.to_owned(), child, url, how })
@@ -96,10 +115,17 @@ async fn start(name: &str, how: &Spawn) -> anyhow::Result<(Child, String)> {
         None => command.env_remove("DATABASE_URL"),
     };
     command.envs(how.env.iter().map(|(k, v)| (k, v)));
+    let stderr = match &how.log {
+        Some(path) => {
+            command.env("NO_COLOR", "1");
+            Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))?)
+        }
+        None => Stdio::inherit(),
+    };
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {} for {name}", how.exe.display()))?;
