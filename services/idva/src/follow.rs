@@ -32,55 +32,63 @@ pub const CONSENT_FLAG_REVIEW_MS: i64 = 7 * 24 * 3_600_000;
 /// for a record not read already in the tick).
 pub const CONSENT_CHECKS_PER_TICK: i64 = 64;
 
-/// Opens the case a received referral asks for, with its contact deadline.
-pub async fn referral_received(ctx: &Ctx, tx: &mut Tx, h: &Header) -> anyhow::Result<()> {
+/// Opens the cases received referrals ask for (stored together in one inbox transaction),
+/// each with its contact deadline and a chronology entry: one statement per table.
+pub async fn referrals_received(ctx: &Ctx, tx: &mut Tx, headers: &[&Header]) -> anyhow::Result<()> {
+    if headers.is_empty() {
+        return Ok(());
+    }
     let now = ctx.config.clock.now_ms();
     let isp = ctx.isp();
     let within = &isp.policy.deadlines;
-    let consent = h.consent.clone().unwrap_or_default();
-    let recorded_by = match (consent.consent_id.is_empty(), consent.recorded_by.is_empty()) {
-        (true, _) => "",
-        (false, true) => h.sender.as_str(),
-        (false, false) => consent.recorded_by.as_str(),
-    };
-    let case = NewCase {
-        id: &h.envelope_id,
-        subject_ref: &h.subject_ref,
-        case_ref: &h.case_ref,
-        referrer: &h.sender,
-        risk: isp::policy::risk_name(h.risk()),
-        consent_id: &consent.consent_id,
-        consent_recorded_by: recorded_by,
-        received_at_ms: now,
-        triage_due_ms: now + isp::policy::Deadlines::ms(within.acknowledge_hours),
-        contact_due_ms: now + isp::policy::Deadlines::ms(within.idva_contact_hours),
-    };
-    if !store::open(tx, &case).await? {
-        return Ok(());
-    }
-    let contact = Deadline {
-        code: deadlines::IDVA_CONTACT.into(),
-        target: h.envelope_id.clone(),
-        subject_ref: h.subject_ref.clone(),
-        case_ref: h.case_ref.clone(),
-        counterpart: h.sender.clone(),
-        due_at_ms: case.contact_due_ms,
-    };
-    deadlines::set(tx, &contact).await?;
-    if !h.subject_ref.is_empty() {
-        let opened = Entry {
+    let consents: Vec<_> = headers.iter().map(|h| h.consent.clone().unwrap_or_default()).collect();
+    let cases: Vec<NewCase> = headers
+        .iter()
+        .zip(&consents)
+        .map(|(h, consent)| NewCase {
+            id: &h.envelope_id,
+            subject_ref: &h.subject_ref,
+            case_ref: &h.case_ref,
+            referrer: &h.sender,
+            risk: isp::policy::risk_name(h.risk()),
+            consent_id: &consent.consent_id,
+            consent_recorded_by: match (consent.consent_id.is_empty(), consent.recorded_by.is_empty()) {
+                (true, _) => "",
+                (false, true) => h.sender.as_str(),
+                (false, false) => consent.recorded_by.as_str(),
+            },
+            received_at_ms: now,
+            triage_due_ms: now + isp::policy::Deadlines::ms(within.acknowledge_hours),
+            contact_due_ms: now + isp::policy::Deadlines::ms(within.idva_contact_hours),
+        })
+        .collect();
+    let opened = store::open_many(tx, &cases).await?;
+    let (mut contacts, mut entries) = (Vec::new(), Vec::new());
+    for (h, case) in headers.iter().zip(&cases).filter(|(h, _)| opened.contains(&h.envelope_id)) {
+        contacts.push(Deadline {
+            code: deadlines::IDVA_CONTACT.into(),
+            target: h.envelope_id.clone(),
             subject_ref: h.subject_ref.clone(),
             case_ref: h.case_ref.clone(),
-            event: "case_opened".into(),
-            code: case.risk.into(),
-            item_id: h.envelope_id.clone(),
             counterpart: h.sender.clone(),
-            at_ms: now,
-            ..Default::default()
-        };
-        chronology::add(tx, &opened).await?;
+            due_at_ms: case.contact_due_ms,
+        });
+        if !h.subject_ref.is_empty() {
+            entries.push(Entry {
+                subject_ref: h.subject_ref.clone(),
+                case_ref: h.case_ref.clone(),
+                event: "case_opened".into(),
+                code: case.risk.into(),
+                item_id: h.envelope_id.clone(),
+                counterpart: h.sender.clone(),
+                at_ms: now,
+                ..Default::default()
+            });
+        }
+        tracing::info!(case_id = %h.envelope_id, subject_ref = %h.subject_ref, "IDVA case opened, awaiting triage");
     }
-    tracing::info!(case_id = %h.envelope_id, subject_ref = %h.subject_ref, "IDVA case opened, awaiting triage");
+    deadlines::set_many(tx, &contacts).await?;
+    chronology::add_many(tx, &entries).await?;
     Ok(())
 }
 

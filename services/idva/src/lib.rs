@@ -79,12 +79,28 @@ impl Agency for Idva {
     async fn on_receive(&self, ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> anyhow::Result<()> {
         let h = &opened.header;
         match &opened.payload.body {
-            Some(Body::IdvaReferral(_)) => follow::referral_received(ctx, tx, h).await?,
+            Some(Body::IdvaReferral(_)) => follow::referrals_received(ctx, tx, &[h]).await?,
             Some(Body::DisclosureRevoke(revoke)) => follow::referral_revoked(ctx, tx, h, revoke).await?,
             Some(Body::PerpetratorEngagementUpdate(u)) => perpetrator::update_received(ctx, tx, h, u).await?,
             _ => {}
         }
         Ok(())
+    }
+
+    /// Referrals arriving together open their cases together; anything else between them
+    /// is handled in its place, in stream order.
+    async fn on_receive_batch(&self, ctx: &Ctx, tx: &mut Tx, opened: &[&Opened]) -> anyhow::Result<()> {
+        let mut referrals = Vec::new();
+        for o in opened {
+            if matches!(o.payload.body, Some(Body::IdvaReferral(_))) {
+                referrals.push(&o.header);
+                continue;
+            }
+            follow::referrals_received(ctx, tx, &referrals).await?;
+            referrals.clear();
+            self.on_receive(ctx, tx, o).await?;
+        }
+        follow::referrals_received(ctx, tx, &referrals).await
     }
 
     fn routes(&self) -> axum::Router<Ctx> {

@@ -144,25 +144,39 @@ pub struct NewCase<'a> {
 
 /// Opens a case; false when it is open already (a redelivered referral).
 pub async fn open(tx: &mut Tx, c: &NewCase<'_>) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO idva_cases (envelope_id, subject_ref, case_ref, referrer, risk, status, triage_due_ms, received_at_ms, contact_due_ms, \
-         consent_id, consent_recorded_by, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
-    )
-    .bind(c.id)
-    .bind(c.subject_ref)
-    .bind(c.case_ref)
-    .bind(c.referrer)
-    .bind(c.risk)
-    .bind(Status::AwaitingTriage.code())
-    .bind(c.triage_due_ms)
-    .bind(c.received_at_ms)
-    .bind(c.contact_due_ms)
-    .bind(c.consent_id)
-    .bind(c.consent_recorded_by)
-    .bind(c.received_at_ms)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(!open_many(tx, std::slice::from_ref(c)).await?.is_empty())
+}
+
+/// Opens cases (of referrals stored together) in one statement per
+/// [`runtime::db::ROWS_PER_INSERT`]; the ids of those opened, leaving out any open already.
+pub async fn open_many(tx: &mut Tx, cases: &[NewCase<'_>]) -> sqlx::Result<std::collections::HashSet<String>> {
+    let sqlite = runtime::db::on_sqlite(tx);
+    let mut opened = std::collections::HashSet::with_capacity(cases.len());
+    for chunk in cases.chunks(runtime::db::ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO idva_cases (envelope_id, subject_ref, case_ref, referrer, risk, status, triage_due_ms, received_at_ms, contact_due_ms, \
+             consent_id, consent_recorded_by, updated_at_ms) VALUES {} ON CONFLICT DO NOTHING RETURNING envelope_id",
+            runtime::db::placeholders(sqlite, chunk.len(), 12)
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for c in chunk {
+            q = q
+                .bind(c.id)
+                .bind(c.subject_ref)
+                .bind(c.case_ref)
+                .bind(c.referrer)
+                .bind(c.risk)
+                .bind(Status::AwaitingTriage.code())
+                .bind(c.triage_due_ms)
+                .bind(c.received_at_ms)
+                .bind(c.contact_due_ms)
+                .bind(c.consent_id)
+                .bind(c.consent_recorded_by)
+                .bind(c.received_at_ms);
+        }
+        opened.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(opened)
 }
 
 /// One case, if there is one of that id.

@@ -173,14 +173,15 @@ pub async fn apply(ctx: &Ctx, tx: &mut Tx, case: &Case, taken: Taken<'_>, staff:
 /// met, a signed `acknowledged` event for the ledger and the person's chronology. Nothing is
 /// sent for a revoked referral (its referrer withdrew it) or one closed in the inbox already.
 async fn acknowledge_in(ctx: &Ctx, tx: &mut Tx, case: &Case, (status, reason, outcome): (AckStatus, &str, &str), staff: &Staff, now: i64) -> Result<(), ApiError> {
-    if case.revoked_at_ms.is_some() || case.inbox_status == "closed" {
+    if case.revoked_at_ms.is_some() || case.inbox_status == runtime::status::Arrival::Closed.code() {
         return Ok(());
     }
-    let name = runtime::receipts::status_name(status).unwrap_or("received");
+    let arrival = runtime::receipts::arrival_of(status).unwrap_or(runtime::status::Arrival::Received);
+    let name = arrival.code();
     let isp = ctx.isp();
     let out = runtime::receipts::receipt(&isp, &case.id, &case.referrer, &case.subject_ref, &case.case_ref, status, reason, outcome, &staff.id)?;
     ctx.send_in(tx, &out).await?;
-    sqlx::query("UPDATE inbox SET status = $1, status_by = $2 WHERE envelope_id = $3").bind(name).bind(&staff.id).bind(&case.id).execute(&mut **tx).await?;
+    runtime::status::answer_arrival(tx, &case.id, arrival, &staff.id).await?;
     store::followed(tx, &case.id, name).await?;
     deadlines::meet(tx, deadlines::ACKNOWLEDGE, &case.id, "met", now).await?;
     let ack = isp::access::Acknowledgement { envelope_id: &case.id, referrer: &case.referrer, kind: isp::Kind::MaracReferral, status: name, staff_id: &staff.id, at_ms: isp::now_ms() };

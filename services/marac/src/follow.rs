@@ -214,9 +214,9 @@ pub async fn follow_inbox(ctx: &Ctx) -> anyhow::Result<usize> {
         let now = ctx.config.clock.now_ms();
         let mut tx = ctx.pool.begin().await?;
         let Some(case) = store::get(&mut *tx, &id).await? else { continue };
-        let (step, change) = match inbox_status.as_str() {
-            "accepted" => (Step::ScreenIn, Change::Screened(Decision::ScreenedIn)),
-            "declined" => (Step::ScreenOut, Change::Screened(Decision::CriteriaNotMet)),
+        let (step, change) = match runtime::status::Arrival::parse(&inbox_status) {
+            Some(runtime::status::Arrival::Accepted) => (Step::ScreenIn, Change::Screened(Decision::ScreenedIn)),
+            Some(runtime::status::Arrival::Declined) => (Step::ScreenOut, Change::Screened(Decision::CriteriaNotMet)),
             _ => (Step::Close, Change::Closed(CloseReason::NoFurtherAction)),
         };
         if let Ok(to) = case::next(case.status, step) {

@@ -127,8 +127,7 @@ pub async fn record_action_in(ctx: &Ctx, tx: &mut Tx, staff: &Staff, about: &Abo
             })),
         },
     };
-    let sent = ctx.send_in(tx, &out).await?;
-    sqlx::query("UPDATE sent SET sent_by = $1 WHERE envelope_id = $2").bind(&staff.id).bind(&sent.envelope_id).execute(&mut **tx).await?;
+    let sent = ctx.send_in_as(tx, &out, &staff.id).await?;
     let action = Action {
         action_id: action_id.clone(),
         owner_agency: agreed.owner.id.clone(),

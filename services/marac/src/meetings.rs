@@ -256,8 +256,7 @@ pub async fn send_minutes(ctx: &Ctx, staff: &Staff, id: &str) -> Result<Vec<Valu
                 justification: None,
                 payload: payload.clone(),
             };
-            let outcome = ctx.send_in(&mut tx, &out).await?;
-            sqlx::query("UPDATE sent SET sent_by = $1 WHERE envelope_id = $2").bind(&staff.id).bind(&outcome.envelope_id).execute(&mut *tx).await?;
+            let outcome = ctx.send_in_as(&mut tx, &out, &staff.id).await?;
             sent.push(json!({"case_id": c.id, "member": member.id, "envelope_id": outcome.envelope_id, "categories": outcome.categories, "removed": outcome.removed}));
         }
         if !c.subject_ref.is_empty() {

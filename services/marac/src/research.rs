@@ -152,8 +152,7 @@ pub async fn request(ctx: &Ctx, staff: &Staff, id: &str, input: &ResearchInput) 
             justification: None,
             payload: payload.clone(),
         };
-        let outcome = ctx.send_in(&mut tx, &out).await?;
-        sqlx::query("UPDATE sent SET sent_by = $1 WHERE envelope_id = $2").bind(&staff.id).bind(&outcome.envelope_id).execute(&mut *tx).await?;
+        let outcome = ctx.send_in_as(&mut tx, &out, &staff.id).await?;
         let row = Research {
             request_id: outcome.envelope_id.clone(),
             case_id: case.id.clone(),

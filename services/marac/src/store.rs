@@ -3,6 +3,7 @@
 //! it was read in (`WHERE status = $from`), so two coordinators acting on one case at once
 //! cannot both move it. Free text arrives here sealed already and leaves sealed.
 
+use runtime::status::Arrival;
 use runtime::{Tx, chronology};
 use sqlx::{Row as _, any::AnyRow};
 
@@ -334,8 +335,11 @@ pub async fn received_between(pool: &sqlx::AnyPool, from_ms: i64, until_ms: i64)
 pub async fn inbox_answers_to_follow(pool: &sqlx::AnyPool, limit: i64) -> sqlx::Result<Vec<(String, String)>> {
     sqlx::query_as(
         "SELECT c.envelope_id, i.status FROM marac_cases c JOIN inbox i ON i.envelope_id = c.envelope_id \
-         WHERE i.status IN ('accepted', 'declined', 'closed') AND i.status <> c.inbox_status ORDER BY c.received_at_ms LIMIT $1",
+         WHERE i.status IN ($1, $2, $3) AND i.status <> c.inbox_status ORDER BY c.received_at_ms LIMIT $4",
     )
+    .bind(Arrival::Accepted.code())
+    .bind(Arrival::Declined.code())
+    .bind(Arrival::Closed.code())
     .bind(limit)
     .fetch_all(pool)
     .await

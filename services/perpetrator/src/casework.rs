@@ -13,6 +13,7 @@
 //! tick: one to any other agency is revoked at once ([`check_sent`]). The JSON API and the
 //! console both call these, so a page can do nothing the API would refuse.
 
+use runtime::status::Disclosure;
 use axum::http::StatusCode;
 use isp::{Kind, Outgoing};
 use proto::v1::{DisclosureRevoke, Payload, PerpetratorEngagementUpdate, PerpetratorEnforcementRequest, payload::Body};
@@ -183,10 +184,11 @@ fn update_out(ctx: &Ctx, case: &Case, engagement: proto::v1::Engagement, note: &
     })
 }
 
-/// Sends in `tx`. A refusal by the protocol keeps its near miss: the transaction is committed
-/// with that alone (nothing of the step), and the refusal is the answer.
-async fn send_or_refuse(ctx: &Ctx, mut tx: Tx, out: &Outgoing) -> Result<(Tx, SendOutcome), ApiError> {
-    match ctx.send_in(&mut tx, out).await {
+/// Sends in `tx` for `staff` (the `sent` row names them). A refusal by the protocol keeps its
+/// near miss: the transaction is committed with that alone (nothing of the step), and the
+/// refusal is the answer.
+async fn send_or_refuse(ctx: &Ctx, mut tx: Tx, out: &Outgoing, staff: &Staff) -> Result<(Tx, SendOutcome), ApiError> {
+    match ctx.send_in_as(&mut tx, out, &staff.id).await {
         Ok(sent) => Ok((tx, sent)),
         Err(e @ SendError::Denied { .. }) => {
             tx.commit().await?;
@@ -197,11 +199,6 @@ async fn send_or_refuse(ctx: &Ctx, mut tx: Tx, out: &Outgoing) -> Result<(Tx, Se
     }
 }
 
-/// Records who sent a disclosure the service made for them.
-async fn sent_by(tx: &mut Tx, envelope_id: &str, staff: &Staff) -> sqlx::Result<()> {
-    sqlx::query("UPDATE sent SET sent_by = $1 WHERE envelope_id = $2").bind(&staff.id).bind(envelope_id).execute(&mut **tx).await?;
-    Ok(())
-}
 
 /// A chronology entry about the case's survivor (by her link token), if it has one.
 async fn record(tx: &mut Tx, case: &Case, event: &str, code: &str, item_id: &str, staff: &Staff, now: i64) -> sqlx::Result<()> {
@@ -266,7 +263,7 @@ pub async fn step(ctx: &Ctx, staff: &Staff, id: &str, step: Step, input: &NoteIn
     let mut sent = None;
     if let Some(engagement) = to.engagement().filter(|_| !case.report_engagement_to.is_empty()) {
         let out = update_out(ctx, &case, engagement, note, now)?;
-        let (back, outcome) = send_or_refuse(ctx, tx, &out).await?;
+        let (back, outcome) = send_or_refuse(ctx, tx, &out, staff).await?;
         tx = back;
         sent = Some((outcome, engagement));
     }
@@ -283,7 +280,6 @@ pub async fn step(ctx: &Ctx, staff: &Staff, id: &str, step: Step, input: &NoteIn
         };
         store::add_update(&mut tx, &update).await?;
         store::checked(&mut tx, &outcome.envelope_id, "named", now).await?;
-        sent_by(&mut tx, &outcome.envelope_id, staff).await?;
         record(&mut tx, &case, "engagement_update_sent", engagement.as_str_name(), &outcome.envelope_id, staff, now).await?;
         tracing::info!(case_id = %case.id, envelope_id = %outcome.envelope_id, recipient = %case.report_engagement_to, "engagement update sent to the agency the referral named");
     }
@@ -374,7 +370,7 @@ pub async fn enforce(ctx: &Ctx, staff: &Staff, id: &str, input: &EnforcementInpu
     let mut tx = ctx.pool.begin().await?;
     let case = load(&mut tx, id).await?;
     let to = case::next(case.status, Step::Enforcement).map_err(|why| invalid(&case, Step::Enforcement, why))?;
-    let (back, outcome) = send_or_refuse(ctx, tx, &out).await?;
+    let (back, outcome) = send_or_refuse(ctx, tx, &out, staff).await?;
     tx = back;
     move_case(ctx, &mut tx, &case, Move { step: Step::Enforcement, to, note: "" }, staff, now).await?;
     let step = Enforcement {
@@ -392,7 +388,6 @@ pub async fn enforce(ctx: &Ctx, staff: &Staff, id: &str, input: &EnforcementInpu
         answered_at_ms: None,
     };
     store::add_enforcement(&mut tx, &step).await?;
-    sent_by(&mut tx, &outcome.envelope_id, staff).await?;
     record(&mut tx, &case, "enforcement_requested", action.code(), &outcome.envelope_id, staff, now).await?;
     let case = load(&mut tx, id).await?;
     tx.commit().await?;
@@ -430,7 +425,7 @@ pub async fn progress(ctx: &Ctx, staff: &Staff, id: &str, input: &UpdateInput) -
     let engagement = case.status.progress();
     let out = update_out(ctx, &case, engagement, note, now)?;
     let tx = ctx.pool.begin().await?;
-    let (mut tx, outcome) = send_or_refuse(ctx, tx, &out).await?;
+    let (mut tx, outcome) = send_or_refuse(ctx, tx, &out, staff).await?;
     let update = Update {
         envelope_id: outcome.envelope_id.clone(),
         case_id: case.id.clone(),
@@ -442,7 +437,6 @@ pub async fn progress(ctx: &Ctx, staff: &Staff, id: &str, input: &UpdateInput) -
     };
     store::add_update(&mut tx, &update).await?;
     store::checked(&mut tx, &outcome.envelope_id, "named", now).await?;
-    sent_by(&mut tx, &outcome.envelope_id, staff).await?;
     record(&mut tx, &case, "engagement_update_sent", engagement.as_str_name(), &outcome.envelope_id, staff, now).await?;
     tx.commit().await?;
     ctx.outbox_ready.notify_one();
@@ -457,9 +451,10 @@ pub async fn check_sent(ctx: &Ctx) -> anyhow::Result<usize> {
     for (envelope_id, recipient, subject_ref, case_ref, status) in store::unchecked(&ctx.pool, CHECKS_PER_TICK).await? {
         let now = ctx.config.clock.now_ms();
         let mut tx = ctx.pool.begin().await?;
-        let verdict = match status.as_str() {
-            "denied" | "stopped" => "not_sent",
-            "revoked" | "revocation_confirmed" => "revoked",
+        let status = Disclosure::parse(&status);
+        let verdict = match status {
+            Some(s) if s.never_sent() => "not_sent",
+            Some(s) if s.is_revoked() => "revoked",
             _ if store::named_for(&mut tx, &subject_ref, &recipient).await? => "named",
             _ => match withdraw(ctx, &mut tx, &envelope_id, &recipient, &subject_ref, &case_ref, now).await {
                 Ok(()) => {
@@ -504,12 +499,7 @@ async fn withdraw(ctx: &Ctx, tx: &mut Tx, envelope_id: &str, recipient: &str, su
         payload: Payload { body: Some(Body::DisclosureRevoke(DisclosureRevoke { envelope_id: envelope_id.to_owned(), reason: MISDIRECTED.into() })) },
     };
     ctx.send_in(tx, &out).await?;
-    sqlx::query("UPDATE sent SET status = 'revoked', status_reason = $1, updated_at_ms = $2, status_by = '' WHERE envelope_id = $3")
-        .bind(MISDIRECTED)
-        .bind(now)
-        .bind(envelope_id)
-        .execute(&mut **tx)
-        .await?;
+    runtime::status::revoke_sent(tx, envelope_id, MISDIRECTED, "", now).await?;
     if !subject_ref.is_empty() {
         let entry = Entry {
             subject_ref: subject_ref.into(),

@@ -7,142 +7,18 @@ use axum::{
     body::Bytes,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
     routing::{get, post},
 };
-use isp::{IspError, Outgoing, clear, kind, policy};
+use isp::{Outgoing, clear, kind, policy};
 use proto::v1::{AckStatus, ConsentTag, RiskLevel};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::{Row, any::AnyRow};
 
-use crate::{Ctx, SendError, auth::Staff, inbox};
+use crate::status::Arrival;
+use crate::{Ctx, auth::Staff, inbox};
 
-/// An API error: a status, a stable code and a sentence with no request content in it.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub body: Value,
-}
-
-impl ApiError {
-    pub fn bad_request(detail: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, body: json!({"error": "bad_request", "detail": detail.into()}) }
-    }
-    pub fn not_found(what: &str) -> ApiError {
-        ApiError { status: StatusCode::NOT_FOUND, body: json!({"error": "not_found", "detail": format!("no {what} with that id")}) }
-    }
-    pub fn conflict(detail: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::CONFLICT, body: json!({"error": "conflict", "detail": detail.into()}) }
-    }
-    pub fn internal(error: impl std::fmt::Display) -> ApiError {
-        tracing::error!(error = %error, "request failed");
-        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, body: json!({"error": "internal", "detail": "the service could not complete the request; see its log"}) }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
-    }
-}
-
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> ApiError {
-        ApiError::internal(e)
-    }
-}
-
-impl From<anyhow::Error> for ApiError {
-    fn from(e: anyhow::Error) -> ApiError {
-        ApiError::internal(format!("{e:#}"))
-    }
-}
-
-impl From<SendError> for ApiError {
-    fn from(e: SendError) -> ApiError {
-        match e {
-            SendError::Denied { denial, near_miss_id } => ApiError {
-                status: StatusCode::FORBIDDEN,
-                body: json!({
-                    "error": "denied",
-                    "reason": denial.reason,
-                    "rule": denial.rule,
-                    "detail": denial.detail,
-                    "forbidden": denial.forbidden,
-                    "near_miss_id": near_miss_id,
-                }),
-            },
-            // The agency id asked for is not repeated: it could be anything typed into `to`.
-            SendError::Refused(IspError::UnknownAgency(_)) => ApiError::bad_request("to: not an agency of the partnership directory"),
-            SendError::Refused(e @ (IspError::BadPayload { .. } | IspError::Invalid { .. })) => ApiError::bad_request(e.to_string()),
-            SendError::Refused(e @ IspError::Inactive { .. }) => ApiError {
-                status: StatusCode::CONFLICT,
-                body: json!({"error": "not_in_partnership", "detail": e.to_string()}),
-            },
-            SendError::Refused(e @ IspError::Unjustified(_)) => ApiError {
-                status: StatusCode::BAD_REQUEST,
-                body: json!({"error": "without_consent_unjustified", "detail": e.to_string()}),
-            },
-            SendError::ConsentUnavailable(detail) => {
-                tracing::warn!(error = %detail, "send refused for now: consent records unreadable");
-                ApiError {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    body: json!({"error": "consent_unavailable", "detail": "the partnership's consent records cannot be read now; nothing was sent, try again"}),
-                }
-            }
-            e @ SendError::TooLarge { .. } => ApiError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                body: json!({"error": "too_large", "detail": format!("{e}; nothing was stored: send less")}),
-            },
-            SendError::Refused(e) => ApiError::internal(e),
-            SendError::Storage(e) => ApiError::internal(e),
-        }
-    }
-}
-
-/// Replaces every double-quoted run in a parser message: serde and protobuf errors quote the
-/// offending value, and that value may be personal data. A backquoted run (serde's name of an
-/// unknown field) is kept only when it looks like a field name (`cas_ref`), since a key can be
-/// anything typed too.
-pub fn redact_quoted(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut quoted: Option<(char, String)> = None;
-    let mut previous: Option<char> = None;
-    for c in message.chars() {
-        // A single quote opens a quotation only where one starts (after a space or a
-        // bracket), so a parser's 'VALUE' is redacted and an apostrophe in "don't" is not.
-        let single_opens = c == '\'' && previous.is_none_or(|p| p.is_whitespace() || "([{:=,".contains(p));
-        previous = Some(c);
-        match &mut quoted {
-            Some((open, run)) if c == *open => {
-                let keep = *open == '`' && (1..=32).contains(&run.len()) && run.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-                out.push(*open);
-                out.push_str(if keep { run } else { "…" });
-                out.push(*open);
-                quoted = None;
-            }
-            Some((_, run)) => run.push(c),
-            None if c == '"' || c == '`' || single_opens => quoted = Some((c, String::new())),
-            None => out.push(c),
-        }
-    }
-    if let Some((open, _)) = quoted {
-        out.push(open);
-        out.push('…');
-    }
-    out
-}
-
-/// A clear field refused: 400 naming the field and its grammar, never the value.
-pub fn clear_field(e: isp::clear::ClearFieldError) -> ApiError {
-    ApiError { status: StatusCode::BAD_REQUEST, body: json!({"error": "bad_clear_field", "field": e.field, "detail": e.to_string()}) }
-}
-
-/// Parses a JSON body with an error that names the problem but not the values.
-pub fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not valid: {}", redact_quoted(&e.to_string()))))
-}
+pub use crate::error::{ApiError, clear_field, json_body, redact_quoted};
 
 /// `limit` and `after` of every list route: at most [`PAGE_MAX`] items a page,
 /// [`PAGE_DEFAULT`] when no limit is named, in the order of the route's key; the next page
@@ -443,43 +319,16 @@ pub(crate) async fn send_once(ctx: &Ctx, staff: &Staff, body: Bytes) -> Result<(
             )));
         }
     }
-    let outcome = ctx.send(&out).await?;
+    // Who sent it and the person's chronology entry are written with the send itself.
+    let outcome = ctx.send_as(&out, &staff.id).await?;
     // The send is committed: what follows is bookkeeping whose failure is logged, never an
     // error answer (a retry would send again).
-    if let Err(e) = after_send(ctx, staff, &out, &outcome.envelope_id, assessment.as_deref()).await {
-        tracing::error!(envelope_id = %outcome.envelope_id, error = %e.body, "the send's task and chronology entry could not be recorded");
-    }
-    // Who sent it. The send is already committed: a failure here must not make the answer an
-    // error (a retry would send again), so it is logged and the disclosure keeps no sender.
-    if let Err(e) = sqlx::query("UPDATE sent SET sent_by = $1 WHERE envelope_id = $2").bind(&staff.id).bind(&outcome.envelope_id).execute(&ctx.pool).await {
-        tracing::error!(envelope_id = %outcome.envelope_id, error = %e, "the sender's staff id could not be recorded");
+    if let Some(id) = assessment.as_deref() {
+        if let Err(e) = crate::assessments::referral_sent(ctx, id, out.kind).await {
+            tracing::error!(envelope_id = %outcome.envelope_id, error = %e.body, "the assessment's referral task could not be marked done");
+        }
     }
     Ok((StatusCode::CREATED, Json(serde_json::to_value(outcome).expect("serialisable"))))
-}
-
-/// After a send: the referral task its assessment set is met, and the send is in the
-/// person's chronology.
-async fn after_send(ctx: &Ctx, staff: &Staff, out: &Outgoing, envelope_id: &str, assessment: Option<&str>) -> Result<(), ApiError> {
-    if let Some(id) = assessment {
-        crate::assessments::referral_sent(ctx, id, out.kind).await?;
-    }
-    if !out.subject_ref.is_empty() {
-        let mut tx = ctx.pool.begin().await?;
-        let entry = crate::chronology::Entry {
-            subject_ref: out.subject_ref.clone(),
-            case_ref: out.case_ref.clone(),
-            event: "disclosure_sent".into(),
-            code: kind::name(out.kind).into(),
-            item_id: envelope_id.to_owned(),
-            counterpart: out.recipient.clone(),
-            staff_id: staff.id.clone(),
-            at_ms: ctx.config.clock.now_ms(),
-            ..Default::default()
-        };
-        crate::chronology::add(&mut tx, &entry).await?;
-        tx.commit().await?;
-    }
-    Ok(())
 }
 
 pub(crate) const SENT_COLUMNS: &str = "envelope_id, recipient, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
@@ -591,10 +440,12 @@ pub(crate) async fn open_inbox(ctx: &Ctx, id: &str, staff: &Staff) -> Result<(Va
     // The first read marks it opened and tells the sender, in one transaction.
     let mut tx = ctx.pool.begin().await?;
     let first = sqlx::query(
-        "UPDATE inbox SET opened_at_ms = $1, opened_by = $2, status = CASE WHEN status = 'new' THEN 'opened' ELSE status END WHERE envelope_id = $3 AND opened_at_ms IS NULL",
+        "UPDATE inbox SET opened_at_ms = $1, opened_by = $2, status = CASE WHEN status = $3 THEN $4 ELSE status END WHERE envelope_id = $5 AND opened_at_ms IS NULL",
     )
     .bind(isp::now_ms())
     .bind(&staff.id)
+    .bind(Arrival::New.code())
+    .bind(Arrival::Opened.code())
     .bind(&id)
         .execute(&mut *tx)
         .await?
@@ -625,11 +476,11 @@ pub struct AckRequest {
 /// `referral.ack` back to the sender under the policy's rule for acknowledgements.
 pub(crate) async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: AckRequest = json_body(&body)?;
-    let status = match request.status.as_str() {
-        "received" => AckStatus::Received,
-        "accepted" => AckStatus::Accepted,
-        "declined" => AckStatus::Declined,
-        "closed" => AckStatus::Closed,
+    let (status, arrival) = match Arrival::parse(&request.status) {
+        Some(Arrival::Received) => (AckStatus::Received, Arrival::Received),
+        Some(Arrival::Accepted) => (AckStatus::Accepted, Arrival::Accepted),
+        Some(Arrival::Declined) => (AckStatus::Declined, Arrival::Declined),
+        Some(Arrival::Closed) => (AckStatus::Closed, Arrival::Closed),
         _ => return Err(ApiError::bad_request("status: not an acknowledgement (received, accepted, declined, closed)")),
     };
     if status == AckStatus::Declined && request.reason.trim().is_empty() {
@@ -642,14 +493,14 @@ pub(crate) async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, 
         .ok_or_else(|| ApiError::not_found("inbox envelope"))?;
     let sender: String = row.try_get("sender")?;
     let kind_name: String = row.try_get("kind")?;
-    let current: String = row.try_get("status")?;
+    let current = Arrival::parse(row.try_get("status")?);
     if !inbox::acknowledgeable(&kind_name) {
         return Err(ApiError::bad_request(format!("{kind_name} is not acknowledged")));
     }
-    if current == "closed" {
+    if current == Some(Arrival::Closed) {
         return Err(ApiError::conflict("this referral is already closed"));
     }
-    if current == "revoked" {
+    if current == Some(Arrival::Revoked) {
         return Err(ApiError::conflict("the sender revoked this disclosure"));
     }
     let sender: String = sender;
@@ -661,13 +512,8 @@ pub(crate) async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, 
             Err(e) => Err(e),
         };
     if outcome.is_ok() {
-        sqlx::query("UPDATE inbox SET status = $1, status_by = $2 WHERE envelope_id = $3")
-            .bind(&request.status)
-            .bind(&staff.id)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        staff_acknowledged(&ctx, &mut tx, &id, &sender, &kind_name, &request.status, &staff.id, &subject_ref, &case_ref).await?;
+        crate::status::answer_arrival(&mut tx, &id, arrival, &staff.id).await?;
+        staff_acknowledged(&ctx, &mut tx, &id, &sender, &kind_name, arrival.code(), &staff.id, &subject_ref, &case_ref).await?;
     }
     tx.commit().await?;
     ctx.outbox_ready.notify_one();

@@ -21,7 +21,7 @@ use sqlx::Row as _;
 
 use crate::{
     Ctx, Migration, Tx,
-    api::{ApiError, clear_field, json_body},
+    error::{ApiError, clear_field, json_body},
     auth::Staff,
 };
 
@@ -54,22 +54,34 @@ pub struct Entry {
 
 /// Adds an event to a person's chronology, in the transaction of the work it records.
 pub async fn add(tx: &mut Tx, e: &Entry) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO chronology (id, subject_ref, case_ref, at_ms, event, code, item_id, counterpart, staff_id, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(&e.subject_ref)
-    .bind(&e.case_ref)
-    .bind(e.at_ms)
-    .bind(&e.event)
-    .bind(&e.code)
-    .bind(&e.item_id)
-    .bind(&e.counterpart)
-    .bind(&e.staff_id)
-    .bind(&e.detail)
-    .execute(&mut **tx)
-    .await?;
+    add_many(tx, std::slice::from_ref(e)).await
+}
+
+/// Adds events (of the same work: a batch of arrivals or sends) in one statement per
+/// [`crate::db::ROWS_PER_INSERT`].
+pub async fn add_many(tx: &mut Tx, entries: &[Entry]) -> sqlx::Result<()> {
+    let sqlite = crate::db::on_sqlite(tx);
+    for chunk in entries.chunks(crate::db::ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO chronology (id, subject_ref, case_ref, at_ms, event, code, item_id, counterpart, staff_id, detail) VALUES {}",
+            crate::db::placeholders(sqlite, chunk.len(), 10)
+        );
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(&e.subject_ref)
+                .bind(&e.case_ref)
+                .bind(e.at_ms)
+                .bind(&e.event)
+                .bind(&e.code)
+                .bind(&e.item_id)
+                .bind(&e.counterpart)
+                .bind(&e.staff_id)
+                .bind(&e.detail);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

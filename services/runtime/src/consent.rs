@@ -424,7 +424,7 @@ pub fn new_record(protocol: &isp::Isp, request: RecordRequest, now_ms: i64) -> R
     };
     let consent_id = request.consent_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     if !valid_id(&consent_id) {
-        return Err(crate::api::clear_field(isp::clear::ClearFieldError { field: "consent_id", grammar: isp::clear::CONSENT_ID }));
+        return Err(crate::error::clear_field(isp::clear::ClearFieldError { field: "consent_id", grammar: isp::clear::CONSENT_ID }));
     }
     let subject_ref = match (request.subject, request.subject_ref) {
         (Some(s), _) => protocol.keys.subject_ref(&s.full_name, &s.date_of_birth).map_err(|e| ApiError::bad_request(e.to_string()))?,
@@ -432,7 +432,7 @@ pub fn new_record(protocol: &isp::Isp, request: RecordRequest, now_ms: i64) -> R
         (None, None) => return Err(ApiError::bad_request("the record needs subject {full_name, date_of_birth} or subject_ref")),
     };
     if !isp::consent::valid_subject_ref(&subject_ref) {
-        return Err(crate::api::clear_field(isp::clear::ClearFieldError { field: "subject_ref", grammar: isp::clear::SUBJECT_REF }));
+        return Err(crate::error::clear_field(isp::clear::ClearFieldError { field: "subject_ref", grammar: isp::clear::SUBJECT_REF }));
     }
     let mut roles = Vec::new();
     for r in &request.scope.roles {

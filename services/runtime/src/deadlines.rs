@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use sqlx::Row as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Ctx, Migration, Tx, api::ApiError};
+use crate::{Ctx, Migration, Tx, error::ApiError};
 
 /// The clock deadlines are set and judged by: the system's, plus an offset a test moves.
 #[derive(Clone, Default)]
@@ -81,18 +81,24 @@ pub fn migrations() -> Vec<Migration> {
 
 /// Sets a deadline, unless one of its code is already set on its target (the first stands).
 pub async fn set(tx: &mut Tx, d: &Deadline) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO deadlines (code, target, subject_ref, case_ref, counterpart, due_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (code, target) DO NOTHING",
-    )
-    .bind(&d.code)
-    .bind(&d.target)
-    .bind(&d.subject_ref)
-    .bind(&d.case_ref)
-    .bind(&d.counterpart)
-    .bind(d.due_at_ms)
-    .execute(&mut **tx)
-    .await?;
+    set_many(tx, std::slice::from_ref(d)).await
+}
+
+/// Sets deadlines (of a batch of arrivals) in one statement per [`crate::db::ROWS_PER_INSERT`];
+/// each one already set on its target is left as it is.
+pub async fn set_many(tx: &mut Tx, deadlines: &[Deadline]) -> sqlx::Result<()> {
+    let sqlite = crate::db::on_sqlite(tx);
+    for chunk in deadlines.chunks(crate::db::ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO deadlines (code, target, subject_ref, case_ref, counterpart, due_at_ms) VALUES {} ON CONFLICT (code, target) DO NOTHING",
+            crate::db::placeholders(sqlite, chunk.len(), 6)
+        );
+        let mut q = sqlx::query(&sql);
+        for d in chunk {
+            q = q.bind(&d.code).bind(&d.target).bind(&d.subject_ref).bind(&d.case_ref).bind(&d.counterpart).bind(d.due_at_ms);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -254,7 +260,7 @@ async fn query_where(ctx: &Ctx, state: &str, narrow: Option<(&'static str, &str)
 
 async fn list(State(ctx): State<Ctx>, Query(q): Query<DeadlineQuery>) -> Result<Json<Value>, ApiError> {
     if let Some(t) = &q.target {
-        isp::clear::optional("target", t, isp::clear::is_consent_id, isp::clear::CONSENT_ID).map_err(crate::api::clear_field)?;
+        isp::clear::optional("target", t, isp::clear::is_consent_id, isp::clear::CONSENT_ID).map_err(crate::error::clear_field)?;
     }
     Ok(Json(Value::Array(query(&ctx, q.state.as_deref().unwrap_or("open"), q.target.as_deref()).await?)))
 }

@@ -34,6 +34,7 @@ pub mod consent;
 pub mod console;
 pub mod db;
 pub mod deadlines;
+pub mod error;
 pub mod idempotency;
 pub mod inbox;
 pub mod metrics;
@@ -44,6 +45,7 @@ pub mod partnership_feed;
 pub mod policy_watch;
 pub mod receipts;
 pub mod serve;
+pub mod status;
 pub mod telemetry;
 pub mod tls;
 pub mod transport;
@@ -146,6 +148,18 @@ pub trait Agency: Send + Sync + 'static {
     /// Domain work for an envelope that passed every check, inside the transaction that
     /// stores it in the inbox: it commits, or nothing does and the message is redelivered.
     fn on_receive(&self, ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Domain work for envelopes stored together in one inbox transaction, in stream order:
+    /// by default [`Agency::on_receive`] for each. A service whose work is rows of its own
+    /// overrides it to write a batch's rows in one statement per table.
+    fn on_receive_batch(&self, ctx: &Ctx, tx: &mut Tx, opened: &[&Opened]) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async move {
+            for o in opened {
+                self.on_receive(ctx, tx, o).await?;
+            }
+            Ok(())
+        }
+    }
 
     /// The service's own HTTP routes, merged with the generic API.
     fn routes(&self) -> axum::Router<Ctx> {

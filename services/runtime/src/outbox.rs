@@ -16,6 +16,7 @@
 //! aside). It keeps its outbox row (`set_aside_at_ms`, `set_aside_reason`); its `sent` row
 //! says `set_aside` and why; an error line is logged.
 
+use crate::status::Disclosure;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -71,12 +72,69 @@ pub enum SendError {
     Storage(#[from] sqlx::Error),
 }
 
+/// What the API answers a send that did not go: a denial is a 403 naming the rule and the
+/// near miss; nothing a caller typed is repeated.
+impl From<SendError> for crate::error::ApiError {
+    fn from(e: SendError) -> crate::error::ApiError {
+        use crate::error::ApiError;
+        use axum::http::StatusCode;
+        use serde_json::json;
+        match e {
+            SendError::Denied { denial, near_miss_id } => ApiError {
+                status: StatusCode::FORBIDDEN,
+                body: json!({
+                    "error": "denied",
+                    "reason": denial.reason,
+                    "rule": denial.rule,
+                    "detail": denial.detail,
+                    "forbidden": denial.forbidden,
+                    "near_miss_id": near_miss_id,
+                }),
+            },
+            // The agency id asked for is not repeated: it could be anything typed into `to`.
+            SendError::Refused(IspError::UnknownAgency(_)) => ApiError::bad_request("to: not an agency of the partnership directory"),
+            SendError::Refused(e @ (IspError::BadPayload { .. } | IspError::Invalid { .. })) => ApiError::bad_request(e.to_string()),
+            SendError::Refused(e @ IspError::Inactive { .. }) => ApiError {
+                status: StatusCode::CONFLICT,
+                body: json!({"error": "not_in_partnership", "detail": e.to_string()}),
+            },
+            SendError::Refused(e @ IspError::Unjustified(_)) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                body: json!({"error": "without_consent_unjustified", "detail": e.to_string()}),
+            },
+            SendError::ConsentUnavailable(detail) => {
+                tracing::warn!(error = %detail, "send refused for now: consent records unreadable");
+                ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    body: json!({"error": "consent_unavailable", "detail": "the partnership's consent records cannot be read now; nothing was sent, try again"}),
+                }
+            }
+            e @ SendError::TooLarge { .. } => ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                body: json!({"error": "too_large", "detail": format!("{e}; nothing was stored: send less")}),
+            },
+            SendError::Refused(e) => ApiError::internal(e),
+            SendError::Storage(e) => ApiError::internal(e),
+        }
+    }
+}
+
 fn consent_state_name(out: &Outgoing) -> &'static str {
     policy::consent_name(out.consent.as_ref().map(|c| c.state()).unwrap_or_default())
 }
 
-/// A send waiting for the sender task, with where its answer goes.
-pub(crate) type Pending = (Outgoing, oneshot::Sender<Result<SendOutcome, SendError>>);
+/// A send waiting for the sender task: the disclosure, who asked for it and where its answer
+/// goes.
+pub(crate) type Pending = (Outgoing, Option<AskedBy>, oneshot::Sender<Result<SendOutcome, SendError>>);
+
+/// The staff member a send was made for: named in its `sent` row. `chronicled`: the send also
+/// enters the person's chronology as `disclosure_sent` (a send through the API; a service's
+/// own step writes its own entry).
+#[derive(Debug, Clone)]
+pub(crate) struct AskedBy {
+    staff_id: String,
+    chronicled: bool,
+}
 
 /// How many waiting sends one transaction takes at most.
 const SEND_BATCH: usize = 64;
@@ -87,20 +145,31 @@ impl Ctx {
     /// transaction, and one commit keeps them all; each still gets its own answer. If the
     /// batch cannot be written whole, each is sent again on its own.
     pub async fn send(&self, out: &Outgoing) -> Result<SendOutcome, SendError> {
+        self.send_batched(out, None).await
+    }
+
+    /// As [`Ctx::send`], asked for by staff member `staff_id`: the `sent` row names them as
+    /// its sender and the send enters the person's chronology, both in the send's own
+    /// transaction (what the API's `POST /disclosures` does).
+    pub async fn send_as(&self, out: &Outgoing, staff_id: &str) -> Result<SendOutcome, SendError> {
+        self.send_batched(out, Some(&AskedBy { staff_id: staff_id.to_owned(), chronicled: true })).await
+    }
+
+    async fn send_batched(&self, out: &Outgoing, by: Option<&AskedBy>) -> Result<SendOutcome, SendError> {
         let (reply, answer) = oneshot::channel();
-        if self.sends.send((out.clone(), reply)).await.is_ok() {
+        if self.sends.send((out.clone(), by.cloned(), reply)).await.is_ok() {
             if let Ok(result) = answer.await {
                 return result;
             }
         }
         // The sender task has stopped (the service is shutting down): send it alone.
-        self.send_alone(out).await
+        self.send_alone(out, by).await
     }
 
     /// Seals and queues one disclosure in its own transaction.
-    async fn send_alone(&self, out: &Outgoing) -> Result<SendOutcome, SendError> {
+    async fn send_alone(&self, out: &Outgoing, by: Option<&AskedBy>) -> Result<SendOutcome, SendError> {
         let mut tx = self.pool.begin().await?;
-        let result = self.send_in(&mut tx, out).await;
+        let result = self.send_in_by(&mut tx, out, by).await;
         if matches!(result, Ok(_) | Err(SendError::Denied { .. })) {
             tx.commit().await?;
             self.outbox_ready.notify_one();
@@ -112,9 +181,19 @@ impl Ctx {
     /// only if the caller's change commits. A denial queues the near-miss event instead and
     /// returns `SendError::Denied`; commit the transaction to keep that record.
     pub async fn send_in(&self, tx: &mut Tx, out: &Outgoing) -> Result<SendOutcome, SendError> {
+        self.send_in_by(tx, out, None).await
+    }
+
+    /// As [`Ctx::send_in`], made for staff member `staff_id` by one of the service's own steps:
+    /// the `sent` row names them (the step writes its own chronology entry).
+    pub async fn send_in_as(&self, tx: &mut Tx, out: &Outgoing, staff_id: &str) -> Result<SendOutcome, SendError> {
+        self.send_in_by(tx, out, Some(&AskedBy { staff_id: staff_id.to_owned(), chronicled: false })).await
+    }
+
+    async fn send_in_by(&self, tx: &mut Tx, out: &Outgoing, by: Option<&AskedBy>) -> Result<SendOutcome, SendError> {
         let consent = self.consent_for_in(Some(&mut *tx), out.consent.as_ref()).await.map_err(|e| SendError::ConsentUnavailable(format!("{e:#}")))?;
         let sealed = self.isp().seal(out, consent.as_ref());
-        let result = self.queue_many_in(tx, vec![(out, sealed)]).await?.pop().expect("one answer per send");
+        let result = self.queue_many_in(tx, vec![(out, by, sealed)]).await?.pop().expect("one answer per send");
         // Counted once written to the caller's transaction (which commits it, as a rule).
         self.metrics.count_send(out.kind, &result);
         result
@@ -123,14 +202,16 @@ impl Ctx {
     /// Writes what sealing decided for each send, in the caller's transaction: the envelopes
     /// to the outbox and their `sent` rows (one statement for each table, however many), or
     /// for a denial the near miss. Answers in the order given; an error means nothing of the
-    /// lot may be committed.
-    pub(crate) async fn queue_many_in(&self, tx: &mut Tx, sends: Vec<(&Outgoing, Result<isp::Sealed, IspError>)>) -> Result<Vec<Result<SendOutcome, SendError>>, sqlx::Error> {
+    /// lot may be committed. A send asked for by a staff member (`by`) names them in its
+    /// `sent` row, and once allowed enters the person's chronology.
+    pub(crate) async fn queue_many_in(&self, tx: &mut Tx, sends: Vec<(&Outgoing, Option<&AskedBy>, Result<isp::Sealed, IspError>)>) -> Result<Vec<Result<SendOutcome, SendError>>, sqlx::Error> {
         let now = isp::now_ms();
         let limit = transport::max_message_bytes(&self.jetstream.client());
         let mut answers = Vec::with_capacity(sends.len());
         let mut outbox = Vec::with_capacity(sends.len());
         let mut sent = Vec::with_capacity(sends.len());
-        for (out, sealed) in sends {
+        let mut chronology = Vec::new();
+        for (out, by, sealed) in sends {
             match sealed {
                 // Queued, it could never be published, and would hold up everything after it.
                 Ok(sealed) if sealed.envelope.len() > limit => answers.push(Err(SendError::TooLarge { bytes: sealed.envelope.len(), limit })),
@@ -146,8 +227,21 @@ impl Ctx {
                     };
                     tracing::info!(envelope_id = %outcome.envelope_id, kind = kind::name(out.kind), recipient = %out.recipient,
                         rule = %outcome.rule, removed = outcome.removed.len(), "disclosure sealed and queued");
+                    if let Some(asked) = by.filter(|b| b.chronicled && !out.subject_ref.is_empty()) {
+                        chronology.push(crate::chronology::Entry {
+                            subject_ref: out.subject_ref.clone(),
+                            case_ref: out.case_ref.clone(),
+                            event: "disclosure_sent".into(),
+                            code: kind::name(out.kind).into(),
+                            item_id: h.envelope_id.clone(),
+                            counterpart: out.recipient.clone(),
+                            staff_id: asked.staff_id.clone(),
+                            at_ms: self.config.clock.now_ms(),
+                            ..Default::default()
+                        });
+                    }
                     outbox.push((h.envelope_id, transport::message_subject(&h.sender, &h.recipient, out.kind), sealed.envelope));
-                    sent.push((out, outcome.clone(), "queued", ""));
+                    sent.push((out, outcome.clone(), Disclosure::Queued, "", by.map(|b| b.staff_id.as_str())));
                     answers.push(Ok(outcome));
                 }
                 Err(IspError::Denied(denial)) => {
@@ -163,7 +257,7 @@ impl Ctx {
                     tracing::warn!(near_miss_id = %event.event_id, kind = kind::name(out.kind), recipient = %out.recipient,
                         rule = %denial.rule, reason = denial.reason, "disclosure refused by the ISP (near miss recorded)");
                     outbox.push((event.event_id.clone(), transport::event_subject(self.agency(), EventKind::SendDenied), bytes));
-                    sent.push((out, outcome, "denied", denial.reason));
+                    sent.push((out, outcome, Disclosure::Denied, denial.reason, by.map(|b| b.staff_id.as_str())));
                     answers.push(Err(SendError::Denied { denial, near_miss_id: event.event_id }));
                 }
                 Err(other) => answers.push(Err(SendError::Refused(other))),
@@ -174,12 +268,13 @@ impl Ctx {
         for chunk in sent.chunks(crate::db::ROWS_PER_INSERT) {
             insert_sent(tx, sqlite, &self.isp().keys, chunk, now).await?;
         }
+        crate::chronology::add_many(tx, &chronology).await?;
         Ok(answers)
     }
 }
 
 /// Takes the sends of [`Ctx::send`] in batches until shutdown.
-pub async fn send_loop(ctx: Ctx, mut pending: mpsc::Receiver<Pending>, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub(crate) async fn send_loop(ctx: Ctx, mut pending: mpsc::Receiver<Pending>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(SEND_BATCH);
     loop {
         let taken = tokio::select! {
@@ -197,11 +292,11 @@ async fn send_batch(ctx: &Ctx, batch: Vec<Pending>) {
     // Consent first, outside the transaction (the publisher checks it again before anything
     // leaves); then the crypto, so the connection is held only for the writes.
     let reads = ConsentReads::default();
-    let consents = futures::future::join_all(batch.iter().map(|(out, _)| reads.get(ctx, out.consent.as_ref()))).await;
+    let consents = futures::future::join_all(batch.iter().map(|(out, _, _)| reads.get(ctx, out.consent.as_ref()))).await;
     let mut to_seal = Vec::with_capacity(batch.len());
-    for ((out, reply), consent) in batch.into_iter().zip(consents) {
+    for ((out, by, reply), consent) in batch.into_iter().zip(consents) {
         match consent {
-            Ok(consent) => to_seal.push((out, reply, consent)),
+            Ok(consent) => to_seal.push((out, by, reply, consent)),
             Err(e) => {
                 let _ = reply.send(Err(SendError::ConsentUnavailable(format!("{e:#}"))));
             }
@@ -211,31 +306,31 @@ async fn send_batch(ctx: &Ctx, batch: Vec<Pending>) {
         return;
     }
     let isp = ctx.isp();
-    let (waiting, sealed): (Vec<_>, Vec<_>) = crate::on_cores(to_seal, move |(out, reply, consent)| {
+    let (waiting, sealed): (Vec<_>, Vec<_>) = crate::on_cores(to_seal, move |(out, by, reply, consent)| {
         let sealed = isp.seal(&out, consent.as_ref());
-        ((out, reply), sealed)
+        ((out, by, reply), sealed)
     })
     .await
     .into_iter()
     .unzip();
     let together = async {
         let mut tx = ctx.pool.begin().await?;
-        let results = ctx.queue_many_in(&mut tx, waiting.iter().map(|(out, _)| out).zip(sealed).collect()).await?;
+        let results = ctx.queue_many_in(&mut tx, waiting.iter().zip(sealed).map(|((out, by, _), sealed)| (out, by.as_ref(), sealed)).collect()).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(results)
     };
     match together.await {
         Ok(results) => {
             ctx.outbox_ready.notify_one();
-            for ((out, reply), result) in waiting.into_iter().zip(results) {
+            for ((out, _, reply), result) in waiting.into_iter().zip(results) {
                 ctx.metrics.count_send(out.kind, &result);
                 let _ = reply.send(result);
             }
         }
         Err(e) => {
             tracing::warn!(error = %e, sends = waiting.len(), "a batch of sends could not be written whole; one at a time");
-            for (out, reply) in waiting {
-                let _ = reply.send(ctx.send_alone(&out).await);
+            for (out, by, reply) in waiting {
+                let _ = reply.send(ctx.send_alone(&out, by.as_ref()).await);
             }
         }
     }
@@ -243,20 +338,20 @@ async fn send_batch(ctx: &Ctx, batch: Vec<Pending>) {
 
 /// `sent` rows: the send as asked, what the ISP decided, its status and why.
 /// The rationale for sharing without consent is stored sealed to the agency's own key.
-async fn insert_sent(tx: &mut Tx, sqlite: bool, keys: &isp::AgencyKeys, rows: &[(&Outgoing, SendOutcome, &str, &str)], now: i64) -> Result<(), sqlx::Error> {
+async fn insert_sent(tx: &mut Tx, sqlite: bool, keys: &isp::AgencyKeys, rows: &[(&Outgoing, SendOutcome, Disclosure, &str, Option<&str>)], now: i64) -> Result<(), sqlx::Error> {
     let rationales = rows
         .iter()
-        .map(|(out, o, _, _)| keys.seal_at_rest(out.justification.as_ref().filter(|_| o.without_consent).map(|j| j.rationale.as_str()).unwrap_or_default()))
+        .map(|(out, o, _, _, _)| keys.seal_at_rest(out.justification.as_ref().filter(|_| o.without_consent).map(|j| j.rationale.as_str()).unwrap_or_default()))
         .collect::<Result<Vec<String>, _>>()
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let sql = format!(
         "INSERT INTO sent (envelope_id, recipient, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
          categories, removed, rule, reason, policy_version, without_consent, in_reply_to, status, status_reason, created_at_ms, updated_at_ms, \
-         consent_id, consent_recorded_by, officer, rationale_code, rationale) VALUES {}",
-        crate::db::placeholders(sqlite, rows.len(), 25)
+         consent_id, consent_recorded_by, officer, rationale_code, rationale, sent_by) VALUES {}",
+        crate::db::placeholders(sqlite, rows.len(), 26)
     );
     let mut q = sqlx::query(&sql);
-    for ((out, o, status, reason), rationale) in rows.iter().zip(rationales) {
+    for ((out, o, status, reason, by), rationale) in rows.iter().zip(rationales) {
         // Who decided to share without consent and why stay only with a disclosure that was.
         let justification = out.justification.as_ref().filter(|_| o.without_consent);
         q = q
@@ -276,7 +371,7 @@ async fn insert_sent(tx: &mut Tx, sqlite: bool, keys: &isp::AgencyKeys, rows: &[
             .bind(o.policy_version.as_str())
             .bind(o.without_consent as i64)
             .bind(out.in_reply_to.as_str())
-            .bind(*status)
+            .bind(status.code())
             .bind("")
             .bind(now)
             .bind(now)
@@ -284,7 +379,8 @@ async fn insert_sent(tx: &mut Tx, sqlite: bool, keys: &isp::AgencyKeys, rows: &[
             .bind(out.consent.as_ref().map(|c| c.recorded_by.as_str()).unwrap_or_default())
             .bind(justification.map(|j| j.officer.as_str()).unwrap_or_default())
             .bind(justification.map(|j| j.rationale_code.as_str()).unwrap_or_default())
-            .bind(rationale);
+            .bind(rationale)
+            .bind(*by);
     }
     q.execute(&mut **tx).await?;
     Ok(())
@@ -475,12 +571,17 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<bool> {
     // the database (for SQLite, a hop to its worker thread and back).
     let mut tx = ctx.pool.begin().await?;
     for chunk in published.chunks(200) {
-        let list = crate::db::numbered(2, chunk.len());
-        for sql in [
-            format!("UPDATE outbox SET published_at_ms = $1, attempts = attempts + 1 WHERE id IN ({list})"),
-            format!("UPDATE sent SET status = 'published', updated_at_ms = $1 WHERE status = 'queued' AND envelope_id IN ({list})"),
+        for (sql, statuses) in [
+            (format!("UPDATE outbox SET published_at_ms = $1, attempts = attempts + 1 WHERE id IN ({})", crate::db::numbered(2, chunk.len())), None),
+            (
+                format!("UPDATE sent SET status = $2, updated_at_ms = $1 WHERE status = $3 AND envelope_id IN ({})", crate::db::numbered(4, chunk.len())),
+                Some((Disclosure::Published, Disclosure::Queued)),
+            ),
         ] {
             let mut q = sqlx::query(&sql).bind(now);
+            if let Some((to, from)) = statuses {
+                q = q.bind(to.code()).bind(from.code());
+            }
             for id in chunk {
                 q = q.bind(id);
             }
@@ -582,10 +683,12 @@ async fn set_aside_row(ctx: &Ctx, id: &str, reason: &str) -> anyhow::Result<bool
     if updated.rows_affected() == 0 {
         return Ok(false);
     }
-    sqlx::query("UPDATE sent SET status = 'set_aside', status_reason = $1, updated_at_ms = $2 WHERE envelope_id = $3 AND status = 'queued'")
+    sqlx::query("UPDATE sent SET status = $1, status_reason = $2, updated_at_ms = $3 WHERE envelope_id = $4 AND status = $5")
+        .bind(Disclosure::SetAside.code())
         .bind(reason)
         .bind(now)
         .bind(id)
+        .bind(Disclosure::Queued.code())
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -636,7 +739,8 @@ async fn stop(ctx: &Ctx, id: &str, body: &[u8], denial: &Denial) -> anyhow::Resu
     if stopped.rows_affected() == 0 {
         return Ok(()); // another publisher pass stopped or published it meanwhile
     }
-    sqlx::query("UPDATE sent SET status = 'stopped', status_reason = $1, updated_at_ms = $2 WHERE envelope_id = $3")
+    sqlx::query("UPDATE sent SET status = $1, status_reason = $2, updated_at_ms = $3 WHERE envelope_id = $4")
+        .bind(Disclosure::Stopped.code())
         .bind(denial.reason)
         .bind(now)
         .bind(id)

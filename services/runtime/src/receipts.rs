@@ -22,45 +22,35 @@ use sqlx::Row as _;
 
 use crate::{
     Ctx, SendError, Tx,
-    api::{ApiError, json_body},
+    error::{ApiError, json_body},
     auth::Staff,
+    status::Disclosure,
 };
 
 /// The status a receipt gives the sender's record.
-pub fn status_name(status: AckStatus) -> Option<&'static str> {
+pub fn status_of(status: AckStatus) -> Option<Disclosure> {
     Some(match status {
-        AckStatus::Received => "received",
-        AckStatus::Opened => "opened",
-        AckStatus::Accepted => "accepted",
-        AckStatus::Declined => "declined",
-        AckStatus::Closed => "closed",
-        AckStatus::Revoked => "revocation_confirmed",
+        AckStatus::Received => Disclosure::Received,
+        AckStatus::Opened => Disclosure::Opened,
+        AckStatus::Accepted => Disclosure::Accepted,
+        AckStatus::Declined => Disclosure::Declined,
+        AckStatus::Closed => Disclosure::Closed,
+        AckStatus::Revoked => Disclosure::RevocationConfirmed,
         AckStatus::Unspecified => return None,
     })
 }
 
-/// Every status a `sent` row can have.
-const STATUSES: [&str; 11] =
-    ["queued", "published", "denied", "stopped", "received", "opened", "accepted", "declined", "closed", "revoked", "revocation_confirmed"];
-
-/// Receipts only move a disclosure forward: an `opened` that arrives after `accepted` does
-/// not undo it, nothing after a revocation does but its confirmation.
-fn moves_forward(current: &str, next: &str) -> bool {
-    let rank = |s: &str| match s {
-        "queued" | "published" => 0,
-        "received" => 1,
-        "opened" => 2,
-        "accepted" | "declined" => 3,
-        "closed" => 4,
-        "revoked" => 5,
-        "revocation_confirmed" => 6,
-        _ => 0,
-    };
-    match current {
-        "revoked" => next == "revocation_confirmed",
-        "stopped" | "revocation_confirmed" => false,
-        _ => rank(next) > rank(current) || (rank(next) == 3 && rank(current) == 3),
-    }
+/// The status an acknowledgement gives the recipient's own inbox row.
+pub fn arrival_of(status: AckStatus) -> Option<crate::status::Arrival> {
+    use crate::status::Arrival;
+    Some(match status {
+        AckStatus::Received => Arrival::Received,
+        AckStatus::Opened => Arrival::Opened,
+        AckStatus::Accepted => Arrival::Accepted,
+        AckStatus::Declined => Arrival::Declined,
+        AckStatus::Closed => Arrival::Closed,
+        AckStatus::Revoked | AckStatus::Unspecified => return None,
+    })
 }
 
 /// A receipt from the agency of `isp` for envelope `original` to its sender, as the policy
@@ -126,7 +116,7 @@ pub async fn auto_receipts(ctx: &Ctx, tx: &mut Tx, opened: &[&Opened], status: A
     .await
     .into_iter()
     .unzip();
-    for (answer, out) in ctx.queue_many_in(tx, outs.iter().zip(sealed).collect()).await?.into_iter().zip(&outs) {
+    for (answer, out) in ctx.queue_many_in(tx, outs.iter().zip(sealed).map(|(out, sealed)| (out, None, sealed)).collect()).await?.into_iter().zip(&outs) {
         if let Err(e) = answer {
             tracing::warn!(envelope_id = %out.in_reply_to, error = %e, "no automatic receipt sent");
         }
@@ -140,7 +130,7 @@ pub async fn auto_receipt(ctx: &Ctx, tx: &mut Tx, opened: &Opened, status: AckSt
 }
 
 /// What a receipt changes at the sender: (status, detail, recipient, the recipient's staff member).
-type Change<'a> = (&'a str, &'a str, &'a str, &'a str);
+type Change<'a> = (Disclosure, &'a str, &'a str, &'a str);
 
 /// Receipts arriving at the sender: each moves its record of the disclosure forward, if it
 /// comes from that disclosure's recipient. Receipts of the same status and detail from the
@@ -150,7 +140,7 @@ pub async fn apply(tx: &mut Tx, opened: &[&Opened]) -> Result<(), sqlx::Error> {
         .iter()
         .filter_map(|o| {
             let Some(Body::ReferralAck(ack)) = &o.payload.body else { return None };
-            let next = status_name(ack.status())?;
+            let next = status_of(ack.status())?;
             let detail = if ack.reason.is_empty() { ack.outcome.as_str() } else { ack.reason.as_str() };
             Some(((next, detail, o.header.sender.as_str(), ack.staff_id.as_str()), ack.envelope_id.as_str()))
         })
@@ -168,7 +158,7 @@ pub async fn apply(tx: &mut Tx, opened: &[&Opened]) -> Result<(), sqlx::Error> {
     let now = isp::now_ms();
     for ((next, detail, recipient, staff_id), ids) in groups {
         // Who at the recipient first opened it, whatever the status now.
-        if next == "opened" && !staff_id.is_empty() {
+        if next == Disclosure::Opened && !staff_id.is_empty() {
             for chunk in ids.chunks(200) {
                 let sql = format!(
                     "UPDATE sent SET opened_by = $1 WHERE recipient = $2 AND opened_by IS NULL AND envelope_id IN ({})",
@@ -182,7 +172,7 @@ pub async fn apply(tx: &mut Tx, opened: &[&Opened]) -> Result<(), sqlx::Error> {
             }
         }
         // The update applies only from a status the receipt moves forward.
-        let from: Vec<&str> = STATUSES.iter().copied().filter(|current| moves_forward(current, next)).collect();
+        let from: Vec<&str> = Disclosure::ALL.iter().filter(|current| current.moves_to(next)).map(|s| s.code()).collect();
         if from.is_empty() {
             continue;
         }
@@ -192,7 +182,7 @@ pub async fn apply(tx: &mut Tx, opened: &[&Opened]) -> Result<(), sqlx::Error> {
                 crate::db::numbered(6, from.len()),
                 crate::db::numbered(6 + from.len(), chunk.len())
             );
-            let mut query = sqlx::query(&sql).bind(next).bind(detail).bind(now).bind(staff_id).bind(recipient);
+            let mut query = sqlx::query(&sql).bind(next.code()).bind(detail).bind(now).bind(staff_id).bind(recipient);
             for status in &from {
                 query = query.bind(*status);
             }
@@ -211,8 +201,9 @@ pub async fn apply_revocation(ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> Result
     let Some(Body::DisclosureRevoke(revoke)) = &opened.payload.body else { return Ok(()) };
     let h = &opened.header;
     let hidden = sqlx::query(
-        "UPDATE inbox SET status = 'revoked', revoked_at_ms = $1, revoked_reason = $2 WHERE envelope_id = $3 AND sender = $4 AND revoked_at_ms IS NULL",
+        "UPDATE inbox SET status = $1, revoked_at_ms = $2, revoked_reason = $3 WHERE envelope_id = $4 AND sender = $5 AND revoked_at_ms IS NULL",
     )
+    .bind(crate::status::Arrival::Revoked.code())
     .bind(isp::now_ms())
     .bind(&revoke.reason)
     .bind(&revoke.envelope_id)
@@ -258,11 +249,12 @@ pub async fn revoke(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff
         .fetch_optional(&ctx.pool)
         .await?
         .ok_or_else(|| ApiError::not_found("disclosure"))?;
-    let status: String = row.try_get("status")?;
-    match status.as_str() {
-        "revoked" | "revocation_confirmed" => return Err(ApiError::conflict("this disclosure is already revoked")),
-        "stopped" => return Err(ApiError::conflict("this disclosure was stopped before it was sent; there is nothing to revoke")),
-        _ => {}
+    let status = Disclosure::parse(row.try_get("status")?).ok_or_else(|| ApiError::internal("a disclosure's status is not one this service knows"))?;
+    if status.is_revoked() {
+        return Err(ApiError::conflict("this disclosure is already revoked"));
+    }
+    if status.never_sent() {
+        return Err(ApiError::conflict("this disclosure was never sent (refused, stopped or set aside); there is nothing to revoke"));
     }
     let recipient: String = row.try_get("recipient")?;
     let isp = ctx.isp();
@@ -287,13 +279,7 @@ pub async fn revoke(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff
     let mut tx = ctx.pool.begin().await?;
     let outcome = ctx.send_in(&mut tx, &out).await;
     if outcome.is_ok() {
-        sqlx::query("UPDATE sent SET status = 'revoked', status_reason = $1, updated_at_ms = $2, status_by = $3 WHERE envelope_id = $4")
-            .bind(&request.reason)
-            .bind(isp::now_ms())
-            .bind(&staff.id)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
+        crate::status::revoke_sent(&mut tx, &id, &request.reason, &staff.id, isp::now_ms()).await?;
     }
     tx.commit().await?;
     ctx.outbox_ready.notify_one();
@@ -302,34 +288,17 @@ pub async fn revoke(State(ctx): State<Ctx>, Path(id): Path<String>, staff: Staff
 
 #[cfg(test)]
 mod tests {
-    use super::{STATUSES, moves_forward, status_name};
+    use super::status_of;
+    use crate::status::Disclosure;
     use proto::v1::AckStatus;
 
     #[test]
-    fn every_status_a_receipt_gives_is_one_the_update_knows() {
-        // The receipt update applies only from statuses listed in STATUSES: one missing there
-        // would silently stop receipts moving a disclosure on.
-        for status in [AckStatus::Received, AckStatus::Opened, AckStatus::Accepted, AckStatus::Declined, AckStatus::Closed, AckStatus::Revoked] {
-            let name = status_name(status).unwrap();
-            assert!(STATUSES.contains(&name), "{name}");
+    fn every_receipt_moves_a_delivered_disclosure_or_confirms_a_revocation() {
+        for status in [AckStatus::Received, AckStatus::Opened, AckStatus::Accepted, AckStatus::Declined, AckStatus::Closed] {
+            let next = status_of(status).unwrap();
+            assert!(Disclosure::Published.moves_to(next), "{next}");
         }
-        // The statuses the sender's own code writes.
-        for name in ["queued", "published", "denied", "stopped", "revoked"] {
-            assert!(STATUSES.contains(&name), "{name}");
-        }
-        assert!(STATUSES.iter().filter(|s| moves_forward(s, "received")).count() >= 2, "published and queued rows take a delivery receipt");
-    }
-
-    #[test]
-    fn receipts_only_move_a_disclosure_forward() {
-        assert!(moves_forward("published", "received"));
-        assert!(moves_forward("received", "opened"));
-        assert!(moves_forward("opened", "accepted"));
-        assert!(!moves_forward("accepted", "opened"), "a late opened receipt does not undo an acceptance");
-        assert!(moves_forward("accepted", "declined"), "a decision can change");
-        assert!(moves_forward("accepted", "closed"));
-        assert!(!moves_forward("revoked", "opened"), "nothing but the confirmation follows a revocation");
-        assert!(moves_forward("revoked", "revocation_confirmed"));
-        assert!(!moves_forward("stopped", "received"));
+        assert!(Disclosure::Revoked.moves_to(status_of(AckStatus::Revoked).unwrap()));
+        assert_eq!(status_of(AckStatus::Unspecified), None);
     }
 }

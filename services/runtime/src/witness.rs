@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use sqlx::Row as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Ctx, Migration, api::ApiError};
+use crate::{Ctx, Migration, error::ApiError};
 
 /// How often the witness looks for a new checkpoint.
 const EVERY: Duration = Duration::from_secs(1);

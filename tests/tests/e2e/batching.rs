@@ -65,6 +65,8 @@ async fn concurrent_sends_on(backend: Backend) -> anyhow::Result<()> {
                 // The answer is this request's own: housing's record of it names its case.
                 let record = p.get(HOUSING, &format!("/disclosures/{id}")).await?;
                 assert_eq!(record["case_ref"], format!("HSG-T-{n:05}"), "referral {n} got another send's answer: {record}");
+                // Who sent it is written with the send itself, batched or not.
+                assert!(record["sent_by"].as_str().is_some_and(|by| by.starts_with("demo.")), "referral {n} names no sender: {record}");
                 allowed.push(id);
             }
             Ask::UnknownConsent => {
@@ -87,6 +89,15 @@ async fn concurrent_sends_on(backend: Backend) -> anyhow::Result<()> {
         Ok((inbox_counts(&idva_db).await? == (EACH as i64, EACH as i64)).then_some(()))
     })
     .await?;
+    // What an arrival starts is written with it, for each of a batch: the referral's
+    // acknowledgement deadline and the IDVA case's contact deadline.
+    let deadlines = p.get(IDVA, "/deadlines?state=open").await?;
+    for id in &allowed {
+        for code in ["acknowledge", "idva_contact"] {
+            let set = deadlines.as_array().into_iter().flatten().filter(|d| d["code"] == code && d["target"] == id.as_str()).count();
+            assert_eq!(set, 1, "referral {id}: {set} {code} deadlines at the IDVA");
+        }
+    }
     // The IDVA's delivery receipts, which come back in batches too, reach every one of them.
     eventually("every allowed referral marked received at housing", Duration::from_secs(60), || async {
         for id in &allowed {

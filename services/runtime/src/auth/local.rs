@@ -27,7 +27,7 @@ use sha2::{Digest as _, Sha256};
 use sqlx::{AnyPool, Row as _};
 
 use super::{Gate, Role, Staff, session_json};
-use crate::{Migration, api::json_body};
+use crate::{Migration, error::json_body};
 
 /// The session cookie of a service is `hub_session_<agency id>`: services of one partnership
 /// on one host (the demo's, on one address and several ports) share a browser's cookies,
@@ -585,7 +585,7 @@ async fn session_route(State(gate): State<Gate>, headers: HeaderMap, staff: Staf
     match sqlx::query("SELECT csrf, expires_at_ms FROM sessions WHERE token_hash = $1").bind(token_hash(&token)).fetch_optional(&gate.pool).await {
         Ok(Some(row)) => Json(session_json(&staff, &row.get::<String, _>("csrf"), row.get("expires_at_ms"))).into_response(),
         Ok(None) => StatusCode::UNAUTHORIZED.into_response(),
-        Err(e) => crate::api::ApiError::from(e).into_response(),
+        Err(e) => crate::error::ApiError::from(e).into_response(),
     }
 }
 

@@ -304,7 +304,7 @@ async fn person_page(ctx: &Ctx, viewer: &Viewer, subject_ref: &str, values: &Fie
         let flags = chronology::flags(ctx, "subject_ref", subject_ref).await?;
         let deadlines: Vec<Value> = deadlines::of_subject(ctx, "open", subject_ref).await?;
         let assessed = assessments::newest(ctx, Some(subject_ref), 20).await?;
-        Ok::<_, crate::api::ApiError>((chronology, flags, deadlines, assessed))
+        Ok::<_, crate::error::ApiError>((chronology, flags, deadlines, assessed))
     };
     let (events, flags, open, assessed) = match loaded.await {
         Ok(l) => l,
@@ -405,7 +405,7 @@ async fn add_note(State(ctx): State<Ctx>, viewer: Viewer, Path(subject_ref): Pat
         let mut tx = ctx.pool.begin().await?;
         chronology::add_note(&ctx, &mut tx, entry, values.get("note").trim()).await?;
         tx.commit().await?;
-        Ok::<_, crate::api::ApiError>(())
+        Ok::<_, crate::error::ApiError>(())
     };
     match saved.await {
         Ok(()) => see_other(&format!("/console/people/{subject_ref}")),
@@ -459,7 +459,7 @@ pub fn deadline_rows(rows: &[Value]) -> super::Markup {
 }
 
 async fn deadlines_page(State(ctx): State<Ctx>, viewer: Viewer) -> Response {
-    let loaded = async { Ok::<_, crate::api::ApiError>((deadlines::query(&ctx, "escalated", None).await?, deadlines::query(&ctx, "open", None).await?)) };
+    let loaded = async { Ok::<_, crate::error::ApiError>((deadlines::query(&ctx, "escalated", None).await?, deadlines::query(&ctx, "open", None).await?)) };
     let (escalated, open) = match loaded.await {
         Ok(l) => l,
         Err(e) => return PageError::from(e).page(&viewer),

@@ -28,7 +28,7 @@ use axum::{
 pub use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::{
-    api::ApiError,
+    error::ApiError,
     auth::{Rule, Staff},
 };
 

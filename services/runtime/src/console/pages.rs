@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use sqlx::Row as _;
 
 use super::{Nav, PageError, Step, Viewer, categories, error_summary, form, html, see_other, summary, tag, timeline, when};
+use crate::status::{Arrival, Disclosure};
 use crate::{
     Ctx,
     api::{self, ApiError},
@@ -129,11 +130,18 @@ async fn dashboard_body(ctx: &Ctx, viewer: &Viewer) -> Result<super::Markup, Pag
     if casework {
         // Counted by the database: an inbox can hold years of referrals.
         let ack = kind::name(Kind::ReferralAck);
-        let count = |sql: &'static str| async move {
-            sqlx::query_scalar::<_, i64>(sql).bind(ack).fetch_one(&ctx.pool).await
-        };
-        new = count("SELECT COUNT(*) FROM inbox WHERE kind <> $1 AND status = 'new'").await?;
-        high = count("SELECT COUNT(*) FROM inbox WHERE kind <> $1 AND risk = 'high' AND status NOT IN ('closed', 'declined', 'revoked')").await?;
+        new = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM inbox WHERE kind <> $1 AND status = $2")
+            .bind(ack)
+            .bind(Arrival::New.code())
+            .fetch_one(&ctx.pool)
+            .await?;
+        let settled: Vec<&str> = Arrival::ALL.iter().filter(|a| a.is_settled()).map(|a| a.code()).collect();
+        let sql = format!("SELECT COUNT(*) FROM inbox WHERE kind <> $1 AND risk = 'high' AND status NOT IN ({})", crate::db::numbered(2, settled.len()));
+        let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(ack);
+        for code in settled {
+            q = q.bind(code);
+        }
+        high = q.fetch_one(&ctx.pool).await?;
         escalated = crate::deadlines::query(ctx, "escalated", None).await?;
         tasks = crate::deadlines::query(ctx, "open", None)
             .await?
@@ -277,7 +285,7 @@ async fn inbox_item(State(ctx): State<Ctx>, viewer: Viewer, Path(id): Path<Strin
     // What the ISP keeps from this agency's role for this kind, whatever was filled in.
     let withheld: Vec<String> = isp.schema.kind_categories(h.kind()).into_iter().filter(|c| !isp.policy.receivable(isp.role, c)).collect();
     let status = row["status"].as_str().unwrap_or_default().to_owned();
-    let answerable = crate::inbox::acknowledgeable(k) && !matches!(status.as_str(), "closed" | "revoked");
+    let answerable = crate::inbox::acknowledgeable(k) && !matches!(Arrival::parse(&status), Some(Arrival::Closed | Arrival::Revoked));
     let body = html! {
         span.caption { (kind_label(k)) " from " (agency_name(&ctx, &h.sender)) }
         (summary(&[
@@ -410,10 +418,9 @@ async fn steps(ctx: &Ctx, id: &str, sent: &Value) -> Result<Vec<Step>, PageError
         let receipt_id: String = r.try_get("envelope_id")?;
         let Some((opened, _)) = crate::inbox::read(ctx, &receipt_id).await.map_err(ApiError::from)? else { continue };
         let Some(proto::v1::payload::Body::ReferralAck(ack)) = &opened.payload.body else { continue };
-        let what = match crate::receipts::status_name(ack.status()) {
-            Some("received") => "Delivered".to_owned(),
-            Some("revocation_confirmed") => "Revocation confirmed by the recipient".to_owned(),
-            Some(s) => form::humanise(s),
+        let what = match crate::receipts::status_of(ack.status()) {
+            Some(Disclosure::RevocationConfirmed) => "Revocation confirmed by the recipient".to_owned(),
+            Some(s) => s.label().to_owned(),
             None => continue,
         };
         let who = if ack.staff_id.is_empty() { String::new() } else { format!("by {} ", ack.staff_id) };
@@ -453,7 +460,7 @@ async fn sent_item(State(ctx): State<Ctx>, viewer: Viewer, Path(id): Path<String
     };
     let list = |key: &str| sent[key].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect::<Vec<_>>()).unwrap_or_default();
     let status = sent["status"].as_str().unwrap_or_default();
-    let revocable = viewer.shell.may(&viewer.staff, "POST", "/console/sent/{id}/revoke") && !matches!(status, "revoked" | "revocation_confirmed" | "denied" | "stopped");
+    let revocable = viewer.shell.may(&viewer.staff, "POST", "/console/sent/{id}/revoke") && Disclosure::parse(status).is_some_and(|s| !s.is_revoked() && !s.never_sent());
     let body = html! {
         (notice(&n.done))
         span.caption { (kind_label(sent["kind"].as_str().unwrap_or_default())) " to " (agency_name(&ctx, sent["recipient"].as_str().unwrap_or_default())) }
