@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use isp::consent::State;
 use proto::v1::{DisclosureRevoke, Header};
 use runtime::{
-    Ctx, Tx,
+    ArrivalRows, Ctx, Tx,
     chronology::{self, Entry},
     deadlines::{self, Deadline},
 };
@@ -32,9 +32,10 @@ pub const CONSENT_FLAG_REVIEW_MS: i64 = 7 * 24 * 3_600_000;
 /// for a record not read already in the tick).
 pub const CONSENT_CHECKS_PER_TICK: i64 = 64;
 
-/// Opens the cases received referrals ask for (stored together in one inbox transaction),
-/// each with its contact deadline and a chronology entry: one statement per table.
-pub async fn referrals_received(ctx: &Ctx, tx: &mut Tx, headers: &[&Header]) -> anyhow::Result<()> {
+/// Opens the cases received referrals ask for (stored together in one inbox transaction) in
+/// one statement, and adds each one's contact deadline and chronology entry to `rows` (which
+/// the inbox writes with its own).
+pub async fn referrals_received(ctx: &Ctx, tx: &mut Tx, headers: &[&Header], rows: &mut ArrivalRows) -> anyhow::Result<()> {
     if headers.is_empty() {
         return Ok(());
     }
@@ -63,9 +64,8 @@ pub async fn referrals_received(ctx: &Ctx, tx: &mut Tx, headers: &[&Header]) -> 
         })
         .collect();
     let opened = store::open_many(tx, &cases).await?;
-    let (mut contacts, mut entries) = (Vec::new(), Vec::new());
     for (h, case) in headers.iter().zip(&cases).filter(|(h, _)| opened.contains(&h.envelope_id)) {
-        contacts.push(Deadline {
+        rows.deadlines.push(Deadline {
             code: deadlines::IDVA_CONTACT.into(),
             target: h.envelope_id.clone(),
             subject_ref: h.subject_ref.clone(),
@@ -74,7 +74,7 @@ pub async fn referrals_received(ctx: &Ctx, tx: &mut Tx, headers: &[&Header]) -> 
             due_at_ms: case.contact_due_ms,
         });
         if !h.subject_ref.is_empty() {
-            entries.push(Entry {
+            rows.chronology.push(Entry {
                 subject_ref: h.subject_ref.clone(),
                 case_ref: h.case_ref.clone(),
                 event: "case_opened".into(),
@@ -87,8 +87,6 @@ pub async fn referrals_received(ctx: &Ctx, tx: &mut Tx, headers: &[&Header]) -> 
         }
         tracing::info!(case_id = %h.envelope_id, subject_ref = %h.subject_ref, "IDVA case opened, awaiting triage");
     }
-    deadlines::set_many(tx, &contacts).await?;
-    chronology::add_many(tx, &entries).await?;
     Ok(())
 }
 

@@ -33,7 +33,7 @@ pub mod store;
 use isp::Opened;
 use proto::v1::payload::Body;
 use runtime::{
-    Agency, Ctx, Migration, Tx,
+    Agency, ArrivalRows, Ctx, Migration, Tx,
     auth::{Allow, Role, Rule, content, rule},
     console::Nav,
 };
@@ -79,7 +79,11 @@ impl Agency for Idva {
     async fn on_receive(&self, ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> anyhow::Result<()> {
         let h = &opened.header;
         match &opened.payload.body {
-            Some(Body::IdvaReferral(_)) => follow::referrals_received(ctx, tx, &[h]).await?,
+            Some(Body::IdvaReferral(_)) => {
+                let mut rows = ArrivalRows::default();
+                follow::referrals_received(ctx, tx, &[h], &mut rows).await?;
+                rows.flush(tx).await?;
+            }
             Some(Body::DisclosureRevoke(revoke)) => follow::referral_revoked(ctx, tx, h, revoke).await?,
             Some(Body::PerpetratorEngagementUpdate(u)) => perpetrator::update_received(ctx, tx, h, u).await?,
             _ => {}
@@ -89,18 +93,20 @@ impl Agency for Idva {
 
     /// Referrals arriving together open their cases together; anything else between them
     /// is handled in its place, in stream order.
-    async fn on_receive_batch(&self, ctx: &Ctx, tx: &mut Tx, opened: &[&Opened]) -> anyhow::Result<()> {
+    async fn on_receive_batch(&self, ctx: &Ctx, tx: &mut Tx, opened: &[&Opened], rows: &mut ArrivalRows) -> anyhow::Result<()> {
         let mut referrals = Vec::new();
         for o in opened {
             if matches!(o.payload.body, Some(Body::IdvaReferral(_))) {
                 referrals.push(&o.header);
                 continue;
             }
-            follow::referrals_received(ctx, tx, &referrals).await?;
+            // What follows (a revocation) may cancel what those referrals set.
+            follow::referrals_received(ctx, tx, &referrals, rows).await?;
             referrals.clear();
+            rows.flush(tx).await?;
             self.on_receive(ctx, tx, o).await?;
         }
-        follow::referrals_received(ctx, tx, &referrals).await
+        follow::referrals_received(ctx, tx, &referrals, rows).await
     }
 
     fn routes(&self) -> axum::Router<Ctx> {

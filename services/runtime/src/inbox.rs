@@ -358,6 +358,12 @@ struct Ready<'a> {
 /// per table), and the service's domain change for each.
 async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::Tx, ready: &[Ready<'_>]) -> anyhow::Result<()> {
     store(tx, ready).await?;
+    let mut rows = record_arrivals(ctx, ready);
+    // A revocation cancels what is owed on the referral it revokes, which may have arrived in
+    // this same batch: its deadlines must be written first.
+    if ready.iter().any(|r| matches!(r.opened.payload.body, Some(proto::v1::payload::Body::DisclosureRevoke(_)))) {
+        rows.flush(tx).await?;
+    }
     let opened: Vec<&Opened> = ready.iter().map(|r| r.opened).collect();
     crate::receipts::apply(tx, &opened).await?;
     for r in ready {
@@ -367,7 +373,6 @@ async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::Tx, ready: &
     if !due.is_empty() {
         crate::receipts::auto_receipts(ctx, tx, &due, proto::v1::AckStatus::Received, "").await?;
     }
-    record_arrivals(ctx, tx, ready).await?;
     let mut domain = Vec::with_capacity(ready.len());
     for r in ready {
         if r.delivered <= MAX_DOMAIN_ATTEMPTS {
@@ -377,13 +382,14 @@ async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::Tx, ready: &
                 "domain handling failed repeatedly; storing the envelope without it");
         }
     }
-    agency.on_receive_batch(ctx, tx, &domain).await.context("the service's handling of the message")?;
+    agency.on_receive_batch(ctx, tx, &domain, &mut rows).await.context("the service's handling of the message")?;
+    rows.flush(tx).await?;
     Ok(())
 }
 
 /// What arriving envelopes start: a referral's acknowledgement deadline (met only by a
 /// staff member's answer), and an entry in the person's chronology.
-async fn record_arrivals(ctx: &Ctx, tx: &mut crate::Tx, ready: &[Ready<'_>]) -> anyhow::Result<()> {
+fn record_arrivals(ctx: &Ctx, ready: &[Ready<'_>]) -> crate::ArrivalRows {
     let now = ctx.config.clock.now_ms();
     let within = isp::policy::Deadlines::ms(ctx.isp().policy.deadlines.acknowledge_hours);
     let (mut deadlines, mut entries) = (Vec::new(), Vec::new());
@@ -412,9 +418,7 @@ async fn record_arrivals(ctx: &Ctx, tx: &mut crate::Tx, ready: &[Ready<'_>]) -> 
             });
         }
     }
-    crate::deadlines::set_many(tx, &deadlines).await?;
-    crate::chronology::add_many(tx, &entries).await?;
-    Ok(())
+    crate::ArrivalRows { deadlines, chronology: entries }
 }
 
 /// Counts and logs an envelope whose inbox transaction has committed. `committed_at_ms` is

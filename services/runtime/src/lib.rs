@@ -151,9 +151,14 @@ pub trait Agency: Send + Sync + 'static {
 
     /// Domain work for envelopes stored together in one inbox transaction, in stream order:
     /// by default [`Agency::on_receive`] for each. A service whose work is rows of its own
-    /// overrides it to write a batch's rows in one statement per table.
-    fn on_receive_batch(&self, ctx: &Ctx, tx: &mut Tx, opened: &[&Opened]) -> impl Future<Output = anyhow::Result<()>> + Send {
+    /// overrides it to write a batch's rows in one statement per table; the deadlines and
+    /// chronology entries it adds to `rows` are written with the inbox's own, in one
+    /// statement each, after it returns (in the same transaction). Before handling anything
+    /// that may meet or cancel a deadline, it calls `rows.flush(tx)`.
+    fn on_receive_batch(&self, ctx: &Ctx, tx: &mut Tx, opened: &[&Opened], rows: &mut ArrivalRows) -> impl Future<Output = anyhow::Result<()>> + Send {
         async move {
+            // What this service does per envelope may meet or cancel what arrived before it.
+            rows.flush(tx).await?;
             for o in opened {
                 self.on_receive(ctx, tx, o).await?;
             }
@@ -183,6 +188,23 @@ pub trait Agency: Send + Sync + 'static {
     fn on_tick(&self, ctx: &Ctx) -> impl Future<Output = anyhow::Result<()>> + Send {
         let _ = ctx;
         async { Ok(()) }
+    }
+}
+
+/// Rows that arrivals start, gathered over an inbox transaction and written together.
+#[derive(Debug, Default)]
+pub struct ArrivalRows {
+    pub deadlines: Vec<deadlines::Deadline>,
+    pub chronology: Vec<chronology::Entry>,
+}
+
+impl ArrivalRows {
+    /// Writes what is gathered so far (one statement per table) and empties it. Called before
+    /// anything in the transaction that may meet or cancel those deadlines (a revocation in
+    /// the same batch as the referral it revokes), and at the end.
+    pub async fn flush(&mut self, tx: &mut Tx) -> sqlx::Result<()> {
+        deadlines::set_many(tx, &std::mem::take(&mut self.deadlines)).await?;
+        chronology::add_many(tx, &std::mem::take(&mut self.chronology)).await
     }
 }
 
