@@ -22,7 +22,7 @@ use ed25519_dalek::{Signature, Signer as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::{Agency, AgencyKeys, Directory, OpenError, Role, seal::check_signature_at};
+use crate::{Agency, AgencyKeys, Directory, OpenError, Role, signature::check_signature_at};
 
 /// The JetStream stream that keeps every published checkpoint (deny delete, deny purge).
 pub const CHECKPOINT_STREAM: &str = "HUB_CHECKPOINTS";

@@ -18,6 +18,9 @@
 //! A case ref of capital letters and digits can still spell a short surname in its prefix
 //! (`SMITH-1`); agencies' case systems make these references, and the README's security
 //! model says so.
+//!
+//! This module is the bottom of the crate: it imports no other isp module, so the directory,
+//! the policy, consent records and sealing can all check clear fields without a circle.
 
 use std::fmt;
 
@@ -59,8 +62,9 @@ pub fn is_revision(s: &str) -> bool {
     s.strip_prefix("revision-").is_some_and(|n| (1..=20).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Agency ids also become NATS subject tokens and database keys.
 pub fn is_agency_id(s: &str) -> bool {
-    crate::directory::valid_agency_id(s)
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// A key id as [`crate::directory::key_id`] makes them.
@@ -72,7 +76,7 @@ pub fn is_key_id(s: &str) -> bool {
 /// An id from the policy's catalogues (purposes, lawful bases, rules, rationales), its version
 /// or a data category.
 pub fn is_token(s: &str) -> bool {
-    crate::consent::valid_token(s, 64)
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// An agency id or key id an unverified header named, fit for an error message: the value

@@ -6,19 +6,23 @@
 //! when, and until when. It holds the pseudonymous subject ref and codes only: never a name
 //! or free text about the survivor, because every agency (and the broker) can read it.
 //!
-//! Each revision is signed by the owning agency ([`Isp::sign_consent`]) over the exact JSON
-//! bytes of the record. A reader accepts a value only if the owner named by the key signed
-//! it and the record names that same owner and id ([`verify`]); the current state is the
-//! verified revision with the highest signed revision number, and a withdrawal is final
-//! ([`current`]). So a value written by anyone else is ignored, and an old "given" replayed
-//! over a withdrawal loses to it. When nothing verifies, there is no consent ([`check`]
-//! refuses): a record that cannot be trusted is treated as absent, never as given.
+//! Each revision is signed by the owning agency ([`sign`], which [`crate::Isp::sign_consent`]
+//! calls) over the exact JSON bytes of the record. A reader accepts a value only if the owner
+//! named by the key signed it and the record names that same owner and id ([`verify`]); the
+//! current state is the verified revision with the highest signed revision number, and a
+//! withdrawal is final ([`current`]). So a value written by anyone else is ignored, and an
+//! old "given" replayed over a withdrawal loses to it. When nothing verifies, there is no
+//! consent ([`check`] refuses): a record that cannot be trusted is treated as absent, never
+//! as given.
+//!
+//! Below [`crate::seal`]: this module imports the clear grammars, the codes, the directory,
+//! the policy and the signature check, never the sealing that uses it.
 
 use ed25519_dalek::Signer;
 use proto::v1::{ConsentState, ConsentTag};
 use serde::{Deserialize, Serialize};
 
-use crate::{Denial, Directory, Isp, IspError, Policy, Role};
+use crate::{AgencyKeys, Denial, Directory, IspError, Policy, Role};
 
 /// Domain separation of consent-record signatures from envelope and event signatures.
 pub const CONSENT_CONTEXT: &[u8] = b"hub.v1.consent\0";
@@ -49,7 +53,7 @@ impl State {
     }
 
     pub fn name(self) -> &'static str {
-        crate::policy::consent_name(self.to_proto())
+        crate::codes::consent_name(self.to_proto())
     }
 
     pub fn parse(name: &str) -> Option<State> {
@@ -165,11 +169,6 @@ fn codes(policy: &Policy) -> String {
     policy.rationales.keys().cloned().collect::<Vec<_>>().join(", ")
 }
 
-/// Ids, staff ids and codes that may appear in clear: short, no spaces, no free text.
-pub fn valid_token(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 /// A subject ref as [`crate::AgencyKeys::subject_ref`] makes them: `s-` and 32 lowercase hex
 /// digits (a consent record is about a person, never a link token).
 pub fn valid_subject_ref(s: &str) -> bool {
@@ -192,7 +191,7 @@ pub struct SignedConsent {
 }
 
 /// A record whose signature verified against its owner's key. Only [`verify`] makes one, so
-/// [`check`] and [`Isp::seal`] cannot be handed a record nobody checked.
+/// [`check`] and [`crate::Isp::seal`] cannot be handed a record nobody checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified(ConsentRecord);
 
@@ -215,46 +214,44 @@ pub enum RecordError {
     WrongKey,
 }
 
-impl Isp {
-    /// Signs a revision of one of this agency's own consent records, after checking it.
-    /// The ledger's record of a consent revision: a signed event with the record's clear
-    /// facts (id, state, reason code, subject ref, who recorded it), never its scope details.
-    pub fn consent_event(&self, record: &ConsentRecord) -> (proto::v1::Event, Vec<u8>) {
-        let event = proto::v1::Event {
-            event_id: uuid::Uuid::now_v7().to_string(),
-            agency: self.keys.agency.clone(),
-            kind: proto::v1::EventKind::ConsentChanged as i32,
-            occurred_at_ms: record.recorded_at_ms,
-            policy_version: self.policy.version.clone(),
-            rule: "consent-record".into(),
-            reason: record.reason.clone(),
-            consent: Some(proto::v1::ConsentTag {
-                consent_id: record.consent_id.clone(),
-                state: record.state.to_proto() as i32,
-                recorded_by: record.agency.clone(),
-            }),
-            subject_ref: record.subject_ref.clone(),
-            case_ref: format!("revision-{}", record.revision),
-            message_kind: crate::Kind::ConsentChanged as i32,
-            ..Default::default()
-        };
-        let bytes = self.sign_event(&event);
-        (event, bytes)
+/// The ledger's record of a consent revision, to be signed by `agency` as an event
+/// ([`crate::Isp::consent_event`]): the record's clear facts (id, state, reason code, subject
+/// ref, who recorded it), never its scope details.
+pub fn event(agency: &str, policy_version: &str, record: &ConsentRecord) -> proto::v1::Event {
+    proto::v1::Event {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        agency: agency.to_owned(),
+        kind: proto::v1::EventKind::ConsentChanged as i32,
+        occurred_at_ms: record.recorded_at_ms,
+        policy_version: policy_version.to_owned(),
+        rule: "consent-record".into(),
+        reason: record.reason.clone(),
+        consent: Some(proto::v1::ConsentTag {
+            consent_id: record.consent_id.clone(),
+            state: record.state.to_proto() as i32,
+            recorded_by: record.agency.clone(),
+        }),
+        subject_ref: record.subject_ref.clone(),
+        case_ref: format!("revision-{}", record.revision),
+        message_kind: proto::v1::Kind::ConsentChanged as i32,
+        ..Default::default()
     }
+}
 
-    pub fn sign_consent(&self, record: &ConsentRecord) -> Result<Vec<u8>, IspError> {
-        if record.agency != self.keys.agency {
-            return Err(IspError::Invalid { what: "the consent record".into(), detail: "an agency signs only its own consent records".into() });
-        }
-        let problems = record.problems(&self.policy, &self.directory);
-        if !problems.is_empty() {
-            return Err(IspError::Invalid { what: "the consent record".into(), detail: problems.join("; ") });
-        }
-        let text = serde_json::to_string(record).expect("a consent record serialises");
-        let signature = self.keys.signing.sign(&[CONSENT_CONTEXT, text.as_bytes()].concat());
-        let signed = SignedConsent { record: text, signature: hex::encode(signature.to_bytes()), signing_key_id: self.keys.signing_key_id() };
-        Ok(serde_json::to_vec(&signed).expect("a signed consent serialises"))
+/// Signs a revision of one of `keys`' agency's own consent records, after checking it
+/// against the policy and the directory ([`crate::Isp::sign_consent`]).
+pub fn sign(keys: &AgencyKeys, policy: &Policy, directory: &Directory, record: &ConsentRecord) -> Result<Vec<u8>, IspError> {
+    if record.agency != keys.agency {
+        return Err(IspError::Invalid { what: "the consent record".into(), detail: "an agency signs only its own consent records".into() });
     }
+    let problems = record.problems(policy, directory);
+    if !problems.is_empty() {
+        return Err(IspError::Invalid { what: "the consent record".into(), detail: problems.join("; ") });
+    }
+    let text = serde_json::to_string(record).expect("a consent record serialises");
+    let signature = keys.signing.sign(&[CONSENT_CONTEXT, text.as_bytes()].concat());
+    let signed = SignedConsent { record: text, signature: hex::encode(signature.to_bytes()), signing_key_id: keys.signing_key_id() };
+    Ok(serde_json::to_vec(&signed).expect("a signed consent serialises"))
 }
 
 /// Verifies one stored value of key `{owner}.{consent_id}`: signed by `owner`'s key in the
@@ -267,7 +264,7 @@ pub fn verify(directory: &Directory, owner: &str, consent_id: &str, bytes: &[u8]
     // what it signed before its retirement, and for nothing after.
     let record: ConsentRecord = serde_json::from_str(&signed.record).map_err(|_| RecordError::Malformed)?;
     let signature = hex::decode(&signed.signature).map_err(|_| not_owner())?;
-    crate::seal::check_signature_at(agency, &signed.signing_key_id, record.recorded_at_ms, CONSENT_CONTEXT, signed.record.as_bytes(), &signature)
+    crate::signature::check_signature_at(agency, &signed.signing_key_id, record.recorded_at_ms, CONSENT_CONTEXT, signed.record.as_bytes(), &signature)
         .map_err(|_| not_owner())?;
     if record.agency != owner || record.consent_id != consent_id {
         return Err(RecordError::WrongKey);
@@ -353,7 +350,7 @@ pub fn check(tag: Option<&ConsentTag>, record: Option<&Verified>, use_: Use<'_>)
         if state.to_proto() != claimed {
             return Err(deny(
                 "consent_state_mismatch",
-                format!("the disclosure says consent is {}, but record {} says {}", crate::policy::consent_name(claimed), r.consent_id, state.name()),
+                format!("the disclosure says consent is {}, but record {} says {}", crate::codes::consent_name(claimed), r.consent_id, state.name()),
             ));
         }
         return Ok(());

@@ -182,10 +182,9 @@ pub fn key_id(scheme: &str, public: &[u8]) -> String {
     format!("{scheme}:{}", hex::encode(&digest[..8]))
 }
 
-/// The validity check for agency ids: they become NATS subject tokens and database keys.
-pub fn valid_agency_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
+/// The validity check for agency ids (they become NATS subject tokens and database keys):
+/// the grammar of [`crate::clear`], under the name callers outside this crate know it by.
+pub use crate::clear::is_agency_id as valid_agency_id;
 
 /// All agencies of the partnership.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -12,6 +12,9 @@ use proto::v1::{ConsentState, RiskLevel};
 use serde::{Deserialize, Serialize};
 
 use crate::{Denial, IspError, Kind, Role, Schema, kind};
+// The names of consent states and risk levels live in `codes`, below consent records and risk
+// summaries; they stay reachable here, where the other crates have always found them.
+pub use crate::codes::{consent_name, parse_consent, parse_risk, risk_name};
 
 /// When consent is needed for a rule's disclosures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,7 +256,7 @@ impl Policy {
             problems.push(format!("{section}: {v:?} must be 1-64 letters, digits, '-', '_' or '.' (it travels in clear headers)"));
         }
         for code in self.rationales.keys() {
-            if !crate::consent::valid_token(code, 64) {
+            if !crate::clear::is_token(code) {
                 problems.push(format!("rationales: code {code:?} must be letters, digits, '-', '_' or '.' (it travels in clear)"));
             }
         }
@@ -435,37 +438,6 @@ impl Policy {
         };
         Ok(Decision { rule: rule.id.clone(), policy_version: self.version.clone(), without_consent })
     }
-}
-
-/// The name of a consent state as the policy and APIs write it.
-pub fn consent_name(state: ConsentState) -> &'static str {
-    match state {
-        ConsentState::Unspecified => "unspecified",
-        ConsentState::Given => "given",
-        ConsentState::Refused => "refused",
-        ConsentState::NotSought => "not-sought",
-        ConsentState::Withdrawn => "withdrawn",
-        ConsentState::Expired => "expired",
-    }
-}
-
-pub fn parse_consent(name: &str) -> Option<ConsentState> {
-    [ConsentState::Given, ConsentState::Refused, ConsentState::NotSought, ConsentState::Withdrawn, ConsentState::Expired]
-        .into_iter()
-        .find(|s| consent_name(*s) == name)
-}
-
-pub fn risk_name(risk: RiskLevel) -> &'static str {
-    match risk {
-        RiskLevel::Unspecified => "unspecified",
-        RiskLevel::Standard => "standard",
-        RiskLevel::Medium => "medium",
-        RiskLevel::High => "high",
-    }
-}
-
-pub fn parse_risk(name: &str) -> Option<RiskLevel> {
-    [RiskLevel::Standard, RiskLevel::Medium, RiskLevel::High].into_iter().find(|r| risk_name(*r) == name)
 }
 
 /// The partnership policy shipped with the hub (deploy/isp/policy.toml), used by the demo.

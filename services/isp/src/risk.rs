@@ -130,7 +130,7 @@ pub fn inconsistency(summary: &DashAssessment) -> Option<String> {
             return Some("professional judgement raised the band, but the summary names no officer who made it".into());
         }
     } else if risk != by_score {
-        return Some(format!("a DASH score of {} gives the {} band, not {}", summary.score, crate::policy::risk_name(by_score), crate::policy::risk_name(risk)));
+        return Some(format!("a DASH score of {} gives the {} band, not {}", summary.score, crate::codes::risk_name(by_score), crate::codes::risk_name(risk)));
     }
     if !summary.items.is_empty() {
         if summary.items.len() as u32 != questions {
@@ -183,7 +183,7 @@ pub fn check(directory: &Directory, header: &Header, payload: &Payload, summary_
     let Some(assessor) = directory.get(&summary.assessed_by) else {
         return Err(refuse("the DASH summary names an assessing agency that is not in the directory".into()));
     };
-    crate::seal::check_signature_at(assessor, &summary.signing_key_id, header.created_at_ms, DASH_CONTEXT, &signed_bytes(summary), &summary.signature)
+    crate::signature::check_signature_at(assessor, &summary.signing_key_id, header.created_at_ms, DASH_CONTEXT, &signed_bytes(summary), &summary.signature)
         .map_err(|_| refuse("the DASH summary's signature does not verify: it was altered or not signed by the agency it names".into()))?;
     if let Some(why) = inconsistency(summary) {
         return Err(refuse(why));
@@ -191,8 +191,8 @@ pub fn check(directory: &Directory, header: &Header, payload: &Payload, summary_
     if summary.risk() != header_risk {
         return Err(refuse(format!(
             "the header says {} risk, the signed DASH summary {}",
-            crate::policy::risk_name(header_risk),
-            crate::policy::risk_name(summary.risk())
+            crate::codes::risk_name(header_risk),
+            crate::codes::risk_name(summary.risk())
         )));
     }
     Ok(())

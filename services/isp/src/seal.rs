@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use ed25519_dalek::{Signature, Signer};
+use ed25519_dalek::Signer;
 use prost::Message;
 use proto::v1::{ConsentTag, Envelope, Event, EventKind, Header, Payload, RiskLevel, SignedEvent};
 use sha2::{Digest, Sha256};
@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     AgencyKeys, Denial, Directory, IspError, Kind, OpenError, Policy, Role, Schema, consent, kind,
     policy::{Decision, Request},
+    signature::check_signature_at,
 };
 
 /// Domain separation of envelope-header signatures from event signatures.
@@ -420,6 +421,19 @@ impl Isp {
         (event, bytes)
     }
 
+    /// The ledger's record of a consent revision ([`consent::event`]), signed by this agency.
+    pub fn consent_event(&self, record: &consent::ConsentRecord) -> (Event, Vec<u8>) {
+        let event = consent::event(&self.keys.agency, &self.policy.version, record);
+        let bytes = self.sign_event(&event);
+        (event, bytes)
+    }
+
+    /// Signs a revision of one of this agency's own consent records, after checking it
+    /// ([`consent::sign`]).
+    pub fn sign_consent(&self, record: &consent::ConsentRecord) -> Result<Vec<u8>, IspError> {
+        consent::sign(&self.keys, &self.policy, &self.directory, record)
+    }
+
     /// Encodes and signs an event as a `SignedEvent`.
     pub fn sign_event(&self, event: &Event) -> Vec<u8> {
         sign_event_as(&self.keys, event)
@@ -651,24 +665,6 @@ pub fn check_event(e: &Event) -> Result<(), crate::clear::ClearFieldError> {
         return Err(ClearFieldError { field: "data_categories", grammar: TOKEN });
     }
     optional("staff_id", &e.staff_id, is_staff_id, STAFF_ID)
-}
-
-pub(crate) fn check_signature(agency: &crate::Agency, key_id: &str, context: &[u8], signed: &[u8], signature: &[u8]) -> Result<(), OpenError> {
-    check_signature_at(agency, key_id, i64::MAX, context, signed, signature)
-}
-
-/// As [`check_signature`], for something that says it was made at `at_ms`: a retired key of
-/// the agency is accepted only for what was made before its retirement.
-pub(crate) fn check_signature_at(agency: &crate::Agency, key_id: &str, at_ms: i64, context: &[u8], signed: &[u8], signature: &[u8]) -> Result<(), OpenError> {
-    agency.check_in_force(at_ms)?;
-    let key = if key_id == agency.signing_key_id() {
-        agency.verifying_key().map_err(|_| OpenError::BadSignature(agency.id.clone()))?
-    } else {
-        agency.verifying_key_at(key_id, at_ms)?
-    };
-    let signature = Signature::from_slice(signature).map_err(|_| OpenError::BadSignature(agency.id.clone()))?;
-    key.verify_strict(&[context, signed].concat(), &signature)
-        .map_err(|_| OpenError::BadSignature(agency.id.clone()))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use ed25519_dalek::Signer as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{AgencyKeys, Directory, IspError, Role, seal::check_signature};
+use crate::{AgencyKeys, Directory, IspError, Role, signature::check_signature};
 
 /// Domain separation of policy signatures.
 pub const POLICY_CONTEXT: &[u8] = b"hub.v1.policy\0";

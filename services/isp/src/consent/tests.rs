@@ -6,7 +6,7 @@ use std::sync::Arc;
 use proto::v1::{ConsentState, ConsentTag};
 
 use super::*;
-use crate::{Policy, Role, Schema, directory::{DEMO_AGENCIES, generate_partnership}};
+use crate::{Isp, Policy, Role, Schema, directory::{DEMO_AGENCIES, generate_partnership}};
 
 const HOUSING: &str = "housing-northbridge";
 const IDVA: &str = "idva-northbridge";
