@@ -26,11 +26,11 @@ pub(crate) async fn handler(State(ctx): State<Ctx>) -> Result<Response, runtime:
     for row in rows {
         let (entry_type, n): (String, i64) = (row.try_get("entry_type")?, row.try_get("n")?);
         size.inc_by(n);
-        match entry_type.as_str() {
-            EntryType::STREAM_GAP => {
+        match entry_type.parse() {
+            Ok(EntryType::StreamGap) => {
                 gaps.set(n);
             }
-            EntryType::STREAM_RESET => {
+            Ok(EntryType::StreamReset) => {
                 resets.set(n);
             }
             _ => {}
