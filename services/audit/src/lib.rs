@@ -271,7 +271,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let router = Router::new()
         .route("/health", get(|State(ctx): State<Ctx>| async move { Json(json!({"service": "audit", "directory": ctx.directory.load().digest(), "files_refused": ctx.files_refused.load().as_deref().cloned(), "status": "ok"})) }))
         .route("/ready", get(|State(ctx): State<Ctx>| async move { runtime::api::readiness(&ctx.pool, &ctx.broker).await }))
-        .route("/metrics", get(metrics::handler))
+        .route("/metrics", get(|State(ctx): State<Ctx>| async move { metrics::render(&ctx.pool, &ctx.feed_refused).await }))
         .route("/ledger", get(ledger_entries))
         .route("/verify", get(verify))
         .route("/checkpoints", get(list_checkpoints))
