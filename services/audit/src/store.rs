@@ -113,6 +113,8 @@ macro_rules! entry_of {
 
 /// A ledger row as read: an entry, or a row whose entry type is none the ledger records (a
 /// row changed by hand), which verification names rather than failing on.
+// Nearly every row is an entry: boxing it would cost an allocation a row.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Read {
     Entry(Entry),
@@ -189,7 +191,8 @@ impl Store {
         const CURSOR: &str = "SELECT stream_epoch, stream_seq FROM ledger_cursor WHERE id = 1";
         const LAST: &str = "SELECT stream_epoch, stream_seq FROM ledger ORDER BY seq DESC LIMIT 1";
         const PENDING: &str = "SELECT subject, reason, stream_epoch, first_seq, last_seq, messages, digest, first_at_ms FROM ledger_pending";
-        let (cursor, last, pending): (Option<(i64, i64)>, Option<(i64, i64)>, Vec<PendingRow>) = on_pool!(self, p => {
+        type Position = Option<(i64, i64)>;
+        let (cursor, last, pending): (Position, Position, Vec<PendingRow>) = on_pool!(self, p => {
             let cursor = sqlx::query_as(CURSOR).fetch_optional(p).await?;
             let last = if cursor.is_none() { sqlx::query_as(LAST).fetch_optional(p).await? } else { None };
             (cursor, last, sqlx::query_as(PENDING).fetch_all(p).await?)

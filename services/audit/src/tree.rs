@@ -82,11 +82,9 @@ pub fn right_edge(n: u64) -> Vec<(u32, u64)> {
 /// ([`right_edge`]) is `edge` (level -> (idx, hash)): each leaf, and each perfect subtree it
 /// completes.
 pub fn grow(n: u64, mut edge: BTreeMap<u32, (u64, Hash)>, leaves: &[Hash]) -> Vec<(u32, u64, Hash)> {
-    let mut next_leaf = n;
     let mut new_nodes: Vec<(u32, u64, Hash)> = Vec::with_capacity(leaves.len() * 2);
-    for leaf in leaves {
-        let (mut level, mut idx, mut hash) = (0u32, next_leaf, *leaf);
-        next_leaf += 1;
+    for (position, leaf) in (n..).zip(leaves) {
+        let (mut level, mut idx, mut hash) = (0u32, position, *leaf);
         loop {
             new_nodes.push((level, idx, hash));
             let left = if idx % 2 == 1 { edge.get(&level).filter(|(i, _)| *i == idx - 1).map(|(_, h)| *h) } else { None };
