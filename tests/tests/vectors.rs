@@ -12,7 +12,7 @@
 
 use std::{path::PathBuf, sync::Arc};
 
-use audit::ledger::{self, Entry};
+use audit::ledger::{self, Entry, EntryType};
 use ed25519_dalek::Signer as _;
 use isp::{
     Agency, AgencyKeys, Directory, Isp, Policy, Role, Schema,
@@ -818,12 +818,12 @@ fn vector_entries(f: &Fixture) -> Option<Vec<Entry>> {
     near_miss.recorded_at_ms = AT_MS + 2_100;
     near_miss.stream_epoch = disclosure.stream_epoch;
     let old_access = Entry {
-        stream_seq: 7, entry_type: "accessed".into(), entry_id: "01937a4e-7a00-7000-8000-0000000acce5".into(), recorded_by: "ig-vector".into(),
+        stream_seq: 7, entry_type: EntryType::Accessed, entry_id: "01937a4e-7a00-7000-8000-0000000acce5".into(), recorded_by: "ig-vector".into(),
         sender: "ig-vector".into(), rule: "GET /ledger".into(), reason: "allowed".into(), staff_id: "ig.lead".into(),
         occurred_at_ms: AT_MS - 90_000, recorded_at_ms: AT_MS - 89_000, verified: false, signed: vec![0xaa; 4], ..Default::default()
     };
     let oldest = Entry {
-        stream_seq: 3, entry_type: "unverifiable".into(), entry_id: "stream-3".into(), reason: "bad_signature".into(), rule: "crypto".into(),
+        stream_seq: 3, entry_type: EntryType::Unverifiable, entry_id: "stream-3".into(), reason: "bad_signature".into(), rule: "crypto".into(),
         occurred_at_ms: AT_MS - 100_000, recorded_at_ms: AT_MS - 100_000, signed: Sha256::digest(b"junk").to_vec(), ..Default::default()
     };
     let idva_entries: Vec<Entry> = vector_idva_events(f)
@@ -859,13 +859,13 @@ fn vector_entries(f: &Fixture) -> Option<Vec<Entry>> {
 fn ledger_entries() {
     let f = Fixture::new();
     let Some(entries) = vector_entries(&f) else { return };
-    assert_eq!(entries[2].entry_type, "disclosure");
-    assert_eq!(entries[3].entry_type, "near_miss");
+    assert_eq!(entries[2].entry_type, EntryType::Disclosure);
+    assert_eq!(entries[3].entry_type, EntryType::NearMiss);
     // The referral's sender and the IDVA that acknowledged it; the IDVA that missed its
     // deadline and the agency concerned.
-    let parties = |e: &Entry| (e.entry_type.clone(), e.sender.clone(), e.recipient.clone());
-    assert_eq!(parties(&entries[4]), ("acknowledged".into(), "housing-vector".into(), "idva-vector".into()));
-    assert_eq!(parties(&entries[5]), ("deadline_missed".into(), "idva-vector".into(), "housing-vector".into()));
+    let parties = |e: &Entry| (e.entry_type, e.sender.clone(), e.recipient.clone());
+    assert_eq!(parties(&entries[4]), (EntryType::Acknowledged, "housing-vector".into(), "idva-vector".into()));
+    assert_eq!(parties(&entries[5]), (EntryType::DeadlineMissed, "idva-vector".into(), "housing-vector".into()));
     let entries: Vec<Value> = entries.iter().map(|e| json!({"entry": e, "canonical": hex::encode(e.canonical())})).collect();
     write_or_check(
         "ledger.json",

@@ -250,20 +250,21 @@ mod tests {
 
     use super::*;
 
-    /// A fresh ledger (SQLite in memory) of `n` entries.
-    async fn ledger_of(n: u64) -> AnyPool {
-        let pool = crate::open_ledger("sqlite::memory:").await.unwrap();
+    /// A fresh ledger (a SQLite file in `dir`) of `n` entries.
+    async fn ledger_of(dir: &tempfile::TempDir, n: u64) -> (AnyPool, crate::store::Store) {
+        let url = runtime::config::sqlite_url(dir.path(), "audit");
+        let pool = crate::open_ledger(&url).await.unwrap();
+        let store = crate::store::Store::connect(&url).await.unwrap();
         let entries = (1..=n).map(|seq| crate::ledger::unclassifiable("hub.v1.msg.x.y.z", b"junk", seq, "test")).collect();
-        let mut tx = pool.begin().await.unwrap();
-        crate::ledger::append(&mut tx, entries).await.unwrap();
-        tx.commit().await.unwrap();
-        pool
+        store.append(entries).await.unwrap();
+        (pool, store)
     }
 
     #[tokio::test]
     async fn a_checkpoint_is_a_note_of_the_stored_tree_that_proofs_and_verification_use() {
         let (directory, keys) = isp::directory::generate_partnership("P", &[("ig-p", "IG", Role::Ig)]).unwrap();
-        let pool = ledger_of(5).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, store) = ledger_of(&dir, 5).await;
         let made = make(&pool, &keys[0]).await.unwrap().expect("the tree grew");
         let (size, root) = tree_head(&pool).await.unwrap();
         assert_eq!(made.verify(&directory).unwrap(), root);
@@ -277,12 +278,12 @@ mod tests {
         let proof = prove_entry(&pool, 3).await.unwrap();
         assert_eq!(proof.checkpoint, made);
         verify_proof(&proof, &directory).unwrap();
-        let report = crate::ledger::verify(&pool, Some(&directory)).await.unwrap();
+        let report = crate::verify::verify(&store, Some(&directory)).await.unwrap();
         assert!(report.first_bad.is_none() && report.checkpoints == 1, "{report:?}");
         // The stored note rewritten to another root: verification names the checkpoint.
         let forged = Checkpoint::sign(&keys[0], size, &[9; 32], made.at_ms);
         sqlx::query("UPDATE checkpoint SET body = $1").bind(serde_json::to_string(&forged).unwrap()).execute(&pool).await.unwrap();
-        let report = crate::ledger::verify(&pool, Some(&directory)).await.unwrap();
+        let report = crate::verify::verify(&store, Some(&directory)).await.unwrap();
         assert_eq!(report.first_bad.map(|p| p.checkpoint), Some(Some(size)));
     }
 

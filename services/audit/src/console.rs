@@ -17,7 +17,7 @@ use runtime::{
 };
 use serde::Deserialize;
 
-use crate::{Ctx, checkpoints, ledger, query, report};
+use crate::{Ctx, checkpoints, ledger, query, report, verify};
 
 const IG: &[Role] = &[Role::IgLead, Role::Auditor];
 
@@ -77,7 +77,7 @@ fn bad(viewer: &Viewer, detail: String) -> Response {
 // ---------------------------------------------------------------- overview
 
 async fn overview(State(ctx): State<Ctx>, viewer: Viewer) -> Response {
-    let verified = match ledger::verify(&ctx.pool, Some(&ctx.directory.load_full())).await {
+    let verified = match verify::verify(&ctx.store, Some(&ctx.directory.load_full())).await {
         Ok(v) => v,
         Err(e) => return failed(&viewer, e),
     };
@@ -155,15 +155,15 @@ struct Search {
 }
 
 impl Search {
-    fn filter(&self) -> query::Filter {
+    fn filter(&self) -> Result<query::Filter, ledger::UnknownEntryType> {
         let some = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-        query::Filter {
+        Ok(query::Filter {
             subject_ref: some(&self.subject_ref),
             agency: some(&self.agency),
             sender: some(&self.sender),
             recipient: some(&self.recipient),
             kind: some(&self.kind),
-            entry_type: some(&self.entry_type),
+            entry_type: some(&self.entry_type).map(|t| t.parse()).transpose()?,
             lawful_basis: some(&self.lawful_basis),
             consent_state: some(&self.consent_state),
             without_consent: match self.without_consent.as_str() {
@@ -177,14 +177,16 @@ impl Search {
             until: some(&self.until),
             after: None,
             limit: Some(SHOWN),
-        }
+        })
     }
 }
 
-const ENTRY_TYPES: [&str; 13] = ["disclosure", "near_miss", "rejected", "violation", "consent_changed", "accessed", "acknowledged", "deadline_missed", "unverifiable", "replay", "misroute", "stream_gap", "stream_reset"];
 
 async fn search(State(ctx): State<Ctx>, viewer: Viewer, Query(s): Query<Search>) -> Response {
-    let searched = s.filter();
+    let searched = match s.filter() {
+        Ok(f) => f,
+        Err(e) => return bad(&viewer, format!("The search could not run: {e}")),
+    };
     let entries = match query::run(&ctx.pool, &searched).await {
         Ok(e) => e,
         Err(e) => return bad(&viewer, format!("The search could not run: {}", runtime::api::redact_quoted(&format!("{e:#}")))),
@@ -232,7 +234,7 @@ async fn search(State(ctx): State<Ctx>, viewer: Viewer, Query(s): Query<Search>)
                 div {
                     div.field {
                         label for="entry_type" { "Entry type" }
-                        select #entry_type name="entry_type" { option value="" { "Any" } @for t in ENTRY_TYPES { option value=(t) selected[s.entry_type == t] { (t.replace('_', " ")) } } }
+                        select #entry_type name="entry_type" { option value="" { "Any" } @for t in ledger::EntryType::ALL.map(ledger::EntryType::as_str) { option value=(t) selected[s.entry_type == t] { (t.replace('_', " ")) } } }
                     }
                     (text("lawful_basis", "Lawful basis", &s.lawful_basis, ""))
                     div.field {
@@ -255,7 +257,7 @@ async fn search(State(ctx): State<Ctx>, viewer: Viewer, Query(s): Query<Search>)
                 @for e in &entries {
                     tr {
                         td { a href=(format!("/console/ledger/{}", e.seq)) { (e.seq) } }
-                        td { (tag(&e.entry_type)) }
+                        td { (tag(e.entry_type.as_str())) }
                         td { (when(e.occurred_at_ms)) }
                         td { (e.sender) @if !e.staff_id.is_empty() { " (" (e.staff_id) ")" } }
                         td { (e.recipient) }
@@ -282,7 +284,7 @@ async fn entry(State(ctx): State<Ctx>, viewer: Viewer, Path(seq): Path<i64>) -> 
     let body = html! {
         span.caption { "Entry " (e.seq) " of the ledger" }
         (summary(&[
-            ("Type", tag(&e.entry_type)),
+            ("Type", tag(e.entry_type.as_str())),
             ("Occurred", when(e.occurred_at_ms)),
             ("Recorded", when(e.recorded_at_ms)),
             ("Signature", if e.verified { tag("verified") } else { tag("unverifiable") }),
@@ -418,7 +420,7 @@ struct Opened {
 /// the ledger (a referral read, a refused page, a failed login of a known account).
 async fn access_log(State(ctx): State<Ctx>, viewer: Viewer, Query(o): Query<Opened>) -> Response {
     let filter = query::Filter {
-        entry_type: Some("accessed".into()),
+        entry_type: Some(ledger::EntryType::Accessed),
         envelope_id: Some(o.envelope_id.trim().to_owned()).filter(|s| !s.is_empty()),
         staff_id: Some(o.staff_id.trim().to_owned()).filter(|s| !s.is_empty()),
         limit: Some(SHOWN),
@@ -481,7 +483,7 @@ fn subject_access_page(viewer: &Viewer, found: Option<(&crate::subject_access::B
                 thead { tr { th scope="col" { "Entry" } th scope="col" { "Type" } th scope="col" { "When" } th scope="col" { "From" } th scope="col" { "To" } th scope="col" { "Kind" } } }
                 tbody {
                     @for p in &bundle.entries {
-                        tr { td { a href=(format!("/console/ledger/{}", p.entry.seq)) { (p.entry.seq) } } td { (tag(&p.entry.entry_type)) } td { (when(p.entry.occurred_at_ms)) } td { (p.entry.sender) } td { (p.entry.recipient) } td { (p.entry.kind) } }
+                        tr { td { a href=(format!("/console/ledger/{}", p.entry.seq)) { (p.entry.seq) } } td { (tag(p.entry.entry_type.as_str())) } td { (when(p.entry.occurred_at_ms)) } td { (p.entry.sender) } td { (p.entry.recipient) } td { (p.entry.kind) } }
                     }
                 }
             }

@@ -2,16 +2,15 @@
 //! (the stream's incarnation and the last position taken, [`Intake`]); unverifiable messages
 //! absorbed into one [`Aggregate`] per subject and reason rather than an entry each; positions
 //! the stream no longer holds recorded as a `stream_gap`, a recreated stream as a
-//! `stream_reset`. [`plan`] decides, without I/O; [`load`] and [`store`] keep the intake in
-//! the same transaction as the entries it goes with, so what is acknowledged is on the ledger
-//! or durably in a pending aggregate.
+//! `stream_reset`. [`plan`] decides, without I/O; [`crate::store`] keeps the intake in the
+//! same transaction as the entries it goes with, so what is acknowledged is on the ledger or
+//! durably in a pending aggregate.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use isp::Directory;
-use runtime::{Tx, transport};
+use runtime::transport;
 use sha2::{Digest as _, Sha256};
-use sqlx::{AnyPool, Row as _};
 
 use crate::ledger::{self, Entry, EntryType};
 
@@ -118,6 +117,33 @@ pub fn plan<'m, M>(
     broker_ms: impl Fn(&M) -> Option<i64>,
     now_ms: i64,
 ) -> Plan<'m, M> {
+    let classified = batch.iter().map(|m| classify(directory, read(m), broker_ms(m))).collect();
+    plan_classified(before, stream, batch, read, classified, now_ms)
+}
+
+/// One message as a ledger entry (see [`ledger::classify_at`]); a message without a stream
+/// position gets none.
+pub fn classify(directory: &Directory, (subject, body, seq): (&str, &[u8], Option<u64>), broker_ms: Option<i64>) -> Option<Entry> {
+    let seq = seq?;
+    // A message that makes classification panic must not stop the ledger (it would be
+    // redelivered into the same panic): it is recorded as unverifiable.
+    Some(
+        std::panic::catch_unwind(|| ledger::classify_at(directory, subject, body, seq, broker_ms))
+            .unwrap_or_else(|_| ledger::unclassifiable(subject, body, seq, "audit_panic")),
+    )
+}
+
+/// [`plan`] with every message classified already: `classified[i]` is `batch[i]`'s entry
+/// (classification, a signature check each, is the costly part and may run on every core).
+pub fn plan_classified<'m, M>(
+    before: &Intake,
+    stream: &StreamState,
+    batch: &'m [M],
+    read: impl Fn(&M) -> (&str, &[u8], Option<u64>),
+    classified: Vec<Option<Entry>>,
+    now_ms: i64,
+) -> Plan<'m, M> {
+    debug_assert_eq!(classified.len(), batch.len());
     let mut p = Plan { entries: Vec::new(), intake: before.clone(), recorded: Vec::new(), later: Vec::new(), unplaced: 0, needs_detail: false };
     if p.intake.epoch == 0 {
         p.intake.epoch = stream.epoch;
@@ -130,15 +156,15 @@ pub fn plan<'m, M>(
     if stream.first_seq > p.intake.seq + 1 {
         gap(&mut p, stream.first_seq - 1, now_ms);
     }
-    let mut positioned: Vec<(u64, &M)> = Vec::with_capacity(batch.len());
-    for m in batch {
-        match read(m).2 {
-            Some(seq) => positioned.push((seq, m)),
-            None => p.unplaced += 1,
+    let mut positioned: Vec<(u64, &M, Entry)> = Vec::with_capacity(batch.len());
+    for (m, entry) in batch.iter().zip(classified) {
+        match (read(m).2, entry) {
+            (Some(seq), Some(entry)) => positioned.push((seq, m, entry)),
+            _ => p.unplaced += 1,
         }
     }
-    positioned.sort_by_key(|(seq, _)| *seq);
-    for (seq, m) in positioned {
+    positioned.sort_by_key(|(seq, _, _)| *seq);
+    for (seq, m, entry) in positioned {
         let next = p.intake.seq + 1;
         if seq < next {
             p.recorded.push(m); // taken already, or twice in this batch
@@ -155,12 +181,7 @@ pub fn plan<'m, M>(
             }
         }
         let (subject, body, _) = read(m);
-        // A message that makes classification panic must not stop the ledger (it would be
-        // redelivered into the same panic): it is recorded as unverifiable.
-        let at = broker_ms(m);
-        let entry = std::panic::catch_unwind(|| ledger::classify_at(directory, subject, body, seq, at))
-            .unwrap_or_else(|_| ledger::unclassifiable(subject, body, seq, "audit_panic"));
-        if entry.entry_type == EntryType::UNVERIFIABLE {
+        if entry.entry_type == EntryType::Unverifiable {
             absorb(&mut p, subject, &entry.reason, body, seq, now_ms);
         } else {
             flush(&mut p, now_ms);
@@ -217,7 +238,7 @@ fn aggregate_entry(subject: &str, reason: &str, a: Aggregate, now_ms: i64) -> En
         stream_first: a.first_seq as i64,
         stream_epoch: a.epoch,
         message_count: a.messages,
-        entry_type: EntryType::UNVERIFIABLE.into(),
+        entry_type: EntryType::Unverifiable,
         entry_id: if a.messages == 1 { format!("stream-{}", a.last_seq) } else { format!("stream-{}-{}", a.first_seq, a.last_seq) },
         sender: sender.into(),
         recipient: recipient.into(),
@@ -241,7 +262,7 @@ fn gap<M>(p: &mut Plan<'_, M>, last: u64, now_ms: i64) {
         stream_first: first as i64,
         stream_epoch: p.intake.epoch,
         message_count: (last + 1 - first) as i64,
-        entry_type: EntryType::STREAM_GAP.into(),
+        entry_type: EntryType::StreamGap,
         entry_id: format!("gap-{}-{first}-{last}", p.intake.epoch),
         recorded_by: "audit".into(),
         reason: "gone_from_stream".into(),
@@ -264,7 +285,7 @@ fn reset_entry(old: i64, new: i64, now_ms: i64) -> Entry {
         stream_seq: 0,
         stream_epoch: new,
         message_count: 0,
-        entry_type: EntryType::STREAM_RESET.into(),
+        entry_type: EntryType::StreamReset,
         entry_id: format!("reset-{new}"),
         recorded_by: "audit".into(),
         reason: format!("the stream created at {} was replaced by one created at {}; positions start again at 1", at(old), at(new)),
@@ -272,64 +293,6 @@ fn reset_entry(old: i64, new: i64, now_ms: i64) -> Entry {
         recorded_at_ms: now_ms,
         ..Default::default()
     }
-}
-
-/// The intake as last stored; a ledger from before the intake was kept starts after its last
-/// entry.
-pub async fn load(pool: &AnyPool) -> Result<Intake, sqlx::Error> {
-    let cursor: Option<(i64, i64)> = sqlx::query_as("SELECT stream_epoch, stream_seq FROM ledger_cursor WHERE id = 1").fetch_optional(pool).await?;
-    let (epoch, seq) = match cursor {
-        Some((epoch, seq)) => (epoch, seq.max(0) as u64),
-        None => ledger::last_position(pool).await?,
-    };
-    let rows = sqlx::query("SELECT subject, reason, stream_epoch, first_seq, last_seq, messages, digest, first_at_ms FROM ledger_pending").fetch_all(pool).await?;
-    let mut pending = BTreeMap::new();
-    for r in rows {
-        pending.insert((r.try_get("subject")?, r.try_get("reason")?), Aggregate {
-            epoch: r.try_get("stream_epoch")?,
-            first_seq: r.try_get::<i64, _>("first_seq")? as u64,
-            last_seq: r.try_get::<i64, _>("last_seq")? as u64,
-            messages: r.try_get("messages")?,
-            digest: r.try_get("digest")?,
-            first_at_ms: r.try_get("first_at_ms")?,
-        });
-    }
-    Ok(Intake { epoch, seq, pending })
-}
-
-/// Stores the intake, in the transaction of the entries it follows.
-pub async fn store(tx: &mut Tx, intake: &Intake) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM ledger_cursor").execute(&mut **tx).await?;
-    sqlx::query("INSERT INTO ledger_cursor (id, stream_epoch, stream_seq) VALUES (1, $1, $2)").bind(intake.epoch).bind(intake.seq as i64).execute(&mut **tx).await?;
-    sqlx::query("DELETE FROM ledger_pending").execute(&mut **tx).await?;
-    for ((subject, reason), a) in &intake.pending {
-        sqlx::query(
-            "INSERT INTO ledger_pending (subject, reason, stream_epoch, first_seq, last_seq, messages, digest, first_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(subject.as_str())
-        .bind(reason.as_str())
-        .bind(a.epoch)
-        .bind(a.first_seq as i64)
-        .bind(a.last_seq as i64)
-        .bind(a.messages)
-        .bind(a.digest.clone())
-        .bind(a.first_at_ms)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Commits a plan: its entries (copies of recorded envelopes and events told apart as
-/// replays) and the intake after them, in one transaction. Returns the entries appended.
-pub async fn commit<M>(pool: &AnyPool, plan: &mut Plan<'_, M>) -> Result<usize, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let mut entries = std::mem::take(&mut plan.entries);
-    ledger::mark_replays(&mut tx, &mut entries).await?;
-    let n = ledger::append(&mut tx, entries).await?;
-    store(&mut tx, &plan.intake).await?;
-    tx.commit().await?;
-    Ok(n)
 }
 
 #[cfg(test)]
@@ -387,7 +350,7 @@ mod tests {
         let q = plan(&directory, &p.intake, &stream(10, 1, None), &more, read, |_| None, 2_000);
         let got: Vec<_> = q.entries.iter().map(|e| (e.subject.as_str(), e.stream_first, e.stream_seq, e.message_count)).collect();
         assert_eq!(got, [(other.as_str(), 1000, 1000, 1), (subject.as_str(), 1, 1001, 1000)]);
-        assert!(q.entries.iter().all(|e| e.entry_type == EntryType::UNVERIFIABLE && e.signed.len() == 32 && e.stream_epoch == 10));
+        assert!(q.entries.iter().all(|e| e.entry_type == EntryType::Unverifiable && e.signed.len() == 32 && e.stream_epoch == 10));
         assert!(q.intake.pending.is_empty());
         // A lone junk message waits until it is a minute old.
         let lone = junk(&subject, [Some(1002)]);
@@ -413,22 +376,22 @@ mod tests {
         assert!(p.needs_detail && p.entries.is_empty() && p.later.len() == 1);
         let p = plan(&directory, &before, &stream(10, 1, Some(&[5, 6, 7])), &batch, read, |_| None, 1_000);
         let gap = &p.entries[0];
-        assert_eq!((gap.entry_type.as_str(), gap.stream_first, gap.stream_seq, gap.message_count), (EntryType::STREAM_GAP, 5, 7, 3));
+        assert_eq!((gap.entry_type, gap.stream_first, gap.stream_seq, gap.message_count), (EntryType::StreamGap, 5, 7, 3));
         assert_eq!(p.intake.seq, 8);
         // Only 5 and 7 deleted: 6 may still come, so 8 waits.
         let p = plan(&directory, &before, &stream(10, 1, Some(&[5, 7])), &batch, read, |_| None, 1_000);
         assert!(p.entries.is_empty() && p.later.len() == 1);
         // The stream's head moved past the ledger (old messages dropped): a gap, even with no message.
         let p = plan(&directory, &before, &stream(10, 9, None), &[] as &[Msg], read, |_| None, 1_000);
-        assert_eq!(p.entries.iter().map(|e| (e.entry_type.as_str(), e.stream_first, e.stream_seq)).collect::<Vec<_>>(), [(EntryType::STREAM_GAP, 5, 8)]);
+        assert_eq!(p.entries.iter().map(|e| (e.entry_type, e.stream_first, e.stream_seq)).collect::<Vec<_>>(), [(EntryType::StreamGap, 5, 8)]);
         // Another incarnation: pending junk of the old one written out, a reset, then the new
         // stream from position 1.
         let mut with_pending = before.clone();
         with_pending.pending.insert((subject.clone(), "malformed".into()), Aggregate { epoch: 10, first_seq: 3, last_seq: 4, messages: 2, digest: vec![0; 32], first_at_ms: 0 });
         let batch = junk(&subject, [Some(1), Some(2)]);
         let p = plan(&directory, &with_pending, &stream(20, 1, None), &batch, read, |_| None, 1_000);
-        let got: Vec<_> = p.entries.iter().map(|e| (e.entry_type.as_str(), e.stream_epoch, e.stream_seq)).collect();
-        assert_eq!(got, [(EntryType::UNVERIFIABLE, 10, 4), (EntryType::STREAM_RESET, 20, 0)]);
+        let got: Vec<_> = p.entries.iter().map(|e| (e.entry_type, e.stream_epoch, e.stream_seq)).collect();
+        assert_eq!(got, [(EntryType::Unverifiable, 10, 4), (EntryType::StreamReset, 20, 0)]);
         assert_eq!((p.intake.epoch, p.intake.seq, p.recorded.len()), (20, 2, 2), "nothing of the new stream is skipped as taken");
     }
 }

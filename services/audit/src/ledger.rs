@@ -2,11 +2,12 @@
 //!
 //! Each entry's hash is SHA-256 over a domain tag, the previous entry's hash and the entry's
 //! content in a fixed, length-prefixed encoding. Changing any stored field, deleting,
-//! inserting or reordering an entry breaks the chain at that entry, and [`verify`] names it.
+//! inserting or reordering an entry breaks the chain at that entry, and [`crate::verify`]
+//! names it. This module is the entry and its making from a stream message, without I/O
+//! beyond reads of whole entries; [`crate::store`] writes them.
 
 use std::collections::BTreeSet;
 
-use futures::TryStreamExt;
 use isp::{Directory, Kind, kind, policy, seal};
 use prost::Message;
 use proto::v1::{Envelope, EventKind, RiskLevel};
@@ -15,20 +16,14 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row, any::AnyRow};
 
 use isp::merkle;
-use runtime::{Tx, transport};
-
-use crate::tree;
+use runtime::transport;
 
 /// What a ledger entry records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub seq: i64,
     pub stream_seq: i64,
-    /// disclosure, near_miss, rejected, violation, consent_changed, accessed, unverifiable;
-    /// replay and misroute (a further copy of a recorded envelope or event, or one on a
-    /// subject its signed header does not name); stream_gap and stream_reset (see
-    /// [`EntryType`]).
-    pub entry_type: String,
+    pub entry_type: EntryType,
     pub entry_id: String,
     pub recorded_by: String,
     pub sender: String,
@@ -88,7 +83,7 @@ fn one() -> i64 {
 impl Default for Entry {
     fn default() -> Entry {
         Entry {
-            seq: 0, stream_seq: 0, entry_type: String::new(), entry_id: String::new(), recorded_by: String::new(), sender: String::new(),
+            seq: 0, stream_seq: 0, entry_type: EntryType::default(), entry_id: String::new(), recorded_by: String::new(), sender: String::new(),
             recipient: String::new(), kind: String::new(), purpose: String::new(), lawful_basis: String::new(), consent_id: String::new(),
             consent_state: String::new(), risk: String::new(), subject_ref: String::new(), case_ref: String::new(), categories: String::new(),
             forbidden: String::new(), policy_version: String::new(), rule: String::new(), reason: String::new(), without_consent: false,
@@ -98,27 +93,90 @@ impl Default for Entry {
     }
 }
 
-/// The entry types the ledger's reading of the stream makes besides the first copies of
-/// signed records.
-pub struct EntryType;
-
-impl EntryType {
-    pub const DISCLOSURE: &'static str = "disclosure";
-    pub const UNVERIFIABLE: &'static str = "unverifiable";
+/// What a ledger entry records: the first copy of a signed envelope or event (a disclosure, or
+/// the event's kind), or what the ledger's reading of the stream made of the rest. Stored and
+/// hashed as its snake_case name ([`EntryType::as_str`]); the same name in JSON and queries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryType {
+    /// A signed envelope: one agency shared something with another.
+    Disclosure,
+    /// A send the sender's ISP refused (a signed `send_denied` event).
+    NearMiss,
+    /// An envelope its recipient refused on receipt.
+    Rejected,
+    /// A recipient found an envelope breaking the policy.
+    Violation,
+    ConsentChanged,
+    /// A staff member read or tried to read something (an `accessed` event).
+    Accessed,
+    /// A staff member acknowledged a referral.
+    Acknowledged,
+    DeadlineMissed,
+    /// Messages that do not verify, kept as an aggregate (the default: an entry claims
+    /// nothing until it is shown to be more).
+    #[default]
+    Unverifiable,
     /// One more copy of a recorded envelope or event, on the subject it was recorded from.
-    pub const REPLAY: &'static str = "replay";
+    Replay,
     /// A signed envelope or event on a subject that does not name its signed sender,
     /// recipient or kind.
-    pub const MISROUTE: &'static str = "misroute";
+    Misroute,
     /// Stream positions the ledger never saw because the stream no longer holds them.
-    pub const STREAM_GAP: &'static str = "stream_gap";
+    StreamGap,
     /// The stream was recreated (its identity changed): positions start again.
-    pub const STREAM_RESET: &'static str = "stream_reset";
+    StreamReset,
+}
+
+/// A stored entry type that is none of [`EntryType`]'s (a row written by hand).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a ledger entry type ({names})", names = EntryType::ALL.map(EntryType::as_str).join(", "))]
+pub struct UnknownEntryType(pub String);
+
+impl EntryType {
+    pub const ALL: [EntryType; 13] = [
+        EntryType::Disclosure, EntryType::NearMiss, EntryType::Rejected, EntryType::Violation, EntryType::ConsentChanged,
+        EntryType::Accessed, EntryType::Acknowledged, EntryType::DeadlineMissed, EntryType::Unverifiable, EntryType::Replay,
+        EntryType::Misroute, EntryType::StreamGap, EntryType::StreamReset,
+    ];
+
+    /// The name it is stored, hashed and shown under.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EntryType::Disclosure => "disclosure",
+            EntryType::NearMiss => "near_miss",
+            EntryType::Rejected => "rejected",
+            EntryType::Violation => "violation",
+            EntryType::ConsentChanged => "consent_changed",
+            EntryType::Accessed => "accessed",
+            EntryType::Acknowledged => "acknowledged",
+            EntryType::DeadlineMissed => "deadline_missed",
+            EntryType::Unverifiable => "unverifiable",
+            EntryType::Replay => "replay",
+            EntryType::Misroute => "misroute",
+            EntryType::StreamGap => "stream_gap",
+            EntryType::StreamReset => "stream_reset",
+        }
+    }
 
     /// Whether an entry of this type is the first record of a signed envelope or event, the
     /// one that counts.
-    pub fn is_first_copy(entry_type: &str) -> bool {
-        !matches!(entry_type, Self::REPLAY | Self::MISROUTE | Self::UNVERIFIABLE | Self::STREAM_GAP | Self::STREAM_RESET)
+    pub const fn is_first_copy(self) -> bool {
+        !matches!(self, EntryType::Replay | EntryType::Misroute | EntryType::Unverifiable | EntryType::StreamGap | EntryType::StreamReset)
+    }
+}
+
+impl std::str::FromStr for EntryType {
+    type Err = UnknownEntryType;
+
+    fn from_str(s: &str) -> Result<EntryType, UnknownEntryType> {
+        EntryType::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| UnknownEntryType(s.to_owned()))
+    }
+}
+
+impl std::fmt::Display for EntryType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -142,14 +200,21 @@ impl Entry {
     /// The content in a fixed encoding: every field, length-prefixed, in declaration order.
     pub fn canonical(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512 + self.signed.len());
+        self.encode(|bytes| out.extend_from_slice(bytes));
+        out
+    }
+
+    /// Feeds [`Entry::canonical`] to `write` piece by piece (hashing needs no copy of it).
+    fn encode(&self, mut write: impl FnMut(&[u8])) {
         let mut put = |bytes: &[u8]| {
-            out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
-            out.extend_from_slice(bytes);
+            write(&(bytes.len() as u64).to_be_bytes());
+            write(bytes);
         };
         put(&self.seq.to_be_bytes());
         put(&self.stream_seq.to_be_bytes());
+        put(self.entry_type.as_str().as_bytes());
         for s in [
-            &self.entry_type, &self.entry_id, &self.recorded_by, &self.sender, &self.recipient, &self.kind, &self.purpose,
+            &self.entry_id, &self.recorded_by, &self.sender, &self.recipient, &self.kind, &self.purpose,
             &self.lawful_basis, &self.consent_id, &self.consent_state, &self.risk, &self.subject_ref, &self.case_ref,
             &self.categories, &self.forbidden, &self.policy_version, &self.rule, &self.reason, &self.in_reply_to,
         ] {
@@ -172,7 +237,6 @@ impl Entry {
             // Added with the access log: absent (and so not hashed) on every earlier entry.
             put(self.staff_id.as_bytes());
         }
-        out
     }
 
     fn has_stream_facts(&self) -> bool {
@@ -180,11 +244,16 @@ impl Entry {
     }
 
     pub fn compute_hash(&self, prev_hash: &[u8]) -> Vec<u8> {
+        self.hash_after(prev_hash).to_vec()
+    }
+
+    /// The chain hash of this entry after `prev_hash`, without allocating.
+    pub fn hash_after(&self, prev_hash: &[u8]) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(TAG);
         h.update(prev_hash);
-        h.update(self.canonical());
-        h.finalize().to_vec()
+        self.encode(|bytes| h.update(bytes));
+        h.finalize().into()
     }
 }
 
@@ -234,17 +303,17 @@ pub fn classify_at(directory: &Directory, subject: &str, body: &[u8], stream_seq
 fn event_entry(ev: &proto::v1::Event, body: &[u8]) -> Entry {
     let consent = ev.consent.clone().unwrap_or_default();
     let (entry_type, sender, recipient) = match ev.kind() {
-        EventKind::SendDenied => ("near_miss", ev.agency.clone(), ev.counterpart.clone()),
-        EventKind::Violation => ("violation", ev.counterpart.clone(), ev.agency.clone()),
-        EventKind::ConsentChanged => ("consent_changed", ev.agency.clone(), String::new()),
-        EventKind::Accessed => ("accessed", ev.agency.clone(), String::new()),
+        EventKind::SendDenied => (EntryType::NearMiss, ev.agency.clone(), ev.counterpart.clone()),
+        EventKind::Violation => (EntryType::Violation, ev.counterpart.clone(), ev.agency.clone()),
+        EventKind::ConsentChanged => (EntryType::ConsentChanged, ev.agency.clone(), String::new()),
+        EventKind::Accessed => (EntryType::Accessed, ev.agency.clone(), String::new()),
         // The referral's sender and its recipient, who acknowledged it.
-        EventKind::Acknowledged => ("acknowledged", ev.counterpart.clone(), ev.agency.clone()),
-        EventKind::DeadlineMissed => ("deadline_missed", ev.agency.clone(), ev.counterpart.clone()),
-        _ => ("rejected", ev.counterpart.clone(), ev.agency.clone()),
+        EventKind::Acknowledged => (EntryType::Acknowledged, ev.counterpart.clone(), ev.agency.clone()),
+        EventKind::DeadlineMissed => (EntryType::DeadlineMissed, ev.agency.clone(), ev.counterpart.clone()),
+        _ => (EntryType::Rejected, ev.counterpart.clone(), ev.agency.clone()),
     };
     Entry {
-        entry_type: entry_type.into(),
+        entry_type,
         entry_id: ev.event_id.clone(),
         recorded_by: ev.agency.clone(),
         sender,
@@ -274,40 +343,31 @@ fn event_entry(ev: &proto::v1::Event, body: &[u8]) -> Entry {
 /// A signed envelope or event that came on a subject other than the one its signed sender,
 /// recipient and kind make: recorded as what it is, never as the disclosure it copies.
 fn misrouted(e: &mut Entry, subject: &str) {
-    e.entry_type = EntryType::MISROUTE.into();
+    e.entry_type = EntryType::Misroute;
     e.subject = subject.into();
     e.reason = "subject_mismatch".into();
 }
 
+/// The entry ids a batch must look up to tell its replays apart: those of its first copies
+/// of signed records.
+pub fn replay_candidates(entries: &[Entry]) -> Vec<&str> {
+    entries.iter().filter(|e| e.verified && e.entry_type.is_first_copy()).map(|e| e.entry_id.as_str()).collect()
+}
+
 /// Marks the entries (in stream order) that are further copies of a signed envelope or event
-/// the ledger records already, or that an earlier entry of the same batch records, as
-/// `replay`: a copy counts once, whatever the broker did with it.
-pub async fn mark_replays(tx: &mut Tx, entries: &mut [Entry]) -> Result<usize, sqlx::Error> {
-    let ids: Vec<&str> = entries.iter().filter(|e| e.verified && EntryType::is_first_copy(&e.entry_type)).map(|e| e.entry_id.as_str()).collect();
-    let mut known: BTreeSet<String> = BTreeSet::new();
-    for chunk in ids.chunks(500) {
-        let marks = runtime::db::numbered(1, chunk.len());
-        let sql = format!(
-            "SELECT entry_id FROM ledger WHERE entry_id IN ({marks}) AND entry_type NOT IN ('{}', '{}', '{}') AND verified = 1",
-            EntryType::REPLAY, EntryType::MISROUTE, EntryType::UNVERIFIABLE
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(&mut **tx).await? {
-            known.insert(r.try_get("entry_id")?);
-        }
-    }
+/// the ledger records already (`known`: the ids of [`replay_candidates`] it holds as first
+/// copies), or that an earlier entry of the same batch records, as `replay`: a copy counts
+/// once, whatever the broker did with it.
+pub fn mark_replays(entries: &mut [Entry], mut known: BTreeSet<String>) -> usize {
     let mut replays = 0;
-    for e in entries.iter_mut().filter(|e| e.verified && EntryType::is_first_copy(&e.entry_type)) {
+    for e in entries.iter_mut().filter(|e| e.verified && e.entry_type.is_first_copy()) {
         if !known.insert(e.entry_id.clone()) {
-            e.entry_type = EntryType::REPLAY.into();
+            e.entry_type = EntryType::Replay;
             e.reason = "copy_of_recorded".into();
             replays += 1;
         }
     }
-    Ok(replays)
+    replays
 }
 
 /// The entry of a verified disclosure, from its signed header.
@@ -315,7 +375,7 @@ fn disclosure_entry(h: &proto::v1::Header, signed: Vec<u8>, stream_seq: i64) -> 
     let consent = h.consent.clone().unwrap_or_default();
     Entry {
         stream_seq,
-        entry_type: "disclosure".into(),
+        entry_type: EntryType::Disclosure,
         entry_id: h.envelope_id.clone(),
         recorded_by: h.sender.clone(),
         sender: h.sender.clone(),
@@ -351,7 +411,7 @@ pub fn unclassifiable(subject: &str, body: &[u8], stream_seq: u64, reason: &str)
 /// A message that does not verify is still recorded: what arrived, on which subject, and
 /// why it does not verify; its bytes are kept only as a digest.
 fn unverifiable(e: &mut Entry, subject: &str, body: &[u8], reason: &str) {
-    e.entry_type = "unverifiable".into();
+    e.entry_type = EntryType::Unverifiable;
     e.entry_id = format!("stream-{}", e.stream_seq);
     if let Some((sender, recipient)) = transport::parse_message_subject(subject) {
         e.sender = sender.into();
@@ -364,112 +424,26 @@ fn unverifiable(e: &mut Entry, subject: &str, body: &[u8], reason: &str) {
     e.signed = Sha256::digest(body).to_vec();
 }
 
-/// The stream incarnation and position of the ledger's last entry ((0, 0) when empty): the
-/// ledger is in stream order, so the next message it takes is the one after.
-pub async fn last_position(pool: &AnyPool) -> Result<(i64, u64), sqlx::Error> {
-    let last: Option<(i64, i64)> = sqlx::query_as("SELECT stream_epoch, stream_seq FROM ledger ORDER BY seq DESC LIMIT 1").fetch_optional(pool).await?;
-    Ok(last.map_or((0, 0), |(epoch, s)| (epoch, s.max(0) as u64)))
-}
-
-/// Appends entries in order, linking each to the last. Entries whose stream position
-/// (incarnation and sequence) is already in the ledger (redeliveries) are skipped. Returns
-/// how many were appended.
-pub async fn append(tx: &mut Tx, entries: Vec<Entry>) -> Result<usize, sqlx::Error> {
-    if entries.is_empty() {
-        return Ok(0);
-    }
-    let last = sqlx::query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
-    let (mut seq, mut prev): (i64, Vec<u8>) = match last {
-        Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
-        None => (0, GENESIS.to_vec()),
-    };
-    let mut seen: BTreeSet<(i64, i64)> = BTreeSet::new();
-    let epochs: BTreeSet<i64> = entries.iter().map(|e| e.stream_epoch).collect();
-    for epoch in epochs {
-        let list = entries.iter().filter(|e| e.stream_epoch == epoch).map(|e| e.stream_seq.to_string()).collect::<Vec<_>>().join(",");
-        let rows = sqlx::query(&format!("SELECT stream_seq FROM ledger WHERE stream_epoch = $1 AND stream_seq IN ({list})")).bind(epoch).fetch_all(&mut **tx).await?;
-        for r in rows {
-            seen.insert((epoch, r.try_get("stream_seq")?));
-        }
-    }
+/// Links entries in order after the entry `last` ((seq, hash); None on an empty ledger):
+/// numbers them and fills in their hashes. Returns their Merkle leaves.
+pub fn link(last: Option<(i64, Vec<u8>)>, entries: &mut [Entry]) -> Vec<merkle::Hash> {
+    let (mut seq, mut prev) = last.unwrap_or((0, GENESIS.to_vec()));
     let mut leaves = Vec::with_capacity(entries.len());
-    let mut fresh = Vec::with_capacity(entries.len());
-    for mut e in entries {
-        if !seen.insert((e.stream_epoch, e.stream_seq)) {
-            continue;
-        }
+    for e in entries.iter_mut() {
         seq += 1;
         e.seq = seq;
         e.prev_hash = std::mem::take(&mut prev);
         e.hash = e.compute_hash(&e.prev_hash);
         leaves.push(merkle::leaf_hash(&e.hash));
         prev = e.hash.clone();
-        fresh.push(e);
     }
-    insert_all(tx, &fresh).await?;
-    tree::append_leaves(tx, &leaves).await?;
-    Ok(leaves.len())
+    leaves
 }
 
-/// Builds the Merkle nodes of entries recorded before the tree existed (a ledger made by
-/// an earlier version), so every entry is a leaf. A no-op on an up-to-date ledger.
-pub async fn backfill_tree(pool: &AnyPool) -> Result<u64, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let stored = tree::stored_size(&mut *tx).await?;
-    let rows = sqlx::query("SELECT hash FROM ledger WHERE seq > $1 ORDER BY seq").bind(stored as i64).fetch_all(&mut *tx).await?;
-    let leaves: Vec<merkle::Hash> = rows.iter().map(|r| r.try_get::<Vec<u8>, _>("hash").map(|h| merkle::leaf_hash(&h))).collect::<Result<_, _>>()?;
-    tree::append_leaves(&mut tx, &leaves).await?;
-    tx.commit().await?;
-    Ok(leaves.len() as u64)
-}
+/// The hash the first entry links to.
+pub const GENESIS_HASH: [u8; 32] = GENESIS;
 
-/// Inserts entries with multi-row statements (64 rows a statement), in order.
-async fn insert_all(tx: &mut Tx, entries: &[Entry]) -> Result<(), sqlx::Error> {
-    let sqlite = runtime::db::on_sqlite(tx);
-    for chunk in entries.chunks(64) {
-        let sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES {}", runtime::db::placeholders(sqlite, chunk.len(), 33));
-        let mut q = sqlx::query(&sql);
-        for e in chunk {
-            q = q
-                .bind(e.seq)
-                .bind(e.stream_seq)
-                .bind(e.entry_type.clone())
-                .bind(e.entry_id.clone())
-                .bind(e.recorded_by.clone())
-                .bind(e.sender.clone())
-                .bind(e.recipient.clone())
-                .bind(e.kind.clone())
-                .bind(e.purpose.clone())
-                .bind(e.lawful_basis.clone())
-                .bind(e.consent_id.clone())
-                .bind(e.consent_state.clone())
-                .bind(e.risk.clone())
-                .bind(e.subject_ref.clone())
-                .bind(e.case_ref.clone())
-                .bind(e.categories.clone())
-                .bind(e.forbidden.clone())
-                .bind(e.policy_version.clone())
-                .bind(e.rule.clone())
-                .bind(e.reason.clone())
-                .bind(e.without_consent as i64)
-                .bind(e.in_reply_to.clone())
-                .bind(e.staff_id.clone())
-                .bind(e.occurred_at_ms)
-                .bind(e.recorded_at_ms)
-                .bind(e.verified as i64)
-                .bind(e.stream_epoch)
-                .bind(e.stream_first)
-                .bind(e.message_count)
-                .bind(e.subject.clone())
-                .bind(e.signed.clone())
-                .bind(e.prev_hash.clone())
-                .bind(e.hash.clone());
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
+/// The ledger's columns, in the order of [`Entry`]'s fields, for reading whole entries.
 pub const COLUMNS: &str = "seq, stream_seq, entry_type, entry_id, recorded_by, sender, recipient, kind, purpose, lawful_basis, consent_id, \
     consent_state, risk, subject_ref, case_ref, categories, forbidden, policy_version, rule, reason, without_consent, in_reply_to, \
     staff_id, occurred_at_ms, recorded_at_ms, verified, stream_epoch, stream_first, message_count, subject, signed, prev_hash, hash";
@@ -478,7 +452,7 @@ pub fn from_row(r: &AnyRow) -> Result<Entry, sqlx::Error> {
     Ok(Entry {
         seq: r.try_get("seq")?,
         stream_seq: r.try_get("stream_seq")?,
-        entry_type: r.try_get("entry_type")?,
+        entry_type: r.try_get::<String, _>("entry_type")?.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         entry_id: r.try_get("entry_id")?,
         recorded_by: r.try_get("recorded_by")?,
         sender: r.try_get("sender")?,
@@ -521,180 +495,23 @@ pub async fn list(pool: &AnyPool, subject_ref: Option<&str>) -> Result<Vec<Entry
     rows.iter().map(from_row).collect()
 }
 
-/// The outcome of a verification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Report {
-    pub entries: u64,
-    pub checkpoints: u64,
-    pub first_bad: Option<Problem>,
-    /// What the ledger recorded of the stream itself that someone must look into: positions
-    /// it never saw (removed from the stream, a store lost), the stream recreated. The chain
-    /// may be intact and these still mean records are missing.
-    pub alerts: Vec<Alert>,
-}
-
-/// A `stream_gap` or `stream_reset` entry, as an alert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Alert {
-    /// The ledger entry that records it.
-    pub seq: i64,
-    pub entry_type: String,
-    pub what: String,
-    pub recorded_at_ms: i64,
-}
-
-impl Alert {
-    fn of(e: &Entry) -> Option<Alert> {
-        let what = match e.entry_type.as_str() {
-            EntryType::STREAM_GAP => format!(
-                "STREAM GAP: stream positions {} to {} ({} messages) were gone from the stream before the ledger read them",
-                e.stream_first, e.stream_seq, e.message_count
-            ),
-            EntryType::STREAM_RESET => format!("STREAM RESET: {}", e.reason),
-            _ => return None,
-        };
-        Some(Alert { seq: e.seq, entry_type: e.entry_type.clone(), what, recorded_at_ms: e.recorded_at_ms })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    /// The ledger position where verification fails (0 when only a checkpoint is at fault).
-    pub seq: i64,
-    /// The tree size of the checkpoint that fails, if it is a checkpoint.
-    pub checkpoint: Option<u64>,
-    pub what: String,
-}
-
-impl Report {
-    pub fn ok(&self) -> bool {
-        self.first_bad.is_none()
-    }
-}
-
-/// What [`verify_with`] checks beyond the chain, the tree and the checkpoints.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Depth {
-    /// Re-verify every entry's signed header or event against the directory and its
-    /// fields (one ed25519 verification per entry: the slow part).
-    pub signatures: bool,
-}
-
-/// Full verification: chain, tree, checkpoints and, given a directory, every signature.
-pub async fn verify(pool: &AnyPool, directory: Option<&Directory>) -> anyhow::Result<Report> {
-    verify_with(pool, directory, Depth { signatures: directory.is_some() }).await
-}
-
-/// Recomputes the chain from the first entry and the Merkle tree from the entries, stopping
-/// at the first entry whose content or link was altered, or where an entry is missing,
-/// inserted or out of order; then checks every stored checkpoint (signature, given a
-/// directory, and root) against the recomputed tree. A checkpoint that does not match means
-/// the entries were rewritten consistently after it was signed; the first entry whose leaf
-/// differs from the stored tree is then named when the stored tree still shows it.
-pub async fn verify_with(pool: &AnyPool, directory: Option<&Directory>, depth: Depth) -> anyhow::Result<Report> {
-    let sql = format!("SELECT {COLUMNS} FROM ledger ORDER BY seq");
-    let mut rows = sqlx::query(&sql).fetch(pool);
-    let mut prev = GENESIS.to_vec();
-    let mut expected_seq = 1i64;
-    let mut last_stream_seq = 0i64;
-    let mut epoch = 0i64;
-    let mut entries = 0u64;
-    let mut alerts = Vec::new();
-    let mut tree = merkle::MemoryTree::default();
-    while let Some(row) = rows.try_next().await? {
-        let e = from_row(&row)?;
-        entries += 1;
-        if e.entry_type == EntryType::STREAM_RESET {
-            // A new incarnation of the stream: its positions start again.
-            last_stream_seq = -1;
-            epoch = e.stream_epoch;
-        }
-        let problem = if e.seq != expected_seq {
-            Some(format!("expected entry {expected_seq} here: an entry was deleted or inserted"))
-        } else if e.prev_hash != prev {
-            Some("its link to the previous entry is broken: an entry before it was removed, inserted or reordered".into())
-        } else if e.compute_hash(&prev) != e.hash {
-            Some("its content was altered after it was recorded".into())
-        } else if e.stream_seq <= last_stream_seq {
-            Some("it is out of stream order".into())
-        } else if epoch != 0 && e.stream_epoch != epoch {
-            Some("it names another incarnation of the stream, with no reset recorded before it".into())
-        } else if depth.signatures {
-            directory.and_then(|d| signed_mismatch(d, &e))
-        } else {
-            None
-        };
-        if let Some(what) = problem {
-            return Ok(Report { entries, checkpoints: 0, first_bad: Some(Problem { seq: e.seq, checkpoint: None, what }), alerts });
-        }
-        if let Some(alert) = Alert::of(&e) {
-            alerts.push(alert);
-        }
-        tree.push(merkle::leaf_hash(&e.hash));
-        epoch = e.stream_epoch;
-        prev = e.hash;
-        expected_seq += 1;
-        last_stream_seq = e.stream_seq;
-    }
-    drop(rows);
-    let checkpoints = crate::checkpoints::all(pool).await?;
-    let count = checkpoints.len() as u64;
-    for c in &checkpoints {
-        let at = Some(c.tree_size);
-        let fail = |what: String| Ok(Report { entries, checkpoints: count, first_bad: Some(Problem { seq: 0, checkpoint: at, what }), alerts: alerts.clone() });
-        if let Some(d) = directory {
-            if let Err(e) = c.verify(d) {
-                return fail(format!("checkpoint at tree size {}: {e}", c.tree_size));
-            }
-        }
-        if c.tree_size > tree.size() {
-            return fail(format!("checkpoint at tree size {} covers more entries than the ledger holds ({}): entries were deleted", c.tree_size, tree.size()));
-        }
-        if c.root_bytes().ok() != Some(merkle::root(&tree, c.tree_size)) {
-            let first_changed = first_changed_leaf(pool, &tree, c.tree_size).await?;
-            let what = format!("checkpoint at tree size {} does not match the entries: they were rewritten after it was signed", c.tree_size);
-            return Ok(Report {
-                entries,
-                checkpoints: count,
-                first_bad: Some(Problem { seq: first_changed.map_or(0, |i| i as i64 + 1), checkpoint: at, what }),
-                alerts,
-            });
-        }
-    }
-    Ok(Report { entries, checkpoints: count, first_bad: None, alerts })
-}
-
-/// The first leaf (0-based) below `size` where the recomputed tree and the stored one differ.
-async fn first_changed_leaf(pool: &AnyPool, tree: &merkle::MemoryTree, size: u64) -> anyhow::Result<Option<u64>> {
-    use merkle::Nodes as _;
-    let rows = sqlx::query("SELECT idx, hash FROM merkle_node WHERE level = 0 AND idx < $1 ORDER BY idx").bind(size as i64).fetch_all(pool).await?;
-    for r in rows {
-        let idx: i64 = r.try_get("idx")?;
-        let stored: Vec<u8> = r.try_get("hash")?;
-        if stored.as_slice() != tree.perfect(0, idx as u64).as_slice() {
-            return Ok(Some(idx as u64));
-        }
-    }
-    Ok(None)
-}
-
 /// Whether the type of an entry of a signed record fits the subject it came on: a first copy
 /// came on the subject its signer named, a misroute on another.
 fn subject_mismatch(e: &Entry, expected: &str) -> Option<String> {
-    let misroute = e.entry_type == EntryType::MISROUTE;
+    let misroute = e.entry_type == EntryType::Misroute;
     let fits = e.subject.is_empty() || (e.subject == expected) != misroute;
     (!fits).then(|| format!("it is recorded as {} but came on {}", e.entry_type, e.subject))
 }
 
 /// Whether a verified entry's fields still match the signed header or event it holds: an
 /// entry whose chain was rebuilt after an edit still cannot forge an agency's signature.
-pub(crate) fn signed_mismatch(directory: &Directory, e: &Entry) -> Option<String> {
+pub fn signed_mismatch(directory: &Directory, e: &Entry) -> Option<String> {
     if !e.verified {
         return None;
     }
     let mut stored = e.clone();
     let as_envelope = Envelope::decode(e.signed.as_slice()).ok().and_then(|env| seal::verify_header(directory, &env.header, &env.signature).ok().map(|h| (h, env)));
-    let mut fresh = match (e.entry_type.as_str(), as_envelope) {
+    let mut fresh = match (e.entry_type, as_envelope) {
         (_, Some((h, env))) => {
             let expected = transport::message_subject(&h.sender, &h.recipient, h.kind());
             if let Some(what) = subject_mismatch(e, &expected) {
@@ -702,7 +519,7 @@ pub(crate) fn signed_mismatch(directory: &Directory, e: &Entry) -> Option<String
             }
             disclosure_entry(&h, Envelope { sealed_payload: Vec::new(), ..env }.encode_to_vec(), e.stream_seq)
         }
-        (EntryType::DISCLOSURE, None) => return Some("the signed header it holds no longer verifies".into()),
+        (EntryType::Disclosure, None) => return Some("the signed header it holds no longer verifies".into()),
         (_, None) => match seal::verify_event(directory, &e.signed) {
             Ok(ev) => {
                 if let Some(what) = subject_mismatch(e, &transport::event_subject(&ev.agency, ev.kind())) {
@@ -719,8 +536,8 @@ pub(crate) fn signed_mismatch(directory: &Directory, e: &Entry) -> Option<String
     fresh.stream_first = e.stream_first;
     fresh.message_count = e.message_count;
     fresh.subject = e.subject.clone();
-    if !EntryType::is_first_copy(&e.entry_type) {
-        fresh.entry_type = e.entry_type.clone();
+    if !e.entry_type.is_first_copy() {
+        fresh.entry_type = e.entry_type;
         fresh.reason = e.reason.clone();
     }
     stored.seq = 0;

@@ -18,8 +18,10 @@ pub mod ledger;
 mod metrics;
 pub mod query;
 pub mod report;
+pub mod store;
 pub mod subject_access;
 pub mod tree;
+pub mod verify;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -133,14 +135,17 @@ pub fn migrations() -> Vec<Migration> {
     .collect()
 }
 
-/// Opens (and migrates) the ledger database.
+/// Opens (and migrates) the ledger database, as the `Any` pool the service's reads and its
+/// other tables use; the ledger's own rows are written through [`store::Store`].
 pub async fn open_ledger(database_url: &str) -> anyhow::Result<AnyPool> {
     let pool = db::connect(database_url).await?;
     db::migrate(&pool, migrations()).await?;
-    let built = ledger::backfill_tree(&pool).await?;
+    let store = store::Store::connect(database_url).await?;
+    let built = store.backfill_tree().await?;
     if built > 0 {
         tracing::info!(leaves = built, "Merkle tree built for entries recorded before it existed");
     }
+    store.close().await;
     Ok(pool)
 }
 
@@ -197,6 +202,8 @@ async fn watch_directory(
 #[derive(Clone)]
 struct Ctx {
     pool: AnyPool,
+    /// The ledger's own tables, on the engine's own driver (appends and verification).
+    store: store::Store,
     /// The directory in force; a signed update is swapped in whole (see `watch_directory`).
     directory: Arc<arc_swap::ArcSwap<Directory>>,
     /// Why the directory last found on disk was refused (None once one is taken up).
@@ -217,6 +224,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let (directory, _, signature) = runtime::config::load_signed_directory(&config.directory_path, None)?;
     let directory = Arc::new(directory);
     let pool = open_ledger(&config.database_url).await?;
+    let store = store::Store::connect(&config.database_url).await?;
     runtime::policy_watch::check_sequence(&pool, "directory", &config.directory_path, &signature).await?;
     runtime::policy_watch::record(&pool, "directory", &signature).await?;
     let client = transport::connect(&config.nats_url, AUDIT_IDENTITY, &config.broker).await?;
@@ -237,6 +245,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let policy_path = config.directory_path.with_file_name("policy.toml");
     let ctx = Ctx {
         pool,
+        store,
         directory: Arc::new(arc_swap::ArcSwap::new(directory)),
         files_refused: Default::default(),
         ig_keys,
@@ -262,7 +271,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let router = Router::new()
         .route("/health", get(|State(ctx): State<Ctx>| async move { Json(json!({"service": "audit", "directory": ctx.directory.load().digest(), "files_refused": ctx.files_refused.load().as_deref().cloned(), "status": "ok"})) }))
         .route("/ready", get(|State(ctx): State<Ctx>| async move { runtime::api::readiness(&ctx.pool, &ctx.broker).await }))
-        .route("/metrics", get(metrics::handler))
+        .route("/metrics", get(|State(ctx): State<Ctx>| async move { metrics::render(&ctx.pool, &ctx.feed_refused).await }))
         .route("/ledger", get(ledger_entries))
         .route("/verify", get(verify))
         .route("/checkpoints", get(list_checkpoints))
@@ -447,10 +456,11 @@ async fn take(ctx: &Ctx, js: &async_nats::jetstream::Context, stream: intake::St
     fn broker_ms(m: &async_nats::jetstream::Message) -> Option<i64> {
         m.info().ok().and_then(|i| i64::try_from(i.published.unix_timestamp_nanos() / 1_000_000).ok())
     }
-    let before = intake::load(&ctx.pool).await?;
+    let before = ctx.store.load_intake().await?;
     let directory = ctx.directory.load_full();
     let now = isp::now_ms();
-    let mut plan = intake::plan(&directory, &before, &stream, received, read, broker_ms, now);
+    let classified = classify_all(&directory, received).await;
+    let mut plan = intake::plan_classified(&before, &stream, received, read, classified, now);
     if plan.needs_detail {
         // Messages after a gap: a gap the stream itself has (positions deleted from it) is no
         // message to wait for.
@@ -473,7 +483,7 @@ async fn take(ctx: &Ctx, js: &async_nats::jetstream::Context, stream: intake::St
         tracing::info!(waiting = plan.later.len(), after = plan.intake.seq, "messages after a gap in the stream handed back until the gap is filled");
     }
     if plan.changes(&before) {
-        let n = intake::commit(&ctx.pool, &mut plan).await?;
+        let n = ctx.store.commit(std::mem::take(&mut plan.entries), Some(&plan.intake)).await?;
         tracing::debug!(appended = n, "ledger entries appended");
     }
     for m in plan.recorded {
@@ -482,6 +492,37 @@ async fn take(ctx: &Ctx, js: &async_nats::jetstream::Context, stream: intake::St
         }
     }
     Ok(())
+}
+
+/// Classifies every message of a batch (a signature check each: the costly part of taking
+/// it) on every core, off the async threads.
+async fn classify_all(directory: &Arc<Directory>, received: &[async_nats::jetstream::Message]) -> Vec<Option<ledger::Entry>> {
+    type Owned = (String, bytes::Bytes, Option<u64>, Option<i64>);
+    let owned: Vec<Owned> = received
+        .iter()
+        .map(|m| {
+            let info = m.info().ok();
+            let at = info.as_ref().and_then(|i| i64::try_from(i.published.unix_timestamp_nanos() / 1_000_000).ok());
+            (m.subject.to_string(), m.payload.clone(), info.map(|i| i.stream_sequence), at)
+        })
+        .collect();
+    let directory = directory.clone();
+    let classify = move || {
+        let one = |(subject, body, seq, at): &Owned| intake::classify(&directory, (subject.as_str(), &body[..], *seq), *at);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = owned.len().div_ceil(threads).max(64);
+        if owned.len() <= per {
+            return owned.iter().map(one).collect();
+        }
+        std::thread::scope(|s| {
+            let parts: Vec<_> = owned.chunks(per).map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
+            // A part whose thread panicked past catch_unwind is left unclassified: its
+            // messages stay unacknowledged and come again.
+            parts.into_iter().zip(owned.chunks(per)).flat_map(|(p, part)| p.join().unwrap_or_else(|_| vec![None; part.len()])).collect()
+        })
+    };
+    let n = received.len();
+    tokio::task::spawn_blocking(classify).await.unwrap_or_else(|_| vec![None; n])
 }
 
 /// `GET /ledger`: one page of the entries the query matches, in ledger order; at most
@@ -500,7 +541,7 @@ async fn ledger_entries(State(ctx): State<Ctx>, Query(mut filter): Query<query::
 }
 
 async fn verify(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    let report = ledger::verify(&ctx.pool, Some(&ctx.directory.load_full())).await?;
+    let report = verify::verify(&ctx.store, Some(&ctx.directory.load_full())).await.map_err(ApiError::internal)?;
     Ok(Json(json!({"ok": report.ok(), "entries": report.entries, "checkpoints": report.checkpoints, "first_bad": report.first_bad, "alerts": report.alerts})))
 }
 

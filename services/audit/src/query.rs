@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use sqlx::{AnyPool, Row as _};
 
-use crate::ledger::{COLUMNS, Entry, from_row};
+use crate::ledger::{COLUMNS, Entry, EntryType, from_row};
 
 /// A ledger query; every set field must match.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -20,8 +20,8 @@ pub struct Filter {
     /// `housing.idva_referral`, ...
     pub kind: Option<String>,
     /// `disclosure`, `near_miss`, `rejected`, `violation`, `unverifiable`, `replay`,
-    /// `misroute`, `stream_gap`, `stream_reset`.
-    pub entry_type: Option<String>,
+    /// `misroute`, `stream_gap`, `stream_reset`, ...
+    pub entry_type: Option<EntryType>,
     pub lawful_basis: Option<String>,
     pub consent_state: Option<String>,
     pub without_consent: Option<bool>,
@@ -78,7 +78,7 @@ pub async fn run_summary(pool: &AnyPool, filter: &Filter) -> anyhow::Result<Vec<
         .map(|r| {
             Ok(Entry {
                 seq: r.try_get("seq")?,
-                entry_type: r.try_get("entry_type")?,
+                entry_type: r.try_get::<String, _>("entry_type")?.parse()?,
                 entry_id: r.try_get("entry_id")?,
                 sender: r.try_get("sender")?,
                 recipient: r.try_get("recipient")?,
@@ -116,7 +116,6 @@ async fn rows(pool: &AnyPool, filter: &Filter, columns: &str, order: Order) -> a
         ("sender", &filter.sender),
         ("recipient", &filter.recipient),
         ("kind", &filter.kind),
-        ("entry_type", &filter.entry_type),
         ("lawful_basis", &filter.lawful_basis),
         ("consent_state", &filter.consent_state),
         ("staff_id", &filter.staff_id),
@@ -124,6 +123,9 @@ async fn rows(pool: &AnyPool, filter: &Filter, columns: &str, order: Order) -> a
         if let Some(v) = value {
             add(&format!("{column} = ?"), Bind::Text(v.clone()));
         }
+    }
+    if let Some(t) = filter.entry_type {
+        add("entry_type = ?", Bind::Text(t.as_str().into()));
     }
     if let Some(a) = &filter.agency {
         add("(sender = ? OR recipient = ?)", Bind::Text(a.clone()));
@@ -178,7 +180,7 @@ fn iso(ms: i64) -> String {
 
 fn row(e: &Entry) -> [String; 20] {
     [
-        e.seq.to_string(), e.entry_type.clone(), iso(e.occurred_at_ms), e.sender.clone(), e.recipient.clone(), e.kind.clone(),
+        e.seq.to_string(), e.entry_type.to_string(), iso(e.occurred_at_ms), e.sender.clone(), e.recipient.clone(), e.kind.clone(),
         e.purpose.clone(), e.lawful_basis.clone(), e.consent_id.clone(), e.consent_state.clone(), e.without_consent.to_string(),
         e.risk.clone(), e.subject_ref.clone(), e.case_ref.clone(), e.categories.clone(), e.forbidden.clone(), e.rule.clone(),
         e.reason.clone(), e.policy_version.clone(), e.entry_id.clone(),

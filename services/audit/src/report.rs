@@ -59,7 +59,7 @@ pub async fn build(pool: &AnyPool, since: &str, until: &str, sla_hours: f64, now
     let entries = query::run_summary(pool, &Filter { since: Some(since.into()), until: Some(until.into()), ..Default::default() }).await?;
     // Staff acknowledgements (never the automatic receipts) may come after the period ends:
     // read them from the period's start on.
-    let acks = query::run_summary(pool, &Filter { since: Some(since.into()), entry_type: Some("acknowledged".into()), ..Default::default() }).await?;
+    let acks = query::run_summary(pool, &Filter { since: Some(since.into()), entry_type: Some(EntryType::Acknowledged), ..Default::default() }).await?;
     Ok(summarise(&entries, &acks, since, until, sla_hours, now_ms))
 }
 
@@ -77,8 +77,8 @@ fn summarise(entries: &[Entry], acks: &[Entry], since: &str, until: &str, sla_ho
         if e.reason == "consent_withdrawn" {
             *stopped.entry(e.consent_id.clone()).or_default() += 1;
         }
-        match e.entry_type.as_str() {
-            "disclosure" => {
+        match e.entry_type {
+            EntryType::Disclosure => {
                 *flows.entry((e.sender.clone(), e.recipient.clone(), e.kind.clone())).or_default() += 1;
                 if e.without_consent {
                     without_consent += 1;
@@ -87,23 +87,23 @@ fn summarise(entries: &[Entry], acks: &[Entry], since: &str, until: &str, sla_ho
                     with_consent += 1;
                 }
             }
-            "near_miss" => *near_misses_by_rule.entry(e.rule.clone()).or_default() += 1,
-            "consent_changed" if e.consent_state == "withdrawn" => withdrawn.push((e.sender.clone(), e.consent_id.clone())),
-            "rejected" | "violation" => *refused_on_receipt.entry(e.reason.clone()).or_default() += 1,
-            EntryType::UNVERIFIABLE => *refused_on_receipt.entry(e.reason.clone()).or_default() += e.message_count.max(1) as usize,
-            EntryType::REPLAY => replays += 1,
-            EntryType::MISROUTE => misroutes += 1,
-            EntryType::STREAM_GAP => missing_from_stream += e.message_count.max(0) as usize,
-            EntryType::STREAM_RESET => stream_resets += 1,
+            EntryType::NearMiss => *near_misses_by_rule.entry(e.rule.clone()).or_default() += 1,
+            EntryType::ConsentChanged if e.consent_state == "withdrawn" => withdrawn.push((e.sender.clone(), e.consent_id.clone())),
+            EntryType::Rejected | EntryType::Violation => *refused_on_receipt.entry(e.reason.clone()).or_default() += 1,
+            EntryType::Unverifiable => *refused_on_receipt.entry(e.reason.clone()).or_default() += e.message_count.max(1) as usize,
+            EntryType::Replay => replays += 1,
+            EntryType::Misroute => misroutes += 1,
+            EntryType::StreamGap => missing_from_stream += e.message_count.max(0) as usize,
+            EntryType::StreamReset => stream_resets += 1,
             // The agency that missed it is the event's signer, its entry's sender.
-            "deadline_missed" => *missed.entry((e.sender.clone(), e.rule.clone())).or_default() += 1,
+            EntryType::DeadlineMissed => *missed.entry((e.sender.clone(), e.rule.clone())).or_default() += 1,
             _ => {}
         }
     }
     let first_ack: BTreeMap<&str, &Entry> = acks.iter().rev().map(|a| (a.in_reply_to.as_str(), a)).collect();
     let mut waits: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut outstanding = Vec::new();
-    for e in entries.iter().filter(|e| e.entry_type == "disclosure" && REFERRAL_KINDS.contains(&e.kind.as_str())) {
+    for e in entries.iter().filter(|e| e.entry_type == EntryType::Disclosure && REFERRAL_KINDS.contains(&e.kind.as_str())) {
         match first_ack.get(e.entry_id.as_str()) {
             Some(ack) => waits.entry(e.recipient.clone()).or_default().push((ack.occurred_at_ms - e.occurred_at_ms) as f64 / 3_600_000.0),
             None => {
@@ -297,7 +297,7 @@ mod tests {
     fn e(seq: i64, entry_type: &str, kind: &str, to: &str, at_h: i64) -> Entry {
         Entry {
             seq,
-            entry_type: entry_type.into(),
+            entry_type: entry_type.parse().expect("an entry type"),
             entry_id: format!("id-{seq}"),
             sender: "housing-a".into(),
             recipient: to.into(),

@@ -12,6 +12,7 @@ use sqlx::AnyPool;
 
 use crate::{
     checkpoints::{self, InclusionProof},
+    ledger::EntryType,
     query::{self, Filter},
 };
 
@@ -96,10 +97,10 @@ fn summary(directory: &Directory, policy: Option<&Policy>, proofs: &[InclusionPr
     let name = |id: &str| directory.get(id).map_or_else(|| id.to_owned(), |a| a.name.clone());
     let basis = |b: &str| policy.and_then(|p| p.lawful_bases.get(b)).cloned().unwrap_or_else(|| b.to_owned());
     let purpose = |b: &str| policy.and_then(|p| p.purposes.get(b)).cloned().unwrap_or_else(|| b.to_owned());
-    let shared = proofs.iter().filter(|p| p.entry.entry_type == "disclosure" && p.entry.kind != "referral.ack").count();
-    let receipts = proofs.iter().filter(|p| p.entry.entry_type == "disclosure" && p.entry.kind == "referral.ack").count();
-    let refused = proofs.iter().filter(|p| p.entry.entry_type == "near_miss").count();
-    let consents = proofs.iter().filter(|p| p.entry.entry_type == "consent_changed").count();
+    let shared = proofs.iter().filter(|p| p.entry.entry_type == EntryType::Disclosure && p.entry.kind != "referral.ack").count();
+    let receipts = proofs.iter().filter(|p| p.entry.entry_type == EntryType::Disclosure && p.entry.kind == "referral.ack").count();
+    let refused = proofs.iter().filter(|p| p.entry.entry_type == EntryType::NearMiss).count();
+    let consents = proofs.iter().filter(|p| p.entry.entry_type == EntryType::ConsentChanged).count();
     let mut out = format!(
         "The {} disclosure ledger holds {} record(s) about you: {shared} time(s) information about you was shared between agencies \
          (and {receipts} acknowledgement(s) saying a referral was delivered, read, accepted, declined or closed), \
@@ -116,8 +117,8 @@ fn summary(directory: &Directory, policy: Option<&Policy>, proofs: &[InclusionPr
             (false, "") | (false, "unspecified") => "where consent was not the basis (work already under way on your case)".to_owned(),
             (false, s) => format!("consent recorded as {s}"),
         };
-        let line = match e.entry_type.as_str() {
-            "disclosure" => format!(
+        let line = match e.entry_type {
+            EntryType::Disclosure => format!(
                 "On {}, {} shared {} with {}, for the purpose \"{}\", on the legal basis \"{}\", {consent}.",
                 day(e.occurred_at_ms),
                 name(&e.sender),
@@ -126,7 +127,7 @@ fn summary(directory: &Directory, policy: Option<&Policy>, proofs: &[InclusionPr
                 purpose(&e.purpose),
                 basis(&e.lawful_basis)
             ),
-            "near_miss" => format!(
+            EntryType::NearMiss => format!(
                 "On {}, {} tried to send {} to {}; it was stopped before anything was sent because the partnership's rules forbid it ({}).",
                 day(e.occurred_at_ms),
                 name(&e.sender),
@@ -134,14 +135,14 @@ fn summary(directory: &Directory, policy: Option<&Policy>, proofs: &[InclusionPr
                 name(&e.recipient),
                 if e.forbidden.is_empty() { e.rule.clone() } else { format!("it included {}", e.forbidden.replace(',', ", ")) }
             ),
-            "consent_changed" => format!(
+            EntryType::ConsentChanged => format!(
                 "On {}, {} recorded your consent as {}{}.",
                 day(e.occurred_at_ms),
                 name(&e.sender),
                 e.consent_state.replace('-', " "),
                 if e.reason.is_empty() { String::new() } else { format!(" (reason: {})", e.reason) }
             ),
-            "deadline_missed" => format!(
+            EntryType::DeadlineMissed => format!(
                 "On {}, {} missed its time target ({}) on work about you; it was escalated within the agency.",
                 day(e.occurred_at_ms),
                 name(&e.sender),

@@ -4,7 +4,8 @@
 //! position and predecessor. The tree is stored as its perfect subtrees
 //! (`merkle_node(level, idx)`), written in the same transaction as the entries; any tree
 //! head or proof is then O(log² n) node reads: a computation is run once to record which
-//! nodes it needs, the nodes are read level by level, and it is run again for real.
+//! nodes it needs, the nodes are read level by level, and it is run again for real. Growing
+//! the tree ([`grow`]) is computed here and written by [`crate::store`].
 
 use std::{
     cell::RefCell,
@@ -14,7 +15,6 @@ use std::{
 use isp::merkle::{Hash, Nodes, node_hash};
 use sqlx::Row as _;
 
-use runtime::Tx;
 
 /// Records which nodes a computation asks for (answering zeros), so they can be read from
 /// the database in one query before the real computation.
@@ -72,31 +72,19 @@ pub async fn stored_size(conn: &mut sqlx::AnyConnection) -> Result<u64, sqlx::Er
     Ok(n.map_or(0, |m| m as u64 + 1))
 }
 
-/// Appends leaves to the stored tree inside the ledger's transaction: each leaf, and each
-/// perfect subtree it completes.
-pub async fn append_leaves(tx: &mut Tx, leaves: &[Hash]) -> Result<(), sqlx::Error> {
-    if leaves.is_empty() {
-        return Ok(());
-    }
-    // The right edge: with n leaves stored, the perfect subtrees a new leaf can combine
-    // with are (l, (n >> l) - 1) for every set bit l of n. Read just those, by primary key.
-    let n = stored_size(&mut **tx).await?;
-    let wanted: Vec<(u32, u64)> = (0..64u32).filter(|l| n >> l & 1 == 1).map(|l| (l, (n >> l) - 1)).collect();
-    let mut edge: BTreeMap<u32, (u64, Hash)> = BTreeMap::new();
-    if !wanted.is_empty() {
-        let clause = wanted.iter().map(|(l, i)| format!("(level = {l} AND idx = {i})")).collect::<Vec<_>>().join(" OR ");
-        for r in sqlx::query(&format!("SELECT level, idx, hash FROM merkle_node WHERE {clause}")).fetch_all(&mut **tx).await? {
-            let level: i64 = r.try_get("level")?;
-            let idx: i64 = r.try_get("idx")?;
-            let hash: Vec<u8> = r.try_get("hash")?;
-            edge.insert(level as u32, (idx as u64, Hash::try_from(hash.as_slice()).unwrap_or([0; 32])));
-        }
-    }
-    let mut next_leaf = n;
+/// The nodes a tree of `n` leaves needs to grow: with n leaves stored, the perfect subtrees
+/// a new leaf can combine with are (l, (n >> l) - 1) for every set bit l of n.
+pub fn right_edge(n: u64) -> Vec<(u32, u64)> {
+    (0..64u32).filter(|l| n >> l & 1 == 1).map(|l| (l, (n >> l) - 1)).collect()
+}
+
+/// The nodes to store when `leaves` are appended to a tree of `n` leaves whose right edge
+/// ([`right_edge`]) is `edge` (level -> (idx, hash)): each leaf, and each perfect subtree it
+/// completes.
+pub fn grow(n: u64, mut edge: BTreeMap<u32, (u64, Hash)>, leaves: &[Hash]) -> Vec<(u32, u64, Hash)> {
     let mut new_nodes: Vec<(u32, u64, Hash)> = Vec::with_capacity(leaves.len() * 2);
-    for leaf in leaves {
-        let (mut level, mut idx, mut hash) = (0u32, next_leaf, *leaf);
-        next_leaf += 1;
+    for (position, leaf) in (n..).zip(leaves) {
+        let (mut level, mut idx, mut hash) = (0u32, position, *leaf);
         loop {
             new_nodes.push((level, idx, hash));
             let left = if idx % 2 == 1 { edge.get(&level).filter(|(i, _)| *i == idx - 1).map(|(_, h)| *h) } else { None };
@@ -111,18 +99,5 @@ pub async fn append_leaves(tx: &mut Tx, leaves: &[Hash]) -> Result<(), sqlx::Err
             }
         }
     }
-    // Multi-row inserts of 256 nodes.
-    let sqlite = runtime::db::on_sqlite(tx);
-    for chunk in new_nodes.chunks(256) {
-        let sql = format!("INSERT INTO merkle_node (level, idx, hash) VALUES {}", placeholders(sqlite, chunk.len(), 3));
-        let mut q = sqlx::query(&sql);
-        for (level, idx, hash) in chunk {
-            q = q.bind(*level as i64).bind(*idx as i64).bind(hash.to_vec());
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
+    new_nodes
 }
-
-
-use runtime::db::placeholders;

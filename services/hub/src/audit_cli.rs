@@ -4,7 +4,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use audit::{checkpoints, ledger, query};
+use audit::{checkpoints, query};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::local::{self, Options};
@@ -187,7 +187,8 @@ pub async fn run(command: AuditCommand, options: impl Fn(PathBuf) -> Options) ->
         AuditCommand::Verify { at, signatures } => {
             let pool = open(&at.data, &options(at.data.clone())).await?;
             let directory = isp::Directory::load(&crate::partnership::directory_path(&at.data))?;
-            let report = ledger::verify_with(&pool, Some(&directory), ledger::Depth { signatures }).await?;
+            let store = audit::store::Store::of(&pool).await?;
+            let report = audit::verify::verify_with(&store, Some(&directory), audit::verify::Depth { signatures }).await?;
             for alert in &report.alerts {
                 println!("ALERT (entry {}): {}", alert.seq, alert.what);
             }
@@ -225,7 +226,7 @@ pub async fn run(command: AuditCommand, options: impl Fn(PathBuf) -> Options) ->
                 sender: f.sender,
                 recipient: f.recipient,
                 kind: f.kind,
-                entry_type: f.entry_type,
+                entry_type: f.entry_type.map(|t| t.parse()).transpose()?,
                 lawful_basis: f.lawful_basis,
                 consent_state: f.consent_state,
                 without_consent: f.without_consent.then_some(true),

@@ -5,18 +5,21 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use audit::ledger::{self, Entry};
+use audit::{
+    ledger::{self, Entry},
+    store::Store,
+    verify,
+};
 use sqlx::AnyPool;
 use tests::{Backend, Partnership, eventually, send_referrals};
 
 /// Replaces the ledger's entries and tree with `entries` (appending recomputes the chain and
 /// the tree); with the original entries, it puts the ledger back exactly as it was.
 async fn rewrite(pool: &AnyPool, entries: &[Entry]) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("DELETE FROM ledger").execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM merkle_node").execute(&mut *tx).await?;
-    ledger::append(&mut tx, entries.to_vec()).await?;
-    tx.commit().await?;
+    exec(pool, &["DELETE FROM ledger", "DELETE FROM merkle_node"]).await?;
+    let store = Store::of(pool).await?;
+    store.append(entries.to_vec()).await?;
+    store.close().await;
     Ok(())
 }
 
@@ -43,7 +46,10 @@ async fn exec(pool: &AnyPool, statements: &[&str]) -> anyhow::Result<()> {
 }
 
 async fn first_bad(pool: &AnyPool, directory: &isp::Directory) -> anyhow::Result<Option<(i64, String)>> {
-    Ok(ledger::verify(pool, Some(directory)).await?.first_bad.map(|p| (p.seq, p.what)))
+    let store = Store::of(pool).await?;
+    let report = verify::verify(&store, Some(directory)).await?;
+    store.close().await;
+    Ok(report.first_bad.map(|p| (p.seq, p.what)))
 }
 
 async fn tampering_on(backend: Backend) -> anyhow::Result<()> {
@@ -76,7 +82,7 @@ async fn tampering_on(backend: Backend) -> anyhow::Result<()> {
     let (seq, what) = first_bad(&pool, &directory).await?.expect("rebuilt-chain forgery detected");
     assert_eq!(seq, 4);
     assert!(what.contains("no longer match the signed record"), "{what}");
-    let fast = ledger::verify_with(&pool, Some(&directory), ledger::Depth { signatures: false }).await?.first_bad.expect("caught by the checkpoint");
+    let fast = verify::verify_with(&Store::of(&pool).await?, Some(&directory), verify::Depth { signatures: false }).await?.first_bad.expect("caught by the checkpoint");
     assert!(fast.checkpoint.is_some_and(|size| size >= 4), "the first checkpoint covering entry 4 fails: {fast:?}");
     assert!(fast.what.contains("does not match the entries"), "{fast:?}");
     restore(&pool, &original).await?;
