@@ -32,14 +32,14 @@ use runtime::transport::{self, AUDIT_CONSUMER, BrokerAuth, CONSENT_BUCKET, PARTN
 /// broker and no service ever holds it.
 pub const ADMIN: &str = "admin";
 
-/// What one identity may do: the subjects it may publish to and subscribe to, and whether
-/// it may answer requests made of it (the audit service answers consistency-proof requests).
+/// What one identity may do: the subjects it may publish to and subscribe to. Nobody has a
+/// general right to answer requests: the one answer given (the audit's consistency proofs)
+/// goes to subjects named for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub identity: String,
     pub publish: Vec<String>,
     pub subscribe: Vec<String>,
-    pub responses: bool,
 }
 
 /// The identities of the partnership's services: every agency that runs one (all but the IG
@@ -75,13 +75,14 @@ pub fn agency_grant(agency: &str) -> Grant {
             CONSISTENCY_SUBJECT.to_owned(),
         ],
         subscribe: vec![format!("{}.>", transport::inbox_prefix(agency))],
-        responses: false,
     }
 }
 
 /// The rights of the audit service: read everything on the stream through its own consumer
 /// (and the stream's state, to notice gaps and resets; not its messages one by one), publish checkpoints and the IG
-/// office's `accessed` events (reads of the ledger), answer consistency-proof requests.
+/// office's `accessed` events (reads of the ledger), answer consistency-proof requests (to the
+/// asking agency's `{inbox}.consistency.>`: no general response right, which would make the
+/// broker track every message delivered to the audit as a reply it may answer, without end).
 pub fn audit_grant(directory: &Directory) -> Grant {
     let mut publish = vec![
         format!("$JS.API.CONSUMER.INFO.{STREAM}.{AUDIT_CONSUMER}"),
@@ -95,11 +96,13 @@ pub fn audit_grant(directory: &Directory) -> Grant {
     for ig in directory.with_role(Role::Ig) {
         publish.push(transport::event_subject(&ig.id, proto::v1::EventKind::Accessed));
     }
+    for agency in agency_identities(directory) {
+        publish.push(format!("{}.consistency.>", transport::inbox_prefix(&agency)));
+    }
     Grant {
         identity: audit::AUDIT_IDENTITY.into(),
         publish,
         subscribe: vec![CONSISTENCY_SUBJECT.to_owned(), format!("{}.>", transport::inbox_prefix(audit::AUDIT_IDENTITY))],
-        responses: true,
     }
 }
 
@@ -113,7 +116,7 @@ pub fn agency_identities(directory: &Directory) -> Vec<String> {
 pub fn grants(directory: &Directory) -> Vec<Grant> {
     let mut grants: Vec<Grant> = agency_identities(directory).iter().map(|id| agency_grant(id)).collect();
     grants.push(audit_grant(directory));
-    grants.push(Grant { identity: ADMIN.into(), publish: vec![">".into()], subscribe: vec![">".into()], responses: false });
+    grants.push(Grant { identity: ADMIN.into(), publish: vec![">".into()], subscribe: vec![">".into()] });
     grants
 }
 
@@ -210,10 +213,9 @@ pub fn authorization_block(data: &Path, directory: &Directory) -> anyhow::Result
     let mut out = String::from("authorization {\n  users = [\n");
     for grant in grants(directory) {
         let key = public_key(data, &grant.identity)?;
-        let responses = if grant.responses { ", allow_responses: { max: 1 }" } else { "" };
         writeln!(
             out,
-            "    # {}\n    {{ nkey: \"{key}\", permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }}{responses} }} }}",
+            "    # {}\n    {{ nkey: \"{key}\", permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }} }} }}",
             grant.identity,
             quoted(&grant.publish),
             quoted(&grant.subscribe)

@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Ctx, Migration, error::ApiError};
 
+/// How long a witness waits for the audit service's consistency proof.
+const CONSISTENCY_WAIT: Duration = Duration::from_secs(10);
+
 /// How often the witness looks for a new checkpoint.
 const EVERY: Duration = Duration::from_secs(1);
 
@@ -191,12 +194,22 @@ pub async fn check(ctx: &Ctx, payload: &[u8]) -> anyhow::Result<Outcome> {
         return alert(ctx, size, &format!("ROLLBACK: checkpoint at tree size {size} after one at {last_size}"), body).await;
     }
     let request = json!({"first": last_size, "second": size}).to_string();
-    let reply = ctx
-        .jetstream
-        .client()
-        .request(CONSISTENCY_SUBJECT, request.into())
+    // The answer comes to a subject under this agency's inbox that the audit service may
+    // publish to (`{inbox}.consistency.>`), not to a general reply right: a broker user with
+    // response rights has every message delivered to it tracked as a reply it may answer,
+    // which for the audit's consumer grows without end.
+    let client = ctx.jetstream.client();
+    let reply_to = format!("{}.consistency.{}", crate::transport::inbox_prefix(ctx.agency()), uuid::Uuid::new_v4().simple());
+    let mut answers = client.subscribe(reply_to.clone()).await.context("listening for the consistency proof")?;
+    client
+        .publish_with_reply(CONSISTENCY_SUBJECT, reply_to, request.into())
         .await
         .context("asking the audit service for a consistency proof")?;
+    let reply = tokio::time::timeout(CONSISTENCY_WAIT, answers.next())
+        .await
+        .context("the audit service did not answer the consistency request in time")?
+        .context("the consistency answer's subscription ended")?;
+    let _ = answers.unsubscribe().await;
     let answer: Value = serde_json::from_slice(&reply.payload).context("the consistency answer is not JSON")?;
     let proof: Option<Vec<merkle::Hash>> = answer["proof"]
         .as_array()
