@@ -199,13 +199,13 @@ pub async fn check(ctx: &Ctx, payload: &[u8]) -> anyhow::Result<Outcome> {
     // response rights has every message delivered to it tracked as a reply it may answer,
     // which for the audit's consumer grows without end.
     let client = ctx.jetstream.client();
-    let reply_to = format!("{}.consistency.{}", crate::transport::inbox_prefix(ctx.agency()), uuid::Uuid::new_v4().simple());
+    let reply_to = format!("{}.consistency.{}", crate::transport::inbox_prefix(ctx.agency()), uuid::Uuid::now_v7().simple());
     let mut answers = client.subscribe(reply_to.clone()).await.context("listening for the consistency proof")?;
     client
         .publish_with_reply(CONSISTENCY_SUBJECT, reply_to, request.into())
         .await
         .context("asking the audit service for a consistency proof")?;
-    let reply = tokio::time::timeout(CONSISTENCY_WAIT, answers.next())
+    let reply = tokio::time::timeout(CONSISTENCY_WAIT, futures::StreamExt::next(&mut answers))
         .await
         .context("the audit service did not answer the consistency request in time")?
         .context("the consistency answer's subscription ended")?;
