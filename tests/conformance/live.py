@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import logging
+import secrets
 import ssl
 import sys
 import time
@@ -384,7 +385,12 @@ class Live:
         one taken after the consent event (step b), so the two sizes always differ."""
         first_size, first_root = self.first_checkpoint
         size, root = await self.checkpoint_beyond(first_size, "after the referral and its receipt")
-        reply = await self.nc.request("hub.v1.audit.consistency", json.dumps({"first": first_size, "second": size}).encode(), timeout=10)
+        # SPEC 12.3: the answer comes to _INBOX_<own id>.consistency.<token>, the only replies
+        # the audit service may publish.
+        reply_to = f"_INBOX_{self.me}.consistency.{secrets.token_hex(16)}"
+        answers = await self.nc.subscribe(reply_to, max_msgs=1)
+        await self.nc.publish("hub.v1.audit.consistency", json.dumps({"first": first_size, "second": size}).encode(), reply=reply_to)
+        reply = await answers.next_msg(timeout=10)
         answer = json.loads(reply.data)
         if "error" in answer:
             raise StepFailed(f"step e: the audit service refused the consistency proof: {answer['error']}")
