@@ -2,7 +2,7 @@
 //! stream with a replica on each node), housing sends a burst of referrals to the IDVA, and
 //! the node leading the hub's stream is killed with SIGKILL while the burst is under way. The
 //! other two elect a new leader and the hub carries on; the node is started again on its own
-//! store and ports and catches up. Every referral is delivered exactly once, the ledger holds
+//! store and ports and catches up while more referrals arrive. Every referral is delivered exactly once, the ledger holds
 //! every one and verifies, and no agency quarantined anything (a redelivery or a re-publish
 //! after the failover is recognised, never taken for a bad envelope). On SQLite and on
 //! PostgreSQL.
@@ -28,6 +28,10 @@ const REFERRAL: &str = "housing.idva_referral";
 const NODES: usize = 3;
 /// Referrals in the burst, and how many are in flight at once.
 const BURST: usize = 2000;
+/// Sent from the moment the killed node starts again, so it always catches up while referrals
+/// still flow (however fast the rest of the burst was delivered with it down).
+const AFTER_RESTART: usize = 500;
+const TOTAL: usize = BURST + AFTER_RESTART;
 const PARALLEL: usize = 8;
 /// A bound for a failing run, not a timing a passing run depends on.
 const PATIENCE: Duration = Duration::from_secs(300);
@@ -57,7 +61,7 @@ async fn leader_killed_mid_burst(backend: Backend) -> anyhow::Result<()> {
 
     let sent = Arc::new(AtomicUsize::new(0));
     let caseworker = p.caseworker(HOUSING).await?;
-    let burst = tokio::spawn(send_referrals(caseworker, p.url(HOUSING), 0, BURST, PARALLEL, sent.clone()));
+    let burst = tokio::spawn(send_referrals(caseworker.clone(), p.url(HOUSING), 0, BURST, PARALLEL, sent.clone()));
     let burst_started = Instant::now();
 
     // Part of the burst through, the node leading the hub's stream dies.
@@ -84,25 +88,28 @@ async fn leader_killed_mid_burst(backend: Backend) -> anyhow::Result<()> {
     .await?;
     let down_for = killed_at.elapsed();
     let received_at_restart = inbox_counts(&idva_db).await?.0;
-    // Back on its own store and ports (healthy once its replicas have caught up).
+    // Back on its own store and ports (healthy once its replicas have caught up), with more
+    // referrals on their way as it does.
+    let more = tokio::spawn(send_referrals(caseworker, p.url(HOUSING), BURST, AFTER_RESTART, PARALLEL, sent.clone()));
     let restarting = Instant::now();
     p.hub.cluster.as_mut().context("no cluster")?.restart(node).await?;
     wait_replicas_current(&broker, STREAM, NODES, PATIENCE).await?;
     let catch_up = restarting.elapsed();
 
-    let answered = burst.await??;
+    let mut answered = burst.await??;
+    answered.extend(more.await??);
     let burst_time = burst_started.elapsed();
     assert!(answered_at_kill < BURST, "the node was killed after the burst was answered ({answered_at_kill} answered)");
-    assert!(received_at_restart < BURST as i64, "the node came back after the burst was delivered ({received_at_restart} received)");
+    assert!(received_at_restart < TOTAL as i64, "the node came back after every referral was delivered ({received_at_restart} received)");
     let answered_ids: BTreeSet<String> = answered.iter().cloned().collect();
-    assert_eq!(answered_ids.len(), BURST, "housing answered with one envelope id twice");
+    assert_eq!(answered_ids.len(), TOTAL, "housing answered with one envelope id twice");
 
     // Exactly once at the IDVA: its inbox holds every referral answered, once, and nothing else.
-    eventually("every referral in the IDVA's inbox", PATIENCE, || async { Ok((inbox_counts(&idva_db).await?.0 >= BURST as i64).then_some(())) }).await?;
+    eventually("every referral in the IDVA's inbox", PATIENCE, || async { Ok((inbox_counts(&idva_db).await?.0 >= TOTAL as i64).then_some(())) }).await?;
     let inbox: Vec<String> = p.list(IDVA, "/inbox", "stream_seq").await?.iter().map(|e| text(e, "envelope_id")).collect();
-    assert_eq!(inbox.len(), BURST, "the IDVA's inbox holds a referral twice, or one never sent");
+    assert_eq!(inbox.len(), TOTAL, "the IDVA's inbox holds a referral twice, or one never sent");
     assert_eq!(inbox.into_iter().collect::<BTreeSet<_>>(), answered_ids, "the IDVA's inbox differs from what housing answered");
-    assert_eq!(inbox_counts(&idva_db).await?, (BURST as i64, BURST as i64), "an inbox row appeared twice");
+    assert_eq!(inbox_counts(&idva_db).await?, (TOTAL as i64, TOTAL as i64), "an inbox row appeared twice");
     let agencies: Vec<String> = p.hub.services.keys().cloned().collect();
     for agency in &agencies {
         assert_eq!(p.get(agency, "/quarantine").await?, json!([]), "{agency} quarantined something after the failover");
@@ -119,7 +126,7 @@ async fn leader_killed_mid_burst(backend: Backend) -> anyhow::Result<()> {
     stream_seqs.sort_unstable();
     assert!(stream_seqs.into_iter().eq(1..=on_stream), "the ledger does not hold every message on the stream (1..{on_stream}) exactly once");
     let logged: Vec<String> = ledger.iter().filter(|e| e["entry_type"] == "disclosure" && e["kind"] == REFERRAL).map(|e| text(e, "entry_id")).collect();
-    assert_eq!(logged.len(), BURST, "the ledger does not hold {BURST} referrals");
+    assert_eq!(logged.len(), TOTAL, "the ledger does not hold {TOTAL} referrals");
     assert_eq!(logged.into_iter().collect::<BTreeSet<_>>(), answered_ids, "the ledger's referrals differ from what housing answered");
     let verified = p.get("audit", "/verify").await?;
     assert_eq!(verified["ok"], true, "the ledger does not verify: {verified}");
@@ -130,9 +137,9 @@ async fn leader_killed_mid_burst(backend: Backend) -> anyhow::Result<()> {
     let idva = stream.consumer_info(format!("agency-{IDVA}")).await?;
     let audit = stream.consumer_info(AUDIT_CONSUMER).await?;
     eprintln!(
-        "cluster {backend:?}: {BURST} referrals in {burst_time:.1?}; killed {leader} (leader) at {answered_at_kill} answered, new leader {new_leader} after {leader_change:.1?}, \
+        "cluster {backend:?}: {TOTAL} referrals in {burst_time:.1?}; killed {leader} (leader) at {answered_at_kill} answered, new leader {new_leader} after {leader_change:.1?}, \
          restarted after {down_for:.1?} down, back and current in {catch_up:.1?}; redeliveries: IDVA {}, audit {}; {on_stream} messages on the stream; test {:.1?}",
-        idva.delivered.consumer_sequence.saturating_sub(BURST as u64),
+        idva.delivered.consumer_sequence.saturating_sub(TOTAL as u64),
         audit.delivered.consumer_sequence.saturating_sub(on_stream),
         started.elapsed(),
     );
