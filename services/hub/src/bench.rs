@@ -283,15 +283,11 @@ fn now_us() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or_default()
 }
 
-/// Seal at the sender, open at the recipient and verify at audit, for every payload, on
-/// every core at once. The consent check is left out (it is a lookup, not crypto).
-fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
+/// The benches' referral from the agency of `isp` to the IDVA: high risk without consent
+/// (no consent record to look up), with a DASH summary its sender signs, and `reason` as its
+/// free text.
+pub(crate) fn referral(isp: &isp::Isp, reason: &str) -> isp::Outgoing {
     use proto::v1::{IdvaReferral, Payload, Person, RiskLevel, payload::Body};
-    let sender = Arc::new(runtime::Config::embedded(data, SENDERS[0], "").load_isp()?);
-    let recipient = Arc::new(runtime::Config::embedded(data, RECIPIENT, "").load_isp()?);
-    // The crypto limit is measured without a consent record: a "high risk, without consent"
-    // referral to the IDVA needs none and seals and opens the same way, plus the check of its
-    // signed DASH summary (one more signature verified at the recipient).
     let mut summary = proto::v1::DashAssessment {
         checklist_version: isp::risk::CHECKLISTS[0].version.into(),
         assessed_on: "2026-11-27".into(),
@@ -301,8 +297,8 @@ fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
         assessor: "bench".into(),
         ..Default::default()
     };
-    isp::risk::sign_summary(&sender.keys, &mut summary);
-    let out = isp::Outgoing {
+    isp::risk::sign_summary(&isp.keys, &mut summary);
+    isp::Outgoing {
         recipient: RECIPIENT.into(),
         kind: isp::Kind::IdvaReferral,
         purpose: "safeguarding".into(),
@@ -316,13 +312,24 @@ fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
         payload: Payload {
             body: Some(Body::IdvaReferral(IdvaReferral {
                 survivor: Some(Person { full_name: "Synthetic Bench Person".into(), date_of_birth: "1990-01-01".into(), ..Default::default() }),
-                reason: filler(args.payload),
+                reason: reason.to_owned(),
                 survivor_aware: true,
                 dash: Some(summary),
                 ..Default::default()
             })),
         },
-    };
+    }
+}
+
+/// Seal at the sender, open at the recipient and verify at audit, for every payload, on
+/// every core at once. The consent check is left out (it is a lookup, not crypto).
+fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
+    let sender = Arc::new(runtime::Config::embedded(data, SENDERS[0], "").load_isp()?);
+    let recipient = Arc::new(runtime::Config::embedded(data, RECIPIENT, "").load_isp()?);
+    // The crypto limit is measured without a consent record: a "high risk, without consent"
+    // referral to the IDVA needs none and seals and opens the same way, plus the check of its
+    // signed DASH summary (one more signature verified at the recipient).
+    let out = referral(&sender, &filler(args.payload));
     sender.seal(&out, None).context("the bench referral does not seal")?;
     // The delivered receipt the IDVA seals back for each referral, as its service does.
     let original = uuid::Uuid::now_v7().to_string();

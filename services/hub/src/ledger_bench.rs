@@ -220,41 +220,10 @@ fn ms(d: Duration) -> f64 {
 
 /// A real sealed referral from each sender the policy lets send to the recipient.
 fn templates(data: &Path) -> anyhow::Result<Vec<Template>> {
-    use proto::v1::{IdvaReferral, Payload, Person, RiskLevel, payload::Body};
     let mut out = Vec::new();
     for sender in SENDERS {
         let isp = runtime::Config::embedded(data, sender, "").load_isp()?;
-        let mut summary = proto::v1::DashAssessment {
-            checklist_version: isp::risk::CHECKLISTS[0].version.into(),
-            assessed_on: "2026-11-27".into(),
-            score: 15,
-            risk: RiskLevel::High as i32,
-            assessment_id: uuid::Uuid::now_v7().to_string(),
-            assessor: "bench".into(),
-            ..Default::default()
-        };
-        isp::risk::sign_summary(&isp.keys, &mut summary);
-        let referral = isp::Outgoing {
-            recipient: RECIPIENT.into(),
-            kind: Kind::IdvaReferral,
-            purpose: "safeguarding".into(),
-            lawful_basis: "uk-gdpr-9-2-g-dpa-s1-p18".into(),
-            consent: None,
-            risk: RiskLevel::High,
-            subject_ref: String::new(),
-            case_ref: "BENCH-1".into(),
-            in_reply_to: String::new(),
-            justification: Some(isp::seal::Justification { officer: "bench".into(), rationale_code: "asking-would-increase-risk".into(), rationale: "bench".into() }),
-            payload: Payload {
-                body: Some(Body::IdvaReferral(IdvaReferral {
-                    survivor: Some(Person { full_name: "Synthetic Bench Person".into(), date_of_birth: "1990-01-01".into(), ..Default::default() }),
-                    reason: "Synthetic bench referral.".into(),
-                    survivor_aware: true,
-                    dash: Some(summary),
-                    ..Default::default()
-                })),
-            },
-        };
+        let referral = crate::bench::referral(&isp, "Synthetic bench referral.");
         // A sender the policy does not let make this referral is left out.
         let Ok(sealed) = isp.seal(&referral, None) else { continue };
         let envelope = Envelope::decode(sealed.envelope.as_slice())?;
