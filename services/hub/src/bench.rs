@@ -132,7 +132,7 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
 }
 
 /// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) in parentheses.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -144,7 +144,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 
 /// CPU seconds so far of every PostgreSQL server process on this machine, by pid (the
 /// server the services use, when it is local, is part of what a disclosure costs).
-fn postgres_cpu() -> BTreeMap<u32, f64> {
+pub(crate) fn postgres_cpu() -> BTreeMap<u32, f64> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return BTreeMap::new() };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())

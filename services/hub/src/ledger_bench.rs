@@ -404,9 +404,9 @@ struct Usage {
 impl Usage {
     fn now(nats: &NatsChild) -> Usage {
         Usage {
-            this: cpu_seconds(std::process::id()).unwrap_or_default(),
-            nats: nats.pid().and_then(cpu_seconds).unwrap_or_default(),
-            postgres: postgres_cpu(),
+            this: crate::bench::cpu_seconds(std::process::id()).unwrap_or_default(),
+            nats: nats.pid().and_then(crate::bench::cpu_seconds).unwrap_or_default(),
+            postgres: crate::bench::postgres_cpu().values().sum(),
         }
     }
 
@@ -420,20 +420,3 @@ impl Usage {
     }
 }
 
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-fn postgres_cpu() -> f64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
-        .filter_map(cpu_seconds)
-        .sum()
-}

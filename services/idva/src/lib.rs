@@ -76,35 +76,32 @@ impl Agency for Idva {
         ]
     }
 
+    /// One envelope is a batch of one.
     async fn on_receive(&self, ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> anyhow::Result<()> {
-        let h = &opened.header;
-        match &opened.payload.body {
-            Some(Body::IdvaReferral(_)) => {
-                let mut rows = ArrivalRows::default();
-                follow::referrals_received(ctx, tx, &[h], &mut rows).await?;
-                rows.flush(tx).await?;
-            }
-            Some(Body::DisclosureRevoke(revoke)) => follow::referral_revoked(ctx, tx, h, revoke).await?,
-            Some(Body::PerpetratorEngagementUpdate(u)) => perpetrator::update_received(ctx, tx, h, u).await?,
-            _ => {}
-        }
-        Ok(())
+        let mut rows = ArrivalRows::default();
+        self.on_receive_batch(ctx, tx, &[opened], &mut rows).await?;
+        Ok(rows.flush(tx).await?)
     }
 
     /// Referrals arriving together open their cases together; anything else between them
-    /// is handled in its place, in stream order.
+    /// (a revocation, a perpetrator programme's update) is handled in its place, in stream
+    /// order, after what came before it is written.
     async fn on_receive_batch(&self, ctx: &Ctx, tx: &mut Tx, opened: &[&Opened], rows: &mut ArrivalRows) -> anyhow::Result<()> {
         let mut referrals = Vec::new();
         for o in opened {
+            let h = &o.header;
             if matches!(o.payload.body, Some(Body::IdvaReferral(_))) {
-                referrals.push(&o.header);
+                referrals.push(h);
                 continue;
             }
-            // What follows (a revocation) may cancel what those referrals set.
             follow::referrals_received(ctx, tx, &referrals, rows).await?;
             referrals.clear();
             rows.flush(tx).await?;
-            self.on_receive(ctx, tx, o).await?;
+            match &o.payload.body {
+                Some(Body::DisclosureRevoke(revoke)) => follow::referral_revoked(ctx, tx, h, revoke).await?,
+                Some(Body::PerpetratorEngagementUpdate(u)) => perpetrator::update_received(ctx, tx, h, u).await?,
+                _ => {}
+            }
         }
         follow::referrals_received(ctx, tx, &referrals, rows).await
     }

@@ -15,8 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::{Row, any::AnyRow};
 
-use crate::status::Arrival;
-use crate::{Ctx, auth::Staff, inbox};
+use crate::{Ctx, auth::Staff, inbox, status::Arrival};
 
 pub use crate::error::{ApiError, clear_field, json_body, redact_quoted};
 

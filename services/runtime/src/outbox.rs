@@ -16,7 +16,6 @@
 //! aside). It keeps its outbox row (`set_aside_at_ms`, `set_aside_reason`); its `sent` row
 //! says `set_aside` and why; an error line is logged.
 
-use crate::status::Disclosure;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -30,7 +29,7 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Ctx, Migration, Tx, consent::ConsentReads, transport};
+use crate::{Ctx, Migration, Tx, consent::ConsentReads, status::Disclosure, transport};
 
 pub fn migrations() -> Vec<Migration> {
     vec![Migration { version: 41, description: "outbox set aside", sql: include_str!("../migrations/0041_outbox_set_aside.sql") }]

@@ -18,11 +18,11 @@ use serde_json::{Value, json};
 use sqlx::Row as _;
 
 use super::{Nav, PageError, Step, Viewer, categories, error_summary, form, html, see_other, summary, tag, timeline, when};
-use crate::status::{Arrival, Disclosure};
 use crate::{
     Ctx,
     api::{self, ApiError},
     auth::{Allow, CASEWORK, Role, Rule, content, logged, rule},
+    status::{Arrival, Disclosure},
 };
 
 /// How many rows a list page shows (the newest first); the JSON API pages through all.
