@@ -1,20 +1,20 @@
 //! A real OpenID provider for tests: oidc-provider (deploy/oidc/provider.mjs) on a free port
 //! with keys the test holds, and clients and accounts the test chooses; killed on drop. And
-//! a browser's part of the authorization-code login, by hand.
+//! a browser's part of the authorization-code login, by hand. Starting the provider and the
+//! client_credentials grant are `hub::oidc_provider`'s, which `hub bench` uses too.
 //!
 //! Needs Node.js 20.19+ and npm (deploy/test.sh installs them); the provider's packages are
 //! installed with `npm ci` when deploy/oidc/node_modules is absent.
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead as _, BufReader},
     path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::{Mutex, mpsc},
-    time::Duration,
+    process::{Command, Stdio},
+    sync::Mutex,
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
+use hub::oidc_provider;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Url, header};
 use runtime::oidc::{Oidc, OidcConfig, PendingLogin};
@@ -27,24 +27,20 @@ pub const CONSOLE_SECRET: &str = "console-client-secret-for-tests-only-012345678
 // --- the provider ---------------------------------------------------------------------
 
 pub fn provider_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/oidc")
+    oidc_provider::dir()
 }
 
 /// Node must be there (CI installs it); the provider's packages are installed once.
 pub fn ensure_node_and_packages() {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let node = Command::new("node").arg("--version").output();
-    assert!(
-        node.is_ok_and(|out| out.status.success()),
-        "Node.js is not installed: the OIDC tests run a real OpenID provider (deploy/oidc, oidc-provider) \
-         on Node.js 20.19 or later. Install it (deploy/test.sh does: apt-get install nodejs npm)."
-    );
-    let dir = provider_dir();
-    if !dir.join("node_modules").is_dir() {
+    if let Err(e) = oidc_provider::check_node() {
+        panic!("the OIDC tests run a real OpenID provider (deploy/oidc, oidc-provider); deploy/test.sh installs Node.js: {e:#}");
+    }
+    if !oidc_provider::packages_installed() {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
+            .arg(provider_dir())
             .stdout(Stdio::null())
             .status()
             .expect("npm is not installed: it installs the test OpenID provider (apt-get install npm)");
@@ -63,11 +59,7 @@ pub struct TestKey {
 impl TestKey {
     pub fn generate(algs: &[&str]) -> Vec<TestKey> {
         ensure_node_and_packages();
-        let out =
-            Command::new("node").arg(provider_dir().join("provider.mjs")).arg("keygen").args(algs).output().unwrap();
-        assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
-        let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
-        keys["keys"].as_array().unwrap().iter().map(TestKey::from_config).collect()
+        oidc_provider::keygen(algs).unwrap().iter().map(TestKey::from_config).collect()
     }
 
     pub fn from_config(config: &Value) -> TestKey {
@@ -91,12 +83,11 @@ impl TestKey {
     }
 }
 
-/// A running oidc-provider; killed when dropped.
+/// A running oidc-provider with keys the test holds; killed when dropped.
 pub struct Provider {
     pub issuer: String,
     pub keys: Vec<TestKey>,
-    child: Child,
-    _config: tempfile::TempDir,
+    running: oidc_provider::Provider,
 }
 
 impl Provider {
@@ -108,21 +99,9 @@ impl Provider {
 
     pub fn start_with(keys: Vec<TestKey>, port: u16, config: &dyn Fn(Vec<Value>) -> Value) -> Provider {
         ensure_node_and_packages();
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("provider.json");
         let key_configs: Vec<Value> = keys.iter().map(|k| k.config.clone()).collect();
-        std::fs::write(&config_path, config(key_configs).to_string()).unwrap();
-        let mut child = Command::new("node")
-            .arg(provider_dir().join("provider.mjs"))
-            .arg(&config_path)
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting node deploy/oidc/provider.mjs");
-        let issuer = wait_for_ready(&mut child);
-        Provider { issuer, keys, child, _config: dir }
+        let running = oidc_provider::Provider::start(&config(key_configs), port).expect("starting the test OpenID provider");
+        Provider { issuer: running.issuer.clone(), keys, running }
     }
 
     pub fn key(&self, alg: Algorithm) -> &TestKey {
@@ -148,43 +127,8 @@ impl Provider {
 
     /// A client_credentials access token, as a case-management system gets one.
     pub async fn client_credentials(&self, client_id: &str, resource: &str) -> String {
-        let response = reqwest::Client::new()
-            .post(format!("{}/token", self.issuer))
-            .basic_auth(client_id, Some(CMS_SECRET))
-            .form(&[("grant_type", "client_credentials"), ("resource", resource)])
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
-        assert!(status.is_success(), "token endpoint: {status} {body}");
-        body["access_token"].as_str().unwrap().to_owned()
+        self.running.client_credentials(client_id, CMS_SECRET, resource).await.unwrap().token
     }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits for the provider's `ready <issuer>` line; its other output goes to the test's log.
-fn wait_for_ready(child: &mut Child) -> String {
-    let (ready, wait) = mpsc::channel();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            match line.strip_prefix("ready ") {
-                Some(issuer) => drop(ready.send(issuer.to_owned())),
-                None => eprintln!("[oidc-provider] {line}"),
-            }
-        }
-    });
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| eprintln!("[oidc-provider] {l}")));
-    wait.recv_timeout(Duration::from_secs(60))
-        .expect("the test OpenID provider did not print `ready` (its output is above)")
 }
 
 // --- the browser, by hand ---------------------------------------------------------------

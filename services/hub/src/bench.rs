@@ -8,7 +8,9 @@
 //!    decode) plus the audit's verify of the same payloads, in-process on every core;
 //! 3. hub: the whole path across K sending agency services and the IDVA service, each its own
 //!    process (`hub serve`), with the audit service: HTTP send, policy, consent check,
-//!    minimise, seal, outbox, publish, consume, verify, open, inbox commit, ack, ledger.
+//!    minimise, seal, outbox, publish, consume, verify, open, inbox commit, ack, ledger. Each
+//!    send carries a case-management system's bearer token from a real OpenID provider
+//!    (`--login oidc`, the default) or a caseworker's password session (`--login password`).
 //!
 //! Latency is from the send call (or, under `--rate`, from the scheduled send time, so
 //! queueing is not hidden) to the moment the recipient's inbox transaction has committed: the
@@ -50,6 +52,28 @@ pub struct BenchArgs {
     /// avoids wake-ups across threads), else tokio's default of one per core.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,
+    /// How each sender's caseworker logs in. `oidc`: as a case-management system does, with
+    /// a bearer access token (client_credentials) from a real OpenID provider the bench
+    /// starts (deploy/oidc on Node.js), each sender's service configured for it. `password`:
+    /// a staff account's password, then the session cookie and CSRF token.
+    #[arg(long, value_enum, default_value_t = Login::Oidc)]
+    pub login: Login,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Login {
+    Oidc,
+    Password,
+}
+
+impl Login {
+    fn describe(self) -> &'static str {
+        match self {
+            Login::Oidc => "OIDC bearer tokens (client_credentials)",
+            Login::Password => "password sessions (cookie and CSRF token)",
+        }
+    }
 }
 
 impl BenchArgs {
@@ -76,8 +100,8 @@ pub struct Phase {
     /// Peak RSS (VmHWM) in MB per process. For the hub: during the measured phase (the peak
     /// is reset once the services are up and logged into).
     pub peak_rss_mb: BTreeMap<String, f64>,
-    /// For the hub: each service's peak RSS before the phase (starting, and a staff member's
-    /// password login: argon2id takes its 19 MiB for a moment).
+    /// For the hub: each service's peak RSS before the phase (starting, and with `--login
+    /// password` a staff member's password login: argon2id takes its 19 MiB for a moment).
     pub peak_rss_mb_before: BTreeMap<String, f64>,
     /// For the hub: how fast the senders' APIs accepted the sends (before delivery).
     pub accepted_per_second: Option<f64>,
@@ -160,6 +184,9 @@ fn filler(bytes: usize) -> String {
 pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Result<()> {
     anyhow::ensure!((1..=SENDERS.len()).contains(&args.agencies), "--agencies must be 1 to {}", SENDERS.len());
     anyhow::ensure!(args.messages > 0, "--messages must be positive");
+    if args.login == Login::Oidc {
+        crate::oidc_provider::check_installed().context("hub bench --login oidc (the default) runs a real OpenID provider; install what it needs, or use --login password")?;
+    }
     sqlx::any::install_default_drivers();
     let dir = tempfile::Builder::new().prefix("hub-bench").tempdir()?;
     let data = dir.path().to_owned();
@@ -168,13 +195,14 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if !args.json {
         println!(
-            "hub bench: {} messages of {} bytes, {} sending agencies -> {RECIPIENT}, {}; {cores} cores; storage {}; tokio workers per service: {}",
+            "hub bench: {} messages of {} bytes, {} sending agencies -> {RECIPIENT}, {}; {cores} cores; storage {}; tokio workers per service: {}; login: {}",
             args.messages,
             args.payload,
             args.agencies,
             args.rate.map_or("closed loop (64 in flight)".to_owned(), |r| format!("offered {r}/s open loop")),
             if database_url.is_some() { "PostgreSQL" } else { "SQLite" },
-            args.workers_per_service().map_or("one per core".to_owned(), |n| n.to_string())
+            args.workers_per_service().map_or("one per core".to_owned(), |n| n.to_string()),
+            args.login.describe()
         );
     }
     let raw = raw_phase(&nats.url, &data, &args).await.context("raw JetStream phase")?;
@@ -193,7 +221,7 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
     let hub_raw = hub.per_second / raw.per_second.max(1e-9);
     let hub_crypto = hub.per_second / crypto.per_second.max(1e-9);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"args": {"messages": args.messages, "agencies": args.agencies, "payload": args.payload, "rate": args.rate, "workers_per_service": args.workers_per_service()},
+        println!("{}", serde_json::to_string_pretty(&json!({"args": {"messages": args.messages, "agencies": args.agencies, "payload": args.payload, "rate": args.rate, "workers_per_service": args.workers_per_service(), "login": args.login},
             "raw": raw, "crypto_limit": crypto, "hub": hub, "hub_over_raw": hub_raw, "hub_over_crypto_limit": hub_crypto,
             "hub_over_crypto_limit_with_receipt": crypto.with_receipt_per_second.map(|r| hub.per_second / r.max(1e-9))}))?);
         return Ok(());
@@ -233,7 +261,8 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
     }
     let agencies = |m: &BTreeMap<String, f64>| m.iter().filter(|(k, _)| *k != "audit" && !k.starts_with("nats-server")).map(|(_, v)| *v).fold(0.0, f64::max);
     println!("largest agency service peak RSS during the phase: {:.1} MB   (target < 40 MB)", agencies(&hub.peak_rss_mb));
-    println!("largest agency service peak RSS before it (start, and a password login: argon2id's 19 MiB): {:.1} MB", agencies(&hub.peak_rss_mb_before));
+    let before = if args.login == Login::Password { "start, and a password login: argon2id's 19 MiB" } else { "start" };
+    println!("largest agency service peak RSS before it ({before}): {:.1} MB", agencies(&hub.peak_rss_mb_before));
     Ok(())
 }
 
@@ -389,11 +418,81 @@ fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
 
 /// One service of the partnership as its own `hub serve` process, `workers` tokio threads.
 pub(crate) async fn serve(name: &str, data: &Path, nats_url: &str, database_url: Option<&str>, prefix: &str, workers: Option<u16>) -> anyhow::Result<Served> {
+    serve_with(name, data, nats_url, database_url, prefix, workers, &[]).await
+}
+
+/// As [`serve`], with more environment on top (a sender's `HUB_OIDC_*`).
+async fn serve_with(name: &str, data: &Path, nats_url: &str, database_url: Option<&str>, prefix: &str, workers: Option<u16>, more: &[(String, String)]) -> anyhow::Result<Served> {
     // Read by the tokio runtime `hub serve` builds.
     let workers = workers.map(|n| n.to_string());
-    let env: Vec<(&str, &str)> = workers.iter().map(|n| ("TOKIO_WORKER_THREADS", n.as_str())).collect();
+    let env: Vec<(&str, &str)> =
+        workers.iter().map(|n| ("TOKIO_WORKER_THREADS", n.as_str())).chain(more.iter().map(|(k, v)| (k.as_str(), v.as_str()))).collect();
     Served::spawn(&std::env::current_exe()?, name, data, nats_url, database_url, prefix, &env).await
 }
+
+/// The resource indicator of an agency's service at the identity provider: the `aud` of
+/// the access tokens meant for it.
+fn resource_of(agency: &str) -> String {
+    format!("urn:hub:{agency}")
+}
+
+/// Long enough to outlive any run: the bench gets each sender's token once.
+const TOKEN_TTL_SECS: u64 = 24 * 60 * 60;
+
+/// The senders' case-management systems at the identity provider: each a confidential client
+/// whose client_credentials tokens say `hub_agency` = its agency and `hub_roles` =
+/// caseworker, for its agency's service alone.
+struct CaseSystems {
+    provider: crate::oidc_provider::Provider,
+    secret: String,
+}
+
+impl CaseSystems {
+    /// Starts the provider with a client per sender, and per sender's service a resource
+    /// (RS256-signed JWT access tokens) and the console client its browser login would use.
+    async fn start(senders: &[&str]) -> anyhow::Result<CaseSystems> {
+        let secret = format!("{:032x}", rand::random::<u128>());
+        let mut clients = Vec::new();
+        let mut resources = serde_json::Map::new();
+        for agency in senders {
+            resources.insert(resource_of(agency), json!({"alg": "RS256", "ttl": TOKEN_TTL_SECS}));
+            clients.push(json!({"client_id": format!("{agency}-cms"), "client_secret": secret, "grant_types": ["client_credentials"],
+                "response_types": [], "redirect_uris": [], "hub_agency": agency, "hub_roles": ["caseworker"], "hub_resources": [resource_of(agency)]}));
+            clients.push(json!({"client_id": format!("{agency}-console"), "token_endpoint_auth_method": "none", "redirect_uris": [CONSOLE_REDIRECT]}));
+        }
+        let config = json!({"resources": resources, "clients": clients});
+        let provider = tokio::task::spawn_blocking(move || crate::oidc_provider::Provider::start(&config, 0)).await??;
+        Ok(CaseSystems { provider, secret })
+    }
+
+    /// A sender's service's `HUB_OIDC_*`, as its deployment would set them.
+    fn service_env(&self, agency: &str) -> Vec<(String, String)> {
+        [
+            ("HUB_OIDC_ISSUER", self.provider.issuer.clone()),
+            ("HUB_OIDC_AUDIENCE", resource_of(agency)),
+            ("HUB_OIDC_CLIENT_ID", format!("{agency}-console")),
+            ("HUB_OIDC_REDIRECT_URI", CONSOLE_REDIRECT.to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// A client that sends the agency's case-management system's access token with every request.
+    async fn client(&self, agency: &str) -> anyhow::Result<reqwest::Client> {
+        let token = self.provider.client_credentials(&format!("{agency}-cms"), &self.secret, &resource_of(agency)).await?;
+        let left = token.expires_in.unwrap_or_default();
+        anyhow::ensure!(left.as_secs() + 60 >= TOKEN_TTL_SECS, "the provider gave {agency}'s token {left:?}, not the {TOKEN_TTL_SECS} s asked for");
+        let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.token))?;
+        bearer.set_sensitive(true);
+        let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, bearer)]);
+        Ok(reqwest::Client::builder().default_headers(headers).build()?)
+    }
+}
+
+/// The redirect URI of the senders' console clients. The bench logs nobody in through a
+/// browser; `HUB_OIDC_REDIRECT_URI` is set because a service configured for OIDC needs one.
+const CONSOLE_REDIRECT: &str = "http://127.0.0.1:9/login/oidc/callback";
 
 async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, prefix: &str, args: &BenchArgs) -> anyhow::Result<Phase> {
     let nats_url = nats.url.as_str();
@@ -409,26 +508,28 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         Served::spawn_logging(&std::env::current_exe()?, RECIPIENT, data, nats_url, database_url, prefix, &recipient_env, Some(&recipient_log)).await?,
     ];
     let senders: Vec<&str> = SENDERS[..args.agencies].to_vec();
+    // With --login oidc, the identity provider the senders' services trust, started first
+    // (a service reaches it at start); it runs until the phase ends.
+    let case_systems = match args.login {
+        Login::Oidc => Some(CaseSystems::start(&senders).await.context("starting the OpenID provider")?),
+        Login::Password => None,
+    };
     for s in &senders {
-        services.push(serve(s, data, nats_url, database_url, prefix, workers).await?);
+        let oidc = case_systems.as_ref().map(|c| c.service_env(s)).unwrap_or_default();
+        services.push(serve_with(s, data, nats_url, database_url, prefix, workers, &oidc).await?);
     }
     let url_of = |name: &str| services.iter().find(|s| s.name == name).map(|s| s.url.clone()).unwrap();
     // Each sender's caseworker logs in and records the (synthetic) survivor's consent to the IDVA referral.
-    let directory = isp::Directory::load(&crate::partnership::directory_path(data))?;
-    let options = crate::local::Options {
-        data: data.to_owned(),
-        database_url: database_url.map(str::to_owned),
-        database_prefix: Some(prefix.to_owned()),
-        ..Default::default()
+    let clients = match &case_systems {
+        Some(case_systems) => {
+            let mut clients = Vec::new();
+            for s in &senders {
+                clients.push(case_systems.client(s).await.with_context(|| format!("{s}'s access token"))?);
+            }
+            clients
+        }
+        None => password_logins(data, database_url, prefix, &senders, &url_of).await?,
     };
-    let mut logins = crate::staff::Logins::default();
-    for s in &senders {
-        logins.add_service(s, &crate::local::database_url(&options, s).await?, Some(directory.require(s)?.role));
-    }
-    let mut clients = Vec::new();
-    for s in &senders {
-        clients.push(logins.as_role(s, &url_of(s), runtime::auth::Role::Caseworker).await?);
-    }
     let subject = json!({"full_name": "Synthetic Bench Person", "date_of_birth": "1990-01-01"});
     for (s, http) in senders.iter().zip(&clients) {
         let (status, v) = post(http, &format!("{}/consents", url_of(s)), &json!({"consent_id": "BNC-1", "state": "given",
@@ -575,6 +676,22 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         broker_messages_per_disclosure,
         ..Default::default()
     })
+}
+
+/// A caseworker of each sender logged in with a password: a client with its session cookie
+/// and CSRF token.
+async fn password_logins(data: &Path, database_url: Option<&str>, prefix: &str, senders: &[&str], url_of: &dyn Fn(&str) -> String) -> anyhow::Result<Vec<reqwest::Client>> {
+    let directory = isp::Directory::load(&crate::partnership::directory_path(data))?;
+    let options = bench_options(data, database_url, prefix);
+    let mut logins = crate::staff::Logins::default();
+    for s in senders {
+        logins.add_service(s, &crate::local::database_url(&options, s).await?, Some(directory.require(s)?.role));
+    }
+    let mut clients = Vec::new();
+    for s in senders {
+        clients.push(logins.as_role(s, &url_of(s), runtime::auth::Role::Caseworker).await?);
+    }
+    Ok(clients)
 }
 
 fn bench_options(data: &Path, database_url: Option<&str>, prefix: &str) -> local::Options {

@@ -11,6 +11,8 @@
 //!   service per agency.
 //! - [`bench`]: `hub bench` (raw JetStream, the crypto limit and the whole hub in one run).
 //! - [`serve`]: `hub serve`, one service as its own process.
+//! - [`oidc_provider`]: the trial identity provider (deploy/oidc) as a child process, and a
+//!   case-management system's client_credentials token from it (`hub bench`, the tests).
 //! - [`limits_bench`]: `hub bench limits`, what slow and large clients cost one service.
 //! - [`flood_bench`]: `hub bench flood`, what a flood of junk costs the ledger.
 //! - [`private`]: owner-only files and folders (keys, seeds, stores).
@@ -36,6 +38,7 @@ pub mod marac_demo;
 pub mod membership;
 pub mod broker;
 pub mod nats;
+pub mod oidc_provider;
 pub mod partnership;
 pub mod perpetrator_demo;
 pub mod private;
