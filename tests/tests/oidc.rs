@@ -221,6 +221,31 @@ async fn keys_the_provider_adds_are_fetched_again_at_most_every_30_seconds() {
     assert_eq!(oidc.verify_access_token(&token).await.unwrap().agency.as_deref(), Some("idva"));
 }
 
+#[tokio::test]
+async fn a_key_the_provider_drops_takes_the_tokens_it_accepted_with_it() {
+    let old = TestKey::generate(&["RS256"]);
+    let first = Provider::start_with(old, 0, &provider_config);
+    let port = Url::parse(&first.issuer).unwrap().port().unwrap();
+    let oidc = first.oidc("urn:hub:idva", "idva-console", None).await;
+    let old_key = TestKey::from_config(&first.keys[0].config);
+    let old_token = old_key.sign(&old_key.kid, &claims(&first.issuer, "urn:hub:idva"));
+    // Accepted, and again: the second time from memory.
+    for _ in 0..2 {
+        assert_eq!(oidc.verify_access_token(&old_token).await.unwrap().subject, "idva-cms");
+    }
+    drop(first);
+
+    // The provider comes back publishing a new key only (the old one compromised, say).
+    let second = Provider::start_with(TestKey::generate(&["RS256"]), port, &provider_config);
+    let new_token = second.client_credentials("idva-cms", "urn:hub:idva").await;
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    // A token with the new key makes the service fetch the keys again...
+    assert!(oidc.verify_access_token(&new_token).await.is_ok());
+    // ...and the old key's token, accepted twice before, is refused: nothing it was accepted
+    // with is remembered past the keys that accepted it.
+    assert_eq!(refused(oidc.verify_access_token(&old_token).await), "unknown_key");
+}
+
 // --- browser login ----------------------------------------------------------------------
 
 #[tokio::test]

@@ -328,9 +328,27 @@ impl Oidc {
     }
 
     /// Checks a bearer access token meant for this service (`aud` = the configured audience).
+    ///
+    /// A case-management system sends the same token with every request until it expires, so
+    /// a token accepted once is remembered (by its SHA-256) with the key set that accepted it
+    /// and taken again without a second signature check (an RS256 check is the costly part of
+    /// a request): only while that key set is the one in use and younger than
+    /// [`MAX_KEYS_AGE`] (a refresh that drops the key forgets the token with it), and only
+    /// until the token's `exp` (with the same leeway). The answer is the one a full check
+    /// would give, for as long as it is remembered.
     pub async fn verify_access_token(&self, token: &str) -> Result<OidcIdentity, OidcError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let keys = self.inner.keys.load_full();
+        if keys.fetched_at.elapsed() < MAX_KEYS_AGE {
+            if let Some(known) = keys.accepted(&digest, isp::now_ms()) {
+                return Ok(known);
+            }
+        }
         let claims = self.verify_jwt(token, &self.inner.config.audience).await?;
-        identity(&claims, &self.inner.config)
+        let identity = identity(&claims, &self.inner.config)?;
+        // The set that checked it (a refetch during the check made a new one).
+        self.inner.keys.load().remember(digest, &identity);
+        Ok(identity)
     }
 
     /// Starts a browser login: the URL to send the browser to, and what to keep until the
@@ -411,7 +429,7 @@ impl Oidc {
                 Ok(fresh)
             }
             Err(e) => {
-                self.inner.keys.store(Arc::new(KeySet { keys: current.keys.clone(), fetched_at: Instant::now() }));
+                self.inner.keys.store(Arc::new(KeySet::of(current.keys.clone())));
                 Err(e)
             }
         }
@@ -473,7 +491,14 @@ struct KeySet {
     keys: Vec<Arc<SigningKey>>,
     /// When the set was last fetched, or a fetch last failed.
     fetched_at: Instant,
+    /// Access tokens these keys accepted, by SHA-256 ([`Oidc::verify_access_token`]); a
+    /// new set starts empty.
+    accepted: std::sync::Mutex<std::collections::HashMap<[u8; 32], OidcIdentity>>,
 }
+
+/// At most this many accepted tokens are remembered; then the memory starts again (a few
+/// hundred bytes each).
+const ACCEPTED_TOKENS_MAX: usize = 4096;
 
 impl KeySet {
     /// Reads a JWKS, keeping the signing keys of the allowed types and skipping the rest
@@ -492,7 +517,25 @@ impl KeySet {
                 reason: "no RS256, ES256 or EdDSA signing key",
             });
         }
-        Ok(KeySet { keys, fetched_at: Instant::now() })
+        Ok(KeySet::of(keys))
+    }
+
+    fn of(keys: Vec<Arc<SigningKey>>) -> KeySet {
+        KeySet { keys, fetched_at: Instant::now(), accepted: Default::default() }
+    }
+
+    /// A token these keys accepted, while its `exp` (with the leeway) has not passed.
+    fn accepted(&self, digest: &[u8; 32], now_ms: i64) -> Option<OidcIdentity> {
+        let accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+        accepted.get(digest).filter(|known| now_ms < known.expires_at_ms.saturating_add(LEEWAY_SECS as i64 * 1000)).cloned()
+    }
+
+    fn remember(&self, digest: [u8; 32], identity: &OidcIdentity) {
+        let mut accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+        if accepted.len() >= ACCEPTED_TOKENS_MAX {
+            accepted.clear();
+        }
+        accepted.insert(digest, identity.clone());
     }
 
     /// The key a token's header names: by `kid`, or the only key of its algorithm when the
@@ -753,6 +796,25 @@ mod tests {
 
     fn jws_header(header: Value) -> String {
         format!("{}.e30.c2ln", URL_SAFE_NO_PAD.encode(header.to_string()))
+    }
+
+    #[test]
+    fn an_accepted_token_is_remembered_until_its_expiry_and_leeway_and_by_its_key_set_alone() {
+        let keys = KeySet::of(Vec::new());
+        let now = 1_900_000_000_000;
+        let identity = OidcIdentity { subject: "idva-cms".into(), agency: Some("idva".into()), roles: vec!["caseworker".into()], expires_at_ms: now };
+        let digest = [7u8; 32];
+        assert_eq!(keys.accepted(&digest, now), None);
+        keys.remember(digest, &identity);
+        assert_eq!(keys.accepted(&digest, now - 1), Some(identity.clone()));
+        assert_eq!(keys.accepted(&digest, now + LEEWAY_SECS as i64 * 1000 - 1), Some(identity.clone()), "within the leeway");
+        assert_eq!(keys.accepted(&digest, now + LEEWAY_SECS as i64 * 1000), None, "past exp and the leeway");
+        assert_eq!(keys.accepted(&[8u8; 32], now), None, "another token");
+        assert_eq!(KeySet::of(Vec::new()).accepted(&digest, now), None, "a key set fetched again starts empty");
+        for n in 0..ACCEPTED_TOKENS_MAX {
+            keys.remember(Sha256::digest(n.to_be_bytes()).into(), &identity);
+        }
+        assert!(keys.accepted.lock().unwrap().len() <= ACCEPTED_TOKENS_MAX, "bounded");
     }
 
     #[test]
