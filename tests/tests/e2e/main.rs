@@ -17,6 +17,7 @@ mod demo;
 mod envelopes;
 mod faults;
 mod housing_casework;
+mod idle;
 mod idva_casework;
 mod keys;
 mod ledger;
