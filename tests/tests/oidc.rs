@@ -199,13 +199,19 @@ async fn only_the_allowed_algorithms_verify_and_each_only_with_its_own_key_type(
     assert_eq!(refused(oidc.verify_access_token("not a token").await), "malformed");
 }
 
-#[tokio::test]
-async fn keys_the_provider_adds_are_fetched_again_at_most_every_30_seconds() {
-    let old = TestKey::generate(&["RS256"]);
-    let first = Provider::start_with(old, 0, &provider_config);
+/// A provider signing with one RS256 key, the service's view of it (keys fetched once), the
+/// provider's port (to bring it back on) and its key.
+async fn first_provider() -> (Provider, u16, Oidc, TestKey) {
+    let first = Provider::start_with(TestKey::generate(&["RS256"]), 0, &provider_config);
     let port = Url::parse(&first.issuer).unwrap().port().unwrap();
     let oidc = first.oidc("urn:hub:idva", "idva-console", None).await;
     let old_key = TestKey::from_config(&first.keys[0].config);
+    (first, port, oidc, old_key)
+}
+
+#[tokio::test]
+async fn keys_the_provider_adds_are_fetched_again_at_most_every_30_seconds() {
+    let (first, port, oidc, old_key) = first_provider().await;
     drop(first);
 
     // The provider comes back on the same address, signing with a new key, the old one still published.
@@ -223,11 +229,7 @@ async fn keys_the_provider_adds_are_fetched_again_at_most_every_30_seconds() {
 
 #[tokio::test]
 async fn a_key_the_provider_drops_takes_the_tokens_it_accepted_with_it() {
-    let old = TestKey::generate(&["RS256"]);
-    let first = Provider::start_with(old, 0, &provider_config);
-    let port = Url::parse(&first.issuer).unwrap().port().unwrap();
-    let oidc = first.oidc("urn:hub:idva", "idva-console", None).await;
-    let old_key = TestKey::from_config(&first.keys[0].config);
+    let (first, port, oidc, old_key) = first_provider().await;
     let old_token = old_key.sign(&old_key.kid, &claims(&first.issuer, "urn:hub:idva"));
     // Accepted, and again: the second time from memory.
     for _ in 0..2 {
