@@ -157,7 +157,7 @@ async fn watch_directory(
     pool: AnyPool,
     cell: Arc<arc_swap::ArcSwap<Directory>>,
     path: std::path::PathBuf,
-    refused: Arc<arc_swap::ArcSwapOption<runtime::policy_watch::Refusal>>,
+    refused: Arc<arc_swap::ArcSwapOption<runtime::config::FilesRefused>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let read = || (std::fs::read(&path).ok(), std::fs::read(runtime::config::signature_path(&path)).ok());
@@ -193,7 +193,7 @@ async fn watch_directory(
             }
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "the directory on disk is not acceptable; keeping the last good one");
-                refused.store(Some(Arc::new(runtime::policy_watch::Refusal { reason: e.root_cause().to_string(), at_ms: isp::now_ms() })));
+                refused.store(Some(Arc::new(runtime::config::FilesRefused { reason: e.root_cause().to_string(), at_ms: isp::now_ms() })));
             }
         }
     }
@@ -207,7 +207,7 @@ struct Ctx {
     /// The directory in force; a signed update is swapped in whole (see `watch_directory`).
     directory: Arc<arc_swap::ArcSwap<Directory>>,
     /// Why the directory last found on disk was refused (None once one is taken up).
-    files_refused: Arc<arc_swap::ArcSwapOption<runtime::policy_watch::Refusal>>,
+    files_refused: Arc<arc_swap::ArcSwapOption<runtime::config::FilesRefused>>,
     /// The IG office's keys (its subject-ref key makes a person's reference for subject access).
     ig_keys: Option<Arc<isp::AgencyKeys>>,
     /// The partnership's policy file (which roles hold the subject-ref key).
@@ -282,7 +282,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .route("/proof/consistency", get(prove_consistency))
         .merge(console::routes())
         .with_state(ctx.clone());
-    let router = runtime::auth::protect(router, gate, "Information governance", console::nav());
+    let router = runtime::guard::protect(router, gate, "Information governance", console::nav());
     let listener = tokio::net::TcpListener::bind(&config.http_addr).await.with_context(|| format!("binding {}", config.http_addr))?;
     let addr = listener.local_addr()?;
     let limits = config.http_limits.fit_broker(js.client().server_info().max_payload);

@@ -18,7 +18,8 @@ use runtime::{
     Ctx,
     api::{ApiError, SubjectIdentity, json_body, row_json},
     auth::Staff,
-    chronology::{self, FlagInput},
+    chronology,
+    flags::FlagInput,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -261,7 +262,7 @@ async fn why_not_install(ctx: &Ctx, s: &Scheme) -> Result<Option<ApiError>, ApiE
             "the survey found the person causing harm lives at this address: a sanctuary scheme is installed only when he no longer does",
         )));
     }
-    let flags = chronology::flags(ctx, "property_ref", &s.property_ref).await?;
+    let flags = runtime::flags::flags(ctx, "property_ref", &s.property_ref).await?;
     if flags.iter().any(|f| f["code"] == PERPETRATOR_FLAG) {
         return Ok(Some(common::refusal(
             StatusCode::CONFLICT,
@@ -304,10 +305,10 @@ pub async fn install(ctx: &Ctx, staff: &Staff, id: &str, input: &InstallInput) -
     // within a caller's transaction): if the installation then cannot be recorded, it is
     // cleared again.
     let flag = FlagInput { subject_ref: None, property_ref: Some(s.property_ref.clone()), code: INSTALLED_FLAG.into(), review_on, note: String::new() };
-    let flag_id = chronology::raise_flag(ctx, staff, &flag).await?;
+    let flag_id = runtime::flags::raise_flag(ctx, staff, &flag).await?;
     let recorded = record_installed(ctx, staff, &s, id, &flag_id, now).await;
     if let Err(e) = &recorded {
-        if let Err(undo) = chronology::clear_flag(ctx, staff, &flag_id).await {
+        if let Err(undo) = runtime::flags::clear_flag(ctx, staff, &flag_id).await {
             tracing::error!(flag_id = %flag_id, error = ?undo.body, "a sanctuary-installed flag raised for an installation not recorded could not be cleared");
         }
         tracing::warn!(scheme = %id, status = %e.status, "an installation was not recorded; its flag was cleared");

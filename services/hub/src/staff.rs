@@ -33,7 +33,7 @@ pub fn rules_for(role: Option<AgencyRole>) -> Vec<Rule> {
         Some(AgencyRole::Partner | AgencyRole::Ig) => &[],
     };
     let generic: &[&[Rule]] = if role.is_some() { &[runtime::auth::GENERIC, runtime::console::pages::RULES] } else { &[audit::RULES, audit::console::RULES] };
-    runtime::auth::LOGIN.iter().chain(generic.iter().copied().flatten()).chain(own).copied().collect()
+    runtime::guard::LOGIN.iter().chain(generic.iter().copied().flatten()).chain(own).copied().collect()
 }
 
 /// The rule of a concrete request path (`/inbox/0192...`), matching `{param}` segments.

@@ -149,6 +149,11 @@ pub fn allowed(from: Status) -> Vec<Step> {
     Step::ALL.iter().copied().filter(|s| next(from, *s).is_ok()).collect()
 }
 
+/// A case id from a path: the envelope id of its referral.
+pub fn check_id(id: &str) -> Result<(), runtime::error::ApiError> {
+    isp::clear::required("id", id, isp::clear::is_envelope_id, isp::clear::ENVELOPE_ID).map_err(runtime::error::clear_field)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Status as S, Step as T, *};

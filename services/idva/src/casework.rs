@@ -7,7 +7,7 @@
 use axum::http::StatusCode;
 use runtime::{
     Ctx, Tx,
-    api::{ApiError, clear_field},
+    api::ApiError,
     auth::Staff,
     chronology::{self, Entry},
     deadlines,
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{
-    case::{self, Method, Outcome, Priority, Reach, Refused, Step},
+    case::{self, Method, Outcome, Priority, Reach, Refused, Step, check_id},
     store::{self, Attempt, Case, Change, PlanVersion},
 };
 
@@ -173,11 +173,6 @@ impl std::fmt::Debug for PlanInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PlanInput").field("sections", &self.sections).field("based_on_version", &self.based_on_version).finish()
     }
-}
-
-/// A case id from a path: the envelope id of its referral.
-pub fn check_id(id: &str) -> Result<(), ApiError> {
-    isp::clear::required("id", id, isp::clear::is_envelope_id, isp::clear::ENVELOPE_ID).map_err(clear_field)
 }
 
 fn unknown(field: &str, codes: String) -> ApiError {

@@ -159,14 +159,14 @@ pub async fn check_consents(ctx: &Ctx) -> anyhow::Result<usize> {
 /// `consent-withdrawn` flag is in force on them already; both once.
 async fn mark_withdrawn(ctx: &Ctx, case_id: &str, subject_ref: &str, recorded_by: &str) -> anyhow::Result<bool> {
     let flagged = subject_ref.is_empty()
-        || chronology::flags(ctx, "subject_ref", subject_ref).await.map_err(|e| anyhow::anyhow!("reading flags: {}", e.body))?.iter().any(|f| f["code"] == CONSENT_WITHDRAWN_FLAG);
+        || runtime::flags::flags(ctx, "subject_ref", subject_ref).await.map_err(|e| anyhow::anyhow!("reading flags: {}", e.body))?.iter().any(|f| f["code"] == CONSENT_WITHDRAWN_FLAG);
     let now = ctx.config.clock.now_ms();
     let mut tx = ctx.pool.begin().await?;
     if !store::consent_withdrawn(&mut tx, case_id, now).await? {
         return Ok(false);
     }
     if !flagged {
-        chronology::flag_in(&mut tx, subject_ref, CONSENT_WITHDRAWN_FLAG, now, CONSENT_FLAG_REVIEW_MS).await?;
+        runtime::flags::flag_in(&mut tx, subject_ref, CONSENT_WITHDRAWN_FLAG, now, CONSENT_FLAG_REVIEW_MS).await?;
     }
     if !subject_ref.is_empty() {
         let seen = Entry {

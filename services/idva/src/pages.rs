@@ -581,8 +581,8 @@ fn plan_section(viewer: &Viewer, case: &Case, versions: &[Value], problem: Optio
 fn chronology_step(e: &Value) -> TimelineStep {
     let code = e["code"].as_str().unwrap_or_default();
     let what = match e["event"].as_str().unwrap_or_default() {
-        "disclosure_received" => format!("Received: {}", runtime::console::pages::kind_label(code)),
-        "disclosure_sent" => format!("Sent: {}", runtime::console::pages::kind_label(code)),
+        "disclosure_received" => format!("Received: {}", runtime::console::form::kind_label(code)),
+        "disclosure_sent" => format!("Sent: {}", runtime::console::form::kind_label(code)),
         "case_opened" => "IDVA case opened, awaiting triage".to_owned(),
         "case_triaged" => format!("Triaged: {} priority", Priority::parse(code).map_or(code, |p| p.label())),
         "contact_attempt" => format!("Contact attempt: {}", Reach::parse(code).map_or(code, |r| r.label())),
@@ -649,7 +649,7 @@ fn capitalise(s: &str) -> String {
 
 /// A choice the form needs and did not get: the page again, pointing at it.
 async fn missing(ctx: &Ctx, viewer: &Viewer, id: &str, sent: Sent, message: &str) -> Response {
-    if let Err(e) = casework::check_id(id) {
+    if let Err(e) = crate::case::check_id(id) {
         return PageError::from(e).page(viewer);
     }
     render(ctx, viewer, id, "", Some(sent.problem(message.to_owned())), StatusCode::BAD_REQUEST).await

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row as _;
 
-use crate::{casework::check_id, store};
+use crate::{case::check_id, store};
 
 /// The deadline a `disengaged` update sets on the survivor's case: due at once, met when the
 /// IDVA records that it reviewed the safety plan.
@@ -177,9 +177,7 @@ impl std::fmt::Debug for ReviewInput {
 pub async fn review(ctx: &Ctx, staff: &Staff, id: &str, input: &ReviewInput) -> Result<usize, ApiError> {
     check_id(id)?;
     let note = input.note.trim();
-    if note.chars().count() > crate::casework::NOTE_MAX {
-        return Err(ApiError::bad_request(format!("note is longer than {} characters", crate::casework::NOTE_MAX)));
-    }
+    runtime::chronology::check_note("note", note)?;
     let now = ctx.config.clock.now_ms();
     let mut tx = ctx.pool.begin().await?;
     let case = store::get(&mut *tx, id).await?.ok_or_else(|| ApiError::not_found("IDVA case"))?;

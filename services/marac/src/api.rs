@@ -21,14 +21,14 @@ use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
 use crate::{
-    case::{self, Status},
+    case::Status,
     casework::{self, CloseInput, DeferInput, ListInput, ScreenInput},
     figures,
     follow::{ACTION_DUE, RESEARCH_REPLY},
     hearing::{self, HearingInput, StandaloneAction},
     meetings::{self, AttendanceInput, MeetingInput},
     research::{self, ResearchInput},
-    store::{self, Action, Case},
+    store::{self, Action, Case, case_json},
 };
 
 pub fn routes() -> Router<Ctx> {
@@ -49,40 +49,6 @@ pub fn routes() -> Router<Ctx> {
         .route("/actions", get(list_actions).post(record_action))
         .route("/board", get(board_json))
         .route("/figures", get(figures_json))
-}
-
-/// A case as the API gives it: ids, codes, times and the criteria with their evidence (no
-/// free text).
-pub fn case_json(c: &Case) -> Value {
-    let assessment = c.assessment();
-    json!({
-        "id": c.id,
-        "envelope_id": c.id,
-        "subject_ref": c.subject_ref,
-        "referrer": c.referrer,
-        "case_ref": c.case_ref,
-        "marac_ref": c.marac_ref,
-        "risk": c.risk,
-        "status": c.status.code(),
-        "received_at_ms": c.received_at_ms,
-        "criteria": assessment.codes(),
-        "meets_criteria": assessment.meets(),
-        "repeat": assessment.has(crate::criteria::Criterion::Repeat),
-        "assessment": assessment.json(),
-        "claimed": c.claimed.iter().map(|x| x.code()).collect::<Vec<_>>(),
-        "duplicate_of": c.class.duplicate_of,
-        "repeat_of": c.class.repeat_of.as_ref().map(|p| p.case_id.clone()),
-        "previous_marac_on": c.class.repeat_of.as_ref().map(|p| date_of(p.marac_at_ms)),
-        "incidents_12m": c.class.incidents_12m,
-        "screening": c.screening.map(|d| d.code()),
-        "meeting_id": c.meeting_id,
-        "listed_at_ms": c.listed_at_ms,
-        "close_reason": c.close_reason.map(|r| r.code()),
-        "revoked": c.revoked_at_ms.is_some(),
-        "revoked_at_ms": c.revoked_at_ms,
-        "updated_at_ms": c.updated_at_ms,
-        "allowed_steps": case::allowed(c.status).iter().map(|s| s.code()).collect::<Vec<_>>(),
-    })
 }
 
 /// An action as the API gives it, its description and note opened.

@@ -187,6 +187,18 @@ pub fn allowed(from: Status) -> Vec<Step> {
     Step::ALL.iter().copied().filter(|s| next(from, *s).is_ok()).collect()
 }
 
+/// The chronology's event for a step.
+pub fn event_of(step: Step) -> &'static str {
+    match step {
+        Step::ScreenIn => "marac_screened_in",
+        Step::ScreenOut => "marac_screened_out",
+        Step::List => "marac_case_listed",
+        Step::Defer => "marac_case_deferred",
+        Step::Hear => "marac_case_heard",
+        Step::Close => "marac_case_closed",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Status as S, Step as T, *};

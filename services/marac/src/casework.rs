@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    case::{self, ActionStatus, CloseReason, Decision, Refused, Status, Step},
+    case::{self, ActionStatus, CloseReason, Decision, Refused, Status, Step, event_of},
     follow::{self, ACTION_DUE},
     store::{self, Case, Change},
 };
@@ -130,18 +130,6 @@ pub async fn load(tx: &mut Tx, id: &str) -> Result<Case, ApiError> {
 pub async fn find(ctx: &Ctx, id: &str) -> Result<Case, ApiError> {
     check_id(id)?;
     store::get(&ctx.pool, id).await?.ok_or_else(|| ApiError::not_found("MARAC case"))
-}
-
-/// The chronology's event for a step.
-pub fn event_of(step: Step) -> &'static str {
-    match step {
-        Step::ScreenIn => "marac_screened_in",
-        Step::ScreenOut => "marac_screened_out",
-        Step::List => "marac_case_listed",
-        Step::Defer => "marac_case_deferred",
-        Step::Hear => "marac_case_heard",
-        Step::Close => "marac_case_closed",
-    }
 }
 
 /// One step taken on a case: what it writes besides the status, the chronology's code for it

@@ -222,7 +222,7 @@ pub async fn follow_inbox(ctx: &Ctx) -> anyhow::Result<usize> {
         if let Ok(to) = case::next(case.status, step) {
             if store::change(&mut tx, &case.id, case.status, to, change, now).await? {
                 if !case.subject_ref.is_empty() {
-                    chronology::add(&mut tx, &entry(&case, crate::casework::event_of(step), &inbox_status, "", now)).await?;
+                    chronology::add(&mut tx, &entry(&case, crate::case::event_of(step), &inbox_status, "", now)).await?;
                 }
                 reclassify(&mut tx, &case.subject_ref, &case.id, now).await?;
                 moved += 1;

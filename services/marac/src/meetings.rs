@@ -123,7 +123,7 @@ pub async fn detail(ctx: &Ctx, id: &str) -> Result<Value, ApiError> {
         let research = store::research_of(&ctx.pool, &c.id).await?;
         let answered = research.iter().filter(|r| r.meeting_id == meeting.id && !r.response_id.is_empty()).count();
         let asked = research.iter().filter(|r| r.meeting_id == meeting.id).count();
-        let mut v = crate::api::case_json(&c);
+        let mut v = crate::store::case_json(&c);
         v["research"] = json!({"asked": asked, "answered": answered});
         agenda.push(v);
     }

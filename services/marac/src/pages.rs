@@ -629,8 +629,8 @@ fn actions_table(ctx: &Ctx, actions: &Value) -> Markup {
 fn chronology_step(e: &Value) -> TimelineStep {
     let code = e["code"].as_str().unwrap_or_default();
     let what = match e["event"].as_str().unwrap_or_default() {
-        "disclosure_received" => format!("Received: {}", runtime::console::pages::kind_label(code)),
-        "disclosure_sent" => format!("Sent: {}", runtime::console::pages::kind_label(code)),
+        "disclosure_received" => format!("Received: {}", runtime::console::form::kind_label(code)),
+        "disclosure_sent" => format!("Sent: {}", runtime::console::form::kind_label(code)),
         "marac_case_opened" => "MARAC case opened, awaiting screening".to_owned(),
         "marac_screened_in" => "Screened in".to_owned(),
         "marac_screened_out" => "Screened out: criteria not met".to_owned(),

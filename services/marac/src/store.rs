@@ -5,6 +5,7 @@
 
 use runtime::status::Arrival;
 use runtime::{Tx, chronology};
+use serde_json::{Value, json};
 use sqlx::{Row as _, any::AnyRow};
 
 use crate::{
@@ -702,4 +703,38 @@ pub async fn action_updated(tx: &mut Tx, id: &str, owner: &str, status: ActionSt
         return Ok(None);
     }
     action(&mut **tx, id).await
+}
+
+/// A case as the API gives it: ids, codes, times and the criteria with their evidence (no
+/// free text).
+pub fn case_json(c: &Case) -> Value {
+    let assessment = c.assessment();
+    json!({
+        "id": c.id,
+        "envelope_id": c.id,
+        "subject_ref": c.subject_ref,
+        "referrer": c.referrer,
+        "case_ref": c.case_ref,
+        "marac_ref": c.marac_ref,
+        "risk": c.risk,
+        "status": c.status.code(),
+        "received_at_ms": c.received_at_ms,
+        "criteria": assessment.codes(),
+        "meets_criteria": assessment.meets(),
+        "repeat": assessment.has(Criterion::Repeat),
+        "assessment": assessment.json(),
+        "claimed": c.claimed.iter().map(|x| x.code()).collect::<Vec<_>>(),
+        "duplicate_of": c.class.duplicate_of,
+        "repeat_of": c.class.repeat_of.as_ref().map(|p| p.case_id.clone()),
+        "previous_marac_on": c.class.repeat_of.as_ref().map(|p| chronology::date_of(p.marac_at_ms)),
+        "incidents_12m": c.class.incidents_12m,
+        "screening": c.screening.map(|d| d.code()),
+        "meeting_id": c.meeting_id,
+        "listed_at_ms": c.listed_at_ms,
+        "close_reason": c.close_reason.map(|r| r.code()),
+        "revoked": c.revoked_at_ms.is_some(),
+        "revoked_at_ms": c.revoked_at_ms,
+        "updated_at_ms": c.updated_at_ms,
+        "allowed_steps": crate::case::allowed(c.status).iter().map(|s| s.code()).collect::<Vec<_>>(),
+    })
 }

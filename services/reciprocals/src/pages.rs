@@ -225,7 +225,7 @@ fn set_aside_table(items: &[Value]) -> Markup {
                     @for s in items {
                         tr {
                             td { (when(s["at_ms"].as_i64().unwrap_or_default())) }
-                            td { (runtime::console::pages::kind_label(s["kind"].as_str().unwrap_or_default())) }
+                            td { (runtime::console::form::kind_label(s["kind"].as_str().unwrap_or_default())) }
                             td.mono { (s["sender"].as_str().unwrap_or_default()) }
                             td.mono { (s["application_ref"].as_str().unwrap_or_default()) }
                             td { (s["reason_label"].as_str().unwrap_or_default()) }
@@ -450,8 +450,8 @@ fn chronology_step(e: &Value) -> TimelineStep {
     let code = e["code"].as_str().unwrap_or_default();
     let status = || Status::parse(code).map_or(code.to_owned(), |s| s.label().to_owned());
     let what = match e["event"].as_str().unwrap_or_default() {
-        "disclosure_received" => format!("Received: {}", runtime::console::pages::kind_label(code)),
-        "disclosure_sent" => format!("Sent: {}", runtime::console::pages::kind_label(code)),
+        "disclosure_received" => format!("Received: {}", runtime::console::form::kind_label(code)),
+        "disclosure_sent" => format!("Sent: {}", runtime::console::form::kind_label(code)),
         "reciprocal_received" => format!("Application received: {}", status()),
         "reciprocal_approval" => format!("Named lead's answer: {}", status()),
         "reciprocal_update" => format!("Referrer's change: {}", status()),

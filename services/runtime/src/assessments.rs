@@ -24,10 +24,13 @@ use serde_json::{Value, json};
 use sqlx::Row as _;
 
 use crate::{
-    Ctx, Migration, Tx,
-    api::{ApiError, Page, SubjectIdentity, clear_field, json_body},
     auth::Staff,
-    chronology, deadlines,
+    chronology,
+    ctx::Ctx,
+    db::{Migration, Tx},
+    deadlines,
+    error::{ApiError, clear_field, json_body},
+    query::{Page, SubjectIdentity},
 };
 
 pub fn migrations() -> Vec<Migration> {
@@ -120,7 +123,7 @@ pub fn assess(input: &DashInput, today: &str, assessor: &str) -> Result<DashAsse
 pub async fn record(ctx: &Ctx, staff: &Staff, input: &DashInput) -> Result<Value, ApiError> {
     isp::clear::optional("case_ref", &input.case_ref, isp::clear::is_case_ref, isp::clear::CASE_REF).map_err(clear_field)?;
     let isp = ctx.isp();
-    let subject_ref = crate::api::subject_ref_of(&isp, input.subject.as_ref(), input.subject_ref.as_deref())?;
+    let subject_ref = crate::query::subject_ref_of(&isp, input.subject.as_ref(), input.subject_ref.as_deref())?;
     chronology::check_note("judgement_reason", &input.judgement_reason)?;
     let now = ctx.config.clock.now_ms();
     let mut summary = assess(input, &chronology::date_of(now), &staff.id).map_err(ApiError::bad_request)?;
@@ -251,7 +254,7 @@ async fn post(State(ctx): State<Ctx>, staff: Staff, body: Bytes) -> Result<(Stat
 const COLUMNS: &str = "id, case_ref, subject_ref, checklist_version, score, risk, professional_judgement, assessor, assessed_at_ms";
 
 fn row(r: &sqlx::any::AnyRow) -> Value {
-    let mut v = crate::api::row_json(r, &["id", "case_ref", "subject_ref", "checklist_version", "risk", "assessor"], &["score", "assessed_at_ms"], &[]);
+    let mut v = crate::query::row_json(r, &["id", "case_ref", "subject_ref", "checklist_version", "risk", "assessor"], &["score", "assessed_at_ms"], &[]);
     v["professional_judgement"] = json!(r.try_get::<i64, _>("professional_judgement").unwrap_or_default() != 0);
     v
 }

@@ -31,7 +31,10 @@
 use std::{
     fmt,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
     time::Duration,
 };
 
@@ -60,10 +63,10 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsFiles>,
     /// The service's broker credentials and the broker's CA (`HUB_NATS_NKEY_FILE`,
     /// `HUB_NATS_CA`; by default the files `hub` made in `DATA/broker/`).
-    pub broker: crate::transport::BrokerAuth,
+    pub broker: BrokerAuth,
     /// The clock deadlines are judged by ([`crate::deadlines`]): the system's, which a test
     /// may move forward.
-    pub clock: crate::deadlines::Clock,
+    pub clock: Clock,
     /// How often the service looks for deadlines that have passed.
     pub deadline_check_every: Duration,
 }
@@ -96,9 +99,9 @@ impl Config {
             oidc: None,
             http_limits: Default::default(),
             tls: None,
-            broker: crate::transport::BrokerAuth::embedded(data, agency),
+            broker: BrokerAuth::embedded(data, agency),
             clock: Default::default(),
-            deadline_check_every: crate::deadlines::CHECK_EVERY,
+            deadline_check_every: CHECK_EVERY,
         }
     }
 
@@ -131,7 +134,7 @@ impl Config {
         }
         config.oidc = crate::oidc::OidcConfig::from_env()?;
         config.tls = crate::tls::TlsFiles::from_env()?;
-        config.broker = crate::transport::BrokerAuth::from_env(data, agency);
+        config.broker = BrokerAuth::from_env(data, agency);
         if let Some(s) = var("HUB_CLOCK_SKEW_SECS") {
             config.clock_skew = Duration::from_secs(s.parse().context("HUB_CLOCK_SKEW_SECS must be a whole number of seconds")?);
         }
@@ -310,6 +313,82 @@ impl fmt::Debug for Config {
             .finish()
     }
 }
+
+/// Partnership files on disk that were refused: why (the innermost reason, e.g. "the policy
+/// file changed after it was signed"; no content of the files) and when.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FilesRefused {
+    pub reason: String,
+    pub at_ms: i64,
+}
+
+/// How a service proves who it is to the broker, and how it knows the broker is the
+/// partnership's: its own nkey seed (the server holds only the public key, and grants that
+/// key the rights of its identity; see `hub::broker`) and the CA that signed the broker's
+/// certificate. Both None: an anonymous, plain connection, which a partnership's broker
+/// refuses (only a test of the refusal, or a broker run by hand, has a use for it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerAuth {
+    /// A file holding the identity's nkey seed (`SU...`); owner-only permissions.
+    pub nkey_file: Option<PathBuf>,
+    /// The PEM CA certificate the broker's TLS certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Where `hub` keeps the partnership's broker credentials inside a data directory.
+pub fn broker_dir(data: &Path) -> PathBuf {
+    data.join("broker")
+}
+
+impl BrokerAuth {
+    /// The files `hub` made for `identity` in `data` (an agency id, `audit` or `admin`), those
+    /// that exist; `HUB_NATS_NKEY_FILE` and `HUB_NATS_CA` override them.
+    pub fn embedded(data: &Path, identity: &str) -> BrokerAuth {
+        let dir = broker_dir(data);
+        let existing = |p: PathBuf| p.is_file().then_some(p);
+        BrokerAuth { nkey_file: existing(dir.join(format!("{identity}.nk"))), ca_file: existing(dir.join("ca.pem")) }
+    }
+
+    /// [`BrokerAuth::embedded`], then the environment's `HUB_NATS_NKEY_FILE` and `HUB_NATS_CA`.
+    pub fn from_env(data: &Path, identity: &str) -> BrokerAuth {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let mut auth = BrokerAuth::embedded(data, identity);
+        if let Some(p) = var("HUB_NATS_NKEY_FILE") {
+            auth.nkey_file = Some(p);
+        }
+        if let Some(p) = var("HUB_NATS_CA") {
+            auth.ca_file = Some(p);
+        }
+        auth
+    }
+}
+
+/// The clock deadlines are set and judged by: the system's, plus an offset a test moves.
+#[derive(Clone, Default)]
+pub struct Clock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock(+{} ms)", self.offset_ms.load(Ordering::Relaxed))
+    }
+}
+
+impl Clock {
+    pub fn now_ms(&self) -> i64 {
+        isp::now_ms() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Moves this clock (and every clone of it) forward.
+    pub fn advance(&self, by: Duration) {
+        self.offset_ms.fetch_add(by.as_millis() as i64, Ordering::Relaxed);
+    }
+}
+
+/// How often a service looks for missed deadlines by default.
+pub const CHECK_EVERY: Duration = Duration::from_secs(30);
+
 
 #[cfg(test)]
 mod tests {

@@ -1,19 +1,11 @@
 //! Deadlines that fire. Work that has a time target (a referral to acknowledge, a survivor
 //! an IDVA must try to reach, the referrals a high DASH result calls for, a flag to review)
 //! sets a deadline in the same transaction as the work; meeting the target meets it. A
-//! watcher ([`watch_loop`]) finds the ones that passed unmet and, for each, in one
+//! watcher (the agency's `tick_loop`) finds the ones that passed unmet and, for each, in one
 //! transaction: marks it missed (an escalation on the case and the agency's dashboard), adds
 //! it to the case's chronology and queues a signed `deadline_missed` event for the ledger.
 //!
 //! Times are judged by the service's [`Clock`], which a test moves forward.
-
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
-    time::Duration,
-};
 
 use axum::{
     Json, Router,
@@ -23,35 +15,14 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row as _;
-use tokio_util::sync::CancellationToken;
 
-use crate::{Ctx, Migration, Tx, error::ApiError};
+use crate::{
+    ctx::Ctx,
+    db::{Migration, Tx},
+    error::ApiError,
+};
 
-/// The clock deadlines are set and judged by: the system's, plus an offset a test moves.
-#[derive(Clone, Default)]
-pub struct Clock {
-    offset_ms: Arc<AtomicI64>,
-}
-
-impl std::fmt::Debug for Clock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Clock(+{} ms)", self.offset_ms.load(Ordering::Relaxed))
-    }
-}
-
-impl Clock {
-    pub fn now_ms(&self) -> i64 {
-        isp::now_ms() + self.offset_ms.load(Ordering::Relaxed)
-    }
-
-    /// Moves this clock (and every clone of it) forward.
-    pub fn advance(&self, by: Duration) {
-        self.offset_ms.fetch_add(by.as_millis() as i64, Ordering::Relaxed);
-    }
-}
-
-/// How often a service looks for missed deadlines by default.
-pub const CHECK_EVERY: Duration = Duration::from_secs(30);
+pub use crate::config::{CHECK_EVERY, Clock};
 
 /// A referral received is acknowledged by a staff member (accepted, declined or closed).
 pub const ACKNOWLEDGE: &str = "acknowledge";
@@ -124,26 +95,6 @@ pub async fn cancel_all(tx: &mut Tx, target: &str, at_ms: i64) -> sqlx::Result<u
         .execute(&mut **tx)
         .await?;
     Ok(done.rows_affected())
-}
-
-/// Looks for missed deadlines every [`crate::Config::deadline_check_every`], then runs the
-/// agency's own periodic work ([`crate::Agency::on_tick`]).
-pub async fn watch_loop<A: crate::Agency>(ctx: Ctx, agency: Arc<A>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let mut tick = tokio::time::interval(ctx.config.deadline_check_every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tick.tick() => {}
-        }
-        // A database or broker outage is not the end of the service: the next tick retries.
-        if let Err(e) = fire(&ctx).await {
-            tracing::warn!(error = %e, "looking for missed deadlines failed; will retry");
-        }
-        if let Err(e) = agency.on_tick(&ctx).await {
-            tracing::warn!(error = %e, "the service's periodic work failed; will retry");
-        }
-    }
 }
 
 /// Marks every deadline that has passed unmet as missed: an escalation, a chronology entry
@@ -245,7 +196,7 @@ async fn query_where(ctx: &Ctx, state: &str, narrow: Option<(&'static str, &str)
         .await?
         .iter()
         .map(|r| {
-            let mut v = crate::api::row_json(r, &["code", "target", "subject_ref", "case_ref", "counterpart", "outcome"], &["due_at_ms", "met_at_ms", "missed_at_ms"], &[]);
+            let mut v = crate::query::row_json(r, &["code", "target", "subject_ref", "case_ref", "counterpart", "outcome"], &["due_at_ms", "met_at_ms", "missed_at_ms"], &[]);
             let (met, missed) = (!v["met_at_ms"].is_null(), !v["missed_at_ms"].is_null());
             v["state"] = json!(match (met, missed) {
                 (true, _) => "met",

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use sqlx::Row as _;
 
-use crate::{Ctx, error::ApiError};
+use crate::{ctx::Ctx, error::ApiError};
 
 pub const HEADER: &str = "idempotency-key";
 

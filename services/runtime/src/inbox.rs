@@ -23,7 +23,7 @@ use proto::v1::{Envelope, EventKind, Header, RiskLevel};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Agency, Ctx, consent::ConsentReads, outbox, transport};
+use crate::{agency::Agency, consent_read::ConsentReads, ctx::Ctx, outbox, transport};
 
 /// After this many deliveries, a message whose domain handling keeps failing is stored in
 /// the inbox without the domain change (and the failure logged), rather than retried forever.
@@ -356,7 +356,7 @@ struct Ready<'a> {
 /// The inbox transaction's work for envelopes stored together: their rows (one statement),
 /// receipts and revocations they carry, the automatic receipts they are due (one statement
 /// per table), and the service's domain change for each.
-async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::Tx, ready: &[Ready<'_>]) -> anyhow::Result<()> {
+async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::db::Tx, ready: &[Ready<'_>]) -> anyhow::Result<()> {
     store(tx, ready).await?;
     let mut rows = record_arrivals(ctx, ready);
     // A revocation cancels what is owed on the referral it revokes, which may have arrived in
@@ -389,7 +389,7 @@ async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::Tx, ready: &
 
 /// What arriving envelopes start: a referral's acknowledgement deadline (met only by a
 /// staff member's answer), and an entry in the person's chronology.
-fn record_arrivals(ctx: &Ctx, ready: &[Ready<'_>]) -> crate::ArrivalRows {
+fn record_arrivals(ctx: &Ctx, ready: &[Ready<'_>]) -> crate::agency::ArrivalRows {
     let now = ctx.config.clock.now_ms();
     let within = isp::policy::Deadlines::ms(ctx.isp().policy.deadlines.acknowledge_hours);
     let (mut deadlines, mut entries) = (Vec::new(), Vec::new());
@@ -418,7 +418,7 @@ fn record_arrivals(ctx: &Ctx, ready: &[Ready<'_>]) -> crate::ArrivalRows {
             });
         }
     }
-    crate::ArrivalRows { deadlines, chronology: entries }
+    crate::agency::ArrivalRows { deadlines, chronology: entries }
 }
 
 /// Counts and logs an envelope whose inbox transaction has committed. `committed_at_ms` is
@@ -471,7 +471,7 @@ async fn receive_batch<A: Agency>(ctx: &Ctx, agency: &A, stream: StreamId, messa
     let bodies: Vec<Option<(bytes::Bytes, i64)>> =
         messages.iter().map(|(m, d)| (!known.seqs.contains(&d.seq)).then(|| (m.payload.clone(), d.published_ms))).collect();
     // A panic while opening one (a defect, or an input nobody foresaw) refuses that one only.
-    let opens = crate::on_cores(bodies, move |body| {
+    let opens = crate::ctx::on_cores(bodies, move |body| {
         body.map(|(b, at)| std::panic::catch_unwind(AssertUnwindSafe(|| isp.open_at(&b, at, skew))).unwrap_or(Err((None, OpenError::HandlerPanic))))
     })
     .await;
@@ -538,7 +538,7 @@ async fn ack(message: &Message, seq: u64) {
     }
 }
 
-async fn store(tx: &mut crate::Tx, ready: &[Ready<'_>]) -> Result<(), sqlx::Error> {
+async fn store(tx: &mut crate::db::Tx, ready: &[Ready<'_>]) -> Result<(), sqlx::Error> {
     let sqlite = crate::db::on_sqlite(tx);
     let now = isp::now_ms();
     for chunk in ready.chunks(crate::db::ROWS_PER_INSERT) {

@@ -24,6 +24,7 @@
 //! A service is an [`Agency`]: its own migrations, what it does with each opened envelope
 //! (one `match` on the kind) and its own routes. [`start`] runs it.
 
+pub mod agency;
 pub mod api;
 pub mod assessments;
 pub mod auth;
@@ -31,10 +32,14 @@ pub mod chronology;
 pub mod codes;
 pub mod config;
 pub mod consent;
+pub mod consent_read;
 pub mod console;
+pub mod ctx;
 pub mod db;
 pub mod deadlines;
 pub mod error;
+pub mod flags;
+pub mod guard;
 pub mod idempotency;
 pub mod inbox;
 pub mod metrics;
@@ -43,7 +48,9 @@ pub mod openapi;
 pub mod outbox;
 pub mod partnership_feed;
 pub mod policy_watch;
+pub mod query;
 pub mod receipts;
+pub mod send;
 pub mod serve;
 pub mod status;
 pub mod telemetry;
@@ -51,172 +58,17 @@ pub mod tls;
 pub mod transport;
 pub mod witness;
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
-use isp::{Isp, Opened};
 use tokio::{sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+pub use agency::{Agency, ArrivalRows, Plain};
+pub use ctx::Ctx;
 pub use db::{Migration, Tx};
 pub use outbox::{SendError, SendOutcome};
-
-/// The shared state of a running service, passed to every handler.
-#[derive(Clone)]
-pub struct Ctx {
-    pub pool: sqlx::AnyPool,
-    /// The protocol in force: swapped whole when the IG lead's newly signed policy arrives
-    /// (see [`policy_watch`]); read it with [`Ctx::isp`].
-    pub isp_cell: Arc<arc_swap::ArcSwap<Isp>>,
-    pub jetstream: async_nats::jetstream::Context,
-    /// The stream of the partnership's consent bucket (direct reads of a key's history).
-    pub consent_stream: async_nats::jetstream::stream::Stream<()>,
-    pub config: Arc<Config>,
-    /// Wakes the outbox publisher after a commit.
-    pub outbox_ready: Arc<Notify>,
-    /// Sends waiting to be sealed and queued together ([`Ctx::send`]).
-    sends: tokio::sync::mpsc::Sender<outbox::Pending>,
-    /// Why the partnership files last found on disk were refused, while the service keeps
-    /// running on the last good ones (None once an acceptable set is in force); shown by
-    /// `GET /health` so an operator sees a bad policy or directory at every service.
-    pub files_refused: Arc<arc_swap::ArcSwapOption<policy_watch::Refusal>>,
-    /// What `GET /metrics` reports ([`metrics`]).
-    pub metrics: Arc<metrics::Metrics>,
-}
-
-impl Ctx {
-    pub fn agency(&self) -> &str {
-        &self.config.agency
-    }
-
-    /// Free text or answers sealed to this agency's own key, for a database column that keeps
-    /// what never leaves the agency (see [`isp::AgencyKeys::seal_at_rest`]).
-    pub fn seal_at_rest(&self, text: &str) -> Result<String, isp::IspError> {
-        self.isp().keys.seal_at_rest(text)
-    }
-
-    /// The protocol in force now (keys, directory, policy, schema).
-    pub fn isp(&self) -> Arc<Isp> {
-        self.isp_cell.load_full()
-    }
-}
-
-/// Runs `f` over `items` on the blocking pool, split into as many parts as the machine has
-/// cores, results in order: the crypto of a batch (opening what arrived, sealing receipts
-/// and sends) uses every core, and never holds up the async workers. A single item runs
-/// where it is.
-pub(crate) async fn on_cores<T, R, F>(items: Vec<T>, f: F) -> Vec<R>
-where
-    T: Send + 'static,
-    R: Send + 'static,
-    F: Fn(T) -> R + Send + Sync + 'static,
-{
-    if items.len() < 2 {
-        return items.into_iter().map(f).collect();
-    }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let f = Arc::new(f);
-    let per_part = items.len().div_ceil(cores);
-    let mut items = items.into_iter();
-    let mut parts = Vec::with_capacity(cores);
-    loop {
-        let part: Vec<T> = items.by_ref().take(per_part).collect();
-        if part.is_empty() {
-            break;
-        }
-        let f = f.clone();
-        parts.push(tokio::task::spawn_blocking(move || part.into_iter().map(|t| f(t)).collect::<Vec<R>>()));
-    }
-    let mut results = Vec::new();
-    for part in parts {
-        match part.await {
-            Ok(r) => results.extend(r),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-    results
-}
-
-/// What makes a service one agency's service rather than another's.
-pub trait Agency: Send + Sync + 'static {
-    /// Migrations of the service's own tables (versions 100 and up; the runtime uses 1-99).
-    fn migrations(&self) -> Vec<Migration> {
-        Vec::new()
-    }
-
-    /// Domain work for an envelope that passed every check, inside the transaction that
-    /// stores it in the inbox: it commits, or nothing does and the message is redelivered.
-    fn on_receive(&self, ctx: &Ctx, tx: &mut Tx, opened: &Opened) -> impl Future<Output = anyhow::Result<()>> + Send;
-
-    /// Domain work for envelopes stored together in one inbox transaction, in stream order:
-    /// by default [`Agency::on_receive`] for each. A service whose work is rows of its own
-    /// overrides it to write a batch's rows in one statement per table; the deadlines and
-    /// chronology entries it adds to `rows` are written with the inbox's own, in one
-    /// statement each, after it returns (in the same transaction). Before handling anything
-    /// that may meet or cancel a deadline, it calls `rows.flush(tx)`.
-    fn on_receive_batch(&self, ctx: &Ctx, tx: &mut Tx, opened: &[&Opened], rows: &mut ArrivalRows) -> impl Future<Output = anyhow::Result<()>> + Send {
-        async move {
-            // What this service does per envelope may meet or cancel what arrived before it.
-            rows.flush(tx).await?;
-            for o in opened {
-                self.on_receive(ctx, tx, o).await?;
-            }
-            Ok(())
-        }
-    }
-
-    /// The service's own HTTP routes, merged with the generic API.
-    fn routes(&self) -> axum::Router<Ctx> {
-        axum::Router::new()
-    }
-
-    /// Who may call each of [`Agency::routes`]: a route without a rule answers nobody.
-    fn rules(&self) -> &'static [auth::Rule] {
-        &[]
-    }
-
-    /// The service's own console pages (among [`Agency::routes`]) for the navigation, after
-    /// the pages every agency has ([`console::pages::NAV`]).
-    fn nav(&self) -> &'static [console::Nav] {
-        &[]
-    }
-
-    /// Periodic work of the service's own, run after each look for missed deadlines
-    /// ([`deadlines::watch_loop`]): e.g. an IDVA service checking the consent its open cases
-    /// rely on still holds.
-    fn on_tick(&self, ctx: &Ctx) -> impl Future<Output = anyhow::Result<()>> + Send {
-        let _ = ctx;
-        async { Ok(()) }
-    }
-}
-
-/// Rows that arrivals start, gathered over an inbox transaction and written together.
-#[derive(Debug, Default)]
-pub struct ArrivalRows {
-    pub deadlines: Vec<deadlines::Deadline>,
-    pub chronology: Vec<chronology::Entry>,
-}
-
-impl ArrivalRows {
-    /// Writes what is gathered so far (one statement per table) and empties it. Called before
-    /// anything in the transaction that may meet or cancel those deadlines (a revocation in
-    /// the same batch as the referral it revokes), and at the end.
-    pub async fn flush(&mut self, tx: &mut Tx) -> sqlx::Result<()> {
-        deadlines::set_many(tx, &std::mem::take(&mut self.deadlines)).await?;
-        chronology::add_many(tx, &std::mem::take(&mut self.chronology)).await
-    }
-}
-
-/// An agency with no domain behaviour beyond the generic inbox (used where a partnership
-/// runs an agency of a role that has no service crate, and in tests).
-pub struct Plain;
-
-impl Agency for Plain {
-    async fn on_receive(&self, _: &Ctx, _: &mut Tx, _: &Opened) -> anyhow::Result<()> {
-        Ok(())
-    }
-}
 
 /// Every migration a service of `agency` applies at start: the runtime's tables, then the
 /// agency's own. An upgrade test compares a database's applied versions with these.
@@ -228,6 +80,7 @@ pub fn migrations<A: Agency>(agency: &A) -> Vec<Migration> {
     migrations.extend(auth::local::migrations());
     migrations.extend(deadlines::migrations());
     migrations.extend(chronology::migrations());
+    migrations.extend(flags::migrations());
     migrations.extend(assessments::migrations());
     migrations.extend(agency.migrations());
     migrations
@@ -279,10 +132,11 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         .merge(witness::routes())
         .merge(deadlines::routes())
         .merge(chronology::routes())
+        .merge(flags::routes())
         .merge(assessments::routes())
         .merge(console::pages::routes())
         .merge(console::casework::routes());
-    let router = auth::protect(api::router(routes).with_state(ctx.clone()), gate, &title, nav)
+    let router = guard::protect(api::router(routes).with_state(ctx.clone()), gate, &title, nav)
         .route_layer(axum::middleware::from_fn_with_state(ctx.metrics.clone(), metrics::track));
     let listener = tokio::net::TcpListener::bind(&ctx.config.http_addr)
         .await
@@ -300,7 +154,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
         tasks.spawn(policy_watch::watch_loop(ctx.clone(), shutdown.clone()));
         tasks.spawn(partnership_feed::follow_loop(partnership_feed::Follower::of_agency(&ctx), shutdown.clone()));
         tasks.spawn(consent::republish_loop(ctx.clone(), shutdown.clone()));
-        tasks.spawn(deadlines::watch_loop(ctx.clone(), agency.clone(), shutdown.clone()));
+        tasks.spawn(agency::tick_loop(ctx.clone(), agency.clone(), shutdown.clone()));
         tasks.spawn(inbox::consume_loop(ctx.clone(), consumer, agency, shutdown.clone()));
         tasks.spawn(serve::serve(listener, router, limits, tls, shutdown.clone()));
         let mut result = Ok(());

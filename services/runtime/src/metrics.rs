@@ -29,7 +29,7 @@ use prometheus_client::{
 };
 use sqlx::Row;
 
-use crate::{Ctx, transport};
+use crate::{send::SendError, transport};
 
 /// The content type of the exposition `prometheus_client` writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -52,7 +52,7 @@ pub struct RuleLabel {
 }
 
 /// A value of the partnership bucket refused: which file (`directory`, `policy`) and why (a
-/// [`crate::partnership_feed::Refused`] code).
+/// code of the partnership feed's refusals).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FeedLabel {
     pub key: &'static str,
@@ -82,7 +82,8 @@ pub struct HttpLabels {
 type F64Gauge = Gauge<f64, AtomicU64>;
 type Histograms = Family<HttpLabels, Histogram, fn() -> Histogram>;
 
-/// An agency service's metrics, shared by every handler and loop through [`Ctx`].
+/// An agency service's metrics, shared by every handler and loop through the service's
+/// shared state (`Ctx`).
 pub struct Metrics {
     registry: Registry,
     pub sent: Family<KindLabel, Counter>,
@@ -140,21 +141,21 @@ impl Metrics {
     }
 
     /// A send sealed and queued, or refused by the policy (a near miss).
-    pub fn count_send<T>(&self, kind: isp::Kind, result: &Result<T, crate::SendError>) {
+    pub fn count_send<T>(&self, kind: isp::Kind, result: &Result<T, SendError>) {
         match result {
             Ok(_) => {
                 self.sent.get_or_create(&KindLabel { kind: isp::kind::name(kind) }).inc();
             }
-            Err(crate::SendError::Denied { denial, .. }) => {
+            Err(SendError::Denied { denial, .. }) => {
                 self.near_misses.get_or_create(&RuleLabel { rule: denial.rule.clone() }).inc();
             }
             Err(_) => {}
         }
     }
 
-    /// The exposition, with the gauges read now.
-    async fn scrape(&self, ctx: &Ctx) -> String {
-        let (depth, oldest) = match outbox_backlog(&ctx.pool).await {
+    /// The exposition, with the gauges read now from the agency's database and the broker.
+    pub async fn scrape(&self, pool: &sqlx::AnyPool, jetstream: &async_nats::jetstream::Context, agency: &str) -> String {
+        let (depth, oldest) = match outbox_backlog(pool).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "metrics: could not read the outbox");
@@ -163,8 +164,8 @@ impl Metrics {
         };
         self.outbox_depth.set(depth);
         self.outbox_oldest.set(oldest);
-        self.consumer_pending.set(consumer_pending(ctx).await);
-        match witness(&ctx.pool).await {
+        self.consumer_pending.set(consumer_pending(jetstream, agency).await);
+        match witness(pool).await {
             Ok((alerts, age)) => {
                 self.witness_alerts.set(alerts);
                 self.witness_checkpoint_age.set(age);
@@ -192,11 +193,6 @@ pub fn seconds_since_ms(at_ms: i64) -> f64 {
     (isp::now_ms() - at_ms).max(0) as f64 / 1000.0
 }
 
-/// `GET /metrics` of an agency service.
-pub async fn handler(State(ctx): State<Ctx>) -> Response {
-    exposition(ctx.metrics.scrape(&ctx).await)
-}
-
 /// How many outbox messages wait to be published, and the age of the oldest: one query.
 async fn outbox_backlog(pool: &sqlx::AnyPool) -> Result<(i64, f64), sqlx::Error> {
     let row = sqlx::query(
@@ -210,11 +206,11 @@ async fn outbox_backlog(pool: &sqlx::AnyPool) -> Result<(i64, f64), sqlx::Error>
 }
 
 /// The consumer's `num_pending`, asked of the broker now; NaN when it does not answer.
-async fn consumer_pending(ctx: &Ctx) -> f64 {
-    let name = transport::agency_consumer_name(ctx.agency());
+async fn consumer_pending(jetstream: &async_nats::jetstream::Context, agency: &str) -> f64 {
+    let name = transport::agency_consumer_name(agency);
     let ask = async {
         // Looking the consumer up brings its info: one request to the broker.
-        let consumer: async_nats::jetstream::consumer::PullConsumer = ctx.jetstream.get_consumer_from_stream(&name, transport::STREAM).await?;
+        let consumer: async_nats::jetstream::consumer::PullConsumer = jetstream.get_consumer_from_stream(&name, transport::STREAM).await?;
         anyhow::Ok(consumer.cached_info().num_pending)
     };
     match tokio::time::timeout(std::time::Duration::from_secs(2), ask).await {

@@ -265,7 +265,7 @@ pub struct Follower {
 
 impl Follower {
     /// An agency service's follower.
-    pub fn of_agency(ctx: &crate::Ctx) -> Follower {
+    pub fn of_agency(ctx: &crate::ctx::Ctx) -> Follower {
         Follower {
             js: ctx.jetstream.clone(),
             pool: ctx.pool.clone(),

@@ -18,7 +18,11 @@ use isp::{Isp, signed::PolicySignature};
 use sqlx::{AnyPool, Row as _};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Ctx, Migration, config::{Signatures, signature_path}};
+use crate::{
+    config::{Signatures, signature_path},
+    ctx::Ctx,
+    db::Migration,
+};
 
 pub fn migrations() -> Vec<Migration> {
     vec![Migration { version: 40, description: "signed files in force", sql: include_str!("../migrations/0040_signed_files.sql") }]
@@ -55,7 +59,7 @@ pub async fn record(pool: &AnyPool, name: &str, signature: &PolicySignature) -> 
 
 /// At start: refuses partnership files older than those the service ran before (the error
 /// says which and why), else remembers them as in force.
-pub async fn take_up_at_start(pool: &AnyPool, config: &crate::Config, signatures: &Signatures) -> anyhow::Result<()> {
+pub async fn take_up_at_start(pool: &AnyPool, config: &crate::config::Config, signatures: &Signatures) -> anyhow::Result<()> {
     check_sequence(pool, "directory", &config.directory_path, &signatures.directory).await?;
     check_sequence(pool, "policy", &config.policy_path, &signatures.policy).await?;
     record(pool, "directory", &signatures.directory).await?;
@@ -66,13 +70,6 @@ const EVERY: Duration = Duration::from_secs(2);
 /// How soon refused files are tried again although they did not change.
 const RETRY_REFUSED: Duration = Duration::from_secs(10);
 
-/// Partnership files on disk that were refused: why (the innermost reason, e.g. "the policy
-/// file changed after it was signed"; no content of the files) and when.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Refusal {
-    pub reason: String,
-    pub at_ms: i64,
-}
 
 pub async fn watch_loop(ctx: Ctx, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut seen = fingerprint(&ctx);
@@ -111,7 +108,7 @@ fn fingerprint(ctx: &Ctx) -> Vec<Option<Vec<u8>>> {
 /// when it did.
 pub async fn reload(ctx: &Ctx, policy_text_in_force: &str) -> Option<String> {
     let current = ctx.isp();
-    let refuse = |reason: String| ctx.files_refused.store(Some(Arc::new(Refusal { reason, at_ms: isp::now_ms() })));
+    let refuse = |reason: String| ctx.files_refused.store(Some(Arc::new(crate::config::FilesRefused { reason, at_ms: isp::now_ms() })));
     let keeping = |e: anyhow::Error| {
         tracing::error!(error = format!("{e:#}"), keeping = %current.policy.version, "the partnership files on disk are not acceptable; keeping the last good ones");
         refuse(e.root_cause().to_string());

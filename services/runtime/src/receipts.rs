@@ -21,9 +21,11 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use crate::{
-    Ctx, SendError, Tx,
-    error::{ApiError, json_body},
     auth::Staff,
+    ctx::Ctx,
+    db::Tx,
+    error::{ApiError, json_body},
+    send::SendError,
     status::Disclosure,
 };
 
@@ -109,7 +111,7 @@ pub async fn auto_receipts(ctx: &Ctx, tx: &mut Tx, opened: &[&Opened], status: A
         }
     }
     // A receipt relies on no consent record: nothing to look up before sealing, on every core.
-    let (outs, sealed): (Vec<_>, Vec<_>) = crate::on_cores(outs, move |out| {
+    let (outs, sealed): (Vec<_>, Vec<_>) = crate::ctx::on_cores(outs, move |out| {
         let sealed = isp.seal(&out, None);
         (out, sealed)
     })

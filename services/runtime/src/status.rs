@@ -82,7 +82,7 @@ impl Arrival {
 
 /// Marks a disclosure this agency made revoked by its sender (`by`: the staff member, empty
 /// for the service itself), in the caller's transaction with the revocation's send.
-pub async fn revoke_sent(tx: &mut crate::Tx, envelope_id: &str, reason: &str, by: &str, at_ms: i64) -> sqlx::Result<()> {
+pub async fn revoke_sent(tx: &mut crate::db::Tx, envelope_id: &str, reason: &str, by: &str, at_ms: i64) -> sqlx::Result<()> {
     sqlx::query("UPDATE sent SET status = $1, status_reason = $2, updated_at_ms = $3, status_by = $4 WHERE envelope_id = $5")
         .bind(Disclosure::Revoked.code())
         .bind(reason)
@@ -96,7 +96,7 @@ pub async fn revoke_sent(tx: &mut crate::Tx, envelope_id: &str, reason: &str, by
 
 /// Records a staff member's answer to a received disclosure on its inbox row, in the caller's
 /// transaction with the receipt it sends.
-pub async fn answer_arrival(tx: &mut crate::Tx, envelope_id: &str, status: Arrival, staff_id: &str) -> sqlx::Result<()> {
+pub async fn answer_arrival(tx: &mut crate::db::Tx, envelope_id: &str, status: Arrival, staff_id: &str) -> sqlx::Result<()> {
     sqlx::query("UPDATE inbox SET status = $1, status_by = $2 WHERE envelope_id = $3").bind(status.code()).bind(staff_id).bind(envelope_id).execute(&mut **tx).await?;
     Ok(())
 }

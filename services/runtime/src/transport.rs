@@ -6,7 +6,7 @@
 //! agency ids and kinds only; nothing identifying ever appears in a subject or a NATS header.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     time::Duration,
 };
 
@@ -63,46 +63,7 @@ pub fn parse_message_subject(subject: &str) -> Option<(&str, &str)> {
     parts.next().is_none().then_some((sender, recipient))
 }
 
-/// How a service proves who it is to the broker, and how it knows the broker is the
-/// partnership's: its own nkey seed (the server holds only the public key, and grants that
-/// key the rights of its identity; see `hub::broker`) and the CA that signed the broker's
-/// certificate. Both None: an anonymous, plain connection, which a partnership's broker
-/// refuses (only a test of the refusal, or a broker run by hand, has a use for it).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BrokerAuth {
-    /// A file holding the identity's nkey seed (`SU...`); owner-only permissions.
-    pub nkey_file: Option<PathBuf>,
-    /// The PEM CA certificate the broker's TLS certificate must chain to.
-    pub ca_file: Option<PathBuf>,
-}
-
-/// Where `hub` keeps the partnership's broker credentials inside a data directory.
-pub fn broker_dir(data: &Path) -> PathBuf {
-    data.join("broker")
-}
-
-impl BrokerAuth {
-    /// The files `hub` made for `identity` in `data` (an agency id, `audit` or `admin`), those
-    /// that exist; `HUB_NATS_NKEY_FILE` and `HUB_NATS_CA` override them.
-    pub fn embedded(data: &Path, identity: &str) -> BrokerAuth {
-        let dir = broker_dir(data);
-        let existing = |p: PathBuf| p.is_file().then_some(p);
-        BrokerAuth { nkey_file: existing(dir.join(format!("{identity}.nk"))), ca_file: existing(dir.join("ca.pem")) }
-    }
-
-    /// [`BrokerAuth::embedded`], then the environment's `HUB_NATS_NKEY_FILE` and `HUB_NATS_CA`.
-    pub fn from_env(data: &Path, identity: &str) -> BrokerAuth {
-        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-        let mut auth = BrokerAuth::embedded(data, identity);
-        if let Some(p) = var("HUB_NATS_NKEY_FILE") {
-            auth.nkey_file = Some(p);
-        }
-        if let Some(p) = var("HUB_NATS_CA") {
-            auth.ca_file = Some(p);
-        }
-        auth
-    }
-}
+pub use crate::config::{BrokerAuth, broker_dir};
 
 /// The inbox prefix of an identity: replies to its requests (JetStream acks, fetched
 /// messages, consistency proofs) come on `_INBOX_{identity}.>`, the only subjects its

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use sqlx::Row as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Ctx, Migration, error::ApiError};
+use crate::{ctx::Ctx, db::Migration, error::ApiError};
 
 /// How long a witness waits for the audit service's consistency proof.
 const CONSISTENCY_WAIT: Duration = Duration::from_secs(10);

@@ -10,7 +10,6 @@ use axum::{
 use runtime::{
     Ctx,
     api::SubjectIdentity,
-    chronology,
     console::{Markup, PageError, Viewer, error_summary, form::Fields, html, see_other, summary, tag, when},
 };
 use serde::Deserialize;
@@ -156,7 +155,7 @@ async fn casework(ctx: &Ctx, subject_ref: &str) -> Result<Casework, PageError> {
     common::subject_of(ctx, None, Some(subject_ref))?;
     let mut schemes = Vec::new();
     for s in sanctuary::schemes(ctx, "subject_ref", subject_ref).await? {
-        let flags = chronology::flags(ctx, "property_ref", s["property_ref"].as_str().unwrap_or_default()).await?;
+        let flags = runtime::flags::flags(ctx, "property_ref", s["property_ref"].as_str().unwrap_or_default()).await?;
         schemes.push((s, flags));
     }
     Ok(Casework {
@@ -165,7 +164,7 @@ async fn casework(ctx: &Ctx, subject_ref: &str) -> Result<Casework, PageError> {
         refuge: options::refuge_referrals(ctx, subject_ref).await?,
         schemes,
         funding: funding::requests(ctx, "subject_ref", subject_ref).await?,
-        flags: chronology::flags(ctx, "subject_ref", subject_ref).await?,
+        flags: runtime::flags::flags(ctx, "subject_ref", subject_ref).await?,
     })
 }
 

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sqlx::Row as _;
 
 use super::Gate;
-use crate::{Ctx, Tx, error::ApiError};
+use crate::{ctx::Ctx, db::Tx, error::ApiError};
 
 /// Where a service records accesses: always in its own database, and in the ledger when
 /// `ledger`. A failure means the access is not served.

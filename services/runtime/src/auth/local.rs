@@ -27,7 +27,7 @@ use sha2::{Digest as _, Sha256};
 use sqlx::{AnyPool, Row as _};
 
 use super::{Gate, Role, Staff, session_json};
-use crate::{Migration, error::json_body};
+use crate::{db::Migration, error::json_body};
 
 /// The session cookie of a service is `hub_session_<agency id>`: services of one partnership
 /// on one host (the demo's, on one address and several ports) share a browser's cookies,
@@ -465,7 +465,7 @@ async fn oidc_callback(State(gate): State<Gate>, headers: HeaderMap, axum::extra
             record.outcome = "login".into();
             // A browser (the console's "sign in with your organisation") goes on to the
             // console; a case-management system gets the session as JSON.
-            let mut response = if browser { crate::console::see_other("/console") } else { (StatusCode::OK, Json(session_json(&staff, &csrf, expires))).into_response() };
+            let mut response = if browser { axum::response::Redirect::to("/console").into_response() } else { (StatusCode::OK, Json(session_json(&staff, &csrf, expires))).into_response() };
             response.headers_mut().insert(header::SET_COOKIE, set_cookie(&gate.agency, &token, SESSION_MAX));
             super::finish(&gate, record, false, response).await
         }

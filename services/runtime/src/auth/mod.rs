@@ -19,10 +19,9 @@ pub mod local;
 use std::{fmt, str::FromStr, sync::Arc};
 
 use axum::{
-    Json, Router,
-    extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State},
+    Json,
+    extract::FromRequestParts,
     http::{HeaderMap, Method, StatusCode, header, request::Parts},
-    middleware::{self, Next},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
@@ -181,24 +180,7 @@ const CASEWORK_AND_IG: &[Role] = &[Caseworker, TeamManager, MaracCoordinator, Re
 const OVERSIGHT: &[Role] = &[TeamManager, AgencyAdmin, IgLead];
 const ADMIN_AND_IG: &[Role] = &[AgencyAdmin, IgLead];
 
-/// The login routes every service has, and the console's own.
-pub const LOGIN: &[Rule] = &[
-    rule("GET", "/", Allow::Public),
-    rule("GET", crate::console::CSS_PATH, Allow::Public),
-    rule("GET", crate::console::login::PATH, Allow::Public),
-    rule("POST", crate::console::login::PATH, Allow::Public),
-    rule("POST", "/console/logout", Allow::AnyStaff),
-    rule("GET", "/health", Allow::Public),
-    rule("GET", "/ready", Allow::Public),
-    rule("GET", "/openapi.json", Allow::AnyStaff),
-    rule("POST", "/login", Allow::Public),
-    rule("GET", "/login/oidc", Allow::Public),
-    rule("GET", "/login/oidc/callback", Allow::Public),
-    rule("POST", "/logout", Allow::AnyStaff),
-    rule("GET", "/session", Allow::AnyStaff),
-];
-
-/// The routes every agency service has ([`crate::api::router`]).
+/// The routes every agency service has (the generic API, `crate::api`).
 pub const GENERIC: &[Rule] = &[
     rule("POST", "/disclosures", Allow::Roles(CASEWORK)),
     rule("GET", "/disclosures", Allow::Roles(CASEWORK_AND_IG)),
@@ -255,7 +237,7 @@ pub struct Gate {
     /// Refusals of callers with no login recorded this minute (see [`ANONYMOUS_PER_MINUTE`]).
     anonymous: Arc<std::sync::Mutex<(i64, u32)>>,
     /// `/openapi.json`, made once from the rules.
-    openapi: Arc<std::sync::OnceLock<Value>>,
+    pub(crate) openapi: Arc<std::sync::OnceLock<Value>>,
 }
 
 /// How many refusals of callers with no login a service records a minute. They go to its own
@@ -266,7 +248,7 @@ pub const ANONYMOUS_PER_MINUTE: u32 = 600;
 
 impl Gate {
     pub fn new(agency: &str, pool: sqlx::AnyPool, tables: &[&[Rule]], access: Arc<dyn AccessSink>) -> Gate {
-        let mut rules: Vec<Rule> = LOGIN.to_vec();
+        let mut rules: Vec<Rule> = Vec::new();
         for table in tables {
             rules.extend_from_slice(table);
         }
@@ -274,7 +256,7 @@ impl Gate {
     }
 
     /// Whether one more refusal of a caller with no login may be stored this minute.
-    fn anonymous_record(&self) -> bool {
+    pub(crate) fn anonymous_record(&self) -> bool {
         let minute = isp::now_ms() / 60_000;
         let mut seen = self.anonymous.lock().expect("never poisoned");
         if seen.0 != minute {
@@ -302,39 +284,20 @@ impl Gate {
         Ok(Staff { id: identity.subject, roles })
     }
 
-    fn rule(&self, method: &Method, path: &str) -> Option<&Rule> {
+    pub(crate) fn rule(&self, method: &Method, path: &str) -> Option<&Rule> {
         let method = if method == Method::HEAD { "GET" } else { method.as_str() };
         self.rules.iter().find(|r| r.method == method && r.path == path)
     }
 }
 
-/// The service's routes behind the guard, with the login routes and the console's shell
-/// added: `title` is the service's name in its pages, `nav` its pages' navigation.
-pub fn protect(app: Router, gate: Gate, title: &str, nav: Vec<crate::console::Nav>) -> Router {
-    let shell = Arc::new(crate::console::Shell { title: title.to_owned(), agency: gate.agency.clone(), nav, rules: gate.rules.clone() });
-    let own = local::routes()
-        .merge(access::routes())
-        .merge(crate::console::login::routes())
-        .route("/openapi.json", axum::routing::get(openapi));
-    app.merge(own.with_state(gate.clone()))
-        .route_layer(middleware::from_fn_with_state(gate, guard))
-        .layer(axum::Extension(shell))
-        .layer(middleware::from_fn(crate::console::security_headers))
-}
+pub(crate) const LOG_IN: &str = "log in first: POST /login with your staff id and password, then send the session cookie (and X-CSRF-Token on every POST)";
 
-/// `GET /openapi.json`: this service's API, from its rule table.
-async fn openapi(State(gate): State<Gate>) -> Json<Value> {
-    Json(gate.openapi.get_or_init(|| crate::openapi::document(&format!("{} (referral hub)", gate.agency), &gate.agency, &gate.rules)).clone())
-}
-
-const LOG_IN: &str = "log in first: POST /login with your staff id and password, then send the session cookie (and X-CSRF-Token on every POST)";
-
-fn refusal(status: StatusCode, error: &str, detail: &str) -> Response {
+pub(crate) fn refusal(status: StatusCode, error: &str, detail: &str) -> Response {
     (status, Json(json!({"error": error, "detail": detail}))).into_response()
 }
 
 /// How a request proved who it is.
-enum Credential {
+pub(crate) enum Credential {
     Session { staff: Staff, csrf: String },
     /// An access token of the identity provider (a case-management system): no cookie, so
     /// no CSRF token either.
@@ -343,7 +306,7 @@ enum Credential {
     Refused(&'static str),
 }
 
-async fn credential(gate: &Gate, headers: &HeaderMap) -> anyhow::Result<Credential> {
+pub(crate) async fn credential(gate: &Gate, headers: &HeaderMap) -> anyhow::Result<Credential> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let Some(oidc) = &gate.oidc else {
             return Ok(Credential::Refused("bearer tokens are accepted only where the service is configured for OpenID Connect"));
@@ -370,144 +333,9 @@ async fn credential(gate: &Gate, headers: &HeaderMap) -> anyhow::Result<Credenti
     })
 }
 
-fn csrf_ok(headers: &HeaderMap, expected: &str) -> bool {
-    headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).is_some_and(|v| same_token(v, expected))
-}
-
-/// The id a route names (`{id}`, `{reference}`), when it is an envelope id, a consent id or
-/// a reference of the clear grammars; anything else is left out of the record (it could be
-/// whatever an attacker typed).
-fn target(params: &RawPathParams) -> String {
-    params.iter().map(|(_, v)| v).find(|v| isp::clear::is_consent_id(v)).unwrap_or_default().to_owned()
-}
-
-/// Whether the `Origin` of a request, when it has one, is the service's own (`Host`): a form
-/// of the console posts from the service's own pages, never from another site's.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else { return true };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-    let authority = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, rest)| rest).unwrap_or_default();
-    !host.is_empty() && authority.eq_ignore_ascii_case(host)
-}
-
-/// The largest console form the guard reads for its CSRF field; the service's body limit
-/// applies before this.
-const FORM_MAX: usize = 2 * 1024 * 1024;
-
-/// A console form's CSRF field, read from its body; the request is rebuilt with the same body.
-async fn form_csrf(request: Request) -> Result<(Request, Option<String>), Response> {
-    let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, FORM_MAX)
-        .await
-        .map_err(|_| refusal(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the form is larger than the service takes"))?;
-    let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
-        .ok()
-        .and_then(|fields| fields.into_iter().find(|(k, _)| k == crate::console::CSRF_FIELD).map(|(_, v)| v));
-    Ok((Request::from_parts(parts, axum::body::Body::from(bytes)), token))
-}
-
-fn same_token(given: &str, expected: &str) -> bool {
-    use subtle::ConstantTimeEq as _;
-    given.as_bytes().ct_eq(expected.as_bytes()).into()
-}
-
-/// Checks the login and the role for every request, then records what must be recorded.
-/// Console pages ([`crate::console::is_page`]) answer as pages: a login page instead of 401,
-/// a "not allowed" page instead of 403; their forms carry the CSRF token as a field.
-async fn guard(State(gate): State<Gate>, matched: Option<MatchedPath>, params: RawPathParams, mut request: Request, next: Next) -> Response {
-    let path = matched.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default();
-    let method = request.method().clone();
-    let page = crate::console::is_page(&path);
-    let Some(rule) = gate.rule(&method, &path).copied() else {
-        tracing::error!(%method, route = %path, "a route has no rule in the role table; nobody may call it");
-        return refusal(StatusCode::FORBIDDEN, "forbidden", "this route is not open to any role");
-    };
-    let changes = !matches!(method, Method::GET | Method::HEAD);
-    if page && changes && !same_origin(request.headers()) {
-        return crate::console::form_expired(&gate.agency);
-    }
-    if matches!(rule.allow, Allow::Public) {
-        return next.run(request).await;
-    }
-    let mut record = isp::access::Access { staff_id: String::new(), route: rule.name(), target: target(&params), outcome: String::new(), at_ms: isp::now_ms() };
-    let credential = match credential(&gate, request.headers()).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "the login cannot be checked");
-            return refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "logins cannot be checked now; try again");
-        }
-    };
-    let (staff, csrf) = match credential {
-        Credential::Session { staff, csrf } => (staff, Some(csrf)),
-        Credential::Bearer(staff) => (staff, None),
-        Credential::None | Credential::Refused(_) => {
-            let detail = match credential {
-                Credential::Refused(why) => why,
-                _ => LOG_IN,
-            };
-            record.outcome = "unauthenticated".into();
-            let answer = if page { crate::console::see_other(crate::console::login::PATH) } else { refusal(StatusCode::UNAUTHORIZED, "unauthenticated", detail) };
-            return refused(&gate, record, answer).await;
-        }
-    };
-    record.staff_id = staff.id.clone();
-    if let (true, Some(expected)) = (changes, csrf.as_deref()) {
-        let good = if csrf_ok(request.headers(), expected) {
-            true
-        } else if page {
-            let (rebuilt, token) = match form_csrf(request).await {
-                Ok(read) => read,
-                Err(response) => return response,
-            };
-            request = rebuilt;
-            token.is_some_and(|t| same_token(&t, expected))
-        } else {
-            false
-        };
-        if !good {
-            record.outcome = "csrf".into();
-            let answer = if page {
-                crate::console::form_expired(&gate.agency)
-            } else {
-                refusal(StatusCode::FORBIDDEN, "csrf", "a request that changes something needs the X-CSRF-Token header of the session")
-            };
-            return finish(&gate, record, true, answer).await;
-        }
-    }
-    if !rule.allows(&staff.roles) {
-        record.outcome = "forbidden".into();
-        let answer = if page { crate::console::not_allowed(&gate.agency) } else { refusal(StatusCode::FORBIDDEN, "forbidden", "none of your roles may do this") };
-        return finish(&gate, record, true, answer).await;
-    }
-    request.extensions_mut().insert(crate::console::Csrf(csrf.unwrap_or_default()));
-    request.extensions_mut().insert(staff);
-    let response = next.run(request).await;
-    let status = response.status();
-    record.outcome = match status {
-        s if s.is_success() => "allowed",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::GONE => "gone",
-        s if s.is_server_error() => "failed",
-        s if s == StatusCode::FORBIDDEN => "refused",
-        _ => "invalid",
-    }
-    .into();
-    // Reads of content are recorded whatever came of them; anything else when it was refused
-    // (by the ISP, say) or failed.
-    let refused = matches!(status, StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS) || status.is_server_error();
-    match rule.record {
-        _ if refused => finish(&gate, record, true, response).await,
-        // Asking for an item that is not there shows nothing: the service's log keeps it.
-        Record::Everywhere if status == StatusCode::NOT_FOUND => finish(&gate, record, false, response).await,
-        Record::Everywhere => finish(&gate, record, true, response).await,
-        Record::Locally => finish(&gate, record, false, response).await,
-        Record::Refusals => response,
-    }
-}
-
 /// Records a refusal: one of a known staff member in the ledger too; one of a caller with no
 /// login in the service's own log only, and only [`ANONYMOUS_PER_MINUTE`] of them a minute.
-async fn refused(gate: &Gate, record: isp::access::Access, response: Response) -> Response {
+pub(crate) async fn refused(gate: &Gate, record: isp::access::Access, response: Response) -> Response {
     if !record.staff_id.is_empty() {
         finish(gate, record, true, response).await
     } else if gate.anonymous_record() {
@@ -519,7 +347,7 @@ async fn refused(gate: &Gate, record: isp::access::Access, response: Response) -
 
 /// Records an access (in the ledger too when `ledger`), then answers; content whose
 /// reading cannot be recorded is withheld.
-async fn finish(gate: &Gate, record: isp::access::Access, ledger: bool, response: Response) -> Response {
+pub(crate) async fn finish(gate: &Gate, record: isp::access::Access, ledger: bool, response: Response) -> Response {
     match gate.access.record(record, ledger).await {
         Ok(()) => response,
         Err(e) => {

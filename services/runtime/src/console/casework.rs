@@ -14,11 +14,12 @@ use serde_json::Value;
 
 use super::{Nav, PageError, Viewer, error_summary, form::Fields, html, see_other, summary, tag, when};
 use crate::{
-    Ctx,
-    api::SubjectIdentity,
     assessments::{self, DashInput},
     auth::{Allow, CASEWORK, Rule, content, rule},
-    chronology, deadlines,
+    chronology,
+    ctx::Ctx,
+    deadlines,
+    query::SubjectIdentity,
 };
 
 type Posted = Form<Vec<(String, String)>>;
@@ -62,7 +63,7 @@ pub fn deadline_label(code: &str) -> &str {
         deadlines::IDVA_CONTACT => "First contact attempt with the survivor",
         deadlines::REFER_IDVA => "Refer to the IDVA service (high DASH result)",
         deadlines::REFER_MARAC => "Refer to MARAC (high DASH result)",
-        chronology::FLAG_REVIEW => "Review the flag",
+        crate::flags::FLAG_REVIEW => "Review the flag",
         "concern_triage" => "Triage the early detector's concern",
         "perpetrator_disengaged" => "Review the safety plan: the perpetrator disengaged",
         "marac_research_reply" => "Reply to MARAC's research request",
@@ -199,7 +200,7 @@ fn referral_form(ctx: &Ctx, viewer: &Viewer, kind: &str, id: &str, values: &Fiel
     let recipients: Vec<_> = isp.directory.with_role(role).filter(|a| a.is_active()).collect();
     let body = if kind == "marac.referral" { "maracReferral" } else { "idvaReferral" };
     html! {
-        h2 { (super::pages::kind_label(kind)) }
+        h2 { (super::form::kind_label(kind)) }
         form method="post" action="/console/compose/form" {
             (viewer.csrf_field())
             input type="hidden" name="kind" value=(kind);
@@ -216,7 +217,7 @@ fn referral_form(ctx: &Ctx, viewer: &Viewer, kind: &str, id: &str, values: &Fiel
                 label for=(format!("to-{body}")) { "Recipient" }
                 select id=(format!("to-{body}")) name="to" { @for agency in &recipients { option value=(agency.id) { (agency.name) } } }
             }
-            button type="submit" { "Continue to the " (super::pages::kind_label(kind)) }
+            button type="submit" { "Continue to the " (super::form::kind_label(kind)) }
         }
     }
 }
@@ -280,8 +281,8 @@ fn event_label(ctx: &Ctx, e: &Value) -> String {
     let agency = |id: &str| ctx.isp().directory.get(id).map(|a| a.name.clone()).unwrap_or_else(|| id.to_owned());
     match s("event").as_str() {
         "assessment" => format!("DASH risk assessment: {} risk", s("code")),
-        "disclosure_sent" => format!("{} sent to {}", super::pages::kind_label(&s("code")), agency(&s("counterpart"))),
-        "disclosure_received" => format!("{} received from {}", super::pages::kind_label(&s("code")), agency(&s("counterpart"))),
+        "disclosure_sent" => format!("{} sent to {}", super::form::kind_label(&s("code")), agency(&s("counterpart"))),
+        "disclosure_received" => format!("{} received from {}", super::form::kind_label(&s("code")), agency(&s("counterpart"))),
         "acknowledged" => format!("Referral from {} {}", agency(&s("counterpart")), s("code")),
         "deadline_missed" => format!("Deadline missed: {}", deadline_label(&s("code"))),
         "flag" => format!("Flag raised: {}", s("code").replace('-', " ")),
@@ -301,7 +302,7 @@ async fn person_page(ctx: &Ctx, viewer: &Viewer, subject_ref: &str, values: &Fie
     }
     let loaded = async {
         let chronology = chronology::of_subject(ctx, subject_ref).await?;
-        let flags = chronology::flags(ctx, "subject_ref", subject_ref).await?;
+        let flags = crate::flags::flags(ctx, "subject_ref", subject_ref).await?;
         let deadlines: Vec<Value> = deadlines::of_subject(ctx, "open", subject_ref).await?;
         let assessed = assessments::newest(ctx, Some(subject_ref), 20).await?;
         Ok::<_, crate::error::ApiError>((chronology, flags, deadlines, assessed))
@@ -379,7 +380,7 @@ async fn person_page(ctx: &Ctx, viewer: &Viewer, subject_ref: &str, values: &Fie
             (viewer.csrf_field())
             div.field {
                 label for="code" { "Flag" }
-                select #code name="code" { @for (code, meaning) in chronology::FLAG_CODES { option value=(code) selected[values.get("code") == *code] { (meaning) } } }
+                select #code name="code" { @for (code, meaning) in crate::flags::FLAG_CODES { option value=(code) selected[values.get("code") == *code] { (meaning) } } }
             }
             div.field {
                 label for="review_on" { "Review by (YYYY-MM-DD)" }
@@ -415,14 +416,14 @@ async fn add_note(State(ctx): State<Ctx>, viewer: Viewer, Path(subject_ref): Pat
 
 async fn raise_flag(State(ctx): State<Ctx>, viewer: Viewer, Path(subject_ref): Path<String>, Form(fields): Posted) -> Response {
     let values = Fields(fields);
-    let input = chronology::FlagInput {
+    let input = crate::flags::FlagInput {
         subject_ref: Some(subject_ref.clone()),
         property_ref: None,
         code: values.get("code").to_owned(),
         review_on: values.get("review_on").trim().to_owned(),
         note: values.get("note").trim().to_owned(),
     };
-    match chronology::raise_flag(&ctx, &viewer.staff, &input).await {
+    match crate::flags::raise_flag(&ctx, &viewer.staff, &input).await {
         Ok(_) => see_other(&format!("/console/people/{subject_ref}")),
         Err(e) => person_page(&ctx, &viewer, &subject_ref, &values, &[("review_on".into(), PageError::from(e).detail)]).await,
     }
@@ -430,7 +431,7 @@ async fn raise_flag(State(ctx): State<Ctx>, viewer: Viewer, Path(subject_ref): P
 
 async fn clear_flag(State(ctx): State<Ctx>, viewer: Viewer, Path(id): Path<String>, Form(fields): Posted) -> Response {
     let values = Fields(fields);
-    match chronology::clear_flag(&ctx, &viewer.staff, &id).await {
+    match crate::flags::clear_flag(&ctx, &viewer.staff, &id).await {
         Ok(()) if isp::clear::is_subject_ref(values.get("subject_ref")) => see_other(&format!("/console/people/{}", values.get("subject_ref"))),
         Ok(()) => see_other("/console/people"),
         Err(e) => PageError::from(e).page(&viewer),

@@ -267,6 +267,12 @@ fn show_plain(value: &Value) -> Markup {
     }
 }
 
+/// A kind's name for people: `housing.idva_referral` → "Housing IDVA referral",
+/// `perpetrator.referral` → "Perpetrator referral".
+pub fn kind_label(name: &str) -> String {
+    humanise(&name.replace('.', "_")).replace("Idva", "IDVA").replace("Marac", "MARAC").replace("idva", "IDVA").replace("marac", "MARAC")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,9 +19,9 @@ use sqlx::Row as _;
 
 use super::{Nav, PageError, Step, Viewer, categories, error_summary, form, html, see_other, summary, tag, timeline, when};
 use crate::{
-    Ctx,
     api::{self, ApiError},
     auth::{Allow, CASEWORK, Role, Rule, content, logged, rule},
+    ctx::Ctx,
     status::{Arrival, Disclosure},
 };
 
@@ -87,12 +87,6 @@ type Posted = Form<Vec<(String, String)>>;
 /// An agency's name as the directory gives it, else its id.
 fn agency_name(ctx: &Ctx, id: &str) -> String {
     ctx.isp().directory.get(id).map(|a| format!("{} ({})", a.name, a.role.as_str())).unwrap_or_else(|| id.to_owned())
-}
-
-/// A kind's name for people: `housing.idva_referral` → "Housing IDVA referral",
-/// `perpetrator.referral` → "Perpetrator referral".
-pub fn kind_label(name: &str) -> String {
-    form::humanise(&name.replace('.', "_")).replace("Idva", "IDVA").replace("Marac", "MARAC").replace("idva", "IDVA").replace("marac", "MARAC")
 }
 
 #[derive(Deserialize, Default)]
@@ -189,7 +183,7 @@ async fn dashboard_body(ctx: &Ctx, viewer: &Viewer) -> Result<super::Markup, Pag
                             tr {
                                 td { a href=(format!("/console/sent/{id}")) { (when(r.try_get("created_at_ms").unwrap_or_default())) } }
                                 td { (agency_name(ctx, &r.try_get::<String, _>("recipient").unwrap_or_default())) }
-                                td { (kind_label(&r.try_get::<String, _>("kind").unwrap_or_default())) }
+                                td { (form::kind_label(&r.try_get::<String, _>("kind").unwrap_or_default())) }
                                 td { (tag(&r.try_get::<String, _>("status").unwrap_or_default())) }
                             }
                         }
@@ -257,7 +251,7 @@ async fn inbox(State(ctx): State<Ctx>, viewer: Viewer, Query(n): Query<Notice>) 
                         tr {
                             td { a href=(format!("/console/inbox/{id}")) { (when(v["received_at_ms"].as_i64().unwrap_or_default())) } }
                             td { (agency_name(&ctx, v["sender"].as_str().unwrap_or_default())) }
-                            td { (kind_label(k)) }
+                            td { (form::kind_label(k)) }
                             td.mono { (v["case_ref"].as_str().unwrap_or_default()) }
                             td { @let risk = v["risk"].as_str().unwrap_or_default(); @if !risk.is_empty() && risk != "unspecified" { (tag(risk)) } }
                             td {
@@ -287,7 +281,7 @@ async fn inbox_item(State(ctx): State<Ctx>, viewer: Viewer, Path(id): Path<Strin
     let status = row["status"].as_str().unwrap_or_default().to_owned();
     let answerable = crate::inbox::acknowledgeable(k) && !matches!(Arrival::parse(&status), Some(Arrival::Closed | Arrival::Revoked));
     let body = html! {
-        span.caption { (kind_label(k)) " from " (agency_name(&ctx, &h.sender)) }
+        span.caption { (form::kind_label(k)) " from " (agency_name(&ctx, &h.sender)) }
         (summary(&[
             ("Status", tag(&status)),
             ("Received", when(row["received_at_ms"].as_i64().unwrap_or_default())),
@@ -380,7 +374,7 @@ async fn sent(State(ctx): State<Ctx>, viewer: Viewer, Query(n): Query<Notice>) -
                         tr {
                             td { a href=(format!("/console/sent/{id}")) { (when(r.try_get("created_at_ms").unwrap_or_default())) } }
                             td { (agency_name(&ctx, &r.try_get::<String, _>("recipient").unwrap_or_default())) }
-                            td { (kind_label(&r.try_get::<String, _>("kind").unwrap_or_default())) }
+                            td { (form::kind_label(&r.try_get::<String, _>("kind").unwrap_or_default())) }
                             td.mono { (r.try_get::<String, _>("case_ref").unwrap_or_default()) }
                             td { (r.try_get::<Option<String>, _>("sent_by").ok().flatten().unwrap_or_default()) }
                             td { (tag(&r.try_get::<String, _>("status").unwrap_or_default())) }
@@ -463,7 +457,7 @@ async fn sent_item(State(ctx): State<Ctx>, viewer: Viewer, Path(id): Path<String
     let revocable = viewer.shell.may(&viewer.staff, "POST", "/console/sent/{id}/revoke") && Disclosure::parse(status).is_some_and(|s| !s.is_revoked() && !s.never_sent());
     let body = html! {
         (notice(&n.done))
-        span.caption { (kind_label(sent["kind"].as_str().unwrap_or_default())) " to " (agency_name(&ctx, sent["recipient"].as_str().unwrap_or_default())) }
+        span.caption { (form::kind_label(sent["kind"].as_str().unwrap_or_default())) " to " (agency_name(&ctx, sent["recipient"].as_str().unwrap_or_default())) }
         (summary(&[
             ("Status", tag(status)),
             ("Case reference", html! { span.mono { (sent["case_ref"].as_str().unwrap_or_default()) } }),
@@ -533,7 +527,7 @@ async fn compose(State(ctx): State<Ctx>, viewer: Viewer) -> Response {
             div.field {
                 label for="kind" { "Kind of referral" }
                 select #kind name="kind" {
-                    @for k in &kinds { option value=(kind::name(*k)) { (kind_label(kind::name(*k))) } }
+                    @for k in &kinds { option value=(kind::name(*k)) { (form::kind_label(kind::name(*k))) } }
                 }
             }
             button type="submit" { "Continue" }
@@ -562,7 +556,7 @@ fn compose_page(ctx: &Ctx, viewer: &Viewer, values: &form::Fields, problems: &[(
     let v = |name: &str| values.get(name).to_owned();
     let page = html! {
         (error_summary(problems))
-        span.caption { (kind_label(kind::name(k))) " to " (agency_name(ctx, &to)) }
+        span.caption { (form::kind_label(kind::name(k))) " to " (agency_name(ctx, &to)) }
         @if rules.is_empty() {
             div.warning { span.icon aria-hidden="true" { "!" } span { "No rule of the protocol lets your agency send this kind to this recipient: the preview will say so, and a send would be refused." } }
         }
@@ -745,7 +739,7 @@ async fn compose_preview(State(ctx): State<Ctx>, viewer: Viewer, Form(fields): P
     };
     let recording = values.get("consent") == "record" || values.get("consent").is_empty();
     let body = html! {
-        span.caption { (kind_label(values.get("kind"))) " to " (agency_name(&ctx, values.get("to"))) }
+        span.caption { (form::kind_label(values.get("kind"))) " to " (agency_name(&ctx, values.get("to"))) }
         @match &preview.decision {
             Ok(d) => {
                 div.allowed {
