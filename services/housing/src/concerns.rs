@@ -55,6 +55,14 @@ codes!(
     }
 );
 
+codes!(
+    /// Where a concern stands (`concerns.status`).
+    ConcernStatus {
+        Open = "open": "Open: to triage",
+        Triaged = "triaged": "Triaged",
+    }
+);
+
 /// `POST /concerns`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,7 +137,7 @@ pub async fn raise(ctx: &Ctx, staff: &Staff, input: &ConcernInput) -> Result<Val
     let due = now + isp::policy::Deadlines::ms(ctx.isp().policy.deadlines.concern_triage_hours);
     let mut tx = ctx.pool.begin().await?;
     sqlx::query(
-        "INSERT INTO concerns (id, property_ref, address, indicators, note, raised_by, raised_at_ms, status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'open')",
+        "INSERT INTO concerns (id, property_ref, address, indicators, note, raised_by, raised_at_ms, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&id)
     .bind(&input.property_ref)
@@ -138,12 +146,13 @@ pub async fn raise(ctx: &Ctx, staff: &Staff, input: &ConcernInput) -> Result<Val
     .bind(common::seal(ctx, &input.note)?)
     .bind(&staff.id)
     .bind(now)
+    .bind(ConcernStatus::Open.code())
     .execute(&mut *tx)
     .await?;
     deadlines::set(&mut tx, &deadlines::Deadline { code: CONCERN_TRIAGE.into(), target: id.clone(), due_at_ms: due, ..Default::default() }).await?;
     tx.commit().await?;
     tracing::info!(concern = %id, "an early detector's concern was raised");
-    Ok(json!({"id": id, "status": "open", "triage_due_at_ms": due}))
+    Ok(json!({"id": id, "status": ConcernStatus::Open.code(), "triage_due_at_ms": due}))
 }
 
 /// Records triage of an open concern and meets its deadline.
@@ -163,9 +172,10 @@ pub async fn triage(ctx: &Ctx, staff: &Staff, id: &str, input: &TriageInput) -> 
     let now = common::now(ctx);
     let mut tx = ctx.pool.begin().await?;
     let done = sqlx::query(
-        "UPDATE concerns SET status = 'triaged', decision = $1, triage_note = $2, subject_ref = $3, case_ref = $4, triaged_by = $5, triaged_at_ms = $6 \
-         WHERE id = $7 AND status = 'open'",
+        "UPDATE concerns SET status = $1, decision = $2, triage_note = $3, subject_ref = $4, case_ref = $5, triaged_by = $6, triaged_at_ms = $7 \
+         WHERE id = $8 AND status = $9",
     )
+    .bind(ConcernStatus::Triaged.code())
     .bind(decision.code())
     .bind(common::seal(ctx, &input.note)?)
     .bind(&subject_ref)
@@ -173,12 +183,13 @@ pub async fn triage(ctx: &Ctx, staff: &Staff, id: &str, input: &TriageInput) -> 
     .bind(&staff.id)
     .bind(now)
     .bind(id)
+    .bind(ConcernStatus::Open.code())
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {
         return Err(ApiError::conflict(format!("this concern is {} already", current.try_get::<String, _>("status")?)));
     }
-    deadlines::meet(&mut tx, CONCERN_TRIAGE, id, "met", now).await?;
+    deadlines::meet(&mut tx, CONCERN_TRIAGE, id, runtime::deadlines::Resolution::Met, now).await?;
     if !subject_ref.is_empty() {
         let entry = chronology::Entry {
             subject_ref: subject_ref.clone(),
@@ -193,7 +204,7 @@ pub async fn triage(ctx: &Ctx, staff: &Staff, id: &str, input: &TriageInput) -> 
         chronology::add(&mut tx, &entry).await?;
     }
     tx.commit().await?;
-    Ok(json!({"id": id, "status": "triaged", "decision": decision.code()}))
+    Ok(json!({"id": id, "status": ConcernStatus::Triaged.code(), "decision": decision.code()}))
 }
 
 const COLUMNS: &str = "id, property_ref, address, indicators, note, raised_by, raised_at_ms, status, decision, triage_note, subject_ref, case_ref, triaged_by, triaged_at_ms";
@@ -208,13 +219,16 @@ fn concern_json(ctx: &Ctx, r: &sqlx::any::AnyRow) -> Result<Value, ApiError> {
 
 /// The concerns of a state (`open`, the queue, oldest first; `triaged`, newest first; `all`).
 pub async fn concerns(ctx: &Ctx, state: &str) -> Result<Vec<Value>, ApiError> {
-    let (filter, order) = match state {
-        "open" => ("status = 'open'", "raised_at_ms, id"),
-        "triaged" => ("status = 'triaged'", "triaged_at_ms DESC, id DESC"),
-        "all" => ("1 = 1", "raised_at_ms DESC, id DESC"),
+    let (status, order) = match state {
+        "open" => (Some(ConcernStatus::Open), "raised_at_ms, id"),
+        "triaged" => (Some(ConcernStatus::Triaged), "triaged_at_ms DESC, id DESC"),
+        "all" => (None, "raised_at_ms DESC, id DESC"),
         _ => return Err(ApiError::bad_request("state is open, triaged or all")),
     };
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM concerns WHERE {filter} ORDER BY {order} LIMIT 500")).fetch_all(&ctx.pool).await?;
+    let rows = match status {
+        Some(s) => sqlx::query(&format!("SELECT {COLUMNS} FROM concerns WHERE status = $1 ORDER BY {order} LIMIT 500")).bind(s.code()).fetch_all(&ctx.pool).await?,
+        None => sqlx::query(&format!("SELECT {COLUMNS} FROM concerns ORDER BY {order} LIMIT 500")).fetch_all(&ctx.pool).await?,
+    };
     let due = due_times(ctx).await?;
     rows.iter()
         .map(|r| {
@@ -227,8 +241,7 @@ pub async fn concerns(ctx: &Ctx, state: &str) -> Result<Vec<Value>, ApiError> {
 
 /// When each open concern's triage is due (from the deadlines it set).
 async fn due_times(ctx: &Ctx) -> Result<std::collections::HashMap<String, i64>, ApiError> {
-    let rows = sqlx::query("SELECT target, due_at_ms FROM deadlines WHERE code = $1 AND met_at_ms IS NULL").bind(CONCERN_TRIAGE).fetch_all(&ctx.pool).await?;
-    rows.iter().map(|r| Ok((r.try_get("target")?, r.try_get("due_at_ms")?))).collect()
+    Ok(runtime::deadlines::unmet_of_code(&ctx.pool, CONCERN_TRIAGE).await?.into_iter().collect())
 }
 
 pub async fn concern(ctx: &Ctx, id: &str) -> Result<Value, ApiError> {

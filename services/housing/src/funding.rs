@@ -203,13 +203,14 @@ pub async fn decide(ctx: &Ctx, staff: &Staff, id: &str, input: &DecisionInput) -
     let now = common::now(ctx);
     let mut tx = ctx.pool.begin().await?;
     let done = sqlx::query(
-        "UPDATE funding_requests SET status = $1, decided_by = $2, decided_at_ms = $3, decision_reason = $4 WHERE id = $5 AND status = 'requested' AND requested_by <> $2",
+        "UPDATE funding_requests SET status = $1, decided_by = $2, decided_at_ms = $3, decision_reason = $4 WHERE id = $5 AND status = $6 AND requested_by <> $2",
     )
     .bind(decision.code())
     .bind(&staff.id)
     .bind(now)
     .bind(common::seal(ctx, &input.reason)?)
     .bind(id)
+    .bind(Status::Requested.code())
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {
@@ -227,9 +228,10 @@ pub async fn spend(ctx: &Ctx, staff: &Staff, id: &str, input: &SpendInput) -> Re
     let pence = amount("amount_pence", input.amount_pence)?;
     let now = common::now(ctx);
     let mut tx = ctx.pool.begin().await?;
-    let done = sqlx::query("UPDATE funding_requests SET spent_pence = spent_pence + $1 WHERE id = $2 AND status = 'approved' AND spent_pence + $1 <= amount_pence")
+    let done = sqlx::query("UPDATE funding_requests SET spent_pence = spent_pence + $1 WHERE id = $2 AND status = $3 AND spent_pence + $1 <= amount_pence")
         .bind(pence)
         .bind(id)
+        .bind(Status::Approved.code())
         .execute(&mut *tx)
         .await?;
     if done.rows_affected() == 0 {

@@ -22,7 +22,6 @@ use runtime::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::Row as _;
 
 use crate::{common, common::codes, uaf::BySubject};
 
@@ -104,19 +103,13 @@ pub async fn choose(ctx: &Ctx, staff: &Staff, input: &RouteInput) -> Result<Valu
     Ok(json!({"id": id, "subject_ref": subject_ref, "route": route.code()}))
 }
 
-/// A disclosure the protocol refused (a near miss) or that was stopped before publishing
-/// (its consent withdrawn) never reached anyone: it is no referral.
-const NOT_SENT: [&str; 2] = ["denied", "stopped"];
-
 /// Checks `envelope_id` is a refuge referral this service sent about `subject_ref`.
 async fn refuge_referral_of(ctx: &Ctx, envelope_id: &str, subject_ref: &str) -> Result<(), ApiError> {
     isp::clear::required("envelope_id", envelope_id, isp::clear::is_envelope_id, isp::clear::ENVELOPE_ID).map_err(runtime::api::clear_field)?;
-    let sent = sqlx::query("SELECT kind, subject_ref, status FROM sent WHERE envelope_id = $1").bind(envelope_id).fetch_optional(&ctx.pool).await?;
-    let ours = sent.is_some_and(|r| {
-        r.try_get::<String, _>("kind").is_ok_and(|k| k == isp::kind::name(Kind::RefugeReferral))
-            && r.try_get::<String, _>("subject_ref").is_ok_and(|s| s == subject_ref)
-            && r.try_get::<String, _>("status").is_ok_and(|s| !NOT_SENT.contains(&s.as_str()))
-    });
+    // One the protocol refused (a near miss), or stopped or set aside before publishing,
+    // never reached anyone: it is no referral.
+    let sent = runtime::sent::get(&ctx.pool, envelope_id).await?;
+    let ours = sent.is_some_and(|s| s.kind == isp::kind::name(Kind::RefugeReferral) && s.subject_ref == subject_ref && !s.status.never_sent());
     if ours { Ok(()) } else { Err(ApiError::bad_request("envelope_id: no refuge referral about this survivor was sent with that id")) }
 }
 
@@ -141,17 +134,13 @@ pub async fn routes_of(ctx: &Ctx, subject_ref: &str) -> Result<Vec<Value>, ApiEr
 /// The refuge referrals sent about a person (not refused, not stopped), newest first, with
 /// where each has got to.
 pub async fn refuge_referrals(ctx: &Ctx, subject_ref: &str) -> Result<Vec<Value>, ApiError> {
-    let rows = sqlx::query(
-        "SELECT envelope_id, recipient, case_ref, status, created_at_ms, updated_at_ms FROM sent WHERE subject_ref = $1 AND kind = $2 AND status NOT IN ($3, $4) \
-         ORDER BY created_at_ms DESC LIMIT 200",
-    )
-    .bind(subject_ref)
-    .bind(isp::kind::name(Kind::RefugeReferral))
-    .bind(NOT_SENT[0])
-    .bind(NOT_SENT[1])
-    .fetch_all(&ctx.pool)
-    .await?;
-    Ok(rows.iter().map(|r| row_json(r, &["envelope_id", "recipient", "case_ref", "status"], &["created_at_ms", "updated_at_ms"], &[])).collect())
+    let sent = runtime::sent::about(&ctx.pool, Kind::RefugeReferral, subject_ref).await?;
+    Ok(sent
+        .iter()
+        .map(|s| {
+            json!({"envelope_id": s.envelope_id, "recipient": s.recipient, "case_ref": s.case_ref, "status": s.status.code(), "created_at_ms": s.created_at_ms, "updated_at_ms": s.updated_at_ms})
+        })
+        .collect())
 }
 
 pub async fn post_route(State(ctx): State<Ctx>, staff: Staff, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {

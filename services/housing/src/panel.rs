@@ -125,9 +125,10 @@ pub async fn meetings(ctx: &Ctx) -> Result<Vec<Value>, ApiError> {
     let rows = sqlx::query(
         "SELECT m.id, m.meets_on, m.attendees, m.created_by, m.created_at_ms, \
          (SELECT COUNT(*) FROM panel_applications a WHERE a.meeting_id = m.id) AS listed, \
-         (SELECT COUNT(*) FROM panel_applications a WHERE a.meeting_id = m.id AND a.decision <> 'pending') AS decided \
+         (SELECT COUNT(*) FROM panel_applications a WHERE a.meeting_id = m.id AND a.decision <> $1) AS decided \
          FROM panel_meetings m ORDER BY m.meets_on DESC LIMIT 200",
     )
+    .bind(Decision::Pending.code())
     .fetch_all(&ctx.pool)
     .await?;
     Ok(rows.iter().map(|r| row_json(r, &["id", "meets_on", "created_by"], &["created_at_ms", "listed", "decided"], &["attendees"])).collect())
@@ -227,13 +228,14 @@ pub async fn decide(ctx: &Ctx, staff: &Staff, id: &str, input: &DecisionInput) -
         return Err(ApiError::conflict(format!("the panel meets on {meets_on}: its decisions are recorded from that day")));
     }
     let mut tx = ctx.pool.begin().await?;
-    let done = sqlx::query("UPDATE panel_applications SET decision = $1, points = $2, reasons = $3, decided_by = $4, decided_at_ms = $5 WHERE id = $6 AND decision = 'pending'")
+    let done = sqlx::query("UPDATE panel_applications SET decision = $1, points = $2, reasons = $3, decided_by = $4, decided_at_ms = $5 WHERE id = $6 AND decision = $7")
         .bind(decision.code())
         .bind(input.points)
         .bind(common::seal(ctx, &input.reasons)?)
         .bind(&staff.id)
         .bind(now)
         .bind(id)
+        .bind(Decision::Pending.code())
         .execute(&mut *tx)
         .await?;
     if done.rows_affected() == 0 {

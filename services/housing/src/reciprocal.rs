@@ -55,6 +55,17 @@ codes!(
     }
 );
 
+codes!(
+    /// Where a property request circulated to this landlord stands (`property_requests.status`).
+    RequestStatus {
+        Open = "open": "Open",
+        OfferAccepted = "offer_accepted": "Our offer accepted",
+        OfferRefused = "offer_refused": "Our offer refused",
+        Filled = "filled": "Filled",
+        Closed = "closed": "Closed",
+    }
+);
+
 impl Stage {
     pub fn of(stage: ReciprocalStage) -> Option<Stage> {
         use ReciprocalStage as P;
@@ -188,13 +199,14 @@ pub async fn status_received(ctx: &Ctx, tx: &mut Tx, h: &Header, s: &ReciprocalS
     }
     // A request circulated to this landlord that is filled or ended.
     if matches!(stage, Stage::Accepted) || !stage.is_open() {
-        let status = if stage == Stage::Accepted { "filled" } else { "closed" };
-        sqlx::query("UPDATE property_requests SET status = $1, reason = $2, updated_at_ms = $3 WHERE application_ref = $4 AND coordinator = $5 AND status <> 'offer_accepted'")
-            .bind(status)
+        let status = if stage == Stage::Accepted { RequestStatus::Filled } else { RequestStatus::Closed };
+        sqlx::query("UPDATE property_requests SET status = $1, reason = $2, updated_at_ms = $3 WHERE application_ref = $4 AND coordinator = $5 AND status <> $6")
+            .bind(status.code())
             .bind(stage.code())
             .bind(at)
             .bind(&s.application_ref)
             .bind(&h.sender)
+            .bind(RequestStatus::OfferAccepted.code())
             .execute(&mut **tx)
             .await?;
     }
@@ -212,13 +224,14 @@ pub async fn property_request_received(ctx: &Ctx, tx: &mut Tx, h: &Header, p: &R
     let at = now(ctx);
     sqlx::query(
         "INSERT INTO property_requests (application_ref, envelope_id, coordinator, areas, bedrooms_needed, status, received_at_ms, updated_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, 'open', $6, $6) ON CONFLICT DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
     )
     .bind(&p.application_ref)
     .bind(&h.envelope_id)
     .bind(&h.sender)
     .bind(ctx.seal_at_rest(&p.areas.join(","))?)
     .bind(i64::from(household.bedrooms_needed))
+    .bind(RequestStatus::Open.code())
     .bind(at)
     .execute(&mut **tx)
     .await?;
@@ -229,7 +242,7 @@ pub async fn property_request_received(ctx: &Ctx, tx: &mut Tx, h: &Header, p: &R
 /// says why).
 pub async fn offer_response_received(ctx: &Ctx, tx: &mut Tx, h: &Header, r: &ReciprocalOfferResponse) -> anyhow::Result<()> {
     sqlx::query("UPDATE property_requests SET status = $1, reason = $2, updated_at_ms = $3 WHERE application_ref = $4 AND coordinator = $5")
-        .bind(if r.accepted { "offer_accepted" } else { "offer_refused" })
+        .bind(if r.accepted { RequestStatus::OfferAccepted } else { RequestStatus::OfferRefused }.code())
         .bind(token(&r.reason))
         .bind(now(ctx))
         .bind(&r.application_ref)
@@ -471,11 +484,8 @@ pub async fn approve(ctx: &Ctx, staff: &Staff, reference: &str, input: &Approval
         return Err(conflict(format!("the application is {}: it does not wait for the named lead", l.stage.label().to_lowercase())));
     }
     let request = app.request_envelope_id();
-    if !request.is_empty() {
-        let sent_by: Option<(Option<String>,)> = sqlx::query_as("SELECT sent_by FROM sent WHERE envelope_id = $1").bind(request).fetch_optional(&ctx.pool).await?;
-        if sent_by.and_then(|(s,)| s).as_deref() == Some(staff.id.as_str()) {
-            return Err(conflict("the named lead approves a request someone else made: you made this one"));
-        }
+    if !request.is_empty() && runtime::sent::get(&ctx.pool, request).await?.is_some_and(|s| s.sent_by == staff.id) {
+        return Err(conflict("the named lead approves a request someone else made: you made this one"));
     }
     let body = ReciprocalApproval { application_ref: l.application_ref.clone(), approved: decision == Approval::Approved, named_lead: staff.id.clone(), reason: reason.to_owned() };
     send(ctx, staff, &app, Kind::ReciprocalApproval, decision.code(), Body::ReciprocalApproval(body)).await

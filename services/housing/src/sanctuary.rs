@@ -228,7 +228,7 @@ pub async fn survey(ctx: &Ctx, staff: &Staff, id: &str, input: &SurveyInput) -> 
     let mut tx = ctx.pool.begin().await?;
     let done = sqlx::query(
         "UPDATE sanctuary_schemes SET status = $1, measures = $2, perpetrator_at_address = $3, rights_checked = $4, note = CASE WHEN $5 = '' THEN note ELSE $5 END, \
-         updated_by = $6, updated_at_ms = $7 WHERE id = $8 AND status IN ('requested', 'surveyed')",
+         updated_by = $6, updated_at_ms = $7 WHERE id = $8 AND status IN ($9, $10)",
     )
     .bind(Status::Surveyed.code())
     .bind(measures.iter().map(|m| m.code()).collect::<Vec<_>>().join(","))
@@ -238,6 +238,8 @@ pub async fn survey(ctx: &Ctx, staff: &Staff, id: &str, input: &SurveyInput) -> 
     .bind(&staff.id)
     .bind(now)
     .bind(id)
+    .bind(Status::Requested.code())
+    .bind(Status::Surveyed.code())
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {
@@ -322,13 +324,14 @@ async fn record_installed(ctx: &Ctx, staff: &Staff, s: &Scheme, id: &str, flag_i
     let mut tx = ctx.pool.begin().await?;
     let done = sqlx::query(
         "UPDATE sanctuary_schemes SET status = $1, flag_id = $2, updated_by = $3, updated_at_ms = $4 \
-         WHERE id = $5 AND status = 'surveyed' AND perpetrator_at_address = 0 AND rights_checked = 1",
+         WHERE id = $5 AND status = $6 AND perpetrator_at_address = 0 AND rights_checked = 1",
     )
     .bind(Status::Installed.code())
     .bind(flag_id)
     .bind(&staff.id)
     .bind(now)
     .bind(id)
+    .bind(Status::Surveyed.code())
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {
@@ -348,13 +351,15 @@ pub async fn refuse(ctx: &Ctx, staff: &Staff, id: &str, input: &RefuseInput) -> 
     let now = common::now(ctx);
     let mut tx = ctx.pool.begin().await?;
     let done = sqlx::query(
-        "UPDATE sanctuary_schemes SET status = $1, refused_reason = $2, updated_by = $3, updated_at_ms = $4 WHERE id = $5 AND status IN ('requested', 'surveyed')",
+        "UPDATE sanctuary_schemes SET status = $1, refused_reason = $2, updated_by = $3, updated_at_ms = $4 WHERE id = $5 AND status IN ($6, $7)",
     )
     .bind(Status::Refused.code())
     .bind(common::seal(ctx, &input.reason)?)
     .bind(&staff.id)
     .bind(now)
     .bind(id)
+    .bind(Status::Requested.code())
+    .bind(Status::Surveyed.code())
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {

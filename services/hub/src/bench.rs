@@ -744,7 +744,7 @@ async fn read_published(url: &str) -> anyhow::Result<Vec<(String, i64)>> {
 async fn count_ledger(url: &str) -> anyhow::Result<i64> {
     use sqlx::Connection as _;
     let mut conn = sqlx::AnyConnection::connect(url).await?;
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ledger WHERE entry_type = 'disclosure'").fetch_one(&mut conn).await?;
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ledger WHERE entry_type = $1").bind(audit::ledger::EntryType::Disclosure.as_str()).fetch_one(&mut conn).await?;
     conn.close().await?;
     Ok(n)
 }

@@ -190,7 +190,7 @@ fn text(v: &Value, field: &str) -> String {
 async fn ledger_referrals(database_url: &str) -> anyhow::Result<usize> {
     use sqlx::Connection as _;
     let mut conn = sqlx::AnyConnection::connect(database_url).await?;
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ledger WHERE entry_type = 'disclosure' AND kind = $1").bind(REFERRAL).fetch_one(&mut conn).await?;
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ledger WHERE entry_type = $1 AND kind = $2").bind(audit::ledger::EntryType::Disclosure.as_str()).bind(REFERRAL).fetch_one(&mut conn).await?;
     conn.close().await?;
     Ok(n as usize)
 }

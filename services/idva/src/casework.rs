@@ -283,7 +283,7 @@ pub async fn attempt(ctx: &Ctx, staff: &Staff, id: &str, input: &AttemptInput) -
     // The chronology says what came of it; the note stays with the attempt.
     let moved = apply(ctx, &mut tx, &case, Taken { step: Step::ContactAttempt, change: Change::Attempted, code: reach.code(), note: "" }, staff, now).await?;
     store::add_attempt(&mut tx, &attempt).await?;
-    deadlines::meet(&mut tx, deadlines::IDVA_CONTACT, &case.id, "met", now).await?;
+    deadlines::meet(&mut tx, deadlines::IDVA_CONTACT, &case.id, runtime::deadlines::Resolution::Met, now).await?;
     tx.commit().await?;
     Ok((attempt.id, moved))
 }
@@ -331,7 +331,7 @@ pub async fn close(ctx: &Ctx, staff: &Staff, id: &str, input: &CloseInput) -> Re
     let mut tx = ctx.pool.begin().await?;
     let case = load(&mut tx, id).await?;
     let case = apply(ctx, &mut tx, &case, Taken { step: Step::Close, change: Change::Closed { outcome, by: &staff.id }, code: outcome.code(), note }, staff, now).await?;
-    deadlines::meet(&mut tx, deadlines::IDVA_CONTACT, &case.id, "cancelled", now).await?;
+    deadlines::meet(&mut tx, deadlines::IDVA_CONTACT, &case.id, runtime::deadlines::Resolution::Cancelled, now).await?;
     tx.commit().await?;
     Ok(case)
 }

@@ -53,9 +53,10 @@ async fn case_of(tx: &mut Tx, subject_ref: &str) -> sqlx::Result<Option<store::C
         return Ok(None);
     }
     let row = sqlx::query(
-        "SELECT envelope_id FROM idva_cases WHERE subject_ref = $1 ORDER BY CASE WHEN status = 'closed' THEN 1 ELSE 0 END, received_at_ms DESC, envelope_id DESC LIMIT 1",
+        "SELECT envelope_id FROM idva_cases WHERE subject_ref = $1 ORDER BY CASE WHEN status = $2 THEN 1 ELSE 0 END, received_at_ms DESC, envelope_id DESC LIMIT 1",
     )
     .bind(subject_ref)
+    .bind(crate::case::Status::Closed.code())
     .fetch_optional(&mut **tx)
     .await?;
     match row {
@@ -130,7 +131,7 @@ pub async fn resolve(tx: &mut Tx, case_id: &str, staff_id: &str, now: i64) -> sq
             .bind(envelope_id)
             .execute(&mut **tx)
             .await?;
-        deadlines::meet(tx, DISENGAGED, envelope_id, "met", now).await?;
+        deadlines::meet(tx, DISENGAGED, envelope_id, runtime::deadlines::Resolution::Met, now).await?;
     }
     Ok(open.len())
 }

@@ -203,10 +203,12 @@ pub async fn page(pool: &sqlx::AnyPool, status: Option<Status>, after: &str, lim
 /// The caseload a page shows: open cases (or those of one status), first contact due
 /// soonest first, then closed ones newest first.
 pub async fn caseload(pool: &sqlx::AnyPool, status: Option<Status>, open_only: bool, limit: i64) -> sqlx::Result<Vec<Case>> {
-    let order = "ORDER BY CASE WHEN status = 'closed' THEN 1 ELSE 0 END, CASE WHEN status = 'closed' THEN -closed_at_ms ELSE contact_due_ms END, envelope_id";
+    // The code is the enum's own (a static identifier), written into the ordering.
+    let closed = Status::Closed.code();
+    let order = format!("ORDER BY CASE WHEN status = '{closed}' THEN 1 ELSE 0 END, CASE WHEN status = '{closed}' THEN -closed_at_ms ELSE contact_due_ms END, envelope_id");
     let rows = match (status, open_only) {
         (Some(s), _) => sqlx::query(&format!("SELECT {COLUMNS} FROM idva_cases WHERE status = $1 {order} LIMIT $2")).bind(s.code()).bind(limit).fetch_all(pool).await?,
-        (None, true) => sqlx::query(&format!("SELECT {COLUMNS} FROM idva_cases WHERE status <> 'closed' {order} LIMIT $1")).bind(limit).fetch_all(pool).await?,
+        (None, true) => sqlx::query(&format!("SELECT {COLUMNS} FROM idva_cases WHERE status <> $1 {order} LIMIT $2")).bind(closed).bind(limit).fetch_all(pool).await?,
         (None, false) => sqlx::query(&format!("SELECT {COLUMNS} FROM idva_cases {order} LIMIT $1")).bind(limit).fetch_all(pool).await?,
     };
     rows.iter().map(Case::from_row).collect()
@@ -262,8 +264,9 @@ pub async fn consent_withdrawn(tx: &mut Tx, id: &str, now: i64) -> sqlx::Result<
 pub async fn consent_to_check(pool: &sqlx::AnyPool, limit: i64) -> sqlx::Result<Vec<(String, String, String, String)>> {
     sqlx::query_as(
         "SELECT envelope_id, subject_ref, consent_id, consent_recorded_by FROM idva_cases \
-         WHERE status <> 'closed' AND consent_id <> '' AND consent_withdrawn_at_ms IS NULL ORDER BY consent_checked_at_ms, envelope_id LIMIT $1",
+         WHERE status <> $1 AND consent_id <> '' AND consent_withdrawn_at_ms IS NULL ORDER BY consent_checked_at_ms, envelope_id LIMIT $2",
     )
+    .bind(Status::Closed.code())
     .bind(limit)
     .fetch_all(pool)
     .await

@@ -99,12 +99,11 @@ pub async fn minutes_sent(ctx: &Ctx, case: &Case) -> Result<Vec<Value>, ApiError
     if case.marac_ref.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query("SELECT envelope_id, recipient, categories, removed, status, created_at_ms FROM sent WHERE kind = $1 AND case_ref = $2 ORDER BY created_at_ms, recipient")
-        .bind(isp::kind::name(isp::Kind::MaracMinutes))
-        .bind(&case.marac_ref)
-        .fetch_all(&ctx.pool)
-        .await?;
-    Ok(rows.iter().map(|r| runtime::api::row_json(r, &["envelope_id", "recipient", "status"], &["created_at_ms"], &["categories", "removed"])).collect())
+    let sent = runtime::sent::on_case(&ctx.pool, isp::Kind::MaracMinutes, &case.marac_ref).await?;
+    Ok(sent
+        .iter()
+        .map(|s| json!({"envelope_id": s.envelope_id, "recipient": s.recipient, "status": s.status.code(), "created_at_ms": s.created_at_ms, "categories": s.categories, "removed": s.removed}))
+        .collect())
 }
 
 /// A body that may be empty (every field optional).

@@ -171,7 +171,7 @@ async fn acknowledge_in(ctx: &Ctx, tx: &mut Tx, case: &Case, (status, reason, ou
     ctx.send_in(tx, &out).await?;
     runtime::status::answer_arrival(tx, &case.id, arrival, &staff.id).await?;
     store::followed(tx, &case.id, name).await?;
-    deadlines::meet(tx, deadlines::ACKNOWLEDGE, &case.id, "met", now).await?;
+    deadlines::meet(tx, deadlines::ACKNOWLEDGE, &case.id, runtime::deadlines::Resolution::Met, now).await?;
     let ack = isp::access::Acknowledgement { envelope_id: &case.id, referrer: &case.referrer, kind: isp::Kind::MaracReferral, status: name, staff_id: &staff.id, at_ms: isp::now_ms() };
     let (event, bytes) = isp::access::acknowledged_event(&isp.keys, &isp.policy.version, &ack);
     runtime::outbox::enqueue(tx, &event.event_id, &runtime::transport::event_subject(ctx.agency(), proto::v1::EventKind::Acknowledged), &bytes).await?;
@@ -270,7 +270,7 @@ pub async fn close(ctx: &Ctx, staff: &Staff, id: &str, input: &CloseInput) -> Re
         deadlines::cancel_all(&mut tx, &r.request_id, now).await?;
     }
     for a in &actions {
-        deadlines::meet(&mut tx, ACTION_DUE, &a.action_id, "cancelled", now).await?;
+        deadlines::meet(&mut tx, ACTION_DUE, &a.action_id, runtime::deadlines::Resolution::Cancelled, now).await?;
     }
     acknowledge_in(ctx, &mut tx, &case, (AckStatus::Closed, "", reason.code()), staff, now).await?;
     follow::reclassify(&mut tx, &case.subject_ref, &case.id, now).await?;

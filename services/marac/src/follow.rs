@@ -152,7 +152,7 @@ pub async fn research_answered(ctx: &Ctx, tx: &mut Tx, h: &Header, response: &Ma
         tracing::info!(envelope_id = %h.envelope_id, sender = %h.sender, "a research response that answers no open request of its sender");
         return Ok(());
     }
-    deadlines::meet(tx, RESEARCH_REPLY, &h.in_reply_to, "met", now).await?;
+    deadlines::meet(tx, RESEARCH_REPLY, &h.in_reply_to, runtime::deadlines::Resolution::Met, now).await?;
     if !h.subject_ref.is_empty() {
         let answered = Entry {
             subject_ref: h.subject_ref.clone(),
@@ -183,7 +183,7 @@ pub async fn action_updated(ctx: &Ctx, tx: &mut Tx, h: &Header, update: &MaracAc
         return Ok(());
     };
     if status == ActionStatus::Done {
-        deadlines::meet(tx, ACTION_DUE, &action.action_id, "met", now).await?;
+        deadlines::meet(tx, ACTION_DUE, &action.action_id, runtime::deadlines::Resolution::Met, now).await?;
     }
     if !action.subject_ref.is_empty() {
         let updated = Entry {

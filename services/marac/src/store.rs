@@ -678,7 +678,7 @@ pub async fn actions_of_subject<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>
 
 /// Actions not done with a due date, due soonest first.
 pub async fn actions_open(pool: &sqlx::AnyPool) -> sqlx::Result<Vec<Action>> {
-    let rows = sqlx::query(&format!("SELECT {ACTION_COLUMNS} FROM marac_actions WHERE status <> 'done' AND due_on <> '' ORDER BY due_on, action_id LIMIT 5000")).fetch_all(pool).await?;
+    let rows = sqlx::query(&format!("SELECT {ACTION_COLUMNS} FROM marac_actions WHERE status <> $1 AND due_on <> '' ORDER BY due_on, action_id LIMIT 5000")).bind(ActionStatus::Done.code()).fetch_all(pool).await?;
     rows.iter().map(Action::from_row).collect()
 }
 

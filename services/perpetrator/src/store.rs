@@ -129,10 +129,12 @@ pub async fn page(pool: &sqlx::AnyPool, status: Option<Status>, after: &str, lim
 /// The caseload a page shows: open cases (or those of one status), disengaged first, then
 /// newest first; completed ones last.
 pub async fn caseload(pool: &sqlx::AnyPool, status: Option<Status>, open_only: bool, limit: i64) -> sqlx::Result<Vec<Case>> {
-    let order = "ORDER BY CASE status WHEN 'disengaged' THEN 0 WHEN 'completed' THEN 2 ELSE 1 END, received_at_ms DESC, envelope_id";
+    // The codes are the enum's own (static identifiers), written into the ordering.
+    let (disengaged, completed) = (Status::Disengaged.code(), Status::Completed.code());
+    let order = format!("ORDER BY CASE status WHEN '{disengaged}' THEN 0 WHEN '{completed}' THEN 2 ELSE 1 END, received_at_ms DESC, envelope_id");
     let rows = match (status, open_only) {
         (Some(s), _) => sqlx::query(&format!("SELECT {COLUMNS} FROM pathway_cases WHERE status = $1 {order} LIMIT $2")).bind(s.code()).bind(limit).fetch_all(pool).await?,
-        (None, true) => sqlx::query(&format!("SELECT {COLUMNS} FROM pathway_cases WHERE status <> 'completed' {order} LIMIT $1")).bind(limit).fetch_all(pool).await?,
+        (None, true) => sqlx::query(&format!("SELECT {COLUMNS} FROM pathway_cases WHERE status <> $1 {order} LIMIT $2")).bind(completed).bind(limit).fetch_all(pool).await?,
         (None, false) => sqlx::query(&format!("SELECT {COLUMNS} FROM pathway_cases {order} LIMIT $1")).bind(limit).fetch_all(pool).await?,
     };
     rows.iter().map(Case::from_row).collect()

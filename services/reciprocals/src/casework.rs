@@ -98,7 +98,7 @@ pub async fn deadline(tx: &mut Tx, app: &Application, code: &str, counterpart: &
 
 /// Meets a deadline of the application, late or not.
 pub async fn met(tx: &mut Tx, app: &Application, code: &str, now: i64) -> sqlx::Result<()> {
-    deadlines::meet(tx, code, &app.reference, "met", now).await.map(|_| ())
+    deadlines::meet(tx, code, &app.reference, runtime::deadlines::Resolution::Met, now).await.map(|_| ())
 }
 
 /// How an application ends.

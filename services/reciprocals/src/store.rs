@@ -344,8 +344,10 @@ pub async fn offers<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(e: E, refer
 
 /// The offer an application holds (held or accepted), if any.
 pub async fn standing_offer(tx: &mut Tx, reference: &str) -> sqlx::Result<Option<Offer>> {
-    let row = sqlx::query(&format!("SELECT {OFFER_COLUMNS} FROM scheme_offers WHERE application_ref = $1 AND outcome IN ('held', 'accepted')"))
+    let row = sqlx::query(&format!("SELECT {OFFER_COLUMNS} FROM scheme_offers WHERE application_ref = $1 AND outcome IN ($2, $3)"))
         .bind(reference)
+        .bind(OfferOutcome::Held.code())
+        .bind(OfferOutcome::Accepted.code())
         .fetch_optional(&mut **tx)
         .await?;
     row.as_ref().map(Offer::from_row).transpose()
@@ -413,13 +415,19 @@ pub async fn add_completion(tx: &mut Tx, c: &Completion) -> sqlx::Result<()> {
 
 /// Counts a held completion (the acceptance came); false when there was none to count.
 pub async fn count_held(tx: &mut Tx, envelope_id: &str, now: i64) -> sqlx::Result<bool> {
-    let done = sqlx::query("UPDATE completions SET outcome = 'counted', counted_at_ms = $1 WHERE envelope_id = $2 AND outcome = 'held'").bind(now).bind(envelope_id).execute(&mut **tx).await?;
+    let done = sqlx::query("UPDATE completions SET outcome = $1, counted_at_ms = $2 WHERE envelope_id = $3 AND outcome = $4")
+        .bind(CompletionOutcome::Counted.code())
+        .bind(now)
+        .bind(envelope_id)
+        .bind(CompletionOutcome::Held.code())
+        .execute(&mut **tx)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Removes a held completion that will never count (the application ended first).
 pub async fn drop_held(tx: &mut Tx, envelope_id: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM completions WHERE envelope_id = $1 AND outcome = 'held'").bind(envelope_id).execute(&mut **tx).await?;
+    sqlx::query("DELETE FROM completions WHERE envelope_id = $1 AND outcome = $2").bind(envelope_id).bind(CompletionOutcome::Held.code()).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -431,13 +439,13 @@ pub async fn completions<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(e: E, 
 
 /// How many completions are held until their acceptance.
 pub async fn held_count(pool: &sqlx::AnyPool) -> sqlx::Result<i64> {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM completions WHERE outcome = 'held'").fetch_one(pool).await?;
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM completions WHERE outcome = $1").bind(CompletionOutcome::Held.code()).fetch_one(pool).await?;
     Ok(n)
 }
 
 /// (rehousing landlord, vacating landlord) of every move counted.
 pub async fn counted_moves(pool: &sqlx::AnyPool) -> sqlx::Result<Vec<(String, String)>> {
-    sqlx::query_as("SELECT rehousing_landlord, vacating_landlord FROM completions WHERE outcome = 'counted'").fetch_all(pool).await
+    sqlx::query_as("SELECT rehousing_landlord, vacating_landlord FROM completions WHERE outcome = $1").bind(CompletionOutcome::Counted.code()).fetch_all(pool).await
 }
 
 /// v0.1.0's balances, kept as opening balances.

@@ -439,7 +439,7 @@ pub(crate) async fn acknowledge(State(ctx): State<Ctx>, Path(id): Path<String>, 
 #[allow(clippy::too_many_arguments)]
 async fn staff_acknowledged(ctx: &Ctx, tx: &mut crate::db::Tx, id: &str, sender: &str, kind_name: &str, status: &str, staff_id: &str, subject_ref: &str, case_ref: &str) -> Result<(), ApiError> {
     let now = ctx.config.clock.now_ms();
-    crate::deadlines::meet(tx, crate::deadlines::ACKNOWLEDGE, id, "met", now).await?;
+    crate::deadlines::meet(tx, crate::deadlines::ACKNOWLEDGE, id, crate::deadlines::Resolution::Met, now).await?;
     let isp = ctx.isp();
     let ack = isp::access::Acknowledgement { envelope_id: id, referrer: sender, kind: kind::parse(kind_name).unwrap_or_default(), status, staff_id, at_ms: isp::now_ms() };
     let (event, bytes) = isp::access::acknowledged_event(&isp.keys, &isp.policy.version, &ack);

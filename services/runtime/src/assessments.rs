@@ -241,7 +241,7 @@ pub async fn referral_sent(ctx: &Ctx, assessment_id: &str, kind: Kind) -> Result
         _ => return Ok(()),
     };
     let mut tx = ctx.pool.begin().await?;
-    deadlines::meet(&mut tx, code, assessment_id, "met", ctx.config.clock.now_ms()).await?;
+    deadlines::meet(&mut tx, code, assessment_id, crate::deadlines::Resolution::Met, ctx.config.clock.now_ms()).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -73,13 +73,21 @@ pub async fn set_many(tx: &mut Tx, deadlines: &[Deadline]) -> sqlx::Result<()> {
     Ok(())
 }
 
+crate::codes!(
+    /// How a deadline stopped being watched (`deadlines.outcome`).
+    Resolution {
+        Met = "met": "Met",
+        Cancelled = "cancelled": "Cancelled: the work went away"
+    }
+);
+
 /// Meets a deadline (late or not): it stops being watched, and an escalation it raised is
-/// resolved. `outcome` says how: `met`, or `cancelled` when the work went away (the referral
+/// resolved. `outcome` says how: met, or cancelled when the work went away (the referral
 /// was revoked). Whether one was open.
-pub async fn meet(tx: &mut Tx, code: &str, target: &str, outcome: &str, at_ms: i64) -> sqlx::Result<bool> {
+pub async fn meet(tx: &mut Tx, code: &str, target: &str, outcome: Resolution, at_ms: i64) -> sqlx::Result<bool> {
     let done = sqlx::query("UPDATE deadlines SET met_at_ms = $1, outcome = $2 WHERE code = $3 AND target = $4 AND met_at_ms IS NULL")
         .bind(at_ms)
-        .bind(outcome)
+        .bind(outcome.code())
         .bind(code)
         .bind(target)
         .execute(&mut **tx)
@@ -89,12 +97,19 @@ pub async fn meet(tx: &mut Tx, code: &str, target: &str, outcome: &str, at_ms: i
 
 /// Meets every open deadline on a target (its referral was revoked, its case closed).
 pub async fn cancel_all(tx: &mut Tx, target: &str, at_ms: i64) -> sqlx::Result<u64> {
-    let done = sqlx::query("UPDATE deadlines SET met_at_ms = $1, outcome = 'cancelled' WHERE target = $2 AND met_at_ms IS NULL")
+    let done = sqlx::query("UPDATE deadlines SET met_at_ms = $1, outcome = $2 WHERE target = $3 AND met_at_ms IS NULL")
         .bind(at_ms)
+        .bind(Resolution::Cancelled.code())
         .bind(target)
         .execute(&mut **tx)
         .await?;
     Ok(done.rows_affected())
+}
+
+/// The deadlines of `code` not met yet (open or missed), each as (target, due time): a
+/// service's own list of what it set, e.g. when each open concern's triage is due.
+pub async fn unmet_of_code(pool: &sqlx::AnyPool, code: &str) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as("SELECT target, due_at_ms FROM deadlines WHERE code = $1 AND met_at_ms IS NULL").bind(code).fetch_all(pool).await
 }
 
 /// Marks every deadline that has passed unmet as missed: an escalation, a chronology entry

@@ -194,7 +194,7 @@ pub async fn clear_flag(ctx: &Ctx, staff: &Staff, id: &str) -> Result<(), ApiErr
     let row = sqlx::query("SELECT subject_ref, code FROM flags WHERE id = $1 AND cleared_at_ms IS NULL").bind(id).fetch_optional(&mut *tx).await?;
     let Some(row) = row else { return Err(ApiError::not_found("flag in force")) };
     sqlx::query("UPDATE flags SET cleared_at_ms = $1, cleared_by = $2 WHERE id = $3").bind(now).bind(&staff.id).bind(id).execute(&mut *tx).await?;
-    crate::deadlines::meet(&mut tx, FLAG_REVIEW, id, "met", now).await?;
+    crate::deadlines::meet(&mut tx, FLAG_REVIEW, id, crate::deadlines::Resolution::Met, now).await?;
     let subject_ref: String = row.try_get("subject_ref")?;
     if !subject_ref.is_empty() {
         chronology::add(&mut tx, &Entry { subject_ref, event: "flag_cleared".into(), code: row.try_get("code")?, item_id: id.into(), staff_id: staff.id.clone(), at_ms: now, ..Default::default() }).await?;

@@ -51,6 +51,7 @@ pub mod policy_watch;
 pub mod query;
 pub mod receipts;
 pub mod send;
+pub mod sent;
 pub mod serve;
 pub mod status;
 pub mod telemetry;

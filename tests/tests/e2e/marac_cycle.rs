@@ -320,6 +320,15 @@ async fn cycle_on(backend: Backend) -> anyhow::Result<()> {
     assert!(to_housing["removed"].to_string().contains("children.school"), "{minutes}");
     let (status, v) = p.post(MARAC, &format!("/meetings/{meeting_id}/minutes"), &json!({})).await?;
     assert_eq!(status, 409, "sent once: {v}");
+    // The case shows the minutes sent about it (read through the runtime's typed `sent`
+    // questions): one to each member, with what the protocol removed for each.
+    let detail = case(&p, &main).await?;
+    let on_case = detail["minutes"].as_array().unwrap();
+    assert_eq!(on_case.len(), 3, "{detail}");
+    let housing_row = on_case.iter().find(|m| m["recipient"] == HOUSING).unwrap();
+    assert_eq!(housing_row["envelope_id"], to_housing["envelope_id"], "{detail}");
+    assert!(housing_row["removed"].as_array().unwrap().iter().any(|c| c == "children.school"), "{detail}");
+    assert!(on_case.iter().all(|m| m["status"].is_string() && m["created_at_ms"].as_i64().unwrap() > 0), "{detail}");
     let housing_minutes = to_housing["envelope_id"].as_str().unwrap().to_owned();
     eventually("the minutes delivered", Duration::from_secs(60), || async { Ok(p.get(HOUSING, &format!("/inbox/{housing_minutes}")).await.ok()) }).await?;
     let at_housing = p.get(HOUSING, &format!("/inbox/{housing_minutes}")).await?;

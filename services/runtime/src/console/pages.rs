@@ -130,8 +130,8 @@ async fn dashboard_body(ctx: &Ctx, viewer: &Viewer) -> Result<super::Markup, Pag
             .fetch_one(&ctx.pool)
             .await?;
         let settled: Vec<&str> = Arrival::ALL.iter().filter(|a| a.is_settled()).map(|a| a.code()).collect();
-        let sql = format!("SELECT COUNT(*) FROM inbox WHERE kind <> $1 AND risk = 'high' AND status NOT IN ({})", crate::db::numbered(2, settled.len()));
-        let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(ack);
+        let sql = format!("SELECT COUNT(*) FROM inbox WHERE kind <> $1 AND risk = $2 AND status NOT IN ({})", crate::db::numbered(3, settled.len()));
+        let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(ack).bind(policy::risk_name(proto::v1::RiskLevel::High));
         for code in settled {
             q = q.bind(code);
         }
