@@ -9,9 +9,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use async_nats::jetstream::stream::DirectGetErrorKind;
+use async_nats::jetstream::stream::{DirectGetError, DirectGetErrorKind};
 use isp::consent::{self, Verified};
 use proto::v1::ConsentTag;
+use sha2::{Digest as _, Sha256};
 
 use crate::{ctx::Ctx, transport::CONSENT_BUCKET};
 
@@ -44,35 +45,70 @@ impl Ctx {
         }
         let key = consent::key(owner, consent_id);
         let subject = format!("$KV.{CONSENT_BUCKET}.{key}");
-        let mut values = Vec::new();
-        let mut next = 1;
-        loop {
-            match self.consent_stream.direct_get_next_for_subject(subject.as_str(), Some(next)).await {
-                Ok(message) => {
-                    next = message.sequence + 1;
-                    if !message.payload.is_empty() {
-                        values.push(message.payload);
-                    }
-                }
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
-                Err(e) => return Err(anyhow::Error::new(e).context("reading the consent bucket")),
-            }
-        }
         // What this service saw of the record before counts with what the bucket holds now,
-        // so the record never goes back (see [`remember`]).
+        // so the record never goes back (see `remember`); how far it read, so only what
+        // came after is read again.
         let mut conn = tx.map(|tx| &mut **tx);
         let seen = seen_value(conn.as_deref_mut(), &self.pool, &key).await?;
-        let all: Vec<&[u8]> = seen.iter().map(Vec::as_slice).chain(values.iter().map(|v| v.as_ref())).collect();
+        let (values, position) = self.bucket_history(&subject, seen.as_ref()).await?;
+        let all: Vec<&[u8]> = seen.iter().map(|s| s.value.as_slice()).chain(values.iter().map(|v| v.as_ref())).collect();
         let (current, rejected) = consent::current_index(&self.isp().directory, owner, consent_id, all.iter().copied());
         if rejected > 0 {
             tracing::warn!(owner, consent_id, rejected, "values in the consent bucket not signed by the record's owner were ignored");
         }
         let Some((index, current)) = current else { return Ok(None) };
-        // Index 0 is what was seen before, when there is one: nothing new to keep.
-        if seen.is_none() || index > 0 {
-            remember(conn, &self.pool, &key, &current, all[index]).await?;
+        // Index 0 is what was seen before, when there is one: nothing new to keep, unless the
+        // reading went further.
+        let moved = position.as_ref().is_some_and(|p| seen.as_ref().is_none_or(|s| (s.read_seq, s.read_digest.as_str()) != (p.0, p.1.as_str())));
+        if seen.is_none() || index > 0 || moved {
+            remember(conn, &self.pool, &key, &current, all[index], position).await?;
         }
         Ok(Some(current))
+    }
+
+    /// The values of `subject` in the consent bucket that `seen` does not already reflect,
+    /// oldest first, and the position of the last one: (stream sequence, SHA-256 hex).
+    /// One direct get when nothing changed (the subject's last message is the one read last
+    /// time); otherwise the messages after the one read last, or the whole history when the
+    /// stream no longer holds that message where it was.
+    async fn bucket_history(&self, subject: &str, seen: Option<&Seen>) -> anyhow::Result<(Vec<bytes::Bytes>, Option<(u64, String)>)> {
+        let read = |e: DirectGetError| anyhow::Error::new(e).context("reading the consent bucket");
+        let last = match self.consent_stream.direct_get_last_for_subject(subject).await {
+            Ok(message) => message,
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok((Vec::new(), None)),
+            Err(e) => return Err(read(e)),
+        };
+        let position = (last.sequence, hex::encode(Sha256::digest(&last.payload)));
+        let from = match seen {
+            Some(s) if (s.read_seq, s.read_digest.as_str()) == (position.0, position.1.as_str()) => return Ok((Vec::new(), Some(position))),
+            Some(s) if s.read_seq > 0 && s.read_seq < last.sequence => match self.consent_stream.direct_get(s.read_seq).await {
+                Ok(m) if m.subject.as_str() == subject && hex::encode(Sha256::digest(&m.payload)) == s.read_digest => s.read_seq + 1,
+                Ok(_) => 1,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => 1,
+                Err(e) => return Err(read(e)),
+            },
+            _ => 1,
+        };
+        let mut values = Vec::new();
+        let mut next = from;
+        while next < last.sequence {
+            match self.consent_stream.direct_get_next_for_subject(subject, Some(next)).await {
+                // The last message is already here; one published since is for the next read.
+                Ok(m) if m.sequence >= last.sequence => break,
+                Ok(m) => {
+                    next = m.sequence + 1;
+                    if !m.payload.is_empty() {
+                        values.push(m.payload);
+                    }
+                }
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                Err(e) => return Err(read(e)),
+            }
+        }
+        if !last.payload.is_empty() {
+            values.push(last.payload);
+        }
+        Ok((values, Some(position)))
     }
 
     /// The record a consent tag names, if it names one.
@@ -88,15 +124,22 @@ impl Ctx {
     }
 }
 
-/// The signed revision of another agency's record this service saw last (the highest, or
-/// a withdrawal), if any.
-async fn seen_value(conn: Option<&mut sqlx::AnyConnection>, pool: &sqlx::AnyPool, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-    let query = sqlx::query_as::<_, (Vec<u8>,)>("SELECT value FROM consent_seen WHERE record_key = $1").bind(key);
+/// What this service saw of another agency's record: the signed revision that wins so far
+/// (the highest, or a withdrawal), and the position in the bucket's stream up to which the
+/// record's history is reflected in it (0 and "" when not known).
+struct Seen {
+    value: Vec<u8>,
+    read_seq: u64,
+    read_digest: String,
+}
+
+async fn seen_value(conn: Option<&mut sqlx::AnyConnection>, pool: &sqlx::AnyPool, key: &str) -> anyhow::Result<Option<Seen>> {
+    let query = sqlx::query_as::<_, (Vec<u8>, i64, String)>("SELECT value, read_seq, read_digest FROM consent_seen WHERE record_key = $1").bind(key);
     let row = match conn {
         Some(conn) => query.fetch_optional(conn).await?,
         None => query.fetch_optional(pool).await?,
     };
-    Ok(row.map(|r| r.0))
+    Ok(row.map(|(value, read_seq, read_digest)| Seen { value, read_seq: u64::try_from(read_seq).unwrap_or(0), read_digest }))
 }
 
 /// Keeps `value` (the verified revision `record` of key `key`) as what this service has seen
@@ -104,19 +147,28 @@ async fn seen_value(conn: Option<&mut sqlx::AnyConnection>, pool: &sqlx::AnyPool
 /// and nor is a revision by a lower one (checked in the statement, so readers racing each
 /// other cannot step it back either). A broker that republishes an old "given" until the
 /// withdrawal falls out of the bucket's history, or purges the key, changes nothing here.
-async fn remember(conn: Option<&mut sqlx::AnyConnection>, pool: &sqlx::AnyPool, key: &str, record: &Verified, value: &[u8]) -> anyhow::Result<()> {
+/// `position`, how far the bucket was read, is kept either way: whatever stands in `value`
+/// is at least as good as what was read up to it. (A reader racing another may step the
+/// position back, which only means reading more next time.)
+async fn remember(conn: Option<&mut sqlx::AnyConnection>, pool: &sqlx::AnyPool, key: &str, record: &Verified, value: &[u8], position: Option<(u64, String)>) -> anyhow::Result<()> {
     let r = record.record();
+    let (read_seq, read_digest) = position.map_or((0, String::new()), |(seq, digest)| (i64::try_from(seq).unwrap_or(0), digest));
     let query = sqlx::query(
-        "INSERT INTO consent_seen (record_key, revision, withdrawn, value, seen_at_ms) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (record_key) DO UPDATE SET revision = excluded.revision, withdrawn = excluded.withdrawn, value = excluded.value, \
-         seen_at_ms = excluded.seen_at_ms \
-         WHERE consent_seen.withdrawn = 0 AND (excluded.withdrawn = 1 OR excluded.revision > consent_seen.revision)",
+        "INSERT INTO consent_seen (record_key, revision, withdrawn, value, seen_at_ms, read_seq, read_digest) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (record_key) DO UPDATE SET \
+         revision = CASE WHEN consent_seen.withdrawn = 0 AND (excluded.withdrawn = 1 OR excluded.revision > consent_seen.revision) THEN excluded.revision ELSE consent_seen.revision END, \
+         value = CASE WHEN consent_seen.withdrawn = 0 AND (excluded.withdrawn = 1 OR excluded.revision > consent_seen.revision) THEN excluded.value ELSE consent_seen.value END, \
+         seen_at_ms = CASE WHEN consent_seen.withdrawn = 0 AND (excluded.withdrawn = 1 OR excluded.revision > consent_seen.revision) THEN excluded.seen_at_ms ELSE consent_seen.seen_at_ms END, \
+         withdrawn = CASE WHEN consent_seen.withdrawn = 0 AND (excluded.withdrawn = 1 OR excluded.revision > consent_seen.revision) THEN excluded.withdrawn ELSE consent_seen.withdrawn END, \
+         read_seq = excluded.read_seq, read_digest = excluded.read_digest",
     )
     .bind(key)
     .bind(r.revision as i64)
     .bind((r.state == consent::State::Withdrawn) as i64)
     .bind(value)
-    .bind(isp::now_ms());
+    .bind(isp::now_ms())
+    .bind(read_seq)
+    .bind(read_digest);
     match conn {
         Some(conn) => query.execute(conn).await?,
         None => query.execute(pool).await?,

@@ -131,6 +131,7 @@ pub fn runtime_migrations() -> Vec<Migration> {
         Migration { version: 11, description: "runtime receive guard", sql: include_str!("../migrations/0011_receive_guard.sql") },
         Migration { version: 12, description: "quarantine index", sql: include_str!("../migrations/0012_quarantine_index.sql") },
         Migration { version: 13, description: "console indexes", sql: include_str!("../migrations/0013_console_indexes.sql") },
+        Migration { version: 14, description: "consent read position", sql: include_str!("../migrations/0014_consent_read_position.sql") },
     ]
 }
 

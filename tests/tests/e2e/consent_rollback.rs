@@ -132,3 +132,69 @@ async fn a_withdrawal_cannot_be_rolled_back_by_the_broker_on_sqlite() -> anyhow:
 async fn a_withdrawal_cannot_be_rolled_back_by_the_broker_on_postgres() -> anyhow::Result<()> {
     rollback_on(Backend::Postgres).await
 }
+
+/// The direct gets on the consent bucket made while `during` runs.
+async fn bucket_reads_while(p: &Partnership, during: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<usize> {
+    let requests = crate::idle::requests_while(p, during).await?;
+    let bucket = format!("DIRECT.GET.KV_{}", runtime::transport::CONSENT_BUCKET);
+    Ok(requests.iter().filter(|(kind, _)| kind.starts_with(&bucket)).map(|(_, n)| n).sum())
+}
+
+/// A reader keeps how far it has read a record's history (issue #19): reading a record again
+/// that has not changed is one direct get, not the whole history again. That position means
+/// nothing in a bucket whose stream was recreated (its sequences start again at 1), so such a
+/// bucket is read from the start: a withdrawal made after the recreation is seen, even with
+/// the old "given" replayed after it by someone with the broker's rights.
+async fn reads_resume_on(backend: Backend) -> anyhow::Result<()> {
+    let mut p = Partnership::start(backend).await?;
+    let js = jetstream::new(p.broker().await?);
+    // Move the stream on first, so that the reader's position is far past where the record
+    // lands once the stream is recreated. (Values nobody signed: readers ignore them.)
+    for n in 0..40 {
+        js.publish(format!("$KV.{}.{HOUSING}.JUNK-{n}", runtime::transport::CONSENT_BUCKET), "not a consent record".into()).await?.await?;
+    }
+    let (status, v) = p
+        .post(HOUSING, "/consents", &json!({"subject": {"full_name": NAME, "date_of_birth": "1987-06-05"}, "state": "given",
+            "scope": {"roles": ["idva", "marac"], "purposes": ["safeguarding", "marac"]}}))
+        .await?;
+    assert_eq!((status, v["shared"].as_bool()), (201, Some(true)), "{v}");
+    let consent_id = v["consent_id"].as_str().unwrap().to_owned();
+    let first = bucket_reads_while(&p, async { Ok(assert_eq!(read(&p, IDVA, &consent_id).await?, given())) }).await?;
+    assert!(first >= 1, "the first read goes to the bucket: {first}");
+    // Housing away, so that its own periodic look at the bucket is not counted.
+    p.hub.kill(HOUSING).await;
+    let again = bucket_reads_while(&p, async { Ok(assert_eq!(read(&p, IDVA, &consent_id).await?, given())) }).await?;
+    assert_eq!(again, 1, "nothing new: one direct get, of the record's last message");
+
+    // The bucket's stream recreated (a lost store, or its operator); housing puts its record
+    // back at start, then withdraws consent; with housing away, the old "given" is replayed.
+    js.delete_stream(format!("KV_{}", runtime::transport::CONSENT_BUCKET)).await?;
+    let (_, stream) = runtime::transport::ensure_consent_bucket(&js).await?;
+    let subject = format!("$KV.{}.{}", runtime::transport::CONSENT_BUCKET, isp::consent::key(HOUSING, &consent_id));
+    p.hub.restart(HOUSING).await?;
+    eventually("housing's record back in the recreated bucket", Duration::from_secs(30), || async {
+        Ok((history(&stream, &subject).await? == vec![(1, "given".to_owned())]).then_some(()))
+    })
+    .await?;
+    let (status, w) = p.post(HOUSING, &format!("/consents/{consent_id}/withdraw"), &json!({})).await?;
+    assert_eq!((status, w["shared"].as_bool()), (200, Some(true)), "{w}");
+    p.hub.kill(HOUSING).await;
+    let old_given = stream.direct_get_first_for_subject(subject.as_str()).await?.payload;
+    for _ in 0..3 {
+        js.publish(subject.clone(), old_given.clone()).await?.await?;
+    }
+    let last = stream.direct_get_last_for_subject(subject.as_str()).await?.sequence;
+    assert!(last < 40, "the record's last message ({last}) is before where the reader read up to");
+    assert_eq!(read(&p, IDVA, &consent_id).await?, withdrawn(), "the reader kept its position in a stream that is gone");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reader_reads_only_what_is_new_and_a_recreated_bucket_from_the_start_on_sqlite() -> anyhow::Result<()> {
+    reads_resume_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reader_reads_only_what_is_new_and_a_recreated_bucket_from_the_start_on_postgres() -> anyhow::Result<()> {
+    reads_resume_on(Backend::Postgres).await
+}
