@@ -57,15 +57,20 @@ async fn history(stream: &jetstream::stream::Stream, subject: &str) -> anyhow::R
     }
 }
 
-async fn rollback_on(backend: Backend) -> anyhow::Result<()> {
-    let mut p = Partnership::start(backend).await?;
+/// Housing records consent (given, for the IDVA and MARAC), shared at once: (consent id,
+/// subject ref).
+async fn record_given(p: &Partnership) -> anyhow::Result<(String, String)> {
     let (status, v) = p
         .post(HOUSING, "/consents", &json!({"subject": {"full_name": NAME, "date_of_birth": "1987-06-05"}, "state": "given",
             "scope": {"roles": ["idva", "marac"], "purposes": ["safeguarding", "marac"]}}))
         .await?;
     assert_eq!((status, v["shared"].as_bool()), (201, Some(true)), "{v}");
-    let consent_id = v["consent_id"].as_str().unwrap().to_owned();
-    let subject_ref = v["subject_ref"].as_str().unwrap().to_owned();
+    Ok((v["consent_id"].as_str().unwrap().to_owned(), v["subject_ref"].as_str().unwrap().to_owned()))
+}
+
+async fn rollback_on(backend: Backend) -> anyhow::Result<()> {
+    let mut p = Partnership::start(backend).await?;
+    let (consent_id, subject_ref) = record_given(&p).await?;
     assert_eq!(read(&p, IDVA, &consent_id).await?, given());
     let (status, w) = p.post(HOUSING, &format!("/consents/{consent_id}/withdraw"), &json!({})).await?;
     assert_eq!((status, w["shared"].as_bool()), (200, Some(true)), "{w}");
@@ -153,12 +158,7 @@ async fn reads_resume_on(backend: Backend) -> anyhow::Result<()> {
     for n in 0..40 {
         js.publish(format!("$KV.{}.{HOUSING}.JUNK-{n}", runtime::transport::CONSENT_BUCKET), "not a consent record".into()).await?.await?;
     }
-    let (status, v) = p
-        .post(HOUSING, "/consents", &json!({"subject": {"full_name": NAME, "date_of_birth": "1987-06-05"}, "state": "given",
-            "scope": {"roles": ["idva", "marac"], "purposes": ["safeguarding", "marac"]}}))
-        .await?;
-    assert_eq!((status, v["shared"].as_bool()), (201, Some(true)), "{v}");
-    let consent_id = v["consent_id"].as_str().unwrap().to_owned();
+    let (consent_id, _) = record_given(&p).await?;
     let first = bucket_reads_while(&p, async { Ok(assert_eq!(read(&p, IDVA, &consent_id).await?, given())) }).await?;
     assert!(first >= 1, "the first read goes to the bucket: {first}");
     // Housing away, so that its own periodic look at the bucket is not counted.
