@@ -23,6 +23,18 @@ use proto::v1::{EnforcementAction, Engagement, ReferralReason};
 use runtime::codes;
 
 codes!(
+    /// What the check of an engagement update this service sent found
+    /// (`pathway_sends_checked.verdict`).
+    Verdict {
+        Named = "named": "Sent to the agency a referral named",
+        Revoked = "revoked": "Revoked",
+        RevocationRefused = "revocation_refused": "The protocol would not carry its revocation",
+        NotSent = "not_sent": "Refused or stopped before it left",
+        BeforeCheck = "before_check": "Sent before this check existed",
+    }
+);
+
+codes!(
     /// Where a case is.
     Status {
         Referred = "referred": "Referred",

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    case::{self, Action, Refused, Status, Step, Wishes},
+    case::{self, Action, Refused, Status, Step, Verdict, Wishes},
     refs,
     store::{self, Case, Enforcement, StepRow, Update},
 };
@@ -279,7 +279,7 @@ pub async fn step(ctx: &Ctx, staff: &Staff, id: &str, step: Step, input: &NoteIn
             sent_at_ms: now,
         };
         store::add_update(&mut tx, &update).await?;
-        store::checked(&mut tx, &outcome.envelope_id, "named", now).await?;
+        store::checked(&mut tx, &outcome.envelope_id, Verdict::Named, now).await?;
         record(&mut tx, &case, "engagement_update_sent", engagement.as_str_name(), &outcome.envelope_id, staff, now).await?;
         tracing::info!(case_id = %case.id, envelope_id = %outcome.envelope_id, recipient = %case.report_engagement_to, "engagement update sent to the agency the referral named");
     }
@@ -436,7 +436,7 @@ pub async fn progress(ctx: &Ctx, staff: &Staff, id: &str, input: &UpdateInput) -
         sent_at_ms: now,
     };
     store::add_update(&mut tx, &update).await?;
-    store::checked(&mut tx, &outcome.envelope_id, "named", now).await?;
+    store::checked(&mut tx, &outcome.envelope_id, Verdict::Named, now).await?;
     record(&mut tx, &case, "engagement_update_sent", engagement.as_str_name(), &outcome.envelope_id, staff, now).await?;
     tx.commit().await?;
     ctx.outbox_ready.notify_one();
@@ -453,23 +453,23 @@ pub async fn check_sent(ctx: &Ctx) -> anyhow::Result<usize> {
         let mut tx = ctx.pool.begin().await?;
         let status = Disclosure::parse(&status);
         let verdict = match status {
-            Some(s) if s.never_sent() => "not_sent",
-            Some(s) if s.is_revoked() => "revoked",
-            _ if store::named_for(&mut tx, &subject_ref, &recipient).await? => "named",
+            Some(s) if s.never_sent() => Verdict::NotSent,
+            Some(s) if s.is_revoked() => Verdict::Revoked,
+            _ if store::named_for(&mut tx, &subject_ref, &recipient).await? => Verdict::Named,
             _ => match withdraw(ctx, &mut tx, &envelope_id, &recipient, &subject_ref, &case_ref, now).await {
                 Ok(()) => {
                     revoked += 1;
-                    "revoked"
+                    Verdict::Revoked
                 }
                 // The protocol will not carry the revocation: recorded, and logged below.
-                Err(SendError::Denied { .. } | SendError::Refused(_)) => "revocation_refused",
+                Err(SendError::Denied { .. } | SendError::Refused(_)) => Verdict::RevocationRefused,
                 Err(e) => return Err(e.into()),
             },
         };
         store::checked(&mut tx, &envelope_id, verdict, now).await?;
         tx.commit().await?;
-        if verdict != "named" && verdict != "not_sent" {
-            tracing::warn!(envelope_id = %envelope_id, recipient = %recipient, verdict, "an engagement update went to an agency no referral named");
+        if !matches!(verdict, Verdict::Named | Verdict::NotSent) {
+            tracing::warn!(envelope_id = %envelope_id, recipient = %recipient, verdict = verdict.code(), "an engagement update went to an agency no referral named");
         }
     }
     if revoked > 0 {

@@ -7,7 +7,7 @@ use runtime::Tx;
 use serde_json::{Value, json};
 use sqlx::{Row as _, any::AnyRow};
 
-use crate::case::{Reason, Status};
+use crate::case::{Reason, Status, Verdict};
 
 /// A pathway case: the referral that opened it, where it is, and about whom.
 #[derive(Debug, Clone)]
@@ -380,13 +380,11 @@ pub async fn updates<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(e: E, case
         .collect()
 }
 
-/// Notes that an engagement update this service sent was checked: `named` (to the agency a
-/// referral named), `revoked`, `revocation_refused`, `not_sent` (refused or stopped before it
-/// left).
-pub async fn checked(tx: &mut Tx, envelope_id: &str, verdict: &str, now: i64) -> sqlx::Result<()> {
+/// Notes that an engagement update this service sent was checked, and what the check found.
+pub async fn checked(tx: &mut Tx, envelope_id: &str, verdict: Verdict, now: i64) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO pathway_sends_checked (envelope_id, verdict, checked_at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
         .bind(envelope_id)
-        .bind(verdict)
+        .bind(verdict.code())
         .bind(now)
         .execute(&mut **tx)
         .await?;

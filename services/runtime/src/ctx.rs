@@ -1,5 +1,5 @@
 //! The shared state of a running service ([`Ctx`]), passed to every handler and loop, and
-//! [`on_cores`] for the crypto of a batch. It imports only what it holds (the config, the
+//! `on_cores` for the crypto of a batch. It imports only what it holds (the config, the
 //! metrics, the queue of waiting sends), so every module may take it without a circle.
 
 use std::sync::Arc;
