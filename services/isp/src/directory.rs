@@ -166,8 +166,32 @@ impl Agency {
 fn parse_verifying_key(agency: &str, hex_key: &str) -> Result<VerifyingKey, IspError> {
     let invalid = |detail: &str| IspError::Invalid { what: format!("signing key of {agency}"), detail: detail.into() };
     let bytes: [u8; 32] = hex::decode(hex_key).map_err(|_| invalid("not hex"))?.try_into().map_err(|_| invalid("not 32 bytes"))?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| invalid("not an ed25519 point"))
+    parsed_key(&bytes).ok_or_else(|| invalid("not an ed25519 point"))
 }
+
+/// Keys parsed on this thread, by their bytes: parsing one is a point decompression (a field
+/// square root), a third of the curve arithmetic of a signature check, and every check names
+/// one of a partnership's few keys. At most [`PARSED_KEYS`] are kept, then it starts again.
+fn parsed_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+    thread_local! {
+        static PARSED: std::cell::RefCell<std::collections::HashMap<[u8; 32], VerifyingKey>> = Default::default();
+    }
+    PARSED.with_borrow_mut(|parsed| {
+        if let Some(key) = parsed.get(bytes) {
+            return Some(*key);
+        }
+        let key = VerifyingKey::from_bytes(bytes).ok()?;
+        if parsed.len() >= PARSED_KEYS {
+            parsed.clear();
+        }
+        parsed.insert(*bytes, key);
+        Some(key)
+    })
+}
+
+/// How many parsed keys a thread keeps (a partnership has tens of agencies, each with a few
+/// retired keys).
+const PARSED_KEYS: usize = 1024;
 
 fn key_id_of_signing(hex_key: &str) -> String {
     key_id("ed25519", hex_key.as_bytes())
@@ -637,6 +661,26 @@ mod tests {
         let debug = format!("{keys:?}");
         assert!(!debug.contains(&hex::encode(keys.signing.to_bytes())));
         assert!(!debug.contains("AGE-SECRET-KEY"));
+    }
+
+    #[test]
+    fn a_parsed_key_is_kept_per_thread_and_a_bad_one_never_is() {
+        let keys = AgencyKeys::generate("housing-test", AgencyKeys::generate_subject_key());
+        let hex_key = hex::encode(keys.signing.verifying_key().to_bytes());
+        let first = parse_verifying_key("housing-test", &hex_key).unwrap();
+        assert_eq!(parse_verifying_key("housing-test", &hex_key).unwrap(), first);
+        assert_eq!(first, keys.signing.verifying_key());
+        // A y coordinate with no point on the curve: refused each time, whatever is kept.
+        let not_a_point = (0u8..=255).map(|b| [b; 32]).find(|b| VerifyingKey::from_bytes(b).is_err()).unwrap();
+        for _ in 0..2 {
+            assert!(parse_verifying_key("housing-test", &hex::encode(not_a_point)).is_err());
+        }
+        // Past the bound the thread starts again, and still answers rightly.
+        for _ in 0..=PARSED_KEYS {
+            let other = AgencyKeys::generate("other", AgencyKeys::generate_subject_key());
+            parse_verifying_key("other", &hex::encode(other.signing.verifying_key().to_bytes())).unwrap();
+        }
+        assert_eq!(parse_verifying_key("housing-test", &hex_key).unwrap(), first);
     }
 
     #[test]
