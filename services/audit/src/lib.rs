@@ -15,6 +15,7 @@ pub mod checkpoints;
 pub mod console;
 pub mod intake;
 pub mod ledger;
+pub mod malloc;
 mod metrics;
 pub mod query;
 pub mod report;

@@ -2,6 +2,7 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    audit::malloc::tune();
     runtime::telemetry::init();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let running = audit::start(audit::Config::from_env()?, shutdown.clone()).await?;

@@ -183,6 +183,7 @@ async fn open(data: &std::path::Path, options: &Options) -> anyhow::Result<sqlx:
 }
 
 pub async fn run(command: AuditCommand, options: impl Fn(PathBuf) -> Options) -> anyhow::Result<ExitCode> {
+    audit::malloc::tune();
     match command {
         AuditCommand::Verify { at, signatures } => {
             let pool = open(&at.data, &options(at.data.clone())).await?;

@@ -33,6 +33,7 @@ pub async fn serve_one(agency: &str, data: PathBuf) -> anyhow::Result<()> {
     // broker credentials, clock skew...) as the services read it; the database as `hub up`
     // names it (DATABASE_URL a server, DATABASE_PREFIX the names' prefix).
     let (running, tls) = if agency == "audit" {
+        audit::malloc::tune();
         let mut config = audit::Config::from_env_at(&data, &nats_url)?;
         config.database_url = local::database_url(&options, "audit").await?;
         let tls = config.tls.is_some();
