@@ -365,7 +365,29 @@ impl runtime::auth::AccessSink for AccessLog {
 /// it. Survives the stream and its consumer vanishing and coming back (a broker that lost its
 /// store, a stream recreated): the consumer is looked up again by name after any failure
 /// (the administrator makes it; the audit service may not).
+///
+/// A batch commits while the next is fetched and classified: the ledger's writes (one
+/// thread) and the signature checks (every core) overlap instead of taking turns. Batches
+/// are still placed one after the other: each is planned from the intake its predecessor
+/// committed. The consumer lets two batches be unacknowledged at once (see
+/// `transport::audit_consumer`); with one made by an earlier version (512), the next fetch
+/// waits for the acknowledgements as before.
 async fn consume(ctx: Ctx, js: async_nats::jetstream::Context, consumer: async_nats::jetstream::consumer::PullConsumer, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut committing: Option<tokio::task::JoinHandle<()>> = None;
+    let result = consume_batches(&ctx, &js, consumer, &shutdown, &mut committing).await;
+    if let Some(last) = committing {
+        let _ = last.await;
+    }
+    result
+}
+
+async fn consume_batches(
+    ctx: &Ctx,
+    js: &async_nats::jetstream::Context,
+    consumer: async_nats::jetstream::consumer::PullConsumer,
+    shutdown: &CancellationToken,
+    committing: &mut Option<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<()> {
     let mut consumer = Some(consumer);
     let pause = || async {
         tokio::select! { _ = tokio::time::sleep(Duration::from_millis(500)) => false, _ = shutdown.cancelled() => true }
@@ -374,7 +396,7 @@ async fn consume(ctx: Ctx, js: async_nats::jetstream::Context, consumer: async_n
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        let stream = match stream_state(&js, false).await {
+        let stream = match stream_state(js, false).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "cannot read the stream's state; retrying");
@@ -386,7 +408,7 @@ async fn consume(ctx: Ctx, js: async_nats::jetstream::Context, consumer: async_n
         };
         let bound = match &consumer {
             Some(c) => c.clone(),
-            None => match transport::bind_audit_consumer(&js).await {
+            None => match transport::bind_audit_consumer(js).await {
                 Ok(c) => consumer.insert(c).clone(),
                 Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), "the audit consumer is not there; retrying");
@@ -397,7 +419,7 @@ async fn consume(ctx: Ctx, js: async_nats::jetstream::Context, consumer: async_n
                 }
             },
         };
-        let received = match fetch(&bound, &shutdown).await {
+        let received = match fetch(&bound, shutdown).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot fetch from the audit consumer; looking it up again");
@@ -411,14 +433,22 @@ async fn consume(ctx: Ctx, js: async_nats::jetstream::Context, consumer: async_n
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        if !received.is_empty() && stream_state(&js, false).await.map(|after| after.epoch).ok() != Some(stream.epoch) {
+        if !received.is_empty() && stream_state(js, false).await.map(|after| after.epoch).ok() != Some(stream.epoch) {
             // The stream was recreated while the batch came: which incarnation it is from is not
             // known, so it is not recorded (unacknowledged, it comes again if it still exists).
             continue;
         }
-        if let Err(e) = take(&ctx, &js, stream, &received).await {
-            tracing::error!(error = format!("{e:#}"), "could not append to the ledger; the batch will be redelivered");
+        let directory = ctx.directory.load_full();
+        let classified = classify_all(&directory, &received).await;
+        if let Some(previous) = committing.take() {
+            let _ = previous.await;
         }
+        let (ctx, js) = (ctx.clone(), js.clone());
+        *committing = Some(tokio::spawn(async move {
+            if let Err(e) = take(&ctx, &js, stream, &directory, &received, classified).await {
+                tracing::error!(error = format!("{e:#}"), "could not append to the ledger; the batch will be redelivered");
+            }
+        }));
     }
 }
 
@@ -458,7 +488,14 @@ async fn fetch(consumer: &async_nats::jetstream::consumer::PullConsumer, shutdow
 
 /// Places a batch after what the ledger has taken, commits it, and acknowledges what the
 /// ledger now holds; hands back what follows a gap that may yet be filled.
-async fn take(ctx: &Ctx, js: &async_nats::jetstream::Context, stream: intake::StreamState, received: &[async_nats::jetstream::Message]) -> anyhow::Result<()> {
+async fn take(
+    ctx: &Ctx,
+    js: &async_nats::jetstream::Context,
+    stream: intake::StreamState,
+    directory: &Directory,
+    received: &[async_nats::jetstream::Message],
+    classified: Vec<Option<ledger::Entry>>,
+) -> anyhow::Result<()> {
     fn read(m: &async_nats::jetstream::Message) -> (&str, &[u8], Option<u64>) {
         (m.subject.as_str(), &m.payload[..], m.info().ok().map(|i| i.stream_sequence))
     }
@@ -466,15 +503,13 @@ async fn take(ctx: &Ctx, js: &async_nats::jetstream::Context, stream: intake::St
         m.info().ok().and_then(|i| i64::try_from(i.published.unix_timestamp_nanos() / 1_000_000).ok())
     }
     let before = ctx.store.load_intake().await?;
-    let directory = ctx.directory.load_full();
     let now = isp::now_ms();
-    let classified = classify_all(&directory, received).await;
     let mut plan = intake::plan_classified(&before, &stream, received, read, classified, now);
     if plan.needs_detail {
         // Messages after a gap: a gap the stream itself has (positions deleted from it) is no
         // message to wait for.
         match stream_state(js, true).await {
-            Ok(detailed) if detailed.epoch == stream.epoch => plan = intake::plan(&directory, &before, &detailed, received, read, broker_ms, now),
+            Ok(detailed) if detailed.epoch == stream.epoch => plan = intake::plan(directory, &before, &detailed, received, read, broker_ms, now),
             Ok(_) => return Ok(()),
             Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot list the positions deleted from the stream"),
         }

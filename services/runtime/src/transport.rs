@@ -380,7 +380,9 @@ pub async fn audit_consumer(js: &jetstream::Context, ack_wait: Duration) -> anyh
                 description: Some(stream_description(stream.cached_info())),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait,
-                max_ack_pending: 512, // one fetch batch; stream order is kept by the audit service itself (what follows a gap is handed back)
+                // two fetch batches: one committing while the next is fetched; stream order is kept by
+                // the audit service itself (what follows a gap is handed back)
+                max_ack_pending: 1024,
                 ..Default::default()
             },
         )
