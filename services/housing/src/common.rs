@@ -61,9 +61,7 @@ pub fn opened(ctx: &Ctx, row: &sqlx::any::AnyRow, column: &str) -> Result<String
 }
 
 /// A comma list column.
-pub fn list(stored: &str) -> Vec<String> {
-    stored.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
-}
+pub use runtime::db::comma_list as list;
 
 /// A refusal a caller can act on: its own error code and a sentence with no request content.
 pub fn refusal(status: StatusCode, error: &str, detail: impl Into<String>) -> ApiError {

@@ -4,7 +4,7 @@
 //! cannot both move it. Free text arrives here sealed already and leaves sealed.
 
 use runtime::status::Arrival;
-use runtime::{Tx, chronology};
+use runtime::{Tx, chronology, db::comma_list as list};
 use serde_json::{Value, json};
 use sqlx::{Row as _, any::AnyRow};
 
@@ -15,10 +15,6 @@ use crate::{
 
 fn decode_error(column: &str) -> sqlx::Error {
     sqlx::Error::ColumnDecode { index: column.into(), source: format!("not a code this service knows in {column}").into() }
-}
-
-fn list(text: &str) -> Vec<String> {
-    text.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 /// An optional code column: '' is none.

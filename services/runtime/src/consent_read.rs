@@ -153,15 +153,29 @@ async fn seen_value(conn: Option<&mut sqlx::AnyConnection>, pool: &sqlx::AnyPool
 async fn remember(conn: Option<&mut sqlx::AnyConnection>, pool: &sqlx::AnyPool, key: &str, record: &Verified, value: &[u8], position: Option<(u64, String)>) -> anyhow::Result<()> {
     let r = record.record();
     let (read_seq, read_digest) = position.map_or((0, String::new()), |(seq, digest)| (i64::try_from(seq).unwrap_or(0), digest));
-    let query = sqlx::query(
+    // Each kept column takes the new revision's value only when it wins: never over a
+    // withdrawal, and only a withdrawal or a higher revision.
+    macro_rules! if_it_wins {
+        ($column:literal) => {
+            concat!(
+                $column,
+                " = CASE WHEN consent_seen.withdrawn = 0 AND (excluded.withdrawn = 1 OR excluded.revision > consent_seen.revision) THEN excluded.",
+                $column,
+                " ELSE consent_seen.",
+                $column,
+                " END, "
+            )
+        };
+    }
+    let query = sqlx::query(concat!(
         "INSERT INTO consent_seen (record_key, revision, withdrawn, value, seen_at_ms, read_seq, read_digest) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (record_key) DO UPDATE SET \
-         revision = CASE WHEN consent_seen.withdrawn = 0 AND (excluded.withdrawn = 1 OR excluded.revision > consent_seen.revision) THEN excluded.revision ELSE consent_seen.revision END, \
-         value = CASE WHEN consent_seen.withdrawn = 0 AND (excluded.withdrawn = 1 OR excluded.revision > consent_seen.revision) THEN excluded.value ELSE consent_seen.value END, \
-         seen_at_ms = CASE WHEN consent_seen.withdrawn = 0 AND (excluded.withdrawn = 1 OR excluded.revision > consent_seen.revision) THEN excluded.seen_at_ms ELSE consent_seen.seen_at_ms END, \
-         withdrawn = CASE WHEN consent_seen.withdrawn = 0 AND (excluded.withdrawn = 1 OR excluded.revision > consent_seen.revision) THEN excluded.withdrawn ELSE consent_seen.withdrawn END, \
-         read_seq = excluded.read_seq, read_digest = excluded.read_digest",
-    )
+         ON CONFLICT (record_key) DO UPDATE SET ",
+        if_it_wins!("revision"),
+        if_it_wins!("value"),
+        if_it_wins!("seen_at_ms"),
+        if_it_wins!("withdrawn"),
+        "read_seq = excluded.read_seq, read_digest = excluded.read_digest"
+    ))
     .bind(key)
     .bind(r.revision as i64)
     .bind((r.state == consent::State::Withdrawn) as i64)

@@ -106,6 +106,12 @@ pub fn placeholders(sqlite: bool, rows: usize, cols: usize) -> String {
         .join(", ")
 }
 
+/// A list column as stored (the `Any` driver has no arrays): its values joined by commas,
+/// none of them empty and none holding a comma (codes and ids of a strict grammar).
+pub fn comma_list(stored: &str) -> Vec<String> {
+    stored.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
 /// `$first, $first+1, ...`: `n` numbered parameters, for an `IN (...)` list.
 pub fn numbered(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")

@@ -35,9 +35,7 @@ pub const MAX_ROWS: i64 = 200;
 
 impl Sent {
     fn from_row(r: &AnyRow) -> sqlx::Result<Sent> {
-        let list = |column: &str| -> sqlx::Result<Vec<String>> {
-            Ok(r.try_get::<String, _>(column)?.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
-        };
+        let list = |column: &str| -> sqlx::Result<Vec<String>> { Ok(crate::db::comma_list(&r.try_get::<String, _>(column)?)) };
         let status: String = r.try_get("status")?;
         Ok(Sent {
             envelope_id: r.try_get("envelope_id")?,
