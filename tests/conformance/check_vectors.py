@@ -301,6 +301,42 @@ def check_envelope(v: Vectors, c: Checker):
     fresh = envelope.Receiver(v.agent(data["recipient"], data["recipient_age_identity"]), consent_record=None)
     opened = fresh.receive(sealed.envelope, sealed.subject, envelope.now_ms(), 1)
     c.equal("envelope round trip: hubspec seals what hubspec opens", opened.payload.SerializeToString().hex(), data["payload"])
+    check_content_free_receipt(v, c, data, header)
+
+
+def check_content_free_receipt(v: Vectors, c: Checker, data: dict, referral):
+    """§6.4: the IDVA's received receipt for the vector referral, its payload signed in clear."""
+    r = data["content_free_receipt"]
+    receipt = bytes.fromhex(r["envelope"])
+    header = protos.Header.FromString(bytes.fromhex(r["header"]))
+    c.equal("receipt payload is §6.4's 42 bytes, written from the spec's layout", r["payload"], envelope.content_free_payload(referral.envelope_id, 1).hex())
+    c.check("receipt header is marked in clear and names no recipient key", header.payload_in_clear and header.recipient_key_id == "")
+    c.equal("receipt encoding", protos.Envelope(header=bytes.fromhex(r["header"]), sealed_payload=bytes.fromhex(r["payload"]), signature=bytes.fromhex(r["signature"])).SerializeToString().hex(), r["envelope"])
+    housing = v.agent(r["recipient"])
+    window = data["clock_skew_window_ms"]
+    try:
+        opened = envelope.Receiver(housing, consent_record=None, clock_skew_ms=window).receive(receipt, r["subject"], data["broker_ms"], 1)
+        c.equal("receipt opens to exactly its payload", opened.payload.SerializeToString().hex(), r["payload"])
+    except envelope.Rejected as e:
+        c.check("receipt opens as the referral's sender", False, f"refused {e.reason}: {e.detail}")
+    for i, case in enumerate(r["refused"]):
+        name = f"receipt refused[{i}] {case['case']} -> {case['reason']}"
+        try:
+            envelope.Receiver(housing, consent_record=None, clock_skew_ms=window).receive(bytes.fromhex(case["envelope"]), r["subject"], data["broker_ms"], 1)
+            c.check(name, False, "opened, must be refused")
+        except envelope.Rejected as e:
+            c.equal(name, e.reason, case["reason"])
+    # What hubspec sends for the same answer goes in clear too, and a decline stays sealed.
+    idva = v.agent(data["recipient"], data["recipient_age_identity"])
+    for status, reason, clear in ((1, "", True), (3, "no capacity", False)):
+        ack = protos.Payload()
+        ack.referral_ack.envelope_id = referral.envelope_id
+        ack.referral_ack.status = status
+        ack.referral_ack.reason = reason
+        sealed = envelope.seal(idva, r["recipient"], ack, header.purpose, header.lawful_basis, subject_ref=header.subject_ref, case_ref=header.case_ref, in_reply_to=referral.envelope_id)
+        c.equal(f"hubspec's receipt of status {status} in clear", sealed.header.payload_in_clear, clear)
+        opened = envelope.Receiver(housing, consent_record=None).receive(sealed.envelope, sealed.subject, envelope.now_ms(), 1)
+        c.equal(f"hubspec's receipt of status {status} opens", opened.payload.referral_ack.status, status)
 
 
 def check_events(v: Vectors, c: Checker):

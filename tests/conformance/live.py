@@ -306,6 +306,7 @@ class Live:
                     self.summary.update(
                         receipt_envelope_id=h.envelope_id, receipt_stream_seq=meta.sequence.stream,
                         receipt_rule=h.policy_rule, receipt_subject_ref_matches=h.subject_ref == self.subject_ref,
+                        receipt_in_clear=h.payload_in_clear,
                         opened=opened_count, refused=rejected_count,
                     )
                     await sub.unsubscribe()

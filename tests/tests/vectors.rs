@@ -23,8 +23,8 @@ use isp::{
 };
 use prost::Message as _;
 use proto::v1::{
-    ConsentState, ConsentTag, DashAnswer, DashAssessment, DashItem, Envelope, Event, EventKind, Header, IdvaReferral, Kind, MaracReferral,
-    Payload, Person, PerpetratorReferral, RiskLevel, payload::Body,
+    AckStatus, ConsentState, ConsentTag, DashAnswer, DashAssessment, DashItem, Envelope, Event, EventKind, Header, IdvaReferral, Kind,
+    MaracReferral, Payload, Person, PerpetratorReferral, ReferralAck, RiskLevel, payload::Body,
 };
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -45,6 +45,8 @@ const SUBJECT_KEY: [u8; 32] = [0x5a; 32];
 const AT_MS: i64 = 1_795_000_000_000;
 /// The vector disclosure: housing's high-risk referral to the IDVA.
 const ENVELOPE_ID: &str = "01937a4e-7a00-7000-8000-00000000c0de";
+/// The IDVA's `received` receipt for it (SPEC.md 6.4).
+const RECEIPT_ID: &str = "01937a4e-7a00-7000-8000-0000000ac0de";
 const PARTNERSHIP: &str = "Vector Partnership";
 
 fn vectors_dir() -> PathBuf {
@@ -295,6 +297,7 @@ fn header(f: &Fixture, subject_ref: &str) -> Header {
         shared_without_consent: false,
         without_consent_officer: String::new(),
         without_consent_rationale: String::new(),
+        payload_in_clear: false,
     }
 }
 
@@ -385,6 +388,7 @@ fn envelope() {
             json!({"case": case, "envelope": hex::encode(&bytes), "reason": reason})
         })
         .collect();
+    let receipt = content_free_receipt(&f, &subject_ref, broker_ms, window_ms);
     write_or_check(
         "envelope.json",
         json!({
@@ -410,8 +414,87 @@ fn envelope() {
             "signature": hex::encode(&Envelope::decode(envelope.as_slice()).unwrap().signature),
             "envelope": hex::encode(&envelope),
             "refused": refused,
+            "content_free_receipt": receipt,
         }),
     );
+}
+
+/// SPEC.md 6.4: the IDVA's `received` receipt for the vector referral, its payload signed in
+/// clear, and the refusals of SPEC.md 8 a change to it makes.
+fn content_free_receipt(f: &Fixture, subject_ref: &str, broker_ms: i64, window_ms: i64) -> Value {
+    let idva = f.isp("idva-vector");
+    let housing = f.isp("housing-vector");
+    let (purpose, basis) = idva.policy.defaults_for(Role::Idva, Role::Housing, Kind::ReferralAck).unwrap();
+    let out = isp::Outgoing {
+        recipient: "housing-vector".into(),
+        kind: Kind::ReferralAck,
+        purpose: purpose.into(),
+        lawful_basis: basis.into(),
+        subject_ref: subject_ref.into(),
+        case_ref: "IDVA-2026-0007".into(),
+        in_reply_to: ENVELOPE_ID.into(),
+        payload: Payload { body: Some(Body::ReferralAck(ReferralAck { envelope_id: ENVELOPE_ID.into(), status: AckStatus::Received as i32, ..Default::default() })) },
+        ..Default::default()
+    };
+    // Sealed as the service seals it, then given the vector's fixed id and time (signed again).
+    let sealed = idva.seal(&out, None).unwrap();
+    let mut h = sealed.header.clone();
+    h.envelope_id = RECEIPT_ID.into();
+    h.created_at_ms = AT_MS;
+    assert!(h.payload_in_clear && h.recipient_key_id.is_empty(), "a received receipt travels in clear");
+    let payload = Envelope::decode(sealed.envelope.as_slice()).unwrap().sealed_payload;
+    assert_eq!(payload, [&[0x72, 0x28, 0x0a, 0x24][..], ENVELOPE_ID.as_bytes(), &[0x10, 0x01]].concat(), "SPEC.md 6.4's 42 bytes");
+    let idva_key = &idva.keys.signing;
+    let envelope = sign_envelope(idva_key, &h, &payload);
+    let subject = runtime::transport::message_subject("idva-vector", "housing-vector", Kind::ReferralAck);
+    let opened = housing.open_at(&envelope, broker_ms, window_ms).unwrap_or_else(|(_, e)| panic!("the vector receipt does not open: {e}"));
+    assert_eq!(opened.payload, out.payload);
+    // Each refusal a single change makes, with its reason code.
+    let declined = Payload {
+        body: Some(Body::ReferralAck(ReferralAck {
+            envelope_id: ENVELOPE_ID.into(),
+            status: AckStatus::Declined as i32,
+            reason: "Moved to 4 Elm Road".into(),
+            ..Default::default()
+        })),
+    }
+    .encode_to_vec();
+    let with_payload = |bytes: &[u8], edit: &dyn Fn(&mut Header)| {
+        let mut bad = h.clone();
+        bad.payload_digest = Sha256::digest(bytes).to_vec();
+        edit(&mut bad);
+        sign_envelope(idva_key, &bad, bytes)
+    };
+    let housing_age_key = f.directory.require("housing-vector").unwrap().age_key_id();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("a decline's reason sent in clear", with_payload(&declined, &|_| ()), "content_in_clear"),
+        ("the receipt's bytes and one more field", with_payload(&[payload.as_slice(), &[0x98, 0x06, 0x01]].concat(), &|_| ()), "content_in_clear"),
+        ("answering another envelope than its in_reply_to", with_payload(&payload, &|h| h.in_reply_to = RECEIPT_ID.into()), "content_in_clear"),
+        ("in clear, but naming a recipient key", with_payload(&payload, &|h| h.recipient_key_id = housing_age_key.clone()), "bad_clear_field"),
+        ("not marked in clear, so taken for a ciphertext", with_payload(&payload, &|h| {
+            h.payload_in_clear = false;
+            h.recipient_key_id = housing_age_key.clone();
+        }), "decrypt_failed"),
+    ];
+    let refused: Vec<Value> = cases
+        .into_iter()
+        .map(|(case, bytes, reason)| {
+            let (_, error) = housing.open_at(&bytes, broker_ms, window_ms).expect_err(case);
+            assert_eq!(error.code(), reason, "{case}: {error}");
+            json!({"case": case, "envelope": hex::encode(&bytes), "reason": reason})
+        })
+        .collect();
+    json!({
+        "spec": "SPEC.md 6.4 and 8: the IDVA's received receipt for the envelope above, its payload signed in clear",
+        "sender": "idva-vector",
+        "recipient": "housing-vector",
+        "subject": subject,
+        "payload": hex::encode(&payload),
+        "header": hex::encode(h.encode_to_vec()),
+        "signature": hex::encode(&Envelope::decode(envelope.as_slice()).unwrap().signature),
+        "envelope": hex::encode(&envelope),
+        "refused": refused,
+    })
 }
 
 /// The answers of a checklist of `questions` questions, `yes` of them Yes, spread over the

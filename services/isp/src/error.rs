@@ -80,6 +80,11 @@ pub enum OpenError {
     KindMismatch { header: &'static str, body: &'static str },
     #[error("the payload carries undeclared categories {0:?}")]
     UndeclaredCategories(Vec<String>),
+    /// The header says the payload travels unencrypted, and it is not a content-free receipt
+    /// (SPEC.md 6.4): whatever else it holds crossed the broker in clear. Nothing of it is
+    /// repeated.
+    #[error("a payload sent unencrypted is not a content-free receipt")]
+    ContentInClear,
     #[error("refused on receipt by the information-sharing protocol: {0}")]
     Denied(Denial),
     /// The consent the envelope relies on no longer holds at receipt (withdrawn since it was
@@ -128,6 +133,7 @@ impl OpenError {
             OpenError::MalformedPayload(_) => "malformed_payload",
             OpenError::KindMismatch { .. } => "kind_mismatch",
             OpenError::UndeclaredCategories(_) => "undeclared_categories",
+            OpenError::ContentInClear => "content_in_clear",
             OpenError::Denied(d) | OpenError::Consent(d) => d.reason,
             OpenError::Replayed(_) => "replayed",
             OpenError::Misrouted(_) => "misrouted",
@@ -142,7 +148,7 @@ impl OpenError {
     pub fn rule(&self) -> String {
         match self {
             OpenError::Denied(d) | OpenError::Consent(d) => d.rule.clone(),
-            OpenError::Malformed(_) | OpenError::MalformedPayload(_) | OpenError::BadClearField(_) => "wire".into(),
+            OpenError::Malformed(_) | OpenError::MalformedPayload(_) | OpenError::BadClearField(_) | OpenError::ContentInClear => "wire".into(),
             OpenError::Replayed(_) | OpenError::Misrouted(_) | OpenError::ClockSkew { .. } => "transport".into(),
             OpenError::HandlerPanic => "receiver".into(),
             OpenError::Suspended { .. } => "directory".into(),
@@ -156,7 +162,11 @@ impl OpenError {
     pub fn is_violation(&self) -> bool {
         matches!(
             self,
-            OpenError::UndeclaredCategories(_) | OpenError::KindMismatch { .. } | OpenError::Denied(_) | OpenError::BadClearField(_)
+            OpenError::UndeclaredCategories(_)
+                | OpenError::KindMismatch { .. }
+                | OpenError::Denied(_)
+                | OpenError::BadClearField(_)
+                | OpenError::ContentInClear
         )
     }
 }

@@ -1,7 +1,8 @@
 //! Sealing and opening envelopes, and signing events.
 //!
 //! Seal = decide -> minimise to the recipient role -> encode -> age-encrypt to the recipient
-//! -> sign the header (which carries the ciphertext's digest).
+//! (except a content-free receipt, [`in_clear`]) -> sign the header (which carries the
+//! ciphertext's digest).
 //! Open = verify the signature against the directory -> check it is ours -> check the digest
 //! -> re-decide under our policy -> decrypt -> decode -> check the body is the signed kind and
 //! carries only the declared categories.
@@ -10,7 +11,7 @@ use std::{collections::BTreeSet, sync::Arc};
 
 use ed25519_dalek::Signer;
 use prost::Message;
-use proto::v1::{ConsentTag, Envelope, Event, EventKind, Header, Payload, RiskLevel, SignedEvent};
+use proto::v1::{AckStatus, ConsentTag, Envelope, Event, EventKind, Header, Payload, ReferralAck, RiskLevel, SignedEvent, payload::Body};
 use sha2::{Digest, Sha256};
 
 use crate::{
@@ -189,8 +190,14 @@ impl Isp {
         };
         let (payload, removed) = self.schema.minimise(&out.payload, &|c| self.policy.receivable(recipient.role, c));
         let categories = self.schema.present(&payload);
-        let sealed_payload = age::encrypt(&recipient.recipient()?, &payload.encode_to_vec())
-            .map_err(|e| IspError::Encrypt(e.to_string()))?;
+        let plaintext = payload.encode_to_vec();
+        // Decided from the payload itself, never asked for: only a content-free receipt.
+        let clear = in_clear(out.kind, &out.in_reply_to, &payload);
+        let sealed_payload = if clear {
+            plaintext
+        } else {
+            age::encrypt(&recipient.recipient()?, &plaintext).map_err(|e| IspError::Encrypt(e.to_string()))?
+        };
         let subject_ref = self.header_subject_ref(recipient, &out.subject_ref)?;
         let header = Header {
             envelope_id: uuid::Uuid::now_v7().to_string(),
@@ -209,11 +216,12 @@ impl Isp {
             policy_rule: decision.rule.clone(),
             created_at_ms: crate::now_ms(),
             signing_key_id: self.keys.signing_key_id(),
-            recipient_key_id: recipient.age_key_id(),
+            recipient_key_id: if clear { String::new() } else { recipient.age_key_id() },
             in_reply_to: out.in_reply_to.clone(),
             shared_without_consent: decision.without_consent,
             without_consent_officer: officer,
             without_consent_rationale: rationale_code,
+            payload_in_clear: clear,
         };
         // The recipient's own check of the risk, made first here: a risk nothing recorded
         // proves is a near miss, never a message the recipient has to refuse.
@@ -475,7 +483,7 @@ impl Isp {
             return Err(fail(OpenError::NotAddressedToUs(header.recipient.clone())));
         }
         let own_key = |i: &age::x25519::Identity| crate::directory::key_id("age", i.to_public().to_string().as_bytes()) == header.recipient_key_id;
-        if !self.keys.age_identities().any(own_key) {
+        if !header.payload_in_clear && !self.keys.age_identities().any(own_key) {
             return Err(fail(OpenError::UnknownRecipientKey));
         }
         let sender = self.directory.get(&header.sender).expect("verify_envelope checked the sender");
@@ -509,13 +517,35 @@ impl Isp {
                 forbidden: undeclarable,
             })));
         }
-        let plaintext = decrypt(&self.keys, &envelope.sealed_payload).map_err(|e| fail(OpenError::Decrypt(e)))?;
+        let plaintext = if header.payload_in_clear {
+            envelope.sealed_payload
+        } else {
+            decrypt(&self.keys, &envelope.sealed_payload).map_err(|e| fail(OpenError::Decrypt(e)))?
+        };
         let payload = check_payload(&self.schema, header_kind, &declared, &plaintext).map_err(fail)?;
+        // Sent in clear, it must be exactly a content-free receipt's bytes: not one more
+        // field, which a decoder would drop but the broker has seen.
+        if header.payload_in_clear && !(in_clear(header_kind, &header.in_reply_to, &payload) && payload.encode_to_vec() == plaintext) {
+            return Err(fail(OpenError::ContentInClear));
+        }
         if arriving {
             crate::risk::check(&self.directory, &header, &payload, self.policy.receivable(self.role, "risk.dash")).map_err(fail)?;
         }
         Ok(Opened { header, payload, decision })
     }
+}
+
+/// Whether a payload travels signed but unencrypted (SPEC.md 6.4): a content-free receipt, a
+/// `referral.ack` saying only that envelope `in_reply_to` was received or opened, by nobody
+/// named. Its encoding is then 42 fixed bytes but for the id and the status; everything else,
+/// an `opened` receipt naming its reader included, is sealed.
+pub fn in_clear(kind: Kind, in_reply_to: &str, payload: &Payload) -> bool {
+    let content_free = |status: AckStatus| Payload {
+        body: Some(Body::ReferralAck(ReferralAck { envelope_id: in_reply_to.to_owned(), status: status as i32, ..Default::default() })),
+    };
+    kind == Kind::ReferralAck
+        && crate::clear::is_envelope_id(in_reply_to)
+        && [AckStatus::Received, AckStatus::Opened].into_iter().any(|status| *payload == content_free(status))
 }
 
 /// The last step of [`Isp::open`], on the decrypted bytes: they decode as a `Payload` whose
@@ -581,7 +611,14 @@ pub fn check_header(h: &Header) -> Result<(), crate::clear::ClearFieldError> {
     required("sender", &h.sender, is_agency_id, AGENCY_ID)?;
     required("recipient", &h.recipient, is_agency_id, AGENCY_ID)?;
     required("signing_key_id", &h.signing_key_id, is_key_id, KEY_ID)?;
-    required("recipient_key_id", &h.recipient_key_id, is_key_id, KEY_ID)?;
+    // Empty exactly when the payload travels in clear: it was sealed to no key.
+    if h.payload_in_clear {
+        if !h.recipient_key_id.is_empty() {
+            return Err(ClearFieldError { field: "recipient_key_id", grammar: "empty: a payload in clear is sealed to no key" });
+        }
+    } else {
+        required("recipient_key_id", &h.recipient_key_id, is_key_id, KEY_ID)?;
+    }
     required("purpose", &h.purpose, is_token, TOKEN)?;
     required("lawful_basis", &h.lawful_basis, is_token, TOKEN)?;
     required("policy_version", &h.policy_version, is_token, TOKEN)?;

@@ -37,9 +37,10 @@ _RULES = {
     "kind_mismatch": "declared-categories", "undeclared_categories": "declared-categories",
     "unproven_risk": "risk",
     "handler_panic": "receiver",
+    "content_in_clear": "wire",
 }
 # §8: reasons marked "violation" (besides the policy decision's own reasons at step 9).
-_VIOLATIONS = {"bad_clear_field", "without_consent_unjustified", "not_receivable", "malformed_payload", "kind_mismatch", "undeclared_categories", "unproven_risk"}
+_VIOLATIONS = {"bad_clear_field", "without_consent_unjustified", "not_receivable", "malformed_payload", "kind_mismatch", "undeclared_categories", "unproven_risk", "content_in_clear"}
 
 
 def message_subject(sender: str, recipient: str, kind: int) -> str:
@@ -59,6 +60,22 @@ def uuid7(now_ms: int | None = None) -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+# §6.4: the statuses a content-free receipt may carry (AckStatus numbers).
+CONTENT_FREE_STATUSES = (1, 5)  # received, opened
+REFERRAL_ACK = 14
+
+
+def content_free_payload(in_reply_to: str, status: int) -> bytes:
+    """§6.4: the 42 bytes of a content-free receipt's payload, written from the byte layout the
+    spec gives (not by a protobuf library), so the two implementations check each other."""
+    return b"\x72\x28\x0a\x24" + in_reply_to.encode("ascii") + b"\x10" + bytes([status])
+
+
+def is_content_free(kind: int, in_reply_to: str, plain: bytes) -> bool:
+    """§6.4: whether `plain` is a content-free receipt's payload answering `in_reply_to`."""
+    return kind == REFERRAL_ACK and grammar.is_envelope_id(in_reply_to) and any(plain == content_free_payload(in_reply_to, s) for s in CONTENT_FREE_STATUSES)
 
 
 @dataclass
@@ -166,8 +183,11 @@ def seal(
     minimised = Payload()
     minimised.CopyFrom(payload)
     removed = minimise(minimised, lambda c: policy.receivable(them.role, c))
-    # 5. age, binary format, to the recipient's current key alone.
-    sealed_payload = pyrage.encrypt(minimised.SerializeToString(), [x25519.Recipient.from_str(them.age_recipient)])
+    # 5. age, binary format, to the recipient's current key alone; a content-free receipt
+    # (§6.4) goes signed but unencrypted.
+    plain = minimised.SerializeToString()
+    in_clear = is_content_free(kind, in_reply_to, plain)
+    sealed_payload = plain if in_clear else pyrage.encrypt(plain, [x25519.Recipient.from_str(them.age_recipient)])
     # 6. the header.
     header = Header(
         envelope_id=envelope_id,
@@ -185,11 +205,12 @@ def seal(
         policy_rule=decision.rule,
         created_at_ms=created,
         signing_key_id=agent.keys.signing_key.key_id,
-        recipient_key_id=age_key_id(them.age_recipient),
+        recipient_key_id="" if in_clear else age_key_id(them.age_recipient),
         in_reply_to=in_reply_to,
         shared_without_consent=decision.without_consent,
         without_consent_officer=officer,
         without_consent_rationale=rationale,
+        payload_in_clear=in_clear,
     )
     header.consent.consent_id = consent_id
     header.consent.state = CONSENT_STATE_NUMBERS[consent_state]
@@ -267,7 +288,7 @@ class Receiver:
         # 7-8. for us, to one of our keys.
         if header.recipient != agent.id:
             raise Rejected("not_addressed_to_us", f"addressed to {header.recipient}", header=verified)
-        if header.recipient_key_id not in directory.age_key_ids(agent.id):
+        if not header.payload_in_clear and header.recipient_key_id not in directory.age_key_ids(agent.id):
             raise Rejected("unknown_recipient_key", f"{header.recipient_key_id} is none of our age keys", header=verified)
         # 9. our own policy decision on the declared facts.
         # A kind outside §6.1 is decided as "unspecified", which no rule names.
@@ -283,11 +304,15 @@ class Receiver:
         not_receivable = sorted(c for c in declared if not policy.receivable(agent.role, c))
         if not_receivable:
             raise Rejected("not_receivable", f"{agent.role} may not receive {', '.join(not_receivable)}", f"roles.{agent.role}.receives", header=verified)
-        # 10. open, decode, the body's kind, nothing undeclared.
-        try:
-            plain = pyrage.decrypt(envelope.sealed_payload, agent.keys.age_identities())
-        except pyrage.DecryptError:
-            raise Rejected("decrypt_failed", "none of our age identities opens the payload", header=verified) from None
+        # 10. open (a content-free receipt's payload is in clear), decode, the body's kind,
+        # nothing undeclared, and nothing in clear but a content-free receipt.
+        if header.payload_in_clear:
+            plain = envelope.sealed_payload
+        else:
+            try:
+                plain = pyrage.decrypt(envelope.sealed_payload, agent.keys.age_identities())
+            except pyrage.DecryptError:
+                raise Rejected("decrypt_failed", "none of our age identities opens the payload", header=verified) from None
         try:
             payload = Payload.FromString(plain)
         except DecodeError:
@@ -298,6 +323,8 @@ class Receiver:
         undeclared = sorted(categories - declared)
         if undeclared:
             raise Rejected("undeclared_categories", f"the payload carries {', '.join(undeclared)} undeclared", header=verified)
+        if header.payload_in_clear and not is_content_free(header.kind, header.in_reply_to, plain):
+            raise Rejected("content_in_clear", "a payload sent unencrypted is not a content-free receipt", header=verified)
         # 11. the risk its DASH summary proves (§6.5).
         try:
             risk_mod.check(directory, header, payload, policy.receivable(agent.role, "risk.dash"))
@@ -334,7 +361,8 @@ def _bad_clear_field(h, directory: Directory) -> str | None:
         ("sender", g.is_agency_id(h.sender)),
         ("recipient", g.is_agency_id(h.recipient)),
         ("signing_key_id", g.is_key_id(h.signing_key_id)),
-        ("recipient_key_id", g.is_key_id(h.recipient_key_id)),
+        # Empty exactly when the payload travels in clear (§6.4).
+        ("recipient_key_id", h.recipient_key_id == "" if h.payload_in_clear else g.is_key_id(h.recipient_key_id)),
         ("purpose", g.is_policy_token(h.purpose)),
         ("lawful_basis", g.is_policy_token(h.lawful_basis)),
         ("policy_version", g.is_policy_token(h.policy_version)),

@@ -113,6 +113,9 @@ async fn python_takes_part(backend: Backend) -> anyhow::Result<()> {
     eprintln!("live.py: {summary}\n{}", String::from_utf8_lossy(&output.stderr));
     let envelope_id = summary["envelope_id"].as_str().context("no envelope_id in live.py's summary")?.to_owned();
     assert!(summary["receipt_envelope_id"].is_string(), "no receipt opened: {summary}");
+    // The IDVA's service sent its `received` receipt signed in clear (SPEC 6.4), and Python's
+    // reading of SPEC 8 took it.
+    assert_eq!(summary["receipt_in_clear"], true, "{summary}");
     assert_eq!(summary["checkpoint_format"], "c2sp-signed-note", "the checkpoint on hub.v1.checkpoint is not a C2SP note: {summary}");
     assert!(summary["checkpoint_size"].as_u64().unwrap_or(0) > summary["consistency_from"].as_u64().unwrap_or(u64::MAX), "{summary}");
 

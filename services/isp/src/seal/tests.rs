@@ -523,3 +523,102 @@ fn a_high_risk_nothing_proves_is_refused_at_seal_and_a_forged_summary_too() {
     let sealed = housing.seal(&unassessed, Some(&record)).unwrap();
     p.get("idva-northbridge").open(&sealed.envelope).unwrap();
 }
+
+/// The IDVA's receipt for envelope `original` from housing, as its service sends it.
+fn ack(idva: &Isp, original: &str, status: proto::v1::AckStatus, reason: &str, staff_id: &str) -> Outgoing {
+    let (purpose, basis) = idva.policy.defaults_for(idva.role, crate::Role::Housing, Kind::ReferralAck).unwrap();
+    Outgoing {
+        recipient: "housing-northbridge".into(),
+        kind: Kind::ReferralAck,
+        purpose: purpose.into(),
+        lawful_basis: basis.into(),
+        subject_ref: SUBJECT.into(),
+        case_ref: "IDVA-7".into(),
+        in_reply_to: original.into(),
+        payload: Payload {
+            body: Some(Body::ReferralAck(proto::v1::ReferralAck {
+                envelope_id: original.into(),
+                status: status as i32,
+                reason: reason.into(),
+                staff_id: staff_id.into(),
+                ..Default::default()
+            })),
+        },
+        ..Default::default()
+    }
+}
+
+const ORIGINAL: &str = "0193a0c4-7b1e-7000-8000-00000000beef";
+
+#[test]
+fn a_content_free_receipt_travels_signed_in_clear_and_opens() {
+    use proto::v1::AckStatus;
+    let p = Partnership::new();
+    let (idva, housing) = (p.get("idva-northbridge"), p.get("housing-northbridge"));
+    let sealed = idva.seal(&ack(idva, ORIGINAL, AckStatus::Received, "", ""), None).unwrap();
+    assert!(sealed.header.payload_in_clear);
+    assert_eq!(sealed.header.recipient_key_id, "");
+    // SPEC.md 6.4's 42 bytes, written out by hand.
+    let expected = [&[0x72, 0x28, 0x0a, 0x24][..], ORIGINAL.as_bytes(), &[0x10, 0x01]].concat();
+    assert_eq!(Envelope::decode(sealed.envelope.as_slice()).unwrap().sealed_payload, expected);
+    // The audit's check and the sender's open both take it.
+    super::verify_envelope(&housing.directory, &sealed.envelope).unwrap();
+    let opened = housing.open(&sealed.envelope).unwrap();
+    let Some(Body::ReferralAck(a)) = opened.payload.body else { panic!() };
+    assert_eq!((a.envelope_id.as_str(), a.status), (ORIGINAL, AckStatus::Received as i32));
+    // So does an `opened` receipt that names nobody.
+    let sealed = idva.seal(&ack(idva, ORIGINAL, AckStatus::Opened, "", ""), None).unwrap();
+    assert!(sealed.header.payload_in_clear);
+    housing.open(&sealed.envelope).unwrap();
+}
+
+#[test]
+fn a_receipt_with_any_content_is_sealed() {
+    use proto::v1::AckStatus;
+    let p = Partnership::new();
+    let (idva, housing) = (p.get("idva-northbridge"), p.get("housing-northbridge"));
+    let other = "0193a0c4-7b1e-7000-8000-00000000f00d";
+    for (out, what) in [
+        (ack(idva, ORIGINAL, AckStatus::Opened, "", "j.reader"), "an opened receipt naming its reader"),
+        (ack(idva, ORIGINAL, AckStatus::Declined, "no capacity in the area", ""), "a decline with its reason"),
+        (ack(idva, ORIGINAL, AckStatus::Accepted, "", ""), "an acceptance"),
+        (ack(idva, ORIGINAL, AckStatus::Revoked, "", ""), "a revocation carried out"),
+        (Outgoing { in_reply_to: other.into(), ..ack(idva, ORIGINAL, AckStatus::Received, "", "") }, "a receipt naming another envelope than it answers"),
+    ] {
+        let sealed = idva.seal(&out, None).unwrap();
+        assert!(!sealed.header.payload_in_clear, "{what}");
+        assert_eq!(sealed.header.recipient_key_id, housing.directory.require("housing-northbridge").unwrap().age_key_id(), "{what}");
+        assert!(!String::from_utf8_lossy(&sealed.envelope).contains("capacity"), "{what}");
+        housing.open(&sealed.envelope).unwrap();
+    }
+}
+
+#[test]
+fn content_sent_in_clear_is_refused_as_a_violation() {
+    use proto::v1::AckStatus;
+    let p = Partnership::new();
+    let (idva, housing) = (p.get("idva-northbridge"), p.get("housing-northbridge"));
+    let clear = idva.seal(&ack(idva, ORIGINAL, AckStatus::Received, "", ""), None).unwrap().envelope;
+    // A signer that puts other bytes in clear: a decline's reason, or the receipt's own bytes
+    // with one more field a reader's schema would drop.
+    let reasoned = ack(idva, ORIGINAL, AckStatus::Declined, "she has moved to 4 Elm Road", "").payload.encode_to_vec();
+    let padded = [Envelope::decode(clear.as_slice()).unwrap().sealed_payload, vec![0x98, 0x06, 0x01]].concat();
+    for (plaintext, what) in [(reasoned, "a decline's reason"), (padded, "an unknown field after the receipt")] {
+        let digest = Sha256::digest(&plaintext).to_vec();
+        let forged = resigned(&tampered(&clear, |e| e.sealed_payload = plaintext), &idva.keys, |h| h.payload_digest = digest);
+        let (header, err) = housing.open(&forged).unwrap_err();
+        assert_eq!(err, OpenError::ContentInClear, "{what}");
+        assert!(header.is_some() && err.is_violation() && err.code() == "content_in_clear", "{what}");
+        assert!(!err.to_string().contains("Elm"), "{what}");
+    }
+    // In clear, no recipient key may be named; sealed, one must be.
+    let keyed = resigned(&clear, &idva.keys, |h| h.recipient_key_id = housing.directory.require("housing-northbridge").unwrap().age_key_id());
+    assert_eq!(housing.open(&keyed).unwrap_err().1, OpenError::BadClearField("recipient_key_id"));
+    // A sealed payload whose header claims it is in clear does not decode as a receipt.
+    let sealed = idva.seal(&ack(idva, ORIGINAL, AckStatus::Accepted, "", ""), None).unwrap().envelope;
+    let claimed = resigned(&sealed, &idva.keys, |h| {
+        h.payload_in_clear = true;
+        h.recipient_key_id.clear();
+    });
+    assert!(matches!(housing.open(&claimed).unwrap_err().1, OpenError::MalformedPayload(_) | OpenError::ContentInClear));
+}
