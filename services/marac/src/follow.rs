@@ -202,7 +202,7 @@ pub async fn action_updated(ctx: &Ctx, tx: &mut Tx, h: &Header, update: &MaracAc
 }
 
 /// How many inbox answers one tick follows.
-const FOLLOW_PER_TICK: i64 = 100;
+const FOLLOW_PER_TICK: usize = 100;
 
 /// Moves each case whose referral was answered through the generic inbox route as that
 /// answer says: accepted screens it in, declined screens it out, closed closes it. An answer
@@ -210,13 +210,14 @@ const FOLLOW_PER_TICK: i64 = 100;
 /// How many cases moved.
 pub async fn follow_inbox(ctx: &Ctx) -> anyhow::Result<usize> {
     let mut moved = 0;
-    for (id, inbox_status) in store::inbox_answers_to_follow(&ctx.pool, FOLLOW_PER_TICK).await? {
+    for (id, answer) in store::inbox_answers_to_follow(&ctx.pool, FOLLOW_PER_TICK).await? {
+        let inbox_status = answer.code();
         let now = ctx.config.clock.now_ms();
         let mut tx = ctx.pool.begin().await?;
         let Some(case) = store::get(&mut *tx, &id).await? else { continue };
-        let (step, change) = match runtime::status::Arrival::parse(&inbox_status) {
-            Some(runtime::status::Arrival::Accepted) => (Step::ScreenIn, Change::Screened(Decision::ScreenedIn)),
-            Some(runtime::status::Arrival::Declined) => (Step::ScreenOut, Change::Screened(Decision::CriteriaNotMet)),
+        let (step, change) = match answer {
+            runtime::status::Arrival::Accepted => (Step::ScreenIn, Change::Screened(Decision::ScreenedIn)),
+            runtime::status::Arrival::Declined => (Step::ScreenOut, Change::Screened(Decision::CriteriaNotMet)),
             _ => (Step::Close, Change::Closed(CloseReason::NoFurtherAction)),
         };
         if let Ok(to) = case::next(case.status, step) {

@@ -327,19 +327,28 @@ pub async fn received_between(pool: &sqlx::AnyPool, from_ms: i64, until_ms: i64)
     rows.iter().map(Case::from_row).collect()
 }
 
+/// Cases whose referral may still be answered in the inbox: every case but those that
+/// followed a close there (the inbox takes no answer after it; a decline can still be
+/// reconsidered). (case id, the inbox status it last followed), oldest first.
+pub async fn following_inbox(pool: &sqlx::AnyPool) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as("SELECT envelope_id, inbox_status FROM marac_cases WHERE inbox_status <> $1 ORDER BY received_at_ms, envelope_id")
+        .bind(Arrival::Closed.code())
+        .fetch_all(pool)
+        .await
+}
+
 /// Cases whose referral was answered in the inbox (accepted, declined, closed) differently
-/// from what the case last followed: (case id, the inbox's status).
-pub async fn inbox_answers_to_follow(pool: &sqlx::AnyPool, limit: i64) -> sqlx::Result<Vec<(String, String)>> {
-    sqlx::query_as(
-        "SELECT c.envelope_id, i.status FROM marac_cases c JOIN inbox i ON i.envelope_id = c.envelope_id \
-         WHERE i.status IN ($1, $2, $3) AND i.status <> c.inbox_status ORDER BY c.received_at_ms LIMIT $4",
-    )
-    .bind(Arrival::Accepted.code())
-    .bind(Arrival::Declined.code())
-    .bind(Arrival::Closed.code())
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+/// from what the case last followed, at most `limit`: (case id, the inbox's answer). The
+/// inbox is the runtime's table, asked through [`runtime::inbox::answers`].
+pub async fn inbox_answers_to_follow(pool: &sqlx::AnyPool, limit: usize) -> sqlx::Result<Vec<(String, Arrival)>> {
+    let cases = following_inbox(pool).await?;
+    let ids: Vec<String> = cases.iter().map(|(id, _)| id.clone()).collect();
+    let answers: std::collections::HashMap<String, Arrival> = runtime::inbox::answers(pool, &ids).await?.into_iter().collect();
+    Ok(cases
+        .into_iter()
+        .filter_map(|(id, followed)| answers.get(&id).filter(|a| a.code() != followed).map(|a| (id, *a)))
+        .take(limit)
+        .collect())
 }
 
 // ---------------------------------------------------------------- meetings

@@ -13,7 +13,6 @@
 //! tick: one to any other agency is revoked at once ([`check_sent`]). The JSON API and the
 //! console both call these, so a page can do nothing the API would refuse.
 
-use runtime::status::Disclosure;
 use axum::http::StatusCode;
 use isp::{Kind, Outgoing};
 use proto::v1::{DisclosureRevoke, Payload, PerpetratorEngagementUpdate, PerpetratorEnforcementRequest, payload::Body};
@@ -35,7 +34,7 @@ use crate::{
 /// The longest note or grounds taken (characters).
 pub const NOTE_MAX: usize = 10_000;
 /// How many engagement updates sent through any route one tick checks.
-pub const CHECKS_PER_TICK: i64 = 64;
+pub const CHECKS_PER_TICK: usize = 64;
 /// Why the service revokes an engagement update sent to an agency no referral named.
 pub const MISDIRECTED: &str = "Engagement updates about this case go only to the agency its referral named; sent elsewhere, this one is withdrawn";
 
@@ -448,13 +447,13 @@ pub async fn progress(ctx: &Ctx, staff: &Staff, id: &str, input: &UpdateInput) -
 /// revoked at once, with the reason, and recorded. How many were revoked.
 pub async fn check_sent(ctx: &Ctx) -> anyhow::Result<usize> {
     let mut revoked = 0;
-    for (envelope_id, recipient, subject_ref, case_ref, status) in store::unchecked(&ctx.pool, CHECKS_PER_TICK).await? {
+    let (unchecked, examined_to) = store::unchecked(&ctx.pool, CHECKS_PER_TICK).await?;
+    for runtime::sent::Sent { envelope_id, recipient, subject_ref, case_ref, status, .. } in unchecked {
         let now = ctx.config.clock.now_ms();
         let mut tx = ctx.pool.begin().await?;
-        let status = Disclosure::parse(&status);
         let verdict = match status {
-            Some(s) if s.never_sent() => Verdict::NotSent,
-            Some(s) if s.is_revoked() => Verdict::Revoked,
+            s if s.never_sent() => Verdict::NotSent,
+            s if s.is_revoked() => Verdict::Revoked,
             _ if store::named_for(&mut tx, &subject_ref, &recipient).await? => Verdict::Named,
             _ => match withdraw(ctx, &mut tx, &envelope_id, &recipient, &subject_ref, &case_ref, now).await {
                 Ok(()) => {
@@ -471,6 +470,9 @@ pub async fn check_sent(ctx: &Ctx) -> anyhow::Result<usize> {
         if !matches!(verdict, Verdict::Named | Verdict::NotSent) {
             tracing::warn!(envelope_id = %envelope_id, recipient = %recipient, verdict = verdict.code(), "an engagement update went to an agency no referral named");
         }
+    }
+    if let Some(to) = examined_to {
+        store::scanned(&ctx.pool, to).await?;
     }
     if revoked > 0 {
         ctx.outbox_ready.notify_one();

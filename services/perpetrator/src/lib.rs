@@ -74,6 +74,7 @@ impl Agency for Perpetrator {
         vec![
             Migration { version: 100, description: "perpetrator", sql: include_str!("../migrations/0100_perpetrator.sql") },
             Migration { version: 101, description: "pathway casework", sql: include_str!("../migrations/0101_pathway.sql") },
+            Migration { version: 102, description: "pathway check scan", sql: include_str!("../migrations/0102_pathway_scan.sql") },
         ]
     }
 

@@ -391,18 +391,63 @@ pub async fn checked(tx: &mut Tx, envelope_id: &str, verdict: Verdict, now: i64)
     Ok(())
 }
 
-/// An engagement update in the `sent` table not checked yet: (envelope id, recipient, subject
-/// ref, case ref, status).
-pub type Unchecked = (String, String, String, String, String);
+/// How far before the point examined last each pass starts again: a send whose transaction
+/// committed after a later one's (so with an earlier creation time than rows examined
+/// already) is still seen, if it committed within this long.
+pub const LATE_COMMIT_MS: i64 = 10 * 60 * 1000;
 
-/// Engagement updates sent (by any route) and not checked yet, oldest first.
-pub async fn unchecked(pool: &sqlx::AnyPool, limit: i64) -> sqlx::Result<Vec<Unchecked>> {
-    sqlx::query_as(
-        "SELECT s.envelope_id, s.recipient, s.subject_ref, s.case_ref, s.status FROM sent s LEFT JOIN pathway_sends_checked c ON c.envelope_id = s.envelope_id \
-         WHERE s.kind = $1 AND c.envelope_id IS NULL ORDER BY s.created_at_ms, s.envelope_id LIMIT $2",
+/// Engagement updates sent (by any route) and not checked yet, oldest first, at most `limit`;
+/// and the creation time before which every update has now been examined (to give
+/// [`scanned`] once they are checked), None when nothing was found to examine. The `sent`
+/// table is the runtime's, read through [`runtime::sent::of_kind_after`]; what was checked
+/// is this crate's own table.
+pub async fn unchecked(pool: &sqlx::AnyPool, limit: usize) -> sqlx::Result<(Vec<runtime::sent::Sent>, Option<i64>)> {
+    let scanned: Option<i64> = sqlx::query_scalar("SELECT scanned_to_ms FROM pathway_sends_scanned WHERE id = 1").fetch_optional(pool).await?;
+    let (mut after_ms, mut after_id) = (scanned.map_or(0, |ms| ms.saturating_sub(LATE_COMMIT_MS)), String::new());
+    let mut found = Vec::new();
+    loop {
+        let page = runtime::sent::of_kind_after(pool, isp::Kind::PerpetratorEngagementUpdate, after_ms, &after_id).await?;
+        let Some(last) = page.last() else { return Ok((found, scanned.map(|_| after_ms))) };
+        (after_ms, after_id) = (last.created_at_ms, last.envelope_id.clone());
+        let full = page.len() as i64 >= runtime::sent::MAX_ROWS;
+        let checked = checked_among(pool, page.iter().map(|s| s.envelope_id.as_str())).await?;
+        for sent in page.into_iter().filter(|s| !checked.contains(&s.envelope_id)) {
+            let at = sent.created_at_ms;
+            found.push(sent);
+            if found.len() == limit {
+                return Ok((found, Some(at)));
+            }
+        }
+        if !full {
+            return Ok((found, Some(after_ms)));
+        }
+    }
+}
+
+/// Which of `ids` this service has checked already.
+async fn checked_among<'a>(pool: &sqlx::AnyPool, ids: impl Iterator<Item = &'a str>) -> sqlx::Result<std::collections::HashSet<String>> {
+    let ids: Vec<&str> = ids.collect();
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let sql = format!("SELECT envelope_id FROM pathway_sends_checked WHERE envelope_id IN ({})", runtime::db::numbered(1, ids.len()));
+    let mut query = sqlx::query_scalar::<_, String>(&sql);
+    for id in ids {
+        query = query.bind(id);
+    }
+    Ok(query.fetch_all(pool).await?.into_iter().collect())
+}
+
+/// Notes that every engagement update created before `to_ms` has been examined (a pass of
+/// [`unchecked`] gave it, and what it found is checked): the next pass starts from there,
+/// less [`LATE_COMMIT_MS`]. Never moves back.
+pub async fn scanned(pool: &sqlx::AnyPool, to_ms: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO pathway_sends_scanned (id, scanned_to_ms) VALUES (1, $1) \
+         ON CONFLICT (id) DO UPDATE SET scanned_to_ms = excluded.scanned_to_ms WHERE excluded.scanned_to_ms > pathway_sends_scanned.scanned_to_ms",
     )
-    .bind(isp::kind::name(isp::Kind::PerpetratorEngagementUpdate))
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    .bind(to_ms)
+    .execute(pool)
+    .await?;
+    Ok(())
 }

@@ -77,6 +77,23 @@ pub async fn about(pool: &AnyPool, kind: Kind, subject_ref: &str) -> sqlx::Resul
     rows.iter().map(Sent::from_row).collect()
 }
 
+/// The disclosures of `kind` made after the one created at `after_ms` with id `after_id`
+/// (whatever became of them), in creation order, at most [`MAX_ROWS`]: a reader that follows
+/// every send of a kind pages through them with the last row's time and id.
+pub async fn of_kind_after(pool: &AnyPool, kind: Kind, after_ms: i64, after_id: &str) -> sqlx::Result<Vec<Sent>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM sent WHERE kind = $1 AND (created_at_ms > $2 OR (created_at_ms = $2 AND envelope_id > $3)) \
+         ORDER BY created_at_ms, envelope_id LIMIT $4"
+    ))
+    .bind(isp::kind::name(kind))
+    .bind(after_ms)
+    .bind(after_id)
+    .bind(MAX_ROWS)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(Sent::from_row).collect()
+}
+
 /// Every disclosure of `kind` made on a case (`case_ref`), whatever became of it, oldest
 /// first and by recipient, at most [`MAX_ROWS`].
 pub async fn on_case(pool: &AnyPool, kind: Kind, case_ref: &str) -> sqlx::Result<Vec<Sent>> {
