@@ -380,14 +380,7 @@ fn envelope() {
         ("a kind the policy does not let housing send the IDVA", resigned(&|h| h.kind = Kind::ReciprocalOffer as i32), "no_flow"),
         ("the header's risk lowered to medium, against its signed DASH summary", resigned(&|h| h.risk = RiskLevel::Medium as i32), "unproven_risk"),
     ];
-    let refused: Vec<Value> = cases
-        .into_iter()
-        .map(|(case, bytes, reason)| {
-            let (_, error) = idva.open_at(&bytes, broker_ms, window_ms).expect_err(case);
-            assert_eq!(error.code(), reason, "{case}: {error}");
-            json!({"case": case, "envelope": hex::encode(&bytes), "reason": reason})
-        })
-        .collect();
+    let refused = refusals(&idva, cases, broker_ms, window_ms);
     let receipt = content_free_receipt(&f, &subject_ref, broker_ms, window_ms);
     write_or_check(
         "envelope.json",
@@ -417,6 +410,19 @@ fn envelope() {
             "content_free_receipt": receipt,
         }),
     );
+}
+
+/// Each (case, envelope, reason) opened by `receiver` at the broker's time: refused with that
+/// reason, as the vector file lists it.
+fn refusals(receiver: &Isp, cases: Vec<(&str, Vec<u8>, &str)>, broker_ms: i64, window_ms: i64) -> Vec<Value> {
+    cases
+        .into_iter()
+        .map(|(case, bytes, reason)| {
+            let (_, error) = receiver.open_at(&bytes, broker_ms, window_ms).expect_err(case);
+            assert_eq!(error.code(), reason, "{case}: {error}");
+            json!({"case": case, "envelope": hex::encode(&bytes), "reason": reason})
+        })
+        .collect()
 }
 
 /// SPEC.md 6.4: the IDVA's `received` receipt for the vector referral, its payload signed in
@@ -476,14 +482,7 @@ fn content_free_receipt(f: &Fixture, subject_ref: &str, broker_ms: i64, window_m
             h.recipient_key_id = housing_age_key.clone();
         }), "decrypt_failed"),
     ];
-    let refused: Vec<Value> = cases
-        .into_iter()
-        .map(|(case, bytes, reason)| {
-            let (_, error) = housing.open_at(&bytes, broker_ms, window_ms).expect_err(case);
-            assert_eq!(error.code(), reason, "{case}: {error}");
-            json!({"case": case, "envelope": hex::encode(&bytes), "reason": reason})
-        })
-        .collect();
+    let refused = refusals(&housing, cases, broker_ms, window_ms);
     json!({
         "spec": "SPEC.md 6.4 and 8: the IDVA's received receipt for the envelope above, its payload signed in clear",
         "sender": "idva-vector",

@@ -327,12 +327,15 @@ pub async fn received_between(pool: &sqlx::AnyPool, from_ms: i64, until_ms: i64)
     rows.iter().map(Case::from_row).collect()
 }
 
-/// Cases whose referral may still be answered in the inbox: every case but those that
-/// followed a close there (the inbox takes no answer after it; a decline can still be
-/// reconsidered). (case id, the inbox status it last followed), oldest first.
+/// Cases an inbox answer can still move: open ones (a closed case takes no step, so following
+/// an answer could change nothing on it) that have not followed a close there (the inbox
+/// takes no answer after it; a decline can still be reconsidered). (case id, the inbox status
+/// it last followed), oldest first. Read each tick, so bounded by the open cases, not by
+/// every case the service ever had.
 pub async fn following_inbox(pool: &sqlx::AnyPool) -> sqlx::Result<Vec<(String, String)>> {
-    sqlx::query_as("SELECT envelope_id, inbox_status FROM marac_cases WHERE inbox_status <> $1 ORDER BY received_at_ms, envelope_id")
+    sqlx::query_as("SELECT envelope_id, inbox_status FROM marac_cases WHERE inbox_status <> $1 AND status <> $2 ORDER BY received_at_ms, envelope_id")
         .bind(Arrival::Closed.code())
+        .bind(Status::Closed.code())
         .fetch_all(pool)
         .await
 }
