@@ -2,7 +2,7 @@
 //! recomputed from the entries, every stored checkpoint (its signature against the directory,
 //! and its root against the recomputed tree) and, at depth, every entry's signed record.
 //!
-//! The ledger is read in ranges of `seq`, one per core, each in large chunks of whole rows;
+//! The ledger is read in ranges of `seq`, two per core, each in large chunks of whole rows;
 //! each chunk's hashes (and signatures) are computed on a blocking thread while the next is
 //! read. What depends on order (links, positions, the tree) is then checked in one pass, so
 //! the first entry at fault is named exactly as a sequential reading would name it.
@@ -115,15 +115,16 @@ fn check(rows: Vec<Read>, directory: Option<&Directory>, depth: Depth) -> Checke
     c
 }
 
-/// Reads entries with `after < seq <= until` in chunks, checks each on a blocking thread,
-/// and hands them on in order.
-async fn read_range(store: Store, after: i64, until: i64, directory: Option<Arc<Directory>>, depth: Depth, out: mpsc::Sender<anyhow::Result<Checked>>) {
+/// Reads entries with `after < seq <= until` in chunks and hands them on in order, each to be
+/// checked on a blocking thread while the next is read.
+async fn read_range(store: Store, after: i64, until: i64, directory: Option<Arc<Directory>>, depth: Depth, out: mpsc::Sender<Pending>) {
+    let mut reader = store.range_reader();
     let mut cursor = after;
     while cursor < until {
-        let rows = match store.entries_between(cursor, until, CHUNK).await {
+        let rows = match reader.entries_between(cursor, until, CHUNK).await {
             Ok(rows) => rows,
             Err(e) => {
-                let _ = out.send(Err(e.into())).await;
+                let _ = out.send(tokio::spawn(async move { Err(e) })).await;
                 return;
             }
         };
@@ -133,12 +134,17 @@ async fn read_range(store: Store, after: i64, until: i64, directory: Option<Arc<
             Read::UnknownType { seq, .. } => *seq,
         };
         let directory = directory.clone();
-        let checked = tokio::task::spawn_blocking(move || check(rows, directory.as_deref(), depth)).await.map_err(anyhow::Error::from);
-        if out.send(checked).await.is_err() {
+        let checking = tokio::spawn(async move {
+            tokio::task::spawn_blocking(move || check(rows, directory.as_deref(), depth)).await.map_err(anyhow::Error::from)
+        });
+        if out.send(checking).await.is_err() {
             return; // verification stopped at a problem
         }
     }
 }
+
+/// A chunk being checked.
+type Pending = tokio::task::JoinHandle<anyhow::Result<Checked>>;
 
 /// Recomputes the chain from the first entry and the Merkle tree from the entries, stopping
 /// at the first entry whose content or link was altered, or where an entry is missing,
@@ -151,7 +157,10 @@ pub async fn verify_with(store: &Store, directory: Option<&Directory>, depth: De
     let checkpoints: Vec<Checkpoint> = store.checkpoint_bodies().await?.iter().map(|b| serde_json::from_str(b)).collect::<Result<_, _>>()?;
     let mut chain = Chain::default();
     if let Some((low, high)) = store.seq_bounds().await? {
-        let parts = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8) as i64;
+        // Two ranges per core: while one range's chunk is read (on PostgreSQL, by the server
+        // on the same cores) another's is checked (200,000 entries: 3.3-3.4 s against 3.8-4.2 s
+        // with one per core on PostgreSQL; no change on SQLite).
+        let parts = (2 * std::thread::available_parallelism().map_or(1, |n| n.get())).clamp(2, 16) as i64;
         let span = high - (low - 1);
         let bounds: Vec<i64> = (0..=parts).map(|k| low - 1 + (span as i128 * k as i128 / parts as i128) as i64).collect();
         let shared = directory.filter(|_| depth.signatures).map(|d| Arc::new(d.clone()));
@@ -162,8 +171,8 @@ pub async fn verify_with(store: &Store, directory: Option<&Directory>, depth: De
             ranges.push(rx);
         }
         for mut rx in ranges {
-            while let Some(checked) = rx.recv().await {
-                if let Some(problem) = chain.take(checked?) {
+            while let Some(checking) = rx.recv().await {
+                if let Some(problem) = chain.take(checking.await??) {
                     return Ok(Report { entries: chain.entries, checkpoints: 0, first_bad: Some(problem), alerts: chain.alerts });
                 }
             }
