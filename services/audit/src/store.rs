@@ -323,13 +323,51 @@ fn sqlite_entries_between(c: &rusqlite::Connection, after: i64, until: i64, limi
     let mut rows = statement.query((after, until, limit))?;
     let mut out = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(1 << 16));
     while let Some(r) = rows.next()? {
-        let stored = r.get_ref(2)?.as_str()?;
+        let r = Cells(r);
+        let stored = r.0.get_ref(2)?.as_str()?;
         out.push(match EntryType::from_str(stored) {
-            Ok(entry_type) => Read::Entry(entry_of!(r, entry_type, get)),
+            Ok(entry_type) => Read::Entry(entry_of!(&r, entry_type, get)),
             Err(_) => Read::UnknownType { seq: r.get(0)?, stored: stored.to_owned() },
         });
     }
     Ok(out)
+}
+
+/// A rusqlite row read as sqlx reads SQLite: bytes from a BLOB or a TEXT cell alike, so that a
+/// hash, link or signed record rewritten as text is read, and found altered, rather than
+/// failing the read.
+struct Cells<'r, 's>(&'r rusqlite::Row<'s>);
+
+trait Cell: Sized {
+    fn of(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self>;
+}
+
+impl Cell for i64 {
+    fn of(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<i64> {
+        v.as_i64()
+    }
+}
+
+impl Cell for String {
+    fn of(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<String> {
+        v.as_str().map(str::to_owned)
+    }
+}
+
+impl Cell for Vec<u8> {
+    fn of(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Vec<u8>> {
+        use rusqlite::types::{FromSqlError, ValueRef};
+        match v {
+            ValueRef::Blob(b) | ValueRef::Text(b) => Ok(b.to_vec()),
+            _ => Err(FromSqlError::InvalidType),
+        }
+    }
+}
+
+impl Cells<'_, '_> {
+    fn get<T: Cell>(&self, i: usize) -> rusqlite::Result<T> {
+        T::of(self.0.get_ref(i)?).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, self.0.get_ref(i).map_or(rusqlite::types::Type::Null, |v| v.data_type()), Box::new(e)))
+    }
 }
 
 fn entries_between_sql() -> &'static str {
@@ -616,5 +654,38 @@ mod tests {
         assert_eq!(sizes(512, &SQLITE_ENTRY_ROWS), [64; 8]);
         assert_eq!(sizes(87, &SQLITE_ENTRY_ROWS), [64, 16, 4, 1, 1, 1]);
         assert_eq!(sizes(0, &SQLITE_NODE_ROWS), Vec::<usize>::new());
+    }
+
+    /// Verification reads SQLite through rusqlite, not sqlx: a cell whose type an operator
+    /// changed is still read as sqlx read it, so a rewrite is named as an altered entry, not
+    /// turned into a failure to read.
+    #[tokio::test]
+    async fn verification_reads_a_retyped_cell_and_names_the_entry_rewritten_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = runtime::config::sqlite_url(dir.path(), "audit");
+        let pool = crate::open_ledger(&url).await.unwrap();
+        let store = Store::connect(&url).await.unwrap();
+        let entries = (1..=20).map(|seq| ledger::unclassifiable("hub.v1.msg.x.y.z", b"junk", seq, "test")).collect();
+        store.append(entries).await.unwrap();
+        let mut reader = store.range_reader();
+        let read = reader.entries_between(5, 20, 4).await.unwrap();
+        let seqs: Vec<i64> = read.iter().map(|r| match r { Read::Entry(e) => e.seq, Read::UnknownType { seq, .. } => *seq }).collect();
+        assert_eq!(seqs, [6, 7, 8, 9], "a range is read in order, from after its start, at most its limit");
+        let report = crate::verify::verify(&store, None).await.unwrap();
+        assert!(report.ok() && report.entries == 20, "{report:?}");
+
+        // The same bytes stored as text: the same content, the ledger still verifies.
+        sqlx::query("UPDATE ledger SET signed = CAST(signed AS TEXT), hash = CAST(hash AS TEXT) WHERE seq = 7").execute(&pool).await.unwrap();
+        let typed: (String,) = sqlx::query_as("SELECT typeof(hash) FROM ledger WHERE seq = 7").fetch_one(&pool).await.unwrap();
+        assert_eq!(typed.0, "text");
+        let report = crate::verify::verify(&store, None).await.unwrap();
+        assert!(report.ok(), "{report:?}");
+
+        // Other bytes, as text: entry 12 is named as altered.
+        sqlx::query("UPDATE ledger SET signed = 'rewritten' WHERE seq = 12").execute(&pool).await.unwrap();
+        let report = crate::verify::verify(&store, None).await.unwrap();
+        let bad = report.first_bad.expect("the rewrite is found");
+        assert_eq!(bad.seq, 12);
+        assert!(bad.what.contains("altered"), "{}", bad.what);
     }
 }
