@@ -124,7 +124,7 @@ async fn read_range(store: Store, after: i64, until: i64, directory: Option<Arc<
         let rows = match reader.entries_between(cursor, until, CHUNK).await {
             Ok(rows) => rows,
             Err(e) => {
-                let _ = out.send(tokio::spawn(async move { Err(e) })).await;
+                let _ = out.send(tokio::task::spawn_blocking(move || Err(e))).await;
                 return;
             }
         };
@@ -134,9 +134,7 @@ async fn read_range(store: Store, after: i64, until: i64, directory: Option<Arc<
             Read::UnknownType { seq, .. } => *seq,
         };
         let directory = directory.clone();
-        let checking = tokio::spawn(async move {
-            tokio::task::spawn_blocking(move || check(rows, directory.as_deref(), depth)).await.map_err(anyhow::Error::from)
-        });
+        let checking = tokio::task::spawn_blocking(move || Ok(check(rows, directory.as_deref(), depth)));
         if out.send(checking).await.is_err() {
             return; // verification stopped at a problem
         }

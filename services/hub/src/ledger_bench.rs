@@ -159,7 +159,7 @@ async fn bench(args: &BenchArgs, data: &Path, nats: &NatsChild, server: Option<&
     let pool = audit::open_ledger(&url).await?;
     let store = Store::connect(&url).await?;
     // Verified twice: the first read of rows just written costs more (PostgreSQL sets each
-    // row's hint bits, writing the page again; 200,000 entries took 3.3-5.4 s first, 1.8-2.5
+    // row's hint bits, writing the page again; 200,000 entries took 3.3-5.4 s first, 1.8-3.0
     // s again), and an IG lead's ledger has been read before.
     for (depth, label) in [(verify::Depth { signatures: false }, "verify:       "), (verify::Depth { signatures: false }, "verify again: "), (verify::Depth { signatures: true }, "verify --signatures:")] {
         let t = Instant::now();
