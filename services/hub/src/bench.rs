@@ -111,6 +111,10 @@ pub struct Phase {
     /// For the hub: CPU seconds (user + system) each process used during the phase,
     /// nats-server and the bench's own HTTP client included: where the time goes.
     pub cpu_seconds: BTreeMap<String, f64>,
+    /// For the hub: context switches per disclosure in each process (voluntary and not, of
+    /// the threads alive at the phase's end): every hop between threads (to SQLite's worker
+    /// thread and back, say) is two, and at light load they cost more than the work.
+    pub context_switches_per_disclosure: BTreeMap<String, f64>,
     /// For the hub: where the latency goes, p50 and p99 ms of each stage.
     pub stages: Vec<Stage>,
     /// For the hub: messages through the broker per disclosure (nats-server's `/varz`):
@@ -145,14 +149,13 @@ fn percentiles(mut ms: Vec<f64>) -> (f64, f64, f64, f64) {
 }
 
 /// Starts a process's peak RSS afresh (`/proc/PID/clear_refs`, Linux 4.0 and later).
-fn reset_peak_rss(pid: u32) {
+pub(crate) fn reset_peak_rss(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
-fn peak_rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+/// The process's peak RSS (VmHWM) in MB, since it started or [`reset_peak_rss`].
+pub(crate) fn peak_rss_mb(pid: u32) -> Option<f64> {
+    crate::limits_bench::rss_mb(pid, "VmHWM")
 }
 
 /// CPU seconds (user + system) a process has used so far.
@@ -164,6 +167,20 @@ pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     // /proc counts in USER_HZ, which Linux fixes at 100 for user space.
     Some(ticks / 100.0)
+}
+
+/// Context switches so far of a process's threads (those alive now: one that has exited
+/// takes its count with it).
+pub(crate) fn context_switches(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let count = |status: String| -> u64 {
+        status
+            .lines()
+            .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum()
+    };
+    Some(tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok()).map(count).sum())
 }
 
 /// CPU seconds so far of every PostgreSQL server process on this machine, by pid (the
@@ -235,6 +252,11 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
         let total: f64 = hub.cpu_seconds.values().sum();
         let each = hub.cpu_seconds.iter().map(|(k, v)| format!("{k} {v:.1}")).collect::<Vec<_>>().join(", ");
         println!("\nCPU seconds during the hub phase: {total:.1} in all ({:.2} ms per disclosure): {each}", total * 1000.0 / hub.messages as f64);
+    }
+    if !hub.context_switches_per_disclosure.is_empty() {
+        let total: f64 = hub.context_switches_per_disclosure.values().sum();
+        let each = hub.context_switches_per_disclosure.iter().map(|(k, v)| format!("{k} {v:.1}")).collect::<Vec<_>>().join(", ");
+        println!("context switches per disclosure: {total:.0} in all: {each}");
     }
     if !hub.stages.is_empty() {
         println!("\nwhere the hub's latency goes (p50 / p99 ms):");
@@ -552,6 +574,7 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         .chain([("bench client".to_owned(), std::process::id())])
         .collect();
     let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid).unwrap_or_default()).collect();
+    let switches_before: Vec<u64> = pids.iter().map(|(_, pid)| context_switches(*pid).unwrap_or_default()).collect();
     let mut peak_rss_mb_before = BTreeMap::new();
     for s in &services {
         if let Some(pid) = s.pid() {
@@ -630,6 +653,11 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
     });
     let mut cpu_seconds: BTreeMap<String, f64> =
         pids.iter().zip(cpu_before).map(|((name, pid), before)| (name.clone(), cpu_seconds(*pid).unwrap_or_default() - before)).collect();
+    let context_switches_per_disclosure: BTreeMap<String, f64> = pids
+        .iter()
+        .zip(switches_before)
+        .map(|((name, pid), before)| (name.clone(), context_switches(*pid).unwrap_or_default().saturating_sub(before) as f64 / n as f64))
+        .collect();
     if let Some(before) = postgres_before {
         let used = postgres_cpu().into_iter().map(|(pid, now)| now - before.get(&pid).copied().unwrap_or_default()).sum();
         cpu_seconds.insert("postgresql server".into(), used);
@@ -672,6 +700,7 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         peak_rss_mb_before,
         accepted_per_second: Some(accepted),
         cpu_seconds,
+        context_switches_per_disclosure,
         stages,
         broker_messages_per_disclosure,
         ..Default::default()

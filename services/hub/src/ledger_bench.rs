@@ -162,15 +162,22 @@ async fn bench(args: &BenchArgs, data: &Path, nats: &NatsChild, server: Option<&
     // row's hint bits, writing the page again; 200,000 entries took 3.3-5.4 s first, 1.8-3.0
     // s again), and an IG lead's ledger has been read before.
     for (depth, label) in [(verify::Depth { signatures: false }, "verify:       "), (verify::Depth { signatures: false }, "verify again: "), (verify::Depth { signatures: true }, "verify --signatures:")] {
+        // Memory: this process holds every message made, so what verification adds is its
+        // peak over what was resident before it.
+        let me = std::process::id();
+        let resident = crate::limits_bench::rss_mb(me, "VmRSS").unwrap_or_default();
+        crate::bench::reset_peak_rss(me);
         let t = Instant::now();
         let report = verify::verify_with(&store, Some(&directory), depth).await?;
         let d = t.elapsed();
+        let added = crate::bench::peak_rss_mb(me).map_or_else(|| "?".into(), |peak| format!("{:.0}", peak - resident));
         println!(
-            "  {label} {:>8.2} s for {} entries and {} checkpoints ({:.0} entries/s), {}{}",
+            "  {label} {:>8.2} s for {} entries and {} checkpoints ({:.0} entries/s), {} MB of memory at its peak; {}{}",
             d.as_secs_f64(),
             report.entries,
             report.checkpoints,
             per_sec(report.entries, d),
+            added,
             if depth.signatures { "every checkpoint's and every entry's signature checked against the directory" } else { "every checkpoint's signature checked against the directory" },
             match &report.first_bad {
                 None => String::new(),
