@@ -82,8 +82,10 @@ pub async fn verify(store: &Store, directory: Option<&Directory>) -> anyhow::Res
     verify_with(store, directory, Depth { signatures: directory.is_some() }).await
 }
 
-/// Rows a reader fetches at once.
-const CHUNK: i64 = 8192;
+/// Rows a reader fetches at once. Each range holds up to four chunks (one read, two waiting,
+/// one being checked), two ranges per core: at 8,192 rows a verification took ~210 MB at its
+/// peak on 2 cores, at 2,048 ~70 MB, and was as fast (200,000 entries, SQLite and PostgreSQL).
+const CHUNK: i64 = 2048;
 
 /// A chunk of rows with what could be computed of each without the others.
 struct Checked {
