@@ -101,6 +101,35 @@ fn the_current_record_is_the_highest_verified_revision_and_withdrawal_is_final()
 }
 
 #[test]
+fn a_record_is_judged_against_the_directory_of_now_each_time_it_is_read() {
+    let isps = isps();
+    let housing = get(&isps, HOUSING);
+    let given = housing.sign_consent(&record(State::Given, 1)).unwrap();
+    // Read twice, it verifies twice.
+    for _ in 0..2 {
+        assert_eq!(verify(&housing.directory, HOUSING, "CON-1", &given).unwrap().record().state, State::Given);
+    }
+    // Housing suspended before the record was made (at 1,000 ms): refused, though it verified a moment ago.
+    let suspended = housing.directory.suspended(HOUSING, 500, false).unwrap();
+    assert_eq!(verify(&suspended, HOUSING, "CON-1", &given), Err(RecordError::NotSignedByOwner(HOUSING.into())));
+    // Suspended after it was made: the record still stands.
+    let later = housing.directory.suspended(HOUSING, 5_000, false).unwrap();
+    assert!(verify(&later, HOUSING, "CON-1", &given).is_ok());
+    // Another partnership's housing has other keys: the same bytes are not its record.
+    let (elsewhere, _) = generate_partnership("elsewhere", &DEMO_AGENCIES).unwrap();
+    assert_eq!(verify(&elsewhere, HOUSING, "CON-1", &given), Err(RecordError::NotSignedByOwner(HOUSING.into())));
+    // A signature altered by one bit, read after the good one passed, fails every time.
+    let mut signed: SignedConsent = serde_json::from_slice(&given).unwrap();
+    let mut signature = hex::decode(&signed.signature).unwrap();
+    signature[10] ^= 1;
+    signed.signature = hex::encode(signature);
+    let altered = serde_json::to_vec(&signed).unwrap();
+    for _ in 0..2 {
+        assert_eq!(verify(&housing.directory, HOUSING, "CON-1", &altered), Err(RecordError::NotSignedByOwner(HOUSING.into())));
+    }
+}
+
+#[test]
 fn a_record_with_names_or_missing_parts_is_refused_before_signing() {
     let isps = isps();
     let housing = get(&isps, HOUSING);
