@@ -688,4 +688,23 @@ mod tests {
         assert_eq!(bad.seq, 12);
         assert!(bad.what.contains("altered"), "{}", bad.what);
     }
+
+    /// An entry type rewritten as free text is named as an alteration at its entry without
+    /// being repeated in the report (which reaches the IG console, the CLI and the logs); a
+    /// token-shaped one is shown, so the IG lead sees what was written.
+    #[tokio::test]
+    async fn an_entry_type_rewritten_as_free_text_is_named_but_not_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = runtime::config::sqlite_url(dir.path(), "audit");
+        let pool = crate::open_ledger(&url).await.unwrap();
+        let store = Store::connect(&url).await.unwrap();
+        store.append((1..=10).map(|seq| ledger::unclassifiable("hub.v1.msg.x.y.z", b"junk", seq, "test")).collect()).await.unwrap();
+        sqlx::query("UPDATE ledger SET entry_type = 'Jane Doe, 4 Mill Lane' WHERE seq = 6").execute(&pool).await.unwrap();
+        let bad = crate::verify::verify(&store, None).await.unwrap().first_bad.expect("the rewrite is found");
+        assert_eq!(bad.seq, 6);
+        assert!(bad.what.contains("altered") && !bad.what.contains("Jane") && !bad.what.contains("Mill"), "{}", bad.what);
+        sqlx::query("UPDATE ledger SET entry_type = 'renamed_kind' WHERE seq = 6").execute(&pool).await.unwrap();
+        let bad = crate::verify::verify(&store, None).await.unwrap().first_bad.expect("the rewrite is found");
+        assert!(bad.seq == 6 && bad.what.contains("\"renamed_kind\""), "{}", bad.what);
+    }
 }

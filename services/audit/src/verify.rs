@@ -238,6 +238,8 @@ impl Chain {
             let mut e = match row {
                 Read::Entry(e) => e,
                 Read::UnknownType { seq, stored } => {
+                    // What was stored is anyone's text: repeated only when it is a short token.
+                    let stored = isp::clear::shown(&stored, isp::clear::is_token);
                     return Some(Problem { seq, checkpoint: None, what: format!("its entry type {stored:?} is none the ledger records: its content was altered") });
                 }
             };
