@@ -656,17 +656,22 @@ mod tests {
         assert_eq!(sizes(0, &SQLITE_NODE_ROWS), Vec::<usize>::new());
     }
 
+    /// A SQLite ledger in a temporary directory holding `n` entries, with a pool to alter it.
+    async fn sqlite_ledger_of(n: u64) -> (tempfile::TempDir, sqlx::AnyPool, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = runtime::config::sqlite_url(dir.path(), "audit");
+        let pool = crate::open_ledger(&url).await.unwrap();
+        let store = Store::connect(&url).await.unwrap();
+        store.append((1..=n).map(|seq| ledger::unclassifiable("hub.v1.msg.x.y.z", b"junk", seq, "test")).collect()).await.unwrap();
+        (dir, pool, store)
+    }
+
     /// Verification reads SQLite through rusqlite, not sqlx: a cell whose type an operator
     /// changed is still read as sqlx read it, so a rewrite is named as an altered entry, not
     /// turned into a failure to read.
     #[tokio::test]
     async fn verification_reads_a_retyped_cell_and_names_the_entry_rewritten_in_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = runtime::config::sqlite_url(dir.path(), "audit");
-        let pool = crate::open_ledger(&url).await.unwrap();
-        let store = Store::connect(&url).await.unwrap();
-        let entries = (1..=20).map(|seq| ledger::unclassifiable("hub.v1.msg.x.y.z", b"junk", seq, "test")).collect();
-        store.append(entries).await.unwrap();
+        let (_dir, pool, store) = sqlite_ledger_of(20).await;
         let mut reader = store.range_reader();
         let read = reader.entries_between(5, 20, 4).await.unwrap();
         let seqs: Vec<i64> = read.iter().map(|r| match r { Read::Entry(e) => e.seq, Read::UnknownType { seq, .. } => *seq }).collect();
@@ -694,11 +699,7 @@ mod tests {
     /// token-shaped one is shown, so the IG lead sees what was written.
     #[tokio::test]
     async fn an_entry_type_rewritten_as_free_text_is_named_but_not_repeated() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = runtime::config::sqlite_url(dir.path(), "audit");
-        let pool = crate::open_ledger(&url).await.unwrap();
-        let store = Store::connect(&url).await.unwrap();
-        store.append((1..=10).map(|seq| ledger::unclassifiable("hub.v1.msg.x.y.z", b"junk", seq, "test")).collect()).await.unwrap();
+        let (_dir, pool, store) = sqlite_ledger_of(10).await;
         sqlx::query("UPDATE ledger SET entry_type = 'Jane Doe, 4 Mill Lane' WHERE seq = 6").execute(&pool).await.unwrap();
         let bad = crate::verify::verify(&store, None).await.unwrap().first_bad.expect("the rewrite is found");
         assert_eq!(bad.seq, 6);
