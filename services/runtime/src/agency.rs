@@ -81,8 +81,10 @@ impl ArrivalRows {
     /// anything in the transaction that may meet or cancel those deadlines (a revocation in
     /// the same batch as the referral it revokes), and at the end.
     pub async fn flush(&mut self, tx: &mut Tx) -> sqlx::Result<()> {
-        deadlines::set_many(tx, &std::mem::take(&mut self.deadlines)).await?;
-        chronology::add_many(tx, &std::mem::take(&mut self.chronology)).await
+        let mut batch = crate::db::Batch::on(tx);
+        deadlines::set_many_into(&mut batch, &std::mem::take(&mut self.deadlines));
+        chronology::add_many_into(&mut batch, &std::mem::take(&mut self.chronology));
+        batch.run(tx).await
     }
 }
 

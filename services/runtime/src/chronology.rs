@@ -60,16 +60,21 @@ pub async fn add(tx: &mut Tx, e: &Entry) -> sqlx::Result<()> {
 /// Adds events (of the same work: a batch of arrivals or sends) in one statement per
 /// [`crate::db::ROWS_PER_INSERT`].
 pub async fn add_many(tx: &mut Tx, entries: &[Entry]) -> sqlx::Result<()> {
-    let sqlite = crate::db::on_sqlite(tx);
+    let mut batch = crate::db::Batch::on(tx);
+    add_many_into(&mut batch, entries);
+    batch.run(tx).await
+}
+
+/// [`add_many`]'s statements, added to a batch of the same transaction.
+pub fn add_many_into(batch: &mut crate::db::Batch<'_>, entries: &[Entry]) {
     for chunk in entries.chunks(crate::db::ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO chronology (id, subject_ref, case_ref, at_ms, event, code, item_id, counterpart, staff_id, detail) VALUES {}",
-            crate::db::placeholders(sqlite, chunk.len(), 10)
+            crate::db::placeholders(batch.sqlite(), chunk.len(), 10)
         );
-        let mut q = sqlx::query(&sql);
+        let q = batch.statement(sql);
         for e in chunk {
-            q = q
-                .bind(uuid::Uuid::now_v7().to_string())
+            q.bind(uuid::Uuid::now_v7().to_string())
                 .bind(&e.subject_ref)
                 .bind(&e.case_ref)
                 .bind(e.at_ms)
@@ -80,9 +85,7 @@ pub async fn add_many(tx: &mut Tx, entries: &[Entry]) -> sqlx::Result<()> {
                 .bind(&e.staff_id)
                 .bind(&e.detail);
         }
-        q.execute(&mut **tx).await?;
     }
-    Ok(())
 }
 
 /// The most characters a note (a chronology note, a flag's note, a judgement's reason) holds:

@@ -126,6 +126,189 @@ pub fn on_sqlite(tx: &mut Tx) -> bool {
     (**tx).backend_name() == "SQLite"
 }
 
+/// A value bound to a statement of a [`Batch`]: the few types the shared tables' writes bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value<'a> {
+    Int(i64),
+    Text(String),
+    /// Bytes as given: an envelope already in memory is bound where it is, not copied.
+    Blob(Cow<'a, [u8]>),
+    /// A TEXT column left NULL.
+    NullText,
+}
+
+impl From<i64> for Value<'_> {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<&str> for Value<'_> {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+impl From<&String> for Value<'_> {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+impl From<String> for Value<'_> {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl<'a> From<&'a [u8]> for Value<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Value::Blob(Cow::Borrowed(v))
+    }
+}
+impl From<Vec<u8>> for Value<'_> {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Blob(Cow::Owned(v))
+    }
+}
+impl From<Option<&str>> for Value<'_> {
+    fn from(v: Option<&str>) -> Self {
+        v.map_or(Value::NullText, Value::from)
+    }
+}
+
+/// One statement of a [`Batch`], its values bound in the order of its placeholders' numbers.
+#[derive(Debug)]
+pub struct Statement<'a> {
+    sql: String,
+    values: Vec<Value<'a>>,
+}
+
+impl<'a> Statement<'a> {
+    pub fn bind(&mut self, v: impl Into<Value<'a>>) -> &mut Self {
+        self.values.push(v.into());
+        self
+    }
+}
+
+/// Writes of one transaction that read nothing and that nothing between them reads, sent
+/// together: on SQLite one round trip to sqlx's worker thread for all of them (a hop there
+/// and back costs two thread wake-ups, more than the write itself), on PostgreSQL one
+/// statement after another, as before. Statements are written as for `sqlx::query`: `$n`
+/// (or, from [`placeholders`], `?`) placeholders numbered within the statement.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    sqlite: bool,
+    statements: Vec<Statement<'a>>,
+}
+
+impl<'a> Batch<'a> {
+    /// An empty batch for a transaction (its engine decides how [`placeholders`] are written).
+    pub fn on(tx: &mut Tx) -> Batch<'a> {
+        Batch { sqlite: on_sqlite(tx), statements: Vec::new() }
+    }
+
+    /// Whether the batch runs on SQLite: the `sqlite` argument of [`placeholders`].
+    pub fn sqlite(&self) -> bool {
+        self.sqlite
+    }
+
+    /// Adds a statement; bind its values on what this returns.
+    pub fn statement(&mut self, sql: String) -> &mut Statement<'a> {
+        self.statements.push(Statement { sql, values: Vec::new() });
+        self.statements.last_mut().expect("just pushed")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+
+    /// Runs and empties the batch, in the transaction; the first failing statement fails it
+    /// (and the caller's transaction is rolled back).
+    pub async fn run(&mut self, tx: &mut Tx) -> sqlx::Result<()> {
+        let statements = std::mem::take(&mut self.statements);
+        if statements.is_empty() {
+            return Ok(());
+        }
+        if on_sqlite(tx) && statements.len() > 1 {
+            let (sql, order) = joined(&statements).map_err(|e| sqlx::Error::Protocol(e.into()))?;
+            let mut args = sqlx::any::AnyArguments::default();
+            for v in order {
+                add(&mut args, v)?;
+            }
+            sqlx::query_with(&sql, args).execute(&mut **tx).await?;
+            return Ok(());
+        }
+        for s in &statements {
+            let mut args = sqlx::any::AnyArguments::default();
+            for v in &s.values {
+                add(&mut args, v)?;
+            }
+            sqlx::query_with(&s.sql, args).execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+}
+
+fn add<'q>(args: &mut sqlx::any::AnyArguments<'q>, v: &'q Value<'_>) -> sqlx::Result<()> {
+    use sqlx::Arguments as _;
+    match v {
+        Value::Int(i) => args.add(*i),
+        Value::Text(t) => args.add(t.as_str()),
+        Value::Blob(b) => args.add(b.as_ref()),
+        Value::NullText => args.add(Option::<String>::None),
+    }
+    .map_err(sqlx::Error::Encode)
+}
+
+/// The statements as one SQLite script, every placeholder rewritten as an anonymous `?`, and
+/// the values in the order those appear (a value whose number appears twice, twice). SQLite
+/// binds anonymous placeholders in order, where numbered ones would each be looked up by
+/// name, and a script's numbers would have to be unique across its statements. Quoted text
+/// (`'...'`, `"..."`) is left as it is; batched statements hold no comments.
+fn joined<'s, 'a>(statements: &'s [Statement<'a>]) -> Result<(String, Vec<&'s Value<'a>>), String> {
+    let mut sql = String::with_capacity(statements.iter().map(|s| s.sql.len() + 2).sum());
+    let mut order = Vec::new();
+    for s in statements {
+        let mut chars = s.sql.char_indices().peekable();
+        let mut quote: Option<char> = None;
+        let mut anonymous = 0;
+        while let Some((i, c)) = chars.next() {
+            if let Some(q) = quote {
+                if c == q {
+                    quote = None;
+                }
+                sql.push(c);
+                continue;
+            }
+            match c {
+                '\'' | '"' => {
+                    quote = Some(c);
+                    sql.push(c);
+                }
+                '$' | '?' => {
+                    let start = i + 1;
+                    let mut end = start;
+                    while let Some((j, d)) = chars.peek().copied().filter(|(_, d)| d.is_ascii_digit()) {
+                        end = j + d.len_utf8();
+                        chars.next();
+                    }
+                    let n: usize = if end > start {
+                        s.sql[start..end].parse().map_err(|_| "a placeholder's number is out of range in a batched statement".to_owned())?
+                    } else if c == '?' {
+                        anonymous += 1;
+                        anonymous
+                    } else {
+                        return Err("a `$` that is no placeholder, outside quotes, in a batched statement".into());
+                    };
+                    let v = n.checked_sub(1).and_then(|k| s.values.get(k)).ok_or_else(|| format!("placeholder {n} has no value bound in a batched statement"))?;
+                    order.push(v);
+                    sql.push('?');
+                }
+                _ => sql.push(c),
+            }
+        }
+        sql.push_str(";\n");
+    }
+    Ok((sql, order))
+}
+
 /// The tables every service has: outbox, sent, inbox, quarantine.
 pub fn runtime_migrations() -> Vec<Migration> {
     vec![
@@ -174,6 +357,60 @@ pub async fn postgres_database(server_url: &str, name: &str) -> anyhow::Result<S
     };
     let prefix = base.rsplit_once('/').map(|(p, _)| p).filter(|p| !p.ends_with('/')).unwrap_or(base);
     Ok(format!("{prefix}/{name}{query}"))
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::{Batch, Value, joined};
+
+    #[test]
+    fn a_script_binds_each_placeholder_in_the_order_it_appears() {
+        let mut b = Batch::default();
+        b.statement("UPDATE t SET a = $2, b = $1 WHERE c = $2 AND d = '$9?'".into()).bind(1i64).bind("x");
+        b.statement("INSERT INTO u VALUES (?, ?), (?, ?)".into()).bind(10i64).bind(11i64).bind(12i64).bind(13i64);
+        let (sql, order) = joined(&b.statements).unwrap();
+        assert_eq!(sql, "UPDATE t SET a = ?, b = ? WHERE c = ? AND d = '$9?';\nINSERT INTO u VALUES (?, ?), (?, ?);\n");
+        let x = Value::from("x");
+        assert_eq!(order, vec![&x, &Value::Int(1), &x, &Value::Int(10), &Value::Int(11), &Value::Int(12), &Value::Int(13)]);
+    }
+
+    #[test]
+    fn a_placeholder_without_its_value_is_refused_not_bound_as_null() {
+        let mut b = Batch::default();
+        b.statement("UPDATE t SET a = $1 WHERE b = $2".into()).bind(1i64);
+        assert!(joined(&b.statements).unwrap_err().contains("placeholder 2 has no value"));
+        let mut b = Batch::default();
+        b.statement("SELECT $x".into());
+        assert!(joined(&b.statements).is_err());
+    }
+
+    /// On a real SQLite database, and through the same `Any` pool the services use: the
+    /// script's writes land together, and a failing statement fails the batch (the caller's
+    /// transaction, rolled back, keeps none of them).
+    #[tokio::test]
+    async fn a_batch_on_sqlite_writes_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = super::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("b.db").display())).await.unwrap();
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY, n BIGINT, b BLOB, o TEXT)").execute(&pool).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        let mut b = Batch::default();
+        b.statement("INSERT INTO t VALUES ($1, $2, $3, $4)".into()).bind("a").bind(1i64).bind(vec![1u8, 2]).bind(None::<&str>);
+        b.statement("UPDATE t SET n = n + $2 WHERE k = $1".into()).bind("a").bind(41i64);
+        b.run(&mut tx).await.unwrap();
+        assert!(b.is_empty());
+        tx.commit().await.unwrap();
+        let row: (String, i64, Vec<u8>, Option<String>) = sqlx::query_as("SELECT k, n, b, o FROM t").fetch_one(&pool).await.unwrap();
+        assert_eq!(row, ("a".into(), 42, vec![1, 2], None));
+
+        let mut tx = pool.begin().await.unwrap();
+        let mut b = Batch::default();
+        b.statement("INSERT INTO t (k, n) VALUES ($1, $2)".into()).bind("b").bind(2i64);
+        b.statement("INSERT INTO t (k, n) VALUES ($1, $2)".into()).bind("a").bind(3i64);
+        assert!(b.run(&mut tx).await.is_err(), "the second insert repeats a key");
+        drop(tx);
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM t").fetch_one(&pool).await.unwrap();
+        assert_eq!(n, 1, "the first statement of the failed batch is rolled back with it");
+    }
 }
 
 #[cfg(all(test, unix))]

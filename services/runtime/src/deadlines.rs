@@ -58,19 +58,23 @@ pub async fn set(tx: &mut Tx, d: &Deadline) -> sqlx::Result<()> {
 /// Sets deadlines (of a batch of arrivals) in one statement per [`crate::db::ROWS_PER_INSERT`];
 /// each one already set on its target is left as it is.
 pub async fn set_many(tx: &mut Tx, deadlines: &[Deadline]) -> sqlx::Result<()> {
-    let sqlite = crate::db::on_sqlite(tx);
+    let mut batch = crate::db::Batch::on(tx);
+    set_many_into(&mut batch, deadlines);
+    batch.run(tx).await
+}
+
+/// [`set_many`]'s statements, added to a batch of the same transaction.
+pub fn set_many_into(batch: &mut crate::db::Batch<'_>, deadlines: &[Deadline]) {
     for chunk in deadlines.chunks(crate::db::ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO deadlines (code, target, subject_ref, case_ref, counterpart, due_at_ms) VALUES {} ON CONFLICT (code, target) DO NOTHING",
-            crate::db::placeholders(sqlite, chunk.len(), 6)
+            crate::db::placeholders(batch.sqlite(), chunk.len(), 6)
         );
-        let mut q = sqlx::query(&sql);
+        let q = batch.statement(sql);
         for d in chunk {
-            q = q.bind(&d.code).bind(&d.target).bind(&d.subject_ref).bind(&d.case_ref).bind(&d.counterpart).bind(d.due_at_ms);
+            q.bind(&d.code).bind(&d.target).bind(&d.subject_ref).bind(&d.case_ref).bind(&d.counterpart).bind(d.due_at_ms);
         }
-        q.execute(&mut **tx).await?;
     }
-    Ok(())
 }
 
 crate::codes!(

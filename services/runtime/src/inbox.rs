@@ -357,11 +357,19 @@ struct Ready<'a> {
 /// receipts and revocations they carry, the automatic receipts they are due (one statement
 /// per table), and the service's domain change for each.
 async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::db::Tx, ready: &[Ready<'_>]) -> anyhow::Result<()> {
-    store(tx, ready).await?;
+    use proto::v1::payload::Body;
+    // The inbox rows and the automatic receipts' rows go together (one round trip on SQLite),
+    // unless receipts or revocations in the batch must first find the rows they change.
+    let mut batch = crate::db::Batch::on(tx);
+    store(&mut batch, ready);
     let mut rows = record_arrivals(ctx, ready);
+    let revoking = ready.iter().any(|r| matches!(r.opened.payload.body, Some(Body::DisclosureRevoke(_))));
+    if revoking || ready.iter().any(|r| matches!(r.opened.payload.body, Some(Body::ReferralAck(_)))) {
+        batch.run(tx).await?;
+    }
     // A revocation cancels what is owed on the referral it revokes, which may have arrived in
     // this same batch: its deadlines must be written first.
-    if ready.iter().any(|r| matches!(r.opened.payload.body, Some(proto::v1::payload::Body::DisclosureRevoke(_)))) {
+    if revoking {
         rows.flush(tx).await?;
     }
     let opened: Vec<&Opened> = ready.iter().map(|r| r.opened).collect();
@@ -371,8 +379,10 @@ async fn store_in<A: Agency>(ctx: &Ctx, agency: &A, tx: &mut crate::db::Tx, read
     }
     let due: Vec<&Opened> = ready.iter().map(|r| r.opened).filter(|o| acknowledgeable(kind::name(o.header.kind()))).collect();
     if !due.is_empty() {
-        crate::receipts::auto_receipts(ctx, tx, &due, proto::v1::AckStatus::Received, "").await?;
+        crate::receipts::auto_receipts_into(ctx, &mut batch, &due, proto::v1::AckStatus::Received, "").await?;
     }
+    // The service's own handling may read what the inbox now holds.
+    batch.run(tx).await?;
     let mut domain = Vec::with_capacity(ready.len());
     for r in ready {
         if r.delivered <= MAX_DOMAIN_ATTEMPTS {
@@ -538,21 +548,19 @@ async fn ack(message: &Message, seq: u64) {
     }
 }
 
-async fn store(tx: &mut crate::db::Tx, ready: &[Ready<'_>]) -> Result<(), sqlx::Error> {
-    let sqlite = crate::db::on_sqlite(tx);
+fn store<'a>(batch: &mut crate::db::Batch<'a>, ready: &[Ready<'a>]) {
     let now = isp::now_ms();
     for chunk in ready.chunks(crate::db::ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO inbox (envelope_id, stream_id, stream_seq, sender, kind, purpose, lawful_basis, consent_state, risk, subject_ref, \
              case_ref, categories, rule, policy_version, in_reply_to, envelope, status, created_at_ms, received_at_ms) VALUES {}",
-            crate::db::placeholders(sqlite, chunk.len(), 19)
+            crate::db::placeholders(batch.sqlite(), chunk.len(), 19)
         );
-        let mut q = sqlx::query(&sql);
+        let q = batch.statement(sql);
         for r in chunk {
             let h = &r.opened.header;
             let consent = h.consent.clone().unwrap_or_default();
-            q = q
-                .bind(h.envelope_id.as_str())
+            q.bind(h.envelope_id.as_str())
                 .bind(r.stream)
                 .bind(r.seq as i64)
                 .bind(h.sender.as_str())
@@ -572,9 +580,7 @@ async fn store(tx: &mut crate::db::Tx, ready: &[Ready<'_>]) -> Result<(), sqlx::
                 .bind(h.created_at_ms)
                 .bind(now);
         }
-        q.execute(&mut **tx).await?;
     }
-    Ok(())
 }
 
 /// How many refusals of junk (messages that verify as nobody's) on one subject a minute are

@@ -118,6 +118,15 @@ impl Ctx {
     /// lot may be committed. A send asked for by a staff member (`by`) names them in its
     /// `sent` row, and once allowed enters the person's chronology.
     pub(crate) async fn queue_many_in(&self, tx: &mut Tx, sends: Vec<(&Outgoing, Option<&AskedBy>, Result<isp::Sealed, IspError>)>) -> Result<Vec<Result<SendOutcome, SendError>>, sqlx::Error> {
+        let mut batch = crate::db::Batch::on(tx);
+        let answers = self.queue_many_into(&mut batch, sends)?;
+        batch.run(tx).await?;
+        Ok(answers)
+    }
+
+    /// [`Ctx::queue_many_in`]'s writes (outbox, sent and chronology rows), added to a batch of
+    /// the caller's transaction.
+    pub(crate) fn queue_many_into(&self, batch: &mut crate::db::Batch<'_>, sends: Vec<(&Outgoing, Option<&AskedBy>, Result<isp::Sealed, IspError>)>) -> Result<Vec<Result<SendOutcome, SendError>>, sqlx::Error> {
         let now = isp::now_ms();
         let limit = transport::max_message_bytes(&self.jetstream.client());
         let mut answers = Vec::with_capacity(sends.len());
@@ -176,12 +185,11 @@ impl Ctx {
                 Err(other) => answers.push(Err(SendError::Refused(other))),
             }
         }
-        enqueue_many(tx, &outbox).await?;
-        let sqlite = crate::db::on_sqlite(tx);
+        enqueue_many(batch, outbox);
         for chunk in sent.chunks(crate::db::ROWS_PER_INSERT) {
-            insert_sent(tx, sqlite, &self.isp().keys, chunk, now).await?;
+            insert_sent(batch, &self.isp().keys, chunk, now)?;
         }
-        crate::chronology::add_many(tx, &chronology).await?;
+        crate::chronology::add_many_into(batch, &chronology);
         Ok(answers)
     }
 }
@@ -251,7 +259,7 @@ async fn send_batch(ctx: &Ctx, batch: Vec<Pending>) {
 
 /// `sent` rows: the send as asked, what the ISP decided, its status and why.
 /// The rationale for sharing without consent is stored sealed to the agency's own key.
-async fn insert_sent(tx: &mut Tx, sqlite: bool, keys: &isp::AgencyKeys, rows: &[(&Outgoing, SendOutcome, Disclosure, &str, Option<&str>)], now: i64) -> Result<(), sqlx::Error> {
+fn insert_sent(batch: &mut crate::db::Batch<'_>, keys: &isp::AgencyKeys, rows: &[(&Outgoing, SendOutcome, Disclosure, &str, Option<&str>)], now: i64) -> Result<(), sqlx::Error> {
     let rationales = rows
         .iter()
         .map(|(out, o, _, _, _)| keys.seal_at_rest(out.justification.as_ref().filter(|_| o.without_consent).map(|j| j.rationale.as_str()).unwrap_or_default()))
@@ -261,14 +269,13 @@ async fn insert_sent(tx: &mut Tx, sqlite: bool, keys: &isp::AgencyKeys, rows: &[
         "INSERT INTO sent (envelope_id, recipient, kind, purpose, lawful_basis, consent_state, risk, subject_ref, case_ref, \
          categories, removed, rule, reason, policy_version, without_consent, in_reply_to, status, status_reason, created_at_ms, updated_at_ms, \
          consent_id, consent_recorded_by, officer, rationale_code, rationale, sent_by) VALUES {}",
-        crate::db::placeholders(sqlite, rows.len(), 26)
+        crate::db::placeholders(batch.sqlite(), rows.len(), 26)
     );
-    let mut q = sqlx::query(&sql);
+    let q = batch.statement(sql);
     for ((out, o, status, reason, by), rationale) in rows.iter().zip(rationales) {
         // Who decided to share without consent and why stay only with a disclosure that was.
         let justification = out.justification.as_ref().filter(|_| o.without_consent);
-        q = q
-            .bind(o.envelope_id.as_str())
+        q.bind(o.envelope_id.as_str())
             .bind(out.recipient.as_str())
             .bind(kind::name(out.kind))
             .bind(out.purpose.as_str())
@@ -295,29 +302,29 @@ async fn insert_sent(tx: &mut Tx, sqlite: bool, keys: &isp::AgencyKeys, rows: &[
             .bind(rationale)
             .bind(*by);
     }
-    q.execute(&mut **tx).await?;
     Ok(())
 }
 
 /// Queues one message for publishing.
 pub async fn enqueue(tx: &mut Tx, id: &str, subject: &str, body: &[u8]) -> Result<(), sqlx::Error> {
-    enqueue_many(tx, &[(id.to_owned(), subject.to_owned(), body.to_vec())]).await
+    let mut batch = crate::db::Batch::on(tx);
+    enqueue_many(&mut batch, vec![(id.to_owned(), subject.to_owned(), body.to_vec())]);
+    batch.run(tx).await
 }
 
 /// Queues messages (id, subject, body) for publishing, in one statement per
-/// [`crate::db::ROWS_PER_INSERT`].
-async fn enqueue_many(tx: &mut Tx, messages: &[(String, String, Vec<u8>)]) -> Result<(), sqlx::Error> {
-    let sqlite = crate::db::on_sqlite(tx);
+/// [`crate::db::ROWS_PER_INSERT`], added to a batch of the caller's transaction.
+fn enqueue_many(batch: &mut crate::db::Batch<'_>, messages: Vec<(String, String, Vec<u8>)>) {
     let now = isp::now_ms();
-    for chunk in messages.chunks(crate::db::ROWS_PER_INSERT) {
-        let sql = format!("INSERT INTO outbox (id, subject, body, created_at_ms, attempts) VALUES {}", crate::db::placeholders(sqlite, chunk.len(), 5));
-        let mut q = sqlx::query(&sql);
+    let mut messages = messages.into_iter().peekable();
+    while messages.peek().is_some() {
+        let chunk: Vec<_> = messages.by_ref().take(crate::db::ROWS_PER_INSERT).collect();
+        let sql = format!("INSERT INTO outbox (id, subject, body, created_at_ms, attempts) VALUES {}", crate::db::placeholders(batch.sqlite(), chunk.len(), 5));
+        let q = batch.statement(sql);
         for (id, subject, body) in chunk {
-            q = q.bind(id.as_str()).bind(subject.as_str()).bind(body.as_slice()).bind(now).bind(0i64);
+            q.bind(id).bind(subject).bind(body).bind(now).bind(0i64);
         }
-        q.execute(&mut **tx).await?;
     }
-    Ok(())
 }
 
 /// Drains the outbox until shutdown. Broker outages delay; they never lose or double a
@@ -480,28 +487,26 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<bool> {
         }
     }
     let now = isp::now_ms();
-    // Two statements for the whole batch, not two per row: each statement is a round trip to
-    // the database (for SQLite, a hop to its worker thread and back).
-    let mut tx = ctx.pool.begin().await?;
-    for chunk in published.chunks(200) {
-        for (sql, statuses) in [
-            (format!("UPDATE outbox SET published_at_ms = $1, attempts = attempts + 1 WHERE id IN ({})", crate::db::numbered(2, chunk.len())), None),
-            (
-                format!("UPDATE sent SET status = $2, updated_at_ms = $1 WHERE status = $3 AND envelope_id IN ({})", crate::db::numbered(4, chunk.len())),
-                Some((Disclosure::Published, Disclosure::Queued)),
-            ),
-        ] {
-            let mut q = sqlx::query(&sql).bind(now);
-            if let Some((to, from)) = statuses {
-                q = q.bind(to.code()).bind(from.code());
-            }
+    // Two statements for the whole batch, not two per row, sent together: each statement is a
+    // round trip to the database (for SQLite, a hop to its worker thread and back).
+    if !published.is_empty() {
+        let mut tx = ctx.pool.begin().await?;
+        let mut batch = crate::db::Batch::on(&mut tx);
+        for chunk in published.chunks(200) {
+            let q = batch.statement(format!("UPDATE outbox SET published_at_ms = $1, attempts = attempts + 1 WHERE id IN ({})", crate::db::numbered(2, chunk.len())));
+            q.bind(now);
             for id in chunk {
-                q = q.bind(id);
+                q.bind(id);
             }
-            q.execute(&mut *tx).await?;
+            let q = batch.statement(format!("UPDATE sent SET status = $2, updated_at_ms = $1 WHERE status = $3 AND envelope_id IN ({})", crate::db::numbered(4, chunk.len())));
+            q.bind(now).bind(Disclosure::Published.code()).bind(Disclosure::Queued.code());
+            for id in chunk {
+                q.bind(id);
+            }
         }
+        batch.run(&mut tx).await?;
+        tx.commit().await?;
     }
-    tx.commit().await?;
     // With other messages going through, a message that fails is the message's problem, not
     // the broker's: count it.
     let broker_working = !published.is_empty() || stopped > 0;

@@ -101,6 +101,13 @@ pub fn receipt(
 /// ledger) but never stops the inbox.
 /// `staff_id`: who caused it (the reader, for `opened`), empty for the service itself.
 pub async fn auto_receipts(ctx: &Ctx, tx: &mut Tx, opened: &[&Opened], status: AckStatus, staff_id: &str) -> Result<(), sqlx::Error> {
+    let mut batch = crate::db::Batch::on(tx);
+    auto_receipts_into(ctx, &mut batch, opened, status, staff_id).await?;
+    batch.run(tx).await
+}
+
+/// [`auto_receipts`], its writes added to a batch of the caller's transaction.
+pub(crate) async fn auto_receipts_into(ctx: &Ctx, batch: &mut crate::db::Batch<'_>, opened: &[&Opened], status: AckStatus, staff_id: &str) -> Result<(), sqlx::Error> {
     let isp = ctx.isp();
     let mut outs = Vec::with_capacity(opened.len());
     for o in opened {
@@ -118,7 +125,7 @@ pub async fn auto_receipts(ctx: &Ctx, tx: &mut Tx, opened: &[&Opened], status: A
     .await
     .into_iter()
     .unzip();
-    for (answer, out) in ctx.queue_many_in(tx, outs.iter().zip(sealed).map(|(out, sealed)| (out, None, sealed)).collect()).await?.into_iter().zip(&outs) {
+    for (answer, out) in ctx.queue_many_into(batch, outs.iter().zip(sealed).map(|(out, sealed)| (out, None, sealed)).collect())?.into_iter().zip(&outs) {
         if let Err(e) = answer {
             tracing::warn!(envelope_id = %out.in_reply_to, error = %e, "no automatic receipt sent");
         }
