@@ -108,8 +108,13 @@ pub struct Phase {
     /// For the crypto limit: the same, when each disclosure also carries the delivered
     /// receipt the recipient seals back (what the hub does for every referral).
     pub with_receipt_per_second: Option<f64>,
+    /// For the crypto limit: CPU ms (the bench process's, user + system) per disclosure with
+    /// its receipt: all the crypto the protocol asks of a disclosure, at the sender, the
+    /// recipient and the audit.
+    pub with_receipt_cpu_ms: Option<f64>,
     /// For the hub: CPU seconds (user + system) each process used during the phase,
-    /// nats-server and the bench's own HTTP client included: where the time goes.
+    /// nats-server and the bench's own HTTP client included: where the time goes. For the
+    /// raw phase: nats-server's and the bench's (publisher and consumer).
     pub cpu_seconds: BTreeMap<String, f64>,
     /// For the hub: context switches per disclosure in each process (voluntary and not, of
     /// the threads alive at the phase's end): every hop between threads (to SQLite's worker
@@ -119,7 +124,7 @@ pub struct Phase {
     pub stages: Vec<Stage>,
     /// For the hub: messages through the broker per disclosure (nats-server's `/varz`):
     /// `in` what clients published to it (envelopes, acks, pull and API requests), `out` what
-    /// it delivered to clients.
+    /// it delivered to clients. For the raw phase: the same per raw message.
     pub broker_messages_per_disclosure: Option<BrokerMessages>,
 }
 
@@ -222,7 +227,7 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
             args.login.describe()
         );
     }
-    let raw = raw_phase(&nats.url, &data, &args).await.context("raw JetStream phase")?;
+    let raw = raw_phase(&nats, &data, &args).await.context("raw JetStream phase")?;
     let crypto = crypto_phase(&data, &args).context("crypto phase")?;
     let prefix = format!("hub_bench_{:08x}", rand::random::<u32>());
     let hub = hub_phase(&data, &nats, database_url.as_deref(), &prefix, &args).await;
@@ -234,13 +239,48 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
     report(&args, &raw, &crypto, &hub)
 }
 
+/// Broker messages a disclosure needs at least: the referral and its receipt, each published
+/// (1 in), acknowledged by JetStream (1 out), delivered to its recipient and to the audit
+/// (2 out) and acked by both (2 in).
+const BROKER_MESSAGES_AT_LEAST: f64 = 12.0;
+
+/// The most a disclosure could be delivered at on this machine if it cost nothing but what
+/// the protocol cannot do without, each part measured in the same run: all its crypto (the
+/// crypto phase with the receipt: seal and sign, verify and open, the audit's checks, for
+/// the referral and its receipt) and the broker's part of its twelve messages (the raw
+/// phase's CPU, nats-server's and both clients', per message through the broker). No
+/// storage, no HTTP, no scheduling: a ceiling no build of this design can pass here.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Ceiling {
+    pub crypto_ms: f64,
+    pub broker_ms: f64,
+    pub floor_ms: f64,
+    pub per_second: f64,
+    pub over_crypto_limit: f64,
+}
+
+impl Ceiling {
+    fn of(cores: usize, raw: &Phase, crypto: &Phase) -> Option<Ceiling> {
+        let crypto_ms = crypto.with_receipt_cpu_ms?;
+        let through_broker = raw.broker_messages_per_disclosure.map(|m| m.published + m.delivered)?;
+        let raw_ms: f64 = raw.cpu_seconds.values().sum::<f64>() * 1000.0 / raw.messages.max(1) as f64;
+        let broker_ms = raw_ms / through_broker.max(1e-9) * BROKER_MESSAGES_AT_LEAST;
+        let floor_ms = crypto_ms + broker_ms;
+        let per_second = cores as f64 * 1000.0 / floor_ms.max(1e-9);
+        Some(Ceiling { crypto_ms, broker_ms, floor_ms, per_second, over_crypto_limit: per_second / crypto.per_second.max(1e-9) })
+    }
+}
+
 fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow::Result<()> {
     let hub_raw = hub.per_second / raw.per_second.max(1e-9);
     let hub_crypto = hub.per_second / crypto.per_second.max(1e-9);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ceiling = Ceiling::of(cores, raw, crypto);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json!({"args": {"messages": args.messages, "agencies": args.agencies, "payload": args.payload, "rate": args.rate, "workers_per_service": args.workers_per_service(), "login": args.login},
             "raw": raw, "crypto_limit": crypto, "hub": hub, "hub_over_raw": hub_raw, "hub_over_crypto_limit": hub_crypto,
-            "hub_over_crypto_limit_with_receipt": crypto.with_receipt_per_second.map(|r| hub.per_second / r.max(1e-9))}))?);
+            "hub_over_crypto_limit_with_receipt": crypto.with_receipt_per_second.map(|r| hub.per_second / r.max(1e-9)),
+            "ceiling": ceiling}))?);
         return Ok(());
     }
     println!("\n{:<14} {:>12} {:>9} {:>9} {:>9} {:>9}   peak RSS", "phase", "messages/s", "p50 ms", "p95 ms", "p99 ms", "max ms");
@@ -278,6 +318,15 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
             hub.per_second / with_receipt.max(1e-9) * 100.0
         );
     }
+    if let Some(c) = ceiling {
+        println!(
+            "ceiling of this design here: {:.0}/s = {:.1} % of the crypto limit, if a disclosure cost only its crypto ({:.3} ms of CPU, receipt and audit included) and the broker's part of its {BROKER_MESSAGES_AT_LEAST} messages ({:.3} ms), on {cores} cores",
+            c.per_second,
+            c.over_crypto_limit * 100.0,
+            c.crypto_ms,
+            c.broker_ms
+        );
+    }
     if args.rate.is_some() {
         println!("hub p99 at the offered rate: {:.2} ms   (target < 20 ms at 500/s)", hub.p99_ms);
     }
@@ -289,10 +338,10 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
 }
 
 /// Publishes N payloads with acks in flight while a pull consumer acks them as they come.
-async fn raw_phase(url: &str, data: &std::path::Path, args: &BenchArgs) -> anyhow::Result<Phase> {
+async fn raw_phase(nats: &NatsChild, data: &std::path::Path, args: &BenchArgs) -> anyhow::Result<Phase> {
     use async_nats::jetstream::{self, consumer::pull, stream};
     // The same broker, TLS and all, as the administrator (the only identity that may make a stream).
-    let js = jetstream::new(crate::nats::connect_admin(url, data).await?);
+    let js = jetstream::new(crate::nats::connect_admin(&nats.url, data).await?);
     let stream = js
         .get_or_create_stream(stream::Config { name: "BENCH_RAW".into(), subjects: vec!["bench.raw".into()], storage: stream::StorageType::File, ..Default::default() })
         .await?;
@@ -301,6 +350,11 @@ async fn raw_phase(url: &str, data: &std::path::Path, args: &BenchArgs) -> anyho
         .await?;
     let n = args.messages;
     let body = filler(args.payload);
+    // What the broker's part of a message costs: nats-server's CPU and the bench's own (the
+    // publisher's and the consumer's client work), and the broker's messages per message.
+    let pids = [("nats-server", nats.pid()), ("bench (publisher and consumer)", Some(std::process::id()))];
+    let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| pid.and_then(cpu_seconds).unwrap_or_default()).collect();
+    let varz_before = varz(nats).await;
     let reader = tokio::spawn(async move {
         let mut latencies = Vec::with_capacity(n);
         let mut messages = consumer.messages().await?;
@@ -326,8 +380,24 @@ async fn raw_phase(url: &str, data: &std::path::Path, args: &BenchArgs) -> anyho
     }
     let latencies = reader.await??;
     let elapsed = start.elapsed();
+    let cpu_seconds = pids.iter().zip(cpu_before).map(|((name, pid), before)| ((*name).to_owned(), pid.and_then(cpu_seconds).unwrap_or_default() - before)).collect();
+    let broker_messages_per_disclosure = varz_before.zip(varz(nats).await).map(|((in0, out0), (in1, out1))| BrokerMessages {
+        published: (in1 - in0) as f64 / n as f64,
+        delivered: (out1 - out0) as f64 / n as f64,
+    });
     let (p50, p95, p99, max) = percentiles(latencies);
-    Ok(Phase { name: "raw JetStream".into(), messages: n, per_second: n as f64 / elapsed.as_secs_f64(), p50_ms: p50, p95_ms: p95, p99_ms: p99, max_ms: max, ..Default::default() })
+    Ok(Phase {
+        name: "raw JetStream".into(),
+        messages: n,
+        per_second: n as f64 / elapsed.as_secs_f64(),
+        p50_ms: p50,
+        p95_ms: p95,
+        p99_ms: p99,
+        max_ms: max,
+        cpu_seconds,
+        broker_messages_per_disclosure,
+        ..Default::default()
+    })
 }
 
 fn now_us() -> u128 {
@@ -423,7 +493,9 @@ fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
         Ok((all, start.elapsed()))
     };
     let (all, elapsed) = run(false)?;
+    let cpu_before = cpu_seconds(std::process::id());
     let (with_receipt, with_receipt_elapsed) = run(true)?;
+    let with_receipt_cpu_ms = cpu_before.zip(cpu_seconds(std::process::id())).map(|(before, after)| (after - before) * 1000.0 / with_receipt.len() as f64);
     let (p50, p95, p99, max) = percentiles(all.clone());
     Ok(Phase {
         name: "crypto limit".into(),
@@ -434,6 +506,7 @@ fn crypto_phase(data: &Path, args: &BenchArgs) -> anyhow::Result<Phase> {
         p99_ms: p99,
         max_ms: max,
         with_receipt_per_second: Some(with_receipt.len() as f64 / with_receipt_elapsed.as_secs_f64()),
+        with_receipt_cpu_ms,
         ..Default::default()
     })
 }
@@ -791,7 +864,29 @@ async fn drop_databases(server: &str, prefix: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::read_commit_stamps;
+    use super::{BrokerMessages, Ceiling, Phase, read_commit_stamps};
+
+    #[test]
+    fn the_ceiling_adds_the_crypto_to_twelve_broker_messages_at_the_raw_phases_cost() {
+        // 10,000 raw messages, 4 through the broker each, for 2 CPU seconds: 0.05 ms a message
+        // through the broker, 0.6 ms for twelve. Crypto 0.4 ms with the receipt: 1 ms in all,
+        // 2,000/s on 2 cores, half of a crypto limit of 4,000/s.
+        let raw = Phase {
+            messages: 10_000,
+            cpu_seconds: [("nats-server".to_owned(), 1.5), ("bench".to_owned(), 0.5)].into(),
+            broker_messages_per_disclosure: Some(BrokerMessages { published: 2.0, delivered: 2.0 }),
+            ..Default::default()
+        };
+        let crypto = Phase { per_second: 4_000.0, with_receipt_cpu_ms: Some(0.4), ..Default::default() };
+        let c = Ceiling::of(2, &raw, &crypto).unwrap();
+        assert!((c.broker_ms - 0.6).abs() < 1e-9, "{c:?}");
+        assert!((c.floor_ms - 1.0).abs() < 1e-9, "{c:?}");
+        assert!((c.per_second - 2_000.0).abs() < 1e-6, "{c:?}");
+        assert!((c.over_crypto_limit - 0.5).abs() < 1e-9, "{c:?}");
+        // Without the crypto's CPU or the broker's counts there is no ceiling to claim.
+        assert_eq!(Ceiling::of(2, &Phase { broker_messages_per_disclosure: None, ..raw.clone() }, &crypto), None);
+        assert_eq!(Ceiling::of(2, &raw, &Phase { with_receipt_cpu_ms: None, ..crypto }), None);
+    }
 
     #[test]
     fn commit_stamps_are_read_from_the_recipients_log_lines() {
