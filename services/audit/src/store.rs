@@ -17,6 +17,7 @@ use std::{
 
 use anyhow::Context as _;
 use isp::merkle::{self, Hash};
+use runtime::db::Cells;
 use sqlx::{
     PgPool, Postgres, Row as _, Sqlite, SqlitePool,
     postgres::PgPoolOptions,
@@ -299,13 +300,7 @@ impl RangeReader {
                 let (held, rows) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                     let c = match held {
                         Some(c) => c,
-                        None => {
-                            use rusqlite::OpenFlags;
-                            let c = rusqlite::Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                                .context("opening the ledger database to read")?;
-                            c.busy_timeout(Duration::from_secs(5))?;
-                            c
-                        }
+                        None => runtime::db::open_read_only(&path).context("opening the ledger database to read")?,
                     };
                     let rows = sqlite_entries_between(&c, after, until, limit)?;
                     Ok((c, rows))
@@ -331,43 +326,6 @@ fn sqlite_entries_between(c: &rusqlite::Connection, after: i64, until: i64, limi
         });
     }
     Ok(out)
-}
-
-/// A rusqlite row read as sqlx reads SQLite: bytes from a BLOB or a TEXT cell alike, so that a
-/// hash, link or signed record rewritten as text is read, and found altered, rather than
-/// failing the read.
-struct Cells<'r, 's>(&'r rusqlite::Row<'s>);
-
-trait Cell: Sized {
-    fn of(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self>;
-}
-
-impl Cell for i64 {
-    fn of(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<i64> {
-        v.as_i64()
-    }
-}
-
-impl Cell for String {
-    fn of(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<String> {
-        v.as_str().map(str::to_owned)
-    }
-}
-
-impl Cell for Vec<u8> {
-    fn of(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Vec<u8>> {
-        use rusqlite::types::{FromSqlError, ValueRef};
-        match v {
-            ValueRef::Blob(b) | ValueRef::Text(b) => Ok(b.to_vec()),
-            _ => Err(FromSqlError::InvalidType),
-        }
-    }
-}
-
-impl Cells<'_, '_> {
-    fn get<T: Cell>(&self, i: usize) -> rusqlite::Result<T> {
-        T::of(self.0.get_ref(i)?).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, self.0.get_ref(i).map_or(rusqlite::types::Type::Null, |v| v.data_type()), Box::new(e)))
-    }
 }
 
 fn entries_between_sql() -> &'static str {

@@ -49,7 +49,7 @@ impl Ctx {
         // so the record never goes back (see `remember`); how far it read, so only what
         // came after is read again.
         let mut conn = tx.map(|tx| &mut **tx);
-        let seen = seen_value(conn.as_deref_mut(), &self.pool, &key).await?;
+        let seen = seen_value(conn.as_deref_mut(), &self.pool, &self.reads, &key).await?;
         let (values, position) = self.bucket_history(&subject, seen.as_ref()).await?;
         let all: Vec<&[u8]> = seen.iter().map(|s| s.value.as_slice()).chain(values.iter().map(|v| v.as_ref())).collect();
         let (current, rejected) = consent::current_index(&self.isp().directory, owner, consent_id, all.iter().copied());
@@ -133,11 +133,12 @@ struct Seen {
     read_digest: String,
 }
 
-async fn seen_value(conn: Option<&mut sqlx::AnyConnection>, pool: &sqlx::AnyPool, key: &str) -> anyhow::Result<Option<Seen>> {
-    let query = sqlx::query_as::<_, (Vec<u8>, i64, String)>("SELECT value, read_seq, read_digest FROM consent_seen WHERE record_key = $1").bind(key);
-    let row = match conn {
-        Some(conn) => query.fetch_optional(conn).await?,
-        None => query.fetch_optional(pool).await?,
+async fn seen_value(conn: Option<&mut sqlx::AnyConnection>, pool: &sqlx::AnyPool, in_place: &crate::db::InPlace, key: &str) -> anyhow::Result<Option<Seen>> {
+    const SQL: &str = "SELECT value, read_seq, read_digest FROM consent_seen WHERE record_key = $1";
+    // Inside a transaction, through it (it may have written the row); outside, in place.
+    let row: Option<(Vec<u8>, i64, String)> = match conn {
+        Some(conn) => sqlx::query_as(SQL).bind(key).fetch_optional(conn).await?,
+        None => crate::db::read_rows(pool, in_place, SQL, &[crate::db::Value::from(key)]).await?.pop(),
     };
     Ok(row.map(|(value, read_seq, read_digest)| Seen { value, read_seq: u64::try_from(read_seq).unwrap_or(0), read_digest }))
 }

@@ -13,6 +13,8 @@ use crate::config::Config;
 #[derive(Clone)]
 pub struct Ctx {
     pub pool: sqlx::AnyPool,
+    /// The reads on the hot path that a SQLite file answers in place ([`crate::db::InPlace`]).
+    pub reads: crate::db::InPlace,
     /// The protocol in force: swapped whole when the IG lead's newly signed policy arrives
     /// (see [`crate::policy_watch`]); read it with [`Ctx::isp`].
     pub isp_cell: Arc<arc_swap::ArcSwap<Isp>>,

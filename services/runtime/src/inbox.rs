@@ -249,15 +249,11 @@ impl Known {
                 " UNION ALL SELECT stream_id, stream_seq, envelope_id, '' AS body_sha256, substr(envelope, 1, 0) AS body_prefix, 0 AS body_bytes FROM inbox WHERE envelope_id IN ({list})"
             ));
         }
-        let mut query = sqlx::query_as::<_, (i64, i64, String, String, Vec<u8>, i64)>(&sql);
-        for (seq, _) in deliveries {
-            query = query.bind(*seq as i64);
-        }
-        for (_, id) in &ids {
-            query = query.bind(id);
-        }
+        let values: Vec<crate::db::Value> =
+            deliveries.iter().map(|(seq, _)| crate::db::Value::Int(*seq as i64)).chain(ids.iter().map(|(_, id)| crate::db::Value::from(id))).collect();
+        let rows: Vec<(i64, i64, String, String, Vec<u8>, i64)> = crate::db::read_rows(&ctx.pool, &ctx.reads, &sql, &values).await?;
         let same_stream = |row_stream: i64| row_stream == stream || row_stream == 0;
-        for (row_stream, row_seq, envelope_id, sha256, prefix, bytes) in query.fetch_all(&ctx.pool).await? {
+        for (row_stream, row_seq, envelope_id, sha256, prefix, bytes) in rows {
             if envelope_id.is_empty() {
                 // A quarantine row: the same body, refused under this stream and sequence.
                 let same = deliveries.iter().find(|(seq, body)| {

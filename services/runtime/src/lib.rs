@@ -112,6 +112,7 @@ pub async fn start<A: Agency>(config: Config, agency: A, shutdown: CancellationT
     let (sends, pending) = tokio::sync::mpsc::channel(1024);
     let ctx = Ctx {
         pool,
+        reads: db::InPlace::for_url(&config.database_url),
         isp_cell: Arc::new(arc_swap::ArcSwap::new(isp)),
         jetstream,
         consent_stream,

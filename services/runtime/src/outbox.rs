@@ -392,17 +392,17 @@ const PUBLISH_BYTES: i64 = 4 << 20;
 pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<bool> {
     // The rows in order while the bytes before each stay under PUBLISH_BYTES; LENGTH reads a
     // body's size, not the body.
-    let rows = sqlx::query(
+    let rows: Vec<(String, String, Vec<u8>)> = crate::db::read_rows(
+        &ctx.pool,
+        &ctx.reads,
         "SELECT id, subject, body FROM outbox WHERE id IN (\
             SELECT id FROM (\
                 SELECT id, SUM(LENGTH(body)) OVER (ORDER BY id) - LENGTH(body) AS before FROM outbox \
                 WHERE published_at_ms IS NULL AND stopped_at_ms IS NULL AND set_aside_at_ms IS NULL ORDER BY id LIMIT $1\
             ) AS pending WHERE before < $2\
         ) ORDER BY id",
+        &[crate::db::Value::Int(PUBLISH_BATCH as i64), crate::db::Value::Int(PUBLISH_BYTES)],
     )
-    .bind(PUBLISH_BATCH as i64)
-    .bind(PUBLISH_BYTES)
-    .fetch_all(&ctx.pool)
     .await
     .context("reading the outbox")?;
     if rows.is_empty() {
@@ -418,10 +418,6 @@ pub async fn publish_pending(ctx: &Ctx) -> anyhow::Result<bool> {
     // Rows dealt with outside the batch of acks: stopped disclosures and consent writes.
     let mut stopped = 0;
     // The consent re-checks (a lookup on the broker each) overlap; publishing stays in order.
-    let rows: Vec<(String, String, Vec<u8>)> = rows
-        .into_iter()
-        .map(|row| Ok::<_, sqlx::Error>((row.try_get("id")?, row.try_get("subject")?, row.try_get("body")?)))
-        .collect::<Result<_, _>>()?;
     let full = rows.len() == PUBLISH_BATCH || rows.iter().map(|(_, _, body)| body.len() as i64).sum::<i64>() >= PUBLISH_BYTES;
     let reads = ConsentReads::default();
     let checks: Vec<_> = rows.iter().map(|(_, subject, body)| consent_lapsed(ctx, &reads, subject, body)).collect();
