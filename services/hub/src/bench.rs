@@ -160,7 +160,7 @@ pub(crate) fn reset_peak_rss(pid: u32) {
 
 /// The process's peak RSS (VmHWM) in MB, since it started or [`reset_peak_rss`].
 pub(crate) fn peak_rss_mb(pid: u32) -> Option<f64> {
-    crate::limits_bench::rss_mb(pid, "VmHWM")
+    crate::processes::rss_mb(pid, "VmHWM")
 }
 
 /// CPU seconds (user + system) a process has used so far.

@@ -165,7 +165,7 @@ async fn bench(args: &BenchArgs, data: &Path, nats: &NatsChild, server: Option<&
         // Memory: this process holds every message made, so what verification adds is its
         // peak over what was resident before it.
         let me = std::process::id();
-        let resident = crate::limits_bench::rss_mb(me, "VmRSS").unwrap_or_default();
+        let resident = crate::processes::rss_mb(me, "VmRSS").unwrap_or_default();
         crate::bench::reset_peak_rss(me);
         let t = Instant::now();
         let report = verify::verify_with(&store, Some(&directory), depth).await?;

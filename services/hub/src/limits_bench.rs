@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use tokio::{io::AsyncWriteExt as _, net::TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::{nats::NatsChild, partnership};
+use crate::{nats::NatsChild, partnership, processes::rss_mb};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LimitsArgs {
@@ -272,13 +272,6 @@ impl HealthWatch {
     fn figures(&self) -> (u64, u64, f64) {
         (self.answered.load(Ordering::Relaxed), self.asked.load(Ordering::Relaxed), self.slowest_us.load(Ordering::Relaxed) as f64 / 1000.0)
     }
-}
-
-/// A `/proc/PID/status` figure (VmRSS, VmHWM) in MB.
-pub(crate) fn rss_mb(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 /// This process's soft limit on open files, from /proc/self/limits.

@@ -141,3 +141,10 @@ async fn start(name: &str, how: &Spawn) -> anyhow::Result<(Child, String)> {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok((child, url))
 }
+
+/// A `/proc/PID/status` figure (VmRSS, VmHWM) in MB.
+pub(crate) fn rss_mb(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
