@@ -810,7 +810,7 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result
 async fn read_received(url: &str) -> anyhow::Result<Vec<(String, i64)>> {
     use sqlx::Connection as _;
     let mut conn = sqlx::AnyConnection::connect(url).await?;
-    let rows = sqlx::query_as("SELECT envelope_id, created_at_ms FROM inbox WHERE kind = 'housing.idva_referral'").fetch_all(&mut conn).await?;
+    let rows = sqlx::query_as("SELECT envelope_id, created_at_ms FROM inbox WHERE kind = $1").bind(isp::kind::name(isp::Kind::IdvaReferral)).fetch_all(&mut conn).await?;
     conn.close().await?;
     Ok(rows)
 }
