@@ -36,10 +36,12 @@ impl Ctx {
             return Ok(None);
         }
         if owner == self.agency() {
-            let query = sqlx::query_as("SELECT value FROM consents WHERE record_key = $1 ORDER BY revision").bind(consent::key(owner, consent_id));
+            const SQL: &str = "SELECT value FROM consents WHERE record_key = $1 ORDER BY revision";
+            let key = consent::key(owner, consent_id);
+            // Inside a transaction, through it (it may have written the record); outside, in place.
             let rows: Vec<(Vec<u8>,)> = match tx {
-                Some(tx) => query.fetch_all(&mut **tx).await?,
-                None => query.fetch_all(&self.pool).await?,
+                Some(tx) => sqlx::query_as(SQL).bind(&key).fetch_all(&mut **tx).await?,
+                None => crate::db::read_rows(&self.pool, &self.reads, SQL, &[crate::db::Value::from(&key)]).await?,
             };
             return Ok(consent::current(&self.isp().directory, owner, consent_id, rows.iter().map(|r| r.0.as_slice())).0);
         }
