@@ -16,6 +16,9 @@
 //! queueing is not hidden) to the moment the recipient's inbox transaction has committed: the
 //! stamp its inbox takes after the commit returns and logs with "envelope received and
 //! stored" (`committed_at_ms`, ms precision), read back from the IDVA service's log.
+//! From the first two phases the bench also prints the ceiling of this design on the
+//! machine ([`Ceiling`]): what the hub could deliver if a disclosure cost only its crypto and
+//! the broker's part of its messages.
 //! Figures, never assertions: the targets are reported, not enforced.
 
 use std::{
