@@ -142,15 +142,17 @@ fn open_in_place(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
 }
 
 /// The rows `sql` selects with `values`: in place on a SQLite file ([`InPlace`]), through the
-/// pool otherwise. `sql` is written as for `sqlx::query` with numbered `$n` placeholders, each
-/// first appearing in order (SQLite numbers named parameters by first appearance).
+/// pool otherwise. `sql` is written as for `sqlx::query`, with `$n` placeholders.
 pub async fn read_rows<T>(pool: &AnyPool, in_place: &InPlace, sql: &str, values: &[Value<'_>]) -> sqlx::Result<Vec<T>>
 where
     T: FromCells + for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
 {
     let here = in_place.read(|conn| {
-        let mut statement = conn.prepare_cached(sql)?;
-        let rows = statement.query_map(rusqlite::params_from_iter(values.iter()), |row| T::from_cells(&Cells(row)))?;
+        // Numbered placeholders become anonymous ones bound in order, whatever their numbers.
+        let (mut rewritten, mut order) = (String::with_capacity(sql.len()), Vec::with_capacity(values.len()));
+        anonymous(sql, values, &mut rewritten, &mut order).map_err(rusqlite::Error::InvalidParameterName)?;
+        let mut statement = conn.prepare_cached(&rewritten)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(order), |row| T::from_cells(&Cells(row)))?;
         rows.collect::<rusqlite::Result<Vec<T>>>()
     });
     if let Some(rows) = here {
@@ -428,56 +430,64 @@ fn add<'q>(args: &mut sqlx::any::AnyArguments<'q>, v: &'q Value<'_>) -> sqlx::Re
     .map_err(sqlx::Error::Encode)
 }
 
-/// The statements as one SQLite script, every placeholder rewritten as an anonymous `?`, and
-/// the values in the order those appear (a value whose number appears twice, twice). SQLite
-/// binds anonymous placeholders in order, where numbered ones would each be looked up by
-/// name, and a script's numbers would have to be unique across its statements. Quoted text
-/// (`'...'`, `"..."`) is left as it is; batched statements hold no comments.
+/// The statements as one SQLite script, each rewritten by [`anonymous`], the values in the
+/// order their placeholders appear. A script's numbers would otherwise have to be unique
+/// across its statements.
 fn joined<'s, 'a>(statements: &'s [Statement<'a>]) -> Result<(String, Vec<&'s Value<'a>>), String> {
     let mut sql = String::with_capacity(statements.iter().map(|s| s.sql.len() + 2).sum());
     let mut order = Vec::new();
     for s in statements {
-        let mut chars = s.sql.char_indices().peekable();
-        let mut quote: Option<char> = None;
-        let mut anonymous = 0;
-        while let Some((i, c)) = chars.next() {
-            if let Some(q) = quote {
-                if c == q {
-                    quote = None;
-                }
-                sql.push(c);
-                continue;
-            }
-            match c {
-                '\'' | '"' => {
-                    quote = Some(c);
-                    sql.push(c);
-                }
-                '$' | '?' => {
-                    let start = i + 1;
-                    let mut end = start;
-                    while let Some((j, d)) = chars.peek().copied().filter(|(_, d)| d.is_ascii_digit()) {
-                        end = j + d.len_utf8();
-                        chars.next();
-                    }
-                    let n: usize = if end > start {
-                        s.sql[start..end].parse().map_err(|_| "a placeholder's number is out of range in a batched statement".to_owned())?
-                    } else if c == '?' {
-                        anonymous += 1;
-                        anonymous
-                    } else {
-                        return Err("a `$` that is no placeholder, outside quotes, in a batched statement".into());
-                    };
-                    let v = n.checked_sub(1).and_then(|k| s.values.get(k)).ok_or_else(|| format!("placeholder {n} has no value bound in a batched statement"))?;
-                    order.push(v);
-                    sql.push('?');
-                }
-                _ => sql.push(c),
-            }
-        }
+        anonymous(&s.sql, &s.values, &mut sql, &mut order)?;
         sql.push_str(";\n");
     }
     Ok((sql, order))
+}
+
+/// Appends `sql` to `out` with every placeholder (`$n`, `?n`, `?`) rewritten as an anonymous
+/// `?`, and to `order` the value each takes (a value whose number appears twice, twice).
+/// SQLite binds anonymous placeholders in order, where it numbers named ones (`$1` is a name
+/// to it) by first appearance and sqlx looks each up by name. Quoted text (`'...'`, `"..."`)
+/// is left as it is; these statements hold no comments.
+fn anonymous<'v, 'a>(sql: &str, values: &'v [Value<'a>], out: &mut String, order: &mut Vec<&'v Value<'a>>) -> Result<(), String> {
+    let mut chars = sql.char_indices().peekable();
+    let mut quote: Option<char> = None;
+    let mut unnumbered = 0;
+    while let Some((i, c)) = chars.next() {
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+            out.push(c);
+            continue;
+        }
+        match c {
+            '\'' | '"' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            '$' | '?' => {
+                let start = i + 1;
+                let mut end = start;
+                while let Some((j, d)) = chars.peek().copied().filter(|(_, d)| d.is_ascii_digit()) {
+                    end = j + d.len_utf8();
+                    chars.next();
+                }
+                let n: usize = if end > start {
+                    sql[start..end].parse().map_err(|_| "a placeholder's number is out of range in a statement".to_owned())?
+                } else if c == '?' {
+                    unnumbered += 1;
+                    unnumbered
+                } else {
+                    return Err("a `$` that is no placeholder, outside quotes, in a statement".into());
+                };
+                let v = n.checked_sub(1).and_then(|k| values.get(k)).ok_or_else(|| format!("placeholder {n} has no value bound in a statement"))?;
+                order.push(v);
+                out.push('?');
+            }
+            _ => out.push(c),
+        }
+    }
+    Ok(())
 }
 
 /// The tables every service has: outbox, sent, inbox, quarantine.
@@ -606,6 +616,11 @@ mod in_place_tests {
         let through_pool: Vec<(String, i64, Vec<u8>)> = read_rows(&pool, &InPlace::default(), SQL, &values).await.unwrap();
         assert_eq!(here, through_pool);
         assert!(reads.read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0))).is_some(), "a SQLite file is read in place");
+        // Numbers out of order, and one used twice, bind as sqlx binds them.
+        let swapped = "SELECT k, n, b FROM t WHERE k <> $2 AND n >= $1 AND n >= $1 ORDER BY k";
+        let here: Vec<(String, i64, Vec<u8>)> = read_rows(&pool, &reads, swapped, &values).await.unwrap();
+        assert_eq!(here, read_rows::<(String, i64, Vec<u8>)>(&pool, &InPlace::default(), swapped, &values).await.unwrap());
+        assert_eq!(here.len(), 1);
 
         let mut tx = pool.begin().await.unwrap();
         sqlx::query("INSERT INTO t VALUES ('d', 9, x'09')").execute(&mut *tx).await.unwrap();
