@@ -400,7 +400,7 @@ impl<'a> Batch<'a> {
             return Ok(());
         }
         if on_sqlite(tx) && statements.len() > 1 {
-            let (sql, order) = joined(&statements).map_err(|e| sqlx::Error::Protocol(e.into()))?;
+            let (sql, order) = joined(&statements).map_err(sqlx::Error::Protocol)?;
             let mut args = sqlx::any::AnyArguments::default();
             for v in order {
                 add(&mut args, v)?;
