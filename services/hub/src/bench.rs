@@ -36,7 +36,7 @@ use crate::{local, nats::NatsChild, partnership, processes::Served};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Disclosures (and raw messages) per phase.
+    /// Disclosures per phase (raw messages too, but at least 20,000 of those).
     #[arg(long, default_value_t = 5000)]
     pub messages: usize,
     /// Sending agency services (1 to 5), all sending to the IDVA service.
@@ -340,6 +340,10 @@ fn report(args: &BenchArgs, raw: &Phase, crypto: &Phase, hub: &Phase) -> anyhow:
     Ok(())
 }
 
+/// Raw messages at least: enough for half a second or more of the raw phase on a small machine,
+/// so that its CPU (the ceiling's broker part) is read to a few percent, not to tens.
+const RAW_AT_LEAST: usize = 20_000;
+
 /// Publishes N payloads with acks in flight while a pull consumer acks them as they come.
 async fn raw_phase(nats: &NatsChild, data: &std::path::Path, args: &BenchArgs) -> anyhow::Result<Phase> {
     use async_nats::jetstream::{self, consumer::pull, stream};
@@ -351,13 +355,14 @@ async fn raw_phase(nats: &NatsChild, data: &std::path::Path, args: &BenchArgs) -
     let consumer = stream
         .get_or_create_consumer("bench", pull::Config { durable_name: Some("bench".into()), ack_policy: jetstream::consumer::AckPolicy::Explicit, ..Default::default() })
         .await?;
-    let n = args.messages;
+    // At least RAW_AT_LEAST messages: the phase runs at tens of thousands a second, and /proc
+    // counts CPU in hundredths of a second.
+    let n = args.messages.max(RAW_AT_LEAST);
     let body = filler(args.payload);
     // What the broker's part of a message costs: nats-server's CPU and the bench's own (the
     // publisher's and the consumer's client work), and the broker's messages per message.
-    let pids = [("nats-server", nats.pid()), ("bench (publisher and consumer)", Some(std::process::id()))];
-    let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| pid.and_then(cpu_seconds).unwrap_or_default()).collect();
-    let varz_before = varz(nats).await;
+    let pids = nats.pid().map(|p| ("nats-server".to_owned(), p)).into_iter().chain([("bench (publisher and consumer)".to_owned(), std::process::id())]).collect();
+    let meter = Meter::start(pids, nats).await;
     let reader = tokio::spawn(async move {
         let mut latencies = Vec::with_capacity(n);
         let mut messages = consumer.messages().await?;
@@ -383,11 +388,7 @@ async fn raw_phase(nats: &NatsChild, data: &std::path::Path, args: &BenchArgs) -
     }
     let latencies = reader.await??;
     let elapsed = start.elapsed();
-    let cpu_seconds = pids.iter().zip(cpu_before).map(|((name, pid), before)| ((*name).to_owned(), pid.and_then(cpu_seconds).unwrap_or_default() - before)).collect();
-    let broker_messages_per_disclosure = varz_before.zip(varz(nats).await).map(|((in0, out0), (in1, out1))| BrokerMessages {
-        published: (in1 - in0) as f64 / n as f64,
-        delivered: (out1 - out0) as f64 / n as f64,
-    });
+    let (cpu_seconds, broker_messages_per_disclosure) = meter.read(nats, n).await;
     let (p50, p95, p99, max) = percentiles(latencies);
     Ok(Phase {
         name: "raw JetStream".into(),
@@ -649,7 +650,6 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         .chain(nats.pid().map(|p| ("nats-server".to_owned(), p)))
         .chain([("bench client".to_owned(), std::process::id())])
         .collect();
-    let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid).unwrap_or_default()).collect();
     let switches_before: Vec<u64> = pids.iter().map(|(_, pid)| context_switches(*pid).unwrap_or_default()).collect();
     let mut peak_rss_mb_before = BTreeMap::new();
     for s in &services {
@@ -659,7 +659,7 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         }
     }
     let postgres_before = database_url.map(|_| postgres_cpu());
-    let varz_before = varz(nats).await;
+    let meter = Meter::start(pids.clone(), nats).await;
     let start = Instant::now();
     let start_ms = isp::now_ms() as f64;
     // (envelope id, send time in ms since the epoch: the scheduled time under --rate)
@@ -722,13 +722,7 @@ async fn hub_phase(data: &Path, nats: &NatsChild, database_url: Option<&str>, pr
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let varz_after = varz(nats).await;
-    let broker_messages_per_disclosure = varz_before.zip(varz_after).map(|((in0, out0), (in1, out1))| BrokerMessages {
-        published: (in1 - in0) as f64 / n as f64,
-        delivered: (out1 - out0) as f64 / n as f64,
-    });
-    let mut cpu_seconds: BTreeMap<String, f64> =
-        pids.iter().zip(cpu_before).map(|((name, pid), before)| (name.clone(), cpu_seconds(*pid).unwrap_or_default() - before)).collect();
+    let (mut cpu_seconds, broker_messages_per_disclosure) = meter.read(nats, n).await;
     let context_switches_per_disclosure: BTreeMap<String, f64> = pids
         .iter()
         .zip(switches_before)
@@ -828,6 +822,32 @@ fn read_commit_stamps(log: &Path) -> anyhow::Result<BTreeMap<String, i64>> {
         .filter(|l| l.contains("envelope received and stored"))
         .filter_map(|l| Some((field(l, "envelope_id=")?, field(l, "committed_at_ms=")?.parse().ok()?)))
         .collect())
+}
+
+/// CPU seconds of some processes and the broker's message counts from a start: what a phase
+/// cost, read from `/proc` and nats-server's `/varz` before and after it, nothing in between.
+struct Meter {
+    pids: Vec<(String, u32)>,
+    cpu: Vec<f64>,
+    varz: Option<(u64, u64)>,
+}
+
+impl Meter {
+    async fn start(pids: Vec<(String, u32)>, nats: &NatsChild) -> Meter {
+        let cpu = pids.iter().map(|(_, pid)| cpu_seconds(*pid).unwrap_or_default()).collect();
+        Meter { pids, cpu, varz: varz(nats).await }
+    }
+
+    /// CPU seconds each process used since the start, and the broker's messages per one of
+    /// the `n` the phase handled.
+    async fn read(&self, nats: &NatsChild, n: usize) -> (BTreeMap<String, f64>, Option<BrokerMessages>) {
+        let cpu = self.pids.iter().zip(&self.cpu).map(|((name, pid), before)| (name.clone(), cpu_seconds(*pid).unwrap_or_default() - before)).collect();
+        let broker = self.varz.zip(varz(nats).await).map(|((in0, out0), (in1, out1))| BrokerMessages {
+            published: (in1 - in0) as f64 / n as f64,
+            delivered: (out1 - out0) as f64 / n as f64,
+        });
+        (cpu, broker)
+    }
 }
 
 /// Messages published to and delivered by the broker so far (`in_msgs`, `out_msgs` of its
