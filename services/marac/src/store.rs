@@ -247,12 +247,18 @@ pub enum Change<'a> {
 }
 
 /// Moves case `id` from `from` to `to` at `now`; false when it was no longer in `from`.
+/// A listing's time is `now`, or one millisecond after the meeting's latest listing when that
+/// is not earlier: two cases listed within one millisecond keep the order they were listed in
+/// on the agenda, instead of falling back to their envelope ids.
 pub async fn change(tx: &mut Tx, id: &str, from: Status, to: Status, change: Change<'_>, now: i64) -> sqlx::Result<bool> {
     const MOVE: &str = "UPDATE marac_cases SET status = $1, updated_at_ms = $4";
     const WHERE: &str = "WHERE envelope_id = $2 AND status = $3";
     let q = match change {
         Change::Screened(_) => format!("{MOVE}, screening = $5 {WHERE}"),
-        Change::Listed { .. } => format!("{MOVE}, meeting_id = $5, listed_at_ms = $4 {WHERE}"),
+        Change::Listed { .. } => format!(
+            "{MOVE}, meeting_id = $5, listed_at_ms = (SELECT CASE WHEN MAX(o.listed_at_ms) >= $4 THEN MAX(o.listed_at_ms) + 1 ELSE $4 END \
+             FROM marac_cases o WHERE o.meeting_id = $5) {WHERE}"
+        ),
         Change::Deferred => format!("{MOVE}, meeting_id = '', listed_at_ms = NULL {WHERE}"),
         Change::Heard => format!("{MOVE} {WHERE}"),
         Change::Closed(_) => format!("{MOVE}, close_reason = $5 {WHERE}"),
@@ -745,4 +751,37 @@ pub fn case_json(c: &Case) -> Value {
         "updated_at_ms": c.updated_at_ms,
         "allowed_steps": crate::case::allowed(c.status).iter().map(|s| s.code()).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use runtime::Agency as _;
+
+    use super::{Change, on_meeting};
+    use crate::case::Status;
+
+    /// Two cases listed on one meeting within one millisecond stay in the order they were listed,
+    /// the later envelope id first here, and each keeps its own listing time.
+    #[tokio::test]
+    async fn cases_listed_in_one_millisecond_keep_their_order_on_the_agenda() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = runtime::db::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display())).await.unwrap();
+        runtime::db::migrate(&pool, crate::Marac.migrations()).await.unwrap();
+        for id in ["b-later", "a-earlier"] {
+            sqlx::query("INSERT INTO marac_cases (envelope_id, subject_ref, referrer, criteria, repeat_referral, meets_criteria, status, received_at_ms) VALUES ($1, 's', 'r', '', 0, 1, $2, 1)")
+                .bind(id)
+                .bind(Status::ScreenedIn.code())
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let now = 1_000;
+        let mut tx = pool.begin().await.unwrap();
+        for id in ["b-later", "a-earlier"] {
+            assert!(super::change(&mut tx, id, Status::ScreenedIn, Status::Listed, Change::Listed { meeting_id: "m1" }, now).await.unwrap());
+        }
+        tx.commit().await.unwrap();
+        let agenda: Vec<(String, Option<i64>)> = on_meeting(&pool, "m1").await.unwrap().into_iter().map(|c| (c.id, c.listed_at_ms)).collect();
+        assert_eq!(agenda, [("b-later".to_owned(), Some(now)), ("a-earlier".to_owned(), Some(now + 1))]);
+    }
 }
