@@ -123,7 +123,7 @@ pub async fn fire(ctx: &Ctx) -> anyhow::Result<usize> {
     let now = ctx.config.clock.now_ms();
     let due = sqlx::query(
         "SELECT code, target, subject_ref, case_ref, counterpart FROM deadlines \
-         WHERE met_at_ms IS NULL AND missed_at_ms IS NULL AND due_at_ms <= $1 ORDER BY due_at_ms LIMIT 500",
+         WHERE met_at_ms IS NULL AND missed_at_ms IS NULL AND due_at_ms <= $1 ORDER BY due_at_ms, code, target LIMIT 500",
     )
     .bind(now)
     .fetch_all(&ctx.pool)
@@ -193,7 +193,8 @@ pub async fn of_subject(ctx: &Ctx, state: &str, subject_ref: &str) -> Result<Vec
 }
 
 /// The deadlines of a state, narrowed (by the database) to one value of `target` or
-/// `subject_ref` when given.
+/// `subject_ref` when given: soonest due first, and deadlines due at one instant (a high
+/// DASH result's two referral tasks) by code, then target, so a list reads the same each time.
 async fn query_where(ctx: &Ctx, state: &str, narrow: Option<(&'static str, &str)>) -> Result<Vec<Value>, ApiError> {
     let filter = match state {
         "open" => "met_at_ms IS NULL",
@@ -204,7 +205,7 @@ async fn query_where(ctx: &Ctx, state: &str, narrow: Option<(&'static str, &str)
     };
     let target_filter = narrow.map(|(column, _)| format!(" AND {column} = $1")).unwrap_or_default();
     let sql = format!(
-        "SELECT code, target, subject_ref, case_ref, counterpart, due_at_ms, met_at_ms, missed_at_ms, outcome FROM deadlines WHERE {filter}{target_filter} ORDER BY due_at_ms LIMIT 1000"
+        "SELECT code, target, subject_ref, case_ref, counterpart, due_at_ms, met_at_ms, missed_at_ms, outcome FROM deadlines WHERE {filter}{target_filter} ORDER BY due_at_ms, code, target LIMIT 1000"
     );
     let mut q = sqlx::query(&sql);
     if let Some((_, value)) = narrow {
